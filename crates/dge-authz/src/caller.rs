@@ -1,0 +1,213 @@
+//! Authentication of gRPC callers.
+//!
+//! A caller presents `authorization: Bearer <token>`. Two kinds of token are
+//! accepted: API tokens (`dgeat_…`, stored hashed in `api_tokens`, such as the
+//! bootstrap administrator's) and access tokens issued by this provider.
+
+use std::sync::Arc;
+
+use dge_core::Clock;
+use dge_core::token::hash_token;
+use dge_store::Db;
+use sqlx::Row;
+use tonic::Status;
+use tonic::metadata::MetadataMap;
+
+use crate::Keys;
+
+/// Prefix of API tokens, so they are recognisable in a secret scanner.
+pub const API_TOKEN_PREFIX: &str = "dgeat_";
+
+/// Scope that lets a caller administer DGE Identity.
+pub const ADMIN_SCOPE: &str = "admin";
+
+/// Who made a gRPC call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// An API token; `name` is its label, `scopes` what it may do.
+    ApiToken {
+        /// Label of the token (`bootstrap-admin`).
+        name: String,
+        /// Scopes granted to the token.
+        scopes: Vec<String>,
+    },
+    /// A person, through an access token.
+    Account {
+        /// The account id.
+        id: String,
+        /// Whether the account is an administrator.
+        admin: bool,
+    },
+}
+
+impl Caller {
+    /// Whether the caller may administer DGE Identity.
+    #[must_use]
+    pub fn is_admin(&self) -> bool {
+        match self {
+            Self::ApiToken { scopes, .. } => scopes.iter().any(|s| s == ADMIN_SCOPE),
+            Self::Account { admin, .. } => *admin,
+        }
+    }
+
+    /// A short label for the audit log.
+    #[must_use]
+    pub fn actor(&self) -> String {
+        match self {
+            Self::ApiToken { name, .. } => format!("token:{name}"),
+            Self::Account { id, .. } => format!("account:{id}"),
+        }
+    }
+}
+
+/// Authenticates gRPC callers.
+#[derive(Clone)]
+pub struct Authenticator {
+    db: Db,
+    keys: Arc<Keys>,
+    clock: Arc<dyn Clock>,
+    issuer: String,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("issuer", &self.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Authenticator {
+    /// A new authenticator for tokens issued by `issuer`.
+    #[must_use]
+    pub fn new(db: Db, keys: Arc<Keys>, clock: Arc<dyn Clock>, issuer: String) -> Self {
+        Self {
+            db,
+            keys,
+            clock,
+            issuer,
+        }
+    }
+
+    /// The key ring, to verify tokens presented in requests.
+    #[must_use]
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// The issuer tokens must come from.
+    #[must_use]
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The clock.
+    #[must_use]
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    /// Who is calling.
+    ///
+    /// # Errors
+    /// `UNAUTHENTICATED` without a valid bearer token, `UNAVAILABLE` when the
+    /// database cannot be read.
+    pub async fn authenticate(&self, metadata: &MetadataMap) -> Result<Caller, Status> {
+        let token = bearer(metadata).ok_or_else(|| {
+            Status::unauthenticated("missing bearer token in the authorization metadata")
+        })?;
+        if token.starts_with(API_TOKEN_PREFIX) {
+            return self.api_token(token).await;
+        }
+        let claims = self
+            .keys
+            .verify_access_token(token, &self.issuer, self.clock.now())
+            .map_err(|_| Status::unauthenticated("invalid or expired token"))?;
+        let row = sqlx::query("SELECT is_admin, status FROM accounts WHERE id = $1")
+            .bind(&claims.sub)
+            .fetch_optional(self.db.pool())
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(|| Status::unauthenticated("invalid or expired token"))?;
+        let status: String = row.try_get("status").map_err(unavailable)?;
+        if status != "active" {
+            return Err(Status::unauthenticated("account is not active"));
+        }
+        let admin: i64 = row.try_get("is_admin").map_err(unavailable)?;
+        Ok(Caller::Account {
+            id: claims.sub,
+            admin: admin == 1,
+        })
+    }
+
+    /// Like [`Self::authenticate`], and the caller must be an administrator.
+    ///
+    /// # Errors
+    /// `UNAUTHENTICATED` or `PERMISSION_DENIED`.
+    pub async fn require_admin(&self, metadata: &MetadataMap) -> Result<Caller, Status> {
+        let caller = self.authenticate(metadata).await?;
+        if caller.is_admin() {
+            Ok(caller)
+        } else {
+            Err(Status::permission_denied(
+                "this call needs an administrator",
+            ))
+        }
+    }
+
+    async fn api_token(&self, token: &str) -> Result<Caller, Status> {
+        // The lookup is by SHA-256 digest: the database compares digests, never the
+        // token, so timing reveals nothing about a valid token's value.
+        let row = sqlx::query(
+            "SELECT name, scopes FROM api_tokens \
+             WHERE token_hash = $1 AND (expires_at IS NULL OR expires_at > $2)",
+        )
+        .bind(hash_token(token))
+        .bind(self.clock.now())
+        .fetch_optional(self.db.pool())
+        .await
+        .map_err(unavailable)?
+        .ok_or_else(|| Status::unauthenticated("invalid or expired token"))?;
+        let name: String = row.try_get("name").map_err(unavailable)?;
+        let scopes: String = row.try_get("scopes").map_err(unavailable)?;
+        Ok(Caller::ApiToken {
+            name,
+            scopes: scopes.split(' ').map(str::to_owned).collect(),
+        })
+    }
+}
+
+/// Creates an API token, returns it once and keeps only its digest.
+///
+/// # Errors
+/// Fails when the database fails (a token with the same name already exists, say).
+pub async fn create_api_token(db: &Db, name: &str, scopes: &str, now: i64) -> sqlx::Result<String> {
+    let token = format!("{API_TOKEN_PREFIX}{}", dge_core::token::random_token());
+    sqlx::query(
+        "INSERT INTO api_tokens (token_hash, name, scopes, created_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(hash_token(&token))
+    .bind(name)
+    .bind(scopes)
+    .bind(now)
+    .execute(db.pool())
+    .await?;
+    Ok(token)
+}
+
+/// The bearer token of a request, if any.
+#[must_use]
+pub fn bearer(metadata: &MetadataMap) -> Option<&str> {
+    let value = metadata.get("authorization")?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// Maps a storage failure to `UNAVAILABLE`, logging the cause once.
+pub fn unavailable(err: impl std::fmt::Display) -> Status {
+    tracing::error!(error = %err, "storage failure during a grpc call");
+    Status::unavailable("storage unavailable")
+}

@@ -1,0 +1,146 @@
+//! The `Authorization` gRPC service.
+
+use dge_core::Violations;
+use dge_proto::v1::authorization_server::Authorization;
+use dge_proto::v1::{CheckRequest, CheckResponse, ListRightsRequest, ListRightsResponse};
+use dge_store::Db;
+use sqlx::Row;
+use tonic::{Request, Response, Status};
+
+use crate::caller::unavailable;
+use crate::{Authenticator, rights};
+
+/// Answers whether a person's access token carries a right.
+#[derive(Debug, Clone)]
+pub struct AuthorizationService {
+    db: Db,
+    auth: Authenticator,
+}
+
+impl AuthorizationService {
+    /// A new service.
+    #[must_use]
+    pub fn new(db: Db, auth: Authenticator) -> Self {
+        Self { db, auth }
+    }
+
+    fn refused(subject: String, reason: &str) -> Response<CheckResponse> {
+        Response::new(CheckResponse {
+            allowed: false,
+            subject,
+            reason: reason.to_owned(),
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl Authorization for AuthorizationService {
+    async fn check(
+        &self,
+        request: Request<CheckRequest>,
+    ) -> Result<Response<CheckResponse>, Status> {
+        // Any authenticated caller (a module's service token, an administrator) may ask.
+        self.auth.authenticate(request.metadata()).await?;
+        let req = request.into_inner();
+        let mut violations = Violations::new();
+        if req.access_token.trim().is_empty() {
+            violations.add(
+                "access_token",
+                "required",
+                "le jeton d'accès est obligatoire",
+            );
+        }
+        if !is_right_name(&req.right) {
+            violations.add("right", "invalid", "un droit s'écrit module:droit");
+        }
+        violations.into_result().map_err(Violations::into_status)?;
+
+        let now = self.auth.now();
+        let Ok(claims) =
+            self.auth
+                .keys()
+                .verify_access_token(&req.access_token, self.auth.issuer(), now)
+        else {
+            return Ok(Self::refused(String::new(), "invalid_token"));
+        };
+        if crate::tokens::is_revoked(&self.db, &claims.jti)
+            .await
+            .map_err(unavailable)?
+        {
+            return Ok(Self::refused(String::new(), "invalid_token"));
+        }
+        let status: Option<String> = sqlx::query("SELECT status FROM accounts WHERE id = $1")
+            .bind(&claims.sub)
+            .fetch_optional(self.db.pool())
+            .await
+            .map_err(unavailable)?
+            .map(|r| r.try_get("status"))
+            .transpose()
+            .map_err(unavailable)?;
+        if status.as_deref() != Some("active") {
+            return Ok(Self::refused(claims.sub, "inactive_account"));
+        }
+        let allowed = rights::has_right(&self.db, &claims.sub, &req.right, now)
+            .await
+            .map_err(unavailable)?;
+        if !allowed {
+            return Ok(Self::refused(claims.sub, "missing_right"));
+        }
+        Ok(Response::new(CheckResponse {
+            allowed: true,
+            subject: claims.sub,
+            reason: String::new(),
+        }))
+    }
+
+    async fn list_rights(
+        &self,
+        request: Request<ListRightsRequest>,
+    ) -> Result<Response<ListRightsResponse>, Status> {
+        self.auth.require_admin(request.metadata()).await?;
+        let subject = request.into_inner().subject;
+        if subject.trim().is_empty() {
+            let mut v = Violations::new();
+            v.add("subject", "required", "le compte est obligatoire");
+            return Err(v.into_status());
+        }
+        let id = rights::resolve_account(&self.db, &subject)
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(|| Status::not_found("account not found"))?;
+        let rights = rights::rights_of(&self.db, &id, self.auth.now())
+            .await
+            .map_err(unavailable)?;
+        Ok(Response::new(ListRightsResponse { rights }))
+    }
+}
+
+/// Whether `right` has the shape `module:name` (with optional further `:parts`).
+#[must_use]
+pub fn is_right_name(right: &str) -> bool {
+    let mut parts = right.split(':');
+    let ok_part = |p: &str| {
+        !p.is_empty()
+            && p.len() <= 64
+            && p.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+    };
+    let module = parts.next().is_some_and(ok_part);
+    let rest: Vec<&str> = parts.collect();
+    module && !rest.is_empty() && rest.iter().all(|p| ok_part(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_right_name;
+
+    #[test]
+    fn right_names_are_module_colon_name() {
+        assert!(is_right_name("datahub:publish"));
+        assert!(is_right_name("communautes:space:general"));
+        assert!(!is_right_name("datahub"));
+        assert!(!is_right_name("datahub:"));
+        assert!(!is_right_name("DataHub:publish"));
+        assert!(!is_right_name("datahub:pub lish"));
+    }
+}

@@ -1,0 +1,93 @@
+//! Access tokens and ID tokens.
+//!
+//! Access tokens are JWTs in the RFC 9068 profile (`typ: at+jwt`), so a module or
+//! the `Authorization` service can verify them with the JWKS alone; ID tokens carry
+//! `typ: JWT` and are refused where an access token is expected.
+
+use jsonwebtoken::{Algorithm, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::Keys;
+
+/// The JOSE `typ` of access tokens (RFC 9068 §2.1).
+pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
+
+/// Claims of an access token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccessClaims {
+    /// Issuer: the provider's public URL.
+    pub iss: String,
+    /// Subject: the account id, or the client id for `client_credentials`.
+    pub sub: String,
+    /// Audience: the provider itself, where the token is presented.
+    pub aud: String,
+    /// The client the token was issued to.
+    pub client_id: String,
+    /// Space-separated scopes.
+    pub scope: String,
+    /// Issued at, Unix seconds.
+    pub iat: i64,
+    /// Expiry, Unix seconds.
+    pub exp: i64,
+    /// Unique id, for revocation.
+    pub jti: String,
+}
+
+/// Why a token was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TokenError {
+    /// Not a JWT we issued, a bad signature, an unknown key or a wrong `typ` or `alg`.
+    #[error("token is malformed or not signed by this provider")]
+    Invalid,
+    /// Past its `exp`.
+    #[error("token has expired")]
+    Expired,
+}
+
+impl Keys {
+    /// Verifies an access token's signature, type, issuer, audience and expiry.
+    ///
+    /// # Errors
+    /// [`TokenError::Invalid`] or [`TokenError::Expired`].
+    pub fn verify_access_token(
+        &self,
+        token: &str,
+        issuer: &str,
+        now: i64,
+    ) -> Result<AccessClaims, TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
+        // Only ES256 is accepted: `none`, HMAC and RSA tokens are refused before any
+        // key is looked up (RFC 8725 §3.1).
+        if header.alg != Algorithm::ES256 || header.typ.as_deref() != Some(ACCESS_TOKEN_TYPE) {
+            return Err(TokenError::Invalid);
+        }
+        let kid = header.kid.ok_or(TokenError::Invalid)?;
+        let key = self.decoding_key(&kid).ok_or(TokenError::Invalid)?;
+        let mut validation = Validation::new(Algorithm::ES256);
+        validation.set_issuer(&[issuer]);
+        validation.set_audience(&[issuer]);
+        // Expiry is checked below against the injected clock.
+        validation.validate_exp = false;
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        let data = jsonwebtoken::decode::<AccessClaims>(token, &key, &validation)
+            .map_err(|_| TokenError::Invalid)?;
+        if data.claims.exp <= now {
+            return Err(TokenError::Expired);
+        }
+        Ok(data.claims)
+    }
+}
+
+/// Whether the access token `jti` was revoked (a replayed code, a revocation).
+///
+/// # Errors
+/// Fails when the database fails.
+pub async fn is_revoked(db: &dge_store::Db, jti: &str) -> sqlx::Result<bool> {
+    let row = sqlx::query(
+        "SELECT 1 AS revoked FROM issued_tokens WHERE jti = $1 AND revoked_at IS NOT NULL",
+    )
+    .bind(jti)
+    .fetch_optional(db.pool())
+    .await?;
+    Ok(row.is_some())
+}

@@ -1,0 +1,24 @@
+//! Shared domain types of DGE Identity.
+//!
+//! - [`secret`]: values that must never reach a log line.
+//! - [`email`]: email addresses with a masked `Display`.
+//! - [`clock`]: the injected source of time.
+//! - [`token`]: random tokens, their at-rest hashes and constant-time comparison.
+//! - [`violation`]: per-field validation errors, in French, mapped to gRPC `BadRequest`.
+
+pub mod clock;
+pub mod email;
+pub mod secret;
+pub mod token;
+pub mod violation;
+
+pub use clock::{Clock, SystemClock};
+pub use email::MaskedEmail;
+pub use secret::Secret;
+pub use violation::{Violation, Violations};
+
+/// A new, time-ordered identifier (UUID v7), used for accounts, organisations and messages.
+#[must_use]
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}

@@ -1,0 +1,275 @@
+//! Builds every service and serves HTTP and gRPC until shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use dge_authz::grpc::AuthorizationService;
+use dge_authz::{Authenticator, Keys};
+use dge_broker::Broker;
+use dge_broker::grpc::IdentityBrokerService;
+use dge_core::Clock;
+use dge_mailer::grpc::MailerService;
+use dge_mailer::{Dispatcher, MailSettings, Outbox, Transport};
+use dge_oidc::grpc::ClientRegistryService;
+use dge_oidc::{Provider, ProviderSettings};
+use dge_proto::v1::account_registry_server::AccountRegistryServer;
+use dge_proto::v1::authorization_server::AuthorizationServer;
+use dge_proto::v1::client_registry_server::ClientRegistryServer;
+use dge_proto::v1::identity_broker_server::IdentityBrokerServer;
+use dge_proto::v1::mailer_server::MailerServer;
+use dge_proto::v1::validation_workflow_server::ValidationWorkflowServer;
+use dge_registry::grpc::AccountRegistryService;
+use dge_registry::hashing::HashParams;
+use dge_registry::{Hasher, Registry, RegistrySettings};
+use dge_store::Db;
+use dge_workflow::Workflow;
+use dge_workflow::grpc::ValidationWorkflowService;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::settings::{MailTransport, Settings};
+
+/// Largest request body accepted over HTTP: forms and token requests are small.
+const HTTP_BODY_LIMIT: usize = 64 * 1024;
+/// Largest gRPC message accepted.
+const GRPC_MESSAGE_LIMIT: usize = 1024 * 1024;
+
+/// The listeners `run` serves on, bound by the caller (tests bind port 0).
+#[derive(Debug)]
+pub struct Listeners {
+    /// Pages and OpenID Connect.
+    pub http: TcpListener,
+    /// gRPC services.
+    pub grpc: TcpListener,
+}
+
+/// Connects to the database and applies pending migrations.
+///
+/// # Errors
+/// Fails when the database cannot be reached or a migration fails.
+pub async fn open_database(settings: &Settings) -> anyhow::Result<Db> {
+    let db = Db::connect(
+        settings.database_url.expose(),
+        settings.database_max_connections,
+    )
+    .await
+    .context("connecting to the database")?;
+    db.migrate().await.context("applying migrations")?;
+    Ok(db)
+}
+
+/// Serves until `shutdown` completes, then drains in-flight requests.
+///
+/// # Errors
+/// Fails when a service cannot be built or a server stops with an error.
+pub async fn run(
+    settings: Settings,
+    db: Db,
+    clock: Arc<dyn Clock>,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let keys = Arc::new(
+        Keys::load_or_create(db.clone(), clock.clone())
+            .await
+            .context("loading signing keys")?,
+    );
+    let auth = Authenticator::new(
+        db.clone(),
+        keys.clone(),
+        clock.clone(),
+        settings.public_url.clone(),
+    );
+    let outbox = Outbox::new(MailSettings {
+        portal_name: settings.portal.name.clone(),
+        home_url: settings.portal.home_url.clone(),
+        support_email: settings.support_email.clone(),
+        from: settings.mail_from.clone(),
+    });
+    let transport = match &settings.mail {
+        MailTransport::Files(dir) => Transport::file(dir.clone())?,
+        MailTransport::Smtp(url) => Transport::smtp(url.expose(), Duration::from_secs(30))?,
+    };
+    let hasher = Hasher::new(
+        HashParams::default(),
+        settings.hash_concurrency,
+        Duration::from_secs(5),
+    );
+    let registry = Registry::new(
+        db.clone(),
+        hasher,
+        outbox.clone(),
+        clock.clone(),
+        RegistrySettings {
+            public_url: settings.public_url.clone(),
+            confirmation_ttl_secs: settings.confirmation_ttl_secs,
+        },
+    );
+    let workflow = Workflow::new(registry.clone(), settings.public_url.clone());
+    let provider = Provider::new(
+        db.clone(),
+        keys.clone(),
+        clock.clone(),
+        ProviderSettings::new(settings.public_url.clone()),
+    );
+    let broker = Broker::new(
+        db.clone(),
+        clock.clone(),
+        settings.upstreams.clone(),
+        settings.public_url.clone(),
+    );
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+
+    let dispatcher = Dispatcher::new(
+        db.clone(),
+        transport,
+        clock.clone(),
+        &settings.mail_from,
+        8,
+        outbox.wake_handle(),
+    )?;
+    let mail_task = tokio::spawn(dispatcher.run(stopped()));
+
+    let pages = dge_pages::Pages {
+        render: Arc::new(dge_pages::render::Renderer::new(settings.portal.clone())),
+        registry: registry.clone(),
+        provider: provider.clone(),
+        broker: broker.clone(),
+        secure_cookies: settings.secure_cookies,
+    };
+    let http_app = http_router(
+        pages,
+        provider.clone(),
+        db.clone(),
+        settings.public_url.starts_with("https://"),
+    );
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<AccountRegistryServer<AccountRegistryService>>()
+        .await;
+    health_reporter
+        .set_serving::<ValidationWorkflowServer<ValidationWorkflowService>>()
+        .await;
+    health_reporter
+        .set_serving::<AuthorizationServer<AuthorizationService>>()
+        .await;
+    health_reporter
+        .set_serving::<ClientRegistryServer<ClientRegistryService>>()
+        .await;
+    health_reporter
+        .set_serving::<MailerServer<MailerService>>()
+        .await;
+    health_reporter
+        .set_serving::<IdentityBrokerServer<IdentityBrokerService>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(dge_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("building gRPC reflection")?;
+
+    let grpc = tonic::transport::Server::builder()
+        .timeout(Duration::from_secs(30))
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(
+            AccountRegistryServer::new(AccountRegistryService::new(registry.clone(), auth.clone()))
+                .max_decoding_message_size(GRPC_MESSAGE_LIMIT),
+        )
+        .add_service(
+            ValidationWorkflowServer::new(ValidationWorkflowService::new(workflow, auth.clone()))
+                .max_decoding_message_size(GRPC_MESSAGE_LIMIT),
+        )
+        .add_service(
+            AuthorizationServer::new(AuthorizationService::new(db.clone(), auth.clone()))
+                .max_decoding_message_size(GRPC_MESSAGE_LIMIT),
+        )
+        .add_service(
+            ClientRegistryServer::new(ClientRegistryService::new(db.clone(), auth.clone()))
+                .max_decoding_message_size(GRPC_MESSAGE_LIMIT),
+        )
+        .add_service(
+            MailerServer::new(MailerService::new(
+                db.clone(),
+                auth.clone(),
+                outbox.wake_handle(),
+            ))
+            .max_decoding_message_size(GRPC_MESSAGE_LIMIT),
+        )
+        .add_service(
+            IdentityBrokerServer::new(IdentityBrokerService::new(db.clone(), broker, auth))
+                .max_decoding_message_size(GRPC_MESSAGE_LIMIT),
+        );
+
+    tracing::info!(
+        http = %listeners.http.local_addr()?,
+        grpc = %listeners.grpc.local_addr()?,
+        issuer = %settings.public_url,
+        "dge-idp ready"
+    );
+    let grpc_task = tokio::spawn(
+        grpc.serve_with_incoming_shutdown(TcpListenerStream::new(listeners.grpc), stopped()),
+    );
+    let http_task = tokio::spawn(async move {
+        axum::serve(listeners.http, http_app)
+            .with_graceful_shutdown(stopped())
+            .await
+    });
+
+    shutdown.await;
+    let _ = stop_tx.send(true);
+    http_task.await?.context("HTTP server")?;
+    grpc_task.await?.context("gRPC server")?;
+    mail_task.await?;
+    tracing::info!("dge-idp stopped");
+    Ok(())
+}
+
+fn http_router(pages: dge_pages::Pages, provider: Provider, db: Db, https: bool) -> Router {
+    let ops = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .with_state(db);
+    let app = Router::new()
+        .merge(dge_pages::router(pages))
+        .merge(dge_oidc::http::router(provider))
+        .merge(ops);
+    let app = dge_pages::security::apply(app, https);
+    app.layer(RequestBodyLimitLayer::new(HTTP_BODY_LIMIT))
+        .layer(
+            // The span names the matched route, never the raw URI: query strings of OIDC
+            // endpoints carry codes, states and tokens.
+            TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                let route = req
+                    .extensions()
+                    .get::<MatchedPath>()
+                    .map_or("unmatched", MatchedPath::as_str);
+                tracing::info_span!("http", method = %req.method(), route)
+            }),
+        )
+}
+
+async fn ready(State(db): State<Db>) -> StatusCode {
+    if db.ping().await {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    }
+}

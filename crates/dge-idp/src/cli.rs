@@ -1,0 +1,43 @@
+//! Command-line arguments.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// DGE Identity: the identity provider of the DataGrandEst portal.
+#[derive(Debug, Parser)]
+#[command(name = "dge-idp", version, about)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Sub-commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Runs on the embedded default: SQLite, in-process caches, emails as `.eml`
+    /// files, with demo clients and organisations.
+    Dev(DevArgs),
+}
+
+/// Options of `dge-idp dev`.
+#[derive(Debug, Clone, Args)]
+pub struct DevArgs {
+    /// Folder for the database, the outbox and the admin token.
+    #[arg(long, env = "DGE_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// HTTP address (pages and OpenID Connect).
+    #[arg(long, env = "DGE_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    pub http_addr: SocketAddr,
+    /// gRPC address.
+    #[arg(long, env = "DGE_GRPC_ADDR", default_value = "127.0.0.1:50051")]
+    pub grpc_addr: SocketAddr,
+    /// Public URL, also the OIDC issuer (default `http://<http-addr>`).
+    #[arg(long, env = "DGE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// How long confirmation links stay valid, in seconds.
+    #[arg(long, env = "DGE_CONFIRMATION_TTL_SECS", default_value_t = 48 * 3600)]
+    pub confirmation_ttl_secs: i64,
+}

@@ -1,0 +1,97 @@
+//! `dge-idp dev`: the embedded default.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use dge_core::{Clock, Secret, SystemClock};
+
+use crate::app;
+use crate::cli::DevArgs;
+use crate::seed;
+use crate::settings::{MailTransport, Settings};
+
+/// Runs on SQLite with emails as files until Ctrl-C or SIGTERM.
+///
+/// # Errors
+/// Fails when the data folder, the database or a listener cannot be set up.
+pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let data_dir = args.data_dir.canonicalize()?;
+    let public_url = args
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", args.http_addr));
+    let settings = Settings {
+        public_url: public_url.trim_end_matches('/').to_owned(),
+        database_url: Secret::new(format!(
+            "sqlite://{}?mode=rwc",
+            data_dir.join("dge-identity.sqlite3").display()
+        )),
+        database_max_connections: 8,
+        mail: MailTransport::Files(data_dir.join("outbox")),
+        mail_from: "DataGrandEst <no-reply@datagrandest.fr>".into(),
+        confirmation_ttl_secs: args.confirmation_ttl_secs,
+        // The embedded default listens on loopback over plain HTTP.
+        secure_cookies: public_url.starts_with("https://"),
+        upstreams: dge_broker::default_providers(),
+        portal: dge_pages::Portal {
+            name: "DataGrandEst".into(),
+            home_url: "https://www.datagrandest.fr".into(),
+            logo_url: None,
+            primary_color: "#000091".into(),
+        },
+        support_email: "contact@datagrandest.fr".into(),
+        hash_concurrency: 2,
+    };
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let db = app::open_database(&settings).await?;
+    let now = clock.now();
+    seed::directory(&db, now).await?;
+    seed::demo_clients(&db, now).await?;
+    if let Some(token) = seed::bootstrap_admin(&db, &data_dir, now).await? {
+        // Shown once, on the terminal that started the first run, never through the
+        // log pipeline; the file keeps it for dgectl.
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!(
+                "\n  Bootstrap administrator token (shown once, also in {}):\n  {token}\n",
+                data_dir.join("admin.token").display()
+            );
+        }
+        tracing::info!(path = %data_dir.join("admin.token").display(), "bootstrap administrator token created");
+    }
+    let http = tokio::net::TcpListener::bind(args.http_addr)
+        .await
+        .with_context(|| format!("binding {}", args.http_addr))?;
+    let grpc = tokio::net::TcpListener::bind(args.grpc_addr)
+        .await
+        .with_context(|| format!("binding {}", args.grpc_addr))?;
+    app::run(
+        settings,
+        db,
+        clock,
+        app::Listeners { http, grpc },
+        shutdown_signal(),
+    )
+    .await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutdown requested");
+}

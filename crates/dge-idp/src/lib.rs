@@ -1,0 +1,15 @@
+//! The DGE Identity server, as a library so tests can run it in-process.
+//!
+//! - [`cli`]: command-line arguments.
+//! - [`settings`]: everything `run` needs, whatever filled it.
+//! - [`seed`]: demo clients, organisations, modules and the bootstrap administrator.
+//! - [`app`]: builds every service and serves HTTP and gRPC until shutdown.
+//! - [`dev`]: the embedded default (`dge-idp dev`).
+//! - [`telemetry`]: logs.
+
+pub mod app;
+pub mod cli;
+pub mod dev;
+pub mod seed;
+pub mod settings;
+pub mod telemetry;

@@ -1,0 +1,61 @@
+//! The French email templates, embedded at build time.
+//!
+//! Each kind has a one-line subject, a text body and an HTML body. HTML bodies are
+//! auto-escaped; subjects and text bodies are not, and never reach a header except
+//! the subject, whose control characters are stripped before sending.
+
+use minijinja::Environment;
+
+macro_rules! kind {
+    ($name:literal) => {
+        (
+            $name,
+            include_str!(concat!("../templates/", $name, ".subject.txt")),
+            include_str!(concat!("../templates/", $name, ".txt")),
+            include_str!(concat!("../templates/", $name, ".html")),
+        )
+    };
+}
+
+/// Mail kinds, with their three templates.
+const KINDS: &[(&str, &str, &str, &str)] = &[
+    kind!("confirm_email"),
+    kind!("account_pending"),
+    kind!("account_activated"),
+    kind!("account_rejected"),
+    kind!("signup_existing"),
+];
+
+/// The names of every mail kind.
+pub fn kinds() -> impl Iterator<Item = &'static str> {
+    KINDS.iter().map(|k| k.0)
+}
+
+/// A template environment holding every mail template.
+///
+/// # Panics
+/// Never in a build whose tests pass: the templates are embedded and parsed by the
+/// test `every_template_parses`.
+#[must_use]
+pub fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    for (name, subject, text, html) in KINDS {
+        for (suffix, source) in [("subject.txt", subject), ("txt", text), ("html", html)] {
+            env.add_template_owned(format!("{name}.{suffix}"), (*source).to_owned())
+                .unwrap_or_else(|e| panic!("mail template {name}.{suffix} is invalid: {e}"));
+        }
+    }
+    env
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_template_parses() {
+        let env = super::environment();
+        for kind in super::kinds() {
+            assert!(env.get_template(&format!("{kind}.html")).is_ok());
+        }
+    }
+}

@@ -1,0 +1,310 @@
+//! The authorization request (OIDC Core §3.1.2, code flow only).
+//!
+//! Errors that cannot be trusted to go back to the client (unknown client, a
+//! redirect URI that is not registered) end on our own error page; every other
+//! error is returned to the client's redirect URI with `error` and `state`
+//! (RFC 6749 §4.1.2.1).
+
+use std::borrow::Cow;
+
+use dge_core::token::{hash_token, random_token};
+use oxide_auth::code_grant::extensions::Pkce;
+use serde::Deserialize;
+use sqlx::Row;
+use url::Url;
+
+use crate::{Provider, Result, clients};
+
+/// Query parameters of `/authorize`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct AuthorizeParams {
+    /// Must be `code`.
+    pub response_type: Option<String>,
+    /// The client.
+    pub client_id: Option<String>,
+    /// Where the code goes; must be registered exactly.
+    pub redirect_uri: Option<String>,
+    /// Must contain `openid`.
+    pub scope: Option<String>,
+    /// Echoed back to the client.
+    pub state: Option<String>,
+    /// Echoed in the ID token.
+    pub nonce: Option<String>,
+    /// PKCE challenge.
+    pub code_challenge: Option<String>,
+    /// PKCE method; only `S256`.
+    pub code_challenge_method: Option<String>,
+    /// `none` or `login`.
+    pub prompt: Option<String>,
+    /// Pre-fills the login form.
+    pub login_hint: Option<String>,
+}
+
+/// What `/authorize` should do next.
+#[derive(Debug)]
+pub enum AuthorizeOutcome {
+    /// Show an error page (the redirect URI cannot be trusted).
+    ErrorPage(String),
+    /// Redirect to the client (a code, or an error).
+    Redirect(String),
+    /// Show the login page for the stored request `req`.
+    Login {
+        /// Handle of the stored request.
+        req: String,
+        /// Login hint to pre-fill.
+        login_hint: Option<String>,
+    },
+}
+
+/// A stored authorization request, waiting for the person to log in.
+#[derive(Debug, Clone)]
+pub struct PendingRequest {
+    /// The client.
+    pub client_id: String,
+    /// Its redirect URI, already checked.
+    pub redirect_uri: String,
+    /// Requested scopes.
+    pub scope: String,
+    /// Client state.
+    pub state: Option<String>,
+    /// Client nonce.
+    pub nonce: Option<String>,
+    /// Encoded PKCE challenge (oxide-auth's form).
+    pub code_challenge: String,
+    /// The login hint.
+    pub login_hint: Option<String>,
+}
+
+/// Appends `params` to a redirect URI that may already carry a query.
+#[must_use]
+pub fn with_params(uri: &str, params: &[(&str, &str)]) -> String {
+    match Url::parse(uri) {
+        Ok(mut url) => {
+            url.query_pairs_mut().extend_pairs(params);
+            url.to_string()
+        }
+        Err(_) => uri.to_owned(),
+    }
+}
+
+impl Provider {
+    fn error_redirect(
+        &self,
+        redirect_uri: &str,
+        error: &str,
+        description: &str,
+        state: Option<&str>,
+    ) -> AuthorizeOutcome {
+        let mut params = vec![
+            ("error", error),
+            ("error_description", description),
+            ("iss", self.issuer()),
+        ];
+        if let Some(state) = state {
+            params.push(("state", state));
+        }
+        AuthorizeOutcome::Redirect(with_params(redirect_uri, &params))
+    }
+
+    /// Handles an authorization request. `session` is the account and `auth_time`
+    /// of a live single sign-on session, if any.
+    ///
+    /// # Errors
+    /// Storage errors only; protocol errors are outcomes.
+    pub async fn authorize(
+        &self,
+        p: AuthorizeParams,
+        session: Option<(String, i64)>,
+    ) -> Result<AuthorizeOutcome> {
+        let Some(client_id) = p.client_id.as_deref().filter(|c| !c.is_empty()) else {
+            return Ok(AuthorizeOutcome::ErrorPage(
+                "La demande ne précise pas le service (client_id manquant).".into(),
+            ));
+        };
+        let Some(client) = clients::find(&self.db, client_id).await? else {
+            return Ok(AuthorizeOutcome::ErrorPage(
+                "Ce service n'est pas enregistré auprès du fournisseur d'identité.".into(),
+            ));
+        };
+        let Some(redirect_uri) = p
+            .redirect_uri
+            .as_deref()
+            .filter(|r| client.redirect_allowed(r))
+        else {
+            return Ok(AuthorizeOutcome::ErrorPage(
+                "L'adresse de retour de ce service n'est pas enregistrée ; la connexion est refusée par sécurité.".into(),
+            ));
+        };
+        let state = p.state.as_deref();
+        if p.response_type.as_deref() != Some("code") {
+            return Ok(self.error_redirect(
+                redirect_uri,
+                "unsupported_response_type",
+                "only response_type=code is supported",
+                state,
+            ));
+        }
+        let scope = p.scope.clone().unwrap_or_default();
+        if !scope.split(' ').any(|s| s == "openid") {
+            return Ok(self.error_redirect(
+                redirect_uri,
+                "invalid_scope",
+                "scope must include openid",
+                state,
+            ));
+        }
+        // PKCE is mandatory for every client and only S256 is accepted (plain is
+        // refused by oxide-auth unless allowed, and we never allow it).
+        let challenge = Pkce::required().challenge(
+            p.code_challenge_method.as_deref().map(Cow::Borrowed),
+            p.code_challenge.as_deref().map(Cow::Borrowed),
+        );
+        let encoded = match challenge {
+            Ok(Some(value)) => value.into_private_value().ok().flatten(),
+            _ => None,
+        };
+        let Some(code_challenge) = encoded else {
+            return Ok(self.error_redirect(
+                redirect_uri,
+                "invalid_request",
+                "code_challenge with code_challenge_method=S256 is required",
+                state,
+            ));
+        };
+        let pending = PendingRequest {
+            client_id: client.id.clone(),
+            redirect_uri: redirect_uri.to_owned(),
+            scope,
+            state: p.state.clone(),
+            nonce: p.nonce.clone(),
+            code_challenge,
+            login_hint: p.login_hint.clone(),
+        };
+        let prompt = p.prompt.as_deref().unwrap_or("");
+        match (session, prompt) {
+            (Some((account_id, auth_time)), "" | "none" | "consent") => {
+                Ok(AuthorizeOutcome::Redirect(
+                    self.issue_code(&pending, &account_id, auth_time).await?,
+                ))
+            }
+            (None, "none") => {
+                Ok(self.error_redirect(redirect_uri, "login_required", "no active session", state))
+            }
+            _ => {
+                let req = self.store_request(&pending).await?;
+                Ok(AuthorizeOutcome::Login {
+                    req,
+                    login_hint: pending.login_hint,
+                })
+            }
+        }
+    }
+
+    async fn store_request(&self, p: &PendingRequest) -> Result<String> {
+        let handle = random_token();
+        let now = self.now();
+        sqlx::query(
+            "INSERT INTO auth_requests (id_hash, client_id, redirect_uri, scope, state, nonce, \
+             code_challenge, login_hint, expires_at, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(hash_token(&handle))
+        .bind(&p.client_id)
+        .bind(&p.redirect_uri)
+        .bind(&p.scope)
+        .bind(&p.state)
+        .bind(&p.nonce)
+        .bind(&p.code_challenge)
+        .bind(&p.login_hint)
+        .bind(now + self.settings.request_ttl_secs)
+        .bind(now)
+        .execute(self.db.pool())
+        .await?;
+        Ok(handle)
+    }
+
+    /// The stored request behind a login page's `req`, if it has not expired.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn pending_request(&self, req: &str) -> Result<Option<PendingRequest>> {
+        let row = sqlx::query(
+            "SELECT client_id, redirect_uri, scope, state, nonce, code_challenge, login_hint \
+             FROM auth_requests WHERE id_hash = $1 AND expires_at > $2",
+        )
+        .bind(hash_token(req))
+        .bind(self.now())
+        .fetch_optional(self.db.pool())
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        Ok(Some(PendingRequest {
+            client_id: r.try_get("client_id")?,
+            redirect_uri: r.try_get("redirect_uri")?,
+            scope: r.try_get("scope")?,
+            state: r.try_get("state")?,
+            nonce: r.try_get("nonce")?,
+            code_challenge: r.try_get("code_challenge")?,
+            login_hint: r.try_get("login_hint")?,
+        }))
+    }
+
+    /// Completes a stored request once the person has logged in: the request is
+    /// consumed and the client gets a code. Returns the redirect URL, or `None` when
+    /// the request was already used or has expired.
+    ///
+    /// # Errors
+    /// Storage or signing errors.
+    pub async fn complete(
+        &self,
+        req: &str,
+        account_id: &str,
+        auth_time: i64,
+    ) -> Result<Option<String>> {
+        let Some(pending) = self.pending_request(req).await? else {
+            return Ok(None);
+        };
+        let gone = sqlx::query("DELETE FROM auth_requests WHERE id_hash = $1")
+            .bind(hash_token(req))
+            .execute(self.db.pool())
+            .await?;
+        if gone.rows_affected() != 1 {
+            return Ok(None);
+        }
+        Ok(Some(
+            self.issue_code(&pending, account_id, auth_time).await?,
+        ))
+    }
+
+    /// Issues a single-use code and returns the client's redirect URL with it.
+    async fn issue_code(
+        &self,
+        p: &PendingRequest,
+        account_id: &str,
+        auth_time: i64,
+    ) -> Result<String> {
+        let code = random_token();
+        let now = self.now();
+        sqlx::query(
+            "INSERT INTO auth_codes (code_hash, client_id, account_id, redirect_uri, scope, nonce, \
+             code_challenge, auth_time, expires_at, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(hash_token(&code))
+        .bind(&p.client_id)
+        .bind(account_id)
+        .bind(&p.redirect_uri)
+        .bind(&p.scope)
+        .bind(&p.nonce)
+        .bind(&p.code_challenge)
+        .bind(auth_time)
+        .bind(now + self.settings.code_ttl_secs)
+        .bind(now)
+        .execute(self.db.pool())
+        .await?;
+        let mut params = vec![("code", code.as_str()), ("iss", self.issuer())];
+        if let Some(state) = p.state.as_deref() {
+            params.push(("state", state));
+        }
+        Ok(with_params(&p.redirect_uri, &params))
+    }
+}

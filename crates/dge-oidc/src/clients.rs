@@ -1,0 +1,253 @@
+//! Registered OpenID Connect clients.
+
+use dge_core::token::{constant_time_eq, hash_token, random_token};
+use dge_store::Db;
+use oxide_auth::primitives::registrar::{ExactUrl, RegisteredUrl};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+/// A registered client.
+#[derive(Debug, Clone)]
+pub struct Client {
+    /// `client_id`.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// SHA-256 of the secret (confidential clients).
+    pub secret_hash: Option<String>,
+    /// Exact redirect URIs.
+    pub redirect_uris: Vec<String>,
+    /// Exact post-logout redirect URIs.
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Whether the client authenticates with a secret.
+    pub confidential: bool,
+    /// First-party clients skip consent.
+    pub first_party: bool,
+}
+
+impl Client {
+    /// Whether `uri` is registered, compared as an exact string: no normalisation,
+    /// so a trailing slash, a case or port difference, a query or a fragment all fail
+    /// (OAuth 2.0 Security BCP §4.1.3).
+    #[must_use]
+    pub fn redirect_allowed(&self, uri: &str) -> bool {
+        let Ok(requested) = ExactUrl::new(uri.to_owned()) else {
+            return false;
+        };
+        self.redirect_uris.iter().any(|registered| {
+            ExactUrl::new(registered.clone()).is_ok_and(|r| RegisteredUrl::Exact(r) == requested)
+        })
+    }
+
+    /// Whether `secret` is this client's secret, compared in constant time.
+    #[must_use]
+    pub fn secret_matches(&self, secret: &str) -> bool {
+        self.secret_hash
+            .as_deref()
+            .is_some_and(|h| constant_time_eq(h.as_bytes(), hash_token(secret).as_bytes()))
+    }
+}
+
+fn client_from_row(row: &AnyRow) -> sqlx::Result<Client> {
+    let uris: String = row.try_get("redirect_uris")?;
+    let logout: String = row.try_get("post_logout_redirect_uris")?;
+    Ok(Client {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        secret_hash: row.try_get("secret_hash")?,
+        redirect_uris: serde_json::from_str(&uris).unwrap_or_default(),
+        post_logout_redirect_uris: serde_json::from_str(&logout).unwrap_or_default(),
+        confidential: row.try_get::<i64, _>("confidential")? == 1,
+        first_party: row.try_get::<i64, _>("first_party")? == 1,
+    })
+}
+
+const COLUMNS: &str =
+    "id, name, secret_hash, redirect_uris, post_logout_redirect_uris, confidential, first_party";
+
+/// The client with this id.
+///
+/// # Errors
+/// Fails when the database fails.
+pub async fn find(db: &Db, id: &str) -> sqlx::Result<Option<Client>> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM oidc_clients WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await?;
+    row.as_ref().map(client_from_row).transpose()
+}
+
+/// Every client, by id.
+///
+/// # Errors
+/// Fails when the database fails.
+pub async fn list(db: &Db) -> sqlx::Result<Vec<Client>> {
+    let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM oidc_clients ORDER BY id"))
+        .fetch_all(db.pool())
+        .await?;
+    rows.iter().map(client_from_row).collect()
+}
+
+/// A client to register.
+#[derive(Debug, Clone)]
+pub struct NewClient {
+    /// `client_id`.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Exact redirect URIs.
+    pub redirect_uris: Vec<String>,
+    /// Exact post-logout redirect URIs.
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Whether it gets a secret.
+    pub confidential: bool,
+    /// Whether consent is skipped.
+    pub first_party: bool,
+    /// A fixed secret (demo seeds only); `None` draws a random one.
+    pub secret: Option<String>,
+}
+
+/// Why a client cannot be registered.
+#[derive(Debug, thiserror::Error)]
+pub enum AddError {
+    /// Bad fields.
+    #[error("invalid client")]
+    Invalid(dge_core::Violations),
+    /// The id is taken.
+    #[error("client id already registered")]
+    Exists,
+    /// The database failed.
+    #[error("storage error")]
+    Store(#[from] sqlx::Error),
+}
+
+/// Checks a redirect URI for registration: absolute http(s), no fragment, and
+/// plain http only on loopback hosts.
+#[must_use]
+pub fn valid_redirect_uri(uri: &str) -> bool {
+    let Ok(url) = url::Url::parse(uri) else {
+        return false;
+    };
+    let loopback = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+    url.fragment().is_none()
+        && (url.scheme() == "https" || (url.scheme() == "http" && loopback))
+        && url.host_str().is_some()
+}
+
+/// Registers a client. Returns its secret (confidential clients), shown once.
+///
+/// # Errors
+/// [`AddError::Invalid`], [`AddError::Exists`], storage errors.
+pub async fn add(db: &Db, new: NewClient, now: i64) -> Result<Option<String>, AddError> {
+    let mut v = dge_core::Violations::new();
+    let id_ok = !new.id.is_empty()
+        && new.id.len() <= 64
+        && new
+            .id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !id_ok {
+        v.add(
+            "id",
+            "invalid",
+            "letters, digits, '-', '_' or '.', 1 to 64 characters",
+        );
+    }
+    if new.redirect_uris.is_empty() {
+        v.add("redirect_uris", "required", "at least one redirect URI");
+    }
+    for uri in new
+        .redirect_uris
+        .iter()
+        .chain(&new.post_logout_redirect_uris)
+    {
+        if !valid_redirect_uri(uri) {
+            v.add(
+                "redirect_uris",
+                "invalid",
+                format!("not an acceptable redirect URI: {uri}"),
+            );
+        }
+    }
+    v.into_result().map_err(AddError::Invalid)?;
+    let secret = new
+        .confidential
+        .then(|| new.secret.clone().unwrap_or_else(random_token));
+    let name = if new.name.trim().is_empty() {
+        new.id.clone()
+    } else {
+        new.name.trim().to_owned()
+    };
+    let inserted = sqlx::query(
+        "INSERT INTO oidc_clients (id, name, secret_hash, redirect_uris, post_logout_redirect_uris, \
+         confidential, first_party, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+    )
+    .bind(&new.id)
+    .bind(name)
+    .bind(secret.as_deref().map(hash_token))
+    .bind(serde_json::to_string(&new.redirect_uris).unwrap_or_else(|_| "[]".into()))
+    .bind(serde_json::to_string(&new.post_logout_redirect_uris).unwrap_or_else(|_| "[]".into()))
+    .bind(i64::from(new.confidential))
+    .bind(i64::from(new.first_party))
+    .bind(now)
+    .execute(db.pool())
+    .await;
+    match inserted {
+        Ok(_) => Ok(secret),
+        Err(e) if dge_store::is_unique_violation(&e, "oidc_clients_pkey", "oidc_clients.id") => {
+            Err(AddError::Exists)
+        }
+        Err(e) => Err(AddError::Store(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client() -> Client {
+        Client {
+            id: "datahub".into(),
+            name: "DataHub".into(),
+            secret_hash: Some(hash_token("s3cret")),
+            redirect_uris: vec!["https://datahub.example.fr/callback".into()],
+            post_logout_redirect_uris: vec![],
+            confidential: true,
+            first_party: true,
+        }
+    }
+
+    #[test]
+    fn only_the_exact_registered_uri_is_allowed() {
+        let c = client();
+        assert!(c.redirect_allowed("https://datahub.example.fr/callback"));
+        for near in [
+            "https://datahub.example.fr/callback/",
+            "https://datahub.example.fr/Callback",
+            "https://DATAHUB.example.fr/callback",
+            "https://datahub.example.fr:8443/callback",
+            "https://datahub.example.fr/callback?x=1",
+            "https://datahub.example.fr/callback#f",
+            "http://datahub.example.fr/callback",
+            "https://datahub.example.fr.evil.fr/callback",
+        ] {
+            assert!(!c.redirect_allowed(near), "{near}");
+        }
+    }
+
+    #[test]
+    fn secrets_compare_by_hash() {
+        let c = client();
+        assert!(c.secret_matches("s3cret"));
+        assert!(!c.secret_matches("s3cret "));
+    }
+
+    #[test]
+    fn registration_refuses_fragments_and_plain_http_off_loopback() {
+        assert!(valid_redirect_uri("https://a.fr/cb"));
+        assert!(valid_redirect_uri("http://localhost:8081/callback"));
+        assert!(!valid_redirect_uri("http://a.fr/cb"));
+        assert!(!valid_redirect_uri("https://a.fr/cb#x"));
+        assert!(!valid_redirect_uri("javascript:alert(1)"));
+    }
+}

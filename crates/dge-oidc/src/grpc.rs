@@ -1,0 +1,85 @@
+//! The `ClientRegistry` gRPC service.
+
+use dge_authz::Authenticator;
+use dge_authz::caller::unavailable;
+use dge_proto::v1 as pb;
+use dge_proto::v1::client_registry_server::ClientRegistry;
+use dge_store::Db;
+use tonic::{Request, Response, Status};
+
+use crate::clients::{self, AddError, Client, NewClient};
+
+/// Registration of OIDC clients by administrators.
+#[derive(Debug, Clone)]
+pub struct ClientRegistryService {
+    db: Db,
+    auth: Authenticator,
+}
+
+impl ClientRegistryService {
+    /// A new service.
+    #[must_use]
+    pub fn new(db: Db, auth: Authenticator) -> Self {
+        Self { db, auth }
+    }
+}
+
+fn to_proto(c: Client) -> pb::Client {
+    pb::Client {
+        id: c.id,
+        name: c.name,
+        redirect_uris: c.redirect_uris,
+        confidential: c.confidential,
+        first_party: c.first_party,
+        post_logout_redirect_uris: c.post_logout_redirect_uris,
+    }
+}
+
+#[tonic::async_trait]
+impl ClientRegistry for ClientRegistryService {
+    async fn add_client(
+        &self,
+        request: Request<pb::AddClientRequest>,
+    ) -> Result<Response<pb::AddClientResponse>, Status> {
+        let caller = self.auth.require_admin(request.metadata()).await?;
+        let r = request.into_inner();
+        let new = NewClient {
+            id: r.id.trim().to_owned(),
+            name: r.name,
+            redirect_uris: r.redirect_uris,
+            post_logout_redirect_uris: r.post_logout_redirect_uris,
+            confidential: r.confidential,
+            first_party: r.first_party,
+            secret: None,
+        };
+        let id = new.id.clone();
+        let secret = match clients::add(&self.db, new, self.auth.now()).await {
+            Ok(secret) => secret,
+            Err(AddError::Invalid(v)) => return Err(v.into_status()),
+            Err(AddError::Exists) => {
+                return Err(Status::already_exists("a client with this id exists"));
+            }
+            Err(AddError::Store(e)) => return Err(unavailable(e)),
+        };
+        tracing::info!(client_id = %id, actor = %caller.actor(), "oidc client registered");
+        let client = clients::find(&self.db, &id)
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(|| Status::internal("client vanished"))?;
+        Ok(Response::new(pb::AddClientResponse {
+            client: Some(to_proto(client)),
+            client_secret: secret.unwrap_or_default(),
+        }))
+    }
+
+    async fn list_clients(
+        &self,
+        request: Request<pb::ListClientsRequest>,
+    ) -> Result<Response<pb::ListClientsResponse>, Status> {
+        self.auth.require_admin(request.metadata()).await?;
+        let clients = clients::list(&self.db).await.map_err(unavailable)?;
+        Ok(Response::new(pb::ListClientsResponse {
+            clients: clients.into_iter().map(to_proto).collect(),
+        }))
+    }
+}

@@ -1,0 +1,79 @@
+//! `GET|POST /userinfo` (OIDC Core §5.3).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::Provider;
+
+fn unauthorized(error: &str) -> Response {
+    let challenge = format!("Bearer error=\"{error}\"");
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, challenge)],
+        Json(json!({ "error": error })),
+    )
+        .into_response()
+}
+
+/// Claims about the person behind the bearer access token.
+pub(crate) async fn userinfo(State(p): State<Provider>, headers: HeaderMap) -> Response {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        });
+    let Some(token) = token else {
+        return unauthorized("invalid_request");
+    };
+    let claims = match p.access_claims(token.trim()).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return unauthorized("invalid_token"),
+        Err(e) => {
+            tracing::error!(error = %e, "userinfo failed");
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+    };
+    match claims_for(&p, &claims.sub, &claims.scope).await {
+        Ok(Some(body)) => ([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response(),
+        Ok(None) => unauthorized("invalid_token"),
+        Err(e) => {
+            tracing::error!(error = %e, "userinfo failed");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+async fn claims_for(
+    p: &Provider,
+    sub: &str,
+    scope: &str,
+) -> crate::Result<Option<serde_json::Value>> {
+    let Some(a) = dge_registry::store::find_account(&p.db, sub).await? else {
+        return Ok(None);
+    };
+    if a.status != dge_registry::AccountStatus::Active {
+        return Ok(None);
+    }
+    let scopes: Vec<&str> = scope.split(' ').collect();
+    let mut body = json!({ "sub": a.id });
+    if scopes.contains(&"email") {
+        body["email"] = json!(a.email);
+        body["email_verified"] = json!(a.email_verified);
+    }
+    if scopes.contains(&"profile") {
+        body["given_name"] = json!(a.given_name);
+        body["family_name"] = json!(a.family_name);
+        body["name"] = json!(a.display_name());
+        body["organisation"] = json!({ "id": a.organisation_id, "name": a.organisation_name });
+        body["rights"] = json!(dge_authz::rights::rights_of(&p.db, &a.id, p.now()).await?);
+    }
+    if scopes.contains(&"phone") && !a.phone.is_empty() {
+        body["phone_number"] = json!(a.phone);
+    }
+    Ok(Some(body))
+}

@@ -1,0 +1,115 @@
+//! The OpenID Connect provider that portal modules log in through.
+//!
+//! - [`clients`]: registered clients, exact redirect URI matching, secrets kept hashed.
+//! - [`authorize`]: the authorization request (code flow, PKCE S256 only).
+//! - [`session`]: the single sign-on session shared by every module.
+//! - [`token`]: the token endpoint: codes exchanged once, tokens signed ES256.
+//! - [`http`]: the JSON endpoints (discovery, JWKS, token, userinfo); the pages
+//!   crate serves `/authorize` and the login form because they render HTML.
+//! - [`grpc`]: the `ClientRegistry` gRPC service.
+
+pub mod authorize;
+pub mod clients;
+pub mod grpc;
+pub mod http;
+pub mod session;
+pub mod token;
+
+use std::sync::Arc;
+
+use dge_authz::Keys;
+use dge_core::Clock;
+use dge_store::Db;
+
+pub use authorize::{AuthorizeOutcome, AuthorizeParams};
+
+/// Lifetimes and URLs of the provider.
+#[derive(Debug, Clone)]
+pub struct ProviderSettings {
+    /// The issuer: the provider's public URL, without a trailing slash.
+    pub issuer: String,
+    /// Authorization codes live this long (RFC 6749 §4.1.2 recommends 10 minutes at most).
+    pub code_ttl_secs: i64,
+    /// Access and ID tokens live this long.
+    pub token_ttl_secs: i64,
+    /// A person has this long to log in or sign up before the request expires.
+    pub request_ttl_secs: i64,
+    /// The single sign-on session lasts this long.
+    pub session_ttl_secs: i64,
+}
+
+impl ProviderSettings {
+    /// Defaults for `issuer`.
+    #[must_use]
+    pub fn new(issuer: String) -> Self {
+        Self {
+            issuer: issuer.trim_end_matches('/').to_owned(),
+            code_ttl_secs: 60,
+            token_ttl_secs: 3600,
+            request_ttl_secs: 3600,
+            session_ttl_secs: 8 * 3600,
+        }
+    }
+}
+
+/// The provider's state. Cheap to clone.
+#[derive(Clone)]
+pub struct Provider {
+    pub(crate) db: Db,
+    pub(crate) keys: Arc<Keys>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) settings: Arc<ProviderSettings>,
+}
+
+impl std::fmt::Debug for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Provider")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Provider {
+    /// A provider over `db`, signing with `keys`.
+    #[must_use]
+    pub fn new(db: Db, keys: Arc<Keys>, clock: Arc<dyn Clock>, settings: ProviderSettings) -> Self {
+        Self {
+            db,
+            keys,
+            clock,
+            settings: Arc::new(settings),
+        }
+    }
+
+    /// The issuer URL.
+    #[must_use]
+    pub fn issuer(&self) -> &str {
+        &self.settings.issuer
+    }
+
+    /// The settings.
+    #[must_use]
+    pub fn settings(&self) -> &ProviderSettings {
+        &self.settings
+    }
+
+    /// The current time.
+    #[must_use]
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+}
+
+/// Errors of the provider's storage and signing.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The database failed.
+    #[error("storage error")]
+    Store(#[from] sqlx::Error),
+    /// Signing a token failed.
+    #[error("signing failed")]
+    Sign(#[from] dge_authz::Error),
+}
+
+/// Result alias for this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

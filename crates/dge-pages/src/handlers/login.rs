@@ -1,0 +1,214 @@
+//! The login page and the local login form.
+
+use axum::Form;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum_extra::extract::CookieJar;
+use dge_core::Secret;
+use dge_registry::{AccountStatus, LoginError};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{busy, csrf_refused, internal, see_other, session_cookie};
+use crate::{Pages, csrf};
+
+/// `?req=` on the login and sign-up pages.
+#[derive(Debug, Deserialize, Default)]
+pub(crate) struct ReqQuery {
+    pub(crate) req: Option<String>,
+}
+
+/// The login form. Not `Debug`: it carries the password.
+#[derive(Deserialize)]
+pub(crate) struct LoginForm {
+    csrf_token: Option<String>,
+    #[serde(default)]
+    req: String,
+    #[serde(default)]
+    identifier: String,
+    #[serde(default)]
+    password: Secret<String>,
+}
+
+fn provider_links(pages: &Pages, req: &str) -> serde_json::Value {
+    let suffix = if req.is_empty() {
+        String::new()
+    } else {
+        format!("?req={req}")
+    };
+    pages
+        .broker
+        .providers()
+        .iter()
+        .map(|p| {
+            json!({
+                "name": p.name,
+                "label": p.label,
+                "configured": p.configured(),
+                "url": format!("/broker/{}/start{suffix}", p.name),
+            })
+        })
+        .collect()
+}
+
+pub(crate) fn login_page(
+    pages: &Pages,
+    jar: CookieJar,
+    status: StatusCode,
+    req: &str,
+    identifier: &str,
+    error: Option<&str>,
+) -> Response {
+    let (jar, token) = csrf::token(jar, pages.secure_cookies);
+    let context = json!({
+        "csrf_token": token,
+        "req": req,
+        "identifier": identifier,
+        "error": error,
+        "providers": provider_links(pages, req),
+    });
+    (jar, pages.render.page(status, "login.html", context)).into_response()
+}
+
+/// `GET /`: the login page, for people who come to the provider directly.
+pub(crate) async fn home(State(pages): State<Pages>, jar: CookieJar) -> Response {
+    login_page(&pages, jar, StatusCode::OK, "", "", None)
+}
+
+/// `GET /login`.
+pub(crate) async fn show(
+    State(pages): State<Pages>,
+    jar: CookieJar,
+    Query(q): Query<ReqQuery>,
+) -> Response {
+    let req = q.req.unwrap_or_default();
+    let hint = match pages.provider.pending_request(&req).await {
+        Ok(p) => p.and_then(|p| p.login_hint).unwrap_or_default(),
+        Err(e) => return internal(&pages, &e),
+    };
+    login_page(&pages, jar, StatusCode::OK, &req, &hint, None)
+}
+
+fn not_active_message(status: AccountStatus) -> &'static str {
+    match status {
+        AccountStatus::Unconfirmed => {
+            "Votre adresse électronique n'est pas encore confirmée : ouvrez le lien du courriel \
+             de confirmation que nous vous avons envoyé."
+        }
+        AccountStatus::Pending => {
+            "Votre compte est en attente de validation par l'équipe DataGrandEst. Vous recevrez \
+             un courriel dès qu'il sera actif."
+        }
+        AccountStatus::Rejected | AccountStatus::Active => {
+            "Votre demande de compte n'a pas été acceptée. Le courriel que vous avez reçu en \
+             donne le motif."
+        }
+    }
+}
+
+/// `POST /login`.
+pub(crate) async fn submit(
+    State(pages): State<Pages>,
+    jar: CookieJar,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    if !csrf::verify(&jar, form.csrf_token.as_deref()) {
+        return csrf_refused(&pages);
+    }
+    let outcome = match pages
+        .registry
+        .check_password(&form.identifier, &form.password)
+        .await
+    {
+        Ok(o) => o,
+        Err(dge_registry::Error::Busy) => return busy(&pages),
+        Err(e) => return internal(&pages, &e),
+    };
+    let account = match outcome {
+        Ok(a) => a,
+        Err(LoginError::BadCredentials) => {
+            return login_page(
+                &pages,
+                jar,
+                StatusCode::UNAUTHORIZED,
+                &form.req,
+                &form.identifier,
+                Some("Identifiant ou mot de passe incorrect."),
+            );
+        }
+        Err(LoginError::NotActive(status)) => {
+            return login_page(
+                &pages,
+                jar,
+                StatusCode::FORBIDDEN,
+                &form.req,
+                &form.identifier,
+                Some(not_active_message(status)),
+            );
+        }
+    };
+    let now = pages.provider.now();
+    let session = match pages.provider.open_session(&account.id, now).await {
+        Ok(s) => s,
+        Err(e) => return internal(&pages, &e),
+    };
+    let jar = jar.add(session_cookie(session, pages.secure_cookies));
+    finish_login(
+        &pages,
+        jar,
+        &form.req,
+        &account.id,
+        &account.given_name,
+        now,
+    )
+    .await
+}
+
+/// After any successful login: back to the portal module, or a confirmation page.
+pub(crate) async fn finish_login(
+    pages: &Pages,
+    jar: CookieJar,
+    req: &str,
+    account_id: &str,
+    name: &str,
+    auth_time: i64,
+) -> Response {
+    if req.is_empty() {
+        return (
+            jar,
+            pages
+                .render
+                .page(StatusCode::OK, "logged_in.html", json!({ "name": name })),
+        )
+            .into_response();
+    }
+    match pages.provider.complete(req, account_id, auth_time).await {
+        Ok(Some(url)) => (jar, see_other(&url)).into_response(),
+        Ok(None) => (
+            jar,
+            pages.render.error(
+                StatusCode::BAD_REQUEST,
+                "Demande de connexion expirée",
+                "Vous êtes bien connecté(e), mais la demande du service a expiré. Retournez sur le \
+                 service et cliquez à nouveau sur « Se connecter ».",
+                None,
+            ),
+        )
+            .into_response(),
+        Err(e) => internal(pages, &e),
+    }
+}
+
+/// `GET /password/forgot`.
+pub(crate) async fn forgot(State(pages): State<Pages>) -> Response {
+    // TODO: self-service password reset (token by email, 1 h, sessions revoked)
+    // is issue 3; until then the page says whom to ask.
+    pages.render.error(
+        StatusCode::OK,
+        "Mot de passe oublié",
+        "La réinitialisation en ligne du mot de passe n'est pas encore disponible. Écrivez à \
+         l'équipe DataGrandEst depuis l'adresse de votre compte : elle vous aidera à retrouver l'accès.",
+        Some("/login"),
+    )
+}

@@ -1,0 +1,77 @@
+//! One module per page.
+
+pub mod assets;
+pub mod authorize;
+pub mod broker;
+pub mod confirm;
+pub mod login;
+pub mod signup;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum_extra::extract::CookieJar;
+use axum_extra::extract::cookie::{Cookie, SameSite};
+use dge_oidc::session::SESSION_COOKIE;
+
+use crate::Pages;
+
+/// The page shown when something failed on our side; the cause is logged once.
+pub(crate) fn internal(pages: &Pages, err: &dyn std::fmt::Display) -> Response {
+    tracing::error!(error = %err, "page failed");
+    pages.render.error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Le service rencontre un problème",
+        "Une erreur inattendue s'est produite. Réessayez dans quelques instants.",
+        None,
+    )
+}
+
+/// Refused forms: the CSRF token is missing or wrong.
+pub(crate) fn csrf_refused(pages: &Pages) -> Response {
+    pages.render.error(
+        StatusCode::FORBIDDEN,
+        "Formulaire expiré",
+        "Ce formulaire n'est plus valide (il a peut-être été ouvert dans un autre onglet). \
+         Rechargez la page et recommencez.",
+        None,
+    )
+}
+
+/// Too many password checks at once: refuse fast with `Retry-After`.
+pub(crate) fn busy(pages: &Pages) -> Response {
+    let mut resp = pages.render.error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Service très sollicité",
+        "Le service est très sollicité en ce moment. Réessayez dans quelques secondes.",
+        None,
+    );
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+    resp
+}
+
+/// A 303 to `url`.
+pub(crate) fn see_other(url: &str) -> Response {
+    Redirect::to(url).into_response()
+}
+
+/// The session cookie for `value`.
+pub(crate) fn session_cookie(value: String, secure: bool) -> Cookie<'static> {
+    Cookie::build((SESSION_COOKIE, value))
+        .http_only(true)
+        .secure(secure)
+        .same_site(SameSite::Lax)
+        .path("/")
+        .build()
+}
+
+/// The account of the live session in `jar`, if any.
+pub(crate) async fn current_session(
+    pages: &Pages,
+    jar: &CookieJar,
+) -> dge_oidc::Result<Option<(String, i64)>> {
+    match jar.get(SESSION_COOKIE) {
+        Some(c) => pages.provider.session(c.value()).await,
+        None => Ok(None),
+    }
+}

@@ -1,0 +1,197 @@
+//! The sign-up page ("Nouveau compte").
+
+use std::collections::BTreeMap;
+
+use axum::Form;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum_extra::extract::CookieJar;
+use dge_core::{MaskedEmail, Secret, Violations};
+use dge_registry::SignUpForm;
+use dge_registry::domain::signup::{PASSWORD_RULES, password_rules_met};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::login::ReqQuery;
+use super::{busy, csrf_refused, internal};
+use crate::{Pages, csrf};
+
+/// The sign-up form as posted. Not `Debug`: it carries passwords.
+#[derive(Deserialize, Default)]
+pub(crate) struct SignUpFields {
+    csrf_token: Option<String>,
+    #[serde(default)]
+    req: String,
+    #[serde(default)]
+    given_name: String,
+    #[serde(default)]
+    family_name: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    phone: String,
+    #[serde(default)]
+    organisation_id: String,
+    organisation_missing: Option<String>,
+    #[serde(default)]
+    proposed_organisation: String,
+    #[serde(default)]
+    function: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    login: String,
+    #[serde(default)]
+    password: Secret<String>,
+    #[serde(default)]
+    password_confirmation: Secret<String>,
+}
+
+impl SignUpFields {
+    fn missing_ticked(&self) -> bool {
+        self.organisation_missing.as_deref() == Some("on")
+    }
+
+    /// What the page shows again after an error: everything but the passwords.
+    fn kept_values(&self) -> Value {
+        json!({
+            "given_name": self.given_name,
+            "family_name": self.family_name,
+            "email": self.email,
+            "phone": self.phone,
+            "organisation_id": self.organisation_id,
+            "organisation_missing": self.missing_ticked(),
+            "proposed_organisation": self.proposed_organisation,
+            "function": self.function,
+            "description": self.description,
+            "login": self.login,
+        })
+    }
+
+    fn to_form(&self) -> SignUpForm {
+        let missing = self.missing_ticked();
+        SignUpForm {
+            given_name: self.given_name.clone(),
+            family_name: self.family_name.clone(),
+            email: self.email.clone(),
+            phone: self.phone.clone(),
+            // The checkbox decides: ticked means "not in the list", whatever the select says.
+            organisation_id: if missing {
+                String::new()
+            } else {
+                self.organisation_id.clone()
+            },
+            proposed_organisation: if missing {
+                self.proposed_organisation.clone()
+            } else {
+                String::new()
+            },
+            function: self.function.clone(),
+            description: self.description.clone(),
+            login: self.login.clone(),
+            password: self.password.clone(),
+            password_confirmation: self.password_confirmation.clone(),
+        }
+    }
+}
+
+async fn page(
+    pages: &Pages,
+    jar: CookieJar,
+    status: StatusCode,
+    req: &str,
+    values: Value,
+    errors: Value,
+    password: Option<&str>,
+) -> Response {
+    let organisations = match pages.registry.organisations().await {
+        Ok(list) => list
+            .into_iter()
+            .map(|(id, name)| json!({ "id": id, "name": name }))
+            .collect::<Vec<_>>(),
+        Err(e) => return internal(pages, &e),
+    };
+    let met = password.map(password_rules_met);
+    let rules: Vec<Value> = PASSWORD_RULES
+        .iter()
+        .enumerate()
+        .map(|(i, text)| json!({ "text": text, "met": met.map(|m| m[i]) }))
+        .collect();
+    let (jar, token) = csrf::token(jar, pages.secure_cookies);
+    let context = json!({
+        "csrf_token": token,
+        "req": req,
+        "values": values,
+        "errors": errors,
+        "organisations": organisations,
+        "password_rules": rules,
+    });
+    (jar, pages.render.page(status, "signup.html", context)).into_response()
+}
+
+/// `GET /signup`.
+pub(crate) async fn show(
+    State(pages): State<Pages>,
+    jar: CookieJar,
+    Query(q): Query<ReqQuery>,
+) -> Response {
+    page(
+        &pages,
+        jar,
+        StatusCode::OK,
+        &q.req.unwrap_or_default(),
+        json!({}),
+        json!({}),
+        None,
+    )
+    .await
+}
+
+fn errors_by_field(violations: &Violations) -> Value {
+    let mut map = BTreeMap::new();
+    for v in violations {
+        map.entry(v.field).or_insert_with(|| v.message.clone());
+    }
+    // The proposed organisation's errors show next to the free-text field, the
+    // list's next to the list.
+    json!(map)
+}
+
+/// `POST /signup`.
+pub(crate) async fn submit(
+    State(pages): State<Pages>,
+    jar: CookieJar,
+    Form(fields): Form<SignUpFields>,
+) -> Response {
+    if !csrf::verify(&jar, fields.csrf_token.as_deref()) {
+        return csrf_refused(&pages);
+    }
+    let form = fields.to_form();
+    match pages.registry.sign_up(&form).await {
+        Ok(()) => {
+            let masked = MaskedEmail(form.email.trim()).to_string();
+            pages.render.page(
+                StatusCode::OK,
+                "signup_done.html",
+                json!({ "email_masked": masked }),
+            )
+        }
+        Err(dge_registry::Error::Invalid(violations)) => {
+            let errors = errors_by_field(&violations);
+            let password = fields.password.expose().clone();
+            page(
+                &pages,
+                jar,
+                StatusCode::BAD_REQUEST,
+                &fields.req,
+                fields.kept_values(),
+                errors,
+                Some(&password),
+            )
+            .await
+        }
+        Err(dge_registry::Error::Busy) => busy(&pages),
+        Err(e) => internal(&pages, &e),
+    }
+}

@@ -1,0 +1,64 @@
+//! The French HTML pages people see: login, sign-up, email confirmation, the
+//! authorization endpoint that leads to them, and the upstream-provider buttons.
+//!
+//! - [`render`]: the embedded templates and the portal's look.
+//! - [`csrf`]: double-submit CSRF tokens on every form.
+//! - [`handlers`]: one module per page.
+//! - [`security`]: response headers (CSP, frame-ancestors, HSTS …).
+
+pub mod csrf;
+pub mod handlers;
+pub mod render;
+pub mod security;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::get;
+use dge_broker::Broker;
+use dge_oidc::Provider;
+use dge_registry::Registry;
+
+pub use render::Portal;
+
+/// Everything the pages need. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Pages {
+    /// Templates and portal settings.
+    pub render: Arc<render::Renderer>,
+    /// Local accounts.
+    pub registry: Registry,
+    /// The OIDC provider.
+    pub provider: Provider,
+    /// Upstream providers.
+    pub broker: Broker,
+    /// Whether cookies carry `Secure` (off only for the embedded default on loopback).
+    pub secure_cookies: bool,
+}
+
+/// The page routes.
+pub fn router(pages: Pages) -> Router {
+    Router::new()
+        .route("/", get(handlers::login::home))
+        .route("/authorize", get(handlers::authorize::authorize))
+        .route(
+            "/login",
+            get(handlers::login::show).post(handlers::login::submit),
+        )
+        .route(
+            "/signup",
+            get(handlers::signup::show).post(handlers::signup::submit),
+        )
+        .route(
+            "/confirm",
+            get(handlers::confirm::show).post(handlers::confirm::submit),
+        )
+        .route("/password/forgot", get(handlers::login::forgot))
+        .route("/broker/{provider}/start", get(handlers::broker::start))
+        .route(
+            "/broker/{provider}/callback",
+            get(handlers::broker::callback),
+        )
+        .route("/static/{file}", get(handlers::assets::asset))
+        .with_state(pages)
+}

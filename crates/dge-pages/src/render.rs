@@ -1,0 +1,157 @@
+//! Templates, embedded in the binary, rendered with minijinja (auto-escaping on).
+
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use minijinja::Environment;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+/// The portal's look and links, configurable so another portal can reuse the binary.
+#[derive(Debug, Clone, Serialize)]
+pub struct Portal {
+    /// Display name ("DataGrandEst").
+    pub name: String,
+    /// Home page of the portal.
+    pub home_url: String,
+    /// Logo URL, served by us or none.
+    pub logo_url: Option<String>,
+    /// Main colour.
+    pub primary_color: String,
+}
+
+const TEMPLATES: &[(&str, &str)] = &[
+    ("base.html", include_str!("../templates/base.html")),
+    ("login.html", include_str!("../templates/login.html")),
+    ("signup.html", include_str!("../templates/signup.html")),
+    (
+        "signup_done.html",
+        include_str!("../templates/signup_done.html"),
+    ),
+    ("confirm.html", include_str!("../templates/confirm.html")),
+    (
+        "confirmed.html",
+        include_str!("../templates/confirmed.html"),
+    ),
+    (
+        "logged_in.html",
+        include_str!("../templates/logged_in.html"),
+    ),
+    ("error.html", include_str!("../templates/error.html")),
+];
+
+/// Renders pages.
+pub struct Renderer {
+    env: Environment<'static>,
+    portal: Portal,
+}
+
+impl std::fmt::Debug for Renderer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Renderer")
+            .field("portal", &self.portal)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Renderer {
+    /// A renderer for `portal`.
+    ///
+    /// # Panics
+    /// When an embedded template does not parse (caught by this crate's tests).
+    #[must_use]
+    pub fn new(portal: Portal) -> Self {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        for (name, source) in TEMPLATES {
+            env.add_template(name, source)
+                .unwrap_or_else(|e| panic!("page template {name}: {e}"));
+        }
+        Self { env, portal }
+    }
+
+    /// The portal settings.
+    #[must_use]
+    pub fn portal(&self) -> &Portal {
+        &self.portal
+    }
+
+    /// Renders `template` with `context` (an object) plus the portal settings.
+    #[must_use]
+    pub fn page(&self, status: StatusCode, template: &str, context: Value) -> Response {
+        let mut ctx = json!({ "portal": self.portal, "lang": "fr" });
+        if let (Some(base), Value::Object(more)) = (ctx.as_object_mut(), context) {
+            base.extend(more);
+        }
+        match self.env.get_template(template).and_then(|t| t.render(&ctx)) {
+            Ok(html) => (status, Html(html)).into_response(),
+            Err(e) => {
+                tracing::error!(error = %e, template, "page failed to render");
+                (StatusCode::INTERNAL_SERVER_ERROR, "Erreur interne").into_response()
+            }
+        }
+    }
+
+    /// A French error page with a way back.
+    #[must_use]
+    pub fn error(
+        &self,
+        status: StatusCode,
+        title: &str,
+        message: &str,
+        back_url: Option<&str>,
+    ) -> Response {
+        self.page(
+            status,
+            "error.html",
+            json!({ "title": title, "message": message, "back_url": back_url }),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn renderer() -> Renderer {
+        Renderer::new(Portal {
+            name: "DataGrandEst".into(),
+            home_url: "https://www.datagrandest.fr".into(),
+            logo_url: None,
+            primary_color: "#000091".into(),
+        })
+    }
+
+    #[test]
+    fn error_page_escapes_what_it_is_given() {
+        let r = renderer();
+        let resp = r.error(
+            StatusCode::BAD_REQUEST,
+            "Oups",
+            "<script>alert(1)</script>",
+            None,
+        );
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn every_template_renders_with_minimal_context() {
+        let r = renderer();
+        for (name, ctx) in [
+            (
+                "login.html",
+                json!({"csrf_token": "t", "req": "", "identifier": "", "error": null, "providers": []}),
+            ),
+            (
+                "signup.html",
+                json!({"csrf_token": "t", "req": "", "values": {}, "errors": {}, "organisations": [], "password_rules": []}),
+            ),
+            ("signup_done.html", json!({"email_masked": "j***@x.fr"})),
+            ("confirm.html", json!({"csrf_token": "t", "token": "abc"})),
+            ("confirmed.html", json!({})),
+            ("logged_in.html", json!({"name": "Jeanne"})),
+        ] {
+            let resp = r.page(StatusCode::OK, name, ctx);
+            assert_eq!(resp.status(), StatusCode::OK, "{name}");
+        }
+    }
+}

@@ -1,0 +1,468 @@
+//! The sign-up form and its rules.
+//!
+//! Every rule gives a French sentence for the page and a stable code for gRPC.
+//! The rules that need the database (organisation exists, login free) are checked
+//! by the service; this module holds the rest and does no I/O.
+
+use dge_core::{Secret, Violations};
+use unicode_normalization::UnicodeNormalization;
+
+/// Shortest password accepted, in characters.
+pub const PASSWORD_MIN_CHARS: usize = 12;
+/// Longest password accepted, in characters (NIST SP 800-63B asks for at least 64).
+pub const PASSWORD_MAX_CHARS: usize = 256;
+/// Login length bounds.
+pub const LOGIN_CHARS: std::ops::RangeInclusive<usize> = 3..=32;
+const NAME_MAX: usize = 100;
+const FUNCTION_MAX: usize = 150;
+const DESCRIPTION_MAX: usize = 2000;
+const ORGANISATION_MAX: usize = 200;
+
+/// Logins nobody may take: they could pass for the portal's staff or a system.
+const RESERVED_LOGINS: &[&str] = &[
+    "admin",
+    "administrateur",
+    "administrator",
+    "root",
+    "system",
+    "support",
+    "datagrandest",
+    "dge",
+    "postmaster",
+    "webmaster",
+    "security",
+    "noreply",
+    "no-reply",
+    "proconnect",
+];
+
+/// The five password rules shown on the sign-up page, in the tutorial's words.
+pub const PASSWORD_RULES: [&str; 5] = [
+    "Le mot de passe doit contenir au moins 12 caractères",
+    "Le mot de passe doit contenir des minuscules",
+    "Le mot de passe doit contenir des majuscules",
+    "Le mot de passe doit contenir des chiffres",
+    "Le mot de passe doit contenir des caractères spéciaux",
+];
+
+/// A sign-up as typed (pages) or sent (gRPC).
+#[derive(Debug, Clone, Default)]
+pub struct SignUpForm {
+    /// Prénom.
+    pub given_name: String,
+    /// Nom.
+    pub family_name: String,
+    /// Courriel.
+    pub email: String,
+    /// Téléphone.
+    pub phone: String,
+    /// Chosen organisation id, empty when proposing one.
+    pub organisation_id: String,
+    /// Name of an organisation missing from the list.
+    pub proposed_organisation: String,
+    /// Fonction.
+    pub function: String,
+    /// Description: the person's request.
+    pub description: String,
+    /// Login.
+    pub login: String,
+    /// Mot de passe.
+    pub password: Secret<String>,
+    /// Confirmation du mot de passe.
+    pub password_confirmation: Secret<String>,
+}
+
+/// A sign-up whose fields follow every rule, normalised.
+#[derive(Debug, Clone)]
+pub struct ValidSignUp {
+    /// NFC, trimmed.
+    pub given_name: String,
+    /// NFC, trimmed.
+    pub family_name: String,
+    /// Trimmed, domain lower-cased.
+    pub email: String,
+    /// Lower-cased, for uniqueness.
+    pub email_key: String,
+    /// E.164.
+    pub phone: String,
+    /// Either an organisation id …
+    pub organisation_id: Option<String>,
+    /// … or the name of a proposed one.
+    pub proposed_organisation: Option<String>,
+    /// NFC, trimmed.
+    pub function: String,
+    /// NFC, trimmed.
+    pub description: String,
+    /// As typed, trimmed.
+    pub login: String,
+    /// Lower-cased, for uniqueness.
+    pub login_key: String,
+    /// The password, NFKC-normalised (NIST SP 800-63B §5.1.1.2).
+    pub password: Secret<String>,
+}
+
+/// Unicode NFC, trimmed.
+#[must_use]
+pub fn clean_text(s: &str) -> String {
+    s.nfc().collect::<String>().trim().to_owned()
+}
+
+fn has_control(s: &str, allow_newlines: bool) -> bool {
+    s.chars()
+        .any(|c| c.is_control() && !(allow_newlines && (c == '\n' || c == '\r' || c == '\t')))
+}
+
+fn text_field(
+    v: &mut Violations,
+    field: &'static str,
+    raw: &str,
+    required: Option<&str>,
+    max: usize,
+    multiline: bool,
+) -> String {
+    let value = clean_text(raw);
+    if value.is_empty() {
+        if let Some(message) = required {
+            v.add(field, "required", message);
+        }
+    } else if value.chars().count() > max {
+        v.add(
+            field,
+            "too_long",
+            format!("Ce champ ne peut pas dépasser {max} caractères."),
+        );
+    } else if has_control(&value, multiline) {
+        v.add(
+            field,
+            "control_characters",
+            "Ce champ contient des caractères non autorisés.",
+        );
+    }
+    value
+}
+
+/// Normalises an email address: trimmed, syntax checked, domain lower-cased.
+/// Returns `(address, uniqueness key)`.
+#[must_use]
+pub fn normalise_email(raw: &str) -> Option<(String, String)> {
+    let trimmed = raw.trim();
+    if trimmed.len() > 254 || !email_address::EmailAddress::is_valid(trimmed) {
+        return None;
+    }
+    let (local, domain) = trimmed.rsplit_once('@')?;
+    // Quoted local parts and IP-literal domains are valid RFC 5322 but no portal
+    // user has one, and they complicate every later comparison.
+    if local.starts_with('"') || domain.starts_with('[') || !domain.contains('.') {
+        return None;
+    }
+    let address = format!("{local}@{}", domain.to_lowercase());
+    let key = address.to_lowercase();
+    Some((address, key))
+}
+
+/// Parses a phone number, French by default, into E.164.
+#[must_use]
+pub fn normalise_phone(raw: &str) -> Option<String> {
+    let number = phonenumber::parse(Some(phonenumber::country::Id::FR), raw.trim()).ok()?;
+    phonenumber::is_valid(&number)
+        .then(|| number.format().mode(phonenumber::Mode::E164).to_string())
+}
+
+/// Which of the five password rules `password` meets, in [`PASSWORD_RULES`] order.
+#[must_use]
+pub fn password_rules_met(password: &str) -> [bool; 5] {
+    [
+        password.chars().count() >= PASSWORD_MIN_CHARS,
+        password.chars().any(char::is_lowercase),
+        password.chars().any(char::is_uppercase),
+        password.chars().any(|c| c.is_ascii_digit()),
+        password
+            .chars()
+            .any(|c| !c.is_alphanumeric() && !c.is_whitespace()),
+    ]
+}
+
+fn check_password(v: &mut Violations, form: &SignUpForm, login_key: &str) -> Secret<String> {
+    let password: String = form.password.expose().nfkc().collect();
+    let confirmation: String = form.password_confirmation.expose().nfkc().collect();
+    let met = password_rules_met(&password);
+    let codes = [
+        "too_short",
+        "no_lowercase",
+        "no_uppercase",
+        "no_digit",
+        "no_special",
+    ];
+    if password.is_empty() {
+        v.add("password", "required", "Le mot de passe est obligatoire.");
+    } else if password.chars().count() > PASSWORD_MAX_CHARS {
+        v.add(
+            "password",
+            "too_long",
+            format!("Le mot de passe ne peut pas dépasser {PASSWORD_MAX_CHARS} caractères."),
+        );
+    } else if let Some(i) = met.iter().position(|ok| !ok) {
+        v.add("password", codes[i], format!("{}.", PASSWORD_RULES[i]));
+    } else if login_key.len() >= 3 && password.to_lowercase().contains(login_key) {
+        v.add(
+            "password",
+            "contains_login",
+            "Le mot de passe ne doit pas contenir votre login.",
+        );
+    }
+    if !password.is_empty() && password != confirmation {
+        v.add(
+            "password_confirmation",
+            "mismatch",
+            "La confirmation ne correspond pas au mot de passe.",
+        );
+    }
+    Secret::new(password)
+}
+
+fn check_login(v: &mut Violations, raw: &str) -> (String, String) {
+    let login = raw.trim().to_owned();
+    let key = login.to_lowercase();
+    let shape_ok = LOGIN_CHARS.contains(&login.chars().count())
+        && login
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        && login
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric());
+    if login.is_empty() {
+        v.add("login", "required", "Le login est obligatoire.");
+    } else if !shape_ok {
+        v.add(
+            "login",
+            "invalid",
+            "Le login doit contenir de 3 à 32 caractères : lettres sans accent, chiffres, point, \
+             tiret ou tiret bas, et commencer par une lettre ou un chiffre.",
+        );
+    } else if RESERVED_LOGINS.contains(&key.as_str()) {
+        v.add(
+            "login",
+            "reserved",
+            "Ce login est réservé ; choisissez-en un autre.",
+        );
+    }
+    (login, key)
+}
+
+impl SignUpForm {
+    /// Checks every rule that needs no database.
+    ///
+    /// # Errors
+    /// All the broken rules, each with its French message.
+    pub fn validate(&self) -> Result<ValidSignUp, Violations> {
+        let mut v = Violations::new();
+        let given_name = text_field(
+            &mut v,
+            "given_name",
+            &self.given_name,
+            Some("Le prénom est obligatoire."),
+            NAME_MAX,
+            false,
+        );
+        let family_name = text_field(
+            &mut v,
+            "family_name",
+            &self.family_name,
+            Some("Le nom est obligatoire."),
+            NAME_MAX,
+            false,
+        );
+        let email = normalise_email(&self.email);
+        if self.email.trim().is_empty() {
+            v.add("email", "required", "Le courriel est obligatoire.");
+        } else if email.is_none() {
+            v.add(
+                "email",
+                "invalid",
+                "L'adresse électronique n'est pas valide (exemple : prenom.nom@exemple.fr).",
+            );
+        }
+        let phone = normalise_phone(&self.phone);
+        if self.phone.trim().is_empty() {
+            v.add("phone", "required", "Le téléphone est obligatoire.");
+        } else if phone.is_none() {
+            v.add(
+                "phone",
+                "invalid",
+                "Le numéro de téléphone n'est pas valide (exemple : 06 12 34 56 78).",
+            );
+        }
+        let organisation_id = self.organisation_id.trim().to_owned();
+        let proposed = text_field(
+            &mut v,
+            "proposed_organisation",
+            &self.proposed_organisation,
+            None,
+            ORGANISATION_MAX,
+            false,
+        );
+        if organisation_id.is_empty() && proposed.is_empty() {
+            v.add(
+                "organisation_id",
+                "required",
+                "Choisissez votre organisme dans la liste, ou cochez « Mon organisme n'apparaît pas \
+                 dans la liste » et indiquez son nom.",
+            );
+        }
+        let function = text_field(
+            &mut v,
+            "function",
+            &self.function,
+            None,
+            FUNCTION_MAX,
+            false,
+        );
+        let description = text_field(
+            &mut v,
+            "description",
+            &self.description,
+            None,
+            DESCRIPTION_MAX,
+            true,
+        );
+        let (login, login_key) = check_login(&mut v, &self.login);
+        let password = check_password(&mut v, self, &login_key);
+        v.into_result()?;
+        let (email, email_key) = email.unwrap_or_default();
+        Ok(ValidSignUp {
+            given_name,
+            family_name,
+            email,
+            email_key,
+            phone: phone.unwrap_or_default(),
+            organisation_id: (!organisation_id.is_empty()).then_some(organisation_id),
+            proposed_organisation: (!proposed.is_empty()).then_some(proposed),
+            function,
+            description,
+            login,
+            login_key,
+            password,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn good() -> SignUpForm {
+        SignUpForm {
+            given_name: "Jeanne".into(),
+            family_name: "Dupont".into(),
+            email: "Jeanne.Dupont@GrandEst.FR".into(),
+            phone: "06 12 34 56 78".into(),
+            organisation_id: "region-grand-est".into(),
+            function: "Cheffe de projet".into(),
+            login: "JDupont".into(),
+            password: Secret::new("Correct-Horse-9".into()),
+            password_confirmation: Secret::new("Correct-Horse-9".into()),
+            ..SignUpForm::default()
+        }
+    }
+
+    fn fields(form: &SignUpForm) -> Vec<(&'static str, &'static str)> {
+        form.validate()
+            .err()
+            .map(|v| v.iter().map(|x| (x.field, x.code)).collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_good_form_is_normalised() {
+        let ok = good().validate().expect("valid");
+        assert_eq!(ok.email, "Jeanne.Dupont@grandest.fr");
+        assert_eq!(ok.email_key, "jeanne.dupont@grandest.fr");
+        assert_eq!(ok.phone, "+33612345678");
+        assert_eq!(ok.login_key, "jdupont");
+    }
+
+    #[test]
+    fn international_phone_form_is_accepted() {
+        assert_eq!(
+            normalise_phone("+33 6 12 34 56 78").as_deref(),
+            Some("+33612345678")
+        );
+        assert_eq!(normalise_phone("12"), None);
+    }
+
+    #[test]
+    fn each_password_rule_is_reported() {
+        for (pw, code) in [
+            ("Sh0rt!", "too_short"),
+            ("ALLUPPERCASE-123", "no_lowercase"),
+            ("alllowercase-123", "no_uppercase"),
+            ("NoDigitsHere-!!", "no_digit"),
+            ("NoSpecials12345", "no_special"),
+        ] {
+            let mut f = good();
+            f.password = Secret::new(pw.into());
+            f.password_confirmation = Secret::new(pw.into());
+            assert_eq!(fields(&f), [("password", code)], "{pw}");
+        }
+    }
+
+    #[test]
+    fn mismatched_confirmation_is_reported() {
+        let mut f = good();
+        f.password_confirmation = Secret::new("Other-Horse-99".into());
+        assert_eq!(fields(&f), [("password_confirmation", "mismatch")]);
+    }
+
+    #[test]
+    fn password_containing_the_login_is_refused() {
+        let mut f = good();
+        f.password = Secret::new("xxJDUPONTxx-1".into());
+        f.password_confirmation = f.password.clone();
+        assert_eq!(fields(&f), [("password", "contains_login")]);
+    }
+
+    #[test]
+    fn names_with_line_breaks_are_refused() {
+        let mut f = good();
+        f.given_name = "Jeanne\r\nBcc: x@y.fr".into();
+        assert_eq!(fields(&f), [("given_name", "control_characters")]);
+    }
+
+    #[test]
+    fn names_are_nfc_normalised() {
+        let mut f = good();
+        f.family_name = "Cle\u{301}ment".into();
+        assert_eq!(f.validate().expect("valid").family_name, "Cl\u{e9}ment");
+    }
+
+    #[test]
+    fn organisation_or_proposal_is_required() {
+        let mut f = good();
+        f.organisation_id = String::new();
+        assert_eq!(fields(&f), [("organisation_id", "required")]);
+        f.proposed_organisation = "Syndicat des eaux".into();
+        assert!(f.validate().is_ok());
+    }
+
+    #[test]
+    fn bad_logins_and_reserved_names_are_refused() {
+        for (login, code) in [
+            ("a", "invalid"),
+            ("jé", "invalid"),
+            ("-x-", "invalid"),
+            ("Admin", "reserved"),
+        ] {
+            let mut f = good();
+            f.login = login.into();
+            assert_eq!(fields(&f), [("login", code)], "{login}");
+        }
+    }
+
+    #[test]
+    fn bad_emails_are_refused() {
+        for email in ["nope", "a@b", "a b@c.fr", "\"q\"@x.fr", "x@[127.0.0.1]"] {
+            assert_eq!(normalise_email(email), None, "{email}");
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! The local-account registry.
+//!
+//! - [`domain`]: accounts and the sign-up rules (no I/O).
+//! - [`hashing`]: argon2id, off the async threads, with bounded concurrency.
+//! - [`store`]: account queries shared with the other services.
+//! - [`service`]: sign-up, email confirmation and login checks.
+//! - [`grpc`]: the `AccountRegistry` gRPC service.
+
+pub mod domain;
+pub mod grpc;
+pub mod hashing;
+pub mod service;
+pub mod store;
+
+pub use domain::{Account, AccountStatus, SignUpForm};
+pub use hashing::Hasher;
+pub use service::{LoginError, Registry, RegistrySettings};
+
+/// Errors of the registry.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request broke one or more rules.
+    #[error("invalid request")]
+    Invalid(dge_core::Violations),
+    /// The confirmation link is unknown, used or expired.
+    #[error("confirmation token is invalid or expired")]
+    BadToken,
+    /// Too many password hashes are already running.
+    #[error("password hashing is saturated")]
+    Busy,
+    /// The database failed.
+    #[error("storage error")]
+    Store(#[from] sqlx::Error),
+    /// The mail could not be queued.
+    #[error("mail could not be queued")]
+    Mail(#[from] dge_mailer::Error),
+    /// A hashing task failed (a bug).
+    #[error("password hashing failed")]
+    Hash,
+}
+
+/// Result alias for this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<Error> for tonic::Status {
+    fn from(err: Error) -> Self {
+        match err {
+            Error::Invalid(v) => v.into_status(),
+            Error::BadToken => tonic::Status::failed_precondition("invalid or expired token"),
+            Error::Busy => tonic::Status::resource_exhausted("too many concurrent logins"),
+            Error::Store(_) | Error::Mail(_) | Error::Hash => {
+                tracing::error!(error = %err, source = ?std::error::Error::source(&err).map(ToString::to_string), "registry call failed");
+                tonic::Status::internal("internal error")
+            }
+        }
+    }
+}

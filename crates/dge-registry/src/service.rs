@@ -1,0 +1,365 @@
+//! Sign-up, email confirmation and the password check at login.
+
+use std::sync::Arc;
+
+use dge_core::token::{hash_token, random_token};
+use dge_core::{Clock, MaskedEmail, Secret, Violations};
+use dge_mailer::Outbox;
+use dge_store::Db;
+use serde_json::json;
+use sqlx::{AnyConnection, Row};
+
+use crate::domain::signup::ValidSignUp;
+use crate::domain::{Account, AccountStatus, SignUpForm};
+use crate::{Error, Hasher, Result, store};
+
+/// Settings of the registry.
+#[derive(Debug, Clone)]
+pub struct RegistrySettings {
+    /// The provider's public URL, for links in emails.
+    pub public_url: String,
+    /// How long a confirmation link is valid.
+    pub confirmation_ttl_secs: i64,
+}
+
+/// Why a login was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LoginError {
+    /// Unknown identifier or wrong password: the two are never told apart.
+    BadCredentials,
+    /// The password is right but the account cannot log in yet (or any more).
+    NotActive(AccountStatus),
+}
+
+/// The local-account registry.
+#[derive(Clone)]
+pub struct Registry {
+    db: Db,
+    hasher: Hasher,
+    outbox: Outbox,
+    clock: Arc<dyn Clock>,
+    settings: Arc<RegistrySettings>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Registry {
+    /// A registry over `db`.
+    #[must_use]
+    pub fn new(
+        db: Db,
+        hasher: Hasher,
+        outbox: Outbox,
+        clock: Arc<dyn Clock>,
+        settings: RegistrySettings,
+    ) -> Self {
+        Self {
+            db,
+            hasher,
+            outbox,
+            clock,
+            settings: Arc::new(settings),
+        }
+    }
+
+    /// The database.
+    #[must_use]
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// The outbox, for services that email people.
+    #[must_use]
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
+    /// The current time.
+    #[must_use]
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    /// Files a sign-up: the account, its proposed organisation and its confirmation
+    /// email in one transaction. When the address already belongs to someone, the
+    /// answer is the same and the owner is emailed instead (no account enumeration).
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] with every broken rule; storage errors.
+    pub async fn sign_up(&self, form: &SignUpForm) -> Result<()> {
+        let valid = form.validate().map_err(Error::Invalid)?;
+        let mut tx = self.db.begin().await?;
+        let mut v = Violations::new();
+        if let Some(org) = &valid.organisation_id {
+            let exists = sqlx::query(
+                "SELECT 1 AS found FROM organisations WHERE id = $1 AND status = 'active'",
+            )
+            .bind(org)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if exists.is_none() {
+                v.add(
+                    "organisation_id",
+                    "unknown",
+                    "Cet organisme n'existe pas dans la liste.",
+                );
+            }
+        }
+        let login_taken = sqlx::query("SELECT 1 AS found FROM accounts WHERE login_key = $1")
+            .bind(&valid.login_key)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if login_taken.is_some() {
+            v.add(
+                "login",
+                "taken",
+                "Ce login est déjà utilisé ; choisissez-en un autre.",
+            );
+        }
+        v.into_result().map_err(Error::Invalid)?;
+        // Hashing after the cheap checks: a form with errors costs no argon2 run.
+        let phc = self.hasher.hash(valid.password.expose().clone()).await?;
+        let now = self.clock.now();
+        if let Some(owner) = store::find_account_in(&mut tx, &valid.email_key).await? {
+            self.tell_owner(&mut tx, &owner, now).await?;
+        } else {
+            self.insert_sign_up(&mut tx, &valid, &phc, now).await?;
+        }
+        tx.commit().await?;
+        self.outbox.wake();
+        Ok(())
+    }
+
+    async fn insert_sign_up(
+        &self,
+        conn: &mut AnyConnection,
+        valid: &ValidSignUp,
+        phc: &str,
+        now: i64,
+    ) -> Result<()> {
+        let organisation_id = match (&valid.organisation_id, &valid.proposed_organisation) {
+            (Some(id), _) => id.clone(),
+            (None, Some(name)) => propose_organisation(conn, name, now).await?,
+            (None, None) => return Err(Error::Invalid(Violations::new())),
+        };
+        let id = dge_core::new_id();
+        sqlx::query(
+            "INSERT INTO accounts (id, kind, login, login_key, email, email_key, given_name, family_name, \
+             phone, organisation_id, function, description, password_hash, status, created_at, updated_at) \
+             VALUES ($1, 'local', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'unconfirmed', $13, $13)",
+        )
+        .bind(&id)
+        .bind(&valid.login)
+        .bind(&valid.login_key)
+        .bind(&valid.email)
+        .bind(&valid.email_key)
+        .bind(&valid.given_name)
+        .bind(&valid.family_name)
+        .bind(&valid.phone)
+        .bind(&organisation_id)
+        .bind(&valid.function)
+        .bind(&valid.description)
+        .bind(phc)
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| {
+            if dge_store::is_unique_violation(&e, "accounts_login_key_key", "accounts.login_key") {
+                let mut v = Violations::new();
+                v.add("login", "taken", "Ce login est déjà utilisé ; choisissez-en un autre.");
+                Error::Invalid(v)
+            } else {
+                Error::Store(e)
+            }
+        })?;
+        let token = random_token();
+        sqlx::query(
+            "INSERT INTO email_tokens (token_hash, account_id, purpose, email_key, expires_at, created_at) \
+             VALUES ($1, $2, 'confirm', $3, $4, $5)",
+        )
+        .bind(hash_token(&token))
+        .bind(&id)
+        .bind(&valid.email_key)
+        .bind(now + self.settings.confirmation_ttl_secs)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+        let link = format!("{}/confirm?token={token}", self.settings.public_url);
+        let hours = (self.settings.confirmation_ttl_secs / 3600).max(1);
+        self.outbox
+            .enqueue(
+                conn,
+                "confirm_email",
+                &valid.email,
+                &valid.given_name,
+                json!({ "link": link, "valid_hours": hours }),
+                now,
+            )
+            .await?;
+        tracing::info!(account_id = %id, email = %MaskedEmail(&valid.email), "sign-up filed");
+        Ok(())
+    }
+
+    async fn tell_owner(&self, conn: &mut AnyConnection, owner: &Account, now: i64) -> Result<()> {
+        let provider: Option<String> =
+            sqlx::query("SELECT provider FROM federated_links WHERE account_id = $1 LIMIT 1")
+                .bind(&owner.id)
+                .fetch_optional(&mut *conn)
+                .await?
+                .map(|r| r.try_get("provider"))
+                .transpose()?;
+        let provider_label = provider.map(|p| {
+            if p == "proconnect" {
+                "ProConnect".to_owned()
+            } else {
+                "La Région Grand Est".to_owned()
+            }
+        });
+        let base = &self.settings.public_url;
+        self.outbox
+            .enqueue(
+                conn,
+                "signup_existing",
+                &owner.email,
+                &owner.given_name,
+                json!({
+                    "login_url": format!("{base}/login"),
+                    "reset_url": format!("{base}/password/forgot"),
+                    "provider_label": provider_label,
+                }),
+                now,
+            )
+            .await?;
+        tracing::info!(account_id = %owner.id, "sign-up attempted with an address in use; owner told");
+        Ok(())
+    }
+
+    /// Confirms an email address with the token of a confirmation link. The token is
+    /// single use and bound to the address it was sent to. Returns the account.
+    ///
+    /// # Errors
+    /// [`Error::BadToken`] when unknown, used, expired or the address changed since.
+    pub async fn confirm_email(&self, token: &str) -> Result<Account> {
+        let now = self.clock.now();
+        let mut tx = self.db.begin().await?;
+        let row = sqlx::query(
+            "SELECT t.account_id FROM email_tokens t JOIN accounts a ON a.id = t.account_id \
+             WHERE t.token_hash = $1 AND t.purpose = 'confirm' AND t.used_at IS NULL \
+             AND t.expires_at > $2 AND a.email_key = t.email_key AND a.status = 'unconfirmed'",
+        )
+        .bind(hash_token(token.trim()))
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(Error::BadToken)?;
+        let account_id: String = row.try_get("account_id")?;
+        let used = sqlx::query(
+            "UPDATE email_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL",
+        )
+        .bind(now)
+        .bind(hash_token(token.trim()))
+        .execute(&mut *tx)
+        .await?;
+        if used.rows_affected() != 1 {
+            return Err(Error::BadToken);
+        }
+        sqlx::query(
+            "UPDATE accounts SET status = 'pending', email_verified = 1, updated_at = $1 \
+             WHERE id = $2 AND status = 'unconfirmed'",
+        )
+        .bind(now)
+        .bind(&account_id)
+        .execute(&mut *tx)
+        .await?;
+        let account = store::find_account_in(&mut tx, &account_id)
+            .await?
+            .ok_or(Error::BadToken)?;
+        self.outbox
+            .enqueue(
+                &mut tx,
+                "account_pending",
+                &account.email,
+                &account.given_name,
+                json!({}),
+                now,
+            )
+            .await?;
+        tx.commit().await?;
+        self.outbox.wake();
+        tracing::info!(account_id = %account.id, "email confirmed; account pending validation");
+        Ok(account)
+    }
+
+    /// Checks a login (or email) and password. The answer for an unknown login and
+    /// for a wrong password is the same, and takes the same time.
+    ///
+    /// # Errors
+    /// [`Error::Busy`] when hashing is saturated; storage errors.
+    pub async fn check_password(
+        &self,
+        identifier: &str,
+        password: &Secret<String>,
+    ) -> Result<Result<Account, LoginError>> {
+        let found = store::credentials(&self.db, identifier).await?;
+        let (id, phc) = match found {
+            Some((id, phc)) => (Some(id), phc),
+            None => (None, None),
+        };
+        let password: String =
+            unicode_normalization::UnicodeNormalization::nfkc(password.expose().as_str()).collect();
+        let ok = self.hasher.verify(password.clone(), phc.clone()).await?;
+        let (true, Some(id)) = (ok, id) else {
+            return Ok(Err(LoginError::BadCredentials));
+        };
+        if phc.as_deref().is_some_and(|p| self.hasher.needs_rehash(p)) {
+            let new = self.hasher.hash(password).await?;
+            store::set_password_hash(&self.db, &id, &new, self.clock.now()).await?;
+            tracing::info!(account_id = %id, "password hash upgraded to current parameters");
+        }
+        let account = store::find_account(&self.db, &id)
+            .await?
+            .ok_or(Error::BadToken)?;
+        if account.status == AccountStatus::Active {
+            Ok(Ok(account))
+        } else {
+            Ok(Err(LoginError::NotActive(account.status)))
+        }
+    }
+
+    /// Active organisations, for the sign-up list, sorted by name.
+    ///
+    /// # Errors
+    /// Fails when the database fails.
+    pub async fn organisations(&self) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT id, name FROM organisations WHERE status = 'active' ORDER BY name_key",
+        )
+        .fetch_all(self.db.pool())
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("name")?)))
+            .collect::<sqlx::Result<_>>()?)
+    }
+}
+
+async fn propose_organisation(conn: &mut AnyConnection, name: &str, now: i64) -> Result<String> {
+    let id = dge_core::new_id();
+    sqlx::query(
+        "INSERT INTO organisations (id, name, name_key, status, created_at, updated_at) \
+         VALUES ($1, $2, $3, 'proposed', $4, $4)",
+    )
+    .bind(&id)
+    .bind(name)
+    .bind(name.to_lowercase())
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(id)
+}

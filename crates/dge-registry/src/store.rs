@@ -1,0 +1,125 @@
+//! Account queries, shared with the workflow, the broker and the OIDC provider.
+
+use dge_store::Db;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+use crate::domain::{Account, AccountStatus};
+
+const ACCOUNT_COLUMNS: &str = "a.id, a.kind, a.login, a.email, a.given_name, a.family_name, \
+    a.phone, a.organisation_id, o.name AS organisation_name, a.function, a.description, \
+    a.status, a.email_verified, a.rejection_reason, a.is_admin, a.created_at";
+
+fn account_from_row(row: &AnyRow) -> sqlx::Result<Account> {
+    let status: String = row.try_get("status")?;
+    Ok(Account {
+        id: row.try_get("id")?,
+        kind: row.try_get("kind")?,
+        login: row.try_get("login")?,
+        email: row.try_get("email")?,
+        given_name: row.try_get("given_name")?,
+        family_name: row.try_get("family_name")?,
+        phone: row.try_get("phone")?,
+        organisation_id: row.try_get("organisation_id")?,
+        organisation_name: row.try_get("organisation_name")?,
+        function: row.try_get("function")?,
+        description: row.try_get("description")?,
+        status: AccountStatus::parse(&status).ok_or_else(|| {
+            sqlx::Error::Decode(format!("unknown account status {status}").into())
+        })?,
+        email_verified: row.try_get::<i64, _>("email_verified")? == 1,
+        rejection_reason: row.try_get("rejection_reason")?,
+        is_admin: row.try_get::<i64, _>("is_admin")? == 1,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+/// The account named by id, login or email (case-insensitive).
+///
+/// # Errors
+/// Fails when the database fails.
+pub async fn find_account(db: &Db, key: &str) -> sqlx::Result<Option<Account>> {
+    let key = key.trim();
+    let sql = format!(
+        "SELECT {ACCOUNT_COLUMNS} FROM accounts a LEFT JOIN organisations o ON o.id = a.organisation_id \
+         WHERE a.id = $1 OR a.login_key = $2 OR a.email_key = $2"
+    );
+    let row = sqlx::query(&sql)
+        .bind(key)
+        .bind(key.to_lowercase())
+        .fetch_optional(db.pool())
+        .await?;
+    row.as_ref().map(account_from_row).transpose()
+}
+
+/// Like [`find_account`], inside a transaction.
+///
+/// # Errors
+/// Fails when the database fails.
+pub async fn find_account_in(conn: &mut AnyConnection, key: &str) -> sqlx::Result<Option<Account>> {
+    let key = key.trim();
+    let sql = format!(
+        "SELECT {ACCOUNT_COLUMNS} FROM accounts a LEFT JOIN organisations o ON o.id = a.organisation_id \
+         WHERE a.id = $1 OR a.login_key = $2 OR a.email_key = $2"
+    );
+    let row = sqlx::query(&sql)
+        .bind(key)
+        .bind(key.to_lowercase())
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(account_from_row).transpose()
+}
+
+/// Accounts, newest first, optionally of one status.
+///
+/// # Errors
+/// Fails when the database fails.
+pub async fn list_accounts(
+    db: &Db,
+    status: Option<AccountStatus>,
+    limit: i64,
+) -> sqlx::Result<Vec<Account>> {
+    let sql = format!(
+        "SELECT {ACCOUNT_COLUMNS} FROM accounts a LEFT JOIN organisations o ON o.id = a.organisation_id \
+         WHERE ($1 = '' OR a.status = $1) ORDER BY a.created_at DESC, a.id DESC LIMIT $2"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(status.map_or("", AccountStatus::as_str))
+        .bind(limit)
+        .fetch_all(db.pool())
+        .await?;
+    rows.iter().map(account_from_row).collect()
+}
+
+/// The password hash and status of the local account named by login or email.
+///
+/// # Errors
+/// Fails when the database fails.
+pub async fn credentials(
+    db: &Db,
+    identifier: &str,
+) -> sqlx::Result<Option<(String, Option<String>)>> {
+    let key = identifier.trim().to_lowercase();
+    let row = sqlx::query(
+        "SELECT id, password_hash FROM accounts WHERE kind = 'local' AND (login_key = $1 OR email_key = $1)",
+    )
+    .bind(key)
+    .fetch_optional(db.pool())
+    .await?;
+    row.map(|r| Ok((r.try_get("id")?, r.try_get("password_hash")?)))
+        .transpose()
+}
+
+/// Replaces an account's password hash.
+///
+/// # Errors
+/// Fails when the database fails.
+pub async fn set_password_hash(db: &Db, account_id: &str, phc: &str, now: i64) -> sqlx::Result<()> {
+    sqlx::query("UPDATE accounts SET password_hash = $1, updated_at = $2 WHERE id = $3")
+        .bind(phc)
+        .bind(now)
+        .bind(account_id)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}

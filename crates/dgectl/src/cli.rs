@@ -1,0 +1,582 @@
+//! The command line: global options, nouns and verbs, as clap derive types.
+//!
+//! Doc comments on the types are the help text that `dgectl --help` shows.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use clap::builder::NonEmptyStringValueParser;
+use clap::error::ErrorKind;
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap_complete::Shell;
+
+use crate::output::OutputFormat;
+use crate::status::{AccountStatusArg, MessageStatusArg};
+
+/// Administrators' command-line tool for DGE Identity, the identity provider of the
+/// DataGrandEst open-data portal. Talks to the server over gRPC.
+#[derive(Debug, Parser)]
+#[command(
+    name = "dgectl",
+    version,
+    after_help = "Exit codes: 0 ok, 1 refused or failed call, 2 usage, \
+                  3 server unreachable, 4 not authenticated."
+)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) global: GlobalOpts,
+
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+impl Cli {
+    /// Parses the process arguments, exiting with status 2 on a usage error
+    /// (status 0 for `--help` and `--version`).
+    pub(crate) fn parse_or_exit() -> Self {
+        match Self::try_parse_args(std::env::args_os()) {
+            Ok(cli) => cli,
+            Err(err) => err.exit(),
+        }
+    }
+
+    /// Parses `args` (the first one is the program name).
+    ///
+    /// Unlike `try_parse_from`, this also settles which token source wins when
+    /// both a token and a token file are given (see [`ConnectionOpts`]).
+    pub(crate) fn try_parse_args<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let mut cmd = Self::command();
+        let matches = cmd.try_get_matches_from_mut(args)?;
+        let mut cli = Self::from_arg_matches(&matches).map_err(|err| err.format(&mut cmd))?;
+        cli.global
+            .connection
+            .settle_token_sources(&matches)
+            .map_err(|msg| cmd.error(ErrorKind::ArgumentConflict, msg))?;
+        Ok(cli)
+    }
+}
+
+/// Options shared by every command; they may be given before or after the command.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
+pub(crate) struct GlobalOpts {
+    #[command(flatten)]
+    pub(crate) connection: ConnectionOpts,
+
+    /// How to print results
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = OutputFormat::Table)]
+    pub(crate) output: OutputFormat,
+}
+
+/// Where the server is and how to authenticate to it.
+///
+/// A token given on the command line wins over one from the environment;
+/// when `DGECTL_TOKEN` and `DGECTL_TOKEN_FILE` are both set, `DGECTL_TOKEN` wins.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
+pub(crate) struct ConnectionOpts {
+    /// URL of the DGE Identity gRPC server
+    #[arg(
+        long,
+        global = true,
+        env = "DGECTL_SERVER",
+        value_name = "URL",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub(crate) server: ServerUrl,
+
+    /// Administrator's bearer token, sent with every call
+    ///
+    /// Other local users can see a token typed on the command line in the
+    /// process list: prefer --token-file or DGECTL_TOKEN.
+    #[arg(
+        long,
+        global = true,
+        env = "DGECTL_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub(crate) token: Option<Token>,
+
+    /// File holding the bearer token (surrounding white space is ignored)
+    #[arg(long, global = true, env = "DGECTL_TOKEN_FILE", value_name = "FILE")]
+    pub(crate) token_file: Option<PathBuf>,
+}
+
+impl ConnectionOpts {
+    /// Keeps one of `token` and `token_file` when both were given.
+    fn settle_token_sources(&mut self, matches: &ArgMatches) -> Result<(), &'static str> {
+        if self.token.is_none() || self.token_file.is_none() {
+            return Ok(());
+        }
+        let typed = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
+        match (typed("token"), typed("token_file")) {
+            (true, true) => return Err("--token and --token-file cannot be used together"),
+            (false, true) => self.token = None,
+            // A typed --token, or both from the environment: the token wins.
+            (_, false) => self.token_file = None,
+        }
+        Ok(())
+    }
+}
+
+/// A server address: an `http://` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ServerUrl(String);
+
+impl ServerUrl {
+    pub(crate) fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ServerUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for ServerUrl {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.starts_with("https://") {
+            // This build links no TLS stack (the workspace's tonic has no TLS feature).
+            return Err("https:// is not supported by this build of dgectl; \
+                        use http:// on a trusted network or through a local tunnel"
+                .to_owned());
+        }
+        let Some(rest) = s.strip_prefix("http://") else {
+            return Err("expected a URL starting with http://".to_owned());
+        };
+        if rest.is_empty() || rest.starts_with('/') {
+            return Err("the URL has no host".to_owned());
+        }
+        tonic::transport::Endpoint::from_shared(s.to_owned())
+            .map_err(|_| "not a valid URL".to_owned())?;
+        Ok(Self(s.to_owned()))
+    }
+}
+
+/// A bearer token. Its `Debug` never shows the value, so a token cannot reach
+/// an error message or a log line by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Token(String);
+
+impl Token {
+    /// The token itself, for the one place that sends it.
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token([redacted])")
+    }
+}
+
+impl FromStr for Token {
+    type Err = &'static str;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let token = s.trim();
+        if token.is_empty() {
+            return Err("the token is empty");
+        }
+        Ok(Self(token.to_owned()))
+    }
+}
+
+/// The nouns.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// List, show, approve and reject accounts
+    #[command(subcommand)]
+    Accounts(AccountsCommand),
+
+    /// Grant, revoke and list the rights of an account
+    #[command(subcommand)]
+    Rights(RightsCommand),
+
+    /// Register and list OpenID Connect clients
+    #[command(subcommand)]
+    Clients(ClientsCommand),
+
+    /// The organisation directory
+    #[command(subcommand)]
+    Orgs(ListOnly),
+
+    /// Portal modules and the rights they declare
+    #[command(subcommand)]
+    Modules(ListOnly),
+
+    /// The outbox of every email the server sends
+    #[command(subcommand)]
+    Mail(MailCommand),
+
+    /// Upstream identity providers (ProConnect, Région Grand Est)
+    #[command(subcommand)]
+    Providers(ListOnly),
+
+    /// Upstream identities linked to an account
+    #[command(subcommand)]
+    Links(LinksCommand),
+
+    /// Check whether a person's access token grants a right (exit 1 when it does not)
+    Check(CheckArgs),
+
+    /// Print a shell completion script
+    Completion(CompletionArgs),
+}
+
+/// Verbs of `dgectl accounts`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum AccountsCommand {
+    /// List accounts, newest first
+    List {
+        /// Only accounts with this status
+        #[arg(long, value_enum)]
+        status: Option<AccountStatusArg>,
+
+        /// At most this many accounts (the server's default is 100)
+        #[arg(long, value_name = "N")]
+        limit: Option<u32>,
+    },
+
+    /// Show one account
+    Show {
+        /// Account id, login or email address
+        key: String,
+    },
+
+    /// Activate a pending account and email the person
+    Approve {
+        /// Login or account id
+        login: String,
+    },
+
+    /// Reject a pending account; the reason is emailed to the person
+    Reject {
+        /// Login or account id
+        login: String,
+
+        /// Why the account is refused (sent to the person)
+        #[arg(long, value_parser = NonEmptyStringValueParser::new())]
+        reason: String,
+
+        #[command(flatten)]
+        confirm: ConfirmOpts,
+    },
+}
+
+/// Verbs of `dgectl rights`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum RightsCommand {
+    /// Grant a right such as `datahub:publish`
+    Grant {
+        /// Login or account id
+        login: String,
+
+        /// `module:right`, for example `datahub:publish`
+        right: String,
+
+        /// Why the right is granted (kept with the grant)
+        #[arg(long)]
+        reason: Option<String>,
+    },
+
+    /// Revoke a right
+    Revoke {
+        /// Login or account id
+        login: String,
+
+        /// `module:right`, for example `datahub:publish`
+        right: String,
+
+        #[command(flatten)]
+        confirm: ConfirmOpts,
+    },
+
+    /// List the rights an account holds
+    List {
+        /// Login or account id
+        login: String,
+    },
+}
+
+/// Verbs of `dgectl clients`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ClientsCommand {
+    /// Register a client; a confidential client's secret is printed once
+    Add(ClientAddArgs),
+
+    /// List the registered clients
+    List,
+}
+
+/// Arguments of `dgectl clients add`.
+#[derive(Debug, Args)]
+pub(crate) struct ClientAddArgs {
+    /// Client id, for example `datahub`
+    pub(crate) id: String,
+
+    /// Exact redirect URI (repeat or list several)
+    #[arg(long = "redirect-uri", value_name = "URI", required = true, num_args = 1..)]
+    pub(crate) redirect_uris: Vec<String>,
+
+    /// Display name (default: the client id)
+    #[arg(long)]
+    pub(crate) name: Option<String>,
+
+    /// Public client: PKCE only, no secret
+    #[arg(long)]
+    pub(crate) public: bool,
+
+    /// First-party client: skips the consent screen
+    #[arg(long)]
+    pub(crate) first_party: bool,
+
+    /// Exact post-logout redirect URI (repeat or list several)
+    #[arg(long = "post-logout-redirect-uri", value_name = "URI", num_args = 1..)]
+    pub(crate) post_logout_redirect_uris: Vec<String>,
+}
+
+/// The single verb of nouns that can only be listed.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ListOnly {
+    /// List them all
+    List,
+}
+
+/// Verbs of `dgectl mail`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum MailCommand {
+    /// List messages in the outbox
+    List {
+        /// Only messages with this status
+        #[arg(long, value_enum)]
+        status: Option<MessageStatusArg>,
+    },
+
+    /// Put a failed message back in the queue
+    Retry {
+        /// Message id
+        id: String,
+    },
+}
+
+/// Verbs of `dgectl links`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum LinksCommand {
+    /// List the upstream identities linked to an account
+    List {
+        /// Login or account id
+        login: String,
+    },
+}
+
+/// Arguments of `dgectl check`.
+#[derive(Debug, Args)]
+pub(crate) struct CheckArgs {
+    /// An access token issued by DGE Identity to a person
+    #[arg(value_name = "TOKEN")]
+    pub(crate) access_token: Token,
+
+    /// `module:right`, for example `datahub:publish`
+    pub(crate) right: String,
+}
+
+/// Arguments of `dgectl completion`.
+#[derive(Debug, Args)]
+pub(crate) struct CompletionArgs {
+    /// The shell to write the script for
+    #[arg(value_enum)]
+    pub(crate) shell: Shell,
+}
+
+/// Confirmation of a destructive command.
+#[derive(Debug, Args)]
+pub(crate) struct ConfirmOpts {
+    /// Do not ask for confirmation (needed when standard input is not a terminal)
+    #[arg(long, short = 'y')]
+    pub(crate) yes: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_args(std::iter::once("dgectl").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn accounts_list_takes_a_status_and_a_limit() {
+        let cli = parse(&["accounts", "list", "--status", "pending", "--limit", "5"])
+            .expect("valid arguments");
+        let Command::Accounts(AccountsCommand::List { status, limit }) = cli.command else {
+            panic!("parsed as {:?}", cli.command);
+        };
+        assert_eq!(status, Some(AccountStatusArg::Pending));
+        assert_eq!(limit, Some(5));
+    }
+
+    #[test]
+    fn an_unknown_status_is_a_usage_error() {
+        let err = parse(&["accounts", "list", "--status", "asleep"]).expect_err("bad status");
+        assert_eq!(err.kind(), ErrorKind::InvalidValue);
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn reject_requires_a_reason() {
+        let err = parse(&["accounts", "reject", "alice"]).expect_err("no reason");
+        assert_eq!(err.kind(), ErrorKind::MissingRequiredArgument);
+        assert_eq!(err.exit_code(), 2);
+
+        let err = parse(&["accounts", "reject", "alice", "--reason", ""]).expect_err("empty");
+        assert_eq!(err.kind(), ErrorKind::InvalidValue);
+    }
+
+    #[test]
+    fn reject_accepts_yes() {
+        let cli = parse(&[
+            "accounts", "reject", "alice", "--reason", "doublon", "--yes",
+        ])
+        .expect("valid arguments");
+        let Command::Accounts(AccountsCommand::Reject {
+            login,
+            reason,
+            confirm,
+        }) = cli.command
+        else {
+            panic!("parsed as {:?}", cli.command);
+        };
+        assert_eq!(login, "alice");
+        assert_eq!(reason, "doublon");
+        assert!(confirm.yes);
+    }
+
+    #[test]
+    fn revoke_asks_by_default() {
+        let cli = parse(&["rights", "revoke", "alice", "datahub:publish"]).expect("valid");
+        let Command::Rights(RightsCommand::Revoke { confirm, .. }) = cli.command else {
+            panic!("parsed as {:?}", cli.command);
+        };
+        assert!(!confirm.yes);
+    }
+
+    #[test]
+    fn clients_add_collects_repeated_and_listed_uris() {
+        let cli = parse(&[
+            "clients",
+            "add",
+            "geo",
+            "--redirect-uri",
+            "http://localhost:8083/cb",
+            "http://127.0.0.1:8083/cb",
+            "--redirect-uri",
+            "http://geo.example/cb",
+            "--public",
+            "--post-logout-redirect-uri",
+            "http://geo.example/",
+        ])
+        .expect("valid arguments");
+        let Command::Clients(ClientsCommand::Add(args)) = cli.command else {
+            panic!("parsed as {:?}", cli.command);
+        };
+        assert_eq!(args.id, "geo");
+        assert_eq!(args.redirect_uris.len(), 3);
+        assert!(args.public);
+        assert!(!args.first_party);
+        assert_eq!(args.post_logout_redirect_uris, ["http://geo.example/"]);
+        assert_eq!(args.name, None);
+    }
+
+    #[test]
+    fn clients_add_requires_a_redirect_uri() {
+        let err = parse(&["clients", "add", "geo"]).expect_err("no redirect URI");
+        assert_eq!(err.kind(), ErrorKind::MissingRequiredArgument);
+    }
+
+    #[test]
+    fn global_options_may_follow_the_command() {
+        let cli = parse(&[
+            "orgs",
+            "list",
+            "--output",
+            "json",
+            "--server",
+            "http://127.0.0.1:9",
+            "--token",
+            "abc",
+        ])
+        .expect("valid arguments");
+        assert_eq!(cli.global.output, OutputFormat::Json);
+        assert_eq!(cli.global.connection.server.as_str(), "http://127.0.0.1:9");
+        assert_eq!(
+            cli.global.connection.token.as_ref().map(Token::expose),
+            Some("abc")
+        );
+    }
+
+    #[test]
+    fn token_and_token_file_cannot_both_be_typed() {
+        let err = parse(&["--token", "abc", "--token-file", "/tmp/t", "orgs", "list"])
+            .expect_err("both typed");
+        assert_eq!(err.kind(), ErrorKind::ArgumentConflict);
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn https_and_other_schemes_are_refused() {
+        for url in [
+            "https://idp.example",
+            "ftp://x",
+            "127.0.0.1:50051",
+            "http://",
+        ] {
+            let err = parse(&["--server", url, "orgs", "list"]).expect_err(url);
+            assert_eq!(err.kind(), ErrorKind::ValueValidation, "{url}");
+        }
+    }
+
+    #[test]
+    fn token_debug_hides_the_value() {
+        let token: Token = " s3cret \n".parse().expect("non-empty");
+        assert_eq!(token.expose(), "s3cret");
+        assert!(!format!("{token:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn check_and_completion_parse() {
+        let cli = parse(&["check", "eyJ.x.y", "datahub:publish"]).expect("valid");
+        assert!(matches!(cli.command, Command::Check(_)));
+        assert!(!format!("{:?}", cli.command).contains("eyJ"));
+
+        let cli = parse(&["completion", "zsh"]).expect("valid");
+        let Command::Completion(args) = cli.command else {
+            panic!("parsed as {:?}", cli.command);
+        };
+        assert_eq!(args.shell, Shell::Zsh);
+    }
+
+    #[test]
+    fn a_noun_without_a_verb_is_a_usage_error() {
+        let err = parse(&["accounts"]).expect_err("no verb");
+        assert_eq!(err.exit_code(), 2);
+    }
+}

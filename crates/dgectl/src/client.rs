@@ -1,0 +1,160 @@
+//! The connection to the server: one channel, the bearer token attached to
+//! every call, and a client per gRPC service.
+
+use std::path::Path;
+use std::time::Duration;
+
+use dge_proto::v1::account_registry_client::AccountRegistryClient;
+use dge_proto::v1::authorization_client::AuthorizationClient;
+use dge_proto::v1::client_registry_client::ClientRegistryClient;
+use dge_proto::v1::identity_broker_client::IdentityBrokerClient;
+use dge_proto::v1::mailer_client::MailerClient;
+use dge_proto::v1::validation_workflow_client::ValidationWorkflowClient;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Status};
+
+use crate::cli::{ConnectionOpts, ServerUrl, Token};
+use crate::error::CliError;
+
+/// How long to wait for the TCP connection to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one call may take; every administrator call is a short lookup or update.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A channel whose calls carry the bearer token.
+pub(crate) type AuthChannel = InterceptedService<Channel, BearerAuth>;
+
+/// Adds `authorization: Bearer <token>` to every request.
+#[derive(Clone)]
+pub(crate) struct BearerAuth {
+    header: MetadataValue<Ascii>,
+}
+
+impl BearerAuth {
+    /// Prepares the header value; it is marked sensitive so that tonic's own
+    /// `Debug` output never shows it.
+    pub(crate) fn new(token: &Token) -> Result<Self, CliError> {
+        let mut header: MetadataValue<Ascii> =
+            format!("Bearer {}", token.expose()).parse().map_err(|_| {
+                CliError::Usage(
+                    "the token holds characters that cannot be sent in a gRPC header".to_owned(),
+                )
+            })?;
+        header.set_sensitive(true);
+        Ok(Self { header })
+    }
+}
+
+impl Interceptor for BearerAuth {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.header.clone());
+        Ok(request)
+    }
+}
+
+/// The token to use, from `--token`/`DGECTL_TOKEN` or `--token-file`/`DGECTL_TOKEN_FILE`.
+pub(crate) fn resolve_token(opts: &ConnectionOpts) -> Result<Token, CliError> {
+    if let Some(token) = &opts.token {
+        return Ok(token.clone());
+    }
+    match &opts.token_file {
+        Some(path) => read_token_file(path),
+        None => Err(CliError::NoToken),
+    }
+}
+
+/// Reads a token file, ignoring surrounding white space (a final newline).
+fn read_token_file(path: &Path) -> Result<Token, CliError> {
+    let text = std::fs::read_to_string(path).map_err(|err| {
+        CliError::Usage(format!(
+            "cannot read the token file {}: {err}",
+            path.display()
+        ))
+    })?;
+    text.parse()
+        .map_err(|_| CliError::Usage(format!("the token file {} is empty", path.display())))
+}
+
+/// An open connection, handing out one client per service.
+pub(crate) struct Api {
+    server: ServerUrl,
+    channel: Channel,
+    auth: BearerAuth,
+}
+
+impl Api {
+    /// Opens the connection now, so that an unreachable server is reported
+    /// before anything else happens.
+    pub(crate) async fn connect(server: &ServerUrl, auth: BearerAuth) -> Result<Self, CliError> {
+        let endpoint = Endpoint::from_shared(server.as_str().to_owned())
+            .map_err(|_| CliError::Usage(format!("not a valid server URL: {server}")))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(CALL_TIMEOUT);
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|err| CliError::unreachable(server, &err))?;
+        Ok(Self {
+            server: server.clone(),
+            channel,
+            auth,
+        })
+    }
+
+    /// Turns a failed call into the error to report.
+    pub(crate) fn fail(&self, status: Status) -> CliError {
+        CliError::from_status(status, &self.server)
+    }
+
+    pub(crate) fn accounts(&self) -> AccountRegistryClient<AuthChannel> {
+        AccountRegistryClient::with_interceptor(self.channel.clone(), self.auth.clone())
+    }
+
+    pub(crate) fn workflow(&self) -> ValidationWorkflowClient<AuthChannel> {
+        ValidationWorkflowClient::with_interceptor(self.channel.clone(), self.auth.clone())
+    }
+
+    pub(crate) fn authorization(&self) -> AuthorizationClient<AuthChannel> {
+        AuthorizationClient::with_interceptor(self.channel.clone(), self.auth.clone())
+    }
+
+    pub(crate) fn clients(&self) -> ClientRegistryClient<AuthChannel> {
+        ClientRegistryClient::with_interceptor(self.channel.clone(), self.auth.clone())
+    }
+
+    pub(crate) fn mailer(&self) -> MailerClient<AuthChannel> {
+        MailerClient::with_interceptor(self.channel.clone(), self.auth.clone())
+    }
+
+    pub(crate) fn broker(&self) -> IdentityBrokerClient<AuthChannel> {
+        IdentityBrokerClient::with_interceptor(self.channel.clone(), self.auth.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_interceptor_sends_a_bearer_header() {
+        let token: Token = "abc.def".parse().expect("non-empty");
+        let mut auth = BearerAuth::new(&token).expect("printable token");
+        let request = auth.call(Request::new(())).expect("never refuses");
+        let header = request.metadata().get("authorization").expect("header set");
+        assert_eq!(header.to_str().expect("ascii"), "Bearer abc.def");
+        assert!(!format!("{header:?}").contains("abc.def"));
+    }
+
+    #[test]
+    fn a_token_with_a_line_break_inside_is_refused() {
+        let token: Token = "abc\ndef".parse().expect("non-empty");
+        let err = BearerAuth::new(&token).err().expect("refused");
+        assert_eq!(err.exit_code(), 2);
+        assert!(!err.to_string().contains("abc"));
+    }
+}

@@ -1,0 +1,294 @@
+//! `dgectl accounts list|show|approve|reject`.
+
+use dge_proto::v1::{
+    Account, AccountStatus, ApproveAccountRequest, GetAccountRequest, ListAccountsRequest,
+    RejectAccountRequest,
+};
+use serde_json::{Value, json};
+
+use crate::cli::AccountsCommand;
+use crate::client::Api;
+use crate::error::CliError;
+use crate::output::{self, OutputFormat};
+use crate::status::{AccountStatusArg, account_kind_name, account_status_name};
+
+/// Width of the DESCRIPTION column of the account table.
+const DESCRIPTION_WIDTH: usize = 40;
+
+pub(super) async fn run(
+    api: &Api,
+    out: OutputFormat,
+    verb: AccountsCommand,
+) -> Result<(), CliError> {
+    match verb {
+        AccountsCommand::List { status, limit } => list(api, out, status, limit).await,
+        AccountsCommand::Show { key } => show(api, out, key).await,
+        AccountsCommand::Approve { login } => approve(api, out, login).await,
+        AccountsCommand::Reject { login, reason, .. } => reject(api, out, login, reason).await,
+    }
+}
+
+async fn list(
+    api: &Api,
+    out: OutputFormat,
+    status: Option<AccountStatusArg>,
+    limit: Option<u32>,
+) -> Result<(), CliError> {
+    let request = ListAccountsRequest {
+        status: status.map_or(AccountStatus::Unspecified, AccountStatus::from) as i32,
+        // Zero lets the server apply its default.
+        limit: limit.unwrap_or(0),
+    };
+    let accounts = api
+        .accounts()
+        .list_accounts(request)
+        .await
+        .map_err(|status| api.fail(status))?
+        .into_inner()
+        .accounts;
+    match out {
+        OutputFormat::Table => output::print_table(&accounts_table(&accounts))?,
+        OutputFormat::Json => {
+            let accounts: Vec<Value> = accounts.iter().map(account_json).collect();
+            output::print_json(&json!({ "accounts": accounts }))?;
+        }
+    }
+    Ok(())
+}
+
+async fn show(api: &Api, out: OutputFormat, key: String) -> Result<(), CliError> {
+    let response = api
+        .accounts()
+        .get_account(GetAccountRequest { key })
+        .await
+        .map_err(|status| api.fail(status))?
+        .into_inner();
+    print_one(out, response.account.as_ref(), None)
+}
+
+async fn approve(api: &Api, out: OutputFormat, login: String) -> Result<(), CliError> {
+    let response = api
+        .workflow()
+        .approve_account(ApproveAccountRequest {
+            account: login.clone(),
+        })
+        .await
+        .map_err(|status| api.fail(status))?
+        .into_inner();
+    let note = format!("account {login} approved");
+    print_one(out, response.account.as_ref(), Some(note))
+}
+
+async fn reject(
+    api: &Api,
+    out: OutputFormat,
+    login: String,
+    reason: String,
+) -> Result<(), CliError> {
+    let request = RejectAccountRequest {
+        account: login.clone(),
+        reason,
+    };
+    let response = api
+        .workflow()
+        .reject_account(request)
+        .await
+        .map_err(|status| api.fail(status))?
+        .into_inner();
+    let note = format!("account {login} rejected");
+    print_one(out, response.account.as_ref(), Some(note))
+}
+
+/// Prints one account returned by a call, after `note` in table mode.
+fn print_one(
+    out: OutputFormat,
+    account: Option<&Account>,
+    note: Option<String>,
+) -> Result<(), CliError> {
+    match out {
+        OutputFormat::Table => {
+            if let Some(note) = note {
+                output::print_line(&note)?;
+            }
+            if let Some(account) = account {
+                output::print_table(&account_details(account))?;
+            }
+        }
+        OutputFormat::Json => {
+            output::print_json(&json!({ "account": account.map(account_json) }))?;
+        }
+    }
+    Ok(())
+}
+
+/// One row per account.
+fn accounts_table(accounts: &[Account]) -> comfy_table::Table {
+    let mut table = output::table([
+        "LOGIN",
+        "NAME",
+        "EMAIL",
+        "ORGANISATION",
+        "STATUS",
+        "CREATED",
+        "DESCRIPTION",
+    ]);
+    for account in accounts {
+        table.add_row([
+            account.login.clone(),
+            full_name(account),
+            account.email.clone(),
+            organisation(account),
+            account_status_name(account.status),
+            output::created(account.created_at),
+            output::truncate(&account.description, DESCRIPTION_WIDTH),
+        ]);
+    }
+    table
+}
+
+/// One account, one field per line.
+fn account_details(account: &Account) -> comfy_table::Table {
+    let mut rows = vec![
+        ("ID", account.id.clone()),
+        ("LOGIN", account.login.clone()),
+        ("NAME", full_name(account)),
+        ("EMAIL", account.email.clone()),
+        (
+            "EMAIL VERIFIED",
+            output::yes_no(account.email_verified).to_owned(),
+        ),
+        ("PHONE", account.phone.clone()),
+        ("ORGANISATION", organisation(account)),
+        ("ORGANISATION ID", account.organisation_id.clone()),
+        ("FUNCTION", account.function.clone()),
+        ("STATUS", account_status_name(account.status)),
+        ("KIND", account_kind_name(account.kind)),
+        ("CREATED", output::created(account.created_at)),
+        ("DESCRIPTION", account.description.clone()),
+    ];
+    if !account.rejection_reason.is_empty() {
+        rows.push(("REJECTION REASON", account.rejection_reason.clone()));
+    }
+    let mut table = output::table(["FIELD", "VALUE"]);
+    for (field, value) in rows {
+        table.add_row([field.to_owned(), value]);
+    }
+    table
+}
+
+fn full_name(account: &Account) -> String {
+    format!("{} {}", account.given_name, account.family_name)
+        .trim()
+        .to_owned()
+}
+
+/// The organisation's name; one the person proposed (no id yet) is marked so.
+fn organisation(account: &Account) -> String {
+    match (
+        account.organisation_id.is_empty(),
+        account.organisation_name.is_empty(),
+    ) {
+        (true, false) => format!("{} (proposed)", account.organisation_name),
+        (false, true) => account.organisation_id.clone(),
+        _ => account.organisation_name.clone(),
+    }
+}
+
+/// An account as JSON, every field included.
+pub(super) fn account_json(account: &Account) -> Value {
+    json!({
+        "id": account.id,
+        "login": account.login,
+        "email": account.email,
+        "given_name": account.given_name,
+        "family_name": account.family_name,
+        "phone": account.phone,
+        "organisation_id": account.organisation_id,
+        "organisation_name": account.organisation_name,
+        "function": account.function,
+        "description": account.description,
+        "status": account_status_name(account.status),
+        "kind": account_kind_name(account.kind),
+        "created_at": account.created_at,
+        "email_verified": account.email_verified,
+        "rejection_reason": account.rejection_reason,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use dge_proto::v1::AccountKind;
+
+    use super::*;
+
+    fn alice() -> Account {
+        Account {
+            id: "01J0000000000000000000000".to_owned(),
+            login: "alice".to_owned(),
+            email: "alice@strasbourg.eu".to_owned(),
+            given_name: "Alice".to_owned(),
+            family_name: "Martin".to_owned(),
+            organisation_id: "eurometropole-strasbourg".to_owned(),
+            organisation_name: "Eurométropole de Strasbourg".to_owned(),
+            description: "Je souhaite publier les jeux de données de mobilité de la métropole."
+                .to_owned(),
+            status: AccountStatus::Pending as i32,
+            kind: AccountKind::Local as i32,
+            created_at: 1_700_000_000,
+            ..Account::default()
+        }
+    }
+
+    #[test]
+    fn account_rows_have_the_contract_columns() {
+        let text = accounts_table(&[alice()]).trim_fmt();
+        let mut lines = text.lines();
+        let header: Vec<&str> = lines.next().expect("header").split_whitespace().collect();
+        assert_eq!(
+            header,
+            [
+                "LOGIN",
+                "NAME",
+                "EMAIL",
+                "ORGANISATION",
+                "STATUS",
+                "CREATED",
+                "DESCRIPTION"
+            ]
+        );
+        let row = lines.next().expect("one row");
+        assert!(row.starts_with("alice  "));
+        assert!(row.contains("Alice Martin"));
+        assert!(row.contains("pending"));
+        assert!(row.contains("2023-11-14 22:13"));
+        assert!(row.contains("Je souhaite publier les jeux de données…"));
+        assert!(!row.contains("mobilité"));
+    }
+
+    #[test]
+    fn a_proposed_organisation_is_marked() {
+        let mut account = alice();
+        account.organisation_id.clear();
+        account.organisation_name = "Commune de Sélestat".to_owned();
+        assert_eq!(organisation(&account), "Commune de Sélestat (proposed)");
+    }
+
+    #[test]
+    fn account_json_uses_words_for_enums() {
+        let value = account_json(&alice());
+        assert_eq!(value["login"], "alice");
+        assert_eq!(value["status"], "pending");
+        assert_eq!(value["kind"], "local");
+        assert_eq!(value["created_at"], 1_700_000_000);
+    }
+
+    #[test]
+    fn details_show_the_rejection_reason_only_when_there_is_one() {
+        let text = account_details(&alice()).trim_fmt();
+        assert!(!text.contains("REJECTION REASON"));
+        let mut account = alice();
+        account.rejection_reason = "doublon".to_owned();
+        let text = account_details(&account).trim_fmt();
+        assert!(text.contains("REJECTION REASON  doublon"));
+    }
+}

@@ -1,0 +1,143 @@
+//! `dgectl clients add|list`.
+
+use dge_proto::v1::{AddClientRequest, Client, ListClientsRequest};
+use serde_json::{Value, json};
+
+use crate::cli::{ClientAddArgs, ClientsCommand};
+use crate::client::Api;
+use crate::error::CliError;
+use crate::output::{self, OutputFormat};
+
+pub(super) async fn run(
+    api: &Api,
+    out: OutputFormat,
+    verb: ClientsCommand,
+) -> Result<(), CliError> {
+    match verb {
+        ClientsCommand::Add(args) => add(api, out, args).await,
+        ClientsCommand::List => list(api, out).await,
+    }
+}
+
+async fn add(api: &Api, out: OutputFormat, args: ClientAddArgs) -> Result<(), CliError> {
+    let request = AddClientRequest {
+        name: args.name.unwrap_or_else(|| args.id.clone()),
+        id: args.id,
+        redirect_uris: args.redirect_uris,
+        confidential: !args.public,
+        first_party: args.first_party,
+        post_logout_redirect_uris: args.post_logout_redirect_uris,
+    };
+    let requested_id = request.id.clone();
+    let response = api
+        .clients()
+        .add_client(request)
+        .await
+        .map_err(|status| api.fail(status))?
+        .into_inner();
+    let client_id = response
+        .client
+        .as_ref()
+        .map_or(requested_id, |client| client.id.clone());
+    match out {
+        OutputFormat::Table => {
+            output::print_line(&added_text(&client_id, &response.client_secret))?
+        }
+        OutputFormat::Json => {
+            let secret = &response.client_secret;
+            output::print_json(&json!({
+                "client": response.client.as_ref().map(client_json),
+                "client_secret": (!secret.is_empty()).then_some(secret),
+            }))?;
+        }
+    }
+    Ok(())
+}
+
+/// What `clients add` prints for people: the id and, once, the secret.
+fn added_text(client_id: &str, secret: &str) -> String {
+    if secret.is_empty() {
+        return format!("client id:     {client_id}\n(public client: no secret, PKCE only)");
+    }
+    format!(
+        "client id:     {client_id}\nclient secret: {secret}\n\
+         This secret is shown only once: store it now, the server keeps only its hash."
+    )
+}
+
+async fn list(api: &Api, out: OutputFormat) -> Result<(), CliError> {
+    let clients = api
+        .clients()
+        .list_clients(ListClientsRequest {})
+        .await
+        .map_err(|status| api.fail(status))?
+        .into_inner()
+        .clients;
+    match out {
+        OutputFormat::Table => {
+            let mut table = output::table([
+                "ID",
+                "NAME",
+                "TYPE",
+                "FIRST PARTY",
+                "REDIRECT URIS",
+                "POST-LOGOUT URIS",
+            ]);
+            for client in &clients {
+                table.add_row([
+                    client.id.clone(),
+                    client.name.clone(),
+                    client_type(client).to_owned(),
+                    output::yes_no(client.first_party).to_owned(),
+                    client.redirect_uris.join(", "),
+                    client.post_logout_redirect_uris.join(", "),
+                ]);
+            }
+            output::print_table(&table)?;
+        }
+        OutputFormat::Json => {
+            let clients: Vec<Value> = clients.iter().map(client_json).collect();
+            output::print_json(&json!({ "clients": clients }))?;
+        }
+    }
+    Ok(())
+}
+
+fn client_type(client: &Client) -> &'static str {
+    if client.confidential {
+        "confidential"
+    } else {
+        "public"
+    }
+}
+
+fn client_json(client: &Client) -> Value {
+    json!({
+        "id": client.id,
+        "name": client.name,
+        "redirect_uris": client.redirect_uris,
+        "confidential": client.confidential,
+        "first_party": client.first_party,
+        "post_logout_redirect_uris": client.post_logout_redirect_uris,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_confidential_client_shows_its_secret_once() {
+        let text = added_text("geo", "s3cret");
+        assert!(text.contains("client id:     geo"));
+        assert!(text.contains("client secret: s3cret"));
+        assert!(text.contains("shown only once"));
+    }
+
+    #[test]
+    fn a_public_client_has_no_secret_line() {
+        let text = added_text("geo", "");
+        assert!(text.contains("geo"));
+        assert!(!text.contains("client secret"));
+    }
+}

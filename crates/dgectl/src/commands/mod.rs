@@ -1,0 +1,150 @@
+//! One module per noun. Each turns its verbs into gRPC calls and prints the
+//! answer as a table or as JSON.
+//!
+//! JSON output mirrors the response message (proto field names, enums as the
+//! lower-case words used on the command line), plus the identifiers given on
+//! the command line for calls whose response does not name them.
+
+mod accounts;
+mod check;
+mod clients;
+mod completion;
+mod links;
+mod mail;
+mod modules;
+mod orgs;
+mod providers;
+mod rights;
+
+use std::io::{self, BufRead, IsTerminal, Write};
+use std::process::ExitCode;
+
+use crate::cli::{AccountsCommand, Cli, Command, RightsCommand};
+use crate::client::{Api, BearerAuth, resolve_token};
+use crate::error::CliError;
+
+/// Runs the parsed command line.
+pub(crate) async fn run(cli: Cli) -> Result<ExitCode, CliError> {
+    let Cli { global, command } = cli;
+    if let Command::Completion(args) = &command {
+        completion::print(args.shell)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    // Everything that can be refused without the server is refused first.
+    let auth = BearerAuth::new(&resolve_token(&global.connection)?)?;
+    if let Some(question) = Confirmation::for_command(&command) {
+        question.ask()?;
+    }
+
+    let api = Api::connect(&global.connection.server, auth).await?;
+    let out = global.output;
+    match command {
+        Command::Accounts(verb) => accounts::run(&api, out, verb).await?,
+        Command::Rights(verb) => rights::run(&api, out, verb).await?,
+        Command::Clients(verb) => clients::run(&api, out, verb).await?,
+        Command::Orgs(_) => orgs::list(&api, out).await?,
+        Command::Modules(_) => modules::list(&api, out).await?,
+        Command::Mail(verb) => mail::run(&api, out, verb).await?,
+        Command::Providers(_) => providers::list(&api, out).await?,
+        Command::Links(verb) => links::run(&api, out, verb).await?,
+        Command::Check(args) => return check::run(&api, out, args).await,
+        // Printed above, without a connection.
+        Command::Completion(_) => {}
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The question asked before a destructive command.
+struct Confirmation {
+    /// What will happen, as a verb phrase: "reject the account alice".
+    action: String,
+    /// `--yes` was given.
+    pre_approved: bool,
+}
+
+impl Confirmation {
+    fn for_command(command: &Command) -> Option<Self> {
+        let (action, confirm) = match command {
+            Command::Accounts(AccountsCommand::Reject { login, confirm, .. }) => (
+                format!("reject the account {login} (the reason is emailed to the person)"),
+                confirm,
+            ),
+            Command::Rights(RightsCommand::Revoke {
+                login,
+                right,
+                confirm,
+            }) => (format!("revoke {right} from {login}"), confirm),
+            _ => return None,
+        };
+        Some(Self {
+            action,
+            pre_approved: confirm.yes,
+        })
+    }
+
+    /// Asks "y/N" on the terminal; without a terminal, refuses unless `--yes`.
+    fn ask(&self) -> Result<(), CliError> {
+        if self.pre_approved {
+            return Ok(());
+        }
+        let stdin = io::stdin();
+        if !stdin.is_terminal() {
+            return Err(CliError::Usage(format!(
+                "refusing to {} without confirmation: standard input is not a terminal \
+                 (add --yes to confirm)",
+                self.action
+            )));
+        }
+        let mut stderr = io::stderr().lock();
+        write!(stderr, "About to {}. Continue? [y/N] ", self.action)?;
+        stderr.flush()?;
+        let mut answer = String::new();
+        stdin.lock().read_line(&mut answer)?;
+        if is_yes(&answer) {
+            Ok(())
+        } else {
+            Err(CliError::Cancelled)
+        }
+    }
+}
+
+/// Whether a typed answer means yes; anything else, the empty line included, is no.
+fn is_yes(answer: &str) -> bool {
+    matches!(
+        answer.trim().to_lowercase().as_str(),
+        "y" | "yes" | "o" | "oui"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_y_or_yes_confirms() {
+        for yes in ["y\n", "Y", " yes ", "oui\n"] {
+            assert!(is_yes(yes), "{yes:?}");
+        }
+        for no in ["", "\n", "n", "no", "yep", "non"] {
+            assert!(!is_yes(no), "{no:?}");
+        }
+    }
+
+    #[test]
+    fn reject_and_revoke_ask_for_confirmation() {
+        let cli = Cli::try_parse_args(["dgectl", "accounts", "reject", "bob", "--reason", "x"])
+            .expect("valid");
+        let question = Confirmation::for_command(&cli.command).expect("destructive");
+        assert!(question.action.contains("bob"));
+        assert!(!question.pre_approved);
+
+        let cli =
+            Cli::try_parse_args(["dgectl", "rights", "revoke", "bob", "a:b", "-y"]).expect("valid");
+        let question = Confirmation::for_command(&cli.command).expect("destructive");
+        assert!(question.pre_approved);
+
+        let cli = Cli::try_parse_args(["dgectl", "accounts", "approve", "bob"]).expect("valid");
+        assert!(Confirmation::for_command(&cli.command).is_none());
+    }
+}

@@ -1,0 +1,108 @@
+//! `dgectl rights grant|revoke|list`.
+
+use dge_proto::v1::{GrantRightRequest, ListRightsRequest, RevokeRightRequest};
+use serde_json::json;
+
+use crate::cli::RightsCommand;
+use crate::client::Api;
+use crate::error::CliError;
+use crate::output::{self, OutputFormat};
+
+pub(super) async fn run(api: &Api, out: OutputFormat, verb: RightsCommand) -> Result<(), CliError> {
+    match verb {
+        RightsCommand::Grant {
+            login,
+            right,
+            reason,
+        } => grant(api, out, login, right, reason.unwrap_or_default()).await,
+        RightsCommand::Revoke { login, right, .. } => revoke(api, out, login, right).await,
+        RightsCommand::List { login } => list(api, out, login).await,
+    }
+}
+
+async fn grant(
+    api: &Api,
+    out: OutputFormat,
+    login: String,
+    right: String,
+    reason: String,
+) -> Result<(), CliError> {
+    let request = GrantRightRequest {
+        account: login.clone(),
+        right: right.clone(),
+        reason,
+    };
+    let granted = api
+        .workflow()
+        .grant_right(request)
+        .await
+        .map_err(|status| api.fail(status))?
+        .into_inner()
+        .granted;
+    match out {
+        OutputFormat::Table if granted => {
+            output::print_line(&format!("granted {right} to {login}"))?
+        }
+        OutputFormat::Table => output::print_line(&format!("{login} already holds {right}"))?,
+        OutputFormat::Json => output::print_json(&json!({
+            "account": login,
+            "right": right,
+            "granted": granted,
+        }))?,
+    }
+    Ok(())
+}
+
+async fn revoke(
+    api: &Api,
+    out: OutputFormat,
+    login: String,
+    right: String,
+) -> Result<(), CliError> {
+    let request = RevokeRightRequest {
+        account: login.clone(),
+        right: right.clone(),
+    };
+    let revoked = api
+        .workflow()
+        .revoke_right(request)
+        .await
+        .map_err(|status| api.fail(status))?
+        .into_inner()
+        .revoked;
+    match out {
+        OutputFormat::Table if revoked => {
+            output::print_line(&format!("revoked {right} from {login}"))?
+        }
+        OutputFormat::Table => output::print_line(&format!("{login} did not hold {right}"))?,
+        OutputFormat::Json => output::print_json(&json!({
+            "account": login,
+            "right": right,
+            "revoked": revoked,
+        }))?,
+    }
+    Ok(())
+}
+
+async fn list(api: &Api, out: OutputFormat, login: String) -> Result<(), CliError> {
+    let rights = api
+        .authorization()
+        .list_rights(ListRightsRequest {
+            subject: login.clone(),
+        })
+        .await
+        .map_err(|status| api.fail(status))?
+        .into_inner()
+        .rights;
+    match out {
+        OutputFormat::Table => {
+            let mut table = output::table(["RIGHT"]);
+            for right in rights {
+                table.add_row([right]);
+            }
+            output::print_table(&table)?;
+        }
+        OutputFormat::Json => output::print_json(&json!({ "account": login, "rights": rights }))?,
+    }
+    Ok(())
+}

@@ -1,0 +1,218 @@
+//! What can go wrong, the message shown for it and the exit status.
+//!
+//! Exit statuses: 0 ok, 1 refused or failed call, 2 usage, 3 server
+//! unreachable, 4 not authenticated.
+
+use std::error::Error as _;
+use std::fmt::Write as _;
+use std::io;
+
+use tonic::{Code, Status};
+use tonic_types::StatusExt;
+
+use crate::cli::ServerUrl;
+
+/// A failure that ends the command. `main` prints it after `error: `.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CliError {
+    /// The command line or one of its inputs is wrong; nothing was sent.
+    #[error("{0}")]
+    Usage(String),
+
+    /// No connection could be made to the server.
+    #[error("cannot reach the DGE Identity server at {server} ({cause})")]
+    Unreachable { server: String, cause: String },
+
+    /// No token was given at all.
+    #[error("no token given (use --token, --token-file or DGECTL_TOKEN)")]
+    NoToken,
+
+    /// The server answered `UNAUTHENTICATED`.
+    #[error("the server refused the token (use --token or DGECTL_TOKEN)")]
+    Unauthenticated,
+
+    /// The server refused or failed the call.
+    #[error("{}", describe_status(.0))]
+    Call(Status),
+
+    /// The administrator answered no to a confirmation question.
+    #[error("cancelled, nothing was changed")]
+    Cancelled,
+
+    /// The call succeeded but writing its result failed.
+    #[error("cannot write the result: {0}")]
+    Output(#[from] io::Error),
+}
+
+impl CliError {
+    /// Classifies a failed call to `server`.
+    pub(crate) fn from_status(status: Status, server: &ServerUrl) -> Self {
+        match status.code() {
+            Code::Unauthenticated => Self::Unauthenticated,
+            // tonic reports a broken connection as UNAVAILABLE with the transport
+            // error as its source; an UNAVAILABLE sent by the server has none.
+            Code::Unavailable if status.source().is_some() => Self::Unreachable {
+                server: server.to_string(),
+                cause: innermost_cause(&status),
+            },
+            _ => Self::Call(status),
+        }
+    }
+
+    /// The connection to `server` could not be opened.
+    pub(crate) fn unreachable(server: &ServerUrl, err: &tonic::transport::Error) -> Self {
+        Self::Unreachable {
+            server: server.to_string(),
+            cause: innermost_cause(err),
+        }
+    }
+
+    /// The process exit status for this failure.
+    pub(crate) fn exit_code(&self) -> u8 {
+        match self {
+            Self::Call(_) | Self::Cancelled | Self::Output(_) => 1,
+            Self::Usage(_) => 2,
+            Self::Unreachable { .. } => 3,
+            Self::NoToken | Self::Unauthenticated => 4,
+        }
+    }
+}
+
+/// The last error of a source chain: the most specific one ("Connection refused").
+fn innermost_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = err;
+    while let Some(next) = current.source() {
+        current = next;
+    }
+    current.to_string()
+}
+
+/// `<code>: <message>`, followed for `INVALID_ARGUMENT` by one indented line per
+/// `google.rpc.BadRequest` field violation.
+fn describe_status(status: &Status) -> String {
+    let mut text = code_name(status.code()).to_owned();
+    if !status.message().is_empty() {
+        text = format!("{text}: {}", status.message());
+    }
+    if status.code() == Code::InvalidArgument {
+        let details = status.get_error_details();
+        for violation in details
+            .bad_request()
+            .map_or(&[][..], |b| &b.field_violations)
+        {
+            // Writing to a String cannot fail.
+            let _ = write!(text, "\n  {}: {}", violation.field, violation.description);
+        }
+    }
+    text
+}
+
+/// The canonical gRPC name of a code, in lower case (`not_found`).
+fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "ok",
+        Code::Cancelled => "cancelled",
+        Code::Unknown => "unknown",
+        Code::InvalidArgument => "invalid_argument",
+        Code::DeadlineExceeded => "deadline_exceeded",
+        Code::NotFound => "not_found",
+        Code::AlreadyExists => "already_exists",
+        Code::PermissionDenied => "permission_denied",
+        Code::ResourceExhausted => "resource_exhausted",
+        Code::FailedPrecondition => "failed_precondition",
+        Code::Aborted => "aborted",
+        Code::OutOfRange => "out_of_range",
+        Code::Unimplemented => "unimplemented",
+        Code::Internal => "internal",
+        Code::Unavailable => "unavailable",
+        Code::DataLoss => "data_loss",
+        Code::Unauthenticated => "unauthenticated",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tonic_types::{ErrorDetails, FieldViolation};
+
+    use super::*;
+
+    fn server() -> ServerUrl {
+        "http://127.0.0.1:50051".parse().expect("valid URL")
+    }
+
+    #[test]
+    fn invalid_argument_lists_each_field_violation() {
+        let details = ErrorDetails::with_bad_request(vec![
+            FieldViolation::new("reason", "must not be empty"),
+            FieldViolation::new("account", "no such account"),
+        ]);
+        let status = Status::with_error_details(Code::InvalidArgument, "invalid request", details);
+        let err = CliError::from_status(status, &server());
+        assert_eq!(err.exit_code(), 1);
+        assert_eq!(
+            err.to_string(),
+            "invalid_argument: invalid request\n  \
+             reason: must not be empty\n  \
+             account: no such account"
+        );
+    }
+
+    #[test]
+    fn invalid_argument_without_details_shows_the_message() {
+        let err = CliError::from_status(Status::invalid_argument("bad"), &server());
+        assert_eq!(err.to_string(), "invalid_argument: bad");
+    }
+
+    #[test]
+    fn unauthenticated_has_its_own_message_and_exit_status() {
+        let err = CliError::from_status(Status::unauthenticated("bad token"), &server());
+        assert_eq!(
+            err.to_string(),
+            "the server refused the token (use --token or DGECTL_TOKEN)"
+        );
+        assert_eq!(err.exit_code(), 4);
+    }
+
+    #[test]
+    fn other_codes_show_code_and_message() {
+        let err = CliError::from_status(Status::not_found("account not found"), &server());
+        assert_eq!(err.to_string(), "not_found: account not found");
+        assert_eq!(err.exit_code(), 1);
+
+        let err = CliError::from_status(Status::failed_precondition("not pending"), &server());
+        assert_eq!(err.to_string(), "failed_precondition: not pending");
+    }
+
+    #[test]
+    fn an_empty_message_leaves_the_code_alone() {
+        let err = CliError::from_status(Status::unimplemented(""), &server());
+        assert_eq!(err.to_string(), "unimplemented");
+    }
+
+    #[test]
+    fn unavailable_sent_by_the_server_is_a_failed_call() {
+        let err = CliError::from_status(Status::unavailable("database down"), &server());
+        assert_eq!(err.exit_code(), 1);
+        assert_eq!(err.to_string(), "unavailable: database down");
+    }
+
+    #[test]
+    fn a_broken_connection_is_unreachable() {
+        let cause = io::Error::new(io::ErrorKind::ConnectionRefused, "connection refused");
+        let status = Status::from_error(Box::new(tonic::ConnectError(Box::new(cause))));
+        assert_eq!(status.code(), Code::Unavailable);
+        let err = CliError::from_status(status, &server());
+        assert_eq!(err.exit_code(), 3);
+        assert_eq!(
+            err.to_string(),
+            "cannot reach the DGE Identity server at http://127.0.0.1:50051 (connection refused)"
+        );
+    }
+
+    #[test]
+    fn usage_and_token_errors_have_their_exit_statuses() {
+        assert_eq!(CliError::Usage("x".to_owned()).exit_code(), 2);
+        assert_eq!(CliError::NoToken.exit_code(), 4);
+        assert_eq!(CliError::Cancelled.exit_code(), 1);
+    }
+}

@@ -1,0 +1,262 @@
+//! A stand-in DGE Identity gRPC server on 127.0.0.1, port chosen by the system,
+//! answering from fixed data so that dgectl can be run end to end.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use dge_proto::v1::account_registry_server::{AccountRegistry, AccountRegistryServer};
+use dge_proto::v1::authorization_server::{Authorization, AuthorizationServer};
+use dge_proto::v1::client_registry_server::{ClientRegistry, ClientRegistryServer};
+use dge_proto::v1::validation_workflow_server::{ValidationWorkflow, ValidationWorkflowServer};
+use dge_proto::v1::*;
+use tokio::net::TcpListener;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+use tonic::{Code, Request, Response, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// The administrator token the fake accepts.
+pub(crate) const ADMIN_TOKEN: &str = "test-admin-token-5f1c";
+/// The person's access token for which `Check` says yes.
+pub(crate) const GOOD_ACCESS_TOKEN: &str = "good-access-token";
+/// The secret the fake hands out for confidential clients.
+pub(crate) const CLIENT_SECRET: &str = "generated-client-secret-9a8b";
+
+type Answer<T> = Result<Response<T>, Status>;
+
+/// Counts calls that change state, so tests can assert none was made.
+#[derive(Default)]
+pub(crate) struct Fake {
+    pub(crate) rejections: AtomicUsize,
+    pub(crate) revocations: AtomicUsize,
+}
+
+/// Starts the fake and returns its address and its call counters.
+pub(crate) async fn start() -> (SocketAddr, Arc<Fake>) {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let addr = listener.local_addr().expect("bound address");
+    let fake = Arc::new(Fake::default());
+    let router = Server::builder()
+        .add_service(AccountRegistryServer::from_arc(fake.clone()))
+        .add_service(ValidationWorkflowServer::from_arc(fake.clone()))
+        .add_service(ClientRegistryServer::from_arc(fake.clone()))
+        .add_service(AuthorizationServer::from_arc(fake.clone()));
+    tokio::spawn(router.serve_with_incoming(TcpIncoming::from(listener)));
+    (addr, fake)
+}
+
+fn authorise<T>(request: &Request<T>) -> Result<(), Status> {
+    let expected = format!("Bearer {ADMIN_TOKEN}");
+    match request.metadata().get("authorization") {
+        Some(value) if value.to_str().ok() == Some(expected.as_str()) => Ok(()),
+        _ => Err(Status::unauthenticated("invalid token")),
+    }
+}
+
+fn account(login: &str, status: AccountStatus) -> Account {
+    Account {
+        id: format!("id-{login}"),
+        login: login.to_owned(),
+        email: format!("{login}@strasbourg.eu"),
+        given_name: "Alice".to_owned(),
+        family_name: "Martin".to_owned(),
+        organisation_id: "eurometropole-strasbourg".to_owned(),
+        organisation_name: "Eurométropole de Strasbourg".to_owned(),
+        description: "Publier les données de mobilité de la métropole, chaque semaine.".to_owned(),
+        status: status as i32,
+        kind: AccountKind::Local as i32,
+        created_at: 1_700_000_000,
+        email_verified: true,
+        ..Account::default()
+    }
+}
+
+fn known_account(key: &str) -> Result<Account, Status> {
+    match key {
+        "alice" => Ok(account("alice", AccountStatus::Pending)),
+        "bob" => Ok(account("bob", AccountStatus::Active)),
+        _ => Err(Status::not_found("account not found")),
+    }
+}
+
+#[tonic::async_trait]
+impl AccountRegistry for Fake {
+    async fn sign_up(&self, _: Request<SignUpRequest>) -> Answer<SignUpResponse> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
+    async fn confirm_email(&self, _: Request<ConfirmEmailRequest>) -> Answer<ConfirmEmailResponse> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
+    async fn get_account(&self, request: Request<GetAccountRequest>) -> Answer<GetAccountResponse> {
+        authorise(&request)?;
+        let account = known_account(&request.get_ref().key)?;
+        Ok(Response::new(GetAccountResponse {
+            account: Some(account),
+        }))
+    }
+
+    async fn list_accounts(
+        &self,
+        request: Request<ListAccountsRequest>,
+    ) -> Answer<ListAccountsResponse> {
+        authorise(&request)?;
+        let wanted = request.get_ref().status;
+        let accounts = [
+            account("alice", AccountStatus::Pending),
+            account("bob", AccountStatus::Active),
+        ]
+        .into_iter()
+        .filter(|a| wanted == AccountStatus::Unspecified as i32 || a.status == wanted)
+        .collect();
+        Ok(Response::new(ListAccountsResponse { accounts }))
+    }
+}
+
+#[tonic::async_trait]
+impl ValidationWorkflow for Fake {
+    async fn approve_account(
+        &self,
+        request: Request<ApproveAccountRequest>,
+    ) -> Answer<ApproveAccountResponse> {
+        authorise(&request)?;
+        let mut account = known_account(&request.get_ref().account)?;
+        account.status = AccountStatus::Active as i32;
+        Ok(Response::new(ApproveAccountResponse {
+            account: Some(account),
+        }))
+    }
+
+    async fn reject_account(
+        &self,
+        request: Request<RejectAccountRequest>,
+    ) -> Answer<RejectAccountResponse> {
+        authorise(&request)?;
+        self.rejections.fetch_add(1, Ordering::SeqCst);
+        let request = request.into_inner();
+        let mut details = ErrorDetails::new();
+        if request.reason.chars().count() < 10 {
+            details.add_bad_request_violation("reason", "must be at least 10 characters");
+        }
+        if request.account != "alice" {
+            details.add_bad_request_violation("account", "no pending account with this login");
+        }
+        if details.has_bad_request_violations() {
+            return Err(Status::with_error_details(
+                Code::InvalidArgument,
+                "the rejection is not valid",
+                details,
+            ));
+        }
+        let mut account = account("alice", AccountStatus::Rejected);
+        account.rejection_reason = request.reason;
+        Ok(Response::new(RejectAccountResponse {
+            account: Some(account),
+        }))
+    }
+
+    async fn grant_right(&self, request: Request<GrantRightRequest>) -> Answer<GrantRightResponse> {
+        authorise(&request)?;
+        Ok(Response::new(GrantRightResponse { granted: true }))
+    }
+
+    async fn revoke_right(
+        &self,
+        request: Request<RevokeRightRequest>,
+    ) -> Answer<RevokeRightResponse> {
+        authorise(&request)?;
+        self.revocations.fetch_add(1, Ordering::SeqCst);
+        Ok(Response::new(RevokeRightResponse { revoked: true }))
+    }
+
+    async fn list_organisations(
+        &self,
+        request: Request<ListOrganisationsRequest>,
+    ) -> Answer<ListOrganisationsResponse> {
+        authorise(&request)?;
+        Ok(Response::new(ListOrganisationsResponse {
+            organisations: vec![Organisation {
+                id: "region-grand-est".to_owned(),
+                name: "Région Grand Est".to_owned(),
+                siret: String::new(),
+                trusted: true,
+                status: "active".to_owned(),
+                email_domains: vec!["grandest.fr".to_owned()],
+            }],
+        }))
+    }
+
+    async fn list_modules(
+        &self,
+        request: Request<ListModulesRequest>,
+    ) -> Answer<ListModulesResponse> {
+        authorise(&request)?;
+        Ok(Response::new(ListModulesResponse { modules: vec![] }))
+    }
+}
+
+#[tonic::async_trait]
+impl ClientRegistry for Fake {
+    async fn add_client(&self, request: Request<AddClientRequest>) -> Answer<AddClientResponse> {
+        authorise(&request)?;
+        let request = request.into_inner();
+        let client_secret = if request.confidential {
+            CLIENT_SECRET.to_owned()
+        } else {
+            String::new()
+        };
+        let client = Client {
+            id: request.id,
+            name: request.name,
+            redirect_uris: request.redirect_uris,
+            confidential: request.confidential,
+            first_party: request.first_party,
+            post_logout_redirect_uris: request.post_logout_redirect_uris,
+        };
+        Ok(Response::new(AddClientResponse {
+            client: Some(client),
+            client_secret,
+        }))
+    }
+
+    async fn list_clients(
+        &self,
+        request: Request<ListClientsRequest>,
+    ) -> Answer<ListClientsResponse> {
+        authorise(&request)?;
+        Ok(Response::new(ListClientsResponse { clients: vec![] }))
+    }
+}
+
+#[tonic::async_trait]
+impl Authorization for Fake {
+    async fn check(&self, request: Request<CheckRequest>) -> Answer<CheckResponse> {
+        authorise(&request)?;
+        let request = request.into_inner();
+        let response = if request.access_token == GOOD_ACCESS_TOKEN {
+            CheckResponse {
+                allowed: true,
+                subject: "id-bob".to_owned(),
+                reason: String::new(),
+            }
+        } else {
+            CheckResponse {
+                allowed: false,
+                subject: String::new(),
+                reason: "invalid_token".to_owned(),
+            }
+        };
+        Ok(Response::new(response))
+    }
+
+    async fn list_rights(&self, request: Request<ListRightsRequest>) -> Answer<ListRightsResponse> {
+        authorise(&request)?;
+        Ok(Response::new(ListRightsResponse {
+            rights: vec!["datahub:publish".to_owned()],
+        }))
+    }
+}

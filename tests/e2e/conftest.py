@@ -1,0 +1,122 @@
+"""Fixtures of the end-to-end tests: real `dge-idp dev` servers, `dgectl`, gRPC stubs.
+
+The binaries are built by tests/run-all.sh before pytest runs; DGE_IDP_BIN and
+DGECTL_BIN point elsewhere when set.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import authlib.deprecate
+import pytest
+
+# authlib 1.x announces that authlib.jose moves to joserfc, and forces that warning on at
+# import; the tests use authlib.jose on purpose.
+warnings.filterwarnings("ignore", category=authlib.deprecate.AuthlibDeprecationWarning)
+
+pytest.register_assert_rewrite("dgectl", "grpc_api", "outbox", "pages", "portal")
+
+from dgectl import Dgectl  # noqa: E402
+from grpc_api import IdentityGrpc, generate_stubs  # noqa: E402
+from idp_server import REPO_ROOT, IdpServer, dgectl_binary, idp_binary, new_idp_server  # noqa: E402
+from portal import Module, register_active_person  # noqa: E402
+
+ARTIFACTS = REPO_ROOT / "tests" / "e2e" / ".artifacts"
+SHARED = "shared"
+
+# Every server started in this session, with the test that owns it (or SHARED).
+_servers: list[tuple[str, IdpServer]] = []
+
+# The servers run on plain HTTP over loopback.
+os.environ.setdefault("AUTHLIB_INSECURE_TRANSPORT", "1")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """On a failure, shows the output of the servers the test used."""
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed:
+        return
+    owners = {item.nodeid}
+    if "idp" in item.fixturenames:
+        owners.add(SHARED)
+    for owner, server in _servers:
+        if owner in owners:
+            report.sections.append(
+                (f"dge-idp output ({server.data_dir}, {server.log_path})", server.log_tail())
+            )
+
+
+def _require_binaries() -> None:
+    for binary in (idp_binary(), dgectl_binary()):
+        if not binary.is_file():
+            pytest.fail(
+                f"{binary} is missing: run `cargo build -p dge-idp -p dgectl` first"
+                " (tests/run-all.sh does), or set DGE_IDP_BIN / DGECTL_BIN",
+                pytrace=False,
+            )
+
+
+def _start(tmp_path_factory, owner: str, extra_env: dict[str, str] | None) -> IdpServer:
+    _require_binaries()
+    data_dir = tmp_path_factory.mktemp("idp") / "data"
+    data_dir.mkdir()
+    server = new_idp_server(data_dir, data_dir.parent / "dge-idp.log", extra_env)
+    _servers.append((owner, server))
+    server.start()
+    return server
+
+
+@pytest.fixture(scope="session")
+def grpc_pb():
+    """Python modules generated from proto/ with grpcio-tools for this session."""
+    return generate_stubs(ARTIFACTS / "grpc")
+
+
+@pytest.fixture
+def start_idp(request, tmp_path_factory):
+    """Starts servers of the test's own, each on a fresh data dir; stops them after."""
+    started: list[IdpServer] = []
+
+    def start(extra_env: dict[str, str] | None = None) -> IdpServer:
+        server = _start(tmp_path_factory, request.node.nodeid, extra_env)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def idp(tmp_path_factory):
+    """One server shared by the tests that only add accounts of their own."""
+    server = _start(tmp_path_factory, SHARED, None)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def dgectl(idp) -> Dgectl:
+    return Dgectl(idp)
+
+
+@pytest.fixture(scope="session")
+def admin_grpc(idp, grpc_pb):
+    client = IdentityGrpc(grpc_pb, idp.grpc_addr, idp.admin_token())
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def datahub(idp) -> Module:
+    return Module.datahub(idp.base_url)
+
+
+@pytest.fixture(scope="session")
+def active_person(idp, dgectl, datahub):
+    """A person who signed up, confirmed and was approved on the shared server."""
+    return register_active_person(idp, dgectl, datahub)

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The one test command of DGE Identity: builds the binaries, runs the Rust tests,
+# then the end-to-end tests against the real `dge-idp dev` and `dgectl`.
+#
+# Needs the Rust toolchain, python3, PostgreSQL on 127.0.0.1:5432 (user postgres,
+# database test) and Redis on 127.0.0.1:6379. Creates .venv on first use.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+section() {
+    printf '\n==> %s\n' "$*"
+}
+
+fail() {
+    printf '\nrun-all.sh: %s\n' "$*" >&2
+    exit 1
+}
+
+section "Python environment for the end-to-end tests (.venv)"
+if [[ ! -x .venv/bin/python ]]; then
+    python3 -m venv .venv || fail "cannot create .venv with python3 -m venv (is python3-venv installed?)"
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -r tests/e2e/requirements.txt
+
+section "Services: PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379"
+.venv/bin/python - <<'PY' || fail "PostgreSQL (127.0.0.1:5432, user postgres, database test) and Redis (127.0.0.1:6379) must be running; see the messages above"
+import socket
+import struct
+import sys
+
+
+def ask(port, request, size=64):
+    with socket.create_connection(("127.0.0.1", port), timeout=3) as sock:
+        sock.sendall(request)
+        return sock.recv(size)
+
+
+def postgres_answers():
+    # SSLRequest: a PostgreSQL server answers with a single byte, S or N.
+    return ask(5432, struct.pack("!ii", 8, 80877103), 1) in (b"S", b"N")
+
+
+def redis_answers():
+    return ask(6379, b"PING\r\n").startswith(b"+PONG")
+
+
+failed = False
+for name, probe in (("PostgreSQL", postgres_answers), ("Redis", redis_answers)):
+    try:
+        ok = probe()
+    except OSError as error:
+        ok, why = False, error
+    else:
+        why = "unexpected answer"
+    print(f"{name}: {'ok' if ok else f'NOT ANSWERING ({why})'}")
+    failed = failed or not ok
+sys.exit(1 if failed else 0)
+PY
+if command -v psql >/dev/null; then
+    psql -w -q -h 127.0.0.1 -p 5432 -U postgres -d test -tAc 'select 1' >/dev/null \
+        || fail "PostgreSQL on 127.0.0.1:5432 refuses user postgres on database test"
+fi
+export DATABASE_URL=postgres://postgres@127.0.0.1:5432/test
+export REDIS_URL=redis://127.0.0.1:6379
+
+section "cargo build --workspace --bins"
+cargo build --workspace --bins
+
+section "cargo test --workspace"
+cargo test --workspace
+
+section "End-to-end tests (pytest tests/e2e)"
+.venv/bin/python -m pytest -q tests/e2e
