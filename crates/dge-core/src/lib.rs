@@ -4,6 +4,7 @@
 //! - [`email`]: email addresses with a masked `Display`.
 //! - [`clock`]: the injected source of time.
 //! - [`token`]: random tokens, their at-rest hashes and constant-time comparison.
+//! - [`chain`]: an error with all its causes, for the one log line at the edge.
 //! - [`violation`]: per-field validation errors, in French, mapped to gRPC `BadRequest`.
 
 pub mod clock;
@@ -12,6 +13,9 @@ pub mod secret;
 pub mod token;
 pub mod violation;
 
+pub mod chain;
+
+pub use chain::ErrorChain;
 pub use clock::{Clock, SystemClock};
 pub use email::MaskedEmail;
 pub use secret::Secret;

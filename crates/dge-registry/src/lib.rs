@@ -49,7 +49,7 @@ impl From<Error> for tonic::Status {
             Error::BadToken => tonic::Status::failed_precondition("invalid or expired token"),
             Error::Busy => tonic::Status::resource_exhausted("too many concurrent logins"),
             Error::Store(_) | Error::Mail(_) | Error::Hash => {
-                tracing::error!(error = %err, source = ?std::error::Error::source(&err).map(ToString::to_string), "registry call failed");
+                tracing::error!(error = %dge_core::ErrorChain(&err), "registry call failed");
                 tonic::Status::internal("internal error")
             }
         }

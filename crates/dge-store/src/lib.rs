@@ -127,7 +127,13 @@ impl Db {
     /// # Errors
     /// Fails when no connection can be had.
     pub async fn begin(&self) -> sqlx::Result<Transaction<'static, Any>> {
-        self.pool.begin().await
+        match self.backend {
+            // A deferred SQLite transaction that reads then writes fails at once with
+            // "database is locked" when another connection wrote meanwhile; taking the
+            // write lock up front makes it wait (busy_timeout) instead.
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
     }
 
     /// Whether the database answers, for readiness.

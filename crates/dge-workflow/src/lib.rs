@@ -43,7 +43,7 @@ impl From<Error> for tonic::Status {
             Error::RightNotFound => tonic::Status::not_found("right not found"),
             Error::WrongState(_) => tonic::Status::failed_precondition(err.to_string()),
             Error::Store(_) | Error::Mail(_) => {
-                tracing::error!(error = %err, "workflow call failed");
+                tracing::error!(error = %dge_core::ErrorChain(&err), "workflow call failed");
                 tonic::Status::internal("internal error")
             }
         }

@@ -16,8 +16,8 @@ use dge_oidc::session::SESSION_COOKIE;
 use crate::Pages;
 
 /// The page shown when something failed on our side; the cause is logged once.
-pub(crate) fn internal(pages: &Pages, err: &dyn std::fmt::Display) -> Response {
-    tracing::error!(error = %err, "page failed");
+pub(crate) fn internal(pages: &Pages, err: &(dyn std::error::Error + 'static)) -> Response {
+    tracing::error!(error = %dge_core::ErrorChain(err), "page failed");
     pages.render.error(
         StatusCode::INTERNAL_SERVER_ERROR,
         "Le service rencontre un problème",
