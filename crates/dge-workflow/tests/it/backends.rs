@@ -1,0 +1,101 @@
+//! A fresh database per test, on either backend.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dge_core::clock::ManualClock;
+use dge_mailer::{MailSettings, Outbox};
+use dge_registry::hashing::HashParams;
+use dge_registry::{Hasher, Registry, RegistrySettings};
+use dge_store::Db;
+use dge_workflow::Workflow;
+
+pub(crate) const NOW: i64 = 1_800_000_000;
+
+/// Which engine a case runs on.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+pub(crate) const ENGINES: [Engine; 2] = [Engine::Sqlite, Engine::Postgres];
+
+fn postgres_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A new, empty, migrated database.
+pub(crate) async fn fresh(engine: Engine) -> Db {
+    let name = format!("dge_it_{}", uuid::Uuid::new_v4().simple());
+    let url = match engine {
+        Engine::Sqlite => {
+            let path = std::env::temp_dir().join(format!("{name}.sqlite3"));
+            format!("sqlite://{}?mode=rwc", path.display())
+        }
+        Engine::Postgres => {
+            let admin = Db::connect(&postgres_url(), 1)
+                .await
+                .expect("PostgreSQL must answer at DATABASE_URL (127.0.0.1:5432 by default)");
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(admin.pool())
+                .await
+                .expect("create database");
+            let base = postgres_url();
+            let (server, _) = base.rsplit_once('/').expect("database url has a path");
+            format!("{server}/{name}")
+        }
+    };
+    let db = Db::connect(&url, 4).await.expect("connect");
+    db.migrate().await.expect("migrate");
+    seed(&db).await;
+    db
+}
+
+async fn seed(db: &Db) {
+    for sql in [
+        "INSERT INTO organisations (id, name, name_key, siret, trusted, status, email_domains, created_at, updated_at) \
+         VALUES ('ville-de-nancy', 'Ville de Nancy', 'ville de nancy', '21540395700019', 0, 'active', 'nancy.fr', 0, 0)",
+        "INSERT INTO modules (name, label, created_at) VALUES ('datahub', 'DataHub', 0)",
+        "INSERT INTO rights (name, module, label, created_at) VALUES ('datahub:publish', 'datahub', 'Publier', 0)",
+    ] {
+        sqlx::query(sql).execute(db.pool()).await.expect("seed");
+    }
+}
+
+/// The services under test, on `db`, with a clock the test moves.
+pub(crate) struct Services {
+    pub(crate) db: Db,
+    pub(crate) clock: ManualClock,
+    pub(crate) registry: Registry,
+    pub(crate) workflow: Workflow,
+}
+
+pub(crate) async fn services(engine: Engine) -> Services {
+    let db = fresh(engine).await;
+    let clock = ManualClock::new(NOW);
+    let outbox = Outbox::new(MailSettings {
+        portal_name: "DataGrandEst".into(),
+        home_url: "https://www.datagrandest.fr".into(),
+        support_email: "contact@datagrandest.fr".into(),
+        from: "DataGrandEst <no-reply@datagrandest.fr>".into(),
+    });
+    let registry = Registry::new(
+        db.clone(),
+        Hasher::new(HashParams::default(), 2, Duration::from_secs(10)),
+        outbox,
+        Arc::new(clock.clone()),
+        RegistrySettings {
+            public_url: "http://127.0.0.1:8080".into(),
+            confirmation_ttl_secs: 3600,
+        },
+    );
+    let workflow = Workflow::new(registry.clone(), "http://127.0.0.1:8080".into());
+    Services {
+        db,
+        clock,
+        registry,
+        workflow,
+    }
+}

@@ -1,0 +1,8 @@
+//! The storage suite: the same workflow cases on SQLite and on PostgreSQL.
+//!
+//! PostgreSQL comes from `DATABASE_URL` (default: the loopback server's `test`
+//! database). Each case gets a fresh database of its own; a missing server fails
+//! the suite, it never skips it.
+
+mod backends;
+mod journey;
