@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from difflib import SequenceMatcher
 from http.cookiejar import DefaultCookiePolicy
 from urllib.parse import parse_qs, urljoin, urlsplit
 
@@ -182,4 +183,8 @@ def message_next_to(form: Tag, blank_form: Tag, name: str) -> str:
     """Text that appeared around field `name` compared with the blank form."""
     before = text_of(field_group(blank_form, name)).split()
     after = text_of(field_group(form, name)).split()
-    return " ".join(word for word in after if word not in before)
+    added = []
+    for tag, _, _, start, end in SequenceMatcher(a=before, b=after).get_opcodes():
+        if tag in ("insert", "replace"):
+            added += after[start:end]
+    return " ".join(added)

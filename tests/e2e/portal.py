@@ -260,6 +260,13 @@ def press_confirm(http: requests.Session, confirmation_page: requests.Response) 
     return pages.submit(http, confirmation_page, form, {})
 
 
+def assert_login_refused(answer: requests.Response) -> None:
+    """The person stays on DGE Identity's page: an error status, no code for the module."""
+    assert 400 <= answer.status_code < 500, f"login answered {answer.status_code}"
+    assert "Location" not in answer.headers, f"login redirected to {answer.headers['Location']}"
+    assert pages.is_french_page(answer)
+
+
 def log_in(
     http: requests.Session, module: Module, identifier: str, password: str
 ) -> tuple[AuthorizationRequest, str]:

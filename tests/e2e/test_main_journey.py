@@ -17,6 +17,7 @@ from portal import (
     BROKEN_RULE_FIELDS,
     Module,
     Person,
+    assert_login_refused,
     discover,
     every_rule_broken,
     log_in,
@@ -48,6 +49,7 @@ RIGHT = "datahub:publish"
 
 
 def assert_first_start_seeded(server, admin: Dgectl) -> None:
+    assert (server.data_dir / "dge-identity.sqlite3").is_file(), "no SQLite database in the data dir"
     token_mode = stat.S_IMODE(server.admin_token_path.stat().st_mode)
     assert token_mode == 0o600, f"admin.token has mode {oct(token_mode)}"
     assert server.admin_token(), "admin.token is empty"
@@ -184,8 +186,9 @@ def test_main_journey(start_idp, grpc_pb):
     assert person.login not in admin.logins_with_status("unconfirmed")
 
     # A pending account cannot log in yet.
-    refused = submit_login(http, open_login_page(http, datahub), person.login, person.password)
-    assert refused.status_code == 401, f"pending login answered {refused.status_code}"
+    assert_login_refused(
+        submit_login(http, open_login_page(http, datahub), person.login, person.password)
+    )
 
     # 5. The administrator approves; the person is told.
     admin.ok("accounts", "approve", person.login)

@@ -44,7 +44,6 @@ impl Violations {
     }
 
     /// The violations, in the order they were found.
-    #[must_use]
     pub fn iter(&self) -> std::slice::Iter<'_, Violation> {
         self.0.iter()
     }

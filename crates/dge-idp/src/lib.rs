@@ -5,7 +5,7 @@
 //! - [`seed`]: demo clients, organisations, modules and the bootstrap administrator.
 //! - [`app`]: builds every service and serves HTTP and gRPC until shutdown.
 //! - [`dev`]: the embedded default (`dge-idp dev`).
-//! - [`telemetry`]: logs.
+//! - [`telemetry`]: log format and levels.
 
 pub mod app;
 pub mod cli;

@@ -41,8 +41,15 @@ const ORGANISATIONS: &[(&str, &str, &str, bool, &str)] = &[
     ),
 ];
 
-/// Modules and their rights: `(module, label, [(right, label)])`.
-const MODULES: &[(&str, &str, &[(&str, &str)])] = &[
+/// A module: `(name, label, [(right, label)])`.
+type ModuleSeed = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
+/// Modules and their rights.
+const MODULES: &[ModuleSeed] = &[
     (
         "datahub",
         "Catalogue de données DataHub",

@@ -11,7 +11,6 @@ use dge_core::token::{constant_time_eq, random_token};
 pub const CSRF_COOKIE: &str = "dge_csrf";
 
 /// The jar's CSRF token, creating one (and its cookie) when missing.
-#[must_use]
 pub fn token(jar: CookieJar, secure: bool) -> (CookieJar, String) {
     if let Some(existing) = jar
         .get(CSRF_COOKIE)

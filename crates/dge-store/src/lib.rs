@@ -160,27 +160,6 @@ pub fn is_unique_violation(err: &sqlx::Error, name: &str, sqlite_columns: &str) 
     db.constraint() == Some(name) || db.message().contains(sqlite_columns)
 }
 
-#[cfg(test)]
-mod tests {
-    use std::collections::BTreeSet;
-
-    fn versions(dir: &str) -> BTreeSet<String> {
-        std::fs::read_dir(dir)
-            .expect("migrations folder")
-            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-            .collect()
-    }
-
-    #[test]
-    fn both_backends_have_the_same_migrations() {
-        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../migrations");
-        let sqlite = versions(&format!("{root}/sqlite"));
-        let postgres = versions(&format!("{root}/postgres"));
-        assert!(!sqlite.is_empty());
-        assert_eq!(sqlite, postgres);
-    }
-}
-
 /// Appends an event to the audit log, inside the caller's transaction so the event
 /// and the act it records are committed together.
 ///
@@ -207,4 +186,25 @@ pub async fn audit(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    fn versions(dir: &str) -> BTreeSet<String> {
+        std::fs::read_dir(dir)
+            .expect("migrations folder")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn both_backends_have_the_same_migrations() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../migrations");
+        let sqlite = versions(&format!("{root}/sqlite"));
+        let postgres = versions(&format!("{root}/postgres"));
+        assert!(!sqlite.is_empty());
+        assert_eq!(sqlite, postgres);
+    }
 }
