@@ -4,5 +4,8 @@
 //! database). Each case gets a fresh database of its own; a missing server fails
 //! the suite, it never skips it.
 
+// Test helpers outside #[test] functions unwrap too: a failure is a failed test.
+#![allow(clippy::unwrap_used)]
+
 mod backends;
 mod journey;
