@@ -3,6 +3,7 @@
 //! - [`secret`]: values that must never reach a log line.
 //! - [`email`]: email addresses with a masked `Display`.
 //! - [`clock`]: the injected source of time.
+//! - [`time`]: dates for people.
 //! - [`token`]: random tokens, their at-rest hashes and constant-time comparison.
 //! - [`chain`]: an error with all its causes, for the one log line at the edge.
 //! - [`violation`]: per-field validation errors, in French, mapped to gRPC `BadRequest`.
@@ -10,6 +11,7 @@
 pub mod clock;
 pub mod email;
 pub mod secret;
+pub mod time;
 pub mod token;
 pub mod violation;
 

@@ -99,6 +99,7 @@ pub async fn run(
         MailTransport::Files(dir) => Transport::file(dir.clone())?,
         MailTransport::Smtp(url) => Transport::smtp(url.expose(), Duration::from_secs(30))?,
     };
+    let (stop_tx, stop_rx) = watch::channel(false);
     let hasher = Hasher::new(
         HashParams::default(),
         settings.hash_concurrency,
@@ -115,6 +116,11 @@ pub async fn run(
         },
     );
     let workflow = Workflow::new(registry.clone(), settings.public_url.clone());
+    let notify_task = tokio::spawn(notify_loop(
+        workflow.clone(),
+        settings.notify.clone(),
+        stopped_signal(&stop_rx),
+    ));
     let provider = Provider::new(
         db.clone(),
         keys.clone(),
@@ -128,7 +134,6 @@ pub async fn run(
         settings.public_url.clone(),
     );
 
-    let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = move || {
         let mut rx = stop_rx.clone();
         async move {
@@ -238,8 +243,34 @@ pub async fn run(
     http_task.await?.context("HTTP server")?;
     grpc_task.await?.context("gRPC server")?;
     mail_task.await?;
+    notify_task.await?;
     tracing::info!("dge-idp stopped");
     Ok(())
+}
+
+fn stopped_signal(rx: &watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
+    let mut rx = rx.clone();
+    async move {
+        let _ = rx.wait_for(|s| *s).await;
+    }
+}
+
+/// Tells administrators of new and old sign-ups, once a minute.
+async fn notify_loop(
+    workflow: Workflow,
+    settings: dge_workflow::notify::NotifySettings,
+    stop: impl Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    loop {
+        if let Err(e) = workflow.notify_admins(&settings).await {
+            tracing::error!(error = %dge_core::ErrorChain(&e), "administrator notices failed");
+        }
+        tokio::select! {
+            () = &mut stop => break,
+            () = tokio::time::sleep(Duration::from_secs(60)) => {}
+        }
+    }
 }
 
 fn http_router(pages: dge_pages::Pages, provider: Provider, db: Db, https: bool) -> Router {

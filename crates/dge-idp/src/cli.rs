@@ -40,4 +40,25 @@ pub struct DevArgs {
     /// How long confirmation links stay valid, in seconds.
     #[arg(long, env = "DGE_CONFIRMATION_TTL_SECS", default_value_t = 48 * 3600)]
     pub confirmation_ttl_secs: i64,
+    /// Administrators told of new sign-ups (repeat, or comma-separated in the environment).
+    #[arg(long = "admin-email", env = "DGE_ADMIN_EMAILS", value_delimiter = ',')]
+    pub admin_emails: Vec<String>,
+    /// How administrators hear of new sign-ups: one email each, or a daily digest.
+    #[arg(long, env = "DGE_ADMIN_NOTICES", value_enum, default_value_t = AdminNotices::PerSignup)]
+    pub admin_notices: AdminNotices,
+    /// Hour (UTC) of the daily digest.
+    #[arg(long, env = "DGE_DIGEST_HOUR_UTC", default_value_t = 7, value_parser = clap::value_parser!(u32).range(0..24))]
+    pub digest_hour_utc: u32,
+    /// Remind administrators of sign-ups pending longer than this many days.
+    #[arg(long, env = "DGE_REMINDER_AFTER_DAYS", default_value_t = 3, value_parser = clap::value_parser!(i64).range(1..366))]
+    pub reminder_after_days: i64,
+}
+
+/// How administrators hear of new sign-ups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AdminNotices {
+    /// One email per sign-up.
+    PerSignup,
+    /// One email a day.
+    DailyDigest,
 }

@@ -6,9 +6,10 @@ use anyhow::Context;
 use dge_core::{Clock, Secret, SystemClock};
 
 use crate::app;
-use crate::cli::DevArgs;
+use crate::cli::{AdminNotices, DevArgs};
 use crate::seed;
 use crate::settings::{MailTransport, Settings};
+use dge_workflow::notify::{NoticeMode, NotifySettings};
 
 /// Runs on SQLite with emails as files until Ctrl-C or SIGTERM.
 ///
@@ -34,6 +35,21 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         confirmation_ttl_secs: args.confirmation_ttl_secs,
         // The embedded default listens on loopback over plain HTTP.
         secure_cookies: public_url.starts_with("https://"),
+        notify: NotifySettings {
+            admin_emails: args
+                .admin_emails
+                .iter()
+                .map(|e| e.trim().to_owned())
+                .filter(|e| !e.is_empty())
+                .collect(),
+            mode: match args.admin_notices {
+                AdminNotices::PerSignup => NoticeMode::PerSignup,
+                AdminNotices::DailyDigest => NoticeMode::DailyDigest {
+                    hour_utc: args.digest_hour_utc,
+                },
+            },
+            reminder_after_secs: args.reminder_after_days * 86_400,
+        },
         upstreams: dge_broker::default_providers(),
         portal: dge_pages::Portal {
             name: "DataGrandEst".into(),

@@ -9,12 +9,13 @@ use anyhow::Context;
 use dge_oidc::clients::{self, AddError, NewClient};
 use dge_store::Db;
 
-/// Demo organisations: `(id, name, siret, trusted, email domains)`.
+/// Demo organisations: `(id, name, siret, trusted, email domains)`. The SIRETs are
+/// demo values with valid checksums, not the bodies' real numbers.
 const ORGANISATIONS: &[(&str, &str, &str, bool, &str)] = &[
     (
         "region-grand-est",
         "Région Grand Est",
-        "20005226700013",
+        "20005226700016",
         true,
         "grandest.fr",
     ),
@@ -28,14 +29,14 @@ const ORGANISATIONS: &[(&str, &str, &str, bool, &str)] = &[
     (
         "ville-de-nancy",
         "Ville de Nancy",
-        "21540395700019",
+        "21540395700016",
         false,
         "nancy.fr",
     ),
     (
         "atmo-grand-est",
         "ATMO Grand Est",
-        "82064707200010",
+        "82064707200017",
         false,
         "atmo-grandest.eu",
     ),

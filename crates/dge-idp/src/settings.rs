@@ -28,6 +28,8 @@ pub struct Settings {
     pub confirmation_ttl_secs: i64,
     /// Whether cookies are `Secure`.
     pub secure_cookies: bool,
+    /// Notices to administrators about sign-ups.
+    pub notify: dge_workflow::notify::NotifySettings,
     /// Upstream identity providers.
     pub upstreams: Vec<dge_broker::UpstreamConfig>,
     /// Portal look and links.

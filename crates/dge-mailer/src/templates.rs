@@ -24,6 +24,9 @@ const KINDS: &[(&str, &str, &str, &str)] = &[
     kind!("account_activated"),
     kind!("account_rejected"),
     kind!("signup_existing"),
+    kind!("admin_signup_notice"),
+    kind!("admin_signup_digest"),
+    kind!("admin_pending_reminder"),
 ];
 
 /// The names of every mail kind.

@@ -13,6 +13,9 @@ use crate::domain::signup::ValidSignUp;
 use crate::domain::{Account, AccountStatus, SignUpForm};
 use crate::{Error, Hasher, Result, store};
 
+/// The right the trusted path grants at once: access to the community space.
+pub const TRUSTED_PATH_RIGHT: &str = "communautes:member";
+
 /// Settings of the registry.
 #[derive(Debug, Clone)]
 pub struct RegistrySettings {
@@ -31,14 +34,46 @@ pub enum LoginError {
     NotActive(AccountStatus),
 }
 
+/// Lifetimes and limits of the account life cycle, with sensible defaults; set with
+/// [`Registry::with_lifetimes`].
+#[derive(Debug, Clone)]
+pub struct AccountLifetimes {
+    /// How long a password-reset link is valid (1 h).
+    pub reset_ttl_secs: i64,
+    /// At most this many reset emails per account per hour; more are dropped silently.
+    pub reset_max_per_hour: i64,
+    /// How long an unconfirmed sign-up is kept before it is purged (7 days).
+    pub unconfirmed_ttl_secs: i64,
+    /// Least time between two confirmation emails for one sign-up (60 s).
+    pub resend_interval_secs: i64,
+    /// At most this many confirmation emails per sign-up per day.
+    pub resend_max_per_day: i64,
+    /// How long an email-change link is valid (48 h).
+    pub email_change_ttl_secs: i64,
+}
+
+impl Default for AccountLifetimes {
+    fn default() -> Self {
+        Self {
+            reset_ttl_secs: 3600,
+            reset_max_per_hour: 5,
+            unconfirmed_ttl_secs: 7 * 24 * 3600,
+            resend_interval_secs: 60,
+            resend_max_per_day: 5,
+            email_change_ttl_secs: 48 * 3600,
+        }
+    }
+}
+
 /// The local-account registry.
 #[derive(Clone)]
 pub struct Registry {
-    db: Db,
-    hasher: Hasher,
-    outbox: Outbox,
-    clock: Arc<dyn Clock>,
-    settings: Arc<RegistrySettings>,
+    pub(crate) db: Db,
+    pub(crate) hasher: Hasher,
+    pub(crate) outbox: Outbox,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) settings: Arc<RegistrySettings>,
+    pub(crate) lifetimes: Arc<AccountLifetimes>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -65,7 +100,27 @@ impl Registry {
             outbox,
             clock,
             settings: Arc::new(settings),
+            lifetimes: Arc::new(AccountLifetimes::default()),
         }
+    }
+
+    /// The same registry with other lifetimes and limits.
+    #[must_use]
+    pub fn with_lifetimes(mut self, lifetimes: AccountLifetimes) -> Self {
+        self.lifetimes = Arc::new(lifetimes);
+        self
+    }
+
+    /// The lifetimes and limits in force.
+    #[must_use]
+    pub fn lifetimes(&self) -> &AccountLifetimes {
+        &self.lifetimes
+    }
+
+    /// The provider's public URL.
+    #[must_use]
+    pub fn public_url(&self) -> &str {
+        &self.settings.public_url
     }
 
     /// The database.
@@ -269,24 +324,57 @@ impl Registry {
         if used.rows_affected() != 1 {
             return Err(Error::BadToken);
         }
+        // Trusted path: a member of a trusted organisation whose address is in one of
+        // its domains is activated at once, with the community space; data-module
+        // rights still wait for an administrator.
+        let trusted = store::trusted_member(&mut tx, &account_id).await?;
+        let status = if trusted { "active" } else { "pending" };
         sqlx::query(
-            "UPDATE accounts SET status = 'pending', email_verified = 1, updated_at = $1 \
-             WHERE id = $2 AND status = 'unconfirmed'",
+            "UPDATE accounts SET status = $1, email_verified = 1, updated_at = $2 \
+             WHERE id = $3 AND status = 'unconfirmed'",
         )
+        .bind(status)
         .bind(now)
         .bind(&account_id)
         .execute(&mut *tx)
         .await?;
+        if trusted {
+            store::grant_in(
+                &mut tx,
+                &account_id,
+                TRUSTED_PATH_RIGHT,
+                "trusted-path",
+                now,
+            )
+            .await?;
+            dge_store::audit(
+                &mut tx,
+                "trusted-path",
+                "account.approved",
+                &account_id,
+                "trusted organisation",
+                now,
+            )
+            .await?;
+        }
         let account = store::find_account_in(&mut tx, &account_id)
             .await?
             .ok_or(Error::BadToken)?;
+        let (kind, extra) = if trusted {
+            (
+                "account_activated",
+                json!({ "login_url": format!("{}/login", self.settings.public_url) }),
+            )
+        } else {
+            ("account_pending", json!({}))
+        };
         self.outbox
             .enqueue(
                 &mut tx,
-                "account_pending",
+                kind,
                 &account.email,
                 &account.given_name,
-                json!({}),
+                extra,
                 now,
             )
             .await?;

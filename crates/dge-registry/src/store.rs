@@ -123,3 +123,53 @@ pub async fn set_password_hash(db: &Db, account_id: &str, phc: &str, now: i64) -
         .await?;
     Ok(())
 }
+
+/// Whether the account belongs to an active, trusted organisation and its email
+/// address is in one of that organisation's domains (or a subdomain of one).
+///
+/// # Errors
+/// Fails when the database fails.
+pub async fn trusted_member(conn: &mut AnyConnection, account_id: &str) -> sqlx::Result<bool> {
+    let row = sqlx::query(
+        "SELECT a.email_key, o.email_domains FROM accounts a JOIN organisations o ON o.id = a.organisation_id \
+         WHERE a.id = $1 AND o.status = 'active' AND o.trusted = 1",
+    )
+    .bind(account_id)
+    .fetch_optional(conn)
+    .await?;
+    let Some(row) = row else { return Ok(false) };
+    let email: String = row.try_get("email_key")?;
+    let domains: String = row.try_get("email_domains")?;
+    Ok(crate::domain::email_in_domains(&email, &domains))
+}
+
+/// Grants `right` inside a transaction, if the right is declared and not yet held.
+///
+/// # Errors
+/// Fails when the database fails.
+pub async fn grant_in(
+    conn: &mut AnyConnection,
+    account_id: &str,
+    right: &str,
+    by: &str,
+    now: i64,
+) -> sqlx::Result<()> {
+    let declared = sqlx::query("SELECT 1 AS found FROM rights WHERE name = $1")
+        .bind(right)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if declared.is_none() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO grants (account_id, right_name, granted_by, reason, created_at) VALUES ($1, $2, $3, '', $4) \
+         ON CONFLICT (account_id, right_name) DO NOTHING",
+    )
+    .bind(account_id)
+    .bind(right)
+    .bind(by)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

@@ -1,15 +1,27 @@
 //! The `ValidationWorkflow` gRPC service.
 
+use std::pin::Pin;
+
 use dge_authz::Authenticator;
 use dge_core::Violations;
 use dge_proto::v1 as pb;
 use dge_proto::v1::validation_workflow_server::ValidationWorkflow;
 use dge_registry::grpc::account_to_proto;
-use tonic::{Request, Response, Status};
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
 
-use crate::Workflow;
+use crate::organisations::NewOrganisation;
+use crate::queue::PendingFilter;
+use crate::rights::AuditFilter;
+use crate::{Actor, Workflow};
 
-/// gRPC face of the [`Workflow`]; every call needs an administrator.
+/// Largest import accepted in one call.
+const IMPORT_MAX_ROWS: usize = 50_000;
+
+type GrpcResult<T> = Result<Response<T>, Status>;
+
+/// gRPC face of the [`Workflow`]. Administrators may do everything; delegated
+/// organisation administrators only act on their organisations' members.
 #[derive(Debug, Clone)]
 pub struct ValidationWorkflowService {
     workflow: Workflow,
@@ -21,6 +33,11 @@ impl ValidationWorkflowService {
     #[must_use]
     pub fn new(workflow: Workflow, auth: Authenticator) -> Self {
         Self { workflow, auth }
+    }
+
+    async fn actor<T>(&self, request: &Request<T>) -> Result<Actor, Status> {
+        let caller = self.auth.authenticate(request.metadata()).await?;
+        Ok(Actor::of(self.workflow.db(), &caller).await?)
     }
 }
 
@@ -34,16 +51,28 @@ fn require(fields: &[(&'static str, &str)]) -> Result<(), Status> {
     v.into_result().map_err(Violations::into_status)
 }
 
+fn org_of(r: &pb::ImportOrganisationRow) -> NewOrganisation {
+    NewOrganisation {
+        name: r.name.clone(),
+        siret: r.siret.clone(),
+        trusted: r.trusted,
+        email_domains: r.email_domains.clone(),
+    }
+}
+
 #[tonic::async_trait]
 impl ValidationWorkflow for ValidationWorkflowService {
     async fn approve_account(
         &self,
         request: Request<pb::ApproveAccountRequest>,
-    ) -> Result<Response<pb::ApproveAccountResponse>, Status> {
-        let caller = self.auth.require_admin(request.metadata()).await?;
+    ) -> GrpcResult<pb::ApproveAccountResponse> {
+        let actor = self.actor(&request).await?;
         let r = request.into_inner();
         require(&[("account", &r.account)])?;
-        let account = self.workflow.approve(&caller.actor(), &r.account).await?;
+        let account = self
+            .workflow
+            .approve(&actor, &r.account, &r.grant_rights)
+            .await?;
         Ok(Response::new(pb::ApproveAccountResponse {
             account: Some(account_to_proto(account)),
         }))
@@ -52,14 +81,11 @@ impl ValidationWorkflow for ValidationWorkflowService {
     async fn reject_account(
         &self,
         request: Request<pb::RejectAccountRequest>,
-    ) -> Result<Response<pb::RejectAccountResponse>, Status> {
-        let caller = self.auth.require_admin(request.metadata()).await?;
+    ) -> GrpcResult<pb::RejectAccountResponse> {
+        let actor = self.actor(&request).await?;
         let r = request.into_inner();
         require(&[("account", &r.account), ("reason", &r.reason)])?;
-        let account = self
-            .workflow
-            .reject(&caller.actor(), &r.account, &r.reason)
-            .await?;
+        let account = self.workflow.reject(&actor, &r.account, &r.reason).await?;
         Ok(Response::new(pb::RejectAccountResponse {
             account: Some(account_to_proto(account)),
         }))
@@ -68,13 +94,14 @@ impl ValidationWorkflow for ValidationWorkflowService {
     async fn grant_right(
         &self,
         request: Request<pb::GrantRightRequest>,
-    ) -> Result<Response<pb::GrantRightResponse>, Status> {
-        let caller = self.auth.require_admin(request.metadata()).await?;
+    ) -> GrpcResult<pb::GrantRightResponse> {
+        let actor = self.actor(&request).await?;
         let r = request.into_inner();
         require(&[("account", &r.account), ("right", &r.right)])?;
+        let until = (r.expires_at > 0).then_some(r.expires_at);
         let granted = self
             .workflow
-            .grant(&caller.actor(), &r.account, &r.right, &r.reason)
+            .grant(&actor, &r.account, &r.right, &r.reason, until)
             .await?;
         Ok(Response::new(pb::GrantRightResponse { granted }))
     }
@@ -82,22 +109,19 @@ impl ValidationWorkflow for ValidationWorkflowService {
     async fn revoke_right(
         &self,
         request: Request<pb::RevokeRightRequest>,
-    ) -> Result<Response<pb::RevokeRightResponse>, Status> {
-        let caller = self.auth.require_admin(request.metadata()).await?;
+    ) -> GrpcResult<pb::RevokeRightResponse> {
+        let actor = self.actor(&request).await?;
         let r = request.into_inner();
         require(&[("account", &r.account), ("right", &r.right)])?;
-        let revoked = self
-            .workflow
-            .revoke(&caller.actor(), &r.account, &r.right)
-            .await?;
+        let revoked = self.workflow.revoke(&actor, &r.account, &r.right).await?;
         Ok(Response::new(pb::RevokeRightResponse { revoked }))
     }
 
     async fn list_organisations(
         &self,
         request: Request<pb::ListOrganisationsRequest>,
-    ) -> Result<Response<pb::ListOrganisationsResponse>, Status> {
-        self.auth.require_admin(request.metadata()).await?;
+    ) -> GrpcResult<pb::ListOrganisationsResponse> {
+        self.actor(&request).await?;
         let organisations = self.workflow.organisations().await?;
         Ok(Response::new(pb::ListOrganisationsResponse {
             organisations,
@@ -107,9 +131,323 @@ impl ValidationWorkflow for ValidationWorkflowService {
     async fn list_modules(
         &self,
         request: Request<pb::ListModulesRequest>,
-    ) -> Result<Response<pb::ListModulesResponse>, Status> {
-        self.auth.require_admin(request.metadata()).await?;
+    ) -> GrpcResult<pb::ListModulesResponse> {
+        self.actor(&request).await?;
         let modules = self.workflow.modules().await?;
         Ok(Response::new(pb::ListModulesResponse { modules }))
+    }
+
+    async fn list_pending(
+        &self,
+        request: Request<pb::ListPendingRequest>,
+    ) -> GrpcResult<pb::ListPendingResponse> {
+        let actor = self.actor(&request).await?;
+        let r = request.into_inner();
+        let filter = PendingFilter {
+            organisation_id: (!r.organisation_id.is_empty()).then_some(r.organisation_id),
+            trusted: r.trusted,
+            min_age_secs: r.min_age_secs,
+            text: (!r.text.trim().is_empty()).then_some(r.text),
+        };
+        let (accounts, next) = self
+            .workflow
+            .pending(&actor, &filter, r.page_size, &r.page_token)
+            .await?;
+        Ok(Response::new(pb::ListPendingResponse {
+            accounts: accounts.into_iter().map(account_to_proto).collect(),
+            next_page_token: next,
+        }))
+    }
+
+    async fn decide_accounts(
+        &self,
+        request: Request<pb::DecideAccountsRequest>,
+    ) -> GrpcResult<pb::DecideAccountsResponse> {
+        let actor = self.actor(&request).await?;
+        let r = request.into_inner();
+        let approve = match pb::Decision::try_from(r.decision) {
+            Ok(pb::Decision::Approve) => true,
+            Ok(pb::Decision::Reject) => {
+                require(&[("reason", &r.reason)])?;
+                false
+            }
+            _ => {
+                let mut v = Violations::new();
+                v.add("decision", "required", "approve ou reject");
+                return Err(v.into_status());
+            }
+        };
+        if r.accounts.is_empty() || r.accounts.len() > 1000 {
+            let mut v = Violations::new();
+            v.add("accounts", "invalid", "de 1 à 1000 comptes");
+            return Err(v.into_status());
+        }
+        let results = self
+            .workflow
+            .decide_many(&actor, &r.accounts, approve, &r.reason)
+            .await
+            .into_iter()
+            .map(|(account, outcome)| {
+                let error = match outcome {
+                    Ok(_) => String::new(),
+                    Err(crate::Error::AccountNotFound) => "not_found".into(),
+                    Err(crate::Error::WrongState(_)) => "not_pending".into(),
+                    Err(crate::Error::NotAllowed) => "not_allowed".into(),
+                    Err(e) => {
+                        tracing::error!(error = %dge_core::ErrorChain(&e), "bulk decision failed for one account");
+                        "internal".into()
+                    }
+                };
+                pb::DecisionResult { account, ok: error.is_empty(), error }
+            })
+            .collect();
+        Ok(Response::new(pb::DecideAccountsResponse { results }))
+    }
+
+    async fn create_organisation(
+        &self,
+        request: Request<pb::CreateOrganisationRequest>,
+    ) -> GrpcResult<pb::CreateOrganisationResponse> {
+        let actor = self.actor(&request).await?;
+        let r = request.into_inner();
+        let new = NewOrganisation {
+            name: r.name,
+            siret: r.siret,
+            trusted: r.trusted,
+            email_domains: r.email_domains,
+        };
+        let organisation = self.workflow.create_organisation(&actor, &new).await?;
+        Ok(Response::new(pb::CreateOrganisationResponse {
+            organisation: Some(organisation),
+        }))
+    }
+
+    async fn update_organisation(
+        &self,
+        request: Request<pb::UpdateOrganisationRequest>,
+    ) -> GrpcResult<pb::UpdateOrganisationResponse> {
+        let actor = self.actor(&request).await?;
+        let r = request.into_inner();
+        require(&[("id", &r.id)])?;
+        let domains = r.set_email_domains.then_some(r.email_domains);
+        let organisation = self
+            .workflow
+            .update_organisation(&actor, &r.id, r.name, r.siret, r.trusted, domains)
+            .await?;
+        Ok(Response::new(pb::UpdateOrganisationResponse {
+            organisation: Some(organisation),
+        }))
+    }
+
+    async fn accept_organisation(
+        &self,
+        request: Request<pb::AcceptOrganisationRequest>,
+    ) -> GrpcResult<pb::AcceptOrganisationResponse> {
+        let actor = self.actor(&request).await?;
+        let r = request.into_inner();
+        require(&[("id", &r.id)])?;
+        let organisation = self
+            .workflow
+            .accept_organisation(&actor, &r.id, &r.name, &r.siret)
+            .await?;
+        Ok(Response::new(pb::AcceptOrganisationResponse {
+            organisation: Some(organisation),
+        }))
+    }
+
+    async fn merge_organisation(
+        &self,
+        request: Request<pb::MergeOrganisationRequest>,
+    ) -> GrpcResult<pb::MergeOrganisationResponse> {
+        let actor = self.actor(&request).await?;
+        let r = request.into_inner();
+        require(&[("source_id", &r.source_id), ("target_id", &r.target_id)])?;
+        let moved_accounts = self
+            .workflow
+            .merge_organisation(&actor, &r.source_id, &r.target_id)
+            .await?;
+        Ok(Response::new(pb::MergeOrganisationResponse {
+            moved_accounts,
+        }))
+    }
+
+    async fn import_organisations(
+        &self,
+        request: Request<Streaming<pb::ImportOrganisationRow>>,
+    ) -> GrpcResult<pb::ImportOrganisationsResponse> {
+        let actor = self.actor(&request).await?;
+        actor.require_admin()?;
+        let mut stream = request.into_inner();
+        let mut rows = Vec::new();
+        let mut strict = false;
+        while let Some(row) = stream.next().await {
+            let row = row?;
+            strict |= row.strict;
+            if rows.len() >= IMPORT_MAX_ROWS {
+                return Err(Status::resource_exhausted(format!(
+                    "at most {IMPORT_MAX_ROWS} rows per import"
+                )));
+            }
+            rows.push((row.line, org_of(&row)));
+        }
+        let report = self
+            .workflow
+            .import_organisations(&actor, &rows, strict)
+            .await?;
+        Ok(Response::new(pb::ImportOrganisationsResponse {
+            imported: report.imported,
+            unchanged: report.unchanged,
+            rejected: report
+                .rejected
+                .into_iter()
+                .map(|(line, reason)| pb::RejectedRow { line, reason })
+                .collect(),
+            committed: report.committed,
+        }))
+    }
+
+    async fn add_organisation_admin(
+        &self,
+        request: Request<pb::AddOrganisationAdminRequest>,
+    ) -> GrpcResult<pb::AddOrganisationAdminResponse> {
+        let actor = self.actor(&request).await?;
+        let r = request.into_inner();
+        require(&[("account", &r.account)])?;
+        self.workflow
+            .add_organisation_admin(&actor, &r.account)
+            .await?;
+        Ok(Response::new(pb::AddOrganisationAdminResponse {}))
+    }
+
+    async fn declare_module(
+        &self,
+        request: Request<pb::DeclareModuleRequest>,
+    ) -> GrpcResult<pb::DeclareModuleResponse> {
+        let actor = self.actor(&request).await?;
+        let r = request.into_inner();
+        self.workflow
+            .declare_module(&actor, r.name.trim(), &r.label)
+            .await?;
+        Ok(Response::new(pb::DeclareModuleResponse {}))
+    }
+
+    async fn declare_right(
+        &self,
+        request: Request<pb::DeclareRightRequest>,
+    ) -> GrpcResult<pb::DeclareRightResponse> {
+        let actor = self.actor(&request).await?;
+        let r = request.into_inner();
+        self.workflow
+            .declare_right(&actor, r.name.trim(), &r.label)
+            .await?;
+        Ok(Response::new(pb::DeclareRightResponse {}))
+    }
+
+    async fn define_role(
+        &self,
+        request: Request<pb::DefineRoleRequest>,
+    ) -> GrpcResult<pb::DefineRoleResponse> {
+        let actor = self.actor(&request).await?;
+        let r = request.into_inner();
+        self.workflow
+            .define_role(&actor, r.name.trim(), &r.label, &r.rights)
+            .await?;
+        Ok(Response::new(pb::DefineRoleResponse {}))
+    }
+
+    async fn grant_role(
+        &self,
+        request: Request<pb::GrantRoleRequest>,
+    ) -> GrpcResult<pb::GrantRoleResponse> {
+        let actor = self.actor(&request).await?;
+        let r = request.into_inner();
+        require(&[("account", &r.account), ("role", &r.role)])?;
+        let granted = self
+            .workflow
+            .grant_role(&actor, &r.account, &r.role, &r.reason)
+            .await?;
+        Ok(Response::new(pb::GrantRoleResponse { granted }))
+    }
+
+    async fn list_grants(
+        &self,
+        request: Request<pb::ListGrantsRequest>,
+    ) -> GrpcResult<pb::ListGrantsResponse> {
+        let actor = self.actor(&request).await?;
+        let r = request.into_inner();
+        require(&[("account", &r.account)])?;
+        let grants = self
+            .workflow
+            .grants(&actor, &r.account)
+            .await?
+            .into_iter()
+            .map(|g| pb::Grant {
+                right: g.right,
+                granted_by: g.granted_by,
+                reason: g.reason,
+                granted_at: g.granted_at,
+                expires_at: g.expires_at.unwrap_or(0),
+            })
+            .collect();
+        Ok(Response::new(pb::ListGrantsResponse { grants }))
+    }
+
+    type WatchRightsStream =
+        Pin<Box<dyn Stream<Item = Result<pb::RightChange, Status>> + Send + 'static>>;
+
+    async fn watch_rights(
+        &self,
+        request: Request<pb::WatchRightsRequest>,
+    ) -> GrpcResult<Self::WatchRightsStream> {
+        // Modules watch with their service token; any authenticated caller may.
+        self.auth.authenticate(request.metadata()).await?;
+        let only = request.into_inner().account_id;
+        // TODO: changes come from this process only; with several replicas they must
+        // travel through Redis pub/sub (issue 8).
+        let stream = tokio_stream::wrappers::BroadcastStream::new(self.workflow.watch())
+            .filter_map(move |item| match item {
+                Ok(c) if only.is_empty() || c.account_id == only => Some(Ok(pb::RightChange {
+                    account_id: c.account_id,
+                    right: c.right,
+                    granted: c.granted,
+                    at: c.at,
+                })),
+                Ok(_) => None,
+                // A watcher too slow to keep up is told so and must reload its cache.
+                Err(_) => Some(Err(Status::data_loss(
+                    "missed rights changes; reload and watch again",
+                ))),
+            });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn list_audit_events(
+        &self,
+        request: Request<pb::ListAuditEventsRequest>,
+    ) -> GrpcResult<pb::ListAuditEventsResponse> {
+        let actor = self.actor(&request).await?;
+        let r = request.into_inner();
+        let filter = AuditFilter {
+            subject: r.subject,
+            actor: r.actor,
+            since: r.since,
+            until: r.until,
+            limit: i64::from(r.limit),
+        };
+        let events = self
+            .workflow
+            .audit_events(&actor, &filter)
+            .await?
+            .into_iter()
+            .map(|e| pb::AuditEvent {
+                id: e.id,
+                actor: e.actor,
+                action: e.action,
+                subject: e.subject,
+                detail: e.detail,
+                created_at: e.created_at,
+            })
+            .collect();
+        Ok(Response::new(pb::ListAuditEventsResponse { events }))
     }
 }

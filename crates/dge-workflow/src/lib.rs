@@ -1,12 +1,27 @@
-//! The validation workflow: the DataGrandEst team approves or rejects accounts and
-//! grants rights on the portal's modules.
+//! The validation workflow: the DataGrandEst team approves or rejects accounts,
+//! keeps the organisation directory and grants rights on the portal's modules.
 //!
-//! - [`service`]: approval, rejection, grants and revocations, each audited.
+//! - [`access`]: who may act on which account (administrators, delegated
+//!   organisation administrators).
+//! - [`service`]: approval and rejection, one by one or in bulk.
+//! - [`queue`]: the pending queue, filtered and paginated.
+//! - [`organisations`]: the directory, proposed organisations, CSV import.
+//! - [`siret`]: SIRET checksums.
+//! - [`rights`]: modules, rights, role bundles, grants, the audit log, and the
+//!   stream of changes modules watch.
+//! - [`notify`]: notices to administrators and reminders for old sign-ups.
 //! - [`grpc`]: the `ValidationWorkflow` gRPC service.
 
+pub mod access;
 pub mod grpc;
+pub mod notify;
+pub mod organisations;
+pub mod queue;
+pub mod rights;
 pub mod service;
+pub mod siret;
 
+pub use access::Actor;
 pub use service::Workflow;
 
 /// Errors of the workflow.
@@ -18,12 +33,21 @@ pub enum Error {
     /// No such account.
     #[error("account not found")]
     AccountNotFound,
-    /// No such right.
+    /// No such organisation.
+    #[error("organisation not found")]
+    OrganisationNotFound,
+    /// No such right or role.
     #[error("right not found")]
     RightNotFound,
-    /// The account is not in a state that allows this (approve a rejected one).
-    #[error("account is {0}, not pending")]
-    WrongState(&'static str),
+    /// The caller may not act on this account or object.
+    #[error("not allowed")]
+    NotAllowed,
+    /// The object is not in a state that allows this (approve a rejected account).
+    #[error("wrong state: {0}")]
+    WrongState(String),
+    /// Something with the same key exists.
+    #[error("already exists: {0}")]
+    Exists(&'static str),
     /// The database failed.
     #[error("storage error")]
     Store(#[from] sqlx::Error),
@@ -35,13 +59,26 @@ pub enum Error {
 /// Result alias for this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl Error {
+    /// A violation on one field.
+    #[must_use]
+    pub fn field(field: &'static str, code: &'static str, message: &str) -> Self {
+        let mut v = dge_core::Violations::new();
+        v.add(field, code, message);
+        Self::Invalid(v)
+    }
+}
+
 impl From<Error> for tonic::Status {
     fn from(err: Error) -> Self {
         match err {
             Error::Invalid(v) => v.into_status(),
-            Error::AccountNotFound => tonic::Status::not_found("account not found"),
-            Error::RightNotFound => tonic::Status::not_found("right not found"),
+            Error::AccountNotFound | Error::OrganisationNotFound | Error::RightNotFound => {
+                tonic::Status::not_found(err.to_string())
+            }
+            Error::NotAllowed => tonic::Status::permission_denied("not allowed for this caller"),
             Error::WrongState(_) => tonic::Status::failed_precondition(err.to_string()),
+            Error::Exists(_) => tonic::Status::already_exists(err.to_string()),
             Error::Store(_) | Error::Mail(_) => {
                 tracing::error!(error = %dge_core::ErrorChain(&err), "workflow call failed");
                 tonic::Status::internal("internal error")

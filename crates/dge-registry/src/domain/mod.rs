@@ -4,6 +4,52 @@ pub mod signup;
 
 pub use signup::{SignUpForm, ValidSignUp};
 
+/// Whether the domain of `email` is one of `domains` (comma-separated, lower case)
+/// or a subdomain of one. Matching is on whole labels, so `evilgrandest.fr` and
+/// `grandest.fr.example.com` do not pass for `grandest.fr`.
+#[must_use]
+pub fn email_in_domains(email: &str, domains: &str) -> bool {
+    let Some((_, domain)) = email.rsplit_once('@') else {
+        return false;
+    };
+    let domain = domain.trim().trim_end_matches('.').to_ascii_lowercase();
+    domains
+        .split(',')
+        .map(|d| d.trim().trim_end_matches('.').to_ascii_lowercase())
+        .filter(|d| !d.is_empty())
+        .any(|d| {
+            domain == d
+                || domain
+                    .strip_suffix(d.as_str())
+                    .is_some_and(|rest| rest.ends_with('.'))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::email_in_domains;
+
+    #[test]
+    fn only_the_domain_or_its_subdomains_match() {
+        let domains = "grandest.fr,strasbourg.eu";
+        assert!(email_in_domains("a@grandest.fr", domains));
+        assert!(email_in_domains("a@GrandEst.FR", domains));
+        assert!(email_in_domains("a@agents.grandest.fr", domains));
+        assert!(email_in_domains("a@strasbourg.eu", domains));
+        for lookalike in [
+            "a@evilgrandest.fr",
+            "a@grandest.fr.example.com",
+            "a@grandest.fr-x.com",
+            "a@grandest.com",
+            "grandest.fr",
+            "a@fr",
+        ] {
+            assert!(!email_in_domains(lookalike, domains), "{lookalike}");
+        }
+        assert!(!email_in_domains("a@grandest.fr", ""));
+    }
+}
+
 /// Lifecycle of an account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AccountStatus {

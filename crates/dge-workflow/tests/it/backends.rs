@@ -56,8 +56,13 @@ pub(crate) async fn fresh(engine: Engine) -> Db {
 async fn seed(db: &Db) {
     for sql in [
         "INSERT INTO organisations (id, name, name_key, siret, trusted, status, email_domains, created_at, updated_at) \
-         VALUES ('ville-de-nancy', 'Ville de Nancy', 'ville de nancy', '21540395700019', 0, 'active', 'nancy.fr', 0, 0)",
+         VALUES ('ville-de-nancy', 'Ville de Nancy', 'ville de nancy', '21540395700016', 0, 'active', 'nancy.fr', 0, 0)",
+        "INSERT INTO organisations (id, name, name_key, siret, trusted, status, email_domains, created_at, updated_at) \
+         VALUES ('region-grand-est', 'Région Grand Est', 'région grand est', '20005226700016', 1, 'active', 'grandest.fr', 0, 0)",
         "INSERT INTO modules (name, label, created_at) VALUES ('datahub', 'DataHub', 0)",
+        "INSERT INTO modules (name, label, created_at) VALUES ('communautes', 'Communautés', 0)",
+        "INSERT INTO rights (name, module, label, created_at) VALUES ('communautes:member', 'communautes', 'Membre', 0)",
+        "INSERT INTO rights (name, module, label, created_at) VALUES ('datahub:dashboards', 'datahub', 'Tableaux', 0)",
         "INSERT INTO rights (name, module, label, created_at) VALUES ('datahub:publish', 'datahub', 'Publier', 0)",
     ] {
         sqlx::query(sql).execute(db.pool()).await.expect("seed");

@@ -4,9 +4,17 @@ use dge_core::Secret;
 use dge_registry::{AccountStatus, LoginError, SignUpForm};
 use sqlx::Row;
 
+use dge_workflow::Actor;
+
 use crate::backends::{ENGINES, Engine, services};
 
-fn form(login: &str, email: &str) -> SignUpForm {
+pub(crate) fn admin() -> Actor {
+    Actor::Admin {
+        label: "token:test".into(),
+    }
+}
+
+pub(crate) fn form(login: &str, email: &str) -> SignUpForm {
     SignUpForm {
         given_name: "Camille".into(),
         family_name: "Martin".into(),
@@ -20,7 +28,7 @@ fn form(login: &str, email: &str) -> SignUpForm {
     }
 }
 
-async fn outbox_kinds(db: &dge_store::Db, email: &str) -> Vec<String> {
+pub(crate) async fn outbox_kinds(db: &dge_store::Db, email: &str) -> Vec<String> {
     sqlx::query("SELECT kind FROM outbox WHERE recipient = $1 ORDER BY created_at, id")
         .bind(email)
         .fetch_all(db.pool())
@@ -32,7 +40,7 @@ async fn outbox_kinds(db: &dge_store::Db, email: &str) -> Vec<String> {
 }
 
 /// The confirmation token is only in the email, so the test takes it from the body.
-async fn confirmation_token(db: &dge_store::Db, email: &str) -> String {
+pub(crate) async fn confirmation_token(db: &dge_store::Db, email: &str) -> String {
     let body: String =
         sqlx::query("SELECT body_text FROM outbox WHERE recipient = $1 AND kind = 'confirm_email'")
             .bind(email)
@@ -76,7 +84,7 @@ async fn the_whole_local_journey_holds_on_both_backends() {
         );
 
         s.workflow
-            .approve("token:test", "CMARTIN")
+            .approve(&admin(), "CMARTIN", &[])
             .await
             .expect("approve");
         let account = s
@@ -99,13 +107,13 @@ async fn the_whole_local_journey_holds_on_both_backends() {
         );
         assert!(
             s.workflow
-                .grant("token:test", "cmartin", "datahub:publish", "")
+                .grant(&admin(), "cmartin", "datahub:publish", "", None)
                 .await
                 .unwrap()
         );
         assert!(
             !s.workflow
-                .grant("token:test", "cmartin", "datahub:publish", "")
+                .grant(&admin(), "cmartin", "datahub:publish", "", None)
                 .await
                 .unwrap()
         );
@@ -128,7 +136,7 @@ async fn the_whole_local_journey_holds_on_both_backends() {
 async fn a_wrong_password_and_an_unknown_login_get_the_same_answer() {
     for engine in ENGINES {
         let s = sign_up_confirmed(engine).await;
-        s.workflow.approve("token:test", "cmartin").await.unwrap();
+        s.workflow.approve(&admin(), "cmartin", &[]).await.unwrap();
         let wrong = s
             .registry
             .check_password("cmartin", &Secret::new("Wrong-Horse-99".into()))
@@ -225,9 +233,10 @@ async fn an_expired_or_reused_confirmation_link_changes_nothing() {
 async fn concurrent_approve_and_reject_end_in_exactly_one_outcome() {
     for engine in ENGINES {
         let s = sign_up_confirmed(engine).await;
+        let (first, second) = (admin(), admin());
         let (a, r) = tokio::join!(
-            s.workflow.approve("token:a", "cmartin"),
-            s.workflow.reject("token:b", "cmartin", "Organisme inconnu"),
+            s.workflow.approve(&first, "cmartin", &[]),
+            s.workflow.reject(&second, "cmartin", "Organisme inconnu"),
         );
         assert!(
             a.is_ok() ^ r.is_ok(),

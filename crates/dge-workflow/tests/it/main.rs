@@ -9,3 +9,4 @@
 
 mod backends;
 mod journey;
+mod workflow;

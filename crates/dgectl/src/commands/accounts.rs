@@ -71,6 +71,7 @@ async fn approve(api: &Api, out: OutputFormat, login: String) -> Result<(), CliE
         .workflow()
         .approve_account(ApproveAccountRequest {
             account: login.clone(),
+            grant_rights: Vec::new(),
         })
         .await
         .map_err(|status| api.fail(status))?

@@ -31,6 +31,7 @@ async fn grant(
         account: login.clone(),
         right: right.clone(),
         reason,
+        expires_at: 0,
     };
     let granted = api
         .workflow()

@@ -119,6 +119,114 @@ impl AccountRegistry for Fake {
 
 #[tonic::async_trait]
 impl ValidationWorkflow for Fake {
+    // Calls the dgectl tests do not exercise answer UNIMPLEMENTED.
+    async fn list_pending(
+        &self,
+        _: Request<ListPendingRequest>,
+    ) -> Result<Response<ListPendingResponse>, Status> {
+        Err(Status::unimplemented("not faked"))
+    }
+
+    async fn decide_accounts(
+        &self,
+        _: Request<DecideAccountsRequest>,
+    ) -> Result<Response<DecideAccountsResponse>, Status> {
+        Err(Status::unimplemented("not faked"))
+    }
+
+    async fn create_organisation(
+        &self,
+        _: Request<CreateOrganisationRequest>,
+    ) -> Result<Response<CreateOrganisationResponse>, Status> {
+        Err(Status::unimplemented("not faked"))
+    }
+
+    async fn update_organisation(
+        &self,
+        _: Request<UpdateOrganisationRequest>,
+    ) -> Result<Response<UpdateOrganisationResponse>, Status> {
+        Err(Status::unimplemented("not faked"))
+    }
+
+    async fn accept_organisation(
+        &self,
+        _: Request<AcceptOrganisationRequest>,
+    ) -> Result<Response<AcceptOrganisationResponse>, Status> {
+        Err(Status::unimplemented("not faked"))
+    }
+
+    async fn merge_organisation(
+        &self,
+        _: Request<MergeOrganisationRequest>,
+    ) -> Result<Response<MergeOrganisationResponse>, Status> {
+        Err(Status::unimplemented("not faked"))
+    }
+
+    async fn add_organisation_admin(
+        &self,
+        _: Request<AddOrganisationAdminRequest>,
+    ) -> Result<Response<AddOrganisationAdminResponse>, Status> {
+        Err(Status::unimplemented("not faked"))
+    }
+
+    async fn declare_module(
+        &self,
+        _: Request<DeclareModuleRequest>,
+    ) -> Result<Response<DeclareModuleResponse>, Status> {
+        Err(Status::unimplemented("not faked"))
+    }
+
+    async fn declare_right(
+        &self,
+        _: Request<DeclareRightRequest>,
+    ) -> Result<Response<DeclareRightResponse>, Status> {
+        Err(Status::unimplemented("not faked"))
+    }
+
+    async fn define_role(
+        &self,
+        _: Request<DefineRoleRequest>,
+    ) -> Result<Response<DefineRoleResponse>, Status> {
+        Err(Status::unimplemented("not faked"))
+    }
+
+    async fn grant_role(
+        &self,
+        _: Request<GrantRoleRequest>,
+    ) -> Result<Response<GrantRoleResponse>, Status> {
+        Err(Status::unimplemented("not faked"))
+    }
+
+    async fn list_grants(
+        &self,
+        _: Request<ListGrantsRequest>,
+    ) -> Result<Response<ListGrantsResponse>, Status> {
+        Err(Status::unimplemented("not faked"))
+    }
+
+    async fn list_audit_events(
+        &self,
+        _: Request<ListAuditEventsRequest>,
+    ) -> Result<Response<ListAuditEventsResponse>, Status> {
+        Err(Status::unimplemented("not faked"))
+    }
+
+    async fn import_organisations(
+        &self,
+        _: Request<tonic::Streaming<ImportOrganisationRow>>,
+    ) -> Result<Response<ImportOrganisationsResponse>, Status> {
+        Err(Status::unimplemented("not faked"))
+    }
+
+    type WatchRightsStream = tokio_stream::Empty<Result<RightChange, Status>>;
+
+    async fn watch_rights(
+        &self,
+        _: Request<WatchRightsRequest>,
+    ) -> Result<Response<Self::WatchRightsStream>, Status> {
+        Err(Status::unimplemented("not faked"))
+    }
+
     async fn approve_account(
         &self,
         request: Request<ApproveAccountRequest>,

@@ -1,0 +1,102 @@
+//! Who may act on which account.
+//!
+//! Administrators act on everything. A delegated organisation administrator
+//! validates and manages rights for the members of their own organisations only,
+//! and cannot touch the directory, modules or roles.
+
+use dge_authz::Caller;
+use dge_registry::Account;
+use dge_store::Db;
+use sqlx::Row;
+
+use crate::{Error, Result};
+
+/// A caller allowed to use the workflow.
+#[derive(Debug, Clone)]
+pub enum Actor {
+    /// A DGE Identity administrator.
+    Admin {
+        /// For the audit log.
+        label: String,
+    },
+    /// Administrator of the members of these organisations.
+    OrganisationAdmin {
+        /// For the audit log.
+        label: String,
+        /// Organisation ids.
+        organisations: Vec<String>,
+    },
+}
+
+impl Actor {
+    /// Resolves a gRPC caller.
+    ///
+    /// # Errors
+    /// [`Error::NotAllowed`] for a caller who administers nothing.
+    pub async fn of(db: &Db, caller: &Caller) -> Result<Self> {
+        if caller.is_admin() {
+            return Ok(Self::Admin {
+                label: caller.actor(),
+            });
+        }
+        let Caller::Account { id, .. } = caller else {
+            return Err(Error::NotAllowed);
+        };
+        let rows =
+            sqlx::query("SELECT organisation_id FROM organisation_admins WHERE account_id = $1")
+                .bind(id)
+                .fetch_all(db.pool())
+                .await?;
+        let organisations = rows
+            .iter()
+            .map(|r| r.try_get("organisation_id"))
+            .collect::<sqlx::Result<Vec<String>>>()?;
+        if organisations.is_empty() {
+            return Err(Error::NotAllowed);
+        }
+        Ok(Self::OrganisationAdmin {
+            label: caller.actor(),
+            organisations,
+        })
+    }
+
+    /// The label recorded in the audit log.
+    #[must_use]
+    pub fn label(&self) -> &str {
+        match self {
+            Self::Admin { label } | Self::OrganisationAdmin { label, .. } => label,
+        }
+    }
+
+    /// Whether this actor may decide on and grant rights to `account`.
+    #[must_use]
+    pub fn may_manage(&self, account: &Account) -> bool {
+        match self {
+            Self::Admin { .. } => true,
+            Self::OrganisationAdmin { organisations, .. } => account
+                .organisation_id
+                .as_ref()
+                .is_some_and(|o| organisations.contains(o)),
+        }
+    }
+
+    /// Fails unless this actor is a full administrator.
+    ///
+    /// # Errors
+    /// [`Error::NotAllowed`].
+    pub fn require_admin(&self) -> Result<()> {
+        match self {
+            Self::Admin { .. } => Ok(()),
+            Self::OrganisationAdmin { .. } => Err(Error::NotAllowed),
+        }
+    }
+
+    /// The organisations this actor is restricted to, if any.
+    #[must_use]
+    pub fn organisations(&self) -> Option<&[String]> {
+        match self {
+            Self::Admin { .. } => None,
+            Self::OrganisationAdmin { organisations, .. } => Some(organisations),
+        }
+    }
+}

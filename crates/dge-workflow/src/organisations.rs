@@ -1,0 +1,488 @@
+//! The organisation directory.
+
+use dge_core::Violations;
+use dge_proto::v1::Organisation;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+use crate::{Actor, Error, Result, Workflow, siret};
+
+/// An organisation to create or import.
+#[derive(Debug, Clone, Default)]
+pub struct NewOrganisation {
+    /// Display name.
+    pub name: String,
+    /// SIRET, possibly with spaces; empty when unknown.
+    pub siret: String,
+    /// Member ("trusted") organisation.
+    pub trusted: bool,
+    /// Email domains of its staff.
+    pub email_domains: Vec<String>,
+}
+
+/// A validated organisation.
+#[derive(Debug, Clone)]
+struct Clean {
+    name: String,
+    siret: Option<String>,
+    trusted: bool,
+    domains: String,
+}
+
+fn valid_domain(d: &str) -> bool {
+    let labels: Vec<&str> = d.split('.').collect();
+    labels.len() >= 2
+        && d.len() <= 253
+        && labels.iter().all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+}
+
+fn clean(new: &NewOrganisation) -> Result<Clean, Violations> {
+    let mut v = Violations::new();
+    let name = new.name.trim().to_owned();
+    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        v.add(
+            "name",
+            "invalid",
+            "le nom est obligatoire (200 caractères au plus)",
+        );
+    }
+    let siret = siret::normalise(&new.siret);
+    if !siret.is_empty() && !siret::is_valid(&siret) {
+        v.add(
+            "siret",
+            "invalid",
+            "le SIRET doit compter 14 chiffres et avoir une clé de contrôle valide",
+        );
+    }
+    let mut domains = Vec::new();
+    for d in &new.email_domains {
+        let d = d.trim().trim_start_matches('@').to_ascii_lowercase();
+        if d.is_empty() {
+            continue;
+        }
+        if valid_domain(&d) {
+            domains.push(d);
+        } else {
+            v.add(
+                "email_domains",
+                "invalid",
+                format!("domaine invalide : {d}"),
+            );
+        }
+    }
+    v.into_result()?;
+    domains.sort();
+    domains.dedup();
+    Ok(Clean {
+        name,
+        siret: (!siret.is_empty()).then_some(siret),
+        trusted: new.trusted,
+        domains: domains.join(","),
+    })
+}
+
+fn from_row(r: &AnyRow) -> sqlx::Result<Organisation> {
+    let domains: String = r.try_get("email_domains")?;
+    Ok(Organisation {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        siret: r.try_get::<Option<String>, _>("siret")?.unwrap_or_default(),
+        trusted: r.try_get::<i64, _>("trusted")? == 1,
+        status: r.try_get("status")?,
+        email_domains: domains
+            .split(',')
+            .filter(|d| !d.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    })
+}
+
+const COLUMNS: &str = "id, name, siret, trusted, status, email_domains";
+
+async fn siret_taken(conn: &mut AnyConnection, siret: &str, except: &str) -> sqlx::Result<bool> {
+    let row = sqlx::query("SELECT 1 AS found FROM organisations WHERE siret = $1 AND id <> $2")
+        .bind(siret)
+        .bind(except)
+        .fetch_optional(conn)
+        .await?;
+    Ok(row.is_some())
+}
+
+async fn insert(conn: &mut AnyConnection, c: &Clean, now: i64) -> sqlx::Result<String> {
+    let id = dge_core::new_id();
+    sqlx::query(
+        "INSERT INTO organisations (id, name, name_key, siret, trusted, status, email_domains, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $7)",
+    )
+    .bind(&id)
+    .bind(&c.name)
+    .bind(c.name.to_lowercase())
+    .bind(&c.siret)
+    .bind(i64::from(c.trusted))
+    .bind(&c.domains)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(id)
+}
+
+/// Result of an import.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportReport {
+    /// Rows written.
+    pub imported: u32,
+    /// Rows whose SIRET was already in the directory.
+    pub unchanged: u32,
+    /// `(line, reason)` of each refused row.
+    pub rejected: Vec<(u32, String)>,
+    /// Whether anything was written.
+    pub committed: bool,
+}
+
+impl Workflow {
+    /// The directory, proposed organisations first.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn organisations(&self) -> Result<Vec<Organisation>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM organisations ORDER BY status DESC, name_key"
+        ))
+        .fetch_all(self.db().pool())
+        .await?;
+        rows.iter()
+            .map(from_row)
+            .collect::<sqlx::Result<_>>()
+            .map_err(Error::Store)
+    }
+
+    async fn organisation(&self, id: &str) -> Result<Organisation> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM organisations WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(self.db().pool())
+        .await?
+        .ok_or(Error::OrganisationNotFound)?;
+        Ok(from_row(&row)?)
+    }
+
+    /// Adds an organisation to the directory.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] (with a taken SIRET), [`Error::NotAllowed`].
+    pub async fn create_organisation(
+        &self,
+        actor: &Actor,
+        new: &NewOrganisation,
+    ) -> Result<Organisation> {
+        actor.require_admin()?;
+        let c = clean(new).map_err(Error::Invalid)?;
+        let now = self.registry.now();
+        let mut tx = self.db().begin().await?;
+        if let Some(s) = &c.siret
+            && siret_taken(&mut tx, s, "").await?
+        {
+            return Err(Error::field(
+                "siret",
+                "taken",
+                "un organisme de l'annuaire a déjà ce SIRET",
+            ));
+        }
+        let id = insert(&mut tx, &c, now).await?;
+        dge_store::audit(
+            &mut tx,
+            actor.label(),
+            "organisation.created",
+            &id,
+            &c.name,
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        self.organisation(&id).await
+    }
+
+    /// Changes an organisation. `None` fields stay as they are.
+    ///
+    /// # Errors
+    /// [`Error::OrganisationNotFound`], [`Error::Invalid`], [`Error::NotAllowed`].
+    pub async fn update_organisation(
+        &self,
+        actor: &Actor,
+        id: &str,
+        name: Option<String>,
+        siret_value: Option<String>,
+        trusted: Option<bool>,
+        domains: Option<Vec<String>>,
+    ) -> Result<Organisation> {
+        actor.require_admin()?;
+        let current = self.organisation(id).await?;
+        let merged = NewOrganisation {
+            name: name.unwrap_or(current.name),
+            siret: siret_value.unwrap_or(current.siret),
+            trusted: trusted.unwrap_or(current.trusted),
+            email_domains: domains.unwrap_or(current.email_domains),
+        };
+        let c = clean(&merged).map_err(Error::Invalid)?;
+        let now = self.registry.now();
+        let mut tx = self.db().begin().await?;
+        if let Some(s) = &c.siret
+            && siret_taken(&mut tx, s, id).await?
+        {
+            return Err(Error::field(
+                "siret",
+                "taken",
+                "un organisme de l'annuaire a déjà ce SIRET",
+            ));
+        }
+        sqlx::query(
+            "UPDATE organisations SET name = $1, name_key = $2, siret = $3, trusted = $4, email_domains = $5, \
+             updated_at = $6 WHERE id = $7",
+        )
+        .bind(&c.name)
+        .bind(c.name.to_lowercase())
+        .bind(&c.siret)
+        .bind(i64::from(c.trusted))
+        .bind(&c.domains)
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        let detail = format!(
+            "name={} trusted={} domains={}",
+            c.name, c.trusted, c.domains
+        );
+        dge_store::audit(
+            &mut tx,
+            actor.label(),
+            "organisation.updated",
+            id,
+            &detail,
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        self.organisation(id).await
+    }
+
+    /// Accepts a proposed organisation, optionally renamed and with its SIRET.
+    ///
+    /// # Errors
+    /// [`Error::WrongState`] when not proposed, then as [`Self::update_organisation`].
+    pub async fn accept_organisation(
+        &self,
+        actor: &Actor,
+        id: &str,
+        name: &str,
+        siret_value: &str,
+    ) -> Result<Organisation> {
+        actor.require_admin()?;
+        let org = self.organisation(id).await?;
+        if org.status != "proposed" {
+            return Err(Error::WrongState("organisation is not proposed".into()));
+        }
+        let name = (!name.trim().is_empty()).then(|| name.to_owned());
+        let siret_value = (!siret_value.trim().is_empty()).then(|| siret_value.to_owned());
+        self.update_organisation(actor, id, name, siret_value, None, None)
+            .await?;
+        let now = self.registry.now();
+        let mut tx = self.db().begin().await?;
+        sqlx::query("UPDATE organisations SET status = 'active', updated_at = $1 WHERE id = $2 AND status = 'proposed'")
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        dge_store::audit(&mut tx, actor.label(), "organisation.accepted", id, "", now).await?;
+        tx.commit().await?;
+        self.organisation(id).await
+    }
+
+    /// Merges a proposed organisation into `target`: its members move, it disappears.
+    /// Returns how many accounts moved.
+    ///
+    /// # Errors
+    /// [`Error::WrongState`] when the source is not proposed or equals the target.
+    pub async fn merge_organisation(
+        &self,
+        actor: &Actor,
+        source: &str,
+        target: &str,
+    ) -> Result<u32> {
+        actor.require_admin()?;
+        let from = self.organisation(source).await?;
+        let into = self.organisation(target).await?;
+        if from.status != "proposed" || from.id == into.id {
+            return Err(Error::WrongState(
+                "only a proposed organisation can be merged into another".into(),
+            ));
+        }
+        let now = self.registry.now();
+        let mut tx = self.db().begin().await?;
+        let moved = sqlx::query(
+            "UPDATE accounts SET organisation_id = $1, updated_at = $2 WHERE organisation_id = $3",
+        )
+        .bind(&into.id)
+        .bind(now)
+        .bind(&from.id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query("DELETE FROM organisations WHERE id = $1")
+            .bind(&from.id)
+            .execute(&mut *tx)
+            .await?;
+        dge_store::audit(
+            &mut tx,
+            actor.label(),
+            "organisation.merged",
+            &into.id,
+            &format!("{} ({moved} accounts)", from.name),
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(u32::try_from(moved).unwrap_or(u32::MAX))
+    }
+
+    /// Imports organisations: every valid row in one transaction. With `strict`, one
+    /// rejected row writes nothing. A row whose SIRET is already known is left alone.
+    ///
+    /// # Errors
+    /// [`Error::NotAllowed`], storage errors.
+    pub async fn import_organisations(
+        &self,
+        actor: &Actor,
+        rows: &[(u32, NewOrganisation)],
+        strict: bool,
+    ) -> Result<ImportReport> {
+        actor.require_admin()?;
+        let now = self.registry.now();
+        let mut report = ImportReport::default();
+        let mut tx = self.db().begin().await?;
+        let mut seen = std::collections::HashSet::new();
+        for (line, row) in rows {
+            let c = match clean(row) {
+                Ok(c) => c,
+                Err(v) => {
+                    let why = v
+                        .iter()
+                        .map(|x| x.message.clone())
+                        .collect::<Vec<_>>()
+                        .join(" ; ");
+                    report.rejected.push((*line, why));
+                    continue;
+                }
+            };
+            if let Some(s) = &c.siret {
+                if !seen.insert(s.clone()) {
+                    report
+                        .rejected
+                        .push((*line, "SIRET en double dans le fichier".into()));
+                    continue;
+                }
+                if siret_taken(&mut tx, s, "").await? {
+                    report.unchanged += 1;
+                    continue;
+                }
+            }
+            insert(&mut tx, &c, now).await?;
+            report.imported += 1;
+        }
+        if strict && !report.rejected.is_empty() {
+            tx.rollback().await?;
+            report.imported = 0;
+            return Ok(report);
+        }
+        let detail = format!(
+            "{} imported, {} unchanged, {} rejected",
+            report.imported,
+            report.unchanged,
+            report.rejected.len()
+        );
+        dge_store::audit(
+            &mut tx,
+            actor.label(),
+            "organisation.imported",
+            "directory",
+            &detail,
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        report.committed = true;
+        Ok(report)
+    }
+
+    /// Makes an account administrator of its own organisation's members.
+    ///
+    /// # Errors
+    /// [`Error::AccountNotFound`], [`Error::WrongState`] without an organisation or
+    /// when the account is not active.
+    pub async fn add_organisation_admin(&self, actor: &Actor, key: &str) -> Result<()> {
+        actor.require_admin()?;
+        let account = self.managed_account(actor, key).await?;
+        let Some(org) = account.organisation_id.clone() else {
+            return Err(Error::WrongState("account has no organisation".into()));
+        };
+        if account.status != dge_registry::AccountStatus::Active {
+            return Err(Error::WrongState("account is not active".into()));
+        }
+        let now = self.registry.now();
+        let mut tx = self.db().begin().await?;
+        sqlx::query(
+            "INSERT INTO organisation_admins (account_id, organisation_id, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (account_id, organisation_id) DO NOTHING",
+        )
+        .bind(&account.id)
+        .bind(&org)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        dge_store::audit(
+            &mut tx,
+            actor.label(),
+            "organisation.admin_added",
+            &account.id,
+            &org,
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn organisations_are_checked_and_normalised() {
+        let ok = clean(&NewOrganisation {
+            name: " Ville de Metz ".into(),
+            siret: "216 704 825 00019".into(),
+            trusted: true,
+            email_domains: vec!["@Metz.fr".into(), "metz.fr".into()],
+        })
+        .expect("valid");
+        assert_eq!(ok.name, "Ville de Metz");
+        assert_eq!(ok.siret.as_deref(), Some("21670482500019"));
+        assert_eq!(ok.domains, "metz.fr");
+        let bad = clean(&NewOrganisation {
+            name: String::new(),
+            siret: "21670482500018".into(),
+            trusted: false,
+            email_domains: vec!["not a domain".into(), "-x.fr".into()],
+        })
+        .unwrap_err();
+        let fields: Vec<_> = bad.iter().map(|v| v.field).collect();
+        assert_eq!(fields, ["name", "siret", "email_domains", "email_domains"]);
+    }
+}

@@ -1,0 +1,497 @@
+//! Modules, rights, role bundles, grants, the audit log, and the stream of changes.
+
+use dge_authz::grpc::is_right_name;
+use sqlx::{AnyConnection, Row};
+use tokio::sync::broadcast;
+
+use crate::{Actor, Error, Result, Workflow};
+
+/// A grant or revocation, as streamed to modules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The account.
+    pub account_id: String,
+    /// The right.
+    pub right: String,
+    /// Granted (true) or revoked (false).
+    pub granted: bool,
+    /// When, Unix seconds.
+    pub at: i64,
+}
+
+/// A grant held by an account.
+#[derive(Debug, Clone)]
+pub struct GrantInfo {
+    /// The right.
+    pub right: String,
+    /// Who granted it.
+    pub granted_by: String,
+    /// Why.
+    pub reason: String,
+    /// When.
+    pub granted_at: i64,
+    /// Until when, if it expires.
+    pub expires_at: Option<i64>,
+}
+
+/// An audit event.
+#[derive(Debug, Clone)]
+pub struct AuditEvent {
+    /// Event id.
+    pub id: String,
+    /// Who acted.
+    pub actor: String,
+    /// What was done (`account.approved`, `right.granted` …).
+    pub action: String,
+    /// On what (an account or organisation id).
+    pub subject: String,
+    /// Details.
+    pub detail: String,
+    /// When.
+    pub created_at: i64,
+}
+
+/// Filters of the audit log.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Only this subject.
+    pub subject: String,
+    /// Only this actor.
+    pub actor: String,
+    /// From (inclusive), 0 for none.
+    pub since: i64,
+    /// Until (inclusive), 0 for none.
+    pub until: i64,
+    /// At most this many.
+    pub limit: i64,
+}
+
+/// Inserts a grant inside a transaction; false when already held. The right must
+/// be declared.
+pub(crate) async fn insert_grant(
+    conn: &mut AnyConnection,
+    account_id: &str,
+    right: &str,
+    by: &str,
+    reason: &str,
+    expires_at: Option<i64>,
+    now: i64,
+) -> Result<bool> {
+    let declared = sqlx::query("SELECT 1 AS found FROM rights WHERE name = $1")
+        .bind(right)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if declared.is_none() {
+        return Err(Error::RightNotFound);
+    }
+    let inserted = sqlx::query(
+        "INSERT INTO grants (account_id, right_name, granted_by, reason, expires_at, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (account_id, right_name) DO NOTHING",
+    )
+    .bind(account_id)
+    .bind(right)
+    .bind(by)
+    .bind(reason)
+    .bind(expires_at)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    if inserted.rows_affected() == 0 {
+        return Ok(false);
+    }
+    dge_store::audit(conn, by, "right.granted", account_id, right, now).await?;
+    Ok(true)
+}
+
+fn check_label(field: &'static str, label: &str) -> Result<()> {
+    if label.trim().is_empty() || label.chars().count() > 200 || label.chars().any(char::is_control)
+    {
+        return Err(Error::field(
+            field,
+            "invalid",
+            "libellé obligatoire, 200 caractères au plus",
+        ));
+    }
+    Ok(())
+}
+
+impl Workflow {
+    pub(crate) fn publish(&self, account_id: &str, right: &str, granted: bool, at: i64) {
+        // No receiver is not an error: nobody is watching.
+        let _ = self.changes.send(Change {
+            account_id: account_id.to_owned(),
+            right: right.to_owned(),
+            granted,
+            at,
+        });
+    }
+
+    /// Every grant and revocation from now on.
+    #[must_use]
+    pub fn watch(&self) -> broadcast::Receiver<Change> {
+        self.changes.subscribe()
+    }
+
+    /// Grants `right`, optionally until `expires_at`. Returns false when already held.
+    ///
+    /// # Errors
+    /// [`Error::AccountNotFound`], [`Error::RightNotFound`], [`Error::Invalid`] for an
+    /// end date in the past; storage errors.
+    pub async fn grant(
+        &self,
+        actor: &Actor,
+        key: &str,
+        right: &str,
+        reason: &str,
+        expires_at: Option<i64>,
+    ) -> Result<bool> {
+        let account = self.managed_account(actor, key).await?;
+        let now = self.registry.now();
+        if expires_at.is_some_and(|e| e <= now) {
+            return Err(Error::field(
+                "expires_at",
+                "in_the_past",
+                "la date de fin doit être dans le futur",
+            ));
+        }
+        let mut tx = self.db().begin().await?;
+        let granted = insert_grant(
+            &mut tx,
+            &account.id,
+            right,
+            actor.label(),
+            reason.trim(),
+            expires_at,
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        if granted {
+            self.publish(&account.id, right, true, now);
+            tracing::info!(account_id = %account.id, right, "right granted");
+        }
+        Ok(granted)
+    }
+
+    /// Revokes `right`. Returns false when it was not held.
+    ///
+    /// # Errors
+    /// [`Error::AccountNotFound`], storage errors.
+    pub async fn revoke(&self, actor: &Actor, key: &str, right: &str) -> Result<bool> {
+        let account = self.managed_account(actor, key).await?;
+        let now = self.registry.now();
+        let mut tx = self.db().begin().await?;
+        let gone = sqlx::query("DELETE FROM grants WHERE account_id = $1 AND right_name = $2")
+            .bind(&account.id)
+            .bind(right)
+            .execute(&mut *tx)
+            .await?;
+        if gone.rows_affected() == 0 {
+            return Ok(false);
+        }
+        dge_store::audit(
+            &mut tx,
+            actor.label(),
+            "right.revoked",
+            &account.id,
+            right,
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        self.publish(&account.id, right, false, now);
+        tracing::info!(account_id = %account.id, right, "right revoked");
+        Ok(true)
+    }
+
+    /// Grants every right of a role bundle, all or nothing. Returns the rights newly granted.
+    ///
+    /// # Errors
+    /// [`Error::RightNotFound`] for an unknown role, then as [`Self::grant`].
+    pub async fn grant_role(
+        &self,
+        actor: &Actor,
+        key: &str,
+        role: &str,
+        reason: &str,
+    ) -> Result<Vec<String>> {
+        let account = self.managed_account(actor, key).await?;
+        let now = self.registry.now();
+        let mut tx = self.db().begin().await?;
+        let rows =
+            sqlx::query("SELECT right_name FROM role_rights WHERE role = $1 ORDER BY right_name")
+                .bind(role)
+                .fetch_all(&mut *tx)
+                .await?;
+        if rows.is_empty() {
+            return Err(Error::RightNotFound);
+        }
+        let mut granted = Vec::new();
+        for row in &rows {
+            let right: String = row.try_get("right_name")?;
+            let why = format!("role {role}: {}", reason.trim());
+            if insert_grant(&mut tx, &account.id, &right, actor.label(), &why, None, now).await? {
+                granted.push(right);
+            }
+        }
+        tx.commit().await?;
+        for right in &granted {
+            self.publish(&account.id, right, true, now);
+        }
+        Ok(granted)
+    }
+
+    /// Declares a module (idempotent; the label is updated).
+    ///
+    /// # Errors
+    /// [`Error::NotAllowed`] for a delegated administrator, [`Error::Invalid`].
+    pub async fn declare_module(&self, actor: &Actor, name: &str, label: &str) -> Result<()> {
+        actor.require_admin()?;
+        let name_ok = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !name_ok {
+            return Err(Error::field(
+                "name",
+                "invalid",
+                "lettres minuscules, chiffres ou tirets, 64 au plus",
+            ));
+        }
+        check_label("label", label)?;
+        let now = self.registry.now();
+        let mut tx = self.db().begin().await?;
+        sqlx::query("INSERT INTO modules (name, label, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE SET label = $2")
+            .bind(name)
+            .bind(label.trim())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        dge_store::audit(
+            &mut tx,
+            actor.label(),
+            "module.declared",
+            name,
+            label.trim(),
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Declares a right `module:name` of an existing module (idempotent).
+    ///
+    /// # Errors
+    /// [`Error::NotAllowed`], [`Error::Invalid`], [`Error::RightNotFound`] when the module is unknown.
+    pub async fn declare_right(&self, actor: &Actor, name: &str, label: &str) -> Result<()> {
+        actor.require_admin()?;
+        if !is_right_name(name) {
+            return Err(Error::field(
+                "name",
+                "invalid",
+                "un droit s'écrit module:droit",
+            ));
+        }
+        check_label("label", label)?;
+        let module = name.split(':').next().unwrap_or_default();
+        let now = self.registry.now();
+        let mut tx = self.db().begin().await?;
+        let known = sqlx::query("SELECT 1 AS found FROM modules WHERE name = $1")
+            .bind(module)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if known.is_none() {
+            return Err(Error::field(
+                "name",
+                "unknown_module",
+                "ce module n'est pas déclaré",
+            ));
+        }
+        sqlx::query(
+            "INSERT INTO rights (name, module, label, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (name) DO UPDATE SET label = $3",
+        )
+        .bind(name)
+        .bind(module)
+        .bind(label.trim())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        dge_store::audit(
+            &mut tx,
+            actor.label(),
+            "right.declared",
+            name,
+            label.trim(),
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Defines (or redefines) a role bundle.
+    ///
+    /// # Errors
+    /// [`Error::NotAllowed`], [`Error::Invalid`], [`Error::RightNotFound`].
+    pub async fn define_role(
+        &self,
+        actor: &Actor,
+        name: &str,
+        label: &str,
+        rights: &[String],
+    ) -> Result<()> {
+        actor.require_admin()?;
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        {
+            return Err(Error::field(
+                "name",
+                "invalid",
+                "lettres minuscules, chiffres, - ou _, 64 au plus",
+            ));
+        }
+        check_label("label", label)?;
+        if rights.is_empty() {
+            return Err(Error::field("rights", "required", "au moins un droit"));
+        }
+        let now = self.registry.now();
+        let mut tx = self.db().begin().await?;
+        sqlx::query(
+            "INSERT INTO roles (name, label, created_at, updated_at) VALUES ($1, $2, $3, $3) \
+             ON CONFLICT (name) DO UPDATE SET label = $2, updated_at = $3",
+        )
+        .bind(name)
+        .bind(label.trim())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM role_rights WHERE role = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        for right in rights {
+            let known = sqlx::query("SELECT 1 AS found FROM rights WHERE name = $1")
+                .bind(right)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if known.is_none() {
+                return Err(Error::RightNotFound);
+            }
+            sqlx::query("INSERT INTO role_rights (role, right_name) VALUES ($1, $2) ON CONFLICT (role, right_name) DO NOTHING")
+                .bind(name)
+                .bind(right)
+                .execute(&mut *tx)
+                .await?;
+        }
+        dge_store::audit(
+            &mut tx,
+            actor.label(),
+            "role.defined",
+            name,
+            &rights.join(" "),
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The grants an account holds, expired ones included, by right.
+    ///
+    /// # Errors
+    /// [`Error::AccountNotFound`], storage errors.
+    pub async fn grants(&self, actor: &Actor, key: &str) -> Result<Vec<GrantInfo>> {
+        let account = self.managed_account(actor, key).await?;
+        let rows = sqlx::query(
+            "SELECT right_name, granted_by, reason, created_at, expires_at FROM grants WHERE account_id = $1 ORDER BY right_name",
+        )
+        .bind(&account.id)
+        .fetch_all(self.db().pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(GrantInfo {
+                    right: r.try_get("right_name")?,
+                    granted_by: r.try_get("granted_by")?,
+                    reason: r.try_get("reason")?,
+                    granted_at: r.try_get("created_at")?,
+                    expires_at: r.try_get("expires_at")?,
+                })
+            })
+            .collect::<sqlx::Result<_>>()
+            .map_err(Error::Store)
+    }
+
+    /// The audit log, newest first.
+    ///
+    /// # Errors
+    /// [`Error::NotAllowed`] for a delegated administrator; storage errors.
+    pub async fn audit_events(&self, actor: &Actor, f: &AuditFilter) -> Result<Vec<AuditEvent>> {
+        actor.require_admin()?;
+        let limit = if f.limit <= 0 { 100 } else { f.limit.min(1000) };
+        let rows = sqlx::query(
+            "SELECT id, actor, action, subject, detail, created_at FROM audit_events \
+             WHERE ($1 = '' OR subject = $1) AND ($2 = '' OR actor = $2) \
+             AND ($3 = 0 OR created_at >= $3) AND ($4 = 0 OR created_at <= $4) \
+             ORDER BY created_at DESC, id DESC LIMIT $5",
+        )
+        .bind(&f.subject)
+        .bind(&f.actor)
+        .bind(f.since)
+        .bind(f.until)
+        .bind(limit)
+        .fetch_all(self.db().pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditEvent {
+                    id: r.try_get("id")?,
+                    actor: r.try_get("actor")?,
+                    action: r.try_get("action")?,
+                    subject: r.try_get("subject")?,
+                    detail: r.try_get("detail")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect::<sqlx::Result<_>>()
+            .map_err(Error::Store)
+    }
+
+    /// Modules and their rights.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn modules(&self) -> Result<Vec<dge_proto::v1::Module>> {
+        let rows = sqlx::query(
+            "SELECT m.name AS module, m.label AS module_label, r.name AS right_name, r.label AS right_label \
+             FROM modules m LEFT JOIN rights r ON r.module = m.name ORDER BY m.name, r.name",
+        )
+        .fetch_all(self.db().pool())
+        .await?;
+        let mut modules: Vec<dge_proto::v1::Module> = Vec::new();
+        for r in &rows {
+            let name: String = r.try_get("module")?;
+            if modules.last().is_none_or(|m| m.name != name) {
+                modules.push(dge_proto::v1::Module {
+                    name: name.clone(),
+                    label: r.try_get("module_label")?,
+                    rights: vec![],
+                });
+            }
+            let right: Option<String> = r.try_get("right_name")?;
+            if let (Some(right), Some(m)) = (right, modules.last_mut()) {
+                m.rights.push(dge_proto::v1::Right {
+                    name: right,
+                    label: r.try_get("right_label")?,
+                });
+            }
+        }
+        Ok(modules)
+    }
+}
