@@ -171,7 +171,8 @@ def new_person() -> Person:
         function="Chargée de mission données",
         description="Publier les jeux de données de la ville sur DataGrandEst.",
         login=f"cmartin{tag}",
-        password=f"Mirabelle-de-Lorraine-{tag}-7!",
+        # The password shares nothing with the login, names or email (a sign-up rule).
+        password=f"Mirabelle-de-Lorraine-{secrets.token_hex(3)}-7!",
     )
 
 

@@ -21,6 +21,18 @@ pub const API_TOKEN_PREFIX: &str = "dgeat_";
 /// Scope that lets a caller administer DGE Identity.
 pub const ADMIN_SCOPE: &str = "admin";
 
+/// Scope that lets a service call `Authorization.Check`.
+pub const CHECK_SCOPE: &str = "authz:check";
+/// Scope that lets a service call `Authorization.ListRights`.
+pub const RIGHTS_SCOPE: &str = "authz:rights";
+/// Scope that lets a service call `Authorization.Introspect`.
+pub const INTROSPECT_SCOPE: &str = "authz:introspect";
+/// Scope that lets a service call `Authorization.Revoke`.
+pub const REVOKE_SCOPE: &str = "authz:revoke";
+
+/// Scopes a `client_credentials` client can be given: each guards gRPC methods.
+pub const SERVICE_SCOPES: &[&str] = &[CHECK_SCOPE, RIGHTS_SCOPE, INTROSPECT_SCOPE, REVOKE_SCOPE];
+
 /// Who made a gRPC call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
@@ -38,6 +50,13 @@ pub enum Caller {
         /// Whether the account is an administrator.
         admin: bool,
     },
+    /// An internal service, through a `client_credentials` access token.
+    Service {
+        /// Its client id.
+        client_id: String,
+        /// The scopes of its token.
+        scopes: Vec<String>,
+    },
 }
 
 impl Caller {
@@ -46,6 +65,19 @@ impl Caller {
     pub fn is_admin(&self) -> bool {
         match self {
             Self::ApiToken { scopes, .. } => scopes.iter().any(|s| s == ADMIN_SCOPE),
+            Self::Account { admin, .. } => *admin,
+            Self::Service { .. } => false,
+        }
+    }
+
+    /// Whether the caller may call a method guarded by `scope`: administrators may
+    /// call them all, API tokens and services need the scope, people nothing more.
+    #[must_use]
+    pub fn may(&self, scope: &str) -> bool {
+        match self {
+            Self::ApiToken { scopes, .. } | Self::Service { scopes, .. } => {
+                self.is_admin() || scopes.iter().any(|s| s == scope)
+            }
             Self::Account { admin, .. } => *admin,
         }
     }
@@ -56,6 +88,7 @@ impl Caller {
         match self {
             Self::ApiToken { name, .. } => format!("token:{name}"),
             Self::Account { id, .. } => format!("account:{id}"),
+            Self::Service { client_id, .. } => format!("service:{client_id}"),
         }
     }
 }
@@ -123,6 +156,21 @@ impl Authenticator {
             .keys
             .verify_access_token(token, &self.issuer, self.clock.now())
             .map_err(|_| Status::unauthenticated("invalid or expired token"))?;
+        let issued = sqlx::query(
+            "SELECT account_id FROM issued_tokens WHERE jti = $1 AND revoked_at IS NULL",
+        )
+        .bind(&claims.jti)
+        .fetch_optional(self.db.pool())
+        .await
+        .map_err(unavailable)?
+        .ok_or_else(|| Status::unauthenticated("invalid or expired token"))?;
+        let account: Option<String> = issued.try_get("account_id").map_err(unavailable)?;
+        if account.is_none() {
+            return Ok(Caller::Service {
+                client_id: claims.client_id,
+                scopes: claims.scope.split(' ').map(str::to_owned).collect(),
+            });
+        }
         let row = sqlx::query("SELECT is_admin, status FROM accounts WHERE id = $1")
             .bind(&claims.sub)
             .fetch_optional(self.db.pool())
@@ -152,6 +200,25 @@ impl Authenticator {
             Err(Status::permission_denied(
                 "this call needs an administrator",
             ))
+        }
+    }
+
+    /// Like [`Self::authenticate`], and the caller may call methods guarded by `scope`.
+    ///
+    /// # Errors
+    /// `UNAUTHENTICATED` or `PERMISSION_DENIED`.
+    pub async fn require_scope(
+        &self,
+        metadata: &MetadataMap,
+        scope: &str,
+    ) -> Result<Caller, Status> {
+        let caller = self.authenticate(metadata).await?;
+        if caller.may(scope) {
+            Ok(caller)
+        } else {
+            Err(Status::permission_denied(format!(
+                "this call needs the scope {scope}"
+            )))
         }
     }
 

@@ -2,12 +2,16 @@
 
 use dge_core::Violations;
 use dge_proto::v1::authorization_server::Authorization;
-use dge_proto::v1::{CheckRequest, CheckResponse, ListRightsRequest, ListRightsResponse};
+use dge_proto::v1::{
+    CheckRequest, CheckResponse, IntrospectRequest, IntrospectResponse, ListRightsRequest,
+    ListRightsResponse, RevokeRequest, RevokeResponse,
+};
 use dge_store::Db;
 use sqlx::Row;
 use tonic::{Request, Response, Status};
 
-use crate::caller::unavailable;
+use crate::caller::{CHECK_SCOPE, INTROSPECT_SCOPE, REVOKE_SCOPE, RIGHTS_SCOPE, unavailable};
+use crate::grants::{self, TokenInfo, TokenKind};
 use crate::{Authenticator, rights};
 
 /// Answers whether a person's access token carries a right.
@@ -39,8 +43,10 @@ impl Authorization for AuthorizationService {
         &self,
         request: Request<CheckRequest>,
     ) -> Result<Response<CheckResponse>, Status> {
-        // Any authenticated caller (a module's service token, an administrator) may ask.
-        self.auth.authenticate(request.metadata()).await?;
+        // A service whose token carries `authz:check`, or an administrator.
+        self.auth
+            .require_scope(request.metadata(), CHECK_SCOPE)
+            .await?;
         let req = request.into_inner();
         let mut violations = Violations::new();
         if req.access_token.trim().is_empty() {
@@ -97,7 +103,9 @@ impl Authorization for AuthorizationService {
         &self,
         request: Request<ListRightsRequest>,
     ) -> Result<Response<ListRightsResponse>, Status> {
-        self.auth.require_admin(request.metadata()).await?;
+        self.auth
+            .require_scope(request.metadata(), RIGHTS_SCOPE)
+            .await?;
         let subject = request.into_inner().subject;
         if subject.trim().is_empty() {
             let mut v = Violations::new();
@@ -112,6 +120,72 @@ impl Authorization for AuthorizationService {
             .await
             .map_err(unavailable)?;
         Ok(Response::new(ListRightsResponse { rights }))
+    }
+
+    async fn introspect(
+        &self,
+        request: Request<IntrospectRequest>,
+    ) -> Result<Response<IntrospectResponse>, Status> {
+        self.auth
+            .require_scope(request.metadata(), INTROSPECT_SCOPE)
+            .await?;
+        let info = self.inspect(&request.into_inner().token).await?;
+        Ok(Response::new(
+            info.map_or_else(IntrospectResponse::default, introspection),
+        ))
+    }
+
+    async fn revoke(
+        &self,
+        request: Request<RevokeRequest>,
+    ) -> Result<Response<RevokeResponse>, Status> {
+        let caller = self
+            .auth
+            .require_scope(request.metadata(), REVOKE_SCOPE)
+            .await?;
+        let Some(info) = self.inspect(&request.into_inner().token).await? else {
+            return Ok(Response::new(RevokeResponse { revoked: false }));
+        };
+        grants::revoke(&self.db, &info, self.auth.now())
+            .await
+            .map_err(unavailable)?;
+        tracing::info!(client_id = %info.client_id, actor = %caller.actor(), "token revoked");
+        Ok(Response::new(RevokeResponse { revoked: true }))
+    }
+}
+
+impl AuthorizationService {
+    async fn inspect(&self, token: &str) -> Result<Option<TokenInfo>, Status> {
+        if token.trim().is_empty() {
+            let mut v = Violations::new();
+            v.add("token", "required", "le jeton est obligatoire");
+            return Err(v.into_status());
+        }
+        grants::inspect(
+            &self.db,
+            self.auth.keys(),
+            self.auth.issuer(),
+            self.auth.now(),
+            token,
+        )
+        .await
+        .map_err(unavailable)
+    }
+}
+
+fn introspection(info: TokenInfo) -> IntrospectResponse {
+    IntrospectResponse {
+        active: true,
+        token_type: match info.kind {
+            TokenKind::Access => "access_token",
+            TokenKind::Refresh => "refresh_token",
+        }
+        .to_owned(),
+        client_id: info.client_id,
+        subject: info.sub,
+        scope: info.scope,
+        issued_at: info.iat,
+        expires_at: info.exp,
     }
 }
 

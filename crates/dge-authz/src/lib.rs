@@ -1,14 +1,20 @@
 //! Keys, tokens and the question "who is calling, and may they?".
 //!
-//! - [`keys`]: the ES256 signing keys, published as a JWKS, kept in the database.
+//! - [`keys`]: the signing keys (ES256, RS256), published as a JWKS, encrypted at rest,
+//!   rotated.
 //! - [`tokens`]: access tokens (RFC 9068 JWTs) and ID tokens minted and verified.
+//! - [`grants`]: what was issued: revocation, refresh-token families, introspection.
 //! - [`caller`]: authenticates gRPC callers (API tokens and access tokens).
 //! - [`rights`]: which rights an account holds.
-//! - [`grpc`]: the `Authorization` gRPC service (`Check`, `ListRights`).
+//! - [`grpc`]: the `Authorization` gRPC service (`Check`, `ListRights`, `Introspect`,
+//!   `Revoke`).
+//! - [`keys_grpc`]: the `SigningKeys` gRPC service (list, rotate).
 
 pub mod caller;
+pub mod grants;
 pub mod grpc;
 pub mod keys;
+pub mod keys_grpc;
 pub mod rights;
 pub mod tokens;
 
@@ -28,6 +34,12 @@ pub enum Error {
     /// Signing failed.
     #[error("signing failed")]
     Sign(#[from] jsonwebtoken::errors::Error),
+    /// The key-encryption key is malformed, or not the one the keys were sealed with.
+    #[error("key-encryption key is malformed or does not open the stored keys")]
+    BadKek,
+    /// The key-encryption key file cannot be read or written.
+    #[error("key-encryption key file")]
+    KekFile(#[source] std::io::Error),
 }
 
 /// Result alias for this crate.

@@ -62,7 +62,10 @@ impl Keys {
             return Err(TokenError::Invalid);
         }
         let kid = header.kid.ok_or(TokenError::Invalid)?;
-        let key = self.decoding_key(&kid).ok_or(TokenError::Invalid)?;
+        let (alg, key) = self.decoding_key(&kid).ok_or(TokenError::Invalid)?;
+        if alg != Algorithm::ES256 {
+            return Err(TokenError::Invalid);
+        }
         let mut validation = Validation::new(Algorithm::ES256);
         validation.set_issuer(&[issuer]);
         validation.set_audience(&[issuer]);

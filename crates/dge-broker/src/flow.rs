@@ -1,25 +1,38 @@
 //! Logging in through an upstream provider.
 //!
-//! `start` stores a random `state`, `nonce` and PKCE verifier (hashed state as the
-//! key) and sends the person upstream; `callback` consumes that row once, exchanges
-//! the code, verifies the ID token (signature, issuer, audience, expiry, nonce) with
-//! the openidconnect crate, and finds or creates the federated account, keyed on
-//! `(provider, sub)` and never on the email alone.
+//! `start` stores a random `state` and `nonce` (43 characters each, ProConnect wants
+//! at least 32) and a PKCE verifier, the state hashed as the key, and sends the
+//! person upstream; `callback` consumes that row once, exchanges the code
+//! (`client_secret_post` or `_basic`), verifies the ID token (ES256 or RS256,
+//! issuer, audience, expiry, nonce, then `acr`) with the openidconnect crate, reads
+//! userinfo (a signed JWT, verified, unless the upstream is configured for plain
+//! JSON), maps the claims, applies the allow rules, and settles the account
+//! ([`crate::accounts`]).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dge_core::token::hash_token;
-use dge_core::{Clock, MaskedEmail};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use dge_core::token::{hash_token, random_token};
+use dge_core::{Clock, Secret};
 use dge_store::Db;
-use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
-use openidconnect::{
-    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, PkceCodeChallenge,
-    PkceCodeVerifier, RedirectUrl, Scope, reqwest,
+use openidconnect::core::{
+    CoreAuthenticationFlow, CoreClient, CoreIdToken, CoreJwsSigningAlgorithm,
 };
+use openidconnect::{
+    AuthType, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet,
+    EndpointNotSet, EndpointSet, IssuerUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge,
+    PkceCodeVerifier, ProviderMetadataWithLogout, RedirectUrl, Scope, TokenResponse, reqwest,
+};
+use serde_json::{Map, Value};
 use sqlx::Row;
 
-use crate::UpstreamConfig;
+use crate::config::TokenAuth;
+use crate::domain::allow::Refusal;
+use crate::domain::profile::Profile;
+use crate::{UpstreamConfig, userinfo};
 
 /// Why a federated login failed. Each ends on a French page; none creates anything.
 #[derive(Debug, thiserror::Error)]
@@ -30,24 +43,36 @@ pub enum BrokerError {
     /// Named on the page but not configured by the operator.
     #[error("upstream provider is not configured")]
     NotConfigured,
-    /// Discovery, token exchange or network failure.
+    /// Discovery, token exchange or network failure (timeouts included).
     #[error("upstream provider unreachable or misbehaving: {0}")]
     Upstream(String),
-    /// The callback's state is unknown, used or expired.
+    /// The callback's state is unknown, used, expired or not this browser's.
     #[error("unknown or expired upstream state")]
     BadState,
     /// The ID token failed verification.
     #[error("upstream ID token rejected: {0}")]
     BadIdToken(String),
-    /// The upstream said no (`error=access_denied` …).
+    /// Userinfo failed verification.
+    #[error("upstream userinfo rejected: {0}")]
+    BadUserinfo(String),
+    /// The assurance level in the ID token is not one we asked for.
+    #[error("upstream assurance level not accepted")]
+    AcrNotAccepted,
+    /// The upstream said no (`error=access_denied` …); the code is kept for the log.
     #[error("upstream refused the login: {0}")]
     Refused(String),
+    /// The person fails an allow rule of the upstream.
+    #[error("person not allowed by rule {}", .0.rule())]
+    NotAllowed(Refusal),
     /// The upstream gave no email address.
     #[error("upstream gave no email address")]
     NoEmail,
     /// The address belongs to another account; linking needs the owner's proof.
     #[error("email address already belongs to another account")]
     EmailInUse,
+    /// The link offer is unknown, used up or expired.
+    #[error("unknown or expired link offer")]
+    BadOffer,
     /// The database failed.
     #[error("storage error")]
     Store(#[from] sqlx::Error),
@@ -60,16 +85,73 @@ pub struct FederatedLogin {
     pub account_id: String,
     /// The portal's authorization request to resume, if any.
     pub auth_request: Option<String>,
+    /// The upstream, for its logout.
+    pub provider: String,
+    /// The upstream's raw ID token, kept for `id_token_hint` at logout.
+    pub id_token: Secret<String>,
 }
+
+/// The person must prove an existing account before their identity is linked to it.
+#[derive(Debug, Clone)]
+pub struct LinkOffer {
+    /// The offer's token (a cookie on the person's browser; only its hash is kept).
+    pub token: Secret<String>,
+    /// The upstream's button label.
+    pub provider_label: String,
+    /// The account's address, masked.
+    pub masked_email: String,
+    /// Whether the account has a password to prove it with.
+    pub has_password: bool,
+    /// The portal's authorization request to resume, if any.
+    pub auth_request: Option<String>,
+}
+
+/// What a callback ends in.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Logged in.
+    LoggedIn(FederatedLogin),
+    /// An account with the same address exists: the person may link or cancel.
+    LinkOffered(LinkOffer),
+}
+
+/// Optional hints a portal module passes through to the upstream.
+#[derive(Debug, Clone, Default)]
+pub struct Hints {
+    /// `login_hint`: an email address.
+    pub login_hint: Option<String>,
+    /// `siret_hint`: 14 digits (ProConnect).
+    pub siret_hint: Option<String>,
+    /// `idp_hint`: skips ProConnect's email screen.
+    pub idp_hint: Option<String>,
+}
+
+/// Where to send the person, and the state to bind to their browser.
+#[derive(Debug)]
+pub struct Started {
+    /// The upstream authorization URL.
+    pub url: String,
+    /// The `state` (set as a cookie by the pages so the callback comes from the same browser).
+    pub state: Secret<String>,
+}
+
+pub(crate) type Client = CoreClient<
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointMaybeSet,
+    EndpointMaybeSet,
+>;
 
 /// The broker.
 #[derive(Clone)]
 pub struct Broker {
-    db: Db,
-    clock: Arc<dyn Clock>,
+    pub(crate) db: Db,
+    pub(crate) clock: Arc<dyn Clock>,
     providers: Arc<Vec<UpstreamConfig>>,
-    public_url: String,
-    http: reqwest::Client,
+    pub(crate) public_url: String,
+    http: Arc<HashMap<String, reqwest::Client>>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -82,11 +164,25 @@ impl std::fmt::Debug for Broker {
 
 const STATE_TTL_SECS: i64 = 600;
 
+fn http_client(timeout_secs: u64) -> reqwest::Client {
+    reqwest::Client::builder()
+        // SSRF and open-redirect safety: never follow redirects from an upstream.
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(timeout_secs))
+        .connect_timeout(Duration::from_secs(timeout_secs.min(5)))
+        .build()
+        .unwrap_or_else(|e| panic!("HTTP client for upstream providers: {e}"))
+}
+
+fn upstream<E: std::fmt::Display>(what: &str) -> impl Fn(E) -> BrokerError + '_ {
+    move |e| BrokerError::Upstream(format!("{what}: {e}"))
+}
+
 impl Broker {
     /// A broker for `providers`; `public_url` builds our callback URLs.
     ///
     /// # Panics
-    /// When the HTTP client cannot be built (no TLS roots), at start.
+    /// When an HTTP client cannot be built (no TLS roots), at start.
     #[must_use]
     pub fn new(
         db: Db,
@@ -94,19 +190,16 @@ impl Broker {
         providers: Vec<UpstreamConfig>,
         public_url: String,
     ) -> Self {
-        let http = reqwest::Client::builder()
-            // SSRF and open-redirect safety: never follow redirects from an upstream.
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(10))
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .unwrap_or_else(|e| panic!("HTTP client for upstream providers: {e}"));
+        let http = providers
+            .iter()
+            .map(|p| (p.name.clone(), http_client(p.timeout_secs)))
+            .collect();
         Self {
             db,
             clock,
             providers: Arc::new(providers),
             public_url,
-            http,
+            http: Arc::new(http),
         }
     }
 
@@ -116,7 +209,7 @@ impl Broker {
         &self.providers
     }
 
-    fn provider(&self, name: &str) -> Result<&UpstreamConfig, BrokerError> {
+    pub(crate) fn provider(&self, name: &str) -> Result<&UpstreamConfig, BrokerError> {
         let p = self
             .providers
             .iter()
@@ -129,42 +222,56 @@ impl Broker {
         }
     }
 
+    pub(crate) fn http(&self, name: &str) -> &reqwest::Client {
+        // Every provider got a client in `new`.
+        &self.http[name]
+    }
+
     fn callback_url(&self, name: &str) -> String {
         format!("{}/broker/{name}/callback", self.public_url)
     }
 
-    async fn client(
+    /// The post-logout redirect URI to register at the upstream.
+    #[must_use]
+    pub fn logged_out_url(&self, name: &str) -> String {
+        format!("{}/broker/{name}/logged-out", self.public_url)
+    }
+
+    pub(crate) async fn discover(
         &self,
         p: &UpstreamConfig,
-    ) -> Result<
-        CoreClient<
-            openidconnect::EndpointSet,
-            openidconnect::EndpointNotSet,
-            openidconnect::EndpointNotSet,
-            openidconnect::EndpointNotSet,
-            openidconnect::EndpointMaybeSet,
-            openidconnect::EndpointMaybeSet,
-        >,
-        BrokerError,
-    > {
-        let issuer =
-            IssuerUrl::new(p.issuer.clone()).map_err(|e| BrokerError::Upstream(e.to_string()))?;
-        // TODO: discovery is fetched on every login; a cache with a short lifetime
-        // comes with the upstream work of issue 6.
-        let metadata = CoreProviderMetadata::discover_async(issuer, &self.http)
+    ) -> Result<ProviderMetadataWithLogout, BrokerError> {
+        let issuer = IssuerUrl::new(p.issuer.clone()).map_err(upstream("issuer"))?;
+        // TODO: discovery and keys are fetched on every login; a cache with a short
+        // lifetime would save two requests per login but needs key-rotation handling.
+        ProviderMetadataWithLogout::discover_async(issuer, self.http(&p.name))
             .await
-            .map_err(|e| BrokerError::Upstream(format!("discovery failed: {e}")))?;
-        let redirect = RedirectUrl::new(self.callback_url(&p.name))
-            .map_err(|e| BrokerError::Upstream(e.to_string()))?;
+            .map_err(|e| {
+                BrokerError::Upstream(format!("discovery failed: {}", dge_core::ErrorChain(&e)))
+            })
+    }
+
+    fn client(
+        &self,
+        p: &UpstreamConfig,
+        metadata: ProviderMetadataWithLogout,
+    ) -> Result<Client, BrokerError> {
+        let redirect =
+            RedirectUrl::new(self.callback_url(&p.name)).map_err(upstream("redirect"))?;
+        let auth = match p.token_auth {
+            TokenAuth::ClientSecretPost => AuthType::RequestBody,
+            TokenAuth::ClientSecretBasic => AuthType::BasicAuth,
+        };
         Ok(CoreClient::from_provider_metadata(
             metadata,
             ClientId::new(p.client_id.clone()),
             Some(ClientSecret::new(p.client_secret.expose().clone())),
         )
-        .set_redirect_uri(redirect))
+        .set_redirect_uri(redirect)
+        .set_auth_type(auth))
     }
 
-    /// Starts a login at `name`; returns the upstream authorization URL.
+    /// Starts a login at `name`; returns the upstream authorization URL and the state.
     ///
     /// # Errors
     /// A [`BrokerError`] when the provider is unknown, unconfigured or unreachable.
@@ -172,36 +279,119 @@ impl Broker {
         &self,
         name: &str,
         auth_request: Option<&str>,
-    ) -> Result<String, BrokerError> {
+        hints: &Hints,
+    ) -> Result<Started, BrokerError> {
         let p = self.provider(name)?;
-        let client = self.client(p).await?;
+        let client = self.client(p, self.discover(p).await?)?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let mut request = client
             .authorize_url(
                 CoreAuthenticationFlow::AuthorizationCode,
-                CsrfToken::new_random,
-                Nonce::new_random,
+                || CsrfToken::new(random_token()),
+                || Nonce::new(random_token()),
             )
             .set_pkce_challenge(challenge);
-        for scope in &p.scopes {
-            request = request.add_scope(Scope::new(scope.clone()));
+        for scope in p.effective_scopes() {
+            request = request.add_scope(Scope::new(scope));
+        }
+        if !p.acr_values.is_empty() {
+            // ProConnect: the level is asked for as essential `acr` values.
+            let claims = serde_json::json!({
+                "id_token": { "acr": { "essential": true, "values": p.acr_values } }
+            });
+            request = request.add_extra_param("claims", claims.to_string());
+        }
+        for (param, value) in [
+            ("login_hint", &hints.login_hint),
+            ("siret_hint", &hints.siret_hint),
+            ("idp_hint", &hints.idp_hint),
+        ] {
+            if let Some(v) = value {
+                request = request.add_extra_param(param, v.clone());
+            }
         }
         let (url, state, nonce) = request.url();
+        self.remember_start(
+            &p.name,
+            state.secret(),
+            nonce.secret(),
+            verifier.secret(),
+            auth_request,
+        )
+        .await?;
+        Ok(Started {
+            url: url.to_string(),
+            state: Secret::new(state.secret().clone()),
+        })
+    }
+
+    async fn remember_start(
+        &self,
+        name: &str,
+        state: &str,
+        nonce: &str,
+        verifier: &str,
+        auth_request: Option<&str>,
+    ) -> Result<(), BrokerError> {
         let now = self.clock.now();
         sqlx::query(
             "INSERT INTO upstream_logins (state_hash, provider, nonce, pkce_verifier, auth_request, expires_at, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
-        .bind(hash_token(state.secret()))
-        .bind(&p.name)
-        .bind(nonce.secret())
-        .bind(verifier.secret())
+        .bind(hash_token(state))
+        .bind(name)
+        .bind(nonce)
+        .bind(verifier)
         .bind(auth_request)
         .bind(now + STATE_TTL_SECS)
         .bind(now)
         .execute(self.db.pool())
         .await?;
-        Ok(url.to_string())
+        Ok(())
+    }
+
+    /// Forgets a started login whose callback carried an error, so the state cannot
+    /// be used again.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn abandon(&self, state: &str) -> Result<(), BrokerError> {
+        sqlx::query("DELETE FROM upstream_logins WHERE state_hash = $1")
+            .bind(hash_token(state))
+            .execute(self.db.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Consumes the started login of `state` (single use: a replayed callback finds nothing).
+    async fn consume_start(
+        &self,
+        name: &str,
+        state: &str,
+    ) -> Result<(Nonce, PkceCodeVerifier, Option<String>), BrokerError> {
+        let now = self.clock.now();
+        let row = sqlx::query(
+            "SELECT nonce, pkce_verifier, auth_request FROM upstream_logins \
+             WHERE state_hash = $1 AND provider = $2 AND expires_at > $3",
+        )
+        .bind(hash_token(state))
+        .bind(name)
+        .bind(now)
+        .fetch_optional(self.db.pool())
+        .await?
+        .ok_or(BrokerError::BadState)?;
+        let consumed = sqlx::query("DELETE FROM upstream_logins WHERE state_hash = $1")
+            .bind(hash_token(state))
+            .execute(self.db.pool())
+            .await?;
+        if consumed.rows_affected() != 1 {
+            return Err(BrokerError::BadState);
+        }
+        Ok((
+            Nonce::new(row.try_get("nonce")?),
+            PkceCodeVerifier::new(row.try_get("pkce_verifier")?),
+            row.try_get("auth_request")?,
+        ))
     }
 
     /// Completes a login at `name` with the callback's `state` and `code`.
@@ -213,141 +403,85 @@ impl Broker {
         name: &str,
         state: &str,
         code: &str,
-    ) -> Result<FederatedLogin, BrokerError> {
+    ) -> Result<Outcome, BrokerError> {
         let p = self.provider(name)?;
-        let now = self.clock.now();
-        let row = sqlx::query(
-            "SELECT nonce, pkce_verifier, auth_request FROM upstream_logins \
-             WHERE state_hash = $1 AND provider = $2 AND expires_at > $3",
-        )
-        .bind(hash_token(state))
-        .bind(&p.name)
-        .bind(now)
-        .fetch_optional(self.db.pool())
-        .await?
-        .ok_or(BrokerError::BadState)?;
-        // Single use: a replayed callback finds nothing.
-        let consumed = sqlx::query("DELETE FROM upstream_logins WHERE state_hash = $1")
-            .bind(hash_token(state))
-            .execute(self.db.pool())
-            .await?;
-        if consumed.rows_affected() != 1 {
-            return Err(BrokerError::BadState);
-        }
-        let nonce = Nonce::new(row.try_get("nonce")?);
-        let verifier = PkceCodeVerifier::new(row.try_get("pkce_verifier")?);
-        let auth_request: Option<String> = row.try_get("auth_request")?;
-        let client = self.client(p).await?;
+        let (nonce, verifier, auth_request) = self.consume_start(&p.name, state).await?;
+        let metadata = self.discover(p).await?;
+        let client = self.client(p, metadata.clone())?;
         let tokens = client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
-            .map_err(|e| BrokerError::Upstream(e.to_string()))?
+            .map_err(upstream("token endpoint"))?
             .set_pkce_verifier(verifier)
-            .request_async(&self.http)
+            .request_async(self.http(&p.name))
             .await
-            .map_err(|e| BrokerError::Upstream(format!("token exchange failed: {e}")))?;
-        let id_token = openidconnect::TokenResponse::id_token(&tokens)
+            .map_err(|e| {
+                BrokerError::Upstream(format!(
+                    "token exchange failed: {}",
+                    dge_core::ErrorChain(&e)
+                ))
+            })?;
+        let id_token = tokens
+            .id_token()
             .ok_or_else(|| BrokerError::BadIdToken("no id_token in the token response".into()))?;
-        let claims = id_token
-            .claims(&client.id_token_verifier(), &nonce)
-            .map_err(|e| BrokerError::BadIdToken(e.to_string()))?;
-        let subject = claims.subject().to_string();
-        let email = claims
-            .email()
-            .map(|e| e.to_string())
-            .ok_or(BrokerError::NoEmail)?;
-        let given = claims
-            .given_name()
-            .and_then(|n| n.get(None))
-            .map(|n| n.to_string())
-            .unwrap_or_default();
-        let family = claims
-            .family_name()
-            .and_then(|n| n.get(None))
-            .map(|n| n.to_string())
-            .unwrap_or_default();
-        let account_id = self
-            .find_or_create(&p.name, &subject, &email, &given, &family)
+        let subject = self.verify_id_token(p, &client, id_token, &nonce)?;
+        let mut claims = payload(id_token)?;
+        if let Some(endpoint) = metadata.userinfo_endpoint() {
+            let info = userinfo::fetch(
+                self.http(&p.name),
+                p,
+                &metadata,
+                endpoint.url().as_str(),
+                tokens.access_token().secret(),
+                &subject,
+            )
             .await?;
-        Ok(FederatedLogin {
-            account_id,
-            auth_request,
-        })
+            claims.extend(info);
+        }
+        let profile = Profile::from_claims(&subject, &claims, &p.mapping());
+        if profile.email.is_empty() {
+            return Err(BrokerError::NoEmail);
+        }
+        p.allow.check(&profile).map_err(BrokerError::NotAllowed)?;
+        self.settle(p, &profile, &id_token.to_string(), auth_request)
+            .await
     }
 
-    async fn find_or_create(
+    /// Checks signature (ES256 or RS256 only, so never `none`), issuer, audience,
+    /// expiry and nonce, then the assurance level; returns the subject.
+    fn verify_id_token(
         &self,
-        provider: &str,
-        subject: &str,
-        email: &str,
-        given: &str,
-        family: &str,
+        p: &UpstreamConfig,
+        client: &Client,
+        id_token: &CoreIdToken,
+        nonce: &Nonce,
     ) -> Result<String, BrokerError> {
-        let now = self.clock.now();
-        let mut tx = self.db.begin().await?;
-        let linked = sqlx::query(
-            "SELECT account_id FROM federated_links WHERE provider = $1 AND subject = $2",
-        )
-        .bind(provider)
-        .bind(subject)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(row) = linked {
-            let id: String = row.try_get("account_id")?;
-            sqlx::query("UPDATE federated_links SET email = $1, updated_at = $2 WHERE provider = $3 AND subject = $4")
-                .bind(email)
-                .bind(now)
-                .bind(provider)
-                .bind(subject)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            return Ok(id);
+        let verifier = client.id_token_verifier().set_allowed_algs([
+            CoreJwsSigningAlgorithm::EcdsaP256Sha256,
+            CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+        ]);
+        let claims = id_token
+            .claims(&verifier, nonce)
+            .map_err(|e| BrokerError::BadIdToken(e.to_string()))?;
+        if !p.acr_values.is_empty() {
+            // ProConnect: the level asked for is checked again in the ID token.
+            let acr = claims.auth_context_ref().map(|a| a.as_str().to_owned());
+            if !acr.is_some_and(|a| p.acr_values.contains(&a)) {
+                return Err(BrokerError::AcrNotAccepted);
+            }
         }
-        let email_key = email.trim().to_lowercase();
-        let taken = sqlx::query("SELECT 1 AS found FROM accounts WHERE email_key = $1")
-            .bind(&email_key)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if taken.is_some() {
-            // Linking to an existing account needs proof from its owner (issue 6);
-            // until then, nothing is linked or created silently.
-            return Err(BrokerError::EmailInUse);
-        }
-        let id = dge_core::new_id();
-        sqlx::query(
-            "INSERT INTO accounts (id, kind, email, email_key, given_name, family_name, status, \
-             email_verified, created_at, updated_at) VALUES ($1, 'federated', $2, $3, $4, $5, 'active', 1, $6, $6)",
-        )
-        .bind(&id)
-        .bind(email.trim())
-        .bind(&email_key)
-        .bind(given)
-        .bind(family)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO federated_links (provider, subject, account_id, email, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $5)",
-        )
-        .bind(provider)
-        .bind(subject)
-        .bind(&id)
-        .bind(email.trim())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        dge_store::audit(
-            &mut tx,
-            &format!("upstream:{provider}"),
-            "account.federated_created",
-            &id,
-            "",
-            now,
-        )
-        .await?;
-        tx.commit().await?;
-        tracing::info!(account_id = %id, upstream = provider, email = %MaskedEmail(email), "federated account created");
-        Ok(id)
+        Ok(claims.subject().to_string())
     }
+}
+
+/// The claims of an ID token that openidconnect has already verified.
+fn payload(id_token: &CoreIdToken) -> Result<Map<String, Value>, BrokerError> {
+    let raw = id_token.to_string();
+    let part = raw
+        .split('.')
+        .nth(1)
+        .ok_or_else(|| BrokerError::BadIdToken("not a JWS".into()))?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|e| BrokerError::BadIdToken(e.to_string()))?;
+    serde_json::from_slice(&bytes).map_err(|e| BrokerError::BadIdToken(e.to_string()))
 }

@@ -76,4 +76,57 @@ impl IdentityBroker for IdentityBrokerService {
             .map_err(unavailable)?;
         Ok(Response::new(pb::ListLinksResponse { links }))
     }
+
+    async fn remove_link(
+        &self,
+        request: Request<pb::RemoveLinkRequest>,
+    ) -> Result<Response<pb::RemoveLinkResponse>, Status> {
+        let caller = self.auth.require_admin(request.metadata()).await?;
+        let r = request.into_inner();
+        let mut violations = dge_core::Violations::new();
+        for (field, value) in [
+            ("account", &r.account),
+            ("provider", &r.provider),
+            ("subject", &r.subject),
+        ] {
+            if value.trim().is_empty() {
+                violations.add(field, "required", "must not be empty");
+            }
+        }
+        violations
+            .into_result()
+            .map_err(dge_core::Violations::into_status)?;
+        let id = dge_authz::rights::resolve_account(&self.db, &r.account)
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(|| Status::not_found("account not found"))?;
+        let now = self.broker.clock.now();
+        let mut tx = self.db.begin().await.map_err(unavailable)?;
+        let removed = sqlx::query(
+            "DELETE FROM federated_links WHERE account_id = $1 AND provider = $2 AND subject = $3",
+        )
+        .bind(&id)
+        .bind(&r.provider)
+        .bind(&r.subject)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        if removed.rows_affected() == 0 {
+            return Err(Status::not_found("link not found"));
+        }
+        let detail = format!("provider={}", r.provider);
+        dge_store::audit(
+            &mut tx,
+            &caller.actor(),
+            "account.link_removed",
+            &id,
+            &detail,
+            now,
+        )
+        .await
+        .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        tracing::info!(account_id = %id, upstream = %r.provider, "federated link removed");
+        Ok(Response::new(pb::RemoveLinkResponse {}))
+    }
 }

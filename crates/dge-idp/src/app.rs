@@ -79,9 +79,13 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let keys = Arc::new(
-        Keys::load_or_create(db.clone(), clock.clone())
-            .await
-            .context("loading signing keys")?,
+        Keys::load_or_create(
+            db.clone(),
+            clock.clone(),
+            settings.key_encryption_key.clone(),
+        )
+        .await
+        .context("loading signing keys")?,
     );
     let auth = Authenticator::new(
         db.clone(),

@@ -20,6 +20,35 @@ pub enum Command {
     /// Runs on the embedded default: SQLite, in-process caches, emails as `.eml`
     /// files, with demo clients and organisations.
     Dev(DevArgs),
+    /// Runs in production: configuration from a TOML file and `DGE_` variables.
+    Serve(ConfigArgs),
+    /// Validates a configuration and says exactly what is wrong.
+    CheckConfig(ConfigArgs),
+    /// Applies pending database migrations, then exits.
+    Migrate(ConfigArgs),
+    /// Prints a commented example configuration.
+    ConfigExample,
+    /// Creates an administrator API token and prints it once.
+    CreateAdminToken(AdminTokenArgs),
+}
+
+/// Where the configuration comes from.
+#[derive(Debug, Clone, Args)]
+pub struct ConfigArgs {
+    /// TOML configuration file (every key can also come from `DGE_<SECTION>__<KEY>`).
+    #[arg(long, short, env = "DGE_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// Options of `dge-idp create-admin-token`.
+#[derive(Debug, Clone, Args)]
+pub struct AdminTokenArgs {
+    /// Configuration, for the database.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// A label for the token, unique (`ops-2027`).
+    #[arg(long)]
+    pub name: String,
 }
 
 /// Options of `dge-idp dev`.
@@ -40,6 +69,14 @@ pub struct DevArgs {
     /// How long confirmation links stay valid, in seconds.
     #[arg(long, env = "DGE_CONFIRMATION_TTL_SECS", default_value_t = 48 * 3600)]
     pub confirmation_ttl_secs: i64,
+    /// JSON file describing the upstream identity providers (ProConnect, the Région);
+    /// without it both are shown as not configured. See the README.
+    #[arg(long, env = "DGE_UPSTREAMS_FILE")]
+    pub upstreams_file: Option<PathBuf>,
+    /// Database URL instead of the SQLite file in the data folder (the test suite runs
+    /// the embedded default on PostgreSQL this way).
+    #[arg(long, env = "DGE_DEV_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
     /// Administrators told of new sign-ups (repeat, or comma-separated in the environment).
     #[arg(long = "admin-email", env = "DGE_ADMIN_EMAILS", value_delimiter = ',')]
     pub admin_emails: Vec<String>,

@@ -50,7 +50,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             },
             reminder_after_secs: args.reminder_after_days * 86_400,
         },
-        upstreams: dge_broker::default_providers(),
+        upstreams: match &args.upstreams_file {
+            Some(path) => dge_broker::config::load_file(path)
+                .with_context(|| format!("reading upstreams from {}", path.display()))?,
+            None => dge_broker::default_providers(),
+        },
         portal: dge_pages::Portal {
             name: "DataGrandEst".into(),
             home_url: "https://www.datagrandest.fr".into(),
@@ -59,6 +63,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         },
         support_email: "contact@datagrandest.fr".into(),
         hash_concurrency: 2,
+        key_encryption_key: dge_authz::keys::KeyEncryptionKey::from_env_or_file(&data_dir)
+            .context("loading the key-encryption key")?,
     };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let db = app::open_database(&settings).await?;
@@ -93,7 +99,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     .await
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

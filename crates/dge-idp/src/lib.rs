@@ -4,12 +4,16 @@
 //! - [`settings`]: everything `run` needs, whatever filled it.
 //! - [`seed`]: demo clients, organisations, modules and the bootstrap administrator.
 //! - [`app`]: builds every service and serves HTTP and gRPC until shutdown.
+//! - [`config`]: the production configuration (file and environment).
 //! - [`dev`]: the embedded default (`dge-idp dev`).
+//! - [`serve`]: production (`serve`, `check-config`, `migrate`, admin tokens).
 //! - [`telemetry`]: log format and levels.
 
 pub mod app;
 pub mod cli;
+pub mod config;
 pub mod dev;
 pub mod seed;
+pub mod serve;
 pub mod settings;
 pub mod telemetry;

@@ -38,4 +38,6 @@ pub struct Settings {
     pub support_email: String,
     /// Concurrent password hashes.
     pub hash_concurrency: usize,
+    /// Encrypts the private signing keys at rest.
+    pub key_encryption_key: dge_authz::keys::KeyEncryptionKey,
 }

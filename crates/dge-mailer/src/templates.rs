@@ -27,6 +27,14 @@ const KINDS: &[(&str, &str, &str, &str)] = &[
     kind!("admin_signup_notice"),
     kind!("admin_signup_digest"),
     kind!("admin_pending_reminder"),
+    // Local accounts (issue 3): password reset and change, email change, deletion.
+    kind!("password_reset"),
+    kind!("password_reset_federated"),
+    kind!("password_changed"),
+    kind!("email_change_confirm"),
+    kind!("email_change_requested"),
+    kind!("email_changed"),
+    kind!("account_deleted"),
 ];
 
 /// The names of every mail kind.

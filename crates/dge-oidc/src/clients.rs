@@ -23,6 +23,24 @@ pub struct Client {
     pub confidential: bool,
     /// First-party clients skip consent.
     pub first_party: bool,
+    /// Per-client settings beyond registration.
+    pub settings: ClientSettings,
+}
+
+/// Settings of a client that registration leaves at their defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientSettings {
+    /// Scopes the client may ask with `client_credentials` (each guards gRPC
+    /// methods, see `dge_authz::caller::SERVICE_SCOPES`); empty: no such grant.
+    pub service_scopes: Vec<String>,
+    /// Whether `/userinfo` answers this client with a signed JWT.
+    pub userinfo_signed: bool,
+    /// `ES256` (default) or `RS256`: how ID tokens for this client are signed.
+    pub id_token_alg: String,
+    /// Where back-channel logout tokens are posted.
+    pub backchannel_logout_uri: Option<String>,
+    /// Public keys (a JWKS) for `private_key_jwt` client authentication.
+    pub jwks: Option<String>,
 }
 
 impl Client {
@@ -59,11 +77,82 @@ fn client_from_row(row: &AnyRow) -> sqlx::Result<Client> {
         post_logout_redirect_uris: serde_json::from_str(&logout).unwrap_or_default(),
         confidential: row.try_get::<i64, _>("confidential")? == 1,
         first_party: row.try_get::<i64, _>("first_party")? == 1,
+        settings: ClientSettings {
+            service_scopes: split_scopes(&row.try_get::<String, _>("service_scopes")?),
+            userinfo_signed: row.try_get::<i64, _>("userinfo_signed")? == 1,
+            id_token_alg: row.try_get("id_token_alg")?,
+            backchannel_logout_uri: row.try_get("backchannel_logout_uri")?,
+            jwks: row.try_get("jwks")?,
+        },
     })
 }
 
-const COLUMNS: &str =
-    "id, name, secret_hash, redirect_uris, post_logout_redirect_uris, confidential, first_party";
+fn split_scopes(s: &str) -> Vec<String> {
+    s.split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+const COLUMNS: &str = "id, name, secret_hash, redirect_uris, post_logout_redirect_uris, \
+     confidential, first_party, service_scopes, userinfo_signed, id_token_alg, \
+     backchannel_logout_uri, jwks";
+
+/// Checks settings: known service scopes, a known algorithm, an acceptable
+/// back-channel URI, a parseable JWKS.
+#[must_use]
+pub fn check_settings(s: &ClientSettings) -> dge_core::Violations {
+    let mut v = dge_core::Violations::new();
+    for scope in &s.service_scopes {
+        if !dge_authz::caller::SERVICE_SCOPES.contains(&scope.as_str()) {
+            v.add(
+                "service_scopes",
+                "invalid",
+                format!("unknown service scope: {scope}"),
+            );
+        }
+    }
+    if !matches!(s.id_token_alg.as_str(), "ES256" | "RS256") {
+        v.add("id_token_alg", "invalid", "ES256 or RS256");
+    }
+    if let Some(uri) = &s.backchannel_logout_uri
+        && !valid_redirect_uri(uri)
+    {
+        v.add(
+            "backchannel_logout_uri",
+            "invalid",
+            "an absolute https URI (http only on loopback), without fragment",
+        );
+    }
+    if let Some(jwks) = &s.jwks
+        && serde_json::from_str::<jsonwebtoken::jwk::JwkSet>(jwks).is_err()
+    {
+        v.add("jwks", "invalid", "not a JSON Web Key Set");
+    }
+    v
+}
+
+/// Stores a client's settings.
+///
+/// # Errors
+/// [`AddError::Invalid`] for bad settings, storage errors.
+pub async fn set_settings(db: &Db, id: &str, s: &ClientSettings, now: i64) -> Result<(), AddError> {
+    check_settings(s).into_result().map_err(AddError::Invalid)?;
+    sqlx::query(
+        "UPDATE oidc_clients SET service_scopes = $1, userinfo_signed = $2, id_token_alg = $3, \
+         backchannel_logout_uri = $4, jwks = $5, updated_at = $6 WHERE id = $7",
+    )
+    .bind(s.service_scopes.join(" "))
+    .bind(i64::from(s.userinfo_signed))
+    .bind(&s.id_token_alg)
+    .bind(&s.backchannel_logout_uri)
+    .bind(&s.jwks)
+    .bind(now)
+    .bind(id)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
 
 /// The client with this id.
 ///
@@ -214,6 +303,7 @@ mod tests {
             post_logout_redirect_uris: vec![],
             confidential: true,
             first_party: true,
+            settings: ClientSettings::default(),
         }
     }
 

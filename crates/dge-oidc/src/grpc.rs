@@ -32,6 +32,13 @@ fn to_proto(c: Client) -> pb::Client {
         confidential: c.confidential,
         first_party: c.first_party,
         post_logout_redirect_uris: c.post_logout_redirect_uris,
+        settings: Some(pb::ClientSettings {
+            service_scopes: c.settings.service_scopes,
+            userinfo_signed: c.settings.userinfo_signed,
+            id_token_alg: c.settings.id_token_alg,
+            backchannel_logout_uri: c.settings.backchannel_logout_uri.unwrap_or_default(),
+            jwks: c.settings.jwks.unwrap_or_default(),
+        }),
     }
 }
 

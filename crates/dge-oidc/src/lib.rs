@@ -3,7 +3,8 @@
 //! - [`clients`]: registered clients, exact redirect URI matching, secrets kept hashed.
 //! - [`authorize`]: the authorization request (code flow, PKCE S256 only).
 //! - [`session`]: the single sign-on session shared by every module.
-//! - [`token`]: the token endpoint: codes exchanged once, tokens signed ES256.
+//! - [`token`]: the token endpoint: codes, refresh tokens (rotated) and
+//!   `client_credentials`; introspection and revocation.
 //! - [`http`]: the JSON endpoints (discovery, JWKS, token, userinfo); the pages
 //!   crate serves `/authorize` and the login form because they render HTML.
 //! - [`grpc`]: the `ClientRegistry` gRPC service.
@@ -32,6 +33,8 @@ pub struct ProviderSettings {
     pub code_ttl_secs: i64,
     /// Access and ID tokens live this long.
     pub token_ttl_secs: i64,
+    /// Refresh tokens live this long (each rotation starts a new one).
+    pub refresh_ttl_secs: i64,
     /// A person has this long to log in or sign up before the request expires.
     pub request_ttl_secs: i64,
     /// The single sign-on session lasts this long.
@@ -46,6 +49,7 @@ impl ProviderSettings {
             issuer: issuer.trim_end_matches('/').to_owned(),
             code_ttl_secs: 60,
             token_ttl_secs: 3600,
+            refresh_ttl_secs: 30 * 24 * 3600,
             request_ttl_secs: 3600,
             session_ttl_secs: 8 * 3600,
         }

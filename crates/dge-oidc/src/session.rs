@@ -8,6 +8,13 @@ use crate::{Provider, Result};
 /// Name of the session cookie.
 pub const SESSION_COOKIE: &str = "dge_session";
 
+/// The `sid` claim of a session (OIDC Back-Channel Logout §2.1), derived from the
+/// digest kept at rest, so it reveals nothing about the cookie.
+#[must_use]
+pub fn session_id(session_hash: &str) -> String {
+    hash_token(session_hash).chars().take(32).collect()
+}
+
 impl Provider {
     /// Opens a session for `account_id`; returns the cookie value (only its hash is kept).
     ///

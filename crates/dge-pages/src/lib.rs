@@ -14,7 +14,7 @@ pub mod security;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, post};
 use dge_broker::Broker;
 use dge_oidc::Provider;
 use dge_registry::Registry;
@@ -53,12 +53,25 @@ pub fn router(pages: Pages) -> Router {
             "/confirm",
             get(handlers::confirm::show).post(handlers::confirm::submit),
         )
-        .route("/password/forgot", get(handlers::login::forgot))
+        .route(
+            "/password/forgot",
+            get(handlers::password::forgot).post(handlers::password::forgot_submit),
+        )
+        .route(
+            "/password/reset",
+            get(handlers::password::reset).post(handlers::password::reset_submit),
+        )
         .route("/broker/{provider}/start", get(handlers::broker::start))
         .route(
             "/broker/{provider}/callback",
             get(handlers::broker::callback),
         )
+        .route(
+            "/broker/{provider}/logged-out",
+            get(handlers::broker::logged_out),
+        )
+        .route("/broker/link", post(handlers::broker::link))
+        .route("/broker/link/cancel", post(handlers::broker::cancel))
         .route("/static/{file}", get(handlers::assets::asset))
         .with_state(pages)
 }

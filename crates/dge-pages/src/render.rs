@@ -37,6 +37,31 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/logged_in.html"),
     ),
     ("error.html", include_str!("../templates/error.html")),
+    ("_errors.html", include_str!("../templates/_errors.html")),
+    (
+        "_new_password.html",
+        include_str!("../templates/_new_password.html"),
+    ),
+    (
+        "password_forgot.html",
+        include_str!("../templates/password_forgot.html"),
+    ),
+    (
+        "password_forgot_sent.html",
+        include_str!("../templates/password_forgot_sent.html"),
+    ),
+    (
+        "password_reset.html",
+        include_str!("../templates/password_reset.html"),
+    ),
+    (
+        "password_reset_done.html",
+        include_str!("../templates/password_reset_done.html"),
+    ),
+    (
+        "broker_link.html",
+        include_str!("../templates/broker_link.html"),
+    ),
 ];
 
 /// Renders pages.
@@ -149,6 +174,17 @@ mod tests {
             ("confirm.html", json!({"csrf_token": "t", "token": "abc"})),
             ("confirmed.html", json!({})),
             ("logged_in.html", json!({"name": "Jeanne"})),
+            ("password_forgot.html", json!({"csrf_token": "t"})),
+            ("password_forgot_sent.html", json!({"message": "m"})),
+            (
+                "password_reset.html",
+                json!({"csrf_token": "t", "token": "abc", "login": "j", "errors": {"password": "x"}, "password_rules": [{"text": "r", "met": false}]}),
+            ),
+            ("password_reset_done.html", json!({})),
+            (
+                "broker_link.html",
+                json!({"csrf_token": "t", "provider_label": "ProConnect", "masked_email": "j***@x.fr", "has_password": true}),
+            ),
         ] {
             let resp = r.page(StatusCode::OK, name, ctx);
             assert_eq!(resp.status(), StatusCode::OK, "{name}");

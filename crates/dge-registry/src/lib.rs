@@ -4,17 +4,19 @@
 //! - [`hashing`]: argon2id, off the async threads, with bounded concurrency.
 //! - [`store`]: account queries shared with the other services.
 //! - [`service`]: sign-up, email confirmation and login checks.
+//! - [`reset`]: password reset, and what every password change does.
 //! - [`grpc`]: the `AccountRegistry` gRPC service.
 
 pub mod domain;
 pub mod grpc;
 pub mod hashing;
+pub mod reset;
 pub mod service;
 pub mod store;
 
 pub use domain::{Account, AccountStatus, SignUpForm};
 pub use hashing::Hasher;
-pub use service::{LoginError, Registry, RegistrySettings};
+pub use service::{AccountLifetimes, LoginError, Registry, RegistrySettings};
 
 /// Errors of the registry.
 #[derive(Debug, thiserror::Error)]

@@ -173,3 +173,21 @@ pub async fn grant_in(
     .await?;
     Ok(())
 }
+
+/// The password hash of a local account, by id; `None` for an account without one.
+///
+/// # Errors
+/// Fails when the database fails.
+pub async fn credentials_in(
+    conn: &mut AnyConnection,
+    account_id: &str,
+) -> sqlx::Result<Option<String>> {
+    let row = sqlx::query("SELECT password_hash FROM accounts WHERE id = $1 AND kind = 'local'")
+        .bind(account_id)
+        .fetch_optional(conn)
+        .await?;
+    Ok(row
+        .map(|r| r.try_get::<Option<String>, _>("password_hash"))
+        .transpose()?
+        .flatten())
+}

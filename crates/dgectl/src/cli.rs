@@ -381,6 +381,21 @@ pub(crate) enum LinksCommand {
         /// Login or account id
         login: String,
     },
+
+    /// Remove one upstream identity from an account (the account is kept)
+    Remove {
+        /// Login or account id
+        login: String,
+
+        /// Provider name, for example `proconnect`
+        provider: String,
+
+        /// The upstream subject (`sub`), as shown by `links list`
+        subject: String,
+
+        #[command(flatten)]
+        confirm: ConfirmOpts,
+    },
 }
 
 /// Arguments of `dgectl check`.

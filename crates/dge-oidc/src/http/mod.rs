@@ -9,7 +9,7 @@ use axum::routing::{get, post};
 
 use crate::Provider;
 
-/// Routes: discovery, JWKS, token and userinfo.
+/// Routes: discovery, JWKS, token, introspection, revocation and userinfo.
 pub fn router(provider: Provider) -> Router {
     Router::new()
         .route(
@@ -18,6 +18,8 @@ pub fn router(provider: Provider) -> Router {
         )
         .route("/jwks", get(discovery::jwks))
         .route("/token", post(token::token))
+        .route("/introspect", post(token::introspect))
+        .route("/revoke", post(token::revoke))
         .route(
             "/userinfo",
             get(userinfo::userinfo).post(userinfo::userinfo),

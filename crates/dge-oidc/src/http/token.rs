@@ -1,4 +1,4 @@
-//! `POST /token`.
+//! `POST /token`, `POST /introspect` (RFC 7662) and `POST /revoke` (RFC 7009).
 
 use axum::Form;
 use axum::Json;
@@ -6,48 +6,146 @@ use axum::extract::State;
 use axum::extract::rejection::FormRejection;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde_json::json;
 
 use crate::Provider;
-use crate::token::{TokenForm, basic_credentials};
+use crate::clients::Client;
+use crate::token::{OAuthError, TokenForm, basic_credentials, oauth};
 
-/// Exchanges a code for tokens; OAuth errors as RFC 6749 §5.2 JSON.
+const NO_STORE: [(header::HeaderName, &str); 2] = [
+    (header::CACHE_CONTROL, "no-store"),
+    (header::PRAGMA, "no-cache"),
+];
+
+/// An OAuth error as RFC 6749 §5.2 JSON: 401 with a challenge for `invalid_client`.
+fn oauth_error(e: OAuthError) -> Response {
+    if e.error == "invalid_client" {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Basic realm=\"dge-identity\"")],
+            NO_STORE,
+            Json(e),
+        )
+            .into_response();
+    }
+    (StatusCode::BAD_REQUEST, NO_STORE, Json(e)).into_response()
+}
+
+fn server_error(e: &crate::Error) -> Response {
+    tracing::error!(error = %dge_core::ErrorChain(e), "token endpoint failed");
+    let body = oauth("server_error", "internal error");
+    (StatusCode::INTERNAL_SERVER_ERROR, NO_STORE, Json(body)).into_response()
+}
+
+fn basic(headers: &HeaderMap) -> Option<(String, String)> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(basic_credentials)
+}
+
+fn bad_body() -> Response {
+    oauth_error(oauth(
+        "invalid_request",
+        "expected an application/x-www-form-urlencoded body",
+    ))
+}
+
+/// Answers a token request; OAuth errors as RFC 6749 §5.2 JSON.
 pub(crate) async fn token(
     State(p): State<Provider>,
     headers: HeaderMap,
     form: Result<Form<TokenForm>, FormRejection>,
 ) -> Response {
-    let no_store = [
-        (header::CACHE_CONTROL, "no-store"),
-        (header::PRAGMA, "no-cache"),
-    ];
     let Ok(Form(form)) = form else {
-        let body = crate::token::OAuthError {
-            error: "invalid_request",
-            error_description: "expected an application/x-www-form-urlencoded body",
-        };
-        return (StatusCode::BAD_REQUEST, no_store, Json(body)).into_response();
+        return bad_body();
     };
-    let basic = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(basic_credentials);
-    match p.exchange(&form, basic).await {
-        Ok(Ok(tokens)) => (StatusCode::OK, no_store, Json(tokens)).into_response(),
-        Ok(Err(e)) if e.error == "invalid_client" => (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Basic realm=\"dge-identity\"")],
-            no_store,
-            Json(e),
-        )
-            .into_response(),
-        Ok(Err(e)) => (StatusCode::BAD_REQUEST, no_store, Json(e)).into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "token endpoint failed");
-            let body = crate::token::OAuthError {
-                error: "server_error",
-                error_description: "internal error",
-            };
-            (StatusCode::INTERNAL_SERVER_ERROR, no_store, Json(body)).into_response()
-        }
+    match p.exchange(&form, basic(&headers)).await {
+        Ok(Ok(tokens)) => (StatusCode::OK, NO_STORE, Json(tokens)).into_response(),
+        Ok(Err(e)) => oauth_error(e),
+        Err(e) => server_error(&e),
+    }
+}
+
+/// The client of an introspection or revocation request, and its token.
+async fn client_and_token(
+    p: &Provider,
+    headers: &HeaderMap,
+    form: Result<Form<TokenForm>, FormRejection>,
+) -> Result<(Client, String), Response> {
+    let Ok(Form(form)) = form else {
+        return Err(bad_body());
+    };
+    let client = match p.authenticate_client(&form, basic(headers)).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return Err(oauth_error(e)),
+        Err(e) => return Err(server_error(&e)),
+    };
+    match form.token.filter(|t| !t.trim().is_empty()) {
+        Some(token) => Ok((client, token)),
+        None => Err(oauth_error(oauth("invalid_request", "token is required"))),
+    }
+}
+
+/// `POST /introspect`: whether a token is active, for the client it was issued to
+/// (or a service allowed `authz:introspect`); anything else is `{"active": false}`.
+pub(crate) async fn introspect(
+    State(p): State<Provider>,
+    headers: HeaderMap,
+    form: Result<Form<TokenForm>, FormRejection>,
+) -> Response {
+    let (client, token) = match client_and_token(&p, &headers, form).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let info = match p.inspect(&token).await {
+        Ok(i) => i,
+        Err(e) => return server_error(&e),
+    };
+    let may_see = |client_id: &str| {
+        client_id == client.id
+            || client
+                .settings
+                .service_scopes
+                .iter()
+                .any(|s| s == dge_authz::caller::INTROSPECT_SCOPE)
+    };
+    let body = match info.filter(|i| may_see(&i.client_id)) {
+        Some(i) => json!({
+            "active": true,
+            "scope": i.scope,
+            "client_id": i.client_id,
+            "sub": i.sub,
+            "exp": i.exp,
+            "iat": i.iat,
+            "iss": p.issuer(),
+            "token_type": match i.kind {
+                dge_authz::grants::TokenKind::Access => "Bearer",
+                dge_authz::grants::TokenKind::Refresh => "refresh_token",
+            },
+        }),
+        None => json!({ "active": false }),
+    };
+    (StatusCode::OK, NO_STORE, Json(body)).into_response()
+}
+
+/// `POST /revoke`: revokes a token of the calling client. Unknown or inactive
+/// tokens answer 200 (RFC 7009 §2.2); another client's token is refused.
+pub(crate) async fn revoke(
+    State(p): State<Provider>,
+    headers: HeaderMap,
+    form: Result<Form<TokenForm>, FormRejection>,
+) -> Response {
+    let (client, token) = match client_and_token(&p, &headers, form).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    match p.revoke(&client, &token).await {
+        Ok(true) => (StatusCode::OK, NO_STORE).into_response(),
+        Ok(false) => oauth_error(oauth(
+            "unauthorized_client",
+            "this token was issued to another client",
+        )),
+        Err(e) => server_error(&e),
     }
 }

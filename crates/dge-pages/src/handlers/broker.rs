@@ -1,15 +1,37 @@
-//! The upstream-provider buttons: `/broker/{provider}/start` and its callback.
+//! The upstream-provider buttons: `/broker/{provider}/start`, its callback, the page
+//! offering to link an upstream identity to an existing account, and the return
+//! from an upstream logout.
 
+use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum_extra::extract::CookieJar;
-use dge_broker::BrokerError;
+use axum_extra::extract::cookie::{Cookie, SameSite};
+use dge_broker::{BrokerError, FederatedLogin, Hints, LinkOffer, Outcome};
+use dge_core::Secret;
+use dge_core::token::constant_time_eq;
+use dge_registry::LoginError;
 use serde::Deserialize;
+use serde_json::json;
 
-use super::login::{ReqQuery, finish_login};
-use super::{internal, see_other, session_cookie};
-use crate::Pages;
+use super::login::finish_login;
+use super::{busy, csrf_refused, internal, see_other, session_cookie};
+use crate::{Pages, csrf};
+
+/// Binds a started upstream login to the browser that started it.
+const STATE_COOKIE: &str = "dge_upstream_state";
+/// The pending link offer of this browser.
+const LINK_COOKIE: &str = "dge_link";
+
+/// `?req=` and the hints a portal module may pass through to the upstream.
+#[derive(Debug, Deserialize, Default)]
+pub(crate) struct StartQuery {
+    req: Option<String>,
+    login_hint: Option<String>,
+    siret_hint: Option<String>,
+    idp_hint: Option<String>,
+}
 
 /// The upstream's answer. Not `Debug`: `code` and `state` are secrets.
 #[derive(Deserialize)]
@@ -19,7 +41,27 @@ pub(crate) struct CallbackQuery {
     error: Option<String>,
 }
 
-fn failure(pages: &Pages, err: &BrokerError) -> Response {
+/// The linking form. Not `Debug`: it carries the password.
+#[derive(Deserialize)]
+pub(crate) struct LinkForm {
+    csrf_token: Option<String>,
+    #[serde(default)]
+    password: Secret<String>,
+}
+
+/// The cancel form.
+#[derive(Deserialize)]
+pub(crate) struct CancelForm {
+    csrf_token: Option<String>,
+}
+
+/// The upstream's return after its logout. Not `Debug`: `state` is a secret.
+#[derive(Deserialize)]
+pub(crate) struct LoggedOutQuery {
+    state: Option<String>,
+}
+
+fn failure(pages: &Pages, provider: &str, err: &BrokerError) -> Response {
     let (status, message) = match err {
         BrokerError::UnknownProvider => {
             (StatusCode::NOT_FOUND, "Ce mode de connexion n'existe pas.")
@@ -36,38 +78,110 @@ fn failure(pages: &Pages, err: &BrokerError) -> Response {
         ),
         BrokerError::Refused(_) => (
             StatusCode::FORBIDDEN,
-            "La connexion a été annulée ou refusée par le fournisseur d'identité.",
+            "La connexion a été annulée ou refusée par le fournisseur d'identité. Aucun compte n'a \
+             été créé.",
         ),
-        BrokerError::BadState => (
+        BrokerError::NotAllowed(_) => (
+            StatusCode::FORBIDDEN,
+            "Votre identité a bien été reconnue, mais ce service est réservé à certaines \
+             organisations et votre compte n'en fait pas partie (adresse, organisation ou rôle). \
+             Utilisez votre compte DataGrandEst, ou écrivez à l'équipe DataGrandEst.",
+        ),
+        BrokerError::AcrNotAccepted => (
+            StatusCode::FORBIDDEN,
+            "Le niveau de sécurité de votre connexion est insuffisant pour ce service. Reconnectez-vous \
+             avec un moyen d'identification plus sûr.",
+        ),
+        BrokerError::NoEmail => (
+            StatusCode::BAD_GATEWAY,
+            "Le fournisseur d'identité n'a pas transmis votre adresse électronique. Aucun compte n'a \
+             été créé.",
+        ),
+        BrokerError::BadState | BrokerError::BadOffer => (
             StatusCode::BAD_REQUEST,
             "Cette connexion a expiré ou a déjà été utilisée. Recommencez depuis la page de connexion.",
         ),
-        _ => (
+        BrokerError::Upstream(_)
+        | BrokerError::BadIdToken(_)
+        | BrokerError::BadUserinfo(_)
+        | BrokerError::Store(_) => (
             StatusCode::BAD_GATEWAY,
             "Le fournisseur d'identité n'a pas répondu correctement. Réessayez plus tard ou utilisez \
              votre compte DataGrandEst.",
         ),
     };
-    tracing::warn!(error = %err, "federated login failed");
+    tracing::warn!(upstream = %provider, error = %err, "federated login failed");
     pages
         .render
         .error(status, "Connexion impossible", message, Some("/login"))
 }
 
-/// `GET /broker/{provider}/start?req=…`.
+fn broker_cookie(name: &'static str, value: String, secure: bool) -> Cookie<'static> {
+    Cookie::build((name, value))
+        .http_only(true)
+        .secure(secure)
+        .same_site(SameSite::Lax)
+        .path("/broker")
+        .build()
+}
+
+fn removal(name: &'static str) -> Cookie<'static> {
+    Cookie::build(name).path("/broker").build()
+}
+
+/// A hint kept only when it looks like what the upstream expects.
+fn hints(q: &StartQuery, pending_login_hint: Option<String>) -> Hints {
+    let clean = |v: &Option<String>, ok: fn(&str) -> bool| {
+        v.as_deref()
+            .map(str::trim)
+            .filter(|v| ok(v))
+            .map(str::to_owned)
+    };
+    Hints {
+        login_hint: clean(&q.login_hint, |v| v.contains('@') && v.len() <= 254)
+            .or(pending_login_hint.filter(|v| v.contains('@') && v.len() <= 254)),
+        siret_hint: clean(&q.siret_hint, |v| {
+            v.len() == 14 && v.bytes().all(|b| b.is_ascii_digit())
+        }),
+        idp_hint: clean(&q.idp_hint, |v| {
+            !v.is_empty()
+                && v.len() <= 128
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        }),
+    }
+}
+
+/// `GET /broker/{provider}/start?req=…[&login_hint=…&siret_hint=…&idp_hint=…]`.
 pub(crate) async fn start(
     State(pages): State<Pages>,
+    jar: CookieJar,
     Path(provider): Path<String>,
-    Query(q): Query<ReqQuery>,
+    Query(q): Query<StartQuery>,
 ) -> Response {
+    let req = q.req.as_deref().filter(|r| !r.is_empty());
+    let pending_hint = match req {
+        Some(r) => match pages.provider.pending_request(r).await {
+            Ok(p) => p.and_then(|p| p.login_hint),
+            Err(e) => return internal(&pages, &e),
+        },
+        None => None,
+    };
     match pages
         .broker
-        .start(&provider, q.req.as_deref().filter(|r| !r.is_empty()))
+        .start(&provider, req, &hints(&q, pending_hint))
         .await
     {
-        Ok(url) => see_other(&url),
+        Ok(started) => {
+            let cookie = broker_cookie(
+                STATE_COOKIE,
+                started.state.expose().clone(),
+                pages.secure_cookies,
+            );
+            (jar.add(cookie), see_other(&started.url)).into_response()
+        }
         Err(BrokerError::Store(e)) => internal(&pages, &e),
-        Err(e) => failure(&pages, &e),
+        Err(e) => failure(&pages, &provider, &e),
     }
 }
 
@@ -78,28 +192,44 @@ pub(crate) async fn callback(
     Path(provider): Path<String>,
     Query(q): Query<CallbackQuery>,
 ) -> Response {
+    let bound = jar.get(STATE_COOKIE).map(|c| c.value().to_owned());
+    let jar = jar.remove(removal(STATE_COOKIE));
     if let Some(error) = q.error {
-        return failure(
-            &pages,
-            &BrokerError::Refused(error.chars().take(64).collect()),
-        );
+        if let Some(state) = &q.state
+            && let Err(e) = pages.broker.abandon(state).await
+        {
+            return internal(&pages, &e);
+        }
+        let code: String = error.chars().take(64).collect();
+        return (jar, failure(&pages, &provider, &BrokerError::Refused(code))).into_response();
     }
     let (Some(code), Some(state)) = (q.code, q.state) else {
-        return failure(&pages, &BrokerError::BadState);
+        return (jar, failure(&pages, &provider, &BrokerError::BadState)).into_response();
     };
-    let login = match pages.broker.callback(&provider, &state, &code).await {
-        Ok(l) => l,
-        Err(BrokerError::Store(e)) => return internal(&pages, &e),
-        Err(e) => return failure(&pages, &e),
-    };
+    // Login CSRF: the callback must come back to the browser that started the login.
+    if !bound.is_some_and(|b| constant_time_eq(b.as_bytes(), state.as_bytes())) {
+        return (jar, failure(&pages, &provider, &BrokerError::BadState)).into_response();
+    }
+    match pages.broker.callback(&provider, &state, &code).await {
+        Ok(Outcome::LoggedIn(login)) => log_in(&pages, jar, &login).await,
+        Ok(Outcome::LinkOffered(offer)) => offer_page(&pages, jar, &offer),
+        Err(BrokerError::Store(e)) => internal(&pages, &e),
+        Err(e) => (jar, failure(&pages, &provider, &e)).into_response(),
+    }
+}
+
+async fn log_in(pages: &Pages, jar: CookieJar, login: &FederatedLogin) -> Response {
     let now = pages.provider.now();
     let session = match pages.provider.open_session(&login.account_id, now).await {
         Ok(s) => s,
-        Err(e) => return internal(&pages, &e),
+        Err(e) => return internal(pages, &e),
     };
+    if let Err(e) = pages.broker.remember_session(&session, login).await {
+        return internal(pages, &e);
+    }
     let jar = jar.add(session_cookie(session, pages.secure_cookies));
     finish_login(
-        &pages,
+        pages,
         jar,
         login.auth_request.as_deref().unwrap_or(""),
         &login.account_id,
@@ -107,4 +237,154 @@ pub(crate) async fn callback(
         now,
     )
     .await
+}
+
+fn offer_page(pages: &Pages, jar: CookieJar, offer: &LinkOffer) -> Response {
+    let jar = jar.add(broker_cookie(
+        LINK_COOKIE,
+        offer.token.expose().clone(),
+        pages.secure_cookies,
+    ));
+    link_page(
+        pages,
+        jar,
+        StatusCode::OK,
+        &offer.provider_label,
+        &offer.masked_email,
+        offer.has_password,
+        None,
+    )
+}
+
+fn link_page(
+    pages: &Pages,
+    jar: CookieJar,
+    status: StatusCode,
+    provider_label: &str,
+    masked_email: &str,
+    has_password: bool,
+    error: Option<&str>,
+) -> Response {
+    let (jar, token) = csrf::token(jar, pages.secure_cookies);
+    let context = json!({
+        "csrf_token": token,
+        "provider_label": provider_label,
+        "masked_email": masked_email,
+        "has_password": has_password,
+        "error": error,
+    });
+    (jar, pages.render.page(status, "broker_link.html", context)).into_response()
+}
+
+/// `POST /broker/link`: the person proves the existing account with its password.
+pub(crate) async fn link(
+    State(pages): State<Pages>,
+    jar: CookieJar,
+    Form(form): Form<LinkForm>,
+) -> Response {
+    if !csrf::verify(&jar, form.csrf_token.as_deref()) {
+        return csrf_refused(&pages);
+    }
+    let Some(token) = jar.get(LINK_COOKIE).map(|c| c.value().to_owned()) else {
+        return failure(&pages, "", &BrokerError::BadOffer);
+    };
+    let offer = match pages.broker.pending_offer(&token).await {
+        Ok(o) => o,
+        Err(BrokerError::Store(e)) => return internal(&pages, &e),
+        Err(e) => return failure(&pages, "", &e),
+    };
+    let masked = dge_core::MaskedEmail(&offer.email).to_string();
+    let checked = match pages
+        .registry
+        .check_password(&offer.email, &form.password)
+        .await
+    {
+        Ok(o) => o,
+        Err(dge_registry::Error::Busy) => return busy(&pages),
+        Err(e) => return internal(&pages, &e),
+    };
+    let error = match checked {
+        Ok(account) if account.id == offer.account_id => {
+            return match pages.broker.accept_offer(&token, &account.id).await {
+                Ok(login) => log_in(&pages, jar.remove(removal(LINK_COOKIE)), &login).await,
+                Err(BrokerError::Store(e)) => internal(&pages, &e),
+                Err(e) => failure(&pages, &offer.provider, &e),
+            };
+        }
+        Ok(_) | Err(LoginError::BadCredentials) => "Mot de passe incorrect.",
+        Err(LoginError::NotActive(_)) => {
+            "Ce compte n'est pas actif : il ne peut pas être lié pour le moment."
+        }
+    };
+    if let Err(e) = pages.broker.offer_failed(&token).await {
+        return internal(&pages, &e);
+    }
+    tracing::info!(account_id = %offer.account_id, upstream = %offer.provider, "link proof refused");
+    link_page(
+        &pages,
+        jar,
+        StatusCode::UNAUTHORIZED,
+        &offer.provider_label,
+        &masked,
+        offer.has_password,
+        Some(error),
+    )
+}
+
+/// `POST /broker/link/cancel`: nothing is linked or created.
+pub(crate) async fn cancel(
+    State(pages): State<Pages>,
+    jar: CookieJar,
+    Form(form): Form<CancelForm>,
+) -> Response {
+    if !csrf::verify(&jar, form.csrf_token.as_deref()) {
+        return csrf_refused(&pages);
+    }
+    let mut back = "/login".to_owned();
+    if let Some(token) = jar.get(LINK_COOKIE).map(|c| c.value().to_owned()) {
+        if let Ok(offer) = pages.broker.pending_offer(&token).await
+            && let Some(req) = offer.auth_request
+        {
+            back = format!("/login?req={req}");
+        }
+        if let Err(e) = pages.broker.cancel_offer(&token).await {
+            return internal(&pages, &e);
+        }
+    }
+    let page = pages.render.error(
+        StatusCode::OK,
+        "Connexion annulée",
+        "Aucun compte n'a été lié ni créé. Vous pouvez vous connecter avec votre compte \
+         DataGrandEst, ou avec un autre mode de connexion.",
+        Some(&back),
+    );
+    (jar.remove(removal(LINK_COOKIE)), page).into_response()
+}
+
+/// `GET /broker/{provider}/logged-out?state=…`: back from the upstream's logout.
+pub(crate) async fn logged_out(
+    State(pages): State<Pages>,
+    Path(provider): Path<String>,
+    Query(q): Query<LoggedOutQuery>,
+) -> Response {
+    let Some(state) = q.state else {
+        return logged_out_page(&pages);
+    };
+    match pages.broker.logged_out(&provider, &state).await {
+        Ok(return_to) => see_other(&return_to),
+        Err(BrokerError::Store(e)) => internal(&pages, &e),
+        Err(e) => {
+            tracing::warn!(upstream = %provider, error = %e, "upstream logout return refused");
+            logged_out_page(&pages)
+        }
+    }
+}
+
+fn logged_out_page(pages: &Pages) -> Response {
+    pages.render.error(
+        StatusCode::OK,
+        "Vous êtes déconnecté(e)",
+        "Votre session est terminée. Retournez sur le service pour vous connecter à nouveau.",
+        Some("/login"),
+    )
 }

@@ -199,16 +199,3 @@ pub(crate) async fn finish_login(
         Err(e) => internal(pages, &e),
     }
 }
-
-/// `GET /password/forgot`.
-pub(crate) async fn forgot(State(pages): State<Pages>) -> Response {
-    // TODO: self-service password reset (token by email, 1 h, sessions revoked)
-    // is issue 3; until then the page says whom to ask.
-    pages.render.error(
-        StatusCode::OK,
-        "Mot de passe oublié",
-        "La réinitialisation en ligne du mot de passe n'est pas encore disponible. Écrivez à \
-         l'équipe DataGrandEst depuis l'adresse de votre compte : elle vous aidera à retrouver l'accès.",
-        Some("/login"),
-    )
-}

@@ -5,6 +5,7 @@ pub mod authorize;
 pub mod broker;
 pub mod confirm;
 pub mod login;
+pub mod password;
 pub mod signup;
 
 use axum::http::{HeaderValue, StatusCode, header};

@@ -9,11 +9,12 @@ use axum::response::{IntoResponse, Response};
 use axum_extra::extract::CookieJar;
 use dge_core::{MaskedEmail, Secret, Violations};
 use dge_registry::SignUpForm;
-use dge_registry::domain::signup::{PASSWORD_RULES, password_rules_met};
+use dge_registry::domain::PasswordContext;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::login::ReqQuery;
+use super::password::rules_json;
 use super::{busy, csrf_refused, internal};
 use crate::{Pages, csrf};
 
@@ -96,6 +97,9 @@ impl SignUpFields {
     }
 }
 
+// The sign-up page is drawn from many places with different parts filled in; a
+// struct for them would only rename these arguments.
+#[allow(clippy::too_many_arguments)]
 async fn page(
     pages: &Pages,
     jar: CookieJar,
@@ -104,6 +108,7 @@ async fn page(
     values: Value,
     errors: Value,
     password: Option<&str>,
+    password_context: PasswordContext,
 ) -> Response {
     let organisations = match pages.registry.organisations().await {
         Ok(list) => list
@@ -112,12 +117,7 @@ async fn page(
             .collect::<Vec<_>>(),
         Err(e) => return internal(pages, &e),
     };
-    let met = password.map(password_rules_met);
-    let rules: Vec<Value> = PASSWORD_RULES
-        .iter()
-        .enumerate()
-        .map(|(i, text)| json!({ "text": text, "met": met.map(|m| m[i]) }))
-        .collect();
+    let rules = rules_json(password, &password_context);
     let (jar, token) = csrf::token(jar, pages.secure_cookies);
     let context = json!({
         "csrf_token": token,
@@ -144,6 +144,7 @@ pub(crate) async fn show(
         json!({}),
         json!({}),
         None,
+        PasswordContext::default(),
     )
     .await
 }
@@ -188,6 +189,7 @@ pub(crate) async fn submit(
                 fields.kept_values(),
                 errors,
                 Some(&password),
+                form.password_context(),
             )
             .await
         }

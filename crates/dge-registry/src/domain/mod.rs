@@ -1,7 +1,11 @@
 //! Accounts and the rules a sign-up must follow.
 
+pub mod password;
+#[cfg(test)]
+mod proptests;
 pub mod signup;
 
+pub use password::PasswordContext;
 pub use signup::{SignUpForm, ValidSignUp};
 
 /// Whether the domain of `email` is one of `domains` (comma-separated, lower case)

@@ -7,10 +7,9 @@
 use dge_core::{Secret, Violations};
 use unicode_normalization::UnicodeNormalization;
 
-/// Shortest password accepted, in characters.
-pub const PASSWORD_MIN_CHARS: usize = 12;
-/// Longest password accepted, in characters (NIST SP 800-63B asks for at least 64).
-pub const PASSWORD_MAX_CHARS: usize = 256;
+pub use super::password::{PASSWORD_MAX_CHARS, PASSWORD_MIN_CHARS, PASSWORD_RULES};
+use super::password::{PasswordContext, check_new_password};
+
 /// Login length bounds.
 pub const LOGIN_CHARS: std::ops::RangeInclusive<usize> = 3..=32;
 const NAME_MAX: usize = 100;
@@ -34,15 +33,6 @@ const RESERVED_LOGINS: &[&str] = &[
     "noreply",
     "no-reply",
     "proconnect",
-];
-
-/// The five password rules shown on the sign-up page, in the tutorial's words.
-pub const PASSWORD_RULES: [&str; 5] = [
-    "Le mot de passe doit contenir au moins 12 caractères",
-    "Le mot de passe doit contenir des minuscules",
-    "Le mot de passe doit contenir des majuscules",
-    "Le mot de passe doit contenir des chiffres",
-    "Le mot de passe doit contenir des caractères spéciaux",
 ];
 
 /// A sign-up as typed (pages) or sent (gRPC).
@@ -141,21 +131,33 @@ fn text_field(
     value
 }
 
-/// Normalises an email address: trimmed, syntax checked, domain lower-cased.
-/// Returns `(address, uniqueness key)`.
+/// Normalises an email address: trimmed, NFC, syntax checked, domain lower-cased and
+/// IDNA-encoded (UTS #46, so `Élysée.FR` becomes `xn--lyse-9oad.fr`).
+/// Returns `(address, uniqueness key)`; the key is the whole address lower-cased.
 #[must_use]
 pub fn normalise_email(raw: &str) -> Option<(String, String)> {
-    let trimmed = raw.trim();
-    if trimmed.len() > 254 || !email_address::EmailAddress::is_valid(trimmed) {
-        return None;
-    }
+    let trimmed: String = raw.trim().nfc().collect();
     let (local, domain) = trimmed.rsplit_once('@')?;
     // Quoted local parts and IP-literal domains are valid RFC 5322 but no portal
     // user has one, and they complicate every later comparison.
-    if local.starts_with('"') || domain.starts_with('[') || !domain.contains('.') {
+    if local.is_empty() || local.starts_with('"') || domain.starts_with('[') {
         return None;
     }
-    let address = format!("{local}@{}", domain.to_lowercase());
+    let domain = idna::domain_to_ascii(domain).ok()?;
+    let labels_ok = domain.split('.').all(|label| {
+        !label.is_empty()
+            && label.len() <= 63
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    });
+    if !labels_ok || !domain.contains('.') {
+        return None;
+    }
+    let address = format!("{local}@{domain}");
+    if address.len() > 254 || !email_address::EmailAddress::is_valid(&address) {
+        return None;
+    }
     let key = address.to_lowercase();
     Some((address, key))
 }
@@ -166,58 +168,6 @@ pub fn normalise_phone(raw: &str) -> Option<String> {
     let number = phonenumber::parse(Some(phonenumber::country::Id::FR), raw.trim()).ok()?;
     phonenumber::is_valid(&number)
         .then(|| number.format().mode(phonenumber::Mode::E164).to_string())
-}
-
-/// Which of the five password rules `password` meets, in [`PASSWORD_RULES`] order.
-#[must_use]
-pub fn password_rules_met(password: &str) -> [bool; 5] {
-    [
-        password.chars().count() >= PASSWORD_MIN_CHARS,
-        password.chars().any(char::is_lowercase),
-        password.chars().any(char::is_uppercase),
-        password.chars().any(|c| c.is_ascii_digit()),
-        password
-            .chars()
-            .any(|c| !c.is_alphanumeric() && !c.is_whitespace()),
-    ]
-}
-
-fn check_password(v: &mut Violations, form: &SignUpForm, login_key: &str) -> Secret<String> {
-    let password: String = form.password.expose().nfkc().collect();
-    let confirmation: String = form.password_confirmation.expose().nfkc().collect();
-    let met = password_rules_met(&password);
-    let codes = [
-        "too_short",
-        "no_lowercase",
-        "no_uppercase",
-        "no_digit",
-        "no_special",
-    ];
-    if password.is_empty() {
-        v.add("password", "required", "Le mot de passe est obligatoire.");
-    } else if password.chars().count() > PASSWORD_MAX_CHARS {
-        v.add(
-            "password",
-            "too_long",
-            format!("Le mot de passe ne peut pas dépasser {PASSWORD_MAX_CHARS} caractères."),
-        );
-    } else if let Some(i) = met.iter().position(|ok| !ok) {
-        v.add("password", codes[i], format!("{}.", PASSWORD_RULES[i]));
-    } else if login_key.len() >= 3 && password.to_lowercase().contains(login_key) {
-        v.add(
-            "password",
-            "contains_login",
-            "Le mot de passe ne doit pas contenir votre login.",
-        );
-    }
-    if !password.is_empty() && password != confirmation {
-        v.add(
-            "password_confirmation",
-            "mismatch",
-            "La confirmation ne correspond pas au mot de passe.",
-        );
-    }
-    Secret::new(password)
 }
 
 fn check_login(v: &mut Violations, raw: &str) -> (String, String) {
@@ -251,6 +201,17 @@ fn check_login(v: &mut Violations, raw: &str) -> (String, String) {
 }
 
 impl SignUpForm {
+    /// What the password must not contain, as typed on this form.
+    #[must_use]
+    pub fn password_context(&self) -> PasswordContext {
+        PasswordContext {
+            login: self.login.clone(),
+            given_name: clean_text(&self.given_name),
+            family_name: clean_text(&self.family_name),
+            email: self.email.clone(),
+        }
+    }
+
     /// Checks every rule that needs no database.
     ///
     /// # Errors
@@ -327,7 +288,13 @@ impl SignUpForm {
             true,
         );
         let (login, login_key) = check_login(&mut v, &self.login);
-        let password = check_password(&mut v, self, &login_key);
+        let password = check_new_password(
+            &mut v,
+            ("password", "password_confirmation"),
+            &self.password,
+            &self.password_confirmation,
+            &self.password_context(),
+        );
         v.into_result()?;
         let (email, email_key) = email.unwrap_or_default();
         Ok(ValidSignUp {
@@ -460,8 +427,33 @@ mod tests {
     }
 
     #[test]
+    fn idn_domains_are_lower_cased_and_encoded() {
+        assert_eq!(
+            normalise_email(" Jean@Élysée.FR "),
+            Some((
+                "Jean@xn--lyse-9oad.fr".into(),
+                "jean@xn--lyse-9oad.fr".into()
+            ))
+        );
+        assert_eq!(
+            normalise_email("jean@xn--lyse-9oad.fr").map(|e| e.1),
+            normalise_email("JEAN@ÉLYSÉE.fr").map(|e| e.1)
+        );
+    }
+
+    #[test]
     fn bad_emails_are_refused() {
-        for email in ["nope", "a@b", "a b@c.fr", "\"q\"@x.fr", "x@[127.0.0.1]"] {
+        for email in [
+            "nope",
+            "a@b",
+            "a b@c.fr",
+            "\"q\"@x.fr",
+            "x@[127.0.0.1]",
+            "@x.fr",
+            "a@x..fr",
+            "a@-x.fr.",
+            "a@x_y.fr",
+        ] {
             assert_eq!(normalise_email(email), None, "{email}");
         }
     }

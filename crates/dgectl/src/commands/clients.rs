@@ -27,6 +27,8 @@ async fn add(api: &Api, out: OutputFormat, args: ClientAddArgs) -> Result<(), Cl
         confidential: !args.public,
         first_party: args.first_party,
         post_logout_redirect_uris: args.post_logout_redirect_uris,
+        // Per-client OIDC settings keep their defaults until dgectl grows flags for them.
+        settings: None,
     };
     let requested_id = request.id.clone();
     let response = api

@@ -1,6 +1,6 @@
-//! `dgectl links list`.
+//! `dgectl links list` and `dgectl links remove`.
 
-use dge_proto::v1::{Link, ListLinksRequest};
+use dge_proto::v1::{Link, ListLinksRequest, RemoveLinkRequest};
 use serde_json::{Value, json};
 
 use crate::cli::LinksCommand;
@@ -9,7 +9,18 @@ use crate::error::CliError;
 use crate::output::{self, OutputFormat};
 
 pub(super) async fn run(api: &Api, out: OutputFormat, verb: LinksCommand) -> Result<(), CliError> {
-    let LinksCommand::List { login } = verb;
+    match verb {
+        LinksCommand::List { login } => list(api, out, login).await,
+        LinksCommand::Remove {
+            login,
+            provider,
+            subject,
+            ..
+        } => remove(api, out, login, provider, subject).await,
+    }
+}
+
+async fn list(api: &Api, out: OutputFormat, login: String) -> Result<(), CliError> {
     let links = api
         .broker()
         .list_links(ListLinksRequest {
@@ -36,6 +47,32 @@ pub(super) async fn run(api: &Api, out: OutputFormat, verb: LinksCommand) -> Res
             let links: Vec<Value> = links.iter().map(link_json).collect();
             output::print_json(&json!({ "account": login, "links": links }))?;
         }
+    }
+    Ok(())
+}
+
+async fn remove(
+    api: &Api,
+    out: OutputFormat,
+    login: String,
+    provider: String,
+    subject: String,
+) -> Result<(), CliError> {
+    api.broker()
+        .remove_link(RemoveLinkRequest {
+            account: login.clone(),
+            provider: provider.clone(),
+            subject: subject.clone(),
+        })
+        .await
+        .map_err(|status| api.fail(status))?;
+    match out {
+        OutputFormat::Table => {
+            output::print_line(&format!("Removed the {provider} identity from {login}."))?;
+        }
+        OutputFormat::Json => output::print_json(
+            &json!({ "account": login, "provider": provider, "subject": subject, "removed": true }),
+        )?,
     }
     Ok(())
 }

@@ -19,7 +19,7 @@ mod rights;
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
-use crate::cli::{AccountsCommand, Cli, Command, RightsCommand};
+use crate::cli::{AccountsCommand, Cli, Command, LinksCommand, RightsCommand};
 use crate::client::{Api, BearerAuth, resolve_token};
 use crate::error::CliError;
 
@@ -75,6 +75,15 @@ impl Confirmation {
                 right,
                 confirm,
             }) => (format!("revoke {right} from {login}"), confirm),
+            Command::Links(LinksCommand::Remove {
+                login,
+                provider,
+                confirm,
+                ..
+            }) => (
+                format!("remove the {provider} identity from {login}"),
+                confirm,
+            ),
             _ => return None,
         };
         Some(Self {

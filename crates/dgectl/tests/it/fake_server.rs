@@ -324,6 +324,7 @@ impl ClientRegistry for Fake {
             confidential: request.confidential,
             first_party: request.first_party,
             post_logout_redirect_uris: request.post_logout_redirect_uris,
+            settings: request.settings,
         };
         Ok(Response::new(AddClientResponse {
             client: Some(client),
@@ -366,5 +367,19 @@ impl Authorization for Fake {
         Ok(Response::new(ListRightsResponse {
             rights: vec!["datahub:publish".to_owned()],
         }))
+    }
+
+    async fn introspect(
+        &self,
+        _request: Request<dge_proto::v1::IntrospectRequest>,
+    ) -> Answer<dge_proto::v1::IntrospectResponse> {
+        Err(Status::unimplemented("not faked"))
+    }
+
+    async fn revoke(
+        &self,
+        _request: Request<dge_proto::v1::RevokeRequest>,
+    ) -> Answer<dge_proto::v1::RevokeResponse> {
+        Err(Status::unimplemented("not faked"))
     }
 }

@@ -1,0 +1,138 @@
+//! The claims of an upstream, mapped to a profile.
+
+use serde_json::{Map, Value};
+
+use crate::config::EffectiveMapping;
+
+/// What the upstream says about the person, after mapping.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Profile {
+    /// The upstream's subject.
+    pub subject: String,
+    /// Email address (trimmed).
+    pub email: String,
+    /// First names.
+    pub given_name: String,
+    /// Family name (`usual_name` at ProConnect).
+    pub family_name: String,
+    /// Phone number, when given.
+    pub phone: Option<String>,
+    /// The employer's SIRET, when given and well formed (14 digits).
+    pub siret: Option<String>,
+    /// The organisation's display name.
+    pub organisation_label: Option<String>,
+    /// Which provider authenticated the person.
+    pub idp_id: Option<String>,
+    /// Roles (ProConnect: `agent_public` …).
+    pub roles: Vec<String>,
+}
+
+fn text(claims: &Map<String, Value>, name: &str) -> Option<String> {
+    match claims.get(name)? {
+        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn list(claims: &Map<String, Value>, name: &str) -> Vec<String> {
+    match claims.get(name) {
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .filter(|s| !s.is_empty())
+            .collect(),
+        Some(Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
+        _ => Vec::new(),
+    }
+}
+
+impl Profile {
+    /// Maps `claims` (ID token claims overlaid with userinfo) with `mapping`.
+    #[must_use]
+    pub fn from_claims(
+        subject: &str,
+        claims: &Map<String, Value>,
+        mapping: &EffectiveMapping,
+    ) -> Self {
+        let opt = |name: &Option<String>| name.as_deref().and_then(|n| text(claims, n));
+        let siret = opt(&mapping.siret)
+            .map(|s| s.chars().filter(|c| !c.is_whitespace()).collect::<String>())
+            .filter(|s| s.len() == 14 && s.bytes().all(|b| b.is_ascii_digit()));
+        Self {
+            subject: subject.to_owned(),
+            email: text(claims, &mapping.email).unwrap_or_default(),
+            given_name: text(claims, &mapping.given_name).unwrap_or_default(),
+            family_name: text(claims, &mapping.family_name).unwrap_or_default(),
+            phone: text(claims, &mapping.phone),
+            siret,
+            organisation_label: opt(&mapping.organisation_label),
+            idp_id: opt(&mapping.idp_id),
+            roles: mapping
+                .roles
+                .as_deref()
+                .map(|n| list(claims, n))
+                .unwrap_or_default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::config::{UpstreamConfig, default_providers};
+
+    fn provider(name: &str) -> UpstreamConfig {
+        default_providers()
+            .into_iter()
+            .find(|p| p.name == name)
+            .expect("default provider")
+    }
+
+    #[test]
+    fn proconnect_claims_fill_the_profile() {
+        let claims = json!({
+            "sub": "abc", "given_name": "Jeanne Marie", "usual_name": "Dupont",
+            "family_name": "ignored", "email": " jeanne@grandest.fr ", "siret": "200 052 267 00013",
+            "idp_id": "fia1", "organization_label": "Région Grand Est",
+            "roles": ["agent_public", "agent_public_territorial"], "phone_number": "+33612345678"
+        });
+        let p = Profile::from_claims(
+            "abc",
+            claims.as_object().expect("object"),
+            &provider("proconnect").mapping(),
+        );
+        assert_eq!(p.family_name, "Dupont");
+        assert_eq!(p.given_name, "Jeanne Marie");
+        assert_eq!(p.email, "jeanne@grandest.fr");
+        assert_eq!(p.siret.as_deref(), Some("20005226700013"));
+        assert_eq!(p.organisation_label.as_deref(), Some("Région Grand Est"));
+        assert_eq!(p.roles, ["agent_public", "agent_public_territorial"]);
+        assert_eq!(p.phone.as_deref(), Some("+33612345678"));
+    }
+
+    #[test]
+    fn a_malformed_siret_is_dropped() {
+        let claims = json!({"siret": "1234"});
+        let p = Profile::from_claims(
+            "s",
+            claims.as_object().expect("object"),
+            &provider("proconnect").mapping(),
+        );
+        assert_eq!(p.siret, None);
+    }
+
+    #[test]
+    fn generic_upstream_reads_family_name_and_ignores_siret() {
+        let claims = json!({"family_name": "Martin", "usual_name": "x", "siret": "20005226700013"});
+        let p = Profile::from_claims(
+            "s",
+            claims.as_object().expect("object"),
+            &provider("region").mapping(),
+        );
+        assert_eq!(p.family_name, "Martin");
+        assert_eq!(p.siret, None);
+    }
+}

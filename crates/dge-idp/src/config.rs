@@ -1,0 +1,465 @@
+//! Production configuration: a TOML file plus `DGE_` environment variables.
+//!
+//! Every key of the file can be set from the environment: `DGE_DATABASE__URL`
+//! sets `database.url` (two underscores separate the levels). Unknown keys are
+//! refused, so a misspelt setting fails at start instead of being ignored. Error
+//! messages name the key, never its value: a misplaced secret must not reach a log.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use dge_broker::UpstreamConfig;
+use dge_core::Secret;
+use dge_workflow::notify::{NoticeMode, NotifySettings};
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::Deserialize;
+
+use crate::settings::{MailTransport, Settings};
+
+/// The whole configuration file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Listeners and public URL.
+    pub server: ServerConfig,
+    /// The database.
+    pub database: DatabaseConfig,
+    /// Outgoing email.
+    pub mail: MailConfig,
+    /// Keys of the provider.
+    pub keys: KeysConfig,
+    /// The portal's name, look and links.
+    #[serde(default)]
+    pub portal: PortalConfig,
+    /// Local-account settings.
+    #[serde(default)]
+    pub accounts: AccountsConfig,
+    /// Notices to administrators.
+    #[serde(default)]
+    pub notify: NotifyConfig,
+    /// Upstream identity providers; ProConnect and the Région, unconfigured, by default.
+    #[serde(default = "dge_broker::default_providers")]
+    pub upstreams: Vec<UpstreamConfig>,
+}
+
+/// `[server]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// HTTP listener (pages and OpenID Connect).
+    #[serde(default = "default_http")]
+    pub http_addr: SocketAddr,
+    /// gRPC listener.
+    #[serde(default = "default_grpc")]
+    pub grpc_addr: SocketAddr,
+    /// Public URL, also the OIDC issuer: `https://…` (plain `http` only on loopback).
+    pub public_url: String,
+}
+
+/// `[keys]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysConfig {
+    /// 32 random bytes in base64 that encrypt the private signing keys at rest
+    /// (AES-256-GCM). The same on every replica; keep it in
+    /// `DGE_KEYS__ENCRYPTION_KEY`, not in the file.
+    pub encryption_key: Secret<String>,
+}
+
+/// `[database]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `postgres://…` for several replicas, `sqlite://…` for one.
+    pub url: Secret<String>,
+    /// Pool size of each replica.
+    #[serde(default = "default_pool")]
+    pub max_connections: u32,
+}
+
+/// `[mail]`: exactly one of `smtp_url` and `outbox_dir`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailConfig {
+    /// The `From` mailbox, e.g. `DataGrandEst <no-reply@datagrandest.fr>`.
+    pub from: String,
+    /// `smtp://host:25`, `smtp://user:pass@host:587?tls=required`, `smtps://host:465`.
+    #[serde(default)]
+    pub smtp_url: Option<Secret<String>>,
+    /// Write `.eml` files here instead (tests, demos).
+    #[serde(default)]
+    pub outbox_dir: Option<PathBuf>,
+}
+
+/// `[portal]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PortalConfig {
+    /// Display name.
+    pub name: String,
+    /// Home page.
+    pub home_url: String,
+    /// Logo URL (served by us), if any.
+    pub logo_url: Option<String>,
+    /// Main colour.
+    pub primary_color: String,
+    /// Support address shown in emails.
+    pub support_email: String,
+}
+
+impl Default for PortalConfig {
+    fn default() -> Self {
+        Self {
+            name: "DataGrandEst".into(),
+            home_url: "https://www.datagrandest.fr".into(),
+            logo_url: None,
+            primary_color: "#000091".into(),
+            support_email: "contact@datagrandest.fr".into(),
+        }
+    }
+}
+
+/// `[accounts]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccountsConfig {
+    /// Lifetime of confirmation links, seconds.
+    pub confirmation_ttl_secs: i64,
+    /// Password hashes run at once per replica (each holds 19 MiB).
+    pub hash_concurrency: usize,
+}
+
+impl Default for AccountsConfig {
+    fn default() -> Self {
+        Self {
+            confirmation_ttl_secs: 48 * 3600,
+            hash_concurrency: 2,
+        }
+    }
+}
+
+/// `[notify]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyConfig {
+    /// Administrators told of new sign-ups.
+    pub admin_emails: Vec<String>,
+    /// `per-signup` or `daily-digest`.
+    pub mode: String,
+    /// Hour (UTC) of the daily digest.
+    pub digest_hour_utc: u32,
+    /// Remind of sign-ups pending longer than this many days.
+    pub reminder_after_days: i64,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        Self {
+            admin_emails: Vec::new(),
+            mode: "per-signup".into(),
+            digest_hour_utc: 7,
+            reminder_after_days: 3,
+        }
+    }
+}
+
+fn default_http() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 8080))
+}
+
+fn default_grpc() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 50051))
+}
+
+const fn default_pool() -> u32 {
+    16
+}
+
+/// Top-level sections, so unrelated `DGE_…` variables (those of `dge-idp dev`)
+/// are not mistaken for configuration keys.
+const SECTIONS: [&str; 8] = [
+    "server",
+    "database",
+    "keys",
+    "mail",
+    "portal",
+    "accounts",
+    "notify",
+    "upstreams",
+];
+
+/// What is wrong with a configuration: one line per problem, keys only.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n  {}", .0.join("\n  "))]
+pub struct ConfigError(pub Vec<String>);
+
+/// Reads `path` (if given) and the environment.
+///
+/// # Errors
+/// [`ConfigError`] naming each bad key.
+pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+    let mut figment = Figment::new();
+    if let Some(path) = path {
+        if !path.is_file() {
+            return Err(ConfigError(vec![format!(
+                "{}: no such file",
+                path.display()
+            )]));
+        }
+        figment = figment.merge(Toml::file(path));
+    }
+    let env = Env::prefixed("DGE_").split("__").filter(|key| {
+        let top = key.as_str().split('.').next().unwrap_or_default();
+        SECTIONS.contains(&top)
+    });
+    let config: Config = figment
+        .merge(env)
+        .extract()
+        .map_err(|e| ConfigError(e.into_iter().map(describe).collect()))?;
+    config.validate()?;
+    Ok(config)
+}
+
+/// A figment error without the offending value.
+fn describe(e: figment::Error) -> String {
+    use figment::error::Kind;
+    let key = if e.path.is_empty() {
+        "(top level)".to_owned()
+    } else {
+        e.path.join(".")
+    };
+    let what = match &e.kind {
+        Kind::MissingField(field) => return format!("{}: missing", join_key(&e.path, field)),
+        Kind::UnknownField(field, _) => {
+            return format!("{}: unknown key", join_key(&e.path, field));
+        }
+        Kind::InvalidType(_, expected) => format!("expected {expected}"),
+        Kind::InvalidValue(_, expected) => format!("expected {expected}"),
+        Kind::InvalidLength(_, expected) => format!("expected {expected}"),
+        Kind::UnknownVariant(_, expected) => format!("expected one of {}", expected.join(", ")),
+        Kind::DuplicateField(field) => format!("duplicated key {field}"),
+        Kind::Message(m) => m.clone(),
+        other => other.to_string(),
+    };
+    format!("{key}: {what}")
+}
+
+fn join_key(path: &[String], field: &str) -> String {
+    // figment's path sometimes already ends with the field.
+    if path.last().is_some_and(|last| last == field) {
+        return path.join(".");
+    }
+    if path.is_empty() {
+        field.to_owned()
+    } else {
+        format!("{}.{field}", path.join("."))
+    }
+}
+
+fn loopback_http(url: &url::Url) -> bool {
+    url.scheme() == "http" && matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"))
+}
+
+impl Config {
+    /// Checks what serde cannot: URLs, choices, ranges.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming each bad key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut errors = Vec::new();
+        match url::Url::parse(&self.server.public_url) {
+            Ok(u) if u.scheme() == "https" || loopback_http(&u) => {}
+            Ok(_) => {
+                errors.push("server.public_url: must be https (plain http only on loopback)".into())
+            }
+            Err(_) => errors.push("server.public_url: not a URL".into()),
+        }
+        let db = self.database.url.expose();
+        if !(db.starts_with("postgres://")
+            || db.starts_with("postgresql://")
+            || db.starts_with("sqlite:"))
+        {
+            errors.push("database.url: must start with postgres:// or sqlite:".into());
+        }
+        if dge_authz::keys::KeyEncryptionKey::from_base64(self.keys.encryption_key.expose())
+            .is_err()
+        {
+            errors.push(
+                "keys.encryption_key: must be 32 bytes in base64 (openssl rand -base64 32)".into(),
+            );
+        }
+        if self.database.max_connections == 0 {
+            errors.push("database.max_connections: must be at least 1".into());
+        }
+        match (&self.mail.smtp_url, &self.mail.outbox_dir) {
+            (Some(u), None)
+                if !(u.expose().starts_with("smtp://") || u.expose().starts_with("smtps://")) =>
+            {
+                errors.push("mail.smtp_url: must start with smtp:// or smtps://".into());
+            }
+            (Some(_), None) | (None, Some(_)) => {}
+            _ => errors.push("mail: set exactly one of smtp_url and outbox_dir".into()),
+        }
+        if self.mail.from.parse::<lettre::message::Mailbox>().is_err() {
+            errors.push("mail.from: not a mailbox such as `Name <address@host>`".into());
+        }
+        if self.accounts.hash_concurrency == 0 {
+            errors.push("accounts.hash_concurrency: must be at least 1".into());
+        }
+        if self.accounts.confirmation_ttl_secs < 300 {
+            errors.push("accounts.confirmation_ttl_secs: at least 300".into());
+        }
+        if !matches!(self.notify.mode.as_str(), "per-signup" | "daily-digest") {
+            errors.push("notify.mode: per-signup or daily-digest".into());
+        }
+        if self.notify.digest_hour_utc > 23 {
+            errors.push("notify.digest_hour_utc: 0 to 23".into());
+        }
+        if self.notify.reminder_after_days < 1 {
+            errors.push("notify.reminder_after_days: at least 1".into());
+        }
+        for (i, e) in self.notify.admin_emails.iter().enumerate() {
+            if dge_registry::domain::signup::normalise_email(e).is_none() {
+                errors.push(format!("notify.admin_emails[{i}]: not an email address"));
+            }
+        }
+        for (i, u) in self.upstreams.iter().enumerate() {
+            if u.name.is_empty()
+                || !u
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            {
+                errors.push(format!(
+                    "upstreams[{i}].name: lower-case letters, digits or '-'"
+                ));
+            }
+            if !u.issuer.is_empty() && url::Url::parse(&u.issuer).is_err() {
+                errors.push(format!("upstreams[{i}].issuer: not a URL"));
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError(errors))
+        }
+    }
+
+    /// The settings `app::run` needs.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when a value [`Config::validate`] would refuse slipped in.
+    pub fn settings(&self) -> Result<Settings, ConfigError> {
+        let key_encryption_key =
+            dge_authz::keys::KeyEncryptionKey::from_base64(self.keys.encryption_key.expose())
+                .map_err(|_| {
+                    ConfigError(vec![
+                        "keys.encryption_key: must be 32 bytes in base64".into(),
+                    ])
+                })?;
+        let mail = match (&self.mail.smtp_url, &self.mail.outbox_dir) {
+            (Some(url), _) => MailTransport::Smtp(url.clone()),
+            (None, dir) => {
+                MailTransport::Files(dir.clone().unwrap_or_else(|| PathBuf::from("outbox")))
+            }
+        };
+        let public_url = self.server.public_url.trim_end_matches('/').to_owned();
+        Ok(Settings {
+            secure_cookies: public_url.starts_with("https://"),
+            public_url,
+            database_url: self.database.url.clone(),
+            database_max_connections: self.database.max_connections,
+            mail,
+            mail_from: self.mail.from.clone(),
+            confirmation_ttl_secs: self.accounts.confirmation_ttl_secs,
+            notify: NotifySettings {
+                admin_emails: self.notify.admin_emails.clone(),
+                mode: if self.notify.mode == "daily-digest" {
+                    NoticeMode::DailyDigest {
+                        hour_utc: self.notify.digest_hour_utc,
+                    }
+                } else {
+                    NoticeMode::PerSignup
+                },
+                reminder_after_secs: self.notify.reminder_after_days * 86_400,
+            },
+            upstreams: self.upstreams.clone(),
+            portal: dge_pages::Portal {
+                name: self.portal.name.clone(),
+                home_url: self.portal.home_url.clone(),
+                logo_url: self.portal.logo_url.clone(),
+                primary_color: self.portal.primary_color.clone(),
+            },
+            support_email: self.portal.support_email.clone(),
+            hash_concurrency: self.accounts.hash_concurrency,
+            key_encryption_key,
+        })
+    }
+}
+
+/// A commented example configuration, printed by `dge-idp config-example`.
+pub const EXAMPLE: &str = include_str!("../../../deploy/dge-idp.example.toml");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, body: &str) -> PathBuf {
+        let path = dir.join("dge-idp.toml");
+        std::fs::write(&path, body).unwrap();
+        path
+    }
+
+    fn tmp() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("dge-config-{}", dge_core::new_id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+    #[test]
+    fn the_example_configuration_is_valid() {
+        let dir = tmp();
+        let placeholder = load(Some(&write(&dir, EXAMPLE))).unwrap_err().to_string();
+        assert!(
+            placeholder.contains("keys.encryption_key: must be 32 bytes"),
+            "{placeholder}"
+        );
+        let body = EXAMPLE.replace("REPLACE-WITH-openssl-rand-base64-32", KEY);
+        let config = load(Some(&write(&dir, &body))).expect("example loads");
+        assert_eq!(
+            config.server.public_url,
+            "https://connexion.datagrandest.fr"
+        );
+    }
+
+    #[test]
+    fn errors_name_keys_but_never_values() {
+        let dir = tmp();
+        let body = "[server]\npublic_url = \"http://portal.example.fr\"\n[database]\nurl = \"mysql://root:hunter2@db/x\"\nmax_conections = 3\n[mail]\nfrom = \"x\"\n";
+        let err = load(Some(&write(&dir, body))).unwrap_err().to_string();
+        assert!(
+            err.contains("database.max_conections: unknown key"),
+            "{err}"
+        );
+        assert!(!err.contains("hunter2"), "{err}");
+        let body = format!(
+            "[server]\npublic_url = \"http://portal.example.fr\"\n[keys]\nencryption_key = \"{KEY}\"\n[database]\nurl = \"mysql://root:hunter2@db/x\"\n[mail]\nfrom = \"x\"\n"
+        );
+        let err = load(Some(&write(&dir, &body))).unwrap_err().to_string();
+        for key in ["server.public_url", "database.url", "mail:", "mail.from"] {
+            assert!(err.contains(key), "{key} in {err}");
+        }
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_file_is_reported() {
+        let err = load(Some(Path::new("/nonexistent/dge.toml")))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no such file"));
+    }
+}

@@ -1,0 +1,190 @@
+//! Client authentication at the token, introspection and revocation endpoints
+//! (RFC 6749 §2.3, OIDC Core §9): `client_secret_basic`, `client_secret_post`,
+//! `private_key_jwt` (RFC 7523) and, for public clients, none.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use dge_core::token::hash_token;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+
+use super::{OAuthError, TokenForm, oauth};
+use crate::clients::{self, Client};
+use crate::{Provider, Result};
+
+/// The only assertion type of `private_key_jwt`.
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// Assertions live at most this long, so the replay table stays small.
+const MAX_ASSERTION_LIFETIME_SECS: i64 = 300;
+
+/// Credentials taken from the `Authorization: Basic` header (RFC 6749 §2.3.1).
+#[must_use]
+pub fn basic_credentials(header: &str) -> Option<(String, String)> {
+    let (scheme, value) = header.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = STANDARD.decode(value.trim()).ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (id, secret) = decoded.split_once(':')?;
+    let unescape = |s: &str| form_urlencoded_decode(s);
+    Some((unescape(id)?, unescape(secret)?))
+}
+
+fn form_urlencoded_decode(s: &str) -> Option<String> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&format!("v={s}")).ok()?;
+    pairs.into_iter().next().map(|(_, v)| v)
+}
+
+#[derive(Deserialize)]
+struct AssertionClaims {
+    iss: String,
+    sub: String,
+    exp: i64,
+    jti: String,
+}
+
+fn invalid() -> OAuthError {
+    oauth("invalid_client", "client authentication failed")
+}
+
+impl Provider {
+    /// Authenticates the client of a token, introspection or revocation request.
+    ///
+    /// # Errors
+    /// Storage errors; a failed authentication is `Ok(Err(invalid_client))`.
+    pub async fn authenticate_client(
+        &self,
+        form: &TokenForm,
+        basic: Option<(String, String)>,
+    ) -> Result<Result<Client, OAuthError>> {
+        if form.client_assertion.is_some() || form.client_assertion_type.is_some() {
+            if basic.is_some() || form.client_secret.is_some() {
+                return Ok(Err(invalid()));
+            }
+            return self.private_key_jwt(form).await;
+        }
+        let (id, secret) = match (basic, form.client_id.as_deref()) {
+            (Some((id, secret)), None) => (id, Some(secret)),
+            (Some((id, secret)), Some(body_id)) if body_id == id => (id, Some(secret)),
+            (Some(_), Some(_)) | (None, None) => return Ok(Err(invalid())),
+            (None, Some(id)) => (id.to_owned(), form.client_secret.clone()),
+        };
+        let Some(client) = clients::find(&self.db, &id).await? else {
+            return Ok(Err(invalid()));
+        };
+        let ok = match (client.confidential, secret.as_deref()) {
+            (true, Some(secret)) => client.secret_matches(secret),
+            (false, None) => true,
+            _ => false,
+        };
+        Ok(if ok { Ok(client) } else { Err(invalid()) })
+    }
+
+    /// `private_key_jwt`: a JWT signed with a key of the client's registered JWKS,
+    /// `iss` = `sub` = client id, `aud` the token endpoint or the issuer, short-lived,
+    /// and its `jti` used once.
+    async fn private_key_jwt(&self, form: &TokenForm) -> Result<Result<Client, OAuthError>> {
+        let (Some(JWT_BEARER), Some(assertion)) = (
+            form.client_assertion_type.as_deref(),
+            form.client_assertion.as_deref(),
+        ) else {
+            return Ok(Err(invalid()));
+        };
+        let Ok(unverified) = jsonwebtoken::dangerous::insecure_decode::<AssertionClaims>(assertion)
+        else {
+            return Ok(Err(invalid()));
+        };
+        let id = unverified.claims.sub;
+        if form.client_id.as_deref().is_some_and(|c| c != id) {
+            return Ok(Err(invalid()));
+        }
+        let Some(client) = clients::find(&self.db, &id).await? else {
+            return Ok(Err(invalid()));
+        };
+        let Some(claims) = self.verify_assertion(&client, assertion) else {
+            return Ok(Err(invalid()));
+        };
+        if !self.first_use_of_assertion(&client.id, &claims).await? {
+            return Ok(Err(invalid()));
+        }
+        Ok(Ok(client))
+    }
+
+    fn verify_assertion(&self, client: &Client, assertion: &str) -> Option<AssertionClaims> {
+        let jwks: JwkSet = serde_json::from_str(client.settings.jwks.as_deref()?).ok()?;
+        let header = jsonwebtoken::decode_header(assertion).ok()?;
+        // Asymmetric algorithms only: `none` and HMAC are refused (RFC 8725 §3.1).
+        if !matches!(header.alg, Algorithm::ES256 | Algorithm::RS256) {
+            return None;
+        }
+        let jwk = match header.kid.as_deref() {
+            Some(kid) => jwks.find(kid)?,
+            None if jwks.keys.len() == 1 => jwks.keys.first()?,
+            None => return None,
+        };
+        let key = DecodingKey::from_jwk(jwk).ok()?;
+        let mut validation = Validation::new(header.alg);
+        let token_endpoint = format!("{}/token", self.issuer());
+        validation.set_audience(&[token_endpoint.as_str(), self.issuer()]);
+        validation.set_issuer(&[client.id.as_str()]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        // Expiry is checked against the injected clock below.
+        validation.validate_exp = false;
+        let claims = jsonwebtoken::decode::<AssertionClaims>(assertion, &key, &validation)
+            .ok()?
+            .claims;
+        let now = self.now();
+        let fresh = claims.exp > now && claims.exp <= now + MAX_ASSERTION_LIFETIME_SECS;
+        (fresh && claims.sub == client.id && claims.iss == client.id && !claims.jti.is_empty())
+            .then_some(claims)
+    }
+
+    async fn first_use_of_assertion(&self, client_id: &str, c: &AssertionClaims) -> Result<bool> {
+        let now = self.now();
+        sqlx::query("DELETE FROM client_assertions WHERE expires_at <= $1")
+            .bind(now)
+            .execute(self.db.pool())
+            .await?;
+        let inserted = sqlx::query(
+            "INSERT INTO client_assertions (jti_hash, client_id, expires_at) VALUES ($1, $2, $3)",
+        )
+        .bind(hash_token(&format!("{client_id}\n{}", c.jti)))
+        .bind(client_id)
+        .bind(c.exp)
+        .execute(self.db.pool())
+        .await;
+        match inserted {
+            Ok(_) => Ok(true),
+            Err(e)
+                if dge_store::is_unique_violation(
+                    &e,
+                    "client_assertions_pkey",
+                    "client_assertions.jti_hash",
+                ) =>
+            {
+                tracing::warn!(client_id = %client_id, "client assertion replayed");
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_credentials_are_form_decoded() {
+        let header = format!("Basic {}", STANDARD.encode("data%2Bhub:s%3Acret"));
+        assert_eq!(
+            basic_credentials(&header),
+            Some(("data+hub".into(), "s:cret".into()))
+        );
+        assert_eq!(basic_credentials("Bearer abc"), None);
+        assert_eq!(basic_credentials("Basic !!!"), None);
+    }
+}

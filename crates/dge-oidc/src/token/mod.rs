@@ -1,0 +1,178 @@
+//! The token endpoint (RFC 6749 §3.2, OIDC Core §3.1.3), one file per grant:
+//!
+//! - [`code`]: `authorization_code`: codes exchanged once, a replay revokes the family.
+//! - [`refresh`]: `refresh_token`: rotated on every use, reuse revokes the family.
+//! - [`service`]: `client_credentials` for internal services.
+//! - [`client_auth`]: `client_secret_basic`, `client_secret_post`, `private_key_jwt`, none.
+//! - [`mint`]: signs access tokens and ID tokens and records them.
+
+pub mod client_auth;
+mod code;
+mod mint;
+mod refresh;
+mod service;
+
+use dge_authz::grants::{self, TokenInfo, TokenKind};
+use serde::{Deserialize, Serialize};
+
+use crate::clients::Client;
+
+pub use client_auth::basic_credentials;
+
+use crate::{Provider, Result};
+
+/// The form posted to `/token`. Not `Debug`: it carries secrets.
+#[derive(Default, Deserialize)]
+pub struct TokenForm {
+    /// `authorization_code`, `refresh_token` or `client_credentials`.
+    pub grant_type: Option<String>,
+    /// The code.
+    pub code: Option<String>,
+    /// Must equal the authorization request's.
+    pub redirect_uri: Option<String>,
+    /// PKCE verifier.
+    pub code_verifier: Option<String>,
+    /// The refresh token.
+    pub refresh_token: Option<String>,
+    /// Scopes asked for (`refresh_token` may narrow, `client_credentials` chooses).
+    pub scope: Option<String>,
+    /// `client_secret_post` or public clients.
+    pub client_id: Option<String>,
+    /// `client_secret_post`.
+    pub client_secret: Option<String>,
+    /// `private_key_jwt` (RFC 7523): the assertion type.
+    pub client_assertion_type: Option<String>,
+    /// `private_key_jwt`: the signed assertion.
+    pub client_assertion: Option<String>,
+    /// Introspection and revocation: the token.
+    pub token: Option<String>,
+    /// Introspection and revocation: a hint, ignored (both kinds are recognised).
+    pub token_type_hint: Option<String>,
+}
+
+/// A successful token response.
+#[derive(Debug, Serialize)]
+pub struct TokenResponse {
+    /// The access token (JWT, `at+jwt`).
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Seconds until expiry.
+    pub expires_in: i64,
+    /// The ID token (not for `client_credentials`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+    /// The refresh token (not for `client_credentials`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    /// Granted scopes.
+    pub scope: String,
+}
+
+/// An OAuth error (RFC 6749 §5.2).
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct OAuthError {
+    /// `invalid_request`, `invalid_client`, `invalid_grant` …
+    pub error: &'static str,
+    /// A sentence for the developer.
+    pub error_description: &'static str,
+}
+
+/// An OAuth error.
+#[must_use]
+pub const fn oauth(error: &'static str, error_description: &'static str) -> OAuthError {
+    OAuthError {
+        error,
+        error_description,
+    }
+}
+
+/// The answer of a grant: tokens, or a protocol error.
+pub type Grant = Result<Result<TokenResponse, OAuthError>>;
+
+/// Whether every scope of `asked` is in `allowed`.
+fn subset(asked: &str, allowed: &[&str]) -> bool {
+    asked
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .all(|s| allowed.contains(&s))
+}
+
+impl Provider {
+    /// Answers a token request.
+    ///
+    /// # Errors
+    /// Storage or signing errors; protocol errors are `Ok(Err(_))`.
+    pub async fn exchange(&self, form: &TokenForm, basic: Option<(String, String)>) -> Grant {
+        let grant = form.grant_type.as_deref().unwrap_or("");
+        if !matches!(
+            grant,
+            "authorization_code" | "refresh_token" | "client_credentials"
+        ) {
+            return Ok(Err(oauth(
+                "unsupported_grant_type",
+                "grant_type must be authorization_code, refresh_token or client_credentials",
+            )));
+        }
+        let client = match self.authenticate_client(form, basic).await? {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(e)),
+        };
+        match grant {
+            "authorization_code" => self.code_grant(&client, form).await,
+            "refresh_token" => self.refresh_grant(&client, form).await,
+            _ => self.service_grant(&client, form).await,
+        }
+    }
+}
+
+impl Provider {
+    /// Inspects a token (RFC 7662): ours, valid, unexpired, unrevoked, with an
+    /// active account.
+    ///
+    /// # Errors
+    /// Storage errors; an invalid token is `Ok(None)`.
+    pub async fn inspect(&self, token: &str) -> Result<Option<TokenInfo>> {
+        Ok(grants::inspect(&self.db, &self.keys, self.issuer(), self.now(), token).await?)
+    }
+
+    /// The claims of a person's valid access token.
+    ///
+    /// # Errors
+    /// Storage errors; an invalid token is `Ok(None)`.
+    pub async fn access_claims(&self, token: &str) -> Result<Option<TokenInfo>> {
+        Ok(self
+            .inspect(token)
+            .await?
+            .filter(|i| i.kind == TokenKind::Access && i.person))
+    }
+
+    /// Revokes a token for `client` (RFC 7009). `Ok(false)` when the token is
+    /// another client's: it is left alone.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn revoke(&self, client: &Client, token: &str) -> Result<bool> {
+        let Some(info) = self.inspect(token).await? else {
+            return Ok(true);
+        };
+        if info.client_id != client.id {
+            return Ok(false);
+        }
+        grants::revoke(&self.db, &info, self.now()).await?;
+        tracing::info!(client_id = %client.id, "token revoked");
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::subset;
+
+    #[test]
+    fn scopes_must_be_a_subset() {
+        assert!(subset("openid email", &["openid", "email", "profile"]));
+        assert!(subset("", &["openid"]));
+        assert!(!subset("openid phone", &["openid", "email"]));
+    }
+}
