@@ -7,6 +7,7 @@ DGECTL_BIN point elsewhere when set.
 from __future__ import annotations
 
 import os
+import secrets
 import warnings
 
 import authlib.deprecate
@@ -68,6 +69,31 @@ def _start(tmp_path_factory, owner: str, extra_env: dict[str, str] | None) -> Id
     _servers.append((owner, server))
     server.start()
     return server
+
+
+def postgres_admin_url() -> str:
+    """The loopback PostgreSQL that tests/run-all.sh checked (DATABASE_URL)."""
+    return os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request):
+    """The environment that puts `dge-idp dev` on SQLite (its default) or on a fresh
+    PostgreSQL database of the test's own, dropped afterwards. A PostgreSQL that does
+    not answer fails the test: it is never skipped."""
+    if request.param == "sqlite":
+        yield {}
+        return
+    import psycopg
+
+    admin_url = postgres_admin_url()
+    name = f"dge_e2e_{secrets.token_hex(6)}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = admin_url.rsplit("/", 1)[0]
+    yield {"DGE_DEV_DATABASE_URL": f"{base}/{name}"}
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")

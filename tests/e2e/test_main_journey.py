@@ -48,8 +48,10 @@ RIGHT = "datahub:publish"
 # --- 1. first start -------------------------------------------------------------------
 
 
-def assert_first_start_seeded(server, admin: Dgectl) -> None:
-    assert (server.data_dir / "dge-identity.sqlite3").is_file(), "no SQLite database in the data dir"
+def assert_first_start_seeded(server, admin: Dgectl, backend: dict[str, str]) -> None:
+    sqlite_file = (server.data_dir / "dge-identity.sqlite3").is_file()
+    # The embedded default keeps its SQLite file in the data dir; on PostgreSQL there is none.
+    assert sqlite_file == (not backend), f"SQLite file in the data dir: {sqlite_file}"
     token_mode = stat.S_IMODE(server.admin_token_path.stat().st_mode)
     assert token_mode == 0o600, f"admin.token has mode {oct(token_mode)}"
     assert server.admin_token(), "admin.token is empty"
@@ -146,11 +148,12 @@ def assert_new_public_client_logs_in(server, admin: Dgectl, person: Person, sub:
     assert module.id_token_claims(token["id_token"], request.nonce)["sub"] == sub
 
 
-def test_main_journey(start_idp, grpc_pb):
-    # 1. First start: SQLite, outbox and admin token under the data dir, demo data seeded.
-    server = start_idp()
+def test_main_journey(start_idp, grpc_pb, backend):
+    # 1. First start: the database (SQLite by default, or PostgreSQL), outbox and admin
+    # token under the data dir, demo data seeded.
+    server = start_idp(backend)
     admin = Dgectl(server)
-    assert_first_start_seeded(server, admin)
+    assert_first_start_seeded(server, admin, backend)
     datahub = Module.datahub(server.base_url)
     assert datahub.discovery["issuer"] == server.base_url
 

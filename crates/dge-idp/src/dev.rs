@@ -25,10 +25,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| format!("http://{}", args.http_addr));
     let settings = Settings {
         public_url: public_url.trim_end_matches('/').to_owned(),
-        database_url: Secret::new(format!(
-            "sqlite://{}?mode=rwc",
-            data_dir.join("dge-identity.sqlite3").display()
-        )),
+        database_url: Secret::new(args.database_url.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}?mode=rwc",
+                data_dir.join("dge-identity.sqlite3").display()
+            )
+        })),
         database_max_connections: 8,
         mail: MailTransport::Files(data_dir.join("outbox")),
         mail_from: "DataGrandEst <no-reply@datagrandest.fr>".into(),
