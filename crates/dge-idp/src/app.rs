@@ -34,6 +34,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
 use crate::settings::{MailTransport, Settings};
@@ -50,6 +51,8 @@ pub struct Listeners {
     pub http: TcpListener,
     /// gRPC services.
     pub grpc: TcpListener,
+    /// Prometheus metrics, when asked for; kept off the public HTTP port.
+    pub metrics: Option<TcpListener>,
 }
 
 /// Connects to the database and applies pending migrations.
@@ -196,6 +199,7 @@ pub async fn run(
 
     let grpc = tonic::transport::Server::builder()
         .timeout(Duration::from_secs(30))
+        .layer(crate::metrics::GrpcMetricsLayer)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(
@@ -227,6 +231,20 @@ pub async fn run(
                 .max_decoding_message_size(GRPC_MESSAGE_LIMIT),
         );
 
+    let metrics_handle = crate::metrics::install();
+    let metrics_task = match listeners.metrics {
+        Some(listener) => {
+            tracing::info!(metrics = %listener.local_addr()?, "serving Prometheus metrics");
+            let router = crate::metrics::router(metrics_handle, db.clone());
+            let stop = stopped();
+            Some(tokio::spawn(async move {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(stop)
+                    .await
+            }))
+        }
+        None => None,
+    };
     tracing::info!(
         http = %listeners.http.local_addr()?,
         grpc = %listeners.grpc.local_addr()?,
@@ -248,6 +266,9 @@ pub async fn run(
     grpc_task.await?.context("gRPC server")?;
     mail_task.await?;
     notify_task.await?;
+    if let Some(task) = metrics_task {
+        task.await?.context("metrics server")?;
+    }
     tracing::info!("dge-idp stopped");
     Ok(())
 }
@@ -288,6 +309,7 @@ fn http_router(pages: dge_pages::Pages, provider: Provider, db: Db, https: bool)
         .merge(ops);
     let app = dge_pages::security::apply(app, https);
     app.layer(RequestBodyLimitLayer::new(HTTP_BODY_LIMIT))
+        .route_layer(axum::middleware::from_fn(crate::metrics::http_middleware))
         .layer(
             // The span names the matched route, never the raw URI: query strings of OIDC
             // endpoints carry codes, states and tokens.
@@ -296,9 +318,32 @@ fn http_router(pages: dge_pages::Pages, provider: Provider, db: Db, https: bool)
                     .extensions()
                     .get::<MatchedPath>()
                     .map_or("unmatched", MatchedPath::as_str);
-                tracing::info_span!("http", method = %req.method(), route)
+                let request_id = req
+                    .headers()
+                    .get(REQUEST_ID)
+                    .and_then(|v| v.to_str().ok())
+                    .filter(|v| plausible_request_id(v))
+                    .unwrap_or("invalid");
+                tracing::info_span!("http", method = %req.method(), route, request_id)
             }),
         )
+        // Outermost: every request gets an id (a proxy's own is kept when it is
+        // plausible) that is logged with its span and sent back to the client.
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// The header that carries request ids.
+const REQUEST_ID: axum::http::HeaderName = axum::http::HeaderName::from_static("x-request-id");
+
+/// A request id from outside is logged only when it looks like one: short, and made
+/// of characters that cannot forge log lines.
+fn plausible_request_id(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= 64
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 async fn ready(State(db): State<Db>) -> StatusCode {

@@ -63,6 +63,9 @@ pub struct DevArgs {
     /// gRPC address.
     #[arg(long, env = "DGE_GRPC_ADDR", default_value = "127.0.0.1:50051")]
     pub grpc_addr: SocketAddr,
+    /// Prometheus metrics listener (`GET /metrics`); none by default.
+    #[arg(long, env = "DGE_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
     /// Public URL, also the OIDC issuer (default `http://<http-addr>`).
     #[arg(long, env = "DGE_PUBLIC_URL")]
     pub public_url: Option<String>,

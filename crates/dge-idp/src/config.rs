@@ -55,6 +55,10 @@ pub struct ServerConfig {
     pub grpc_addr: SocketAddr,
     /// Public URL, also the OIDC issuer: `https://…` (plain `http` only on loopback).
     pub public_url: String,
+    /// Prometheus metrics listener (`GET /metrics`), kept off the public port; none
+    /// when absent.
+    #[serde(default)]
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// `[keys]`.

@@ -95,7 +95,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         settings,
         db,
         clock,
-        app::Listeners { http, grpc },
+        app::Listeners {
+            http,
+            grpc,
+            metrics: crate::serve::bind_optional(args.metrics_addr).await?,
+        },
         shutdown_signal(),
     )
     .await

@@ -7,12 +7,14 @@
 //! - [`config`]: the production configuration (file and environment).
 //! - [`dev`]: the embedded default (`dge-idp dev`).
 //! - [`serve`]: production (`serve`, `check-config`, `migrate`, admin tokens).
+//! - [`metrics`]: Prometheus metrics and their listener.
 //! - [`telemetry`]: log format and levels.
 
 pub mod app;
 pub mod cli;
 pub mod config;
 pub mod dev;
+pub mod metrics;
 pub mod seed;
 pub mod serve;
 pub mod settings;

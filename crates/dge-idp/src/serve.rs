@@ -26,14 +26,36 @@ pub async fn run(args: &ConfigArgs) -> anyhow::Result<()> {
     let grpc = tokio::net::TcpListener::bind(config.server.grpc_addr)
         .await
         .with_context(|| format!("binding {}", config.server.grpc_addr))?;
+    let metrics = bind_optional(config.server.metrics_addr).await?;
     app::run(
         settings,
         db,
         clock,
-        app::Listeners { http, grpc },
+        app::Listeners {
+            http,
+            grpc,
+            metrics,
+        },
         dev::shutdown_signal(),
     )
     .await
+}
+
+/// Binds `addr` when one is given.
+///
+/// # Errors
+/// The address cannot be bound.
+pub(crate) async fn bind_optional(
+    addr: Option<std::net::SocketAddr>,
+) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    match addr {
+        Some(addr) => Ok(Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding {addr}"))?,
+        )),
+        None => Ok(None),
+    }
 }
 
 /// Validates the configuration; prints `configuration is valid` or each problem.

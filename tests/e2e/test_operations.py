@@ -1,0 +1,123 @@
+"""Operations: probes, request ids, Prometheus metrics and the configuration checker."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import uuid
+
+import grpc
+
+from idp_server import clean_env, free_port, idp_binary, loopback_http
+from portal import Module, register_pending_person
+
+
+def metric_value(text: str, name: str, **labels: str) -> float | None:
+    """The value of the sample `name{labels...}` in a Prometheus text page."""
+    for line in text.splitlines():
+        if line.startswith("#") or not line.startswith(name):
+            continue
+        match = re.fullmatch(r"([a-z_]+)(\{.*\})? ([0-9.e+-]+|NaN)", line)
+        if not match or match.group(1) != name:
+            continue
+        found = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', match.group(2) or ""))
+        if all(found.get(k) == v for k, v in labels.items()):
+            return float(match.group(3))
+    return None
+
+
+def test_probes_request_ids_and_metrics(start_idp, grpc_pb):
+    metrics_addr = f"127.0.0.1:{free_port()}"
+    server = start_idp({"DGE_METRICS_ADDR": metrics_addr})
+    http = loopback_http()
+
+    assert http.get(f"{server.base_url}/healthz", timeout=5).status_code == 200
+    assert http.get(f"{server.base_url}/readyz", timeout=5).status_code == 200
+
+    # Every answer carries a request id; a plausible one from a proxy is kept.
+    generated = http.get(f"{server.base_url}/.well-known/openid-configuration", timeout=5)
+    assert uuid.UUID(generated.headers["x-request-id"])
+    mine = "proxy-7f3a9c"
+    kept = http.get(f"{server.base_url}/jwks", headers={"x-request-id": mine}, timeout=5)
+    assert kept.headers["x-request-id"] == mine
+
+    # Metrics stay off the public port.
+    assert http.get(f"{server.base_url}/metrics", timeout=5).status_code == 404
+
+    # Some traffic: a pending sign-up, a gRPC call that fails and one that succeeds.
+    register_pending_person(server, Module.datahub(server.base_url))
+    channel = grpc.insecure_channel(server.grpc_addr, options=[("grpc.enable_http_proxy", 0)])
+    stub = grpc_pb.authorization_grpc.AuthorizationStub(channel)
+    try:
+        stub.Check(grpc_pb.authorization.CheckRequest(access_token="x", right="datahub:publish"), timeout=5)
+    except grpc.RpcError as error:
+        assert error.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.INVALID_ARGUMENT)
+    channel.close()
+
+    # The gauges are read from the database at each scrape.
+    page = http.get(f"http://{metrics_addr}/metrics", timeout=5)
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/plain")
+    text = page.text
+    assert metric_value(
+        text, "dge_http_requests_total", route="/.well-known/openid-configuration", method="GET", status="200"
+    ) >= 1, text
+    assert metric_value(text, "dge_http_request_duration_seconds_count", route="/jwks", method="GET") >= 1
+    assert metric_value(text, "dge_grpc_requests_total", method="/dge.identity.v1.Authorization/Check") >= 1
+    assert metric_value(text, "dge_accounts", status="pending") >= 1, text
+    assert metric_value(text, "dge_outbox_emails", status="queued") is not None
+    # Raw paths never become labels.
+    http.get(f"{server.base_url}/no-such-page-{uuid.uuid4().hex}", timeout=5)
+    text = http.get(f"http://{metrics_addr}/metrics", timeout=5).text
+    assert "no-such-page" not in text
+
+
+def test_check_config_names_each_bad_key_and_never_a_secret(tmp_path):
+    config = tmp_path / "dge-idp.toml"
+    config.write_text(
+        '[server]\npublic_url = "http://portal.example.fr"\n'
+        '[keys]\nencryption_key = "tooshort"\n'
+        '[database]\nurl = "mysql://root:hunter2@db/x"\nmax_conections = 4\n'
+        '[mail]\nfrom = "x"\n',
+        encoding="utf-8",
+    )
+    result = subprocess.run(
+        [str(idp_binary()), "check-config", "--config", str(config)],
+        capture_output=True, text=True, env=clean_env(), timeout=30,
+    )
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "database.max_conections: unknown key" in output, output
+    assert "hunter2" not in output and "tooshort" not in output, output
+
+    config.write_text(
+        '[server]\npublic_url = "http://portal.example.fr"\n'
+        '[keys]\nencryption_key = "tooshort"\n'
+        '[database]\nurl = "mysql://root:hunter2@db/x"\n'
+        '[mail]\nfrom = "x"\n',
+        encoding="utf-8",
+    )
+    result = subprocess.run(
+        [str(idp_binary()), "check-config", "--config", str(config)],
+        capture_output=True, text=True, env=clean_env(), timeout=30,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    for key in ("server.public_url", "keys.encryption_key", "database.url", "mail.from"):
+        assert key in output, output
+    assert "hunter2" not in output and "tooshort" not in output, output
+
+    example = subprocess.run(
+        [str(idp_binary()), "config-example"], capture_output=True, text=True, env=clean_env(), timeout=30,
+    )
+    assert example.returncode == 0
+    config.write_text(
+        example.stdout.replace("REPLACE-WITH-openssl-rand-base64-32", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="),
+        encoding="utf-8",
+    )
+    result = subprocess.run(
+        [str(idp_binary()), "check-config", "--config", str(config)],
+        capture_output=True, text=True, env=clean_env(), timeout=30,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "configuration is valid" in result.stdout
