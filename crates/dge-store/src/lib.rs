@@ -7,6 +7,9 @@
 //!
 //! - [`Db`]: the pool and the backend it talks to.
 //! - [`is_unique_violation`]: recognises a named unique constraint in an error.
+//! - [`ephemeral`]: short-lived state shared by replicas (Redis, or in-process).
+
+pub mod ephemeral;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -1,0 +1,322 @@
+//! Short-lived state shared by the replicas: rate-limit counters, values taken
+//! exactly once, and notifications to every replica.
+//!
+//! Redis serves several replicas; without it, an in-process equivalent serves one.
+//! Both sides answer the same calls the same way (the test suite runs each case on
+//! both). Keys are namespaced with a prefix so that several deployments, or test
+//! runs, can share one Redis.
+//!
+//! What lives here is allowed to vanish (a Redis restart resets counters and drops
+//! notifications); what must last stays in the database.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt as _;
+use tokio::sync::broadcast;
+
+/// Errors of the shared store.
+#[derive(Debug, thiserror::Error)]
+pub enum EphemeralError {
+    /// Redis refused the command or could not be reached.
+    #[error("redis error")]
+    Redis(#[from] redis::RedisError),
+}
+
+/// A notification to every replica: a topic (`keys`, `rights`...) and a payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    /// What changed.
+    pub topic: String,
+    /// Which one, when it matters (an account id...), else empty.
+    pub payload: String,
+}
+
+/// Short-lived shared state: see the module documentation.
+#[derive(Clone)]
+pub struct Ephemeral {
+    inner: Inner,
+    prefix: String,
+    notices: broadcast::Sender<Notice>,
+}
+
+#[derive(Clone)]
+enum Inner {
+    Local(Arc<Mutex<HashMap<String, (String, Instant)>>>),
+    Redis(redis::aio::ConnectionManager),
+}
+
+impl std::fmt::Debug for Ephemeral {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let backend = match self.inner {
+            Inner::Local(_) => "local",
+            Inner::Redis(_) => "redis",
+        };
+        f.debug_struct("Ephemeral")
+            .field("backend", &backend)
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How many notices a slow subscriber may fall behind before it misses some.
+const NOTICE_BACKLOG: usize = 256;
+
+impl Ephemeral {
+    /// The in-process store of a single replica.
+    #[must_use]
+    pub fn local(prefix: &str) -> Self {
+        let (notices, _) = broadcast::channel(NOTICE_BACKLOG);
+        Self {
+            inner: Inner::Local(Arc::default()),
+            prefix: prefix.to_owned(),
+            notices,
+        }
+    }
+
+    /// Connects to Redis and starts relaying its notifications to [`Self::subscribe`].
+    /// The relay reconnects by itself when Redis goes away.
+    ///
+    /// # Errors
+    /// A malformed URL, or Redis does not answer now.
+    pub async fn redis(url: &str, prefix: &str) -> Result<Self, EphemeralError> {
+        let client = redis::Client::open(url)?;
+        let manager = client.get_connection_manager().await?;
+        let (notices, _) = broadcast::channel(NOTICE_BACKLOG);
+        let channel = format!("{prefix}notices");
+        // Subscribe before answering, so that a notice sent right after start-up is seen.
+        let pubsub = subscribe(&client, &channel).await?;
+        tokio::spawn(relay(client, channel, pubsub, notices.clone()));
+        Ok(Self {
+            inner: Inner::Redis(manager),
+            prefix: prefix.to_owned(),
+            notices,
+        })
+    }
+
+    /// Whether this store is shared through Redis.
+    #[must_use]
+    pub fn is_shared(&self) -> bool {
+        matches!(self.inner, Inner::Redis(_))
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    /// Counts one hit on `key` in a fixed window of `window` and returns the count so
+    /// far (1 for the first hit of a window).
+    ///
+    /// # Errors
+    /// Redis failed.
+    pub async fn hit(&self, key: &str, window: Duration) -> Result<u64, EphemeralError> {
+        let key = self.key(key);
+        match &self.inner {
+            Inner::Local(map) => {
+                let now = Instant::now();
+                let mut map = map.lock().unwrap_or_else(PoisonError::into_inner);
+                purge_expired(&mut map, now);
+                let entry = map
+                    .entry(key)
+                    .or_insert_with(|| ("0".to_owned(), now + window));
+                let count = entry.0.parse::<u64>().unwrap_or(0).saturating_add(1);
+                entry.0 = count.to_string();
+                Ok(count)
+            }
+            Inner::Redis(manager) => {
+                let mut conn = manager.clone();
+                let millis = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
+                // INCR then set the expiry only on the window's first hit (NX), in one
+                // round trip.
+                let (count,): (u64,) = redis::pipe()
+                    .atomic()
+                    .incr(&key, 1_u64)
+                    .cmd("PEXPIRE")
+                    .arg(&key)
+                    .arg(millis)
+                    .arg("NX")
+                    .ignore()
+                    .query_async(&mut conn)
+                    .await?;
+                Ok(count)
+            }
+        }
+    }
+
+    /// Forgets the counter or value at `key` (an administrator unlocks an account).
+    ///
+    /// # Errors
+    /// Redis failed.
+    pub async fn forget(&self, key: &str) -> Result<(), EphemeralError> {
+        let key = self.key(key);
+        match &self.inner {
+            Inner::Local(map) => {
+                map.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(&key);
+                Ok(())
+            }
+            Inner::Redis(manager) => {
+                let mut conn = manager.clone();
+                redis::cmd("DEL")
+                    .arg(&key)
+                    .query_async::<()>(&mut conn)
+                    .await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Keeps `value` at `key` for `ttl`, replacing what was there.
+    ///
+    /// # Errors
+    /// Redis failed.
+    pub async fn put(&self, key: &str, value: &str, ttl: Duration) -> Result<(), EphemeralError> {
+        let key = self.key(key);
+        match &self.inner {
+            Inner::Local(map) => {
+                let now = Instant::now();
+                let mut map = map.lock().unwrap_or_else(PoisonError::into_inner);
+                purge_expired(&mut map, now);
+                map.insert(key, (value.to_owned(), now + ttl));
+                Ok(())
+            }
+            Inner::Redis(manager) => {
+                let mut conn = manager.clone();
+                let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+                redis::cmd("SET")
+                    .arg(&key)
+                    .arg(value)
+                    .arg("PX")
+                    .arg(millis)
+                    .query_async::<()>(&mut conn)
+                    .await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Takes the value at `key`: of several concurrent callers, on any replica,
+    /// exactly one gets it; an expired value is gone.
+    ///
+    /// # Errors
+    /// Redis failed.
+    pub async fn take(&self, key: &str) -> Result<Option<String>, EphemeralError> {
+        let key = self.key(key);
+        match &self.inner {
+            Inner::Local(map) => {
+                let now = Instant::now();
+                let mut map = map.lock().unwrap_or_else(PoisonError::into_inner);
+                Ok(map
+                    .remove(&key)
+                    .filter(|(_, expires)| *expires > now)
+                    .map(|(value, _)| value))
+            }
+            Inner::Redis(manager) => {
+                let mut conn = manager.clone();
+                Ok(redis::cmd("GETDEL")
+                    .arg(&key)
+                    .query_async(&mut conn)
+                    .await?)
+            }
+        }
+    }
+
+    /// Tells every replica (this one included) that `topic` changed.
+    ///
+    /// # Errors
+    /// Redis failed; the notice is then lost, and replicas rely on their periodic
+    /// refresh.
+    pub async fn notify(&self, topic: &str, payload: &str) -> Result<(), EphemeralError> {
+        match &self.inner {
+            Inner::Local(_) => {
+                // No subscriber is not an error.
+                drop(self.notices.send(Notice {
+                    topic: topic.to_owned(),
+                    payload: payload.to_owned(),
+                }));
+                Ok(())
+            }
+            Inner::Redis(manager) => {
+                let mut conn = manager.clone();
+                redis::cmd("PUBLISH")
+                    .arg(format!("{}notices", self.prefix))
+                    .arg(format!("{topic}\n{payload}"))
+                    .query_async::<()>(&mut conn)
+                    .await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Notices from every replica, from now on.
+    #[must_use]
+    pub fn subscribe(&self) -> broadcast::Receiver<Notice> {
+        self.notices.subscribe()
+    }
+}
+
+fn purge_expired(map: &mut HashMap<String, (String, Instant)>, now: Instant) {
+    // Amortised: only when the map has grown, so a hit stays O(1) on average.
+    if map.len() >= 1024 && map.len().is_power_of_two() {
+        map.retain(|_, (_, expires)| *expires > now);
+    }
+    if let Some(key) = map
+        .iter()
+        .find(|(_, (_, expires))| *expires <= now)
+        .map(|(k, _)| k.clone())
+    {
+        map.remove(&key);
+    }
+}
+
+async fn subscribe(
+    client: &redis::Client,
+    channel: &str,
+) -> Result<redis::aio::PubSub, redis::RedisError> {
+    let mut pubsub = client.get_async_pubsub().await?;
+    pubsub.subscribe(channel).await?;
+    Ok(pubsub)
+}
+
+/// Relays Redis notifications to the local subscribers, reconnecting with a delay
+/// when the connection drops, until no handle is left.
+async fn relay(
+    client: redis::Client,
+    channel: String,
+    mut pubsub: redis::aio::PubSub,
+    notices: broadcast::Sender<Notice>,
+) {
+    loop {
+        {
+            let mut messages = pubsub.on_message();
+            while let Some(message) = messages.next().await {
+                let Ok(body) = message.get_payload::<String>() else {
+                    continue;
+                };
+                let (topic, payload) = body.split_once('\n').unwrap_or((&body, ""));
+                drop(notices.send(Notice {
+                    topic: topic.to_owned(),
+                    payload: payload.to_owned(),
+                }));
+            }
+        }
+        tracing::warn!("redis notifications interrupted; reconnecting");
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            match subscribe(&client, &channel).await {
+                Ok(fresh) => {
+                    pubsub = fresh;
+                    // Whatever changed while disconnected: every replica reloads.
+                    drop(notices.send(Notice {
+                        topic: "resync".to_owned(),
+                        payload: String::new(),
+                    }));
+                    break;
+                }
+                Err(e) => tracing::warn!(error = %e, "redis still unreachable"),
+            }
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! The shared short-lived store, on Redis (two handles stand for two replicas) and
+//! in-process. Redis comes from `REDIS_URL` (default: the loopback server); a
+//! missing Redis fails these tests, it never skips them.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use dge_store::ephemeral::{Ephemeral, Notice};
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// A prefix of the test's own, so runs and cases never see each other's keys.
+fn prefix() -> String {
+    format!("dge-test:{}:", dge_core::new_id())
+}
+
+/// Two replicas sharing one Redis.
+async fn redis_pair() -> (Ephemeral, Ephemeral) {
+    let prefix = prefix();
+    let a = Ephemeral::redis(&redis_url(), &prefix)
+        .await
+        .expect("Redis must answer on REDIS_URL (default 127.0.0.1:6379)");
+    let b = Ephemeral::redis(&redis_url(), &prefix).await.unwrap();
+    (a, b)
+}
+
+fn local_pair() -> (Ephemeral, Ephemeral) {
+    let a = Ephemeral::local(&prefix());
+    (a.clone(), a)
+}
+
+async fn counts_hits_in_a_window(a: Ephemeral, b: Ephemeral) {
+    let window = Duration::from_millis(400);
+    assert_eq!(a.hit("login:alice", window).await.unwrap(), 1);
+    assert_eq!(b.hit("login:alice", window).await.unwrap(), 2);
+    assert_eq!(a.hit("login:alice", window).await.unwrap(), 3);
+    assert_eq!(a.hit("login:bob", window).await.unwrap(), 1);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        b.hit("login:alice", window).await.unwrap(),
+        1,
+        "a new window starts"
+    );
+    b.forget("login:alice").await.unwrap();
+    assert_eq!(a.hit("login:alice", window).await.unwrap(), 1, "forgotten");
+}
+
+async fn takes_a_value_exactly_once(a: Ephemeral, b: Ephemeral) {
+    a.put("code:1", "payload", Duration::from_secs(30))
+        .await
+        .unwrap();
+    let takers = (0..16).map(|i| {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tokio::spawn(async move { store.take("code:1").await.unwrap() })
+    });
+    let mut won = Vec::new();
+    for taker in takers {
+        if let Some(value) = taker.await.unwrap() {
+            won.push(value);
+        }
+    }
+    assert_eq!(won, vec!["payload".to_owned()]);
+    assert_eq!(b.take("code:1").await.unwrap(), None);
+}
+
+async fn expired_values_are_gone(a: Ephemeral, b: Ephemeral) {
+    a.put("code:2", "x", Duration::from_millis(100))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(b.take("code:2").await.unwrap(), None);
+}
+
+async fn notices_reach_every_replica(a: Ephemeral, b: Ephemeral) {
+    let mut on_a = a.subscribe();
+    let mut on_b = b.subscribe();
+    a.notify("keys", "").await.unwrap();
+    b.notify("rights", "account-7").await.unwrap();
+    for receiver in [&mut on_a, &mut on_b] {
+        let mut seen = Vec::new();
+        while seen.len() < 2 {
+            let notice = tokio::time::timeout(Duration::from_secs(2), receiver.recv())
+                .await
+                .expect("a notice within 2 s")
+                .unwrap();
+            seen.push(notice);
+        }
+        seen.sort_by(|x, y| x.topic.cmp(&y.topic));
+        assert_eq!(
+            seen,
+            vec![
+                Notice {
+                    topic: "keys".into(),
+                    payload: String::new()
+                },
+                Notice {
+                    topic: "rights".into(),
+                    payload: "account-7".into()
+                },
+            ]
+        );
+    }
+}
+
+#[tokio::test]
+async fn redis_counts_hits_in_a_window() {
+    let (a, b) = redis_pair().await;
+    assert!(a.is_shared());
+    counts_hits_in_a_window(a, b).await;
+}
+
+#[tokio::test]
+async fn local_counts_hits_in_a_window() {
+    let (a, b) = local_pair();
+    assert!(!a.is_shared());
+    counts_hits_in_a_window(a, b).await;
+}
+
+#[tokio::test]
+async fn redis_takes_a_value_exactly_once() {
+    let (a, b) = redis_pair().await;
+    takes_a_value_exactly_once(a, b).await;
+}
+
+#[tokio::test]
+async fn local_takes_a_value_exactly_once() {
+    let (a, b) = local_pair();
+    takes_a_value_exactly_once(a, b).await;
+}
+
+#[tokio::test]
+async fn redis_expired_values_are_gone() {
+    let (a, b) = redis_pair().await;
+    expired_values_are_gone(a, b).await;
+}
+
+#[tokio::test]
+async fn local_expired_values_are_gone() {
+    let (a, b) = local_pair();
+    expired_values_are_gone(a, b).await;
+}
+
+#[tokio::test]
+async fn redis_notices_reach_every_replica() {
+    let (a, b) = redis_pair().await;
+    notices_reach_every_replica(a, b).await;
+}
+
+#[tokio::test]
+async fn local_notices_reach_every_replica() {
+    let (a, b) = local_pair();
+    notices_reach_every_replica(a, b).await;
+}
+
+#[tokio::test]
+async fn prefixes_keep_deployments_apart() {
+    let one = Ephemeral::redis(&redis_url(), &prefix()).await.unwrap();
+    let other = Ephemeral::redis(&redis_url(), &prefix()).await.unwrap();
+    one.put("k", "v", Duration::from_secs(5)).await.unwrap();
+    assert_eq!(other.take("k").await.unwrap(), None);
+    assert_eq!(one.take("k").await.unwrap(), Some("v".into()));
+}
