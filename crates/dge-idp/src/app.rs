@@ -90,6 +90,12 @@ pub async fn run(
         .await
         .context("loading signing keys")?,
     );
+    let ephemeral = match &settings.redis_url {
+        Some(url) => dge_store::ephemeral::Ephemeral::redis(url.expose(), "dge:")
+            .await
+            .context("connecting to Redis")?,
+        None => dge_store::ephemeral::Ephemeral::local("dge:"),
+    };
     let auth = Authenticator::new(
         db.clone(),
         keys.clone(),
@@ -231,6 +237,11 @@ pub async fn run(
                 .max_decoding_message_size(GRPC_MESSAGE_LIMIT),
         );
 
+    let keys_task = tokio::spawn(keys_refresh_loop(
+        keys.clone(),
+        ephemeral.clone(),
+        stopped(),
+    ));
     let metrics_handle = crate::metrics::install();
     let metrics_task = match listeners.metrics {
         Some(listener) => {
@@ -266,6 +277,7 @@ pub async fn run(
     grpc_task.await?.context("gRPC server")?;
     mail_task.await?;
     notify_task.await?;
+    keys_task.await?;
     if let Some(task) = metrics_task {
         task.await?.context("metrics server")?;
     }
@@ -277,6 +289,36 @@ fn stopped_signal(rx: &watch::Receiver<bool>) -> impl Future<Output = ()> + Send
     let mut rx = rx.clone();
     async move {
         let _ = rx.wait_for(|s| *s).await;
+    }
+}
+
+/// How often a replica reloads the signing keys even without a notice. A rotated key
+/// starts signing only after a delay longer than this, so every replica publishes it
+/// in its JWKS before any token signed with it exists.
+pub const KEYS_REFRESH: Duration = Duration::from_secs(60);
+
+/// Reloads the signing keys when a replica announces a change (`keys` notice, or a
+/// `resync` after a Redis outage), and every [`KEYS_REFRESH`].
+async fn keys_refresh_loop(
+    keys: Arc<Keys>,
+    ephemeral: dge_store::ephemeral::Ephemeral,
+    stop: impl Future<Output = ()>,
+) {
+    let mut notices = ephemeral.subscribe();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => break,
+            notice = notices.recv() => match notice {
+                Ok(n) if n.topic != "keys" && n.topic != "resync" => continue,
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            },
+            () = tokio::time::sleep(KEYS_REFRESH) => {}
+        }
+        if let Err(e) = keys.reload().await {
+            tracing::error!(error = %dge_core::ErrorChain(&e), "signing keys not reloaded");
+        }
     }
 }
 

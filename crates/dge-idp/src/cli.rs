@@ -19,7 +19,7 @@ pub struct Cli {
 pub enum Command {
     /// Runs on the embedded default: SQLite, in-process caches, emails as `.eml`
     /// files, with demo clients and organisations.
-    Dev(DevArgs),
+    Dev(Box<DevArgs>),
     /// Runs in production: configuration from a TOML file and `DGE_` variables.
     Serve(ConfigArgs),
     /// Validates a configuration and says exactly what is wrong.
@@ -30,6 +30,15 @@ pub enum Command {
     ConfigExample,
     /// Creates an administrator API token and prints it once.
     CreateAdminToken(AdminTokenArgs),
+    /// Exits 0 when `GET URL` answers 200: a health check for images without curl.
+    Probe(ProbeArgs),
+}
+
+/// Options of `dge-idp probe`.
+#[derive(Debug, Clone, Args)]
+pub struct ProbeArgs {
+    /// A plain `http://` URL, usually `http://127.0.0.1:8080/readyz`.
+    pub url: String,
 }
 
 /// Where the configuration comes from.
@@ -63,6 +72,10 @@ pub struct DevArgs {
     /// gRPC address.
     #[arg(long, env = "DGE_GRPC_ADDR", default_value = "127.0.0.1:50051")]
     pub grpc_addr: SocketAddr,
+    /// Redis for counters and notifications shared between replicas; in-process
+    /// without it.
+    #[arg(long, env = "DGE_DEV_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
     /// Prometheus metrics listener (`GET /metrics`); none by default.
     #[arg(long, env = "DGE_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,

@@ -29,6 +29,9 @@ pub struct Config {
     pub mail: MailConfig,
     /// Keys of the provider.
     pub keys: KeysConfig,
+    /// Redis, shared by the replicas.
+    #[serde(default)]
+    pub redis: RedisConfig,
     /// The portal's name, look and links.
     #[serde(default)]
     pub portal: PortalConfig,
@@ -59,6 +62,15 @@ pub struct ServerConfig {
     /// when absent.
     #[serde(default)]
     pub metrics_addr: Option<SocketAddr>,
+}
+
+/// `[redis]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://host:6379` (or `rediss://` for TLS). Required with more than one
+    /// replica; without it, counters and notifications stay inside the process.
+    pub url: Option<Secret<String>>,
 }
 
 /// `[keys]`.
@@ -293,6 +305,11 @@ impl Config {
                 "keys.encryption_key: must be 32 bytes in base64 (openssl rand -base64 32)".into(),
             );
         }
+        if let Some(url) = &self.redis.url
+            && !(url.expose().starts_with("redis://") || url.expose().starts_with("rediss://"))
+        {
+            errors.push("redis.url: must start with redis:// or rediss://".into());
+        }
         if self.database.max_connections == 0 {
             errors.push("database.max_connections: must be at least 1".into());
         }
@@ -397,6 +414,7 @@ impl Config {
             },
             support_email: self.portal.support_email.clone(),
             hash_concurrency: self.accounts.hash_concurrency,
+            redis_url: self.redis.url.clone(),
             key_encryption_key,
         })
     }

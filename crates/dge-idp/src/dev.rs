@@ -65,6 +65,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         },
         support_email: "contact@datagrandest.fr".into(),
         hash_concurrency: 2,
+        redis_url: args.redis_url.clone().map(Secret::new),
         key_encryption_key: dge_authz::keys::KeyEncryptionKey::from_env_or_file(&data_dir)
             .context("loading the key-encryption key")?,
     };

@@ -11,12 +11,13 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     dge_idp::telemetry::init();
     let result = match cli.command {
-        Command::Dev(args) => dge_idp::dev::run(args).await,
+        Command::Dev(args) => dge_idp::dev::run(*args).await,
         Command::Serve(args) => dge_idp::serve::run(&args).await,
         Command::CheckConfig(args) => dge_idp::serve::check(&args),
         Command::Migrate(args) => dge_idp::serve::migrate(&args).await,
         Command::ConfigExample => dge_idp::serve::example(),
         Command::CreateAdminToken(args) => dge_idp::serve::create_admin_token(&args).await,
+        Command::Probe(args) => dge_idp::serve::probe(&args.url).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

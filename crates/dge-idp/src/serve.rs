@@ -107,3 +107,32 @@ pub async fn create_admin_token(args: &AdminTokenArgs) -> anyhow::Result<()> {
     tracing::info!(name = %args.name.trim(), "administrator token created");
     Ok(())
 }
+
+/// `GET url` over plain HTTP/1.0; succeeds on a 200 answer within 3 seconds.
+///
+/// # Errors
+/// Not an `http://` URL, no connection, or another status.
+pub async fn probe(url: &str) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let url = url::Url::parse(url).context("not a URL")?;
+    anyhow::ensure!(url.scheme() == "http", "only http:// URLs can be probed");
+    let host = url.host_str().context("no host in the URL")?;
+    let port = url.port_or_known_default().unwrap_or(80);
+    let ask = async {
+        let mut stream = tokio::net::TcpStream::connect((host, port)).await?;
+        let request = format!("GET {} HTTP/1.0\r\nHost: {host}\r\n\r\n", url.path());
+        stream.write_all(request.as_bytes()).await?;
+        let mut head = [0_u8; 12];
+        stream.read_exact(&mut head).await?;
+        std::io::Result::Ok(head)
+    };
+    let head = tokio::time::timeout(std::time::Duration::from_secs(3), ask)
+        .await
+        .context("no answer within 3 s")?
+        .with_context(|| format!("probing {url}"))?;
+    let status = String::from_utf8_lossy(&head[9..12]).into_owned();
+    anyhow::ensure!(status == "200", "{url} answered {status}");
+    println!("{url}: ok");
+    Ok(())
+}

@@ -38,6 +38,8 @@ pub struct Settings {
     pub support_email: String,
     /// Concurrent password hashes.
     pub hash_concurrency: usize,
+    /// Redis for state shared between replicas; `None`: in-process (one replica).
+    pub redis_url: Option<dge_core::Secret<String>>,
     /// Encrypts the private signing keys at rest.
     pub key_encryption_key: dge_authz::keys::KeyEncryptionKey,
 }
