@@ -1,6 +1,8 @@
 //! The French email templates, embedded at build time.
 //!
-//! Each kind has a one-line subject, a text body and an HTML body. HTML bodies are
+//! Each kind has a one-line subject, a text body and an HTML body. The bodies extend
+//! `_layout.txt` and `_layout.html` (greeting, signature and footer written once) and
+//! the HTML ones draw their styled pieces from `_macros.html`. HTML bodies are
 //! auto-escaped; subjects and text bodies are not, and never reach a header except
 //! the subject, whose control characters are stripped before sending.
 
@@ -35,6 +37,15 @@ const KINDS: &[(&str, &str, &str, &str)] = &[
     kind!("email_change_requested"),
     kind!("email_changed"),
     kind!("account_deleted"),
+    // Identity broker (issue 6): an upstream identity was linked to an account.
+    kind!("federated_link_added"),
+];
+
+/// Templates the kinds extend or import.
+const SHARED: &[(&str, &str)] = &[
+    ("_layout.txt", include_str!("../templates/_layout.txt")),
+    ("_layout.html", include_str!("../templates/_layout.html")),
+    ("_macros.html", include_str!("../templates/_macros.html")),
 ];
 
 /// The names of every mail kind.
@@ -51,6 +62,10 @@ pub fn kinds() -> impl Iterator<Item = &'static str> {
 pub fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    for (name, source) in SHARED {
+        env.add_template(name, source)
+            .unwrap_or_else(|e| panic!("mail template {name} is invalid: {e}"));
+    }
     for (name, subject, text, html) in KINDS {
         for (suffix, source) in [("subject.txt", subject), ("txt", text), ("html", html)] {
             env.add_template_owned(format!("{name}.{suffix}"), (*source).to_owned())
@@ -66,7 +81,9 @@ mod tests {
     fn every_template_parses() {
         let env = super::environment();
         for kind in super::kinds() {
-            assert!(env.get_template(&format!("{kind}.html")).is_ok());
+            for suffix in ["subject.txt", "txt", "html"] {
+                assert!(env.get_template(&format!("{kind}.{suffix}")).is_ok());
+            }
         }
     }
 }
