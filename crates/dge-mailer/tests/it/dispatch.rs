@@ -8,7 +8,7 @@ use dge_mailer::{DispatchSettings, Outbox, Transport};
 use dge_store::Db;
 
 use crate::support::{
-    ENGINES, Engine, NOW, count_with_status, dispatcher, enqueue, free_port, fresh_url,
+    ENGINES, Engine, NOW, count_with_status, dispatcher, dispose, enqueue, free_port, fresh_url,
     mail_settings, row, scratch,
 };
 
@@ -78,6 +78,7 @@ async fn racing_dispatchers_case(engine: Engine) {
         );
         assert_eq!(row(&db, id).await.status, "sent");
     }
+    dispose(&url).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -144,6 +145,7 @@ async fn back_off_case(engine: Engine) {
         0,
         "a failed message waits for an administrator"
     );
+    dispose(&url).await;
 }
 
 #[tokio::test]
@@ -184,6 +186,7 @@ async fn expired_lease_case(engine: Engine) {
     assert_eq!(row(&db, &id).await.status, "sent");
     let seen = message_ids_in(&dir);
     assert_eq!(seen.get(&format!("<{id}@datagrandest.fr>")), Some(&1));
+    dispose(&url).await;
 }
 
 #[tokio::test]

@@ -9,8 +9,8 @@ use serde_json::Value;
 use sqlx::Row;
 
 use crate::support::{
-    ENGINES, Engine, NOW, Sink, count_with_status, dispatcher, enqueue, free_port, fresh_url,
-    mail_settings, make_certs, row, scratch,
+    ENGINES, Engine, NOW, Sink, count_with_status, dispatcher, dispose, enqueue, free_port,
+    fresh_url, mail_settings, make_certs, row, scratch,
 };
 
 fn smtp(url: &str) -> Transport {
@@ -130,6 +130,7 @@ async fn every_template_reaches_a_real_smtp_server_and_reads_back() {
             .contains("Motif : Organisme inconnu")
     );
     sink.stop();
+    dispose(&url).await;
 }
 
 async fn down_then_back_case(engine: Engine) {
@@ -193,6 +194,7 @@ async fn down_then_back_case(engine: Engine) {
         assert_eq!((r.status.as_str(), r.attempts), ("sent", 3));
     }
     sink.stop();
+    dispose(&url).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 3)]
@@ -235,6 +237,7 @@ async fn a_permanently_refused_recipient_is_marked_failed_with_the_servers_reaso
         assert_eq!(row(&db, &accepted).await.status, "sent");
         assert_eq!(sink.messages().len(), 1);
         sink.stop();
+        dispose(&url).await;
     }
 }
 
@@ -335,4 +338,5 @@ async fn starttls_with_authentication_and_implicit_tls_deliver() {
     let got = sink.messages();
     assert_eq!((got.len(), &got[0]["tls"]), (1, &Value::Bool(true)));
     sink.stop();
+    dispose(&url).await;
 }

@@ -53,6 +53,24 @@ pub(crate) async fn fresh_url(engine: Engine) -> String {
     url
 }
 
+/// Removes a database made by [`fresh_url`] once its case passed (a failed case
+/// keeps it for a look).
+pub(crate) async fn dispose(url: &str) {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let path = path.trim_end_matches("?mode=rwc");
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{path}{suffix}"));
+        }
+        return;
+    }
+    let (_, name) = url.rsplit_once('/').expect("database url has a path");
+    let admin = Db::connect(&postgres_url(), 1).await.expect("PostgreSQL");
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(admin.pool())
+        .await
+        .expect("drop database");
+}
+
 pub(crate) fn mail_settings() -> MailSettings {
     MailSettings {
         portal_name: "DataGrandEst".into(),
@@ -229,7 +247,9 @@ pub(crate) struct Sink {
 
 impl Sink {
     pub(crate) fn start(port: u16, extra: &[&str]) -> Self {
-        let log = scratch().join("received.jsonl");
+        let dir = scratch();
+        let log = dir.join("received.jsonl");
+        let errors = dir.join("stderr.txt");
         let mut child = Command::new(python())
             .arg(sink_script())
             .args(["serve", "--port", &port.to_string(), "--log"])
@@ -237,6 +257,8 @@ impl Sink {
             .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
+            // aiosmtpd reports every aborted TLS handshake there, which some tests cause.
+            .stderr(std::fs::File::create(&errors).expect("sink stderr file"))
             .spawn()
             .expect("start smtp_sink.py");
         let stdout = child.stdout.take().expect("stdout");
