@@ -12,3 +12,4 @@
 mod dispatch;
 mod smtp;
 mod support;
+mod templates;

@@ -156,14 +156,14 @@ pub(crate) fn sample_context(kind: &str) -> Value {
     });
     match kind {
         "confirm_email" | "email_change_confirm" => json!({
-            "link": "https://connexion.datagrandest.fr/confirm?token=abc&x=1",
+            "link": "https://idp.example.org/confirm?token=abc&x=1",
             "valid_hours": 48,
         }),
-        "account_activated" => json!({ "login_url": "https://connexion.datagrandest.fr/login" }),
+        "account_activated" => json!({ "login_url": "https://idp.example.org/login" }),
         "account_rejected" => json!({ "reason": "Organisme inconnu : écrivez-nous <svp>." }),
         "signup_existing" => json!({
-            "login_url": "https://connexion.datagrandest.fr/login",
-            "reset_url": "https://connexion.datagrandest.fr/password/forgot",
+            "login_url": "https://idp.example.org/login",
+            "reset_url": "https://idp.example.org/password/forgot",
             "provider_label": null,
         }),
         "admin_signup_notice" => json!({ "account": person, "accounts": [person], "count": 1 }),
@@ -172,15 +172,15 @@ pub(crate) fn sample_context(kind: &str) -> Value {
             json!({ "accounts": [person], "count": 1, "older_than_days": 3 })
         }
         "password_reset" => json!({
-            "link": "https://connexion.datagrandest.fr/password/reset?token=abc",
+            "link": "https://idp.example.org/password/reset?token=abc",
             "valid_minutes": 60,
         }),
         "password_reset_federated" => json!({
             "provider_label": "ProConnect",
-            "login_url": "https://connexion.datagrandest.fr/login",
+            "login_url": "https://idp.example.org/login",
         }),
         "password_changed" => {
-            json!({ "reset_url": "https://connexion.datagrandest.fr/password/forgot" })
+            json!({ "reset_url": "https://idp.example.org/password/forgot" })
         }
         "email_change_requested" | "email_changed" => {
             json!({ "new_email_masked": "z***@nancy.fr" })
@@ -188,7 +188,7 @@ pub(crate) fn sample_context(kind: &str) -> Value {
         "federated_link_added" => json!({
             "provider_label": "ProConnect",
             "linked_at": "4 décembre 2026 à 10 h 00",
-            "reset_url": "https://connexion.datagrandest.fr/password/forgot",
+            "reset_url": "https://idp.example.org/password/forgot",
         }),
         _ => json!({}),
     }
