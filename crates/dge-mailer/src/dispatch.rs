@@ -87,6 +87,14 @@ impl std::fmt::Debug for Dispatcher {
     }
 }
 
+/// What an attempt leaves on the outbox row.
+struct Record<'a> {
+    status: &'static str,
+    next_attempt_at: i64,
+    last_error: &'a str,
+    sent_at: Option<i64>,
+}
+
 /// A message this dispatcher holds the lease of.
 struct Claimed {
     id: String,
@@ -215,18 +223,47 @@ impl Dispatcher {
             Ok(message) => self.transport.send(message).await,
             Err(reason) => Err(SendError::Permanent(reason)),
         };
+        let now = self.clock.now();
         let attempts = msg.attempts + 1;
-        let recorded = match outcome {
-            Ok(()) => self.record_sent(&msg, attempts).await?,
+        let record = match &outcome {
+            Ok(()) => Record {
+                status: "sent",
+                next_attempt_at: now,
+                last_error: "",
+                sent_at: Some(now),
+            },
             Err(SendError::Transient(reason))
                 if attempts < i64::from(self.settings.max_attempts) =>
             {
-                self.record_deferred(&msg, attempts, &reason).await?
+                Record {
+                    status: "queued",
+                    next_attempt_at: now + self.settings.backoff_secs(attempts),
+                    last_error: reason,
+                    sent_at: None,
+                }
             }
-            Err(SendError::Transient(reason) | SendError::Permanent(reason)) => {
-                self.record_failed(&msg, attempts, &reason).await?
-            }
+            Err(SendError::Transient(reason) | SendError::Permanent(reason)) => Record {
+                status: "failed",
+                next_attempt_at: now,
+                last_error: reason,
+                sent_at: None,
+            },
         };
+        let recorded = self.record(&msg, attempts, &record, now).await?;
+        let recipient = MaskedEmail(&msg.recipient);
+        let error = mask_addresses(record.last_error);
+        match record.status {
+            "sent" => tracing::info!(message_id = %msg.id, %recipient, attempts, "mail sent"),
+            "queued" => tracing::warn!(
+                message_id = %msg.id,
+                attempts,
+                retry_in_secs = record.next_attempt_at - now,
+                %error,
+                "mail delivery deferred"
+            ),
+            // An operator must act: read the reason, then `dgectl mail retry`.
+            _ => tracing::error!(message_id = %msg.id, attempts, %error, "mail delivery failed"),
+        }
         if !recorded {
             // An administrator cancelled it, or the lease ran out and another
             // dispatcher took it over, while this one was sending.
@@ -235,77 +272,29 @@ impl Dispatcher {
         Ok(())
     }
 
-    async fn record_sent(&self, msg: &Claimed, attempts: i64) -> sqlx::Result<bool> {
-        let now = self.clock.now();
-        let done = sqlx::query(
-            "UPDATE outbox SET status = 'sent', attempts = $1, sent_at = $2, last_error = '', \
-             lease_id = NULL, updated_at = $2 WHERE id = $3 AND lease_id = $4",
-        )
-        .bind(attempts)
-        .bind(now)
-        .bind(&msg.id)
-        .bind(&msg.lease)
-        .execute(self.db.pool())
-        .await?;
-        tracing::info!(message_id = %msg.id, recipient = %MaskedEmail(&msg.recipient), attempts, "mail sent");
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn record_deferred(
+    /// Writes the outcome of an attempt, if this dispatcher still holds the lease.
+    async fn record(
         &self,
         msg: &Claimed,
         attempts: i64,
-        reason: &str,
+        record: &Record<'_>,
+        now: i64,
     ) -> sqlx::Result<bool> {
-        let now = self.clock.now();
-        let delay = self.settings.backoff_secs(attempts);
         let done = sqlx::query(
-            "UPDATE outbox SET attempts = $1, next_attempt_at = $2, last_error = $3, \
-             lease_id = NULL, updated_at = $4 WHERE id = $5 AND lease_id = $6",
+            "UPDATE outbox SET status = $1, attempts = $2, next_attempt_at = $3, \
+             last_error = $4, sent_at = $5, lease_id = NULL, updated_at = $6 \
+             WHERE id = $7 AND lease_id = $8",
         )
+        .bind(record.status)
         .bind(attempts)
-        .bind(now + delay)
-        .bind(reason)
+        .bind(record.next_attempt_at)
+        .bind(record.last_error)
+        .bind(record.sent_at)
         .bind(now)
         .bind(&msg.id)
         .bind(&msg.lease)
         .execute(self.db.pool())
         .await?;
-        tracing::warn!(
-            message_id = %msg.id,
-            attempts,
-            retry_in_secs = delay,
-            error = %mask_addresses(reason),
-            "mail delivery deferred"
-        );
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn record_failed(
-        &self,
-        msg: &Claimed,
-        attempts: i64,
-        reason: &str,
-    ) -> sqlx::Result<bool> {
-        let now = self.clock.now();
-        let done = sqlx::query(
-            "UPDATE outbox SET status = 'failed', attempts = $1, last_error = $2, \
-             lease_id = NULL, updated_at = $3 WHERE id = $4 AND lease_id = $5",
-        )
-        .bind(attempts)
-        .bind(reason)
-        .bind(now)
-        .bind(&msg.id)
-        .bind(&msg.lease)
-        .execute(self.db.pool())
-        .await?;
-        // An operator must act: look at the reason, then `dgectl mail retry`.
-        tracing::error!(
-            message_id = %msg.id,
-            attempts,
-            error = %mask_addresses(reason),
-            "mail delivery failed"
-        );
         Ok(done.rows_affected() == 1)
     }
 

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use dge_authz::Authenticator;
-use dge_authz::caller::unavailable;
+use dge_authz::caller::{Caller, unavailable};
 use dge_core::{MaskedEmail, Violations};
 use dge_proto::v1::mailer_server::Mailer;
 use dge_proto::v1::{
@@ -142,27 +142,19 @@ impl Mailer for MailerService {
     ) -> Result<Response<RetryMessageResponse>, Status> {
         let caller = self.auth.require_admin(request.metadata()).await?;
         let id = request.into_inner().id;
-        require_id(&id)?;
-        let now = self.auth.now();
-        let mut tx = self.db.begin().await.map_err(unavailable)?;
-        let done = sqlx::query(
-            "UPDATE outbox SET status = 'queued', attempts = 0, next_attempt_at = $1, \
-             lease_id = NULL, updated_at = $1 WHERE id = $2 AND status IN ('failed', 'cancelled')",
+        self.transition(
+            &caller,
+            &id,
+            Transition {
+                update: "UPDATE outbox SET status = 'queued', attempts = 0, next_attempt_at = $1, \
+                         lease_id = NULL, updated_at = $1 \
+                         WHERE id = $2 AND status IN ('failed', 'cancelled')",
+                action: "mail.retried",
+                wanted: "failed or cancelled",
+            },
         )
-        .bind(now)
-        .bind(&id)
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        if done.rows_affected() == 0 {
-            return Err(self.precondition(&id, "failed or cancelled").await);
-        }
-        dge_store::audit(&mut tx, &caller.actor(), "mail.retried", &id, "", now)
-            .await
-            .map_err(unavailable)?;
-        tx.commit().await.map_err(unavailable)?;
+        .await?;
         self.wake.notify_one();
-        tracing::info!(message_id = %id, "mail queued again by an administrator");
         Ok(Response::new(RetryMessageResponse {}))
     }
 
@@ -172,35 +164,56 @@ impl Mailer for MailerService {
     ) -> Result<Response<CancelMessageResponse>, Status> {
         let caller = self.auth.require_admin(request.metadata()).await?;
         let id = request.into_inner().id;
-        require_id(&id)?;
-        let now = self.auth.now();
-        let mut tx = self.db.begin().await.map_err(unavailable)?;
-        // A queued message whose lease is running is being sent right now: too late.
-        let done = sqlx::query(
-            "UPDATE outbox SET status = 'cancelled', lease_id = NULL, updated_at = $1 \
-             WHERE id = $2 AND (status = 'failed' OR (status = 'queued' \
-             AND (lease_id IS NULL OR next_attempt_at <= $1)))",
+        self.transition(
+            &caller,
+            &id,
+            Transition {
+                // A queued message whose lease is running is being sent: too late.
+                update: "UPDATE outbox SET status = 'cancelled', lease_id = NULL, updated_at = $1 \
+                         WHERE id = $2 AND (status = 'failed' OR (status = 'queued' \
+                         AND (lease_id IS NULL OR next_attempt_at <= $1)))",
+                action: "mail.cancelled",
+                wanted: "queued (and not being sent) or failed",
+            },
         )
-        .bind(now)
-        .bind(&id)
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        if done.rows_affected() == 0 {
-            return Err(self
-                .precondition(&id, "queued (and not being sent) or failed")
-                .await);
-        }
-        dge_store::audit(&mut tx, &caller.actor(), "mail.cancelled", &id, "", now)
-            .await
-            .map_err(unavailable)?;
-        tx.commit().await.map_err(unavailable)?;
-        tracing::info!(message_id = %id, "mail cancelled by an administrator");
+        .await?;
         Ok(Response::new(CancelMessageResponse {}))
     }
 }
 
+/// An administrator's change of a message's status.
+struct Transition {
+    /// The update, with `$1` the time and `$2` the message id.
+    update: &'static str,
+    /// The audit action.
+    action: &'static str,
+    /// The statuses the update accepts, for the refusal message.
+    wanted: &'static str,
+}
+
 impl MailerService {
+    /// Applies `t` to message `id` and audits it, in one transaction.
+    async fn transition(&self, caller: &Caller, id: &str, t: Transition) -> Result<(), Status> {
+        require_id(id)?;
+        let now = self.auth.now();
+        let mut tx = self.db.begin().await.map_err(unavailable)?;
+        let done = sqlx::query(t.update)
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        if done.rows_affected() == 0 {
+            return Err(self.precondition(id, t.wanted).await);
+        }
+        dge_store::audit(&mut tx, &caller.actor(), t.action, id, "", now)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        tracing::info!(message_id = %id, action = t.action, "outbox changed by an administrator");
+        Ok(())
+    }
+
     /// NOT_FOUND for an unknown id, else FAILED_PRECONDITION naming the status.
     async fn precondition(&self, id: &str, wanted: &str) -> Status {
         let status = sqlx::query("SELECT status FROM outbox WHERE id = $1")
