@@ -11,8 +11,12 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import grpc
+import pytest
+
 import pages
 from dgectl import EXIT_REFUSED, Dgectl, describe, items
+from grpc_api import IdentityGrpc, bad_request_fields
 from idp_server import free_port
 from outbox import CONFIRM_SUBJECT
 from portal import Module, new_person, press_confirm, sign_up
@@ -139,3 +143,47 @@ def test_a_refused_recipient_is_failed_with_the_reason_then_retried_or_cancelled
         assert smtp.messages() == [], "nothing was delivered to the refused address"
     finally:
         smtp.stop()
+
+
+def test_the_mailer_grpc_service_checks_its_input_and_its_callers(idp, datahub, grpc_pb):
+    # At least one email in the shared server's outbox.
+    sign_up(pages.browser(), datahub, new_person())
+    pb = grpc_pb.mailer
+    admin = IdentityGrpc(grpc_pb, idp.grpc_addr, idp.admin_token())
+    anonymous = IdentityGrpc(grpc_pb, idp.grpc_addr, None)
+    try:
+        stub = grpc_pb.mailer_grpc.MailerStub(admin.channel)
+
+        def sent():
+            request = pb.ListMessagesRequest(status=pb.MESSAGE_STATUS_SENT, limit=5)
+            return admin.call(stub.ListMessages, request).messages
+
+        listed = wait_until("a sent email", sent)
+        assert len(listed) <= 5
+        assert all(m.message_id == f"<{m.id}@datagrandest.fr>" and m.sent_at for m in listed)
+        assert all("***@" in m.recipient for m in listed), "recipients are masked"
+
+        for method, request, field in (
+            (stub.RetryMessage, pb.RetryMessageRequest(id=""), "id"),
+            (stub.CancelMessage, pb.CancelMessageRequest(id=" "), "id"),
+            (stub.ListMessages, pb.ListMessagesRequest(status=42), "status"),
+        ):
+            with pytest.raises(grpc.RpcError) as refused:
+                admin.call(method, request)
+            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert bad_request_fields(refused.value) == {field}
+
+        with pytest.raises(grpc.RpcError) as missing:
+            admin.call(stub.CancelMessage, pb.CancelMessageRequest(id="no-such-message"))
+        assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+        with pytest.raises(grpc.RpcError) as already_sent:
+            admin.call(stub.RetryMessage, pb.RetryMessageRequest(id=listed[0].id))
+        assert already_sent.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+        anonymous_stub = grpc_pb.mailer_grpc.MailerStub(anonymous.channel)
+        with pytest.raises(grpc.RpcError) as unauthenticated:
+            anonymous.call(anonymous_stub.ListMessages, pb.ListMessagesRequest())
+        assert unauthenticated.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    finally:
+        admin.close()
+        anonymous.close()

@@ -503,6 +503,38 @@ mod tests {
     }
 
     #[test]
+    fn mail_delivery_settings_are_checked() {
+        let dir = tmp();
+        let body = format!(
+            "[server]\npublic_url = \"https://idp.example.fr\"\n[keys]\nencryption_key = \"{KEY}\"\n[database]\nurl = \"sqlite://x\"\n[mail]\nfrom = \"A <a@example.fr>\"\nsmtp_url = \"smtp://u:hunter2@relay:587?tls=required\"\nmax_attempts = 0\nretry_base_secs = 100\nretry_max_secs = 10\nsmtp_timeout_secs = 0\n"
+        );
+        let err = load(Some(&write(&dir, &body))).unwrap_err().to_string();
+        for key in [
+            "mail.max_attempts",
+            "mail.retry_base_secs",
+            "mail.smtp_timeout_secs",
+        ] {
+            assert!(err.contains(key), "{key} in {err}");
+        }
+        assert!(!err.contains("hunter2"), "{err}");
+        let body = body
+            .replace("max_attempts = 0", "max_attempts = 3")
+            .replace("retry_base_secs = 100", "retry_base_secs = 5")
+            .replace("smtp_timeout_secs = 0", "smtp_timeout_secs = 20");
+        let settings = load(Some(&write(&dir, &body))).unwrap().settings().unwrap();
+        let delivery = settings.mail_delivery;
+        assert_eq!(
+            (
+                delivery.max_attempts,
+                delivery.retry_base_secs,
+                delivery.retry_max_secs
+            ),
+            (3, 5, 10)
+        );
+        assert_eq!(delivery.smtp_timeout_secs, 20);
+    }
+
+    #[test]
     fn a_missing_file_is_reported() {
         let err = load(Some(Path::new("/nonexistent/dge.toml")))
             .unwrap_err()
