@@ -371,6 +371,21 @@ mod tests {
     }
 
     #[test]
+    fn a_sender_name_cannot_carry_a_header() {
+        let hostile = "Portail\r\nBcc: intrus@pirate.example <no-reply@portail.example>";
+        if let Ok(from) = hostile.parse::<Mailbox>() {
+            let message = Message::builder()
+                .from(from)
+                .to("zoe@nancy.fr".parse().unwrap())
+                .subject("s")
+                .body(String::from("b"))
+                .unwrap();
+            let raw = String::from_utf8(message.formatted()).unwrap();
+            assert!(!raw.contains("\r\nBcc:"), "{raw}");
+        }
+    }
+
+    #[test]
     fn message_ids_are_stable_and_use_the_sender_domain() {
         let from: Mailbox = "DataGrandEst <no-reply@datagrandest.fr>".parse().unwrap();
         assert_eq!(message_id("abc", &from), "<abc@datagrandest.fr>");
