@@ -30,6 +30,8 @@ const KINDS: &[(&str, &str, &str, &str)] = &[
     kind!("admin_signup_digest"),
     kind!("admin_pending_reminder"),
     // Local accounts (issue 3): password reset and change, email change, deletion.
+    // TODO: nothing queues the email-change and deletion kinds yet: the profile pages
+    // that change an address or delete an account are not written.
     kind!("password_reset"),
     kind!("password_reset_federated"),
     kind!("password_changed"),
@@ -38,6 +40,9 @@ const KINDS: &[(&str, &str, &str, &str)] = &[
     kind!("email_changed"),
     kind!("account_deleted"),
     // Identity broker (issue 6): an upstream identity was linked to an account.
+    // TODO: the broker does not queue it yet, having no outbox handle; it should, in
+    // the transaction that inserts the link, with `provider_label`, `linked_at` and
+    // `reset_url`.
     kind!("federated_link_added"),
 ];
 
