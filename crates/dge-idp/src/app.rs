@@ -15,7 +15,7 @@ use dge_broker::Broker;
 use dge_broker::grpc::IdentityBrokerService;
 use dge_core::Clock;
 use dge_mailer::grpc::MailerService;
-use dge_mailer::{Dispatcher, MailSettings, Outbox, Transport};
+use dge_mailer::{DispatchSettings, Dispatcher, MailSettings, Outbox, SmtpOptions, Transport};
 use dge_oidc::grpc::ClientRegistryService;
 use dge_oidc::{Provider, ProviderSettings};
 use dge_proto::v1::account_registry_server::AccountRegistryServer;
@@ -110,7 +110,13 @@ pub async fn run(
     });
     let transport = match &settings.mail {
         MailTransport::Files(dir) => Transport::file(dir.clone())?,
-        MailTransport::Smtp(url) => Transport::smtp(url.expose(), Duration::from_secs(30))?,
+        MailTransport::Smtp(url) => Transport::smtp(
+            url.expose(),
+            &SmtpOptions {
+                timeout: Duration::from_secs(settings.mail_delivery.smtp_timeout_secs),
+                ca_file: settings.mail_delivery.smtp_ca_file.clone(),
+            },
+        )?,
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     let hasher = Hasher::new(
@@ -158,8 +164,13 @@ pub async fn run(
         db.clone(),
         transport,
         clock.clone(),
-        &settings.mail_from,
-        8,
+        DispatchSettings {
+            from: settings.mail_from.clone(),
+            max_attempts: settings.mail_delivery.max_attempts,
+            retry_base_secs: settings.mail_delivery.retry_base_secs,
+            retry_max_secs: settings.mail_delivery.retry_max_secs,
+            ..DispatchSettings::default()
+        },
         outbox.wake_handle(),
     )?;
     let mail_task = tokio::spawn(dispatcher.run(stopped()));
@@ -229,6 +240,7 @@ pub async fn run(
                 db.clone(),
                 auth.clone(),
                 outbox.wake_handle(),
+                &settings.mail_from,
             ))
             .max_decoding_message_size(GRPC_MESSAGE_LIMIT),
         )

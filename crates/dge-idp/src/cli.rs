@@ -102,6 +102,16 @@ pub struct DevArgs {
     /// Hour (UTC) of the daily digest.
     #[arg(long, env = "DGE_DIGEST_HOUR_UTC", default_value_t = 7, value_parser = clap::value_parser!(u32).range(0..24))]
     pub digest_hour_utc: u32,
+    /// Send emails through this SMTP server instead of writing `.eml` files
+    /// (`smtp://127.0.0.1:2525`, `smtp://user:pass@host:587?tls=required`, `smtps://host:465`).
+    #[arg(long, env = "DGE_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// Attempts before an email is marked failed.
+    #[arg(long, env = "DGE_MAIL_MAX_ATTEMPTS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub mail_max_attempts: u32,
+    /// Wait after the first failed delivery, in seconds, doubled after each further one.
+    #[arg(long, env = "DGE_MAIL_RETRY_BASE_SECS", default_value_t = 30, value_parser = clap::value_parser!(i64).range(1..=3600))]
+    pub mail_retry_base_secs: i64,
     /// Remind administrators of sign-ups pending longer than this many days.
     #[arg(long, env = "DGE_REMINDER_AFTER_DAYS", default_value_t = 3, value_parser = clap::value_parser!(i64).range(1..366))]
     pub reminder_after_days: i64,

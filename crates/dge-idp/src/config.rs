@@ -15,7 +15,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
 
-use crate::settings::{MailTransport, Settings};
+use crate::settings::{MailDelivery, MailTransport, Settings};
 
 /// The whole configuration file.
 #[derive(Debug, Deserialize)]
@@ -106,6 +106,37 @@ pub struct MailConfig {
     /// Write `.eml` files here instead (tests, demos).
     #[serde(default)]
     pub outbox_dir: Option<PathBuf>,
+    /// Attempts before a message is marked failed for an administrator to retry.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// Wait after the first failed attempt, doubled after each further one.
+    #[serde(default = "default_retry_base")]
+    pub retry_base_secs: i64,
+    /// The longest wait between two attempts.
+    #[serde(default = "default_retry_max")]
+    pub retry_max_secs: i64,
+    /// SMTP connection and command timeout.
+    #[serde(default = "default_smtp_timeout")]
+    pub smtp_timeout_secs: u64,
+    /// PEM file of an extra certificate authority trusted for the SMTP server.
+    #[serde(default)]
+    pub smtp_ca_file: Option<PathBuf>,
+}
+
+const fn default_max_attempts() -> u32 {
+    8
+}
+
+const fn default_retry_base() -> i64 {
+    30
+}
+
+const fn default_retry_max() -> i64 {
+    3600
+}
+
+const fn default_smtp_timeout() -> u64 {
+    30
 }
 
 /// `[portal]`.
@@ -322,6 +353,15 @@ impl Config {
             (Some(_), None) | (None, Some(_)) => {}
             _ => errors.push("mail: set exactly one of smtp_url and outbox_dir".into()),
         }
+        if !(1..=100).contains(&self.mail.max_attempts) {
+            errors.push("mail.max_attempts: 1 to 100".into());
+        }
+        if self.mail.retry_base_secs < 1 || self.mail.retry_max_secs < self.mail.retry_base_secs {
+            errors.push("mail.retry_base_secs: at least 1, and at most retry_max_secs".into());
+        }
+        if !(1..=600).contains(&self.mail.smtp_timeout_secs) {
+            errors.push("mail.smtp_timeout_secs: 1 to 600".into());
+        }
         if self.mail.from.parse::<lettre::message::Mailbox>().is_err() {
             errors.push("mail.from: not a mailbox such as `Name <address@host>`".into());
         }
@@ -393,6 +433,13 @@ impl Config {
             database_max_connections: self.database.max_connections,
             mail,
             mail_from: self.mail.from.clone(),
+            mail_delivery: MailDelivery {
+                max_attempts: self.mail.max_attempts,
+                retry_base_secs: self.mail.retry_base_secs,
+                retry_max_secs: self.mail.retry_max_secs,
+                smtp_timeout_secs: self.mail.smtp_timeout_secs,
+                smtp_ca_file: self.mail.smtp_ca_file.clone(),
+            },
             confirmation_ttl_secs: self.accounts.confirmation_ttl_secs,
             notify: NotifySettings {
                 admin_emails: self.notify.admin_emails.clone(),
@@ -475,6 +522,38 @@ mod tests {
             assert!(err.contains(key), "{key} in {err}");
         }
         assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn mail_delivery_settings_are_checked() {
+        let dir = tmp();
+        let body = format!(
+            "[server]\npublic_url = \"https://idp.example.fr\"\n[keys]\nencryption_key = \"{KEY}\"\n[database]\nurl = \"sqlite://x\"\n[mail]\nfrom = \"A <a@example.fr>\"\nsmtp_url = \"smtp://u:hunter2@relay:587?tls=required\"\nmax_attempts = 0\nretry_base_secs = 100\nretry_max_secs = 10\nsmtp_timeout_secs = 0\n"
+        );
+        let err = load(Some(&write(&dir, &body))).unwrap_err().to_string();
+        for key in [
+            "mail.max_attempts",
+            "mail.retry_base_secs",
+            "mail.smtp_timeout_secs",
+        ] {
+            assert!(err.contains(key), "{key} in {err}");
+        }
+        assert!(!err.contains("hunter2"), "{err}");
+        let body = body
+            .replace("max_attempts = 0", "max_attempts = 3")
+            .replace("retry_base_secs = 100", "retry_base_secs = 5")
+            .replace("smtp_timeout_secs = 0", "smtp_timeout_secs = 20");
+        let settings = load(Some(&write(&dir, &body))).unwrap().settings().unwrap();
+        let delivery = settings.mail_delivery;
+        assert_eq!(
+            (
+                delivery.max_attempts,
+                delivery.retry_base_secs,
+                delivery.retry_max_secs
+            ),
+            (3, 5, 10)
+        );
+        assert_eq!(delivery.smtp_timeout_secs, 20);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use dge_core::{Clock, Secret, SystemClock};
 use crate::app;
 use crate::cli::{AdminNotices, DevArgs};
 use crate::seed;
-use crate::settings::{MailTransport, Settings};
+use crate::settings::{MailDelivery, MailTransport, Settings};
 use dge_workflow::notify::{NoticeMode, NotifySettings};
 
 /// Runs on SQLite with emails as files until Ctrl-C or SIGTERM.
@@ -32,8 +32,18 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             )
         })),
         database_max_connections: 8,
-        mail: MailTransport::Files(data_dir.join("outbox")),
+        mail: match &args.smtp_url {
+            Some(url) => MailTransport::Smtp(Secret::new(url.clone())),
+            None => MailTransport::Files(data_dir.join("outbox")),
+        },
         mail_from: "DataGrandEst <no-reply@datagrandest.fr>".into(),
+        mail_delivery: MailDelivery {
+            max_attempts: args.mail_max_attempts,
+            retry_base_secs: args.mail_retry_base_secs,
+            // Short waits: the embedded default is for trying things out.
+            retry_max_secs: 60.max(args.mail_retry_base_secs),
+            ..MailDelivery::default()
+        },
         confirmation_ttl_secs: args.confirmation_ttl_secs,
         // The embedded default listens on loopback over plain HTTP.
         secure_cookies: public_url.starts_with("https://"),

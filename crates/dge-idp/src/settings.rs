@@ -11,6 +11,33 @@ pub enum MailTransport {
     Smtp(dge_core::Secret<String>),
 }
 
+/// How emails are delivered and retried.
+#[derive(Debug, Clone)]
+pub struct MailDelivery {
+    /// Attempts before a message is marked failed.
+    pub max_attempts: u32,
+    /// Wait after the first failure, doubled after each further one.
+    pub retry_base_secs: i64,
+    /// The longest wait between attempts.
+    pub retry_max_secs: i64,
+    /// SMTP connection and command timeout.
+    pub smtp_timeout_secs: u64,
+    /// Extra trusted CA (PEM) for the SMTP server's certificate.
+    pub smtp_ca_file: Option<PathBuf>,
+}
+
+impl Default for MailDelivery {
+    fn default() -> Self {
+        Self {
+            max_attempts: 8,
+            retry_base_secs: 30,
+            retry_max_secs: 3600,
+            smtp_timeout_secs: 30,
+            smtp_ca_file: None,
+        }
+    }
+}
+
 /// Settings of a running server.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -24,6 +51,8 @@ pub struct Settings {
     pub mail: MailTransport,
     /// The `From` of emails.
     pub mail_from: String,
+    /// Retries and SMTP options.
+    pub mail_delivery: MailDelivery,
     /// Confirmation link lifetime.
     pub confirmation_ttl_secs: i64,
     /// Whether cookies are `Secure`.

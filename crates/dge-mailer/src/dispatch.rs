@@ -1,9 +1,14 @@
-//! The dispatcher: sends what the outbox holds, exactly once per message.
+//! The dispatcher: sends what the outbox holds, once per message.
 //!
-//! A message is claimed by moving its `next_attempt_at` past a lease: the update
-//! only succeeds for one replica, so two dispatchers never send the same row at
-//! the same time. A replica that dies mid-send leaves the lease to expire and the
-//! message is sent again with the same `Message-ID`, so receivers can deduplicate.
+//! A dispatcher claims a message with one conditional `UPDATE` that writes its own
+//! lease id and pushes `next_attempt_at` past the lease. The database runs such
+//! updates one at a time per row (a row lock on PostgreSQL, the single writer on
+//! SQLite) and re-checks the condition, so among replicas racing for a message
+//! exactly one claims it. Only the lease holder records the outcome.
+//!
+//! A replica that dies mid-send leaves its lease to expire and the message is sent
+//! again, with the same `Message-ID` (built from the outbox id), so receivers can
+//! tell it is the same email.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -12,25 +17,64 @@ use std::time::Duration;
 use dge_core::{Clock, MaskedEmail};
 use dge_store::Db;
 use lettre::Message;
-use lettre::message::MultiPart;
+use lettre::message::{Mailbox, MultiPart};
 use sqlx::Row;
 use tokio::sync::Notify;
 
 use crate::transport::{SendError, Transport};
 
-/// How long a claimed message is reserved for one dispatcher.
-const LEASE_SECS: i64 = 120;
-/// Messages claimed per pass.
-const BATCH: i64 = 20;
+/// How the dispatcher sends and retries.
+#[derive(Debug, Clone)]
+pub struct DispatchSettings {
+    /// The `From` mailbox, such as `DataGrandEst <no-reply@datagrandest.fr>`; its
+    /// domain also ends every `Message-ID`.
+    pub from: String,
+    /// Attempts before a message is marked failed (at least 1).
+    pub max_attempts: u32,
+    /// Wait after the first failed attempt; it doubles after each further one.
+    pub retry_base_secs: i64,
+    /// The longest wait between two attempts.
+    pub retry_max_secs: i64,
+    /// How long a claimed message is reserved for one dispatcher. Longer than a
+    /// send can take (a few SMTP timeouts), or a slow send may be repeated.
+    pub lease_secs: i64,
+    /// Messages claimed per pass.
+    pub batch: i64,
+}
+
+impl Default for DispatchSettings {
+    fn default() -> Self {
+        Self {
+            from: "DataGrandEst <no-reply@datagrandest.fr>".to_owned(),
+            max_attempts: 8,
+            retry_base_secs: 30,
+            retry_max_secs: 3600,
+            lease_secs: 300,
+            batch: 20,
+        }
+    }
+}
+
+impl DispatchSettings {
+    /// Wait before the next attempt, after `attempts` failed ones: base, 2×base,
+    /// 4×base … capped at `retry_max_secs`.
+    #[must_use]
+    pub fn backoff_secs(&self, attempts: i64) -> i64 {
+        let exp = u32::try_from(attempts.clamp(1, 31) - 1).unwrap_or(0);
+        self.retry_base_secs
+            .max(1)
+            .saturating_mul(2_i64.saturating_pow(exp))
+            .min(self.retry_max_secs.max(1))
+    }
+}
 
 /// Sends queued mail.
 pub struct Dispatcher {
     db: Db,
     transport: Transport,
     clock: Arc<dyn Clock>,
-    from: lettre::message::Mailbox,
-    message_id_domain: String,
-    max_attempts: i64,
+    settings: DispatchSettings,
+    from: Mailbox,
     wake: Arc<Notify>,
 }
 
@@ -38,12 +82,23 @@ impl std::fmt::Debug for Dispatcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Dispatcher")
             .field("transport", &self.transport)
+            .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
 }
 
-struct Queued {
+/// What an attempt leaves on the outbox row.
+struct Record<'a> {
+    status: &'static str,
+    next_attempt_at: i64,
+    last_error: &'a str,
+    sent_at: Option<i64>,
+}
+
+/// A message this dispatcher holds the lease of.
+struct Claimed {
     id: String,
+    lease: String,
     recipient: String,
     subject: String,
     body_text: String,
@@ -52,29 +107,32 @@ struct Queued {
 }
 
 impl Dispatcher {
-    /// A dispatcher sending from `from` (a mailbox such as `Name <addr@host>`).
+    /// A dispatcher; `wake` is the outbox's wake handle.
     ///
     /// # Errors
-    /// Fails when `from` is not a valid mailbox.
+    /// Fails when `from` is not a valid mailbox or a setting is out of range.
     pub fn new(
         db: Db,
         transport: Transport,
         clock: Arc<dyn Clock>,
-        from: &str,
-        max_attempts: u32,
+        settings: DispatchSettings,
         wake: Arc<Notify>,
     ) -> crate::Result<Self> {
-        let from: lettre::message::Mailbox = from
+        let from: Mailbox = settings
+            .from
             .parse()
             .map_err(|_| crate::Error::Config("invalid sender mailbox".to_owned()))?;
-        let message_id_domain = from.email.domain().to_owned();
+        if settings.max_attempts == 0 || settings.lease_secs < 1 || settings.batch < 1 {
+            return Err(crate::Error::Config(
+                "max_attempts, lease_secs and batch must be at least 1".to_owned(),
+            ));
+        }
         Ok(Self {
             db,
             transport,
             clock,
+            settings,
             from,
-            message_id_domain,
-            max_attempts: i64::from(max_attempts),
             wake,
         })
     }
@@ -97,24 +155,24 @@ impl Dispatcher {
         }
     }
 
-    /// One pass: claims due messages and sends them. Returns how many were handled.
+    /// One pass: claims due messages and sends them. Returns how many this
+    /// dispatcher handled (others may have claimed some of the due ones).
     ///
     /// # Errors
     /// Fails when the database fails.
     pub async fn run_once(&self) -> sqlx::Result<usize> {
-        let now = self.clock.now();
         let due = sqlx::query(
             "SELECT id FROM outbox WHERE status = 'queued' AND next_attempt_at <= $1 \
              ORDER BY next_attempt_at, created_at LIMIT $2",
         )
-        .bind(now)
-        .bind(BATCH)
+        .bind(self.clock.now())
+        .bind(self.settings.batch)
         .fetch_all(self.db.pool())
         .await?;
         let mut handled = 0;
         for row in due {
             let id: String = row.try_get("id")?;
-            if let Some(msg) = self.claim(&id, now).await? {
+            if let Some(msg) = self.claim(&id).await? {
                 self.deliver(msg).await?;
                 handled += 1;
             }
@@ -122,12 +180,15 @@ impl Dispatcher {
         Ok(handled)
     }
 
-    async fn claim(&self, id: &str, now: i64) -> sqlx::Result<Option<Queued>> {
+    async fn claim(&self, id: &str) -> sqlx::Result<Option<Claimed>> {
+        let now = self.clock.now();
+        let lease = dge_core::new_id();
         let claimed = sqlx::query(
-            "UPDATE outbox SET next_attempt_at = $1, updated_at = $2 \
-             WHERE id = $3 AND status = 'queued' AND next_attempt_at <= $2",
+            "UPDATE outbox SET lease_id = $1, next_attempt_at = $2, updated_at = $3 \
+             WHERE id = $4 AND status = 'queued' AND next_attempt_at <= $3",
         )
-        .bind(now + LEASE_SECS)
+        .bind(&lease)
+        .bind(now + self.settings.lease_secs)
         .bind(now)
         .bind(id)
         .execute(self.db.pool())
@@ -136,13 +197,19 @@ impl Dispatcher {
             return Ok(None);
         }
         let row = sqlx::query(
-            "SELECT id, recipient, subject, body_text, body_html, attempts FROM outbox WHERE id = $1",
+            "SELECT recipient, subject, body_text, body_html, attempts FROM outbox \
+             WHERE id = $1 AND lease_id = $2",
         )
         .bind(id)
-        .fetch_one(self.db.pool())
+        .bind(&lease)
+        .fetch_optional(self.db.pool())
         .await?;
-        Ok(Some(Queued {
-            id: row.try_get("id")?,
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        Ok(Some(Claimed {
+            id: id.to_owned(),
+            lease,
             recipient: row.try_get("recipient")?,
             subject: row.try_get("subject")?,
             body_text: row.try_get("body_text")?,
@@ -151,60 +218,88 @@ impl Dispatcher {
         }))
     }
 
-    async fn deliver(&self, msg: Queued) -> sqlx::Result<()> {
+    async fn deliver(&self, msg: Claimed) -> sqlx::Result<()> {
         let outcome = match self.build(&msg) {
             Ok(message) => self.transport.send(message).await,
             Err(reason) => Err(SendError::Permanent(reason)),
         };
         let now = self.clock.now();
         let attempts = msg.attempts + 1;
-        match outcome {
-            Ok(()) => {
-                sqlx::query(
-                    "UPDATE outbox SET status = 'sent', attempts = $1, sent_at = $2, \
-                     last_error = '', updated_at = $2 WHERE id = $3",
-                )
-                .bind(attempts)
-                .bind(now)
-                .bind(&msg.id)
-                .execute(self.db.pool())
-                .await?;
-                tracing::info!(message_id = %msg.id, recipient = %MaskedEmail(&msg.recipient), "mail sent");
+        let record = match &outcome {
+            Ok(()) => Record {
+                status: "sent",
+                next_attempt_at: now,
+                last_error: "",
+                sent_at: Some(now),
+            },
+            Err(SendError::Transient(reason))
+                if attempts < i64::from(self.settings.max_attempts) =>
+            {
+                Record {
+                    status: "queued",
+                    next_attempt_at: now + self.settings.backoff_secs(attempts),
+                    last_error: reason,
+                    sent_at: None,
+                }
             }
-            Err(SendError::Transient(reason)) if attempts < self.max_attempts => {
-                let delay = backoff_secs(attempts);
-                sqlx::query(
-                    "UPDATE outbox SET attempts = $1, next_attempt_at = $2, last_error = $3, \
-                     updated_at = $4 WHERE id = $5",
-                )
-                .bind(attempts)
-                .bind(now + delay)
-                .bind(&reason)
-                .bind(now)
-                .bind(&msg.id)
-                .execute(self.db.pool())
-                .await?;
-                tracing::warn!(message_id = %msg.id, attempts, retry_in_secs = delay, error = %reason, "mail delivery deferred");
-            }
-            Err(SendError::Transient(reason) | SendError::Permanent(reason)) => {
-                sqlx::query(
-                    "UPDATE outbox SET status = 'failed', attempts = $1, last_error = $2, \
-                     updated_at = $3 WHERE id = $4",
-                )
-                .bind(attempts)
-                .bind(&reason)
-                .bind(now)
-                .bind(&msg.id)
-                .execute(self.db.pool())
-                .await?;
-                tracing::error!(message_id = %msg.id, attempts, error = %reason, "mail delivery failed");
-            }
+            Err(SendError::Transient(reason) | SendError::Permanent(reason)) => Record {
+                status: "failed",
+                next_attempt_at: now,
+                last_error: reason,
+                sent_at: None,
+            },
+        };
+        let recorded = self.record(&msg, attempts, &record, now).await?;
+        let recipient = MaskedEmail(&msg.recipient);
+        let error = mask_addresses(record.last_error);
+        match record.status {
+            "sent" => tracing::info!(message_id = %msg.id, %recipient, attempts, "mail sent"),
+            "queued" => tracing::warn!(
+                message_id = %msg.id,
+                attempts,
+                retry_in_secs = record.next_attempt_at - now,
+                %error,
+                "mail delivery deferred"
+            ),
+            // An operator must act: read the reason, then `dgectl mail retry`.
+            _ => tracing::error!(message_id = %msg.id, attempts, %error, "mail delivery failed"),
+        }
+        if !recorded {
+            // An administrator cancelled it, or the lease ran out and another
+            // dispatcher took it over, while this one was sending.
+            tracing::warn!(message_id = %msg.id, "mail outcome not recorded: lease lost");
         }
         Ok(())
     }
 
-    fn build(&self, msg: &Queued) -> Result<Message, String> {
-        let to: lettre::message::Mailbox = msg
+    /// Writes the outcome of an attempt, if this dispatcher still holds the lease.
+    async fn record(
+        &self,
+        msg: &Claimed,
+        attempts: i64,
+        record: &Record<'_>,
+        now: i64,
+    ) -> sqlx::Result<bool> {
+        let done = sqlx::query(
+            "UPDATE outbox SET status = $1, attempts = $2, next_attempt_at = $3, \
+             last_error = $4, sent_at = $5, lease_id = NULL, updated_at = $6 \
+             WHERE id = $7 AND lease_id = $8",
+        )
+        .bind(record.status)
+        .bind(attempts)
+        .bind(record.next_attempt_at)
+        .bind(record.last_error)
+        .bind(record.sent_at)
+        .bind(now)
+        .bind(&msg.id)
+        .bind(&msg.lease)
+        .execute(self.db.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    fn build(&self, msg: &Claimed) -> Result<Message, String> {
+        let to: Mailbox = msg
             .recipient
             .parse()
             .map_err(|_| "invalid recipient address".to_owned())?;
@@ -212,7 +307,7 @@ impl Dispatcher {
             .from(self.from.clone())
             .to(to)
             .subject(msg.subject.clone())
-            .message_id(Some(format!("<{}@{}>", msg.id, self.message_id_domain)))
+            .message_id(Some(message_id(&msg.id, &self.from)))
             .multipart(MultiPart::alternative_plain_html(
                 msg.body_text.clone(),
                 msg.body_html.clone(),
@@ -221,21 +316,79 @@ impl Dispatcher {
     }
 }
 
-/// Exponential back-off: 30 s, 1 min, 2 min … capped at 1 h.
-fn backoff_secs(attempts: i64) -> i64 {
-    let exp = u32::try_from(attempts.clamp(1, 8) - 1).unwrap_or(0);
-    (30 * 2_i64.pow(exp)).min(3600)
+/// The `Message-ID` of an outbox message: the same on every attempt.
+#[must_use]
+pub fn message_id(outbox_id: &str, from: &Mailbox) -> String {
+    format!("<{outbox_id}@{}>", from.email.domain())
+}
+
+/// A server's reason with every address in it masked, for the logs (the outbox
+/// keeps the full text for administrators).
+fn mask_addresses(reason: &str) -> String {
+    reason
+        .split(' ')
+        .map(|word| {
+            if word.contains('@') {
+                let bare = word.trim_matches(|c: char| "<>,;:()[]\"'".contains(c));
+                word.replacen(bare, &MaskedEmail(bare).to_string(), 1)
+            } else {
+                word.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]
 mod tests {
-    use super::backoff_secs;
+    use super::*;
 
     #[test]
     fn backoff_doubles_and_is_capped() {
-        assert_eq!(backoff_secs(1), 30);
-        assert_eq!(backoff_secs(2), 60);
-        assert_eq!(backoff_secs(3), 120);
-        assert_eq!(backoff_secs(20), 3600);
+        let s = DispatchSettings::default();
+        assert_eq!(s.backoff_secs(1), 30);
+        assert_eq!(s.backoff_secs(2), 60);
+        assert_eq!(s.backoff_secs(3), 120);
+        assert_eq!(s.backoff_secs(20), 3600);
+        assert_eq!(s.backoff_secs(i64::MAX), 3600);
+        let fast = DispatchSettings {
+            retry_base_secs: 1,
+            retry_max_secs: 4,
+            ..s
+        };
+        assert_eq!(
+            (1..=5).map(|n| fast.backoff_secs(n)).collect::<Vec<_>>(),
+            [1, 2, 4, 4, 4]
+        );
+    }
+
+    #[test]
+    fn reasons_in_logs_mask_addresses() {
+        assert_eq!(
+            mask_addresses("permanent error (550): 5.1.1 <camille.martin@nancy.fr>: unknown"),
+            "permanent error (550): 5.1.1 <c***@nancy.fr>: unknown"
+        );
+    }
+
+    #[test]
+    fn a_sender_name_cannot_carry_a_header() {
+        let hostile = "Portail\r\nBcc: intrus@pirate.example <no-reply@portail.example>";
+        if let Ok(from) = hostile.parse::<Mailbox>() {
+            let message = Message::builder()
+                .from(from)
+                .to("zoe@nancy.fr".parse().unwrap())
+                .subject("s")
+                .body(String::from("b"))
+                .unwrap();
+            let raw = String::from_utf8(message.formatted()).unwrap();
+            assert!(!raw.contains("\r\nBcc:"), "{raw}");
+        }
+    }
+
+    #[test]
+    fn message_ids_are_stable_and_use_the_sender_domain() {
+        let from: Mailbox = "DataGrandEst <no-reply@datagrandest.fr>".parse().unwrap();
+        assert_eq!(message_id("abc", &from), "<abc@datagrandest.fr>");
+        assert_eq!(message_id("abc", &from), message_id("abc", &from));
     }
 }

@@ -4,10 +4,12 @@
 //!   transaction of the change that causes them, so a change and its email are
 //!   committed together or not at all.
 //! - [`dispatch`]: a loop that claims due messages, sends them and retries with
-//!   exponential back-off; a lease on each row keeps replicas from sending twice.
-//! - [`transport`]: SMTP (lettre) or `.eml` files for the embedded default.
+//!   exponential back-off up to a limit, then marks them failed with the server's
+//!   reason; a lease on each row keeps replicas from sending twice.
+//! - [`transport`]: SMTP (lettre; plain, STARTTLS or implicit TLS, with
+//!   authentication and timeouts) or `.eml` files for the embedded default.
 //! - [`templates`]: the French text and HTML templates, embedded in the binary.
-//! - [`grpc`]: the `Mailer` gRPC service for administrators.
+//! - [`grpc`]: the `Mailer` gRPC service for administrators (list, retry, cancel).
 
 pub mod dispatch;
 pub mod grpc;
@@ -15,9 +17,9 @@ pub mod outbox;
 pub mod templates;
 pub mod transport;
 
-pub use dispatch::Dispatcher;
+pub use dispatch::{DispatchSettings, Dispatcher};
 pub use outbox::{MailSettings, Outbox};
-pub use transport::Transport;
+pub use transport::{SmtpOptions, Transport};
 
 /// Errors of the mailer.
 #[derive(Debug, thiserror::Error)]

@@ -1,6 +1,8 @@
 //! The French email templates, embedded at build time.
 //!
-//! Each kind has a one-line subject, a text body and an HTML body. HTML bodies are
+//! Each kind has a one-line subject, a text body and an HTML body. The bodies extend
+//! `_layout.txt` and `_layout.html` (greeting, signature and footer written once) and
+//! the HTML ones draw their styled pieces from `_macros.html`. HTML bodies are
 //! auto-escaped; subjects and text bodies are not, and never reach a header except
 //! the subject, whose control characters are stripped before sending.
 
@@ -28,6 +30,8 @@ const KINDS: &[(&str, &str, &str, &str)] = &[
     kind!("admin_signup_digest"),
     kind!("admin_pending_reminder"),
     // Local accounts (issue 3): password reset and change, email change, deletion.
+    // TODO: nothing queues the email-change and deletion kinds yet: the profile pages
+    // that change an address or delete an account are not written.
     kind!("password_reset"),
     kind!("password_reset_federated"),
     kind!("password_changed"),
@@ -35,6 +39,18 @@ const KINDS: &[(&str, &str, &str, &str)] = &[
     kind!("email_change_requested"),
     kind!("email_changed"),
     kind!("account_deleted"),
+    // Identity broker (issue 6): an upstream identity was linked to an account.
+    // TODO: the broker does not queue it yet, having no outbox handle; it should, in
+    // the transaction that inserts the link, with `provider_label`, `linked_at` and
+    // `reset_url`.
+    kind!("federated_link_added"),
+];
+
+/// Templates the kinds extend or import.
+const SHARED: &[(&str, &str)] = &[
+    ("_layout.txt", include_str!("../templates/_layout.txt")),
+    ("_layout.html", include_str!("../templates/_layout.html")),
+    ("_macros.html", include_str!("../templates/_macros.html")),
 ];
 
 /// The names of every mail kind.
@@ -51,6 +67,10 @@ pub fn kinds() -> impl Iterator<Item = &'static str> {
 pub fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    for (name, source) in SHARED {
+        env.add_template(name, source)
+            .unwrap_or_else(|e| panic!("mail template {name} is invalid: {e}"));
+    }
     for (name, subject, text, html) in KINDS {
         for (suffix, source) in [("subject.txt", subject), ("txt", text), ("html", html)] {
             env.add_template_owned(format!("{name}.{suffix}"), (*source).to_owned())
@@ -66,7 +86,9 @@ mod tests {
     fn every_template_parses() {
         let env = super::environment();
         for kind in super::kinds() {
-            assert!(env.get_template(&format!("{kind}.html")).is_ok());
+            for suffix in ["subject.txt", "txt", "html"] {
+                assert!(env.get_template(&format!("{kind}.{suffix}")).is_ok());
+            }
         }
     }
 }

@@ -366,8 +366,14 @@ pub(crate) enum MailCommand {
         status: Option<MessageStatusArg>,
     },
 
-    /// Put a failed message back in the queue
+    /// Put a failed or cancelled message back in the queue
     Retry {
+        /// Message id
+        id: String,
+    },
+
+    /// Cancel a queued or failed message so that it is never sent
+    Cancel {
         /// Message id
         id: String,
     },

@@ -35,8 +35,10 @@ pub(crate) enum MessageStatusArg {
     Queued,
     /// Handed over to the mail server.
     Sent,
-    /// Every attempt failed.
+    /// Every attempt failed, or the server refused it for good.
     Failed,
+    /// Cancelled by an administrator.
+    Cancelled,
 }
 
 impl From<MessageStatusArg> for MessageStatus {
@@ -45,6 +47,7 @@ impl From<MessageStatusArg> for MessageStatus {
             MessageStatusArg::Queued => Self::Queued,
             MessageStatusArg::Sent => Self::Sent,
             MessageStatusArg::Failed => Self::Failed,
+            MessageStatusArg::Cancelled => Self::Cancelled,
         }
     }
 }
@@ -81,6 +84,7 @@ pub(crate) fn message_status_name(raw: i32) -> String {
         Ok(MessageStatus::Queued) => "queued".to_owned(),
         Ok(MessageStatus::Sent) => "sent".to_owned(),
         Ok(MessageStatus::Failed) => "failed".to_owned(),
+        Ok(MessageStatus::Cancelled) => "cancelled".to_owned(),
         Err(_) => format!("unknown({raw})"),
     }
 }
@@ -148,6 +152,10 @@ mod tests {
         assert_eq!(
             MessageStatus::from(MessageStatusArg::Failed),
             MessageStatus::Failed
+        );
+        assert_eq!(
+            MessageStatus::from(MessageStatusArg::Cancelled),
+            MessageStatus::Cancelled
         );
     }
 

@@ -1,6 +1,8 @@
-//! `dgectl mail list|retry`.
+//! `dgectl mail list|retry|cancel`.
 
-use dge_proto::v1::{ListMessagesRequest, MailMessage, MessageStatus, RetryMessageRequest};
+use dge_proto::v1::{
+    CancelMessageRequest, ListMessagesRequest, MailMessage, MessageStatus, RetryMessageRequest,
+};
 use serde_json::{Value, json};
 
 use crate::cli::MailCommand;
@@ -16,6 +18,7 @@ pub(super) async fn run(api: &Api, out: OutputFormat, verb: MailCommand) -> Resu
     match verb {
         MailCommand::List { status } => list(api, out, status).await,
         MailCommand::Retry { id } => retry(api, out, id).await,
+        MailCommand::Cancel { id } => cancel(api, out, id).await,
     }
 }
 
@@ -45,6 +48,7 @@ async fn list(
                 "STATUS",
                 "ATTEMPTS",
                 "CREATED",
+                "NEXT ATTEMPT",
                 "LAST ERROR",
             ]);
             for message in &messages {
@@ -55,6 +59,7 @@ async fn list(
                     message_status_name(message.status),
                     message.attempts.to_string(),
                     output::created(message.created_at),
+                    next_attempt(message),
                     output::truncate(&message.last_error, ERROR_WIDTH),
                 ]);
             }
@@ -80,6 +85,27 @@ async fn retry(api: &Api, out: OutputFormat, id: String) -> Result<(), CliError>
     Ok(())
 }
 
+async fn cancel(api: &Api, out: OutputFormat, id: String) -> Result<(), CliError> {
+    api.mailer()
+        .cancel_message(CancelMessageRequest { id: id.clone() })
+        .await
+        .map_err(|status| api.fail(status))?;
+    match out {
+        OutputFormat::Table => output::print_line(&format!("message {id} cancelled"))?,
+        OutputFormat::Json => output::print_json(&json!({ "id": id, "status": "cancelled" }))?,
+    }
+    Ok(())
+}
+
+/// When a queued message is tried next; empty for the others.
+fn next_attempt(message: &MailMessage) -> String {
+    if message.status == MessageStatus::Queued as i32 {
+        output::created(message.next_attempt_at)
+    } else {
+        String::new()
+    }
+}
+
 fn message_json(message: &MailMessage) -> Value {
     json!({
         "id": message.id,
@@ -90,5 +116,8 @@ fn message_json(message: &MailMessage) -> Value {
         "attempts": message.attempts,
         "last_error": message.last_error,
         "created_at": message.created_at,
+        "next_attempt_at": message.next_attempt_at,
+        "sent_at": (message.sent_at != 0).then_some(message.sent_at),
+        "message_id": message.message_id,
     })
 }
