@@ -257,8 +257,9 @@ pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
         figment = figment.merge(Toml::file(path));
     }
     let env = Env::prefixed("DGE_").split("__").filter(|key| {
+        // The key keeps the variable's case until figment lower-cases it later.
         let top = key.as_str().split('.').next().unwrap_or_default();
-        SECTIONS.contains(&top)
+        SECTIONS.iter().any(|s| s.eq_ignore_ascii_case(top))
     });
     let config: Config = figment
         .merge(env)
