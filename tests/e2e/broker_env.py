@@ -1,0 +1,223 @@
+"""One `dge-idp dev` with upstream providers for the broker tests, and what they share.
+
+Upstreams (each a real `oidc-provider` on 127.0.0.1, see upstreams.py):
+- `proconnect`: configured like ProConnect (issuer under /api/v2, ES256, signed userinfo,
+  client_secret_post, acr values). Our providers `proconnect`, `pc-restricted` (allow
+  rules) and `pc-basic` (wrongly set to client_secret_basic) all point at it.
+- `pc-rs256`: the same, signing ID tokens and userinfo with RS256.
+- `pc-json`: ProConnect-like, but answering userinfo as plain JSON; ours expects a JWT.
+- `region`: a generic OpenID Connect provider (RS256, plain JSON userinfo, configured so).
+Plus `pc-down`, whose issuer is a loopback port where nothing listens, and `pc-slow`, a
+loopback socket that accepts connections and never answers.
+"""
+
+from __future__ import annotations
+
+import socket
+import sqlite3
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+import pages
+from idp_server import IdpServer, free_port
+from portal import LoginPage, Module, open_login_page
+from upstreams import OidcUpstream, log_in_upstream, upstream_entry, write_upstreams_file
+
+ALLOWED_DOMAIN = "grandest.fr"
+ALLOWED_SIRET = "20005226700013"
+ALLOWED_IDP = "fia-grandest"
+ALLOWED_ROLE = "agent_public_territorial"
+PROCONNECT_SCOPES = [
+    "email", "given_name", "usual_name", "uid", "siret", "idp_id", "organization_label", "roles",
+]
+
+
+@dataclass
+class SilentServer:
+    """Accepts TCP connections on loopback and never answers (a hung upstream)."""
+
+    port: int = field(default_factory=free_port)
+    sockets: list = field(default_factory=list)
+
+    def start(self) -> None:
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.bind(("127.0.0.1", self.port))
+        self.listener.listen(16)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.sockets.append(conn)
+
+    def stop(self) -> None:
+        self.listener.close()
+        for conn in self.sockets:
+            conn.close()
+
+
+@dataclass
+class BrokerEnv:
+    idp: IdpServer
+    upstreams: dict[str, OidcUpstream]
+    silent: SilentServer
+
+    def stop(self) -> None:
+        self.idp.stop()
+        for upstream in self.upstreams.values():
+            upstream.stop()
+        self.silent.stop()
+
+    def db(self) -> sqlite3.Connection:
+        """The server's SQLite database, read-only."""
+        path = self.idp.data_dir / "dge-identity.sqlite3"
+        return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+
+    def rows(self, sql: str, *params) -> list[tuple]:
+        with self.db() as conn:
+            return conn.execute(sql, params).fetchall()
+
+    def count(self, table: str) -> int:
+        return self.rows(f"SELECT COUNT(*) FROM {table}")[0][0]
+
+    def account_by_email(self, email: str) -> dict | None:
+        with self.db() as conn:
+            conn.row_factory = sqlite3.Row
+            row = conn.execute(
+                "SELECT * FROM accounts WHERE email_key = ?", (email.lower(),)
+            ).fetchone()
+        return dict(row) if row else None
+
+    def links_of(self, account_id: str) -> list[tuple[str, str]]:
+        return self.rows(
+            "SELECT provider, subject FROM federated_links WHERE account_id = ? ORDER BY provider,"
+            " subject",
+            account_id,
+        )
+
+    def snapshot(self) -> tuple[int, int, int]:
+        """Accounts, links and organisations: what a failed login must not change."""
+        return (self.count("accounts"), self.count("federated_links"), self.count("organisations"))
+
+
+def start_broker_env(work_dir: Path, server: IdpServer) -> BrokerEnv:
+    base = server.base_url
+    upstreams = {
+        "proconnect": OidcUpstream(
+            "proconnect", work_dir, base, "proconnect", also_for=["pc-restricted", "pc-basic"]
+        ),
+        "pc-rs256": OidcUpstream(
+            "proconnect", work_dir, base, "pc-rs256",
+            settings={"id_token_alg": "RS256", "userinfo_alg": "RS256"},
+        ),
+        "pc-json": OidcUpstream(
+            "proconnect", work_dir, base, "pc-json", settings={"userinfo_alg": "none"}
+        ),
+        "region": OidcUpstream("region", work_dir, base, "region"),
+    }
+    silent = SilentServer()
+    silent.start()
+    started = []
+    try:
+        for upstream in upstreams.values():
+            upstream.start()
+            started.append(upstream)
+        pc = upstreams["proconnect"].issuer
+        entries = [
+            # The optional `phone` scope, as a client allowed it on the partners' space.
+            upstream_entry("proconnect", pc, "proconnect", scopes=PROCONNECT_SCOPES + ["phone"]),
+            upstream_entry("region", upstreams["region"].issuer, "generic"),
+            upstream_entry(
+                "pc-restricted", pc, "proconnect",
+                allow={
+                    "email_domains": [ALLOWED_DOMAIN],
+                    "idp_ids": [ALLOWED_IDP],
+                    "roles": [ALLOWED_ROLE],
+                    "sirets": [ALLOWED_SIRET],
+                },
+            ),
+            upstream_entry("pc-basic", pc, "proconnect", token_auth="client_secret_basic"),
+            upstream_entry("pc-rs256", upstreams["pc-rs256"].issuer, "proconnect"),
+            upstream_entry("pc-json", upstreams["pc-json"].issuer, "proconnect"),
+            upstream_entry("pc-down", f"http://127.0.0.1:{free_port()}/api/v2", "proconnect"),
+            upstream_entry(
+                "pc-slow", f"http://127.0.0.1:{silent.port}/api/v2", "proconnect", timeout_secs=1
+            ),
+        ]
+        server.extra_env["DGE_UPSTREAMS_FILE"] = str(
+            write_upstreams_file(work_dir / "upstreams.json", entries)
+        )
+        server.start()
+    except Exception:
+        for upstream in started:
+            upstream.stop()
+        silent.stop()
+        raise
+    return BrokerEnv(server, upstreams, silent)
+
+
+@dataclass
+class Arrival:
+    """The person back from the upstream: our callback's answer."""
+
+    login_page: LoginPage
+    authorize_url: str
+    answer: requests.Response
+
+
+def upstream_authorize_url(
+    http: requests.Session, login_page: LoginPage, provider: str, **hints: str
+) -> str:
+    """Presses the provider's button on the login page; returns where it sends the browser."""
+    button = pages.control_leading_to(
+        login_page.response, f"/broker/{provider}/start", {"req": login_page.req}
+    )
+    url = requests.compat.urljoin(login_page.response.url, button["href"])
+    if hints:
+        url += "&" + requests.compat.urlencode(hints)
+    answer = pages.get(http, url)
+    return pages.location(answer)
+
+
+def arrive(
+    http: requests.Session,
+    env: BrokerEnv,
+    module: Module,
+    provider: str,
+    login: str,
+    upstream: str | None = None,
+    action: str = "login",
+    **hints: str,
+) -> Arrival:
+    """From the module, through the provider's button and the upstream's login form, to
+    our callback; returns our answer to the callback."""
+    login_page = open_login_page(http, module)
+    authorize_url = upstream_authorize_url(http, login_page, provider, **hints)
+    callback = log_in_upstream(
+        http, authorize_url, env.upstreams[upstream or provider], login, action=action
+    )
+    assert callback.startswith(f"{env.idp.base_url}/broker/{provider}/callback?"), callback
+    return Arrival(login_page, authorize_url, pages.get(http, callback))
+
+
+def proconnect_claims(email: str, **changes) -> dict:
+    """What ProConnect says about an agent of the Région."""
+    claims = {
+        "given_name": "Jeanne Marie",
+        "usual_name": "Dupont",
+        "email": email,
+        "uid": "jdupont",
+        "siret": ALLOWED_SIRET,
+        "idp_id": ALLOWED_IDP,
+        "organization_label": "Région Grand Est (test)",
+        "roles": [ALLOWED_ROLE],
+        "phone_number": "+33388000000",
+    }
+    claims.update(changes)
+    return claims

@@ -1,0 +1,314 @@
+"""Logging in through upstream providers: ProConnect's rules, the Région, allow rules,
+and upstreams that misbehave. The upstreams are the real `oidc-provider` package on
+loopback (see broker_env.py); the portal module is authlib."""
+
+from __future__ import annotations
+
+import json
+import secrets
+
+import pytest
+
+import pages
+from broker_env import (
+    ALLOWED_DOMAIN,
+    ALLOWED_IDP,
+    ALLOWED_ROLE,
+    ALLOWED_SIRET,
+    arrive,
+    proconnect_claims,
+    start_broker_env,
+    upstream_authorize_url,
+)
+from conftest import _servers
+from idp_server import loopback_http
+from portal import Module, open_login_page
+from upstreams import follow_upstream, new_broker_idp
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory, request):
+    work_dir = tmp_path_factory.mktemp("broker")
+    server = new_broker_idp(work_dir)
+    _servers.append((request.node.nodeid, server))
+    environment = start_broker_env(work_dir, server)
+    yield environment
+    environment.stop()
+
+
+@pytest.fixture(scope="module")
+def module(env) -> Module:
+    return Module.datahub(env.idp.base_url)
+
+
+def tag() -> str:
+    return secrets.token_hex(4)
+
+
+def new_agent(env, upstream: str = "proconnect", domain: str = ALLOWED_DOMAIN, **changes):
+    """A person known at the upstream; returns (login at the upstream = sub, email)."""
+    login = f"agent-{tag()}"
+    email = f"{login}@{domain}"
+    env.upstreams[upstream].set_person(login, proconnect_claims(email, **changes))
+    return login, email
+
+
+def logged_in(module: Module, arrival) -> dict:
+    """The module's side: the code exchanged, the ID token checked, userinfo read."""
+    callback = module.callback_url(arrival.answer)
+    token = module.exchange(callback, arrival.login_page.request)
+    module.id_token_claims(token["id_token"], arrival.login_page.request.nonce)
+    info = module.userinfo(token["access_token"])
+    assert info.status_code == 200, info.text
+    return info.json()
+
+
+def assert_failed_nicely(env, arrival_answer, before, *phrases: str) -> None:
+    """A French error page with a way back, and nothing created."""
+    assert arrival_answer.status_code >= 400, arrival_answer.status_code
+    assert pages.is_french_page(arrival_answer), arrival_answer.text[:500]
+    text = pages.page_text(arrival_answer)
+    for phrase in phrases:
+        assert phrase in text, text
+    pages.control_leading_to(arrival_answer, "/login")
+    assert env.snapshot() == before
+
+
+# --- ProConnect's protocol ----------------------------------------------------------
+
+
+def test_the_authorization_request_follows_proconnect_rules(env, module):
+    http = pages.browser()
+    login_page = open_login_page(http, module)
+    url = upstream_authorize_url(http, login_page, "proconnect")
+    upstream = env.upstreams["proconnect"]
+    assert url.startswith(f"{upstream.issuer}/authorize?"), url
+    assert upstream.issuer.endswith("/api/v2")
+    query = pages.query_of(url)
+    assert query["response_type"] == "code"
+    assert query["client_id"] == "dge-identity"
+    assert query["redirect_uri"] == f"{env.idp.base_url}/broker/proconnect/callback"
+    assert len(query["state"]) >= 32 and len(query["nonce"]) >= 32
+    assert query["state"] != query["nonce"]
+    assert query["code_challenge_method"] == "S256" and len(query["code_challenge"]) == 43
+    scopes = set(query["scope"].split())
+    assert {"openid", "given_name", "usual_name", "email", "uid", "siret", "idp_id"} <= scopes
+    assert {"organization_label", "roles"} <= scopes
+    assert json.loads(query["claims"]) == {
+        "id_token": {"acr": {"essential": True, "values": ["eidas1", "eidas2"]}}
+    }
+    # A second start gets fresh values.
+    again = pages.query_of(upstream_authorize_url(http, open_login_page(http, module), "proconnect"))
+    assert again["state"] != query["state"] and again["nonce"] != query["nonce"]
+
+
+def test_a_proconnect_login_creates_an_active_account_with_no_rights(env, module):
+    login, email = new_agent(env, siret="13002526500013", organization_label="DREAL Grand Est")
+    before_orgs = env.count("organisations")
+    arrival = arrive(pages.browser(), env, module, "proconnect", login)
+    info = logged_in(module, arrival)
+    assert info["email"] == email
+    assert info["given_name"] == "Jeanne Marie"
+    assert info["family_name"] == "Dupont"  # usual_name: ProConnect has no family_name
+    account = env.account_by_email(email)
+    assert account["kind"] == "federated"
+    assert account["status"] == "active"
+    assert account["password_hash"] is None
+    assert account["phone"] == "+33388000000"
+    assert env.rows("SELECT COUNT(*) FROM grants WHERE account_id = ?", account["id"])[0][0] == 0
+    assert env.links_of(account["id"]) == [("proconnect", login)]
+    # siret and organization_label come only in the signed userinfo JWT: the unknown
+    # SIRET proposes an organisation named after the label.
+    org = env.rows(
+        "SELECT name, siret, status FROM organisations WHERE id = ?", account["organisation_id"]
+    )
+    assert org == [("DREAL Grand Est", "13002526500013", "proposed")]
+    assert env.count("organisations") == before_orgs + 1
+
+
+def test_id_tokens_and_userinfo_signed_rs256_are_accepted(env, module):
+    login, email = new_agent(env, upstream="pc-rs256")
+    info = logged_in(module, arrive(pages.browser(), env, module, "pc-rs256", login))
+    assert info["email"] == email and info["family_name"] == "Dupont"
+
+
+def test_the_region_logs_in_with_family_name_and_plain_json_userinfo(env, module):
+    login = f"region-{tag()}"
+    email = f"{login}@grandest.fr"
+    env.upstreams["region"].set_person(
+        login,
+        {"given_name": "Luc", "family_name": "Meyer", "email": email, "email_verified": True,
+         "usual_name": "not-used"},
+        acr="",
+    )
+    info = logged_in(module, arrive(pages.browser(), env, module, "region", login))
+    assert (info["given_name"], info["family_name"], info["email"]) == ("Luc", "Meyer", email)
+    account = env.account_by_email(email)
+    assert account["kind"] == "federated" and account["status"] == "active"
+    assert account["organisation_id"] is None
+    assert env.links_of(account["id"]) == [("region", login)]
+
+
+def test_client_secret_post_is_what_proconnect_accepts(env, module):
+    """The same upstream refuses our client when it is set to client_secret_basic."""
+    login, email = new_agent(env)
+    upstream = env.upstreams["proconnect"]
+    logged_in(module, arrive(pages.browser(), env, module, "proconnect", login))
+    assert upstream.output[-1] == "token-auth client_secret_post", upstream.output[-3:]
+    login, email = new_agent(env)
+    before = env.snapshot()
+    arrival = arrive(pages.browser(), env, module, "pc-basic", login, upstream="proconnect")
+    assert upstream.output[-1] == "token-auth client_secret_basic", upstream.output[-3:]
+    assert_failed_nicely(env, arrival.answer, before, "n'a pas répondu correctement")
+    assert env.account_by_email(email) is None
+    assert "token exchange failed" in env.idp.log()
+
+
+def test_plain_json_userinfo_is_refused_unless_configured(env, module):
+    login, email = new_agent(env, upstream="pc-json")
+    before = env.snapshot()
+    arrival = arrive(pages.browser(), env, module, "pc-json", login)
+    assert_failed_nicely(env, arrival.answer, before, "n'a pas répondu correctement")
+    assert env.account_by_email(email) is None
+    assert "expected a signed JWT" in env.idp.log()
+
+
+def test_an_insufficient_assurance_level_is_refused(env, module):
+    login, email = new_agent(env)
+    env.upstreams["proconnect"].set_person(login, proconnect_claims(email), acr="eidas0")
+    before = env.snapshot()
+    http = pages.browser()
+    login_page = open_login_page(http, module)
+    authorize_url = upstream_authorize_url(http, login_page, "proconnect")
+    from upstreams import log_in_upstream
+
+    callback = log_in_upstream(http, authorize_url, env.upstreams["proconnect"], login)
+    answer = pages.get(http, callback)
+    assert_failed_nicely(env, answer, before, "niveau de sécurité")
+    assert env.account_by_email(email) is None
+
+
+def test_hints_from_the_module_reach_proconnect(env, module):
+    http = pages.browser()
+    login_page = open_login_page(http, module, login_hint="jeanne@grandest.fr")
+    url = upstream_authorize_url(
+        http, login_page, "proconnect", siret_hint=ALLOWED_SIRET, idp_hint=ALLOWED_IDP
+    )
+    query = pages.query_of(url)
+    assert query["login_hint"] == "jeanne@grandest.fr"
+    assert query["siret_hint"] == ALLOWED_SIRET
+    assert query["idp_hint"] == ALLOWED_IDP
+    # The upstream received them (its login page echoes them).
+    page = follow_upstream(http, url, env.upstreams["proconnect"].origin)
+    document = pages.parse(page)
+    assert document.find(id="siret_hint").get_text() == ALLOWED_SIRET
+    assert document.find(id="idp_hint").get_text() == ALLOWED_IDP
+    # A malformed hint is dropped rather than passed on.
+    bad = pages.query_of(
+        upstream_authorize_url(http, open_login_page(http, module), "proconnect", siret_hint="12")
+    )
+    assert "siret_hint" not in bad
+
+
+# --- Allow rules ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"domain": "example.org"},
+        {"idp_id": "another-provider"},
+        {"roles": ["agent_public_etat"]},
+        {"siret": "13002526500013"},
+    ],
+    ids=["email-domain", "idp_id", "roles", "siret"],
+)
+def test_allow_rules_refuse_with_an_explanation(env, module, changes):
+    changes = dict(changes)
+    domain = changes.pop("domain", ALLOWED_DOMAIN)
+    login, email = new_agent(env, domain=domain, **changes)
+    before = env.snapshot()
+    arrival = arrive(pages.browser(), env, module, "pc-restricted", login, upstream="proconnect")
+    assert_failed_nicely(env, arrival.answer, before, "réservé à certaines organisations")
+    assert env.account_by_email(email) is None
+
+
+def test_allow_rules_let_the_right_people_in(env, module):
+    login, email = new_agent(env)
+    info = logged_in(
+        module, arrive(pages.browser(), env, module, "pc-restricted", login, upstream="proconnect")
+    )
+    assert info["email"] == email
+    assert ALLOWED_ROLE in proconnect_claims(email)["roles"]
+
+
+# --- Misbehaving upstreams -----------------------------------------------------------
+
+
+def test_an_unreachable_upstream_ends_on_a_french_page(env, module):
+    http = pages.browser()
+    login_page = open_login_page(http, module)
+    before = env.snapshot()
+    for provider in ("pc-down", "pc-slow"):
+        button = pages.control_leading_to(
+            login_page.response, f"/broker/{provider}/start", {"req": login_page.req}
+        )
+        answer = pages.get(http, requests_join(login_page.response.url, button["href"]))
+        assert_failed_nicely(env, answer, before, "n'a pas répondu correctement")
+    assert "discovery failed" in env.idp.log()
+
+
+def requests_join(base: str, href: str) -> str:
+    from urllib.parse import urljoin
+
+    return urljoin(base, href)
+
+
+def test_a_refusal_at_the_upstream_creates_nothing(env, module):
+    login, email = new_agent(env)
+    before = env.snapshot()
+    arrival = arrive(pages.browser(), env, module, "proconnect", login, action="cancel")
+    assert pages.query_of(arrival.answer.url).get("error") == "access_denied"
+    assert_failed_nicely(env, arrival.answer, before, "annulée ou refusée")
+
+
+def test_a_replayed_callback_is_refused(env, module):
+    login, email = new_agent(env)
+    http = pages.browser()
+    login_page = open_login_page(http, module)
+    authorize_url = upstream_authorize_url(http, login_page, "proconnect")
+    from upstreams import log_in_upstream
+
+    callback = log_in_upstream(http, authorize_url, env.upstreams["proconnect"], login)
+    first = pages.get(http, callback)
+    module.callback_url(first)
+    before = env.snapshot()
+    # The same browser, and another one holding a stolen callback URL.
+    for browser in (http, pages.browser()):
+        again = pages.get(browser, callback)
+        assert_failed_nicely(env, again, before, "expiré ou a déjà été utilisée")
+
+
+def test_a_state_from_another_browser_is_refused(env, module):
+    """Login CSRF: a callback only completes in the browser that started the login."""
+    login, email = new_agent(env)
+    victim, attacker = pages.browser(), pages.browser()
+    authorize_url = upstream_authorize_url(attacker, open_login_page(attacker, module), "proconnect")
+    from upstreams import log_in_upstream
+
+    callback = log_in_upstream(attacker, authorize_url, env.upstreams["proconnect"], login)
+    upstream_authorize_url(victim, open_login_page(victim, module), "proconnect")
+    before = env.snapshot()
+    answer = pages.get(victim, callback)
+    assert_failed_nicely(env, answer, before, "expiré ou a déjà été utilisée")
+    assert env.account_by_email(email) is None
+
+
+def test_discovery_is_read_under_api_v2(env):
+    answer = loopback_http().get(
+        f"{env.upstreams['proconnect'].issuer}/.well-known/openid-configuration", timeout=5
+    )
+    document = answer.json()
+    assert document["issuer"] == env.upstreams["proconnect"].issuer
+    assert "ES256" in document["id_token_signing_alg_values_supported"]
+    assert document["end_session_endpoint"].endswith("/api/v2/session/end")
