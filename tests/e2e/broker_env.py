@@ -13,6 +13,7 @@ loopback socket that accepts connections and never answers.
 
 from __future__ import annotations
 
+import secrets
 import socket
 import sqlite3
 import threading
@@ -22,9 +23,16 @@ from pathlib import Path
 import requests
 
 import pages
+from conftest import _servers
 from idp_server import IdpServer, free_port
 from portal import LoginPage, Module, open_login_page
-from upstreams import OidcUpstream, log_in_upstream, upstream_entry, write_upstreams_file
+from upstreams import (
+    OidcUpstream,
+    log_in_upstream,
+    new_broker_idp,
+    upstream_entry,
+    write_upstreams_file,
+)
 
 ALLOWED_DOMAIN = "grandest.fr"
 ALLOWED_SIRET = "20005226700013"
@@ -221,3 +229,51 @@ def proconnect_claims(email: str, **changes) -> dict:
     }
     claims.update(changes)
     return claims
+
+
+def tag() -> str:
+    return secrets.token_hex(4)
+
+
+def new_agent(env, upstream: str = "proconnect", domain: str = ALLOWED_DOMAIN, **changes):
+    """A person known at the upstream; returns (login at the upstream = sub, email)."""
+    login = f"agent-{tag()}"
+    email = f"{login}@{domain}"
+    env.upstreams[upstream].set_person(login, proconnect_claims(email, **changes))
+    return login, email
+
+
+def logged_in(module: Module, arrival: Arrival) -> dict:
+    """The module's side: the code exchanged, the ID token checked, userinfo read."""
+    callback = module.callback_url(arrival.answer)
+    token = module.exchange(callback, arrival.login_page.request)
+    module.id_token_claims(token["id_token"], arrival.login_page.request.nonce)
+    info = module.userinfo(token["access_token"])
+    assert info.status_code == 200, info.text
+    return info.json()
+
+
+def broker_env_fixture(tmp_path_factory, request):
+    """A broker environment per test module (see this module's docstring). Test
+    modules make it a fixture: `env = pytest.fixture(scope="module", name="env")(...)`."""
+    work_dir = tmp_path_factory.mktemp("broker")
+    server = new_broker_idp(work_dir)
+    _servers.append((request.node.nodeid, server))
+    environment = start_broker_env(work_dir, server)
+    yield environment
+    environment.stop()
+
+
+def datahub_fixture(env) -> Module:
+    return Module.datahub(env.idp.base_url)
+
+
+def assert_failed_nicely(env, arrival_answer, before, *phrases: str) -> None:
+    """A French error page with a way back, and nothing created."""
+    assert arrival_answer.status_code >= 400, arrival_answer.status_code
+    assert pages.is_french_page(arrival_answer), arrival_answer.text[:500]
+    text = pages.page_text(arrival_answer)
+    for phrase in phrases:
+        assert phrase in text, text
+    pages.control_leading_to(arrival_answer, "/login")
+    assert env.snapshot() == before

@@ -5,7 +5,7 @@ loopback (see broker_env.py); the portal module is authlib."""
 from __future__ import annotations
 
 import json
-import secrets
+from urllib.parse import urljoin
 
 import pytest
 
@@ -16,62 +16,21 @@ from broker_env import (
     ALLOWED_ROLE,
     ALLOWED_SIRET,
     arrive,
+    assert_failed_nicely,
+    broker_env_fixture,
+    datahub_fixture,
+    logged_in,
+    new_agent,
+    tag,
     proconnect_claims,
-    start_broker_env,
     upstream_authorize_url,
 )
-from conftest import _servers
 from idp_server import loopback_http
-from portal import Module, open_login_page
-from upstreams import follow_upstream, new_broker_idp
+from portal import open_login_page
+from upstreams import follow_upstream, log_in_upstream
 
-
-@pytest.fixture(scope="module")
-def env(tmp_path_factory, request):
-    work_dir = tmp_path_factory.mktemp("broker")
-    server = new_broker_idp(work_dir)
-    _servers.append((request.node.nodeid, server))
-    environment = start_broker_env(work_dir, server)
-    yield environment
-    environment.stop()
-
-
-@pytest.fixture(scope="module")
-def module(env) -> Module:
-    return Module.datahub(env.idp.base_url)
-
-
-def tag() -> str:
-    return secrets.token_hex(4)
-
-
-def new_agent(env, upstream: str = "proconnect", domain: str = ALLOWED_DOMAIN, **changes):
-    """A person known at the upstream; returns (login at the upstream = sub, email)."""
-    login = f"agent-{tag()}"
-    email = f"{login}@{domain}"
-    env.upstreams[upstream].set_person(login, proconnect_claims(email, **changes))
-    return login, email
-
-
-def logged_in(module: Module, arrival) -> dict:
-    """The module's side: the code exchanged, the ID token checked, userinfo read."""
-    callback = module.callback_url(arrival.answer)
-    token = module.exchange(callback, arrival.login_page.request)
-    module.id_token_claims(token["id_token"], arrival.login_page.request.nonce)
-    info = module.userinfo(token["access_token"])
-    assert info.status_code == 200, info.text
-    return info.json()
-
-
-def assert_failed_nicely(env, arrival_answer, before, *phrases: str) -> None:
-    """A French error page with a way back, and nothing created."""
-    assert arrival_answer.status_code >= 400, arrival_answer.status_code
-    assert pages.is_french_page(arrival_answer), arrival_answer.text[:500]
-    text = pages.page_text(arrival_answer)
-    for phrase in phrases:
-        assert phrase in text, text
-    pages.control_leading_to(arrival_answer, "/login")
-    assert env.snapshot() == before
+env = pytest.fixture(scope="module", name="env")(broker_env_fixture)
+module = pytest.fixture(scope="module", name="module")(datahub_fixture)
 
 
 # --- ProConnect's protocol ----------------------------------------------------------
@@ -180,8 +139,6 @@ def test_an_insufficient_assurance_level_is_refused(env, module):
     http = pages.browser()
     login_page = open_login_page(http, module)
     authorize_url = upstream_authorize_url(http, login_page, "proconnect")
-    from upstreams import log_in_upstream
-
     callback = log_in_upstream(http, authorize_url, env.upstreams["proconnect"], login)
     answer = pages.get(http, callback)
     assert_failed_nicely(env, answer, before, "niveau de sécurité")
@@ -253,15 +210,9 @@ def test_an_unreachable_upstream_ends_on_a_french_page(env, module):
         button = pages.control_leading_to(
             login_page.response, f"/broker/{provider}/start", {"req": login_page.req}
         )
-        answer = pages.get(http, requests_join(login_page.response.url, button["href"]))
+        answer = pages.get(http, urljoin(login_page.response.url, button["href"]))
         assert_failed_nicely(env, answer, before, "n'a pas répondu correctement")
     assert "discovery failed" in env.idp.log()
-
-
-def requests_join(base: str, href: str) -> str:
-    from urllib.parse import urljoin
-
-    return urljoin(base, href)
 
 
 def test_a_refusal_at_the_upstream_creates_nothing(env, module):
@@ -277,8 +228,6 @@ def test_a_replayed_callback_is_refused(env, module):
     http = pages.browser()
     login_page = open_login_page(http, module)
     authorize_url = upstream_authorize_url(http, login_page, "proconnect")
-    from upstreams import log_in_upstream
-
     callback = log_in_upstream(http, authorize_url, env.upstreams["proconnect"], login)
     first = pages.get(http, callback)
     module.callback_url(first)
@@ -294,8 +243,6 @@ def test_a_state_from_another_browser_is_refused(env, module):
     login, email = new_agent(env)
     victim, attacker = pages.browser(), pages.browser()
     authorize_url = upstream_authorize_url(attacker, open_login_page(attacker, module), "proconnect")
-    from upstreams import log_in_upstream
-
     callback = log_in_upstream(attacker, authorize_url, env.upstreams["proconnect"], login)
     upstream_authorize_url(victim, open_login_page(victim, module), "proconnect")
     before = env.snapshot()

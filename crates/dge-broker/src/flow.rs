@@ -73,6 +73,12 @@ pub enum BrokerError {
     /// The link offer is unknown, used up or expired.
     #[error("unknown or expired link offer")]
     BadOffer,
+    /// The code typed to prove the account is not the one emailed (or none was sent).
+    #[error("wrong link code")]
+    WrongCode,
+    /// The mail could not be queued.
+    #[error("mail error: {0}")]
+    Mail(String),
     /// The database failed.
     #[error("storage error")]
     Store(#[from] sqlx::Error),
@@ -152,6 +158,7 @@ pub struct Broker {
     providers: Arc<Vec<UpstreamConfig>>,
     pub(crate) public_url: String,
     http: Arc<HashMap<String, reqwest::Client>>,
+    pub(crate) outbox: dge_mailer::Outbox,
 }
 
 impl std::fmt::Debug for Broker {
@@ -189,6 +196,7 @@ impl Broker {
         clock: Arc<dyn Clock>,
         providers: Vec<UpstreamConfig>,
         public_url: String,
+        outbox: dge_mailer::Outbox,
     ) -> Self {
         let http = providers
             .iter()
@@ -200,6 +208,7 @@ impl Broker {
             providers: Arc::new(providers),
             public_url,
             http: Arc::new(http),
+            outbox,
         }
     }
 

@@ -35,6 +35,8 @@ const KINDS: &[(&str, &str, &str, &str)] = &[
     kind!("email_change_requested"),
     kind!("email_changed"),
     kind!("account_deleted"),
+    // Identity broker (issue 6): the code proving an account before a link.
+    kind!("link_code"),
 ];
 
 /// The names of every mail kind.

@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::CookieJar;
 use axum_extra::extract::cookie::{Cookie, SameSite};
+use dge_broker::accounts::{PendingOffer, Proof};
 use dge_broker::{BrokerError, FederatedLogin, Hints, LinkOffer, Outcome};
 use dge_core::Secret;
 use dge_core::token::constant_time_eq;
@@ -41,12 +42,15 @@ pub(crate) struct CallbackQuery {
     error: Option<String>,
 }
 
-/// The linking form. Not `Debug`: it carries the password.
+/// The linking form: the account's password, or the code emailed to it. Not
+/// `Debug`: it carries the password.
 #[derive(Deserialize)]
 pub(crate) struct LinkForm {
     csrf_token: Option<String>,
     #[serde(default)]
     password: Secret<String>,
+    #[serde(default)]
+    code: Option<String>,
 }
 
 /// The cancel form.
@@ -97,13 +101,14 @@ fn failure(pages: &Pages, provider: &str, err: &BrokerError) -> Response {
             "Le fournisseur d'identité n'a pas transmis votre adresse électronique. Aucun compte n'a \
              été créé.",
         ),
-        BrokerError::BadState | BrokerError::BadOffer => (
+        BrokerError::BadState | BrokerError::BadOffer | BrokerError::WrongCode => (
             StatusCode::BAD_REQUEST,
             "Cette connexion a expiré ou a déjà été utilisée. Recommencez depuis la page de connexion.",
         ),
         BrokerError::Upstream(_)
         | BrokerError::BadIdToken(_)
         | BrokerError::BadUserinfo(_)
+        | BrokerError::Mail(_)
         | BrokerError::Store(_) => (
             StatusCode::BAD_GATEWAY,
             "Le fournisseur d'identité n'a pas répondu correctement. Réessayez plus tard ou utilisez \
@@ -245,38 +250,44 @@ fn offer_page(pages: &Pages, jar: CookieJar, offer: &LinkOffer) -> Response {
         offer.token.expose().clone(),
         pages.secure_cookies,
     ));
-    link_page(
-        pages,
-        jar,
-        StatusCode::OK,
-        &offer.provider_label,
-        &offer.masked_email,
-        offer.has_password,
-        None,
-    )
+    let view = LinkView {
+        provider_label: &offer.provider_label,
+        masked_email: &offer.masked_email,
+        has_password: offer.has_password,
+        code_sent: false,
+    };
+    link_page(pages, jar, StatusCode::OK, &view, None)
+}
+
+/// What the linking page shows.
+struct LinkView<'a> {
+    provider_label: &'a str,
+    masked_email: &'a str,
+    has_password: bool,
+    code_sent: bool,
 }
 
 fn link_page(
     pages: &Pages,
     jar: CookieJar,
     status: StatusCode,
-    provider_label: &str,
-    masked_email: &str,
-    has_password: bool,
+    view: &LinkView<'_>,
     error: Option<&str>,
 ) -> Response {
     let (jar, token) = csrf::token(jar, pages.secure_cookies);
     let context = json!({
         "csrf_token": token,
-        "provider_label": provider_label,
-        "masked_email": masked_email,
-        "has_password": has_password,
+        "provider_label": view.provider_label,
+        "masked_email": view.masked_email,
+        "has_password": view.has_password,
+        "code_sent": view.code_sent,
         "error": error,
     });
     (jar, pages.render.page(status, "broker_link.html", context)).into_response()
 }
 
-/// `POST /broker/link`: the person proves the existing account with its password.
+/// `POST /broker/link`: the person proves the existing account with its password,
+/// or with the code emailed to it.
 pub(crate) async fn link(
     State(pages): State<Pages>,
     jar: CookieJar,
@@ -294,41 +305,100 @@ pub(crate) async fn link(
         Err(e) => return failure(&pages, "", &e),
     };
     let masked = dge_core::MaskedEmail(&offer.email).to_string();
-    let checked = match pages
-        .registry
-        .check_password(&offer.email, &form.password)
-        .await
-    {
+    let mut view = LinkView {
+        provider_label: &offer.provider_label,
+        masked_email: &masked,
+        has_password: offer.has_password,
+        code_sent: false,
+    };
+    let proof = match form.code.as_deref().filter(|c| !c.trim().is_empty()) {
+        Some(code) => {
+            view.code_sent = true;
+            match pages.broker.check_link_code(&token, code).await {
+                Ok(()) => Ok(Proof::EmailedCode),
+                Err(BrokerError::WrongCode) => Err(
+                    "Code incorrect. Vérifiez le dernier courriel reçu, ou demandez un nouveau code.",
+                ),
+                Err(BrokerError::Store(e)) => return internal(&pages, &e),
+                Err(e) => return failure(&pages, &offer.provider, &e),
+            }
+        }
+        None => match password_proof(&pages, &token, &offer, &form.password).await {
+            Ok(result) => result,
+            Err(response) => return response,
+        },
+    };
+    match proof {
+        Ok(proof) => match pages
+            .broker
+            .accept_offer(&token, &offer.account_id, proof)
+            .await
+        {
+            Ok(login) => log_in(&pages, jar.remove(removal(LINK_COOKIE)), &login).await,
+            Err(BrokerError::Store(e)) => internal(&pages, &e),
+            Err(e) => failure(&pages, &offer.provider, &e),
+        },
+        Err(error) => {
+            tracing::info!(account_id = %offer.account_id, upstream = %offer.provider, "link proof refused");
+            link_page(&pages, jar, StatusCode::UNAUTHORIZED, &view, Some(error))
+        }
+    }
+}
+
+/// Checks the account's password; a wrong one counts as a failed attempt.
+async fn password_proof(
+    pages: &Pages,
+    token: &str,
+    offer: &PendingOffer,
+    password: &Secret<String>,
+) -> Result<Result<Proof, &'static str>, Response> {
+    let checked = match pages.registry.check_password(&offer.email, password).await {
         Ok(o) => o,
-        Err(dge_registry::Error::Busy) => return busy(&pages),
-        Err(e) => return internal(&pages, &e),
+        Err(dge_registry::Error::Busy) => return Err(busy(pages)),
+        Err(e) => return Err(internal(pages, &e)),
     };
     let error = match checked {
-        Ok(account) if account.id == offer.account_id => {
-            return match pages.broker.accept_offer(&token, &account.id).await {
-                Ok(login) => log_in(&pages, jar.remove(removal(LINK_COOKIE)), &login).await,
-                Err(BrokerError::Store(e)) => internal(&pages, &e),
-                Err(e) => failure(&pages, &offer.provider, &e),
-            };
-        }
+        Ok(account) if account.id == offer.account_id => return Ok(Ok(Proof::Password)),
         Ok(_) | Err(LoginError::BadCredentials) => "Mot de passe incorrect.",
         Err(LoginError::NotActive(_)) => {
             "Ce compte n'est pas actif : il ne peut pas être lié pour le moment."
         }
     };
-    if let Err(e) = pages.broker.offer_failed(&token).await {
-        return internal(&pages, &e);
+    if let Err(e) = pages.broker.offer_failed(token).await {
+        return Err(internal(pages, &e));
     }
-    tracing::info!(account_id = %offer.account_id, upstream = %offer.provider, "link proof refused");
-    link_page(
-        &pages,
-        jar,
-        StatusCode::UNAUTHORIZED,
-        &offer.provider_label,
-        &masked,
-        offer.has_password,
-        Some(error),
-    )
+    Ok(Err(error))
+}
+
+/// `POST /broker/link/code`: emails a one-time code to the account's address.
+pub(crate) async fn send_code(
+    State(pages): State<Pages>,
+    jar: CookieJar,
+    Form(form): Form<CancelForm>,
+) -> Response {
+    if !csrf::verify(&jar, form.csrf_token.as_deref()) {
+        return csrf_refused(&pages);
+    }
+    let Some(token) = jar.get(LINK_COOKIE).map(|c| c.value().to_owned()) else {
+        return failure(&pages, "", &BrokerError::BadOffer);
+    };
+    let offer = match pages.broker.pending_offer(&token).await {
+        Ok(o) => o,
+        Err(BrokerError::Store(e)) => return internal(&pages, &e),
+        Err(e) => return failure(&pages, "", &e),
+    };
+    let masked = match pages.broker.send_link_code(&token).await {
+        Ok(m) => m,
+        Err(BrokerError::Store(e)) => return internal(&pages, &e),
+        Err(e) => return failure(&pages, &offer.provider, &e),
+    };
+    let view = LinkView {
+        provider_label: &offer.provider_label,
+        masked_email: &masked,
+        has_password: offer.has_password,
+        code_sent: true,
+    };
+    link_page(&pages, jar, StatusCode::OK, &view, None)
 }
 
 /// `POST /broker/link/cancel`: nothing is linked or created.

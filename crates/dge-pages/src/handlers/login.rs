@@ -128,13 +128,27 @@ pub(crate) async fn submit(
     let account = match outcome {
         Ok(a) => a,
         Err(LoginError::BadCredentials) => {
+            // An address that logs in through an upstream has no local password: say
+            // which button to use rather than leave the person stuck. This tells that
+            // the address has such an account; accepted, as the brief of issue 6 asks.
+            let labels = match pages.broker.federated_labels(&form.identifier).await {
+                Ok(l) => l,
+                Err(e) => return internal(&pages, &e),
+            };
+            let message = match labels.first() {
+                Some(label) => format!(
+                    "Ce compte n'a pas de mot de passe DataGrandEst : il se connecte avec \
+                     {label}. Utilisez le bouton « {label} » ci-dessus."
+                ),
+                None => "Identifiant ou mot de passe incorrect.".to_owned(),
+            };
             return login_page(
                 &pages,
                 jar,
                 StatusCode::UNAUTHORIZED,
                 &form.req,
                 &form.identifier,
-                Some("Identifiant ou mot de passe incorrect."),
+                Some(&message),
             );
         }
         Err(LoginError::NotActive(status)) => {
