@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 import pytest
+import requests
 
 import pages
 from broker_env import (
@@ -20,7 +21,8 @@ from broker_env import (
 )
 from dgectl import Dgectl, items
 from outbox import wait_for_mail
-from portal import new_person, register_active_person, sign_up, submit_login, open_login_page
+from portal import new_person, open_login_page, register_active_person, sign_up, submit_login
+from upstreams import follow_upstream
 
 env = pytest.fixture(scope="module", name="env")(broker_env_fixture)
 module = pytest.fixture(scope="module", name="module")(datahub_fixture)
@@ -219,3 +221,54 @@ def test_dgectl_lists_providers_and_removes_links(env, module, dgectl):
     # Unlinked, the identity no longer logs in silently: its address is taken, so the
     # person is offered to prove the account again.
     link_offer(env, module, login)
+
+
+def test_logging_out_ends_the_proconnect_session_too(env, module):
+    login, email = new_agent(env)
+    upstream = env.upstreams["proconnect"]
+    http = pages.browser()
+    logged_in(module, arrive(http, env, module, "proconnect", login))
+    start = f"{env.idp.base_url}/broker/proconnect/start"
+    # Single sign-on at the upstream: a second click comes straight back, no login form.
+    silent = follow_upstream(http, pages.location(pages.get(http, start)), upstream.origin)
+    assert silent.is_redirect and pages.location(silent).startswith(
+        f"{env.idp.base_url}/broker/proconnect/callback?"
+    ), silent.status_code
+    answer = pages.get(
+        http,
+        f"{env.idp.base_url}/logout?client_id=datahub"
+        "&post_logout_redirect_uri=http://localhost:8081/&state=retour-123",
+    )
+    end_session = pages.location(answer)
+    assert end_session.startswith(f"{upstream.issuer}/session/end?"), end_session
+    query = pages.query_of(end_session)
+    assert query["post_logout_redirect_uri"] == f"{env.idp.base_url}/broker/proconnect/logged-out"
+    assert len(query["state"]) >= 32 and query["id_token_hint"].count(".") == 2
+    confirm = pages.get(http, end_session)
+    form = pages.parse(confirm).find("form", id="op.logoutForm")
+    xsrf = form.find("input", attrs={"name": "xsrf"})["value"]
+    back = pages.post(http, requests.compat.urljoin(confirm.url, form["action"]),
+                      {"xsrf": xsrf, "logout": "yes"})
+    back_url = pages.location(back)
+    assert back_url.startswith(f"{env.idp.base_url}/broker/proconnect/logged-out?"), back_url
+    assert pages.location(pages.get(http, back_url)) == "http://localhost:8081/?state=retour-123"
+    # The upstream session is over: the next click shows its login form.
+    again = follow_upstream(http, pages.location(pages.get(http, start)), upstream.origin)
+    assert again.status_code == 200 and "login" in pages.named_controls(pages.parse(again))
+    # And ours too: the module's next request leads to the login page.
+    open_login_page(http, module)
+    # The return state is single use.
+    replay = pages.get(http, back_url)
+    assert replay.status_code == 200 and "déconnecté" in pages.page_text(replay)
+
+
+def test_logout_refuses_an_unregistered_return_address(env, module):
+    login, _ = new_agent(env)
+    http = pages.browser()
+    logged_in(module, arrive(http, env, module, "proconnect", login))
+    answer = pages.get(
+        http,
+        f"{env.idp.base_url}/logout?client_id=datahub&post_logout_redirect_uri=https://evil.example/",
+    )
+    assert answer.status_code == 400 and pages.is_french_page(answer)
+    assert "n'est pas enregistrée" in pages.page_text(answer)

@@ -106,7 +106,16 @@ const configuration = {
     claimsParameter: { enabled: true },
     userinfo: { enabled: true },
     jwtUserinfo: { enabled: userinfoAlg !== 'none' },
-    rpInitiatedLogout: { enabled: true },
+    // ProConnect ends its session at once; oidc-provider asks for a confirmation first.
+    // The tests post it (field `logout=yes` in form `op.logoutForm`). This page keeps
+    // the default's form and leaves out its external stylesheet.
+    rpInitiatedLogout: {
+      enabled: true,
+      logoutSource: async (ctx, form) => {
+        ctx.body = `<!doctype html><html lang="fr"><body><h1>Se déconnecter ?</h1>${form}
+<button type="submit" form="op.logoutForm" value="yes" name="logout">Oui</button></body></html>`;
+      },
+    },
   },
   // PKCE is optional at ProConnect; required here so a login proves our client sends it.
   pkce: { required: () => true },
