@@ -7,6 +7,9 @@ Upstreams (each a real `oidc-provider` on 127.0.0.1, see upstreams.py):
 - `pc-rs256`: the same, signing ID tokens and userinfo with RS256.
 - `pc-json`: ProConnect-like, but answering userinfo as plain JSON; ours expects a JWT.
 - `region`: a generic OpenID Connect provider (RS256, plain JSON userinfo, configured so).
+- `rogue`: a stand-in written for the tests (rogue_upstream.py) whose ID token or
+  userinfo is wrong in one chosen way (signature, `alg: none`, issuer, audience,
+  expiry, nonce).
 Plus `pc-down`, whose issuer is a loopback port where nothing listens, and `pc-slow`, a
 loopback socket that accepts connections and never answers.
 """
@@ -26,7 +29,9 @@ import pages
 from conftest import _servers
 from idp_server import IdpServer, free_port
 from portal import LoginPage, Module, open_login_page
+from rogue_upstream import RogueUpstream
 from upstreams import (
+    CLIENT_ID,
     OidcUpstream,
     log_in_upstream,
     new_broker_idp,
@@ -75,12 +80,14 @@ class BrokerEnv:
     idp: IdpServer
     upstreams: dict[str, OidcUpstream]
     silent: SilentServer
+    rogue: RogueUpstream
 
     def stop(self) -> None:
         self.idp.stop()
         for upstream in self.upstreams.values():
             upstream.stop()
         self.silent.stop()
+        self.rogue.stop()
 
     def db(self) -> sqlite3.Connection:
         """The server's SQLite database, read-only."""
@@ -131,6 +138,8 @@ def start_broker_env(work_dir: Path, server: IdpServer) -> BrokerEnv:
     }
     silent = SilentServer()
     silent.start()
+    rogue = RogueUpstream(CLIENT_ID)
+    rogue.start()
     started = []
     try:
         for upstream in upstreams.values():
@@ -154,6 +163,7 @@ def start_broker_env(work_dir: Path, server: IdpServer) -> BrokerEnv:
             upstream_entry("pc-rs256", upstreams["pc-rs256"].issuer, "proconnect"),
             upstream_entry("pc-json", upstreams["pc-json"].issuer, "proconnect"),
             upstream_entry("pc-down", f"http://127.0.0.1:{free_port()}/api/v2", "proconnect"),
+            upstream_entry("rogue", rogue.issuer, "proconnect"),
             upstream_entry(
                 "pc-slow", f"http://127.0.0.1:{silent.port}/api/v2", "proconnect", timeout_secs=1
             ),
@@ -166,8 +176,9 @@ def start_broker_env(work_dir: Path, server: IdpServer) -> BrokerEnv:
         for upstream in started:
             upstream.stop()
         silent.stop()
+        rogue.stop()
         raise
-    return BrokerEnv(server, upstreams, silent)
+    return BrokerEnv(server, upstreams, silent, rogue)
 
 
 @dataclass

@@ -259,3 +259,43 @@ def test_discovery_is_read_under_api_v2(env):
     assert document["issuer"] == env.upstreams["proconnect"].issuer
     assert "ES256" in document["id_token_signing_alg_values_supported"]
     assert document["end_session_endpoint"].endswith("/api/v2/session/end")
+
+
+def rogue_callback(env, module, mode: str, email: str):
+    """A login at the rogue upstream in `mode`; returns our answer to its callback."""
+    env.rogue.mode = mode
+    env.rogue.person = {"sub": f"rogue-{tag()}", **proconnect_claims(email)}
+    http = pages.browser()
+    authorize = upstream_authorize_url(http, open_login_page(http, module), "rogue")
+    callback = pages.location(pages.get(http, authorize))
+    assert callback.startswith(f"{env.idp.base_url}/broker/rogue/callback?"), callback
+    return pages.get(http, callback)
+
+
+def test_the_rogue_stand_in_behaves_when_asked(env, module):
+    email = f"rogue-ok-{tag()}@{ALLOWED_DOMAIN}"
+    answer = rogue_callback(env, module, "ok", email)
+    module.callback_url(answer)
+    assert env.account_by_email(email)["status"] == "active"
+
+
+@pytest.mark.parametrize(
+    "mode, logged",
+    [
+        ("bad_signature", "upstream ID token rejected: Signature verification failed"),
+        ("alg_none", "upstream ID token rejected: Signature verification failed"),
+        ("wrong_iss", "upstream ID token rejected: Invalid issuer"),
+        ("wrong_aud", "upstream ID token rejected: Invalid audiences"),
+        ("expired", "upstream ID token rejected: Expired"),
+        ("wrong_nonce", "upstream ID token rejected: Invalid nonce"),
+        ("userinfo_bad_signature", "upstream userinfo rejected: InvalidSignature"),
+    ],
+)
+def test_a_forged_or_stale_token_is_refused(env, module, mode, logged):
+    email = f"rogue-{mode.replace('_', '-')}-{tag()}@{ALLOWED_DOMAIN}"
+    before = env.snapshot()
+    log_before = len(env.idp.log())
+    answer = rogue_callback(env, module, mode, email)
+    assert_failed_nicely(env, answer, before, "n'a pas répondu correctement")
+    assert env.account_by_email(email) is None
+    assert logged in env.idp.log()[log_before:]
