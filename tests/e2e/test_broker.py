@@ -85,6 +85,24 @@ def test_a_proconnect_login_creates_an_active_account_with_no_rights(env, module
     assert env.count("organisations") == before_orgs + 1
 
 
+def test_a_siret_of_a_trusted_organisation_takes_the_trusted_path(env, module):
+    # The seeded Région Grand Est (trusted) and Ville de Nancy (not trusted).
+    trusted_login, trusted_email = new_agent(env, siret="20005226700016")
+    plain_login, plain_email = new_agent(env, siret="21540395700016")
+    before_orgs = env.count("organisations")
+    for login in (trusted_login, plain_login):
+        logged_in(module, arrive(pages.browser(), env, module, "proconnect", login))
+    assert env.count("organisations") == before_orgs, "known SIRETs propose nothing"
+    trusted = env.account_by_email(trusted_email)
+    plain = env.account_by_email(plain_email)
+    assert trusted["organisation_id"] == "region-grand-est"
+    assert plain["organisation_id"] == "ville-de-nancy"
+    rights = "SELECT right_name FROM grants WHERE account_id = ?"
+    assert [r[0] for r in env.rows(rights, trusted["id"])] == ["communautes:member"]
+    assert env.rows(rights, plain["id"]) == []
+    assert plain["status"] == trusted["status"] == "active"
+
+
 def test_id_tokens_and_userinfo_signed_rs256_are_accepted(env, module):
     login, email = new_agent(env, upstream="pc-rs256")
     info = logged_in(module, arrive(pages.browser(), env, module, "pc-rs256", login))

@@ -8,7 +8,8 @@
 //!   (the only proof an account without a password has: a ProConnect identity that
 //!   comes back with a new `sub`).
 //! - Otherwise a federated account is created, active, with no rights, its
-//!   organisation matched by SIRET (an unknown SIRET proposes one).
+//!   organisation matched by SIRET (an unknown SIRET proposes one); a SIRET of a
+//!   trusted organisation takes the trusted path (the community space at once).
 
 use dge_core::token::{constant_time_eq, hash_token, random_token};
 use dge_core::{MaskedEmail, Secret};
@@ -427,8 +428,6 @@ async fn create(
 ) -> Result<String, BrokerError> {
     let id = dge_core::new_id();
     let organisation = organisation_for(conn, profile, now).await?;
-    // TODO: the trusted path of issue 4 (rights granted to members of a trusted
-    // organisation) is not defined in code yet; the account gets no rights here.
     sqlx::query(
         "INSERT INTO accounts (id, kind, email, email_key, given_name, family_name, phone, organisation_id, \
          status, email_verified, created_at, updated_at) \
@@ -454,8 +453,45 @@ async fn create(
         now,
     )
     .await?;
+    if let Some(org) = &organisation
+        && trusted(conn, org).await?
+    {
+        // The trusted path: the upstream vouches for the SIRET, so a member of a
+        // trusted organisation gets the community space at once, like a local
+        // sign-up from one of its domains. Data-module rights still wait for an
+        // administrator. Applied at creation only: a later change of SIRET is
+        // recorded by `refresh` but grants nothing by itself.
+        dge_registry::store::grant_in(
+            conn,
+            &id,
+            dge_registry::service::TRUSTED_PATH_RIGHT,
+            "trusted-path",
+            now,
+        )
+        .await?;
+        dge_store::audit(
+            conn,
+            "trusted-path",
+            "account.approved",
+            &id,
+            "trusted organisation (SIRET)",
+            now,
+        )
+        .await?;
+    }
     tracing::info!(account_id = %id, upstream = provider, email = %MaskedEmail(&profile.email), "federated account created");
     Ok(id)
+}
+
+/// Whether `organisation` is active and trusted.
+async fn trusted(conn: &mut AnyConnection, organisation: &str) -> sqlx::Result<bool> {
+    let row = sqlx::query(
+        "SELECT 1 AS found FROM organisations WHERE id = $1 AND status = 'active' AND trusted = 1",
+    )
+    .bind(organisation)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.is_some())
 }
 
 /// Brings the account up to date with the claims; records which fields changed.
