@@ -164,11 +164,13 @@ def test_an_insufficient_assurance_level_is_refused(env, module):
 
 
 def test_hints_from_the_module_reach_proconnect(env, module):
+    """login_hint, siret_hint and idp_hint given at /authorize reach the upstream."""
     http = pages.browser()
-    login_page = open_login_page(http, module, login_hint="jeanne@grandest.fr")
-    url = upstream_authorize_url(
-        http, login_page, "proconnect", siret_hint=ALLOWED_SIRET, idp_hint=ALLOWED_IDP
+    login_page = open_login_page(
+        http, module, login_hint="jeanne@grandest.fr", siret_hint=ALLOWED_SIRET,
+        idp_hint=ALLOWED_IDP,
     )
+    url = upstream_authorize_url(http, login_page, "proconnect")
     query = pages.query_of(url)
     assert query["login_hint"] == "jeanne@grandest.fr"
     assert query["siret_hint"] == ALLOWED_SIRET
@@ -176,13 +178,16 @@ def test_hints_from_the_module_reach_proconnect(env, module):
     # The upstream received them (its login page echoes them).
     page = follow_upstream(http, url, env.upstreams["proconnect"].origin)
     document = pages.parse(page)
+    assert document.find(id="login_hint").get_text() == "jeanne%40grandest.fr"
     assert document.find(id="siret_hint").get_text() == ALLOWED_SIRET
     assert document.find(id="idp_hint").get_text() == ALLOWED_IDP
-    # A malformed hint is dropped rather than passed on.
-    bad = pages.query_of(
-        upstream_authorize_url(http, open_login_page(http, module), "proconnect", siret_hint="12")
-    )
-    assert "siret_hint" not in bad
+    # Malformed hints are dropped rather than passed on.
+    bad_page = open_login_page(http, module, siret_hint="12", idp_hint="a b<")
+    bad = pages.query_of(upstream_authorize_url(http, bad_page, "proconnect"))
+    assert "siret_hint" not in bad and "idp_hint" not in bad
+    # Without hints, none are sent.
+    plain = pages.query_of(upstream_authorize_url(http, open_login_page(http, module), "proconnect"))
+    assert not {"login_hint", "siret_hint", "idp_hint"} & set(plain)
 
 
 # --- Allow rules ---------------------------------------------------------------------

@@ -135,26 +135,59 @@ fn removal(name: &'static str) -> Cookie<'static> {
     Cookie::build(name).path("/broker").build()
 }
 
+/// ProConnect's hints beyond `login_hint`, carried from `/authorize` through the
+/// login page to the upstream buttons. Only well-formed values are kept.
+#[derive(Debug, Deserialize, Default)]
+pub(crate) struct UpstreamHints {
+    siret_hint: Option<String>,
+    idp_hint: Option<String>,
+}
+
+impl UpstreamHints {
+    /// `&siret_hint=…&idp_hint=…` for the well-formed hints, or nothing.
+    pub(crate) fn as_query(&self) -> String {
+        let mut out = url::form_urlencoded::Serializer::new(String::new());
+        if let Some(v) = clean(self.siret_hint.as_ref(), siret_ok) {
+            out.append_pair("siret_hint", &v);
+        }
+        if let Some(v) = clean(self.idp_hint.as_ref(), idp_ok) {
+            out.append_pair("idp_hint", &v);
+        }
+        let query = out.finish();
+        if query.is_empty() {
+            query
+        } else {
+            format!("&{query}")
+        }
+    }
+}
+
+fn clean(v: Option<&String>, ok: fn(&str) -> bool) -> Option<String> {
+    v.map(|v| v.trim()).filter(|v| ok(v)).map(str::to_owned)
+}
+
+fn siret_ok(v: &str) -> bool {
+    v.len() == 14 && v.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn idp_ok(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 128
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn email_ok(v: &str) -> bool {
+    v.contains('@') && v.len() <= 254
+}
+
 /// A hint kept only when it looks like what the upstream expects.
 fn hints(q: &StartQuery, pending_login_hint: Option<String>) -> Hints {
-    let clean = |v: &Option<String>, ok: fn(&str) -> bool| {
-        v.as_deref()
-            .map(str::trim)
-            .filter(|v| ok(v))
-            .map(str::to_owned)
-    };
     Hints {
-        login_hint: clean(&q.login_hint, |v| v.contains('@') && v.len() <= 254)
-            .or(pending_login_hint.filter(|v| v.contains('@') && v.len() <= 254)),
-        siret_hint: clean(&q.siret_hint, |v| {
-            v.len() == 14 && v.bytes().all(|b| b.is_ascii_digit())
-        }),
-        idp_hint: clean(&q.idp_hint, |v| {
-            !v.is_empty()
-                && v.len() <= 128
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        }),
+        login_hint: clean(q.login_hint.as_ref(), email_ok)
+            .or_else(|| clean(pending_login_hint.as_ref(), email_ok)),
+        siret_hint: clean(q.siret_hint.as_ref(), siret_ok),
+        idp_hint: clean(q.idp_hint.as_ref(), idp_ok),
     }
 }
 
