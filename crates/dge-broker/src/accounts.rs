@@ -586,3 +586,7 @@ async fn refresh(
     tracing::info!(account_id, upstream = provider, fields = %changed.join(","), "profile refreshed from upstream claims");
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "accounts_tests.rs"]
+mod tests;
