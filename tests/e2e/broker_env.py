@@ -43,6 +43,7 @@ ALLOWED_DOMAIN = "grandest.fr"
 ALLOWED_SIRET = "20005226700013"
 ALLOWED_IDP = "fia-grandest"
 ALLOWED_ROLE = "agent_public_territorial"
+OPTIONAL_SCOPES = ["phone", "siren", "organizational_unit", "belonging_population", "custom"]
 PROCONNECT_SCOPES = [
     "email", "given_name", "usual_name", "uid", "siret", "idp_id", "organization_label", "roles",
 ]
@@ -147,8 +148,11 @@ def start_broker_env(work_dir: Path, server: IdpServer) -> BrokerEnv:
             started.append(upstream)
         pc = upstreams["proconnect"].issuer
         entries = [
-            # The optional `phone` scope, as a client allowed it on the partners' space.
-            upstream_entry("proconnect", pc, "proconnect", scopes=PROCONNECT_SCOPES + ["phone"]),
+            # Optional scopes, as a client allowed them on the partners' space.
+            upstream_entry(
+                "proconnect", pc, "proconnect",
+                scopes=PROCONNECT_SCOPES + OPTIONAL_SCOPES,
+            ),
             upstream_entry("region", upstreams["region"].issuer, "generic"),
             upstream_entry(
                 "pc-restricted", pc, "proconnect",

@@ -62,7 +62,11 @@ def test_the_authorization_request_follows_proconnect_rules(env, module):
 
 
 def test_a_proconnect_login_creates_an_active_account_with_no_rights(env, module):
-    login, email = new_agent(env, siret="13002526500013", organization_label="DREAL Grand Est")
+    login, email = new_agent(
+        env, siret="13002526500013", organization_label="DREAL Grand Est", siren="130025265",
+        organizational_unit="Service connaissance", belonging_population="agent",
+        custom={"grade": "attache"},
+    )
     before_orgs = env.count("organisations")
     arrival = arrive(pages.browser(), env, module, "proconnect", login)
     info = logged_in(module, arrival)
@@ -76,6 +80,16 @@ def test_a_proconnect_login_creates_an_active_account_with_no_rights(env, module
     assert account["phone"] == "+33388000000"
     assert env.rows("SELECT COUNT(*) FROM grants WHERE account_id = ?", account["id"])[0][0] == 0
     assert env.links_of(account["id"]) == [("proconnect", login)]
+    # What ProConnect vouched for is kept with the link, optional claims included.
+    facts = json.loads(
+        env.rows("SELECT claims FROM federated_links WHERE subject = ?", login)[0][0]
+    )
+    assert facts == {
+        "uid": "jdupont", "idp_id": ALLOWED_IDP, "siret": "13002526500013", "siren": "130025265",
+        "organization_label": "DREAL Grand Est", "organizational_unit": "Service connaissance",
+        "belonging_population": "agent", "roles": [ALLOWED_ROLE], "custom": {"grade": "attache"},
+        "acr": "eidas1",
+    }
     # siret and organization_label come only in the signed userinfo JWT: the unknown
     # SIRET proposes an organisation named after the label.
     org = env.rows(

@@ -136,7 +136,7 @@ impl Broker {
         let token = random_token();
         sqlx::query(
             "INSERT INTO upstream_link_offers (token_hash, provider, subject, account_id, email, id_token, \
-             auth_request, attempts, expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $9)",
+             auth_request, attempts, expires_at, created_at, claims) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $9, $10)",
         )
         .bind(hash_token(&token))
         .bind(&p.name)
@@ -147,6 +147,7 @@ impl Broker {
         .bind(&auth_request)
         .bind(now + OFFER_TTL_SECS)
         .bind(now)
+        .bind(&profile.facts)
         .execute(self.db.pool())
         .await?;
         tracing::info!(account_id, upstream = %p.name, "upstream identity matches an account by email; link offered");
@@ -315,7 +316,7 @@ impl Broker {
         let now = self.clock.now();
         let mut tx = self.db.begin().await?;
         let row = sqlx::query(
-            "SELECT provider, subject, account_id, email, id_token, auth_request FROM upstream_link_offers \
+            "SELECT provider, subject, account_id, email, id_token, auth_request, claims FROM upstream_link_offers \
              WHERE token_hash = $1 AND expires_at > $2 AND attempts < $3",
         )
         .bind(hash_token(token))
@@ -340,6 +341,7 @@ impl Broker {
             &subject,
             &account_id,
             &row.try_get::<String, _>("email")?,
+            &row.try_get::<String, _>("claims")?,
             now,
         )
         .await?;
@@ -369,16 +371,18 @@ async fn insert_link(
     subject: &str,
     account_id: &str,
     email: &str,
+    facts: &str,
     now: i64,
 ) -> sqlx::Result<()> {
     sqlx::query(
-        "INSERT INTO federated_links (provider, subject, account_id, email, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $5)",
+        "INSERT INTO federated_links (provider, subject, account_id, email, claims, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $6)",
     )
     .bind(provider)
     .bind(subject)
     .bind(account_id)
     .bind(email)
+    .bind(facts)
     .bind(now)
     .execute(conn)
     .await?;
@@ -443,7 +447,16 @@ async fn create(
     .bind(now)
     .execute(&mut *conn)
     .await?;
-    insert_link(conn, provider, &profile.subject, &id, &profile.email, now).await?;
+    insert_link(
+        conn,
+        provider,
+        &profile.subject,
+        &id,
+        &profile.email,
+        &profile.facts,
+        now,
+    )
+    .await?;
     dge_store::audit(
         conn,
         &format!("upstream:{provider}"),
@@ -549,8 +562,9 @@ async fn refresh(
             changed.push("organisation_id");
         }
     }
-    sqlx::query("UPDATE federated_links SET email = $1, updated_at = $2 WHERE provider = $3 AND subject = $4")
+    sqlx::query("UPDATE federated_links SET email = $1, claims = $2, updated_at = $3 WHERE provider = $4 AND subject = $5")
         .bind(&profile.email)
+        .bind(&profile.facts)
         .bind(now)
         .bind(provider)
         .bind(&profile.subject)
