@@ -140,6 +140,20 @@ def test_the_region_logs_in_with_family_name_and_plain_json_userinfo(env, module
     assert env.links_of(account["id"]) == [("region", login)]
 
 
+def test_an_address_the_region_has_not_verified_is_not_used(env, module):
+    login = f"region-{tag()}"
+    email = f"{login}@grandest.fr"
+    env.upstreams["region"].set_person(
+        login,
+        {"given_name": "Luc", "family_name": "Meyer", "email": email, "email_verified": False},
+        acr="",
+    )
+    before = env.snapshot()
+    arrival = arrive(pages.browser(), env, module, "region", login)
+    assert_failed_nicely(env, arrival.answer, before, "pas encore vérifiée")
+    assert env.account_by_email(email) is None
+
+
 def test_client_secret_post_is_what_proconnect_accepts(env, module):
     """The same upstream refuses our client when it is set to client_secret_basic."""
     login, email = new_agent(env)

@@ -272,3 +272,17 @@ def test_logout_refuses_an_unregistered_return_address(env, module):
     )
     assert answer.status_code == 400 and pages.is_french_page(answer)
     assert "n'est pas enregistrée" in pages.page_text(answer)
+
+
+def test_logging_out_of_a_local_session_returns_straight_to_the_module(env, module, dgectl):
+    person = register_active_person(env.idp, dgectl, module)
+    http = pages.browser()
+    answer = submit_login(http, open_login_page(http, module), person.login, person.password)
+    module.callback_url(answer)
+    answer = pages.get(
+        http,
+        f"{env.idp.base_url}/logout?client_id=datahub"
+        "&post_logout_redirect_uri=http://localhost:8081/&state=s1",
+    )
+    assert pages.location(answer) == "http://localhost:8081/?state=s1"
+    open_login_page(http, module)  # the session is over: the module's request leads to /login

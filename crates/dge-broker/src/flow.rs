@@ -67,6 +67,10 @@ pub enum BrokerError {
     /// The upstream gave no email address.
     #[error("upstream gave no email address")]
     NoEmail,
+    /// The upstream says the address is not verified (`email_verified: false`): it
+    /// can neither name a new account nor be matched against an existing one.
+    #[error("upstream email address not verified")]
+    EmailNotVerified,
     /// The address belongs to another account; linking needs the owner's proof.
     #[error("email address already belongs to another account")]
     EmailInUse,
@@ -449,6 +453,11 @@ impl Broker {
         let profile = Profile::from_claims(&subject, &claims, &p.mapping());
         if profile.email.is_empty() {
             return Err(BrokerError::NoEmail);
+        }
+        // ProConnect gives no `email_verified` (its addresses are the providers'); a
+        // generic upstream may say an address is unverified, and then it is not used.
+        if claims.get("email_verified") == Some(&Value::Bool(false)) {
+            return Err(BrokerError::EmailNotVerified);
         }
         p.allow.check(&profile).map_err(BrokerError::NotAllowed)?;
         self.settle(p, &profile, &id_token.to_string(), auth_request)

@@ -102,6 +102,11 @@ fn failure(pages: &Pages, provider: &str, err: &BrokerError) -> Response {
             "Le fournisseur d'identité n'a pas transmis votre adresse électronique. Aucun compte n'a \
              été créé.",
         ),
+        BrokerError::EmailNotVerified => (
+            StatusCode::FORBIDDEN,
+            "Votre fournisseur d'identité indique que votre adresse électronique n'est pas encore \
+             vérifiée. Vérifiez-la auprès de lui, puis reconnectez-vous. Aucun compte n'a été créé.",
+        ),
         BrokerError::BadState | BrokerError::BadOffer | BrokerError::WrongCode => (
             StatusCode::BAD_REQUEST,
             "Cette connexion a expiré ou a déjà été utilisée. Recommencez depuis la page de connexion.",
