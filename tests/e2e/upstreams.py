@@ -25,7 +25,7 @@ import pages
 from idp_server import REPO_ROOT, IdpServer, clean_env, free_port, new_idp_server
 
 UPSTREAM_DIR = REPO_ROOT / "tests" / "upstream"
-READY_TIMEOUT_SECS = 20.0
+READY_TIMEOUT_SECS = 60.0
 CLIENT_ID = "dge-identity"
 CLIENT_SECRET = "upstream-client-secret-for-the-tests-0123456789"
 
@@ -47,6 +47,10 @@ class OidcUpstream:
     work_dir: Path
     idp_base_url: str
     provider_name: str
+    # Other provider names of ours pointing at this same upstream (their callbacks are
+    # registered too), and overrides of server.mjs settings (id_token_alg, userinfo_alg).
+    also_for: list[str] = field(default_factory=list)
+    settings: dict = field(default_factory=dict)
     port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
     accounts: dict = field(default_factory=dict)
@@ -63,6 +67,10 @@ class OidcUpstream:
     @property
     def issuer(self) -> str:
         return f"{self.origin}{self.base_path}"
+
+    @property
+    def names(self) -> list[str]:
+        return [self.provider_name, *self.also_for]
 
     @property
     def accounts_file(self) -> Path:
@@ -90,11 +98,14 @@ class OidcUpstream:
             "client": {
                 "client_id": CLIENT_ID,
                 "client_secret": CLIENT_SECRET,
-                "redirect_uris": [f"{self.idp_base_url}/broker/{self.provider_name}/callback"],
+                "redirect_uris": [
+                    f"{self.idp_base_url}/broker/{name}/callback" for name in self.names
+                ],
                 "post_logout_redirect_uris": [
-                    f"{self.idp_base_url}/broker/{self.provider_name}/logged-out"
+                    f"{self.idp_base_url}/broker/{name}/logged-out" for name in self.names
                 ],
             },
+            **self.settings,
         }
         config_path = self.work_dir / f"{self.provider_name}-upstream.json"
         config_path.write_text(json.dumps(config), encoding="utf-8")
@@ -118,7 +129,7 @@ class OidcUpstream:
         threading.Thread(target=pump, daemon=True).start()
         if not ready.wait(READY_TIMEOUT_SECS):
             self.stop()
-            raise RuntimeError(f"oidc-provider did not start:\n" + "\n".join(self.output))
+            raise RuntimeError("oidc-provider did not start:\n" + "\n".join(self.output))
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

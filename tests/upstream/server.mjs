@@ -10,6 +10,8 @@
 //                 client_secret_post, acr values) or "region" (generic OIDC, RS256,
 //                 plain JSON userinfo, client_secret_basic)
 //   client        { client_id, client_secret, redirect_uris, post_logout_redirect_uris }
+//   id_token_alg  optional: overrides the profile's ID token algorithm (ES256 / RS256)
+//   userinfo_alg  optional: overrides the userinfo signing algorithm; "none" for plain JSON
 //   accounts_file JSON file { login: { acr, claims } }, read again on every lookup so
 //                 a test can change a person's claims between two logins
 //
@@ -21,7 +23,7 @@ import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 
-import Provider from 'oidc-provider';
+import Provider, { interactionPolicy } from 'oidc-provider';
 
 const config = JSON.parse(readFileSync(process.argv[2], 'utf8'));
 const origin = `http://127.0.0.1:${config.port}`;
@@ -65,12 +67,23 @@ const client = {
   response_types: ['code'],
   grant_types: ['authorization_code'],
   token_endpoint_auth_method: proconnect ? 'client_secret_post' : 'client_secret_basic',
-  id_token_signed_response_alg: proconnect ? 'ES256' : 'RS256',
-  ...(proconnect ? { userinfo_signed_response_alg: 'ES256' } : {}),
+  id_token_signed_response_alg: config.id_token_alg || (proconnect ? 'ES256' : 'RS256'),
 };
+const userinfoAlg = config.userinfo_alg || (proconnect ? 'ES256' : 'none');
+if (userinfoAlg !== 'none') client.userinfo_signed_response_alg = userinfoAlg;
+
+// The real ProConnect reports the level the person reached, which can be lower than the
+// essential values asked for; oidc-provider would instead loop on its login prompt. Its
+// essential-acr checks are removed so the ID token carries the person's level and the
+// relying party has to check it again, as ProConnect's documentation requires.
+const policy = interactionPolicy.base();
+policy.get('login').checks.remove('essential_acrs');
+policy.get('login').checks.remove('essential_acr');
 
 const configuration = {
   clients: [client],
+  // ProConnect's authorization parameters beyond the standard ones.
+  extraParams: ['siret_hint', 'idp_hint'],
   jwks: {
     keys: [
       signingKey('ec', { namedCurve: 'P-256' }, 'ES256', 'es256-1'),
@@ -92,12 +105,22 @@ const configuration = {
     devInteractions: { enabled: false },
     claimsParameter: { enabled: true },
     userinfo: { enabled: true },
-    jwtUserinfo: { enabled: proconnect },
-    rpInitiatedLogout: { enabled: true },
+    jwtUserinfo: { enabled: userinfoAlg !== 'none' },
+    // ProConnect ends its session at once; oidc-provider asks for a confirmation first.
+    // The tests post it (field `logout=yes` in form `op.logoutForm`). This page keeps
+    // the default's form and leaves out its external stylesheet.
+    rpInitiatedLogout: {
+      enabled: true,
+      logoutSource: async (ctx, form) => {
+        ctx.body = `<!doctype html><html lang="fr"><body><h1>Se déconnecter ?</h1>${form}
+<button type="submit" form="op.logoutForm" value="yes" name="logout">Oui</button></body></html>`;
+      },
+    },
   },
-  pkce: { required: () => false },
+  // PKCE is optional at ProConnect; required here so a login proves our client sends it.
+  pkce: { required: () => true },
   ttl: { AccessToken: 3600, AuthorizationCode: 60, IdToken: 3600, Interaction: 600, Session: 43200, Grant: 43200 },
-  interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
+  interactions: { policy, url: (ctx, interaction) => `/interaction/${interaction.uid}` },
   findAccount: async (ctx, id) => {
     const person = accounts()[id];
     if (!person) return undefined;
@@ -166,11 +189,24 @@ async function interaction(req, res, uid) {
   await provider.interactionFinished(req, res, result, { mergeWithLastSubmission: false });
 }
 
+// oidc-provider takes client_secret_basic and client_secret_post interchangeably;
+// ProConnect does not take HTTP Basic. Each token request's method is printed, and
+// Basic is refused when the client is registered for client_secret_post.
+function tokenAuthAccepted(req) {
+  const basic = /^basic /i.test(req.headers.authorization || '');
+  process.stdout.write(`token-auth ${basic ? 'client_secret_basic' : 'client_secret_post'}\n`);
+  return !(basic && client.token_endpoint_auth_method === 'client_secret_post');
+}
+
 const server = http.createServer(async (req, res) => {
   try {
     const match = req.url.match(/^\/interaction\/([\w-]+)$/);
     if (match) {
       await interaction(req, res, match[1]);
+    } else if (req.method === 'POST' && req.url === `${config.base_path}/token`
+      && !tokenAuthAccepted(req)) {
+      res.writeHead(401, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: 'invalid_client', error_description: 'client_secret_post expected' }));
     } else if (req.url === config.base_path || req.url.startsWith(`${config.base_path}/`)) {
       // Mounted under the issuer's path, as ProConnect is under /api/v2.
       req.originalUrl = req.url;

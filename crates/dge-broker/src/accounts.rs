@@ -4,10 +4,14 @@
 //!   changed fields are recorded in `audit_events`.
 //! - An unknown one whose email belongs to an account gets a link offer: nothing is
 //!   linked or created until the person proves the account (its password) or cancels.
+//!   The proof is the account's password, or a one-time code emailed to its address
+//!   (the only proof an account without a password has: a ProConnect identity that
+//!   comes back with a new `sub`).
 //! - Otherwise a federated account is created, active, with no rights, its
-//!   organisation matched by SIRET (an unknown SIRET proposes one).
+//!   organisation matched by SIRET (an unknown SIRET proposes one); a SIRET of a
+//!   trusted organisation takes the trusted path (the community space at once).
 
-use dge_core::token::{hash_token, random_token};
+use dge_core::token::{constant_time_eq, hash_token, random_token};
 use dge_core::{MaskedEmail, Secret};
 use sqlx::{AnyConnection, Row};
 
@@ -18,6 +22,30 @@ use crate::{Broker, BrokerError, UpstreamConfig};
 const OFFER_TTL_SECS: i64 = 900;
 /// Wrong passwords before an offer is dropped.
 const OFFER_ATTEMPTS: i64 = 5;
+
+/// How a person proved the account an identity is linked to (recorded in the audit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proof {
+    /// The account's password.
+    Password,
+    /// The code emailed to the account's address.
+    EmailedCode,
+}
+
+impl Proof {
+    const fn as_str(self) -> &'static str {
+        match self {
+            Self::Password => "proof=password",
+            Self::EmailedCode => "proof=email_code",
+        }
+    }
+}
+
+/// A six-digit code: short enough to type; the offer allows [`OFFER_ATTEMPTS`] tries.
+fn new_code() -> String {
+    use rand::Rng;
+    format!("{:06}", rand::rngs::OsRng.gen_range(0..1_000_000u32))
+}
 
 /// An offer, as read back for the linking page.
 #[derive(Debug, Clone)]
@@ -108,7 +136,7 @@ impl Broker {
         let token = random_token();
         sqlx::query(
             "INSERT INTO upstream_link_offers (token_hash, provider, subject, account_id, email, id_token, \
-             auth_request, attempts, expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $9)",
+             auth_request, attempts, expires_at, created_at, claims) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $9, $10)",
         )
         .bind(hash_token(&token))
         .bind(&p.name)
@@ -119,6 +147,7 @@ impl Broker {
         .bind(&auth_request)
         .bind(now + OFFER_TTL_SECS)
         .bind(now)
+        .bind(&profile.facts)
         .execute(self.db.pool())
         .await?;
         tracing::info!(account_id, upstream = %p.name, "upstream identity matches an account by email; link offered");
@@ -189,7 +218,91 @@ impl Broker {
         Ok(())
     }
 
-    /// The person proved `account_id` (the caller checked its password): links the
+    /// Emails a fresh one-time code to the account of the offer `token` (replacing any
+    /// earlier one); returns the address, masked.
+    ///
+    /// # Errors
+    /// [`BrokerError::BadOffer`] when the offer is gone; storage and mail errors.
+    pub async fn send_link_code(&self, token: &str) -> Result<String, BrokerError> {
+        let offer = self.pending_offer(token).await?;
+        let now = self.clock.now();
+        let code = new_code();
+        let mut tx = self.db.begin().await?;
+        let name: String = sqlx::query("SELECT given_name FROM accounts WHERE id = $1")
+            .bind(&offer.account_id)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("given_name")?;
+        sqlx::query("UPDATE upstream_link_offers SET code_hash = $1 WHERE token_hash = $2")
+            .bind(hash_token(&code))
+            .bind(hash_token(token))
+            .execute(&mut *tx)
+            .await?;
+        let context = serde_json::json!({
+            "code": code,
+            "provider_label": offer.provider_label,
+            "valid_minutes": OFFER_TTL_SECS / 60,
+        });
+        self.outbox
+            .enqueue(&mut tx, "link_code", &offer.email, &name, context, now)
+            .await
+            .map_err(|e| BrokerError::Mail(dge_core::ErrorChain(&e).to_string()))?;
+        tx.commit().await?;
+        self.outbox.wake();
+        tracing::info!(account_id = %offer.account_id, upstream = %offer.provider, "link code emailed");
+        Ok(MaskedEmail(&offer.email).to_string())
+    }
+
+    /// Checks `code` against the one emailed for the offer `token`; a wrong code
+    /// counts as a failed attempt.
+    ///
+    /// # Errors
+    /// [`BrokerError::WrongCode`]; [`BrokerError::BadOffer`] when the offer is gone.
+    pub async fn check_link_code(&self, token: &str, code: &str) -> Result<(), BrokerError> {
+        let row = sqlx::query(
+            "SELECT code_hash FROM upstream_link_offers \
+             WHERE token_hash = $1 AND expires_at > $2 AND attempts < $3",
+        )
+        .bind(hash_token(token))
+        .bind(self.clock.now())
+        .bind(OFFER_ATTEMPTS)
+        .fetch_optional(self.db.pool())
+        .await?
+        .ok_or(BrokerError::BadOffer)?;
+        let expected: Option<String> = row.try_get("code_hash")?;
+        let typed = hash_token(code.trim());
+        if expected.is_some_and(|e| constant_time_eq(e.as_bytes(), typed.as_bytes())) {
+            return Ok(());
+        }
+        self.offer_failed(token).await?;
+        Err(BrokerError::WrongCode)
+    }
+
+    /// The upstream labels an account without a password logs in with, when
+    /// `identifier` is its email address: the login page then points the person at
+    /// the right button instead of only saying the password is wrong.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn federated_labels(&self, identifier: &str) -> Result<Vec<String>, BrokerError> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT l.provider FROM federated_links l JOIN accounts a ON a.id = l.account_id \
+             WHERE a.email_key = $1 AND a.password_hash IS NULL ORDER BY l.provider",
+        )
+        .bind(email_key(identifier))
+        .fetch_all(self.db.pool())
+        .await?;
+        let mut labels = Vec::new();
+        for row in rows {
+            let name: String = row.try_get("provider")?;
+            if let Some(p) = self.providers().iter().find(|p| p.name == name) {
+                labels.push(p.label.clone());
+            }
+        }
+        Ok(labels)
+    }
+
+    /// The person proved `account_id` (by `proof`, checked by the caller): links the
     /// upstream identity to it and logs in.
     ///
     /// # Errors
@@ -198,11 +311,12 @@ impl Broker {
         &self,
         token: &str,
         proven_account_id: &str,
+        proof: Proof,
     ) -> Result<FederatedLogin, BrokerError> {
         let now = self.clock.now();
         let mut tx = self.db.begin().await?;
         let row = sqlx::query(
-            "SELECT provider, subject, account_id, email, id_token, auth_request FROM upstream_link_offers \
+            "SELECT provider, subject, account_id, email, id_token, auth_request, claims FROM upstream_link_offers \
              WHERE token_hash = $1 AND expires_at > $2 AND attempts < $3",
         )
         .bind(hash_token(token))
@@ -227,6 +341,7 @@ impl Broker {
             &subject,
             &account_id,
             &row.try_get::<String, _>("email")?,
+            &row.try_get::<String, _>("claims")?,
             now,
         )
         .await?;
@@ -235,7 +350,7 @@ impl Broker {
             &format!("upstream:{provider}"),
             "account.link_added",
             &account_id,
-            "proof=password",
+            proof.as_str(),
             now,
         )
         .await?;
@@ -256,16 +371,18 @@ async fn insert_link(
     subject: &str,
     account_id: &str,
     email: &str,
+    facts: &str,
     now: i64,
 ) -> sqlx::Result<()> {
     sqlx::query(
-        "INSERT INTO federated_links (provider, subject, account_id, email, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $5)",
+        "INSERT INTO federated_links (provider, subject, account_id, email, claims, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $6)",
     )
     .bind(provider)
     .bind(subject)
     .bind(account_id)
     .bind(email)
+    .bind(facts)
     .bind(now)
     .execute(conn)
     .await?;
@@ -315,8 +432,6 @@ async fn create(
 ) -> Result<String, BrokerError> {
     let id = dge_core::new_id();
     let organisation = organisation_for(conn, profile, now).await?;
-    // TODO: the trusted path of issue 4 (rights granted to members of a trusted
-    // organisation) is not defined in code yet; the account gets no rights here.
     sqlx::query(
         "INSERT INTO accounts (id, kind, email, email_key, given_name, family_name, phone, organisation_id, \
          status, email_verified, created_at, updated_at) \
@@ -332,7 +447,16 @@ async fn create(
     .bind(now)
     .execute(&mut *conn)
     .await?;
-    insert_link(conn, provider, &profile.subject, &id, &profile.email, now).await?;
+    insert_link(
+        conn,
+        provider,
+        &profile.subject,
+        &id,
+        &profile.email,
+        &profile.facts,
+        now,
+    )
+    .await?;
     dge_store::audit(
         conn,
         &format!("upstream:{provider}"),
@@ -342,8 +466,45 @@ async fn create(
         now,
     )
     .await?;
+    if let Some(org) = &organisation
+        && trusted(conn, org).await?
+    {
+        // The trusted path: the upstream vouches for the SIRET, so a member of a
+        // trusted organisation gets the community space at once, like a local
+        // sign-up from one of its domains. Data-module rights still wait for an
+        // administrator. Applied at creation only: a later change of SIRET is
+        // recorded by `refresh` but grants nothing by itself.
+        dge_registry::store::grant_in(
+            conn,
+            &id,
+            dge_registry::service::TRUSTED_PATH_RIGHT,
+            "trusted-path",
+            now,
+        )
+        .await?;
+        dge_store::audit(
+            conn,
+            "trusted-path",
+            "account.approved",
+            &id,
+            "trusted organisation (SIRET)",
+            now,
+        )
+        .await?;
+    }
     tracing::info!(account_id = %id, upstream = provider, email = %MaskedEmail(&profile.email), "federated account created");
     Ok(id)
+}
+
+/// Whether `organisation` is active and trusted.
+async fn trusted(conn: &mut AnyConnection, organisation: &str) -> sqlx::Result<bool> {
+    let row = sqlx::query(
+        "SELECT 1 AS found FROM organisations WHERE id = $1 AND status = 'active' AND trusted = 1",
+    )
+    .bind(organisation)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.is_some())
 }
 
 /// Brings the account up to date with the claims; records which fields changed.
@@ -401,8 +562,9 @@ async fn refresh(
             changed.push("organisation_id");
         }
     }
-    sqlx::query("UPDATE federated_links SET email = $1, updated_at = $2 WHERE provider = $3 AND subject = $4")
+    sqlx::query("UPDATE federated_links SET email = $1, claims = $2, updated_at = $3 WHERE provider = $4 AND subject = $5")
         .bind(&profile.email)
+        .bind(&profile.facts)
         .bind(now)
         .bind(provider)
         .bind(&profile.subject)
@@ -438,3 +600,7 @@ async fn refresh(
     tracing::info!(account_id, upstream = provider, fields = %changed.join(","), "profile refreshed from upstream claims");
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "accounts_tests.rs"]
+mod tests;

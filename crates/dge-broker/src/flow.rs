@@ -67,12 +67,22 @@ pub enum BrokerError {
     /// The upstream gave no email address.
     #[error("upstream gave no email address")]
     NoEmail,
+    /// The upstream says the address is not verified (`email_verified: false`): it
+    /// can neither name a new account nor be matched against an existing one.
+    #[error("upstream email address not verified")]
+    EmailNotVerified,
     /// The address belongs to another account; linking needs the owner's proof.
     #[error("email address already belongs to another account")]
     EmailInUse,
     /// The link offer is unknown, used up or expired.
     #[error("unknown or expired link offer")]
     BadOffer,
+    /// The code typed to prove the account is not the one emailed (or none was sent).
+    #[error("wrong link code")]
+    WrongCode,
+    /// The mail could not be queued.
+    #[error("mail error: {0}")]
+    Mail(String),
     /// The database failed.
     #[error("storage error")]
     Store(#[from] sqlx::Error),
@@ -152,6 +162,7 @@ pub struct Broker {
     providers: Arc<Vec<UpstreamConfig>>,
     pub(crate) public_url: String,
     http: Arc<HashMap<String, reqwest::Client>>,
+    pub(crate) outbox: dge_mailer::Outbox,
 }
 
 impl std::fmt::Debug for Broker {
@@ -189,6 +200,7 @@ impl Broker {
         clock: Arc<dyn Clock>,
         providers: Vec<UpstreamConfig>,
         public_url: String,
+        outbox: dge_mailer::Outbox,
     ) -> Self {
         let http = providers
             .iter()
@@ -200,6 +212,7 @@ impl Broker {
             providers: Arc::new(providers),
             public_url,
             http: Arc::new(http),
+            outbox,
         }
     }
 
@@ -440,6 +453,11 @@ impl Broker {
         let profile = Profile::from_claims(&subject, &claims, &p.mapping());
         if profile.email.is_empty() {
             return Err(BrokerError::NoEmail);
+        }
+        // ProConnect gives no `email_verified` (its addresses are the providers'); a
+        // generic upstream may say an address is unverified, and then it is not used.
+        if claims.get("email_verified") == Some(&Value::Bool(false)) {
+            return Err(BrokerError::EmailNotVerified);
         }
         p.allow.check(&profile).map_err(BrokerError::NotAllowed)?;
         self.settle(p, &profile, &id_token.to_string(), auth_request)

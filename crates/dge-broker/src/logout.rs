@@ -134,3 +134,43 @@ impl Broker {
         Ok(row.try_get("return_to")?)
     }
 }
+
+impl Broker {
+    /// Where to send the browser after logout for a portal module's request: its
+    /// `post_logout_redirect_uri` when registered for `client_id` (exact string
+    /// match), with `state` appended. `None` when it is not registered.
+    ///
+    /// The OpenID Connect provider's full RP-initiated logout (`id_token_hint`,
+    /// back-channel logout) belongs to issue 5; this reads the client's registered
+    /// URIs directly so the portal's logout can end the upstream session meanwhile.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn post_logout_target(
+        &self,
+        client_id: &str,
+        uri: &str,
+        state: Option<&str>,
+    ) -> Result<Option<String>, BrokerError> {
+        let row = sqlx::query("SELECT post_logout_redirect_uris FROM oidc_clients WHERE id = $1")
+            .bind(client_id)
+            .fetch_optional(self.db.pool())
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let registered: Vec<String> =
+            serde_json::from_str(&row.try_get::<String, _>("post_logout_redirect_uris")?)
+                .unwrap_or_default();
+        if !registered.iter().any(|r| r == uri) {
+            return Ok(None);
+        }
+        let Ok(mut target) = url::Url::parse(uri) else {
+            return Ok(None);
+        };
+        if let Some(state) = state {
+            target.query_pairs_mut().append_pair("state", state);
+        }
+        Ok(Some(target.to_string()))
+    }
+}

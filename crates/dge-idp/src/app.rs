@@ -151,6 +151,7 @@ pub async fn run(
         clock.clone(),
         settings.upstreams.clone(),
         settings.public_url.clone(),
+        outbox.clone(),
     );
 
     let stopped = move || {

@@ -39,6 +39,8 @@ const KINDS: &[(&str, &str, &str, &str)] = &[
     kind!("email_change_requested"),
     kind!("email_changed"),
     kind!("account_deleted"),
+    // Identity broker (issue 6): the code proving an account before a link.
+    kind!("link_code"),
     // Identity broker (issue 6): an upstream identity was linked to an account.
     // TODO: the broker does not queue it yet, having no outbox handle; it should, in
     // the transaction that inserts the link, with `provider_label`, `linked_at` and

@@ -72,6 +72,8 @@ pub fn router(pages: Pages) -> Router {
         )
         .route("/broker/link", post(handlers::broker::link))
         .route("/broker/link/cancel", post(handlers::broker::cancel))
+        .route("/broker/link/code", post(handlers::broker::send_code))
+        .route("/logout", get(handlers::broker::logout))
         .route("/static/{file}", get(handlers::assets::asset))
         .with_state(pages)
 }

@@ -183,7 +183,11 @@ mod tests {
             ("password_reset_done.html", json!({})),
             (
                 "broker_link.html",
-                json!({"csrf_token": "t", "provider_label": "ProConnect", "masked_email": "j***@x.fr", "has_password": true}),
+                json!({"csrf_token": "t", "provider_label": "ProConnect", "masked_email": "j***@x.fr", "has_password": true, "code_sent": false}),
+            ),
+            (
+                "broker_link.html",
+                json!({"csrf_token": "t", "provider_label": "ProConnect", "masked_email": "j***@x.fr", "has_password": false, "code_sent": true, "error": "e"}),
             ),
         ] {
             let resp = r.page(StatusCode::OK, name, ctx);

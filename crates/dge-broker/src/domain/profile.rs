@@ -25,6 +25,41 @@ pub struct Profile {
     pub idp_id: Option<String>,
     /// Roles (ProConnect: `agent_public` …).
     pub roles: Vec<String>,
+    /// The other facts the upstream gave ([`FACT_CLAIMS`]), as a JSON object.
+    pub facts: String,
+}
+
+/// Claims kept with the link besides the profile: who vouched for the person and as
+/// what. ProConnect's optional ones appear only when their scope was granted.
+pub const FACT_CLAIMS: [&str; 12] = [
+    "uid",
+    "idp_id",
+    "idp_acr",
+    "siret",
+    "siren",
+    "organization_label",
+    "organizational_unit",
+    "belonging_population",
+    "chorusdt",
+    "roles",
+    "custom",
+    "acr",
+];
+
+/// The facts as JSON; `custom` (free-form, provider-specific) is dropped when the
+/// whole would exceed 8 KiB.
+fn facts(claims: &Map<String, Value>) -> String {
+    let mut kept: Map<String, Value> = FACT_CLAIMS
+        .iter()
+        .filter_map(|&name| claims.get(name).map(|v| (name.to_owned(), v.clone())))
+        .filter(|(_, v)| !v.is_null())
+        .collect();
+    let text = Value::Object(kept.clone()).to_string();
+    if text.len() <= 8 * 1024 {
+        return text;
+    }
+    kept.remove("custom");
+    Value::Object(kept).to_string()
 }
 
 fn text(claims: &Map<String, Value>, name: &str) -> Option<String> {
@@ -73,6 +108,7 @@ impl Profile {
                 .as_deref()
                 .map(|n| list(claims, n))
                 .unwrap_or_default(),
+            facts: facts(claims),
         }
     }
 }
@@ -111,6 +147,24 @@ mod tests {
         assert_eq!(p.organisation_label.as_deref(), Some("Région Grand Est"));
         assert_eq!(p.roles, ["agent_public", "agent_public_territorial"]);
         assert_eq!(p.phone.as_deref(), Some("+33612345678"));
+        let facts: Value = serde_json::from_str(&p.facts).expect("JSON");
+        assert_eq!(facts["idp_id"], "fia1");
+        assert_eq!(facts["roles"][1], "agent_public_territorial");
+        assert!(
+            facts.get("given_name").is_none(),
+            "profile fields are not facts"
+        );
+    }
+
+    #[test]
+    fn a_huge_custom_claim_is_dropped_from_the_facts() {
+        let claims = json!({"uid": "u1", "custom": {"blob": "x".repeat(10_000)}});
+        let p = Profile::from_claims(
+            "s",
+            claims.as_object().expect("object"),
+            &provider("proconnect").mapping(),
+        );
+        assert_eq!(p.facts, r#"{"uid":"u1"}"#);
     }
 
     #[test]

@@ -7,14 +7,17 @@ use axum::response::Response;
 use axum_extra::extract::CookieJar;
 use dge_oidc::{AuthorizeOutcome, AuthorizeParams};
 
+use super::broker::UpstreamHints;
 use super::{current_session, internal, see_other};
 use crate::Pages;
 
 /// Checks the request, then sends the person to the client (a code or an error) or
-/// to the login page.
+/// to the login page. ProConnect's `siret_hint` and `idp_hint`, when the module gives
+/// them, ride along to the login page, whose upstream buttons pass them on.
 pub(crate) async fn authorize(
     State(pages): State<Pages>,
     jar: CookieJar,
+    hints: Result<Query<UpstreamHints>, QueryRejection>,
     query: Result<Query<AuthorizeParams>, QueryRejection>,
 ) -> Response {
     let Ok(Query(params)) = query else {
@@ -37,7 +40,10 @@ pub(crate) async fn authorize(
             None,
         ),
         Ok(AuthorizeOutcome::Redirect(url)) => see_other(&url),
-        Ok(AuthorizeOutcome::Login { req, .. }) => see_other(&format!("/login?req={req}")),
+        Ok(AuthorizeOutcome::Login { req, .. }) => {
+            let hints = hints.map(|Query(h)| h).unwrap_or_default();
+            see_other(&format!("/login?req={req}{}", hints.as_query()))
+        }
         Err(e) => internal(&pages, &e),
     }
 }

@@ -8,9 +8,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::CookieJar;
 use axum_extra::extract::cookie::{Cookie, SameSite};
+use dge_broker::accounts::{PendingOffer, Proof};
 use dge_broker::{BrokerError, FederatedLogin, Hints, LinkOffer, Outcome};
 use dge_core::Secret;
 use dge_core::token::constant_time_eq;
+use dge_oidc::session::SESSION_COOKIE;
 use dge_registry::LoginError;
 use serde::Deserialize;
 use serde_json::json;
@@ -41,12 +43,15 @@ pub(crate) struct CallbackQuery {
     error: Option<String>,
 }
 
-/// The linking form. Not `Debug`: it carries the password.
+/// The linking form: the account's password, or the code emailed to it. Not
+/// `Debug`: it carries the password.
 #[derive(Deserialize)]
 pub(crate) struct LinkForm {
     csrf_token: Option<String>,
     #[serde(default)]
     password: Secret<String>,
+    #[serde(default)]
+    code: Option<String>,
 }
 
 /// The cancel form.
@@ -97,13 +102,19 @@ fn failure(pages: &Pages, provider: &str, err: &BrokerError) -> Response {
             "Le fournisseur d'identité n'a pas transmis votre adresse électronique. Aucun compte n'a \
              été créé.",
         ),
-        BrokerError::BadState | BrokerError::BadOffer => (
+        BrokerError::EmailNotVerified => (
+            StatusCode::FORBIDDEN,
+            "Votre fournisseur d'identité indique que votre adresse électronique n'est pas encore \
+             vérifiée. Vérifiez-la auprès de lui, puis reconnectez-vous. Aucun compte n'a été créé.",
+        ),
+        BrokerError::BadState | BrokerError::BadOffer | BrokerError::WrongCode => (
             StatusCode::BAD_REQUEST,
             "Cette connexion a expiré ou a déjà été utilisée. Recommencez depuis la page de connexion.",
         ),
         BrokerError::Upstream(_)
         | BrokerError::BadIdToken(_)
         | BrokerError::BadUserinfo(_)
+        | BrokerError::Mail(_)
         | BrokerError::Store(_) => (
             StatusCode::BAD_GATEWAY,
             "Le fournisseur d'identité n'a pas répondu correctement. Réessayez plus tard ou utilisez \
@@ -129,26 +140,59 @@ fn removal(name: &'static str) -> Cookie<'static> {
     Cookie::build(name).path("/broker").build()
 }
 
+/// ProConnect's hints beyond `login_hint`, carried from `/authorize` through the
+/// login page to the upstream buttons. Only well-formed values are kept.
+#[derive(Debug, Deserialize, Default)]
+pub(crate) struct UpstreamHints {
+    siret_hint: Option<String>,
+    idp_hint: Option<String>,
+}
+
+impl UpstreamHints {
+    /// `&siret_hint=…&idp_hint=…` for the well-formed hints, or nothing.
+    pub(crate) fn as_query(&self) -> String {
+        let mut out = url::form_urlencoded::Serializer::new(String::new());
+        if let Some(v) = clean(self.siret_hint.as_ref(), siret_ok) {
+            out.append_pair("siret_hint", &v);
+        }
+        if let Some(v) = clean(self.idp_hint.as_ref(), idp_ok) {
+            out.append_pair("idp_hint", &v);
+        }
+        let query = out.finish();
+        if query.is_empty() {
+            query
+        } else {
+            format!("&{query}")
+        }
+    }
+}
+
+fn clean(v: Option<&String>, ok: fn(&str) -> bool) -> Option<String> {
+    v.map(|v| v.trim()).filter(|v| ok(v)).map(str::to_owned)
+}
+
+fn siret_ok(v: &str) -> bool {
+    v.len() == 14 && v.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn idp_ok(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 128
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn email_ok(v: &str) -> bool {
+    v.contains('@') && v.len() <= 254
+}
+
 /// A hint kept only when it looks like what the upstream expects.
 fn hints(q: &StartQuery, pending_login_hint: Option<String>) -> Hints {
-    let clean = |v: &Option<String>, ok: fn(&str) -> bool| {
-        v.as_deref()
-            .map(str::trim)
-            .filter(|v| ok(v))
-            .map(str::to_owned)
-    };
     Hints {
-        login_hint: clean(&q.login_hint, |v| v.contains('@') && v.len() <= 254)
-            .or(pending_login_hint.filter(|v| v.contains('@') && v.len() <= 254)),
-        siret_hint: clean(&q.siret_hint, |v| {
-            v.len() == 14 && v.bytes().all(|b| b.is_ascii_digit())
-        }),
-        idp_hint: clean(&q.idp_hint, |v| {
-            !v.is_empty()
-                && v.len() <= 128
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        }),
+        login_hint: clean(q.login_hint.as_ref(), email_ok)
+            .or_else(|| clean(pending_login_hint.as_ref(), email_ok)),
+        siret_hint: clean(q.siret_hint.as_ref(), siret_ok),
+        idp_hint: clean(q.idp_hint.as_ref(), idp_ok),
     }
 }
 
@@ -245,38 +289,44 @@ fn offer_page(pages: &Pages, jar: CookieJar, offer: &LinkOffer) -> Response {
         offer.token.expose().clone(),
         pages.secure_cookies,
     ));
-    link_page(
-        pages,
-        jar,
-        StatusCode::OK,
-        &offer.provider_label,
-        &offer.masked_email,
-        offer.has_password,
-        None,
-    )
+    let view = LinkView {
+        provider_label: &offer.provider_label,
+        masked_email: &offer.masked_email,
+        has_password: offer.has_password,
+        code_sent: false,
+    };
+    link_page(pages, jar, StatusCode::OK, &view, None)
+}
+
+/// What the linking page shows.
+struct LinkView<'a> {
+    provider_label: &'a str,
+    masked_email: &'a str,
+    has_password: bool,
+    code_sent: bool,
 }
 
 fn link_page(
     pages: &Pages,
     jar: CookieJar,
     status: StatusCode,
-    provider_label: &str,
-    masked_email: &str,
-    has_password: bool,
+    view: &LinkView<'_>,
     error: Option<&str>,
 ) -> Response {
     let (jar, token) = csrf::token(jar, pages.secure_cookies);
     let context = json!({
         "csrf_token": token,
-        "provider_label": provider_label,
-        "masked_email": masked_email,
-        "has_password": has_password,
+        "provider_label": view.provider_label,
+        "masked_email": view.masked_email,
+        "has_password": view.has_password,
+        "code_sent": view.code_sent,
         "error": error,
     });
     (jar, pages.render.page(status, "broker_link.html", context)).into_response()
 }
 
-/// `POST /broker/link`: the person proves the existing account with its password.
+/// `POST /broker/link`: the person proves the existing account with its password,
+/// or with the code emailed to it.
 pub(crate) async fn link(
     State(pages): State<Pages>,
     jar: CookieJar,
@@ -294,41 +344,100 @@ pub(crate) async fn link(
         Err(e) => return failure(&pages, "", &e),
     };
     let masked = dge_core::MaskedEmail(&offer.email).to_string();
-    let checked = match pages
-        .registry
-        .check_password(&offer.email, &form.password)
-        .await
-    {
+    let mut view = LinkView {
+        provider_label: &offer.provider_label,
+        masked_email: &masked,
+        has_password: offer.has_password,
+        code_sent: false,
+    };
+    let proof = match form.code.as_deref().filter(|c| !c.trim().is_empty()) {
+        Some(code) => {
+            view.code_sent = true;
+            match pages.broker.check_link_code(&token, code).await {
+                Ok(()) => Ok(Proof::EmailedCode),
+                Err(BrokerError::WrongCode) => Err(
+                    "Code incorrect. Vérifiez le dernier courriel reçu, ou demandez un nouveau code.",
+                ),
+                Err(BrokerError::Store(e)) => return internal(&pages, &e),
+                Err(e) => return failure(&pages, &offer.provider, &e),
+            }
+        }
+        None => match password_proof(&pages, &token, &offer, &form.password).await {
+            Ok(result) => result,
+            Err(response) => return response,
+        },
+    };
+    match proof {
+        Ok(proof) => match pages
+            .broker
+            .accept_offer(&token, &offer.account_id, proof)
+            .await
+        {
+            Ok(login) => log_in(&pages, jar.remove(removal(LINK_COOKIE)), &login).await,
+            Err(BrokerError::Store(e)) => internal(&pages, &e),
+            Err(e) => failure(&pages, &offer.provider, &e),
+        },
+        Err(error) => {
+            tracing::info!(account_id = %offer.account_id, upstream = %offer.provider, "link proof refused");
+            link_page(&pages, jar, StatusCode::UNAUTHORIZED, &view, Some(error))
+        }
+    }
+}
+
+/// Checks the account's password; a wrong one counts as a failed attempt.
+async fn password_proof(
+    pages: &Pages,
+    token: &str,
+    offer: &PendingOffer,
+    password: &Secret<String>,
+) -> Result<Result<Proof, &'static str>, Response> {
+    let checked = match pages.registry.check_password(&offer.email, password).await {
         Ok(o) => o,
-        Err(dge_registry::Error::Busy) => return busy(&pages),
-        Err(e) => return internal(&pages, &e),
+        Err(dge_registry::Error::Busy) => return Err(busy(pages)),
+        Err(e) => return Err(internal(pages, &e)),
     };
     let error = match checked {
-        Ok(account) if account.id == offer.account_id => {
-            return match pages.broker.accept_offer(&token, &account.id).await {
-                Ok(login) => log_in(&pages, jar.remove(removal(LINK_COOKIE)), &login).await,
-                Err(BrokerError::Store(e)) => internal(&pages, &e),
-                Err(e) => failure(&pages, &offer.provider, &e),
-            };
-        }
+        Ok(account) if account.id == offer.account_id => return Ok(Ok(Proof::Password)),
         Ok(_) | Err(LoginError::BadCredentials) => "Mot de passe incorrect.",
         Err(LoginError::NotActive(_)) => {
             "Ce compte n'est pas actif : il ne peut pas être lié pour le moment."
         }
     };
-    if let Err(e) = pages.broker.offer_failed(&token).await {
-        return internal(&pages, &e);
+    if let Err(e) = pages.broker.offer_failed(token).await {
+        return Err(internal(pages, &e));
     }
-    tracing::info!(account_id = %offer.account_id, upstream = %offer.provider, "link proof refused");
-    link_page(
-        &pages,
-        jar,
-        StatusCode::UNAUTHORIZED,
-        &offer.provider_label,
-        &masked,
-        offer.has_password,
-        Some(error),
-    )
+    Ok(Err(error))
+}
+
+/// `POST /broker/link/code`: emails a one-time code to the account's address.
+pub(crate) async fn send_code(
+    State(pages): State<Pages>,
+    jar: CookieJar,
+    Form(form): Form<CancelForm>,
+) -> Response {
+    if !csrf::verify(&jar, form.csrf_token.as_deref()) {
+        return csrf_refused(&pages);
+    }
+    let Some(token) = jar.get(LINK_COOKIE).map(|c| c.value().to_owned()) else {
+        return failure(&pages, "", &BrokerError::BadOffer);
+    };
+    let offer = match pages.broker.pending_offer(&token).await {
+        Ok(o) => o,
+        Err(BrokerError::Store(e)) => return internal(&pages, &e),
+        Err(e) => return failure(&pages, "", &e),
+    };
+    let masked = match pages.broker.send_link_code(&token).await {
+        Ok(m) => m,
+        Err(BrokerError::Store(e)) => return internal(&pages, &e),
+        Err(e) => return failure(&pages, &offer.provider, &e),
+    };
+    let view = LinkView {
+        provider_label: &offer.provider_label,
+        masked_email: &masked,
+        has_password: offer.has_password,
+        code_sent: true,
+    };
+    link_page(&pages, jar, StatusCode::OK, &view, None)
 }
 
 /// `POST /broker/link/cancel`: nothing is linked or created.
@@ -361,6 +470,72 @@ pub(crate) async fn cancel(
     (jar.remove(removal(LINK_COOKIE)), page).into_response()
 }
 
+/// `GET /logout?client_id=…&post_logout_redirect_uri=…&state=…`. Not `Debug`: `state`.
+#[derive(Deserialize)]
+pub(crate) struct LogoutQuery {
+    client_id: Option<String>,
+    post_logout_redirect_uri: Option<String>,
+    state: Option<String>,
+}
+
+/// `GET /logout`: ends the session here, then at the upstream it came from (with
+/// `id_token_hint`, `state` and our registered post-logout redirect), then returns
+/// to the module's registered `post_logout_redirect_uri`. Without the upstream step
+/// the next ProConnect click would log the person back in silently.
+pub(crate) async fn logout(
+    State(pages): State<Pages>,
+    jar: CookieJar,
+    Query(q): Query<LogoutQuery>,
+) -> Response {
+    let return_to = match (&q.client_id, &q.post_logout_redirect_uri) {
+        (Some(client), Some(uri)) => {
+            match pages
+                .broker
+                .post_logout_target(client, uri, q.state.as_deref())
+                .await
+            {
+                Ok(Some(target)) => target,
+                Ok(None) => {
+                    return pages.render.error(
+                        StatusCode::BAD_REQUEST,
+                        "Déconnexion impossible",
+                        "L'adresse de retour demandée par le service n'est pas enregistrée. \
+                         Vous n'avez pas été déconnecté(e).",
+                        Some("/login"),
+                    );
+                }
+                Err(e) => return internal(&pages, &e),
+            }
+        }
+        _ => String::new(),
+    };
+    let Some(session) = jar.get(SESSION_COOKIE).map(|c| c.value().to_owned()) else {
+        return after_logout(&pages, jar, &return_to);
+    };
+    if let Err(e) = pages.provider.close_session(&session).await {
+        return internal(&pages, &e);
+    }
+    let jar = jar.remove(Cookie::build(SESSION_COOKIE).path("/").build());
+    match pages.broker.end_session_url(&session, &return_to).await {
+        Ok(Some(upstream)) => (jar, see_other(&upstream)).into_response(),
+        Ok(None) => after_logout(&pages, jar, &return_to),
+        Err(BrokerError::Store(e)) => internal(&pages, &e),
+        Err(e) => {
+            // Logged out here; the upstream session may outlive this one.
+            tracing::warn!(error = %e, "upstream logout skipped");
+            after_logout(&pages, jar, &return_to)
+        }
+    }
+}
+
+fn after_logout(pages: &Pages, jar: CookieJar, return_to: &str) -> Response {
+    if return_to.is_empty() {
+        (jar, logged_out_page(pages)).into_response()
+    } else {
+        (jar, see_other(return_to)).into_response()
+    }
+}
+
 /// `GET /broker/{provider}/logged-out?state=…`: back from the upstream's logout.
 pub(crate) async fn logged_out(
     State(pages): State<Pages>,
@@ -371,6 +546,7 @@ pub(crate) async fn logged_out(
         return logged_out_page(&pages);
     };
     match pages.broker.logged_out(&provider, &state).await {
+        Ok(return_to) if return_to.is_empty() => logged_out_page(&pages),
         Ok(return_to) => see_other(&return_to),
         Err(BrokerError::Store(e)) => internal(&pages, &e),
         Err(e) => {

@@ -10,6 +10,7 @@ use dge_registry::{AccountStatus, LoginError};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::broker::UpstreamHints;
 use super::{busy, csrf_refused, internal, see_other, session_cookie};
 use crate::{Pages, csrf};
 
@@ -17,6 +18,14 @@ use crate::{Pages, csrf};
 #[derive(Debug, Deserialize, Default)]
 pub(crate) struct ReqQuery {
     pub(crate) req: Option<String>,
+}
+
+/// The login page's query: `req`, and the upstream hints `/authorize` carried.
+#[derive(Debug, Deserialize, Default)]
+pub(crate) struct LoginQuery {
+    req: Option<String>,
+    #[serde(flatten)]
+    hints: UpstreamHints,
 }
 
 /// The login form. Not `Debug`: it carries the password.
@@ -31,11 +40,11 @@ pub(crate) struct LoginForm {
     password: Secret<String>,
 }
 
-fn provider_links(pages: &Pages, req: &str) -> serde_json::Value {
+fn provider_links(pages: &Pages, req: &str, hints: &str) -> serde_json::Value {
     let suffix = if req.is_empty() {
         String::new()
     } else {
-        format!("?req={req}")
+        format!("?req={req}{hints}")
     };
     pages
         .broker
@@ -60,13 +69,26 @@ pub(crate) fn login_page(
     identifier: &str,
     error: Option<&str>,
 ) -> Response {
+    login_page_with_hints(pages, jar, status, req, identifier, error, "")
+}
+
+/// The login page; `hints` (`&siret_hint=…`) go on the upstream buttons.
+fn login_page_with_hints(
+    pages: &Pages,
+    jar: CookieJar,
+    status: StatusCode,
+    req: &str,
+    identifier: &str,
+    error: Option<&str>,
+    hints: &str,
+) -> Response {
     let (jar, token) = csrf::token(jar, pages.secure_cookies);
     let context = json!({
         "csrf_token": token,
         "req": req,
         "identifier": identifier,
         "error": error,
-        "providers": provider_links(pages, req),
+        "providers": provider_links(pages, req, hints),
     });
     (jar, pages.render.page(status, "login.html", context)).into_response()
 }
@@ -80,14 +102,15 @@ pub(crate) async fn home(State(pages): State<Pages>, jar: CookieJar) -> Response
 pub(crate) async fn show(
     State(pages): State<Pages>,
     jar: CookieJar,
-    Query(q): Query<ReqQuery>,
+    Query(q): Query<LoginQuery>,
 ) -> Response {
     let req = q.req.unwrap_or_default();
     let hint = match pages.provider.pending_request(&req).await {
         Ok(p) => p.and_then(|p| p.login_hint).unwrap_or_default(),
         Err(e) => return internal(&pages, &e),
     };
-    login_page(&pages, jar, StatusCode::OK, &req, &hint, None)
+    let hints = q.hints.as_query();
+    login_page_with_hints(&pages, jar, StatusCode::OK, &req, &hint, None, &hints)
 }
 
 fn not_active_message(status: AccountStatus) -> &'static str {
@@ -128,13 +151,27 @@ pub(crate) async fn submit(
     let account = match outcome {
         Ok(a) => a,
         Err(LoginError::BadCredentials) => {
+            // An address that logs in through an upstream has no local password: say
+            // which button to use rather than leave the person stuck. This tells that
+            // the address has such an account; accepted, as the brief of issue 6 asks.
+            let labels = match pages.broker.federated_labels(&form.identifier).await {
+                Ok(l) => l,
+                Err(e) => return internal(&pages, &e),
+            };
+            let message = match labels.first() {
+                Some(label) => format!(
+                    "Ce compte n'a pas de mot de passe DataGrandEst : il se connecte avec \
+                     {label}. Utilisez le bouton « {label} » ci-dessus."
+                ),
+                None => "Identifiant ou mot de passe incorrect.".to_owned(),
+            };
             return login_page(
                 &pages,
                 jar,
                 StatusCode::UNAUTHORIZED,
                 &form.req,
                 &form.identifier,
-                Some("Identifiant ou mot de passe incorrect."),
+                Some(&message),
             );
         }
         Err(LoginError::NotActive(status)) => {
