@@ -126,6 +126,8 @@ impl Default for PortalConfig {
 pub struct AccountsConfig {
     /// Lifetime of confirmation links, seconds.
     pub confirmation_ttl_secs: i64,
+    /// How long an unconfirmed sign-up is kept before it is purged, seconds.
+    pub unconfirmed_ttl_secs: i64,
     /// Password hashes run at once per replica (each holds 19 MiB).
     pub hash_concurrency: usize,
 }
@@ -134,6 +136,7 @@ impl Default for AccountsConfig {
     fn default() -> Self {
         Self {
             confirmation_ttl_secs: 48 * 3600,
+            unconfirmed_ttl_secs: 7 * 24 * 3600,
             hash_concurrency: 2,
         }
     }
@@ -310,6 +313,11 @@ impl Config {
         if self.accounts.confirmation_ttl_secs < 300 {
             errors.push("accounts.confirmation_ttl_secs: at least 300".into());
         }
+        if self.accounts.unconfirmed_ttl_secs < self.accounts.confirmation_ttl_secs {
+            errors.push(
+                "accounts.unconfirmed_ttl_secs: at least accounts.confirmation_ttl_secs".into(),
+            );
+        }
         if !matches!(self.notify.mode.as_str(), "per-signup" | "daily-digest") {
             errors.push("notify.mode: per-signup or daily-digest".into());
         }
@@ -373,6 +381,7 @@ impl Config {
             mail,
             mail_from: self.mail.from.clone(),
             confirmation_ttl_secs: self.accounts.confirmation_ttl_secs,
+            unconfirmed_ttl_secs: self.accounts.unconfirmed_ttl_secs,
             notify: NotifySettings {
                 admin_emails: self.notify.admin_emails.clone(),
                 mode: if self.notify.mode == "daily-digest" {

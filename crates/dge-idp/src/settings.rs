@@ -26,6 +26,8 @@ pub struct Settings {
     pub mail_from: String,
     /// Confirmation link lifetime.
     pub confirmation_ttl_secs: i64,
+    /// How long an unconfirmed sign-up is kept before it is purged.
+    pub unconfirmed_ttl_secs: i64,
     /// Whether cookies are `Secure`.
     pub secure_cookies: bool,
     /// Notices to administrators about sign-ups.

@@ -12,8 +12,8 @@ use super::password::{PasswordContext, check_new_password};
 
 /// Login length bounds.
 pub const LOGIN_CHARS: std::ops::RangeInclusive<usize> = 3..=32;
-const NAME_MAX: usize = 100;
-const FUNCTION_MAX: usize = 150;
+pub(crate) const NAME_MAX: usize = 100;
+pub(crate) const FUNCTION_MAX: usize = 150;
 const DESCRIPTION_MAX: usize = 2000;
 const ORGANISATION_MAX: usize = 200;
 
@@ -102,7 +102,7 @@ fn has_control(s: &str, allow_newlines: bool) -> bool {
         .any(|c| c.is_control() && !(allow_newlines && (c == '\n' || c == '\r' || c == '\t')))
 }
 
-fn text_field(
+pub(crate) fn text_field(
     v: &mut Violations,
     field: &'static str,
     raw: &str,
