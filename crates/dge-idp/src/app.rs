@@ -25,7 +25,6 @@ use dge_proto::v1::identity_broker_server::IdentityBrokerServer;
 use dge_proto::v1::mailer_server::MailerServer;
 use dge_proto::v1::validation_workflow_server::ValidationWorkflowServer;
 use dge_registry::grpc::AccountRegistryService;
-use dge_registry::hashing::HashParams;
 use dge_registry::{AccountLifetimes, Hasher, Registry, RegistrySettings};
 use dge_store::Db;
 use dge_workflow::Workflow;
@@ -105,7 +104,7 @@ pub async fn run(
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     let hasher = Hasher::new(
-        HashParams::default(),
+        settings.hash_params,
         settings.hash_concurrency,
         Duration::from_secs(5),
     );

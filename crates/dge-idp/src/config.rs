@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use dge_broker::UpstreamConfig;
 use dge_core::Secret;
+use dge_registry::hashing::HashParams;
 use dge_workflow::notify::{NoticeMode, NotifySettings};
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
@@ -130,6 +131,12 @@ pub struct AccountsConfig {
     pub unconfirmed_ttl_secs: i64,
     /// Password hashes run at once per replica (each holds 19 MiB).
     pub hash_concurrency: usize,
+    /// argon2id memory cost in KiB (OWASP: 19456, that is 19 MiB).
+    pub hash_memory_kib: u32,
+    /// argon2id passes (OWASP: 2).
+    pub hash_iterations: u32,
+    /// argon2id lanes (OWASP: 1).
+    pub hash_parallelism: u32,
 }
 
 impl Default for AccountsConfig {
@@ -138,6 +145,9 @@ impl Default for AccountsConfig {
             confirmation_ttl_secs: 48 * 3600,
             unconfirmed_ttl_secs: 7 * 24 * 3600,
             hash_concurrency: 2,
+            hash_memory_kib: HashParams::default().memory_kib,
+            hash_iterations: HashParams::default().iterations,
+            hash_parallelism: HashParams::default().parallelism,
         }
     }
 }
@@ -310,6 +320,15 @@ impl Config {
         if self.accounts.hash_concurrency == 0 {
             errors.push("accounts.hash_concurrency: must be at least 1".into());
         }
+        if self.accounts.hash_memory_kib < 8 * 1024
+            || self.accounts.hash_iterations == 0
+            || self.accounts.hash_parallelism == 0
+        {
+            errors.push(
+                "accounts.hash_memory_kib, hash_iterations, hash_parallelism: at least 8192, 1 and 1"
+                    .into(),
+            );
+        }
         if self.accounts.confirmation_ttl_secs < 300 {
             errors.push("accounts.confirmation_ttl_secs: at least 300".into());
         }
@@ -402,6 +421,11 @@ impl Config {
             },
             support_email: self.portal.support_email.clone(),
             hash_concurrency: self.accounts.hash_concurrency,
+            hash_params: HashParams {
+                memory_kib: self.accounts.hash_memory_kib,
+                iterations: self.accounts.hash_iterations,
+                parallelism: self.accounts.hash_parallelism,
+            },
             key_encryption_key,
         })
     }

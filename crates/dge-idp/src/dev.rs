@@ -64,6 +64,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         },
         support_email: "contact@datagrandest.fr".into(),
         hash_concurrency: 2,
+        hash_params: dge_registry::hashing::HashParams::default(),
         key_encryption_key: dge_authz::keys::KeyEncryptionKey::from_env_or_file(&data_dir)
             .context("loading the key-encryption key")?,
     };

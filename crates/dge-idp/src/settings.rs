@@ -40,6 +40,8 @@ pub struct Settings {
     pub support_email: String,
     /// Concurrent password hashes.
     pub hash_concurrency: usize,
+    /// argon2id cost of new password hashes; older hashes are redone at login.
+    pub hash_params: dge_registry::hashing::HashParams,
     /// Encrypts the private signing keys at rest.
     pub key_encryption_key: dge_authz::keys::KeyEncryptionKey,
 }
