@@ -668,8 +668,9 @@ impl Registry {
             .execute(&mut *tx)
             .await?;
         dge_store::audit(&mut tx, account_id, "account.deleted", account_id, "", now).await?;
-        // The notice itself stays in the outbox until sent; it is the only row that
-        // still names the person.
+        // TODO: the notice stays in the outbox after it is sent, and it is then the only
+        // row that still names the person; deleting sent rows needs an outbox retention
+        // policy, which the mailer does not have yet.
         self.outbox
             .enqueue(
                 &mut tx,
