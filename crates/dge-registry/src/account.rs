@@ -137,6 +137,7 @@ impl Registry {
         let (_, key) = normalise_email(email).ok_or_else(|| invalid_email("email"))?;
         let this = self.clone();
         tokio::spawn(async move {
+            tokio::time::sleep(crate::reset::ANSWER_FIRST).await;
             if let Err(err) = this.send_confirmation_again(&key).await {
                 tracing::error!(error = %dge_core::ErrorChain(&err), "confirmation resend failed");
             }

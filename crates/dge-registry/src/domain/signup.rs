@@ -97,9 +97,18 @@ pub fn clean_text(s: &str) -> String {
     s.nfc().collect::<String>().trim().to_owned()
 }
 
+/// Characters that break lines or reorder text without being Unicode controls (Cc):
+/// the line and paragraph separators, and the bidirectional overrides and isolates
+/// that make a name display differently from what it is.
+fn is_invisible_format(c: char) -> bool {
+    matches!(c, '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+}
+
 fn has_control(s: &str, allow_newlines: bool) -> bool {
-    s.chars()
-        .any(|c| c.is_control() && !(allow_newlines && (c == '\n' || c == '\r' || c == '\t')))
+    s.chars().any(|c| {
+        (c.is_control() && !(allow_newlines && (c == '\n' || c == '\r' || c == '\t')))
+            || is_invisible_format(c)
+    })
 }
 
 pub(crate) fn text_field(
@@ -394,6 +403,23 @@ mod tests {
         let mut f = good();
         f.given_name = "Jeanne\r\nBcc: x@y.fr".into();
         assert_eq!(fields(&f), [("given_name", "control_characters")]);
+    }
+
+    #[test]
+    fn unicode_line_separators_and_bidi_overrides_are_refused() {
+        for name in [
+            "Jeanne\u{2028}Bcc",
+            "Jeanne\u{202E}tnopuD",
+            "\u{FEFF}Jeanne",
+        ] {
+            let mut f = good();
+            f.given_name = name.into();
+            assert_eq!(
+                fields(&f),
+                [("given_name", "control_characters")],
+                "{name:?}"
+            );
+        }
     }
 
     #[test]
