@@ -25,8 +25,7 @@ use dge_proto::v1::identity_broker_server::IdentityBrokerServer;
 use dge_proto::v1::mailer_server::MailerServer;
 use dge_proto::v1::validation_workflow_server::ValidationWorkflowServer;
 use dge_registry::grpc::AccountRegistryService;
-use dge_registry::hashing::HashParams;
-use dge_registry::{Hasher, Registry, RegistrySettings};
+use dge_registry::{AccountLifetimes, Hasher, Registry, RegistrySettings};
 use dge_store::Db;
 use dge_workflow::Workflow;
 use dge_workflow::grpc::ValidationWorkflowService;
@@ -120,7 +119,7 @@ pub async fn run(
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     let hasher = Hasher::new(
-        HashParams::default(),
+        settings.hash_params,
         settings.hash_concurrency,
         Duration::from_secs(5),
     );
@@ -133,7 +132,12 @@ pub async fn run(
             public_url: settings.public_url.clone(),
             confirmation_ttl_secs: settings.confirmation_ttl_secs,
         },
-    );
+    )
+    .with_lifetimes(AccountLifetimes {
+        unconfirmed_ttl_secs: settings.unconfirmed_ttl_secs,
+        ..AccountLifetimes::default()
+    });
+    let purge_task = tokio::spawn(purge_loop(registry.clone(), stopped_signal(&stop_rx)));
     let workflow = Workflow::new(registry.clone(), settings.public_url.clone());
     let notify_task = tokio::spawn(notify_loop(
         workflow.clone(),
@@ -294,8 +298,26 @@ pub async fn run(
     if let Some(task) = metrics_task {
         task.await?.context("metrics server")?;
     }
+    purge_task.await?;
     tracing::info!("dge-idp stopped");
     Ok(())
+}
+
+/// Deletes unconfirmed sign-ups once they expire, which frees their login and address.
+/// Runs ten times per lifetime (at most every 10 minutes, at least every second).
+async fn purge_loop(registry: Registry, stop: impl Future<Output = ()>) {
+    let every = (registry.lifetimes().unconfirmed_ttl_secs / 10).clamp(1, 600);
+    let every = Duration::from_secs(every.unsigned_abs());
+    tokio::pin!(stop);
+    loop {
+        if let Err(e) = registry.purge_unconfirmed().await {
+            tracing::error!(error = %dge_core::ErrorChain(&e), "purge of unconfirmed sign-ups failed");
+        }
+        tokio::select! {
+            () = &mut stop => break,
+            () = tokio::time::sleep(every) => {}
+        }
+    }
 }
 
 fn stopped_signal(rx: &watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {

@@ -85,6 +85,10 @@ pub struct DevArgs {
     /// How long confirmation links stay valid, in seconds.
     #[arg(long, env = "DGE_CONFIRMATION_TTL_SECS", default_value_t = 48 * 3600)]
     pub confirmation_ttl_secs: i64,
+    /// How long an unconfirmed sign-up is kept before it is purged (freeing its login
+    /// and email address), in seconds.
+    #[arg(long, env = "DGE_UNCONFIRMED_TTL_SECS", default_value_t = 7 * 24 * 3600)]
+    pub unconfirmed_ttl_secs: i64,
     /// JSON file describing the upstream identity providers (ProConnect, the Région);
     /// without it both are shown as not configured. See the README.
     #[arg(long, env = "DGE_UPSTREAMS_FILE")]

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use dge_broker::UpstreamConfig;
 use dge_core::Secret;
+use dge_registry::hashing::HashParams;
 use dge_workflow::notify::{NoticeMode, NotifySettings};
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
@@ -173,15 +174,27 @@ impl Default for PortalConfig {
 pub struct AccountsConfig {
     /// Lifetime of confirmation links, seconds.
     pub confirmation_ttl_secs: i64,
+    /// How long an unconfirmed sign-up is kept before it is purged, seconds.
+    pub unconfirmed_ttl_secs: i64,
     /// Password hashes run at once per replica (each holds 19 MiB).
     pub hash_concurrency: usize,
+    /// argon2id memory cost in KiB (OWASP: 19456, that is 19 MiB).
+    pub hash_memory_kib: u32,
+    /// argon2id passes (OWASP: 2).
+    pub hash_iterations: u32,
+    /// argon2id lanes (OWASP: 1).
+    pub hash_parallelism: u32,
 }
 
 impl Default for AccountsConfig {
     fn default() -> Self {
         Self {
             confirmation_ttl_secs: 48 * 3600,
+            unconfirmed_ttl_secs: 7 * 24 * 3600,
             hash_concurrency: 2,
+            hash_memory_kib: HashParams::default().memory_kib,
+            hash_iterations: HashParams::default().iterations,
+            hash_parallelism: HashParams::default().parallelism,
         }
     }
 }
@@ -369,8 +382,22 @@ impl Config {
         if self.accounts.hash_concurrency == 0 {
             errors.push("accounts.hash_concurrency: must be at least 1".into());
         }
+        if self.accounts.hash_memory_kib < 8 * 1024
+            || self.accounts.hash_iterations == 0
+            || self.accounts.hash_parallelism == 0
+        {
+            errors.push(
+                "accounts.hash_memory_kib, hash_iterations, hash_parallelism: at least 8192, 1 and 1"
+                    .into(),
+            );
+        }
         if self.accounts.confirmation_ttl_secs < 300 {
             errors.push("accounts.confirmation_ttl_secs: at least 300".into());
+        }
+        if self.accounts.unconfirmed_ttl_secs < self.accounts.confirmation_ttl_secs {
+            errors.push(
+                "accounts.unconfirmed_ttl_secs: at least accounts.confirmation_ttl_secs".into(),
+            );
         }
         if !matches!(self.notify.mode.as_str(), "per-signup" | "daily-digest") {
             errors.push("notify.mode: per-signup or daily-digest".into());
@@ -442,6 +469,7 @@ impl Config {
                 smtp_ca_file: self.mail.smtp_ca_file.clone(),
             },
             confirmation_ttl_secs: self.accounts.confirmation_ttl_secs,
+            unconfirmed_ttl_secs: self.accounts.unconfirmed_ttl_secs,
             notify: NotifySettings {
                 admin_emails: self.notify.admin_emails.clone(),
                 mode: if self.notify.mode == "daily-digest" {
@@ -463,6 +491,11 @@ impl Config {
             support_email: self.portal.support_email.clone(),
             hash_concurrency: self.accounts.hash_concurrency,
             redis_url: self.redis.url.clone(),
+            hash_params: HashParams {
+                memory_kib: self.accounts.hash_memory_kib,
+                iterations: self.accounts.hash_iterations,
+                parallelism: self.accounts.hash_parallelism,
+            },
             key_encryption_key,
         })
     }

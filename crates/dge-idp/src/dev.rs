@@ -45,6 +45,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             ..MailDelivery::default()
         },
         confirmation_ttl_secs: args.confirmation_ttl_secs,
+        unconfirmed_ttl_secs: args.unconfirmed_ttl_secs,
         // The embedded default listens on loopback over plain HTTP.
         secure_cookies: public_url.starts_with("https://"),
         notify: NotifySettings {
@@ -76,6 +77,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         support_email: "contact@datagrandest.fr".into(),
         hash_concurrency: 2,
         redis_url: args.redis_url.clone().map(Secret::new),
+        hash_params: dge_registry::hashing::HashParams::default(),
         key_encryption_key: dge_authz::keys::KeyEncryptionKey::from_env_or_file(&data_dir)
             .context("loading the key-encryption key")?,
     };

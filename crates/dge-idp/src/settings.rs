@@ -55,6 +55,8 @@ pub struct Settings {
     pub mail_delivery: MailDelivery,
     /// Confirmation link lifetime.
     pub confirmation_ttl_secs: i64,
+    /// How long an unconfirmed sign-up is kept before it is purged.
+    pub unconfirmed_ttl_secs: i64,
     /// Whether cookies are `Secure`.
     pub secure_cookies: bool,
     /// Notices to administrators about sign-ups.
@@ -69,6 +71,8 @@ pub struct Settings {
     pub hash_concurrency: usize,
     /// Redis for state shared between replicas; `None`: in-process (one replica).
     pub redis_url: Option<dge_core::Secret<String>>,
+    /// argon2id cost of new password hashes; older hashes are redone at login.
+    pub hash_params: dge_registry::hashing::HashParams,
     /// Encrypts the private signing keys at rest.
     pub key_encryption_key: dge_authz::keys::KeyEncryptionKey,
 }

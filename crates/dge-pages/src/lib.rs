@@ -61,6 +61,31 @@ pub fn router(pages: Pages) -> Router {
             "/password/reset",
             get(handlers::password::reset).post(handlers::password::reset_submit),
         )
+        .route(
+            "/signup/resend",
+            get(handlers::account::resend).post(handlers::account::resend_submit),
+        )
+        .route(
+            "/account",
+            get(handlers::account::show).post(handlers::account::submit),
+        )
+        .route(
+            "/account/password",
+            get(handlers::account::password).post(handlers::account::password_submit),
+        )
+        .route(
+            "/account/email",
+            get(handlers::account::email).post(handlers::account::email_submit),
+        )
+        .route(
+            "/account/email/confirm",
+            get(handlers::account::email_confirm).post(handlers::account::email_confirm_submit),
+        )
+        .route("/account/export", get(handlers::account::export))
+        .route(
+            "/account/delete",
+            get(handlers::account::delete).post(handlers::account::delete_submit),
+        )
         .route("/broker/{provider}/start", get(handlers::broker::start))
         .route(
             "/broker/{provider}/callback",

@@ -62,6 +62,29 @@ const TEMPLATES: &[(&str, &str)] = &[
         "broker_link.html",
         include_str!("../templates/broker_link.html"),
     ),
+    // Issue 3: resend of the confirmation email, and the signed-in person's pages.
+    ("notice.html", include_str!("../templates/notice.html")),
+    (
+        "signup_resend.html",
+        include_str!("../templates/signup_resend.html"),
+    ),
+    ("account.html", include_str!("../templates/account.html")),
+    (
+        "account_password.html",
+        include_str!("../templates/account_password.html"),
+    ),
+    (
+        "account_email.html",
+        include_str!("../templates/account_email.html"),
+    ),
+    (
+        "account_email_confirm.html",
+        include_str!("../templates/account_email_confirm.html"),
+    ),
+    (
+        "account_delete.html",
+        include_str!("../templates/account_delete.html"),
+    ),
 ];
 
 /// Renders pages.
@@ -181,6 +204,31 @@ mod tests {
                 json!({"csrf_token": "t", "token": "abc", "login": "j", "errors": {"password": "x"}, "password_rules": [{"text": "r", "met": false}]}),
             ),
             ("password_reset_done.html", json!({})),
+            ("notice.html", json!({"title": "t", "message": "m"})),
+            (
+                "signup_resend.html",
+                json!({"csrf_token": "t", "unconfirmed_days": 7}),
+            ),
+            (
+                "account.html",
+                json!({"csrf_token": "t", "account": {"login": "j", "email": "j@x.fr"}, "values": {}, "errors": {"phone": "x"}, "has_password": true}),
+            ),
+            (
+                "account_password.html",
+                json!({"csrf_token": "t", "errors": {}, "password_rules": []}),
+            ),
+            (
+                "account_email.html",
+                json!({"csrf_token": "t", "current_email": "j@x.fr", "has_password": true}),
+            ),
+            (
+                "account_email_confirm.html",
+                json!({"csrf_token": "t", "token": "abc"}),
+            ),
+            (
+                "account_delete.html",
+                json!({"csrf_token": "t", "has_password": false}),
+            ),
             (
                 "broker_link.html",
                 json!({"csrf_token": "t", "provider_label": "ProConnect", "masked_email": "j***@x.fr", "has_password": true, "code_sent": false}),

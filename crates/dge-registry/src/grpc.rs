@@ -1,13 +1,16 @@
 //! The `AccountRegistry` gRPC service.
 
 use dge_authz::Authenticator;
+use dge_authz::caller::Caller;
 use dge_authz::caller::unavailable;
 use dge_core::{Secret, Violations};
 use dge_proto::v1 as pb;
 use dge_proto::v1::account_registry_server::AccountRegistry;
 use tonic::{Request, Response, Status};
 
+use crate::account::{EMAIL_CHANGE_ANSWER, ProfileForm, RESEND_ANSWER};
 use crate::domain::{Account, AccountStatus, SignUpForm};
+use crate::reset::RESET_ANSWER;
 use crate::{Registry, store};
 
 /// The message every sign-up gets, whatever happened to the address.
@@ -73,6 +76,23 @@ fn required(field: &'static str, value: &str) -> Result<(), Status> {
         return Err(v.into_status());
     }
     Ok(())
+}
+
+impl AccountRegistryService {
+    /// The account id of a person calling with their own access token.
+    async fn me(&self, metadata: &tonic::metadata::MetadataMap) -> Result<String, Status> {
+        match self.auth.authenticate(metadata).await? {
+            Caller::Account { id, .. } => Ok(id),
+            _ => Err(Status::permission_denied(
+                "this call acts on the caller's own account: use a person's access token",
+            )),
+        }
+    }
+
+    async fn profile(&self, id: &str) -> Result<pb::Account, Status> {
+        let account = self.registry.own_account(id).await?;
+        Ok(account_to_proto(account))
+    }
 }
 
 #[tonic::async_trait]
@@ -156,5 +176,142 @@ impl AccountRegistry for AccountRegistryService {
         Ok(Response::new(pb::ListAccountsResponse {
             accounts: accounts.into_iter().map(account_to_proto).collect(),
         }))
+    }
+
+    async fn resend_confirmation(
+        &self,
+        request: Request<pb::ResendConfirmationRequest>,
+    ) -> Result<Response<pb::ResendConfirmationResponse>, Status> {
+        self.auth.authenticate(request.metadata()).await?;
+        let email = request.into_inner().email;
+        required("email", &email)?;
+        self.registry.request_confirmation_again(&email)?;
+        Ok(Response::new(pb::ResendConfirmationResponse {
+            message: RESEND_ANSWER.to_owned(),
+        }))
+    }
+
+    async fn request_password_reset(
+        &self,
+        request: Request<pb::RequestPasswordResetRequest>,
+    ) -> Result<Response<pb::RequestPasswordResetResponse>, Status> {
+        self.auth.authenticate(request.metadata()).await?;
+        let email = request.into_inner().email;
+        required("email", &email)?;
+        self.registry.request_password_reset(&email)?;
+        Ok(Response::new(pb::RequestPasswordResetResponse {
+            message: RESET_ANSWER.to_owned(),
+        }))
+    }
+
+    async fn reset_password(
+        &self,
+        request: Request<pb::ResetPasswordRequest>,
+    ) -> Result<Response<pb::ResetPasswordResponse>, Status> {
+        self.auth.authenticate(request.metadata()).await?;
+        let r = request.into_inner();
+        required("token", &r.token)?;
+        self.registry
+            .reset_password(
+                &r.token,
+                &Secret::new(r.password),
+                &Secret::new(r.password_confirmation),
+            )
+            .await?;
+        Ok(Response::new(pb::ResetPasswordResponse {}))
+    }
+
+    async fn get_profile(
+        &self,
+        request: Request<pb::GetProfileRequest>,
+    ) -> Result<Response<pb::GetProfileResponse>, Status> {
+        let id = self.me(request.metadata()).await?;
+        Ok(Response::new(pb::GetProfileResponse {
+            account: Some(self.profile(&id).await?),
+        }))
+    }
+
+    async fn update_profile(
+        &self,
+        request: Request<pb::UpdateProfileRequest>,
+    ) -> Result<Response<pb::UpdateProfileResponse>, Status> {
+        let id = self.me(request.metadata()).await?;
+        let r = request.into_inner();
+        let form = ProfileForm {
+            given_name: r.given_name,
+            family_name: r.family_name,
+            phone: r.phone,
+            function: r.function,
+        };
+        let account = self.registry.update_profile(&id, &form).await?;
+        Ok(Response::new(pb::UpdateProfileResponse {
+            account: Some(account_to_proto(account)),
+        }))
+    }
+
+    async fn change_password(
+        &self,
+        request: Request<pb::ChangePasswordRequest>,
+    ) -> Result<Response<pb::ChangePasswordResponse>, Status> {
+        let id = self.me(request.metadata()).await?;
+        let r = request.into_inner();
+        self.registry
+            .change_password(
+                &id,
+                &Secret::new(r.current_password),
+                &Secret::new(r.password),
+                &Secret::new(r.password_confirmation),
+            )
+            .await?;
+        Ok(Response::new(pb::ChangePasswordResponse {}))
+    }
+
+    async fn request_email_change(
+        &self,
+        request: Request<pb::RequestEmailChangeRequest>,
+    ) -> Result<Response<pb::RequestEmailChangeResponse>, Status> {
+        let id = self.me(request.metadata()).await?;
+        let r = request.into_inner();
+        required("new_email", &r.new_email)?;
+        self.registry
+            .request_email_change(&id, &r.new_email, &Secret::new(r.current_password))
+            .await?;
+        Ok(Response::new(pb::RequestEmailChangeResponse {
+            message: EMAIL_CHANGE_ANSWER.to_owned(),
+        }))
+    }
+
+    async fn confirm_email_change(
+        &self,
+        request: Request<pb::ConfirmEmailChangeRequest>,
+    ) -> Result<Response<pb::ConfirmEmailChangeResponse>, Status> {
+        self.auth.authenticate(request.metadata()).await?;
+        let token = request.into_inner().token;
+        required("token", &token)?;
+        self.registry.confirm_email_change(&token).await?;
+        Ok(Response::new(pb::ConfirmEmailChangeResponse {}))
+    }
+
+    async fn export_personal_data(
+        &self,
+        request: Request<pb::ExportPersonalDataRequest>,
+    ) -> Result<Response<pb::ExportPersonalDataResponse>, Status> {
+        let id = self.me(request.metadata()).await?;
+        let data = self.registry.export_personal_data(&id).await?;
+        Ok(Response::new(pb::ExportPersonalDataResponse {
+            json: data.to_string(),
+        }))
+    }
+
+    async fn delete_account(
+        &self,
+        request: Request<pb::DeleteAccountRequest>,
+    ) -> Result<Response<pb::DeleteAccountResponse>, Status> {
+        let id = self.me(request.metadata()).await?;
+        let r = request.into_inner();
+        self.registry
+            .delete_account(&id, &Secret::new(r.current_password), r.confirm)
+            .await?;
+        Ok(Response::new(pb::DeleteAccountResponse {}))
     }
 }

@@ -5,8 +5,10 @@
 //! - [`store`]: account queries shared with the other services.
 //! - [`service`]: sign-up, email confirmation and login checks.
 //! - [`reset`]: password reset, and what every password change does.
+//! - [`account`]: resend and purge of sign-ups; profile, email change, export, deletion.
 //! - [`grpc`]: the `AccountRegistry` gRPC service.
 
+pub mod account;
 pub mod domain;
 pub mod grpc;
 pub mod hashing;

@@ -117,7 +117,8 @@ fn not_active_message(status: AccountStatus) -> &'static str {
     match status {
         AccountStatus::Unconfirmed => {
             "Votre adresse électronique n'est pas encore confirmée : ouvrez le lien du courriel \
-             de confirmation que nous vous avons envoyé."
+             de confirmation que nous vous avons envoyé, ou demandez-en un nouveau depuis la page \
+             « Renvoyer le courriel de confirmation » (/signup/resend)."
         }
         AccountStatus::Pending => {
             "Votre compte est en attente de validation par l'équipe DataGrandEst. Vous recevrez \

@@ -1,5 +1,6 @@
 //! One module per page.
 
+pub mod account;
 pub mod assets;
 pub mod authorize;
 pub mod broker;

@@ -12,8 +12,8 @@ use super::password::{PasswordContext, check_new_password};
 
 /// Login length bounds.
 pub const LOGIN_CHARS: std::ops::RangeInclusive<usize> = 3..=32;
-const NAME_MAX: usize = 100;
-const FUNCTION_MAX: usize = 150;
+pub(crate) const NAME_MAX: usize = 100;
+pub(crate) const FUNCTION_MAX: usize = 150;
 const DESCRIPTION_MAX: usize = 2000;
 const ORGANISATION_MAX: usize = 200;
 
@@ -97,12 +97,21 @@ pub fn clean_text(s: &str) -> String {
     s.nfc().collect::<String>().trim().to_owned()
 }
 
-fn has_control(s: &str, allow_newlines: bool) -> bool {
-    s.chars()
-        .any(|c| c.is_control() && !(allow_newlines && (c == '\n' || c == '\r' || c == '\t')))
+/// Characters that break lines or reorder text without being Unicode controls (Cc):
+/// the line and paragraph separators, and the bidirectional overrides and isolates
+/// that make a name display differently from what it is.
+fn is_invisible_format(c: char) -> bool {
+    matches!(c, '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
 }
 
-fn text_field(
+fn has_control(s: &str, allow_newlines: bool) -> bool {
+    s.chars().any(|c| {
+        (c.is_control() && !(allow_newlines && (c == '\n' || c == '\r' || c == '\t')))
+            || is_invisible_format(c)
+    })
+}
+
+pub(crate) fn text_field(
     v: &mut Violations,
     field: &'static str,
     raw: &str,
@@ -394,6 +403,23 @@ mod tests {
         let mut f = good();
         f.given_name = "Jeanne\r\nBcc: x@y.fr".into();
         assert_eq!(fields(&f), [("given_name", "control_characters")]);
+    }
+
+    #[test]
+    fn unicode_line_separators_and_bidi_overrides_are_refused() {
+        for name in [
+            "Jeanne\u{2028}Bcc",
+            "Jeanne\u{202E}tnopuD",
+            "\u{FEFF}Jeanne",
+        ] {
+            let mut f = good();
+            f.given_name = name.into();
+            assert_eq!(
+                fields(&f),
+                [("given_name", "control_characters")],
+                "{name:?}"
+            );
+        }
     }
 
     #[test]

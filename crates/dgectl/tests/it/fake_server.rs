@@ -115,6 +115,77 @@ impl AccountRegistry for Fake {
         .collect();
         Ok(Response::new(ListAccountsResponse { accounts }))
     }
+
+    // Issue 3's calls: dgectl does not use them.
+    async fn resend_confirmation(
+        &self,
+        _: Request<dge_proto::v1::ResendConfirmationRequest>,
+    ) -> Answer<dge_proto::v1::ResendConfirmationResponse> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
+    async fn request_password_reset(
+        &self,
+        _: Request<dge_proto::v1::RequestPasswordResetRequest>,
+    ) -> Answer<dge_proto::v1::RequestPasswordResetResponse> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
+    async fn reset_password(
+        &self,
+        _: Request<dge_proto::v1::ResetPasswordRequest>,
+    ) -> Answer<dge_proto::v1::ResetPasswordResponse> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
+    async fn get_profile(
+        &self,
+        _: Request<dge_proto::v1::GetProfileRequest>,
+    ) -> Answer<dge_proto::v1::GetProfileResponse> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
+    async fn update_profile(
+        &self,
+        _: Request<dge_proto::v1::UpdateProfileRequest>,
+    ) -> Answer<dge_proto::v1::UpdateProfileResponse> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
+    async fn change_password(
+        &self,
+        _: Request<dge_proto::v1::ChangePasswordRequest>,
+    ) -> Answer<dge_proto::v1::ChangePasswordResponse> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
+    async fn request_email_change(
+        &self,
+        _: Request<dge_proto::v1::RequestEmailChangeRequest>,
+    ) -> Answer<dge_proto::v1::RequestEmailChangeResponse> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
+    async fn confirm_email_change(
+        &self,
+        _: Request<dge_proto::v1::ConfirmEmailChangeRequest>,
+    ) -> Answer<dge_proto::v1::ConfirmEmailChangeResponse> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
+    async fn export_personal_data(
+        &self,
+        _: Request<dge_proto::v1::ExportPersonalDataRequest>,
+    ) -> Answer<dge_proto::v1::ExportPersonalDataResponse> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
+    async fn delete_account(
+        &self,
+        _: Request<dge_proto::v1::DeleteAccountRequest>,
+    ) -> Answer<dge_proto::v1::DeleteAccountResponse> {
+        Err(Status::unimplemented("not in the fake"))
+    }
 }
 
 #[tonic::async_trait]

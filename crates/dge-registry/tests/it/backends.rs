@@ -1,0 +1,145 @@
+//! A fresh database per test, on either backend, and the registry over it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dge_core::Secret;
+use dge_core::clock::ManualClock;
+use dge_mailer::{MailSettings, Outbox};
+use dge_registry::hashing::HashParams;
+use dge_registry::{Hasher, Registry, RegistrySettings, SignUpForm};
+use dge_store::Db;
+use sqlx::Row;
+
+pub(crate) const NOW: i64 = 1_800_000_000;
+
+/// Which engine a case runs on.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+pub(crate) const ENGINES: [Engine; 2] = [Engine::Sqlite, Engine::Postgres];
+
+fn postgres_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+async fn fresh(engine: Engine) -> Db {
+    let name = format!("dge_reg_{}", uuid::Uuid::new_v4().simple());
+    let url = match engine {
+        Engine::Sqlite => {
+            let path = std::env::temp_dir().join(format!("{name}.sqlite3"));
+            format!("sqlite://{}?mode=rwc", path.display())
+        }
+        Engine::Postgres => {
+            let admin = Db::connect(&postgres_url(), 1)
+                .await
+                .expect("PostgreSQL must answer at DATABASE_URL (127.0.0.1:5432 by default)");
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(admin.pool())
+                .await
+                .expect("create database");
+            let base = postgres_url();
+            let (server, _) = base.rsplit_once('/').expect("database url has a path");
+            format!("{server}/{name}")
+        }
+    };
+    let db = Db::connect(&url, 4).await.expect("connect");
+    db.migrate().await.expect("migrate");
+    for sql in [
+        "INSERT INTO organisations (id, name, name_key, trusted, status, email_domains, created_at, updated_at) \
+         VALUES ('ville-de-nancy', 'Ville de Nancy', 'ville de nancy', 0, 'active', 'nancy.fr', 0, 0)",
+        "INSERT INTO modules (name, label, created_at) VALUES ('datahub', 'DataHub', 0)",
+        "INSERT INTO rights (name, module, label, created_at) VALUES ('datahub:publish', 'datahub', 'Publier', 0)",
+    ] {
+        sqlx::query(sql).execute(db.pool()).await.expect("seed");
+    }
+    db
+}
+
+/// The registry under test, on a fresh database, with a clock the test moves.
+pub(crate) struct Services {
+    pub(crate) db: Db,
+    pub(crate) clock: ManualClock,
+    pub(crate) registry: Registry,
+}
+
+pub(crate) async fn services(engine: Engine) -> Services {
+    let db = fresh(engine).await;
+    let clock = ManualClock::new(NOW);
+    let outbox = Outbox::new(MailSettings {
+        portal_name: "DataGrandEst".into(),
+        home_url: "https://www.datagrandest.fr".into(),
+        support_email: "contact@datagrandest.fr".into(),
+        from: "DataGrandEst <no-reply@datagrandest.fr>".into(),
+    });
+    let registry = Registry::new(
+        db.clone(),
+        Hasher::new(HashParams::default(), 2, Duration::from_secs(10)),
+        outbox,
+        Arc::new(clock.clone()),
+        RegistrySettings {
+            public_url: "http://127.0.0.1:8080".into(),
+            confirmation_ttl_secs: 48 * 3600,
+        },
+    );
+    Services {
+        db,
+        clock,
+        registry,
+    }
+}
+
+pub(crate) const PASSWORD: &str = "Mirabelle-de-Lorraine-ab12-7!";
+
+pub(crate) fn form(login: &str, email: &str) -> SignUpForm {
+    SignUpForm {
+        given_name: "Camille".into(),
+        family_name: "Martin".into(),
+        email: email.into(),
+        phone: "06 12 34 56 78".into(),
+        organisation_id: "ville-de-nancy".into(),
+        login: login.into(),
+        password: Secret::new(PASSWORD.into()),
+        password_confirmation: Secret::new(PASSWORD.into()),
+        ..SignUpForm::default()
+    }
+}
+
+/// Kinds of the emails queued for `email`, oldest first.
+pub(crate) async fn outbox_kinds(db: &Db, email: &str) -> Vec<String> {
+    sqlx::query("SELECT kind FROM outbox WHERE recipient = $1 ORDER BY created_at, id")
+        .bind(email)
+        .fetch_all(db.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<String, _>("kind"))
+        .collect()
+}
+
+/// The newest email of `kind` to `email`: (body, whole text).
+pub(crate) async fn last_mail(db: &Db, email: &str, kind: &str) -> String {
+    sqlx::query(
+        "SELECT body_text FROM outbox WHERE recipient = $1 AND kind = $2 ORDER BY created_at DESC LIMIT 1",
+    )
+    .bind(email)
+    .bind(kind)
+    .fetch_one(db.pool())
+    .await
+    .unwrap()
+    .get("body_text")
+}
+
+/// The token in the newest email of `kind` to `email` (it is only in the email).
+pub(crate) async fn token_in(db: &Db, email: &str, kind: &str) -> String {
+    let body = last_mail(db, email, kind).await;
+    let start = body.find("token=").expect("link in the email") + "token=".len();
+    body[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect()
+}
