@@ -69,6 +69,9 @@ pub struct DevArgs {
     /// How long confirmation links stay valid, in seconds.
     #[arg(long, env = "DGE_CONFIRMATION_TTL_SECS", default_value_t = 48 * 3600)]
     pub confirmation_ttl_secs: i64,
+    /// How long access and ID tokens live, in seconds (the tests shorten it).
+    #[arg(long, env = "DGE_TOKEN_TTL_SECS", default_value_t = 3600, value_parser = clap::value_parser!(i64).range(1..=86400))]
+    pub token_ttl_secs: i64,
     /// JSON file describing the upstream identity providers (ProConnect, the Région);
     /// without it both are shown as not configured. See the README.
     #[arg(long, env = "DGE_UPSTREAMS_FILE")]

@@ -373,6 +373,7 @@ impl Config {
             mail,
             mail_from: self.mail.from.clone(),
             confirmation_ttl_secs: self.accounts.confirmation_ttl_secs,
+            token_ttl_secs: 3600,
             notify: NotifySettings {
                 admin_emails: self.notify.admin_emails.clone(),
                 mode: if self.notify.mode == "daily-digest" {

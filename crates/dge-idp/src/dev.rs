@@ -33,6 +33,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         mail: MailTransport::Files(data_dir.join("outbox")),
         mail_from: "DataGrandEst <no-reply@datagrandest.fr>".into(),
         confirmation_ttl_secs: args.confirmation_ttl_secs,
+        token_ttl_secs: args.token_ttl_secs,
         // The embedded default listens on loopback over plain HTTP.
         secure_cookies: public_url.starts_with("https://"),
         notify: NotifySettings {

@@ -26,6 +26,8 @@ pub struct Settings {
     pub mail_from: String,
     /// Confirmation link lifetime.
     pub confirmation_ttl_secs: i64,
+    /// Lifetime of access and ID tokens.
+    pub token_ttl_secs: i64,
     /// Whether cookies are `Secure`.
     pub secure_cookies: bool,
     /// Notices to administrators about sign-ups.

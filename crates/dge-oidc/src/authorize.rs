@@ -38,6 +38,10 @@ pub struct AuthorizeParams {
     pub prompt: Option<String>,
     /// Pre-fills the login form.
     pub login_hint: Option<String>,
+    /// Seconds since the person last authenticated beyond which they log in again.
+    pub max_age: Option<String>,
+    /// An upstream provider (`proconnect`, …) to send the person straight to.
+    pub idp_hint: Option<String>,
 }
 
 /// What `/authorize` should do next.
@@ -53,6 +57,8 @@ pub enum AuthorizeOutcome {
         req: String,
         /// Login hint to pre-fill.
         login_hint: Option<String>,
+        /// The upstream provider to go to instead of the login form.
+        idp_hint: Option<String>,
     },
 }
 
@@ -78,6 +84,9 @@ pub struct PendingRequest {
 /// Appends `params` to a redirect URI that may already carry a query.
 #[must_use]
 pub fn with_params(uri: &str, params: &[(&str, &str)]) -> String {
+    if params.is_empty() {
+        return uri.to_owned();
+    }
     match Url::parse(uri) {
         Ok(mut url) => {
             url.query_pairs_mut().extend_pairs(params);
@@ -180,14 +189,33 @@ impl Provider {
             code_challenge,
             login_hint: p.login_hint.clone(),
         };
+        let Ok(max_age) = p.max_age.as_deref().map(str::parse::<i64>).transpose() else {
+            return Ok(self.error_redirect(
+                redirect_uri,
+                "invalid_request",
+                "max_age must be a number of seconds",
+                state,
+            ));
+        };
         let prompt = p.prompt.as_deref().unwrap_or("");
+        if !matches!(prompt, "" | "none" | "login" | "consent") {
+            return Ok(self.error_redirect(
+                redirect_uri,
+                "invalid_request",
+                "prompt must be none, login or consent",
+                state,
+            ));
+        }
+        // A session older than max_age counts as no session (OIDC Core §3.1.2.1).
+        let now = self.now();
+        let session = session.filter(|(_, auth_time)| max_age.is_none_or(|m| now - auth_time <= m));
         match (session, prompt) {
             (Some((account_id, auth_time)), "" | "none" | "consent") => {
                 Ok(AuthorizeOutcome::Redirect(
                     self.issue_code(&pending, &account_id, auth_time).await?,
                 ))
             }
-            (None, "none") => {
+            (_, "none") => {
                 Ok(self.error_redirect(redirect_uri, "login_required", "no active session", state))
             }
             _ => {
@@ -195,6 +223,7 @@ impl Provider {
                 Ok(AuthorizeOutcome::Login {
                     req,
                     login_hint: pending.login_hint,
+                    idp_hint: p.idp_hint.filter(|h| !h.is_empty()),
                 })
             }
         }

@@ -7,12 +7,14 @@
 //!   `client_credentials`; introspection and revocation.
 //! - [`http`]: the JSON endpoints (discovery, JWKS, token, userinfo); the pages
 //!   crate serves `/authorize` and the login form because they render HTML.
+//! - [`logout`]: RP-initiated logout, exact post-logout redirect URIs.
 //! - [`grpc`]: the `ClientRegistry` gRPC service.
 
 pub mod authorize;
 pub mod clients;
 pub mod grpc;
 pub mod http;
+pub mod logout;
 pub mod session;
 pub mod token;
 

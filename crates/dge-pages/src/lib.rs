@@ -46,6 +46,10 @@ pub fn router(pages: Pages) -> Router {
             get(handlers::login::show).post(handlers::login::submit),
         )
         .route(
+            "/logout",
+            get(handlers::logout::logout).post(handlers::logout::logout),
+        )
+        .route(
             "/signup",
             get(handlers::signup::show).post(handlers::signup::submit),
         )

@@ -39,7 +39,7 @@ pub(crate) async fn userinfo(State(p): State<Provider>, headers: HeaderMap) -> R
         }
     };
     match claims_for(&p, &claims.sub, &claims.scope).await {
-        Ok(Some(body)) => ([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response(),
+        Ok(Some(body)) => answer(&p, &claims.client_id, body).await,
         Ok(None) => unauthorized("invalid_token"),
         Err(e) => {
             tracing::error!(error = %e, "userinfo failed");
@@ -76,4 +76,40 @@ async fn claims_for(
         body["phone_number"] = json!(a.phone);
     }
     Ok(Some(body))
+}
+
+/// JSON, or a JWT signed with the client's ID token algorithm for clients that
+/// registered for it (OIDC Core §5.3.2).
+async fn answer(p: &Provider, client_id: &str, mut body: serde_json::Value) -> Response {
+    let client = match crate::clients::find(&p.db, client_id).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "userinfo failed");
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+    };
+    let Some(client) = client.filter(|c| c.settings.userinfo_signed) else {
+        return ([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response();
+    };
+    body["iss"] = json!(p.issuer());
+    body["aud"] = json!(client.id);
+    let alg = &client.settings.id_token_alg;
+    let signed = match p.keys.ensure_alg(alg).await {
+        Ok(()) => p.keys.sign_as(alg, "JWT", &body),
+        Err(e) => Err(e),
+    };
+    match signed {
+        Ok(jwt) => (
+            [
+                (header::CACHE_CONTROL, "no-store"),
+                (header::CONTENT_TYPE, "application/jwt"),
+            ],
+            jwt,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "signing userinfo failed");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
 }

@@ -37,6 +37,14 @@ pub(crate) async fn authorize(
             None,
         ),
         Ok(AuthorizeOutcome::Redirect(url)) => see_other(&url),
+        Ok(AuthorizeOutcome::Login {
+            req,
+            idp_hint: Some(idp),
+            ..
+        }) => see_other(&format!(
+            "/broker/{}/start?req={req}",
+            url::form_urlencoded::byte_serialize(idp.as_bytes()).collect::<String>()
+        )),
         Ok(AuthorizeOutcome::Login { req, .. }) => see_other(&format!("/login?req={req}")),
         Err(e) => internal(&pages, &e),
     }

@@ -5,6 +5,7 @@ pub mod authorize;
 pub mod broker;
 pub mod confirm;
 pub mod login;
+pub mod logout;
 pub mod password;
 pub mod signup;
 

@@ -1,0 +1,97 @@
+//! RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0).
+//!
+//! A module sends the person to `/logout` with `post_logout_redirect_uri`, `state`
+//! and an `id_token_hint` or `client_id`. The redirect URI must be registered for
+//! that client, compared as an exact string; otherwise the request is refused on our
+//! own page and the session stays open.
+
+use serde::Deserialize;
+
+use crate::authorize::with_params;
+use crate::{Provider, Result, clients};
+
+/// Parameters of `/logout` (query or form).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct LogoutParams {
+    /// An ID token we issued to the module (may have expired).
+    pub id_token_hint: Option<String>,
+    /// The module, when it sends no `id_token_hint`.
+    pub client_id: Option<String>,
+    /// Where to send the person back; registered exactly.
+    pub post_logout_redirect_uri: Option<String>,
+    /// Echoed back to the module.
+    pub state: Option<String>,
+}
+
+/// What `/logout` should do.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LogoutOutcome {
+    /// Refuse on our own page (French message); nothing was changed.
+    Refused(String),
+    /// The session is closed; send the person back to the module.
+    Redirect(String),
+    /// The session is closed; show our own "logged out" page.
+    LoggedOut,
+}
+
+fn refused(message: &str) -> Result<LogoutOutcome> {
+    Ok(LogoutOutcome::Refused(message.to_owned()))
+}
+
+impl Provider {
+    /// Checks a logout request, then closes the session of `cookie` (if any).
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn logout(&self, p: LogoutParams, cookie: Option<&str>) -> Result<LogoutOutcome> {
+        let hinted = match p.id_token_hint.as_deref().filter(|h| !h.is_empty()) {
+            Some(hint) => match self.keys.id_token_hint(hint, self.issuer()) {
+                Some((aud, _sub)) => Some(aud),
+                None => {
+                    return refused("Le jeton d'identité fourni n'a pas été émis par ce service.");
+                }
+            },
+            None => None,
+        };
+        let client_id = match (hinted, p.client_id.filter(|c| !c.is_empty())) {
+            (Some(a), Some(b)) if a != b => {
+                return refused("Le jeton d'identité fourni appartient à un autre service.");
+            }
+            (Some(a), _) | (None, Some(a)) => Some(a),
+            (None, None) => None,
+        };
+        let target = match p.post_logout_redirect_uri.filter(|u| !u.is_empty()) {
+            None => None,
+            Some(uri) => {
+                let Some(id) = client_id else {
+                    return refused("La demande ne précise pas le service à qui revenir.");
+                };
+                let Some(client) = clients::find(&self.db, &id).await? else {
+                    return refused(
+                        "Ce service n'est pas enregistré auprès du fournisseur d'identité.",
+                    );
+                };
+                if !client.post_logout_redirect_uris.contains(&uri) {
+                    tracing::warn!(client_id = %client.id, "logout redirect not registered");
+                    return refused(
+                        "L'adresse de retour après déconnexion n'est pas enregistrée pour ce service.",
+                    );
+                }
+                Some(uri)
+            }
+        };
+        if let Some(cookie) = cookie {
+            self.close_session(cookie).await?;
+        }
+        Ok(match target {
+            Some(uri) => {
+                let mut params = Vec::new();
+                if let Some(state) = p.state.as_deref() {
+                    params.push(("state", state));
+                }
+                LogoutOutcome::Redirect(with_params(&uri, &params))
+            }
+            None => LogoutOutcome::LoggedOut,
+        })
+    }
+}
