@@ -22,6 +22,10 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -r tests/e2e/requirements.txt
 
+section "Node relying party for the end-to-end tests (tests/rp-node, openid-client)"
+npm ci --prefix tests/rp-node --no-audit --no-fund --loglevel=error \
+    || fail "npm ci in tests/rp-node failed (are node and npm installed?)"
+
 section "Services: PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379"
 .venv/bin/python - <<'PY' || fail "PostgreSQL (127.0.0.1:5432, user postgres, database test) and Redis (127.0.0.1:6379) must be running; see the messages above"
 import socket

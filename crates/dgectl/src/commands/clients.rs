@@ -139,6 +139,13 @@ fn client_json(client: &Client) -> Value {
         "confidential": client.confidential,
         "first_party": client.first_party,
         "post_logout_redirect_uris": client.post_logout_redirect_uris,
+        "settings": client.settings.as_ref().map(|s| json!({
+            "service_scopes": s.service_scopes,
+            "userinfo_signed": s.userinfo_signed,
+            "id_token_alg": s.id_token_alg,
+            "backchannel_logout_uri": (!s.backchannel_logout_uri.is_empty()).then_some(&s.backchannel_logout_uri),
+            "private_key_jwt": !s.jwks.is_empty(),
+        })),
     })
 }
 
