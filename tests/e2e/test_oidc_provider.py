@@ -518,3 +518,73 @@ def test_discovery_lists_every_endpoint_on_the_server_under_test(idp, datahub):
     assert {"authorization_code", "refresh_token", "client_credentials"} <= set(
         document["grant_types_supported"]
     )
+
+
+class BackchannelReceiver:
+    """A module's back-channel logout endpoint on a loopback port: records each POST."""
+
+    def __init__(self):
+        import http.server
+        import threading
+        from urllib.parse import parse_qs
+
+        received: list[dict] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (the standard library's name)
+                length = int(self.headers.get("Content-Length", "0"))
+                body = self.rfile.read(length).decode()
+                received.append({k: v[0] for k, v in parse_qs(body).items()})
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.received = received
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/backchannel-logout"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        while len(self.received) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return list(self.received)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_logout_notifies_every_module_of_the_session_on_the_back_channel(
+    dgectl, datahub, active_person
+):
+    receiver = BackchannelReceiver()
+    try:
+        client = register_client(
+            dgectl, "bc-module", "--first-party", "--backchannel-logout-uri", receiver.url
+        )
+        module = Module(datahub.discovery, client.id, client.redirect_uri, client.secret)
+        done = log_in_and_exchange(module, active_person)
+        id_claims = module.id_token_claims(done.tokens["id_token"], done.request.nonce)
+        assert id_claims["sid"], "the ID token carries no sid"
+        # The same session logs in to datahub, which registered no back-channel URI.
+        request = datahub.authorization_request()
+        datahub.exchange(datahub.callback_url(pages.get(done.http, request.url)), request)
+
+        answer = pages.get(done.http, f"{datahub.discovery['end_session_endpoint']}")
+        assert answer.status_code == 200 and pages.is_french_page(answer)
+        posts = receiver.wait_for(1)
+        time.sleep(0.5)
+        assert len(receiver.received) == 1, receiver.received
+    finally:
+        receiver.close()
+    token = posts[0]["logout_token"]
+    assert jwt_header(token)["typ"] == "logout+jwt"
+    claims = verify_jwt(datahub.discovery, token, client.id)
+    assert "http://schemas.openid.net/event/backchannel-logout" in claims["events"]
+    assert claims["sid"] == id_claims["sid"] and claims["sub"] == id_claims["sub"]
+    assert "nonce" not in claims
+    assert not session_is_open(done.http, datahub)

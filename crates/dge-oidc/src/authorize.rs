@@ -115,16 +115,20 @@ impl Provider {
         AuthorizeOutcome::Redirect(with_params(redirect_uri, &params))
     }
 
-    /// Handles an authorization request. `session` is the account and `auth_time`
-    /// of a live single sign-on session, if any.
+    /// Handles an authorization request. `cookie` is the single sign-on session
+    /// cookie, if the browser sent one.
     ///
     /// # Errors
     /// Storage errors only; protocol errors are outcomes.
     pub async fn authorize(
         &self,
         p: AuthorizeParams,
-        session: Option<(String, i64)>,
+        cookie: Option<&str>,
     ) -> Result<AuthorizeOutcome> {
+        let session = match cookie {
+            Some(c) => self.session(c).await?,
+            None => None,
+        };
         let Some(client_id) = p.client_id.as_deref().filter(|c| !c.is_empty()) else {
             return Ok(AuthorizeOutcome::ErrorPage(
                 "La demande ne précise pas le service (client_id manquant).".into(),
@@ -212,7 +216,8 @@ impl Provider {
         match (session, prompt) {
             (Some((account_id, auth_time)), "" | "none" | "consent") => {
                 Ok(AuthorizeOutcome::Redirect(
-                    self.issue_code(&pending, &account_id, auth_time).await?,
+                    self.issue_code(&pending, &account_id, auth_time, cookie)
+                        .await?,
                 ))
             }
             (_, "none") => {
@@ -288,6 +293,7 @@ impl Provider {
         req: &str,
         account_id: &str,
         auth_time: i64,
+        cookie: Option<&str>,
     ) -> Result<Option<String>> {
         let Some(pending) = self.pending_request(req).await? else {
             return Ok(None);
@@ -300,23 +306,30 @@ impl Provider {
             return Ok(None);
         }
         Ok(Some(
-            self.issue_code(&pending, account_id, auth_time).await?,
+            self.issue_code(&pending, account_id, auth_time, cookie)
+                .await?,
         ))
     }
 
-    /// Issues a single-use code and returns the client's redirect URL with it.
+    /// Issues a single-use code and returns the client's redirect URL with it. The
+    /// session (if any) remembers the client, for back-channel logout.
     async fn issue_code(
         &self,
         p: &PendingRequest,
         account_id: &str,
         auth_time: i64,
+        cookie: Option<&str>,
     ) -> Result<String> {
         let code = random_token();
         let now = self.now();
+        let session_hash = cookie.map(hash_token);
+        if let Some(hash) = &session_hash {
+            self.remember_client(hash, &p.client_id).await?;
+        }
         sqlx::query(
             "INSERT INTO auth_codes (code_hash, client_id, account_id, redirect_uri, scope, nonce, \
-             code_challenge, auth_time, expires_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             code_challenge, auth_time, expires_at, created_at, session_hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(hash_token(&code))
         .bind(&p.client_id)
@@ -328,6 +341,7 @@ impl Provider {
         .bind(auth_time)
         .bind(now + self.settings.code_ttl_secs)
         .bind(now)
+        .bind(&session_hash)
         .execute(self.db.pool())
         .await?;
         let mut params = vec![("code", code.as_str()), ("iss", self.issuer())];

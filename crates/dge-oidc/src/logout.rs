@@ -5,7 +5,9 @@
 //! that client, compared as an exact string; otherwise the request is refused on our
 //! own page and the session stays open.
 
-use serde::Deserialize;
+use dge_core::token::hash_token;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 use crate::authorize::with_params;
 use crate::{Provider, Result, clients};
@@ -81,6 +83,7 @@ impl Provider {
             }
         };
         if let Some(cookie) = cookie {
+            self.notify_backchannel(&hash_token(cookie)).await?;
             self.close_session(cookie).await?;
         }
         Ok(match target {
@@ -93,5 +96,90 @@ impl Provider {
             }
             None => LogoutOutcome::LoggedOut,
         })
+    }
+}
+
+/// The event of a logout token (OIDC Back-Channel Logout 1.0 §2.4).
+const BACKCHANNEL_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+
+/// Logout tokens are accepted for this long.
+const LOGOUT_TOKEN_TTL_SECS: i64 = 120;
+
+/// How long one module may take to answer a back-channel notification.
+const BACKCHANNEL_TIMEOUT_SECS: u64 = 5;
+
+/// Claims of a logout token (OIDC Back-Channel Logout 1.0 §2.4).
+#[derive(Debug, Serialize)]
+struct LogoutClaims<'a> {
+    iss: &'a str,
+    sub: &'a str,
+    aud: &'a str,
+    iat: i64,
+    exp: i64,
+    jti: String,
+    sid: String,
+    events: serde_json::Value,
+}
+
+impl Provider {
+    /// Posts a signed logout token to every module of the session that registered a
+    /// back-channel logout URI. The posts run in the background: a slow module must
+    /// not hold the person's logout, and a failure is logged, not retried.
+    async fn notify_backchannel(&self, session_hash: &str) -> Result<()> {
+        let Some(account_id) = self.session_account(session_hash).await? else {
+            return Ok(());
+        };
+        let sid = crate::session::session_id(session_hash);
+        let now = self.now();
+        let mut posts = Vec::new();
+        for (client, uri) in self.backchannel_clients(session_hash).await? {
+            let claims = LogoutClaims {
+                iss: self.issuer(),
+                sub: &account_id,
+                aud: &client.id,
+                iat: now,
+                exp: now + LOGOUT_TOKEN_TTL_SECS,
+                jti: dge_core::new_id(),
+                sid: sid.clone(),
+                events: json!({ BACKCHANNEL_EVENT: {} }),
+            };
+            self.keys.ensure_alg(&client.settings.id_token_alg).await?;
+            let token = self
+                .keys
+                .sign_as(&client.settings.id_token_alg, "logout+jwt", &claims)?;
+            posts.push((client.id, uri, token));
+        }
+        if posts.is_empty() {
+            return Ok(());
+        }
+        tokio::spawn(async move {
+            let http = reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(BACKCHANNEL_TIMEOUT_SECS))
+                .redirect(reqwest::redirect::Policy::none())
+                .build();
+            let Ok(http) = http else {
+                tracing::error!("cannot build the back-channel logout HTTP client");
+                return;
+            };
+            for (client_id, uri, token) in posts {
+                let sent = http
+                    .post(&uri)
+                    .form(&[("logout_token", token.as_str())])
+                    .send()
+                    .await;
+                match sent {
+                    Ok(r) if r.status().is_success() => {
+                        tracing::info!(client_id = %client_id, "back-channel logout delivered");
+                    }
+                    Ok(r) => {
+                        tracing::warn!(client_id = %client_id, status = %r.status(), "back-channel logout refused");
+                    }
+                    Err(e) => {
+                        tracing::warn!(client_id = %client_id, error = %e, "back-channel logout failed");
+                    }
+                }
+            }
+        });
+        Ok(())
     }
 }

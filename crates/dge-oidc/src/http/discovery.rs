@@ -50,6 +50,9 @@ pub(crate) async fn configuration(State(p): State<Provider>) -> impl IntoRespons
         "request_uri_parameter_supported": false,
         "prompt_values_supported": ["none", "login", "consent"],
         "authorization_response_iss_parameter_supported": true,
+        "backchannel_logout_supported": true,
+        "backchannel_logout_session_supported": true,
+        "frontchannel_logout_supported": false,
         "ui_locales_supported": ["fr"],
     });
     ([(header::CACHE_CONTROL, "public, max-age=300")], Json(body))

@@ -7,7 +7,9 @@ use axum::response::Response;
 use axum_extra::extract::CookieJar;
 use dge_oidc::{AuthorizeOutcome, AuthorizeParams};
 
-use super::{current_session, internal, see_other};
+use dge_oidc::session::SESSION_COOKIE;
+
+use super::{internal, see_other};
 use crate::Pages;
 
 /// Checks the request, then sends the person to the client (a code or an error) or
@@ -25,11 +27,8 @@ pub(crate) async fn authorize(
             None,
         );
     };
-    let session = match current_session(&pages, &jar).await {
-        Ok(s) => s,
-        Err(e) => return internal(&pages, &e),
-    };
-    match pages.provider.authorize(params, session).await {
+    let cookie = jar.get(SESSION_COOKIE).map(|c| c.value().to_owned());
+    match pages.provider.authorize(params, cookie.as_deref()).await {
         Ok(AuthorizeOutcome::ErrorPage(message)) => pages.render.error(
             StatusCode::BAD_REQUEST,
             "Demande de connexion refusée",

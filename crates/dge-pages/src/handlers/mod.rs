@@ -11,7 +11,6 @@ pub mod signup;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum_extra::extract::CookieJar;
 use axum_extra::extract::cookie::{Cookie, SameSite};
 use dge_oidc::session::SESSION_COOKIE;
 
@@ -65,15 +64,4 @@ pub(crate) fn session_cookie(value: String, secure: bool) -> Cookie<'static> {
         .same_site(SameSite::Lax)
         .path("/")
         .build()
-}
-
-/// The account of the live session in `jar`, if any.
-pub(crate) async fn current_session(
-    pages: &Pages,
-    jar: &CookieJar,
-) -> dge_oidc::Result<Option<(String, i64)>> {
-    match jar.get(SESSION_COOKIE) {
-        Some(c) => pages.provider.session(c.value()).await,
-        None => Ok(None),
-    }
 }
