@@ -4,10 +4,12 @@ without changing anything. docs/oidc-conformance.md maps the OpenID profiles her
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
 import time
+from urllib.parse import quote
 
 import grpc
 import pytest
@@ -156,7 +158,9 @@ def test_authlib_runs_code_flow_refresh_userinfo_introspection_revocation_and_lo
 
     # Reusing the first refresh token revokes the whole family, the new one included.
     with pytest.raises(OAuthError) as reused:
-        datahub.oauth.refresh_token(endpoints["token_endpoint"], refresh_token=first["refresh_token"])
+        datahub.oauth.refresh_token(
+            endpoints["token_endpoint"], refresh_token=first["refresh_token"]
+        )
     assert reused.value.error == "invalid_grant"
     assert introspect(endpoints, second["refresh_token"])["active"] is False
     assert introspect(endpoints, first["access_token"])["active"] is False
@@ -214,8 +218,6 @@ def test_redirect_uri_differing_from_the_registered_one_gets_no_redirect(datahub
 
 
 def requests_quote(value: str) -> str:
-    from urllib.parse import quote
-
     return quote(value, safe="")
 
 
@@ -491,7 +493,12 @@ def test_rotated_key_is_published_before_it_signs_and_the_old_one_stays(start_id
 def test_unregistered_logout_redirect_is_refused_and_keeps_the_session(datahub, active_person):
     done = log_in_and_exchange(datahub, active_person)
     endpoint = datahub.discovery["end_session_endpoint"]
-    for uri in ("http://localhost:8081/ailleurs", "http://localhost:8082/", "https://evil.example/"):
+    for uri in (
+        "http://localhost:8081/ailleurs",
+        "http://localhost:8081/?x=1",
+        "http://localhost:8082/",
+        "https://evil.example/",
+    ):
         answer = pages.get(
             done.http,
             f"{endpoint}?id_token_hint={done.tokens['id_token']}"
@@ -505,7 +512,48 @@ def test_unregistered_logout_redirect_is_refused_and_keeps_the_session(datahub, 
         f"&post_logout_redirect_uri={requests_quote(DATAHUB_LOGOUT_URI)}",
     )
     assert forged.status_code == 400 and "Location" not in forged.headers
+    head, body, signature = done.tokens["id_token"].split(".")
+    claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    modified = f"{head}.{b64url(json.dumps({**claims, 'sub': 'quelqu-un'}).encode())}.{signature}"
+    tampered = pages.get(
+        done.http,
+        f"{endpoint}?id_token_hint={modified}"
+        f"&post_logout_redirect_uri={requests_quote(DATAHUB_LOGOUT_URI)}",
+    )
+    assert tampered.status_code == 400 and "Location" not in tampered.headers
     assert session_is_open(done.http, datahub)
+
+
+def test_logout_with_client_id_instead_of_id_token_hint(datahub, active_person):
+    done = log_in_and_exchange(datahub, active_person)
+    endpoint = datahub.discovery["end_session_endpoint"]
+    answer = pages.get(
+        done.http,
+        f"{endpoint}?client_id={DATAHUB_ID}"
+        f"&post_logout_redirect_uri={requests_quote(DATAHUB_LOGOUT_URI)}&state=s1",
+    )
+    assert pages.location(answer) == f"{DATAHUB_LOGOUT_URI}?state=s1"
+    assert not session_is_open(done.http, datahub)
+
+
+def test_request_without_nonce_and_with_unknown_parameters_succeeds(datahub, active_person):
+    done = log_in_and_exchange(datahub, active_person)
+    request = datahub.authorization_request(
+        display="page", ui_locales="fr", claims_locales="fr", acr_values="1", inconnu="x"
+    )
+    url = request.url.replace(f"&nonce={request.nonce}", "")
+    assert "nonce=" not in url
+    callback = datahub.callback_url(pages.get(done.http, url))
+    tokens = datahub.exchange(callback, request)
+    claims = verify_jwt(datahub.discovery, tokens["id_token"], DATAHUB_ID)
+    assert "nonce" not in claims
+    # UserInfo also answers POST with the bearer token in the header.
+    answer = loopback_http().post(
+        datahub.discovery["userinfo_endpoint"],
+        headers={"Authorization": f"Bearer {tokens['access_token']}"},
+        timeout=10,
+    )
+    assert answer.status_code == 200 and answer.json()["sub"] == claims["sub"]
 
 
 def test_discovery_lists_every_endpoint_on_the_server_under_test(idp, datahub):
@@ -588,3 +636,32 @@ def test_logout_notifies_every_module_of_the_session_on_the_back_channel(
     assert claims["sid"] == id_claims["sid"] and claims["sub"] == id_claims["sub"]
     assert "nonce" not in claims
     assert not session_is_open(done.http, datahub)
+
+
+def test_grpc_introspect_and_revoke_for_a_service(idp, dgectl, grpc_pb, datahub, active_person):
+    client = register_client(
+        dgectl, "gw", "--service-scope", "authz:introspect", "--service-scope", "authz:revoke"
+    )
+    answer = token_request(
+        datahub.discovery, {"grant_type": "client_credentials"}, auth=(client.id, client.secret)
+    )
+    assert answer.status_code == 200, answer.text
+    person = log_in_and_exchange(datahub, active_person).tokens
+    service = IdentityGrpc(grpc_pb, idp.grpc_addr, answer.json()["access_token"])
+    pb = grpc_pb.authorization
+
+    def inspect(token: str):
+        return service.call(service.authorization.Introspect, pb.IntrospectRequest(token=token))
+
+    try:
+        seen = inspect(person["access_token"])
+        assert seen.active and seen.client_id == DATAHUB_ID
+        forged = inspect("eyJhbGciOiJub25lIn0.e30.")
+        assert not forged.active and not forged.client_id
+        revoke = pb.RevokeRequest(token=person["refresh_token"])
+        assert service.call(service.authorization.Revoke, revoke).revoked
+        assert not inspect(person["refresh_token"]).active
+    finally:
+        service.close()
+    # A refresh token revokes its family: the access token issued with it too.
+    assert introspect(datahub.discovery, person["access_token"])["active"] is False
