@@ -665,3 +665,23 @@ def test_grpc_introspect_and_revoke_for_a_service(idp, dgectl, grpc_pb, datahub,
         service.close()
     # A refresh token revokes its family: the access token issued with it too.
     assert introspect(datahub.discovery, person["access_token"])["active"] is False
+
+
+def test_missing_response_type_is_sent_back_with_state(datahub):
+    request = datahub.authorization_request()
+    url = request.url.replace("response_type=code&", "").replace("&response_type=code", "")
+    assert "response_type" not in url
+    target = pages.location(pages.get(pages.browser(), url))
+    assert target.startswith(f"{DATAHUB_REDIRECT_URI}?"), target
+    assert pages.query_of(target)["error"] == "unsupported_response_type"
+    assert pages.query_of(target)["state"] == request.state
+
+
+def test_scopes_in_another_order_with_phone_give_the_phone_number(datahub, active_person):
+    done = log_in_and_exchange(datahub, active_person)
+    request = datahub.authorization_request(scope="phone email openid")
+    callback = datahub.callback_url(pages.get(done.http, request.url))
+    tokens = datahub.exchange(callback, request)
+    userinfo = datahub.userinfo(tokens["access_token"]).json()
+    assert userinfo["phone_number"] == active_person.phone
+    assert userinfo["email"] == active_person.email and "given_name" not in userinfo
