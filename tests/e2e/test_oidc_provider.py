@@ -685,3 +685,50 @@ def test_scopes_in_another_order_with_phone_give_the_phone_number(datahub, activ
     userinfo = datahub.userinfo(tokens["access_token"]).json()
     assert userinfo["phone_number"] == active_person.phone
     assert userinfo["email"] == active_person.email and "given_name" not in userinfo
+
+
+# --- Consent ----------------------------------------------------------------------------------
+
+
+def test_a_client_that_is_not_first_party_asks_consent_once(dgectl, datahub, active_person):
+    client = register_client(dgectl, "tiers")
+    module = Module(datahub.discovery, client.id, client.redirect_uri, client.secret)
+    http = pages.browser()
+    request = module.authorization_request()
+    login_page = follow_to_login(http, request.url, datahub.discovery["issuer"])
+    answer = submit_login(http, login_page, active_person.login, active_person.password)
+    consent_url = pages.location(answer)
+    assert consent_url.startswith(f"{datahub.discovery['issuer']}/consent?req="), consent_url
+    page = pages.get(http, consent_url)
+    assert page.status_code == 200 and pages.is_french_page(page)
+    assert client.id in pages.page_text(page)
+    form = pages.form_with_field(page, "req")
+    granted = pages.submit(http, page, form, {"decision": "allow"})
+    tokens = module.exchange(module.callback_url(granted), request)
+    module.id_token_claims(tokens["id_token"], request.nonce)
+    # Remembered: the next request in the session gets a code straight away.
+    again = module.authorization_request()
+    module.exchange(module.callback_url(pages.get(http, again.url)), again)
+
+
+def test_refused_consent_is_access_denied_and_prompt_none_is_consent_required(
+    dgectl, datahub, active_person
+):
+    done = log_in_and_exchange(datahub, active_person)
+    client = register_client(dgectl, "tiers")
+    module = Module(datahub.discovery, client.id, client.redirect_uri, client.secret)
+    silent = module.authorization_request(prompt="none")
+    target = pages.location(pages.get(done.http, silent.url))
+    assert pages.query_of(target)["error"] == "consent_required"
+    request = module.authorization_request()
+    consent_url = pages.location(pages.get(done.http, request.url))
+    assert "/consent?req=" in consent_url
+    page = pages.get(done.http, consent_url)
+    form = pages.form_with_field(page, "req")
+    refused = pages.submit(done.http, page, form, {"decision": "deny"})
+    target = module.callback_url(refused)
+    assert pages.query_of(target)["error"] == "access_denied"
+    assert pages.query_of(target)["state"] == request.state
+    # Nothing was remembered: the next request asks again.
+    next_url = module.authorization_request().url
+    assert "/consent?req=" in pages.location(pages.get(done.http, next_url))

@@ -51,6 +51,11 @@ pub enum AuthorizeOutcome {
     ErrorPage(String),
     /// Redirect to the client (a code, or an error).
     Redirect(String),
+    /// Ask the logged-in person's consent for the stored request `req`.
+    Consent {
+        /// Handle of the stored request.
+        req: String,
+    },
     /// Show the login page for the stored request `req`.
     Login {
         /// Handle of the stored request.
@@ -97,7 +102,7 @@ pub fn with_params(uri: &str, params: &[(&str, &str)]) -> String {
 }
 
 impl Provider {
-    fn error_redirect(
+    pub(crate) fn error_redirect(
         &self,
         redirect_uri: &str,
         error: &str,
@@ -214,6 +219,27 @@ impl Provider {
         let now = self.now();
         let session = session.filter(|(_, auth_time)| max_age.is_none_or(|m| now - auth_time <= m));
         match (session, prompt) {
+            (Some((account_id, _)), "none")
+                if self
+                    .needs_consent(&client, &account_id, &pending.scope)
+                    .await? =>
+            {
+                Ok(self.error_redirect(
+                    redirect_uri,
+                    "consent_required",
+                    "the person has not consented to this client",
+                    state,
+                ))
+            }
+            (Some((account_id, _)), "" | "consent")
+                if prompt == "consent"
+                    || self
+                        .needs_consent(&client, &account_id, &pending.scope)
+                        .await? =>
+            {
+                let req = self.store_request(&pending).await?;
+                Ok(AuthorizeOutcome::Consent { req })
+            }
             (Some((account_id, auth_time)), "" | "none" | "consent") => {
                 Ok(AuthorizeOutcome::Redirect(
                     self.issue_code(&pending, &account_id, auth_time, cookie)
@@ -283,8 +309,9 @@ impl Provider {
     }
 
     /// Completes a stored request once the person has logged in: the request is
-    /// consumed and the client gets a code. Returns the redirect URL, or `None` when
-    /// the request was already used or has expired.
+    /// consumed and the client gets a code. Returns the redirect URL (the consent
+    /// page first for a client the person has not consented to), or `None` when the
+    /// request was already used or has expired.
     ///
     /// # Errors
     /// Storage or signing errors.
@@ -298,6 +325,26 @@ impl Provider {
         let Some(pending) = self.pending_request(req).await? else {
             return Ok(None);
         };
+        if let Some(client) = clients::find(&self.db, &pending.client_id).await?
+            && self
+                .needs_consent(&client, account_id, &pending.scope)
+                .await?
+        {
+            return Ok(Some(format!("/consent?req={req}")));
+        }
+        self.finish_request(req, &pending, account_id, auth_time, cookie)
+            .await
+    }
+
+    /// Consumes a stored request and issues its code.
+    pub(crate) async fn finish_request(
+        &self,
+        req: &str,
+        pending: &PendingRequest,
+        account_id: &str,
+        auth_time: i64,
+        cookie: Option<&str>,
+    ) -> Result<Option<String>> {
         let gone = sqlx::query("DELETE FROM auth_requests WHERE id_hash = $1")
             .bind(hash_token(req))
             .execute(self.db.pool())
@@ -306,7 +353,7 @@ impl Provider {
             return Ok(None);
         }
         Ok(Some(
-            self.issue_code(&pending, account_id, auth_time, cookie)
+            self.issue_code(pending, account_id, auth_time, cookie)
                 .await?,
         ))
     }

@@ -2,6 +2,7 @@
 //!
 //! - [`clients`]: registered clients, exact redirect URI matching, secrets kept hashed.
 //! - [`authorize`]: the authorization request (code flow, PKCE S256 only).
+//! - [`consent`]: consent for clients that are not first-party.
 //! - [`session`]: the single sign-on session shared by every module.
 //! - [`token`]: the token endpoint: codes, refresh tokens (rotated) and
 //!   `client_credentials`; introspection and revocation.
@@ -12,6 +13,7 @@
 
 pub mod authorize;
 pub mod clients;
+pub mod consent;
 pub mod grpc;
 pub mod http;
 pub mod logout;

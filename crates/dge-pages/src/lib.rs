@@ -46,6 +46,10 @@ pub fn router(pages: Pages) -> Router {
             get(handlers::login::show).post(handlers::login::submit),
         )
         .route(
+            "/consent",
+            get(handlers::consent::show).post(handlers::consent::submit),
+        )
+        .route(
             "/logout",
             get(handlers::logout::logout).post(handlers::logout::logout),
         )

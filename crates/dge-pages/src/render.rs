@@ -37,6 +37,7 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/logged_in.html"),
     ),
     ("error.html", include_str!("../templates/error.html")),
+    ("consent.html", include_str!("../templates/consent.html")),
     ("_errors.html", include_str!("../templates/_errors.html")),
     (
         "_new_password.html",

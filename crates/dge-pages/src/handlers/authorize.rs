@@ -36,6 +36,7 @@ pub(crate) async fn authorize(
             None,
         ),
         Ok(AuthorizeOutcome::Redirect(url)) => see_other(&url),
+        Ok(AuthorizeOutcome::Consent { req }) => see_other(&format!("/consent?req={req}")),
         Ok(AuthorizeOutcome::Login {
             req,
             idp_hint: Some(idp),
