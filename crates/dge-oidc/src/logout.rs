@@ -4,6 +4,11 @@
 //! and an `id_token_hint` or `client_id`. The redirect URI must be registered for
 //! that client, compared as an exact string; otherwise the request is refused on our
 //! own page and the session stays open.
+//!
+//! Known gaps: a logout request without `id_token_hint` is not confirmed with the
+//! person (RP-Initiated Logout §2 says the provider SHOULD ask), so a third-party
+//! page can log someone out; and refresh tokens of the session survive the logout
+//! (they are revoked by their own family rules, not by the session).
 
 use dge_core::token::hash_token;
 use serde::{Deserialize, Serialize};
