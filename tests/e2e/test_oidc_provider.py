@@ -554,6 +554,18 @@ def test_request_without_nonce_and_with_unknown_parameters_succeeds(datahub, act
         timeout=10,
     )
     assert answer.status_code == 200 and answer.json()["sub"] == claims["sub"]
+    # Or with the token in the form body (RFC 6750 §2.2), but never both at once.
+    in_body = post_form(
+        datahub.discovery["userinfo_endpoint"], {"access_token": tokens["access_token"]}
+    )
+    assert in_body.status_code == 200 and in_body.json()["sub"] == claims["sub"]
+    both = loopback_http().post(
+        datahub.discovery["userinfo_endpoint"],
+        data={"access_token": tokens["access_token"]},
+        headers={"Authorization": f"Bearer {tokens['access_token']}"},
+        timeout=10,
+    )
+    assert both.status_code == 401 and both.json()["error"] == "invalid_request"
 
 
 def test_discovery_lists_every_endpoint_on_the_server_under_test(idp, datahub):

@@ -1,9 +1,12 @@
 //! `GET|POST /userinfo` (OIDC Core §5.3).
 
-use axum::Json;
 use axum::extract::State;
+use axum::extract::rejection::FormRejection;
+use axum::http::Method;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Form, Json};
+use serde::Deserialize;
 use serde_json::json;
 
 use crate::Provider;
@@ -18,16 +21,33 @@ fn unauthorized(error: &str) -> Response {
         .into_response()
 }
 
-/// Claims about the person behind the bearer access token.
-pub(crate) async fn userinfo(State(p): State<Provider>, headers: HeaderMap) -> Response {
-    let token = headers
+/// A POST body may carry the token instead of the header (RFC 6750 §2.2).
+#[derive(Deserialize)]
+pub(crate) struct BodyToken {
+    access_token: Option<String>,
+}
+
+/// Claims about the person behind the bearer access token, sent in the
+/// `Authorization` header or, on POST, in the form body; never both.
+pub(crate) async fn userinfo(
+    State(p): State<Provider>,
+    method: Method,
+    headers: HeaderMap,
+    body: Result<Form<BodyToken>, FormRejection>,
+) -> Response {
+    let header_token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
             v.strip_prefix("Bearer ")
                 .or_else(|| v.strip_prefix("bearer "))
-        });
-    let Some(token) = token else {
+        })
+        .map(str::to_owned);
+    let body_token = match body {
+        Ok(Form(b)) if method == Method::POST => b.access_token.filter(|t| !t.is_empty()),
+        _ => None,
+    };
+    let ((Some(token), None) | (None, Some(token))) = (header_token, body_token) else {
         return unauthorized("invalid_request");
     };
     let claims = match p.access_claims(token.trim()).await {
