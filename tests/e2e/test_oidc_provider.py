@@ -532,8 +532,21 @@ def test_logout_with_client_id_instead_of_id_token_hint(datahub, active_person):
         f"{endpoint}?client_id={DATAHUB_ID}"
         f"&post_logout_redirect_uri={requests_quote(DATAHUB_LOGOUT_URI)}&state=s1",
     )
-    assert pages.location(answer) == f"{DATAHUB_LOGOUT_URI}?state=s1"
+    # No id_token_hint: the person is asked first, and nothing is closed yet.
+    assert answer.status_code == 200 and pages.is_french_page(answer), answer.text[:500]
+    assert session_is_open(done.http, datahub)
+    confirmed = pages.submit(done.http, answer, pages.form_with_field(answer, "confirm"), {})
+    assert pages.location(confirmed) == f"{DATAHUB_LOGOUT_URI}?state=s1"
     assert not session_is_open(done.http, datahub)
+    # The confirmation cannot be forged without the page's CSRF token.
+    again = log_in_and_exchange(datahub, active_person)
+    forged = pages.post(
+        again.http,
+        endpoint,
+        {"client_id": DATAHUB_ID, "confirm": "oui", "csrf_token": "faux"},
+    )
+    assert forged.status_code == 403 and "Location" not in forged.headers
+    assert session_is_open(again.http, datahub)
 
 
 def test_request_without_nonce_and_with_unknown_parameters_succeeds(datahub, active_person):
@@ -634,7 +647,12 @@ def test_logout_notifies_every_module_of_the_session_on_the_back_channel(
         request = datahub.authorization_request()
         datahub.exchange(datahub.callback_url(pages.get(done.http, request.url)), request)
 
-        answer = pages.get(done.http, f"{datahub.discovery['end_session_endpoint']}")
+        asked = pages.get(done.http, f"{datahub.discovery['end_session_endpoint']}")
+        assert asked.status_code == 200 and pages.is_french_page(asked)
+        time.sleep(0.3)
+        assert receiver.received == [], "notified before the person confirmed"
+        form = pages.form_with_field(asked, "confirm")
+        answer = pages.submit(done.http, asked, form, {})
         assert answer.status_code == 200 and pages.is_french_page(answer)
         posts = receiver.wait_for(1)
         time.sleep(0.5)

@@ -5,9 +5,9 @@
 //! that client, compared as an exact string; otherwise the request is refused on our
 //! own page and the session stays open.
 //!
-//! Known gaps: a logout request without `id_token_hint` is not confirmed with the
-//! person (RP-Initiated Logout §2 says the provider SHOULD ask), so a third-party
-//! page can log someone out; and refresh tokens of the session survive the logout
+//! Without an `id_token_hint` of the person logged in, the person is asked first
+//! (RP-Initiated Logout §2: the provider MUST ask then), so a third-party page cannot
+//! log someone out. Known gap: refresh tokens of the session survive the logout
 //! (they are revoked by their own family rules, not by the session).
 
 use dge_core::token::hash_token;
@@ -39,6 +39,8 @@ pub enum LogoutOutcome {
     Redirect(String),
     /// The session is closed; show our own "logged out" page.
     LoggedOut,
+    /// Ask the person to confirm before anything is closed.
+    Confirm,
 }
 
 fn refused(message: &str) -> Result<LogoutOutcome> {
@@ -47,13 +49,23 @@ fn refused(message: &str) -> Result<LogoutOutcome> {
 
 impl Provider {
     /// Checks a logout request, then closes the session of `cookie` (if any).
+    /// `confirmed`: the person pressed the button of our confirmation page.
     ///
     /// # Errors
     /// Storage errors.
-    pub async fn logout(&self, p: LogoutParams, cookie: Option<&str>) -> Result<LogoutOutcome> {
+    pub async fn logout(
+        &self,
+        p: LogoutParams,
+        cookie: Option<&str>,
+        confirmed: bool,
+    ) -> Result<LogoutOutcome> {
+        let mut hinted_sub = None;
         let hinted = match p.id_token_hint.as_deref().filter(|h| !h.is_empty()) {
             Some(hint) => match self.keys.id_token_hint(hint, self.issuer()) {
-                Some((aud, _sub)) => Some(aud),
+                Some((aud, sub)) => {
+                    hinted_sub = Some(sub);
+                    Some(aud)
+                }
                 None => {
                     return refused("Le jeton d'identité fourni n'a pas été émis par ce service.");
                 }
@@ -87,6 +99,14 @@ impl Provider {
                 Some(uri)
             }
         };
+        let session = match cookie {
+            Some(c) => self.session(c).await?,
+            None => None,
+        };
+        let same_person = matches!((&session, &hinted_sub), (Some((a, _)), Some(s)) if a == s);
+        if session.is_some() && !same_person && !confirmed {
+            return Ok(LogoutOutcome::Confirm);
+        }
         if let Some(cookie) = cookie {
             self.notify_backchannel(&hash_token(cookie)).await?;
             self.close_session(cookie).await?;

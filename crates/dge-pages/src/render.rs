@@ -38,6 +38,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("error.html", include_str!("../templates/error.html")),
     ("consent.html", include_str!("../templates/consent.html")),
+    (
+        "logout_confirm.html",
+        include_str!("../templates/logout_confirm.html"),
+    ),
     ("_errors.html", include_str!("../templates/_errors.html")),
     (
         "_new_password.html",

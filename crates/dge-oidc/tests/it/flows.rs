@@ -183,7 +183,11 @@ async fn logout_closes_the_session_and_forgets_its_modules(engine: Engine) {
         post_logout_redirect_uri: Some("http://localhost:8081/autre".into()),
         ..LogoutParams::default()
     };
-    let outcome = w.provider.logout(refused, Some(&cookie)).await.unwrap();
+    let outcome = w
+        .provider
+        .logout(refused, Some(&cookie), true)
+        .await
+        .unwrap();
     assert!(matches!(outcome, LogoutOutcome::Refused(_)));
     assert!(w.provider.session(&cookie).await.unwrap().is_some());
     let ok = LogoutParams {
@@ -192,7 +196,15 @@ async fn logout_closes_the_session_and_forgets_its_modules(engine: Engine) {
         state: Some("s".into()),
         ..LogoutParams::default()
     };
-    let outcome = w.provider.logout(ok, Some(&cookie)).await.unwrap();
+    // Without an id_token_hint the person is asked first; nothing is closed yet.
+    let asked = w
+        .provider
+        .logout(ok.clone(), Some(&cookie), false)
+        .await
+        .unwrap();
+    assert_eq!(asked, LogoutOutcome::Confirm);
+    assert!(w.provider.session(&cookie).await.unwrap().is_some());
+    let outcome = w.provider.logout(ok, Some(&cookie), true).await.unwrap();
     assert_eq!(
         outcome,
         LogoutOutcome::Redirect("http://localhost:8081/?state=s".into())

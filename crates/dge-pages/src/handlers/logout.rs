@@ -1,7 +1,7 @@
 //! `GET|POST /logout`: RP-initiated logout, the `end_session_endpoint`.
 
-use axum::extract::rejection::{FormRejection, QueryRejection};
-use axum::extract::{Form, Query, State};
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Form, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::CookieJar;
@@ -9,23 +9,30 @@ use axum_extra::extract::cookie::Cookie;
 use dge_oidc::logout::{LogoutOutcome, LogoutParams};
 use dge_oidc::session::SESSION_COOKIE;
 
-use super::{internal, see_other};
-use crate::Pages;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{csrf_refused, internal, see_other};
+use crate::{Pages, csrf};
+
+/// `/logout` parameters, plus the confirmation form's own fields.
+#[derive(Debug, Deserialize)]
+pub(crate) struct LogoutForm {
+    #[serde(flatten)]
+    params: LogoutParams,
+    confirm: Option<String>,
+    csrf_token: Option<String>,
+}
 
 /// Parameters come in the query (GET) or the form body (POST).
 pub(crate) async fn logout(
     State(pages): State<Pages>,
     method: Method,
     jar: CookieJar,
-    query: Result<Query<LogoutParams>, QueryRejection>,
-    form: Result<Form<LogoutParams>, FormRejection>,
+    form: Result<Form<LogoutForm>, FormRejection>,
 ) -> Response {
-    let params = if method == Method::POST {
-        form.map(|f| f.0).ok()
-    } else {
-        query.map(|q| q.0).ok()
-    };
-    let Some(params) = params else {
+    // axum's Form reads the query string of a GET and the body of a POST.
+    let Ok(Form(form)) = form else {
         return pages.render.error(
             StatusCode::BAD_REQUEST,
             "Demande de déconnexion invalide",
@@ -33,14 +40,37 @@ pub(crate) async fn logout(
             None,
         );
     };
+    let confirmed = method == Method::POST && form.confirm.is_some();
+    if confirmed && !csrf::verify(&jar, form.csrf_token.as_deref()) {
+        return csrf_refused(&pages);
+    }
     let cookie = jar.get(SESSION_COOKIE).map(|c| c.value().to_owned());
-    match pages.provider.logout(params, cookie.as_deref()).await {
+    let params = form.params;
+    match pages
+        .provider
+        .logout(params.clone(), cookie.as_deref(), confirmed)
+        .await
+    {
         Ok(LogoutOutcome::Refused(message)) => pages.render.error(
             StatusCode::BAD_REQUEST,
             "Déconnexion refusée",
             &message,
             None,
         ),
+        Ok(LogoutOutcome::Confirm) => {
+            let (jar, token) = csrf::token(jar, pages.secure_cookies);
+            let context = json!({
+                "csrf_token": token,
+                "client_id": params.client_id,
+                "id_token_hint": params.id_token_hint,
+                "post_logout_redirect_uri": params.post_logout_redirect_uri,
+                "state": params.state,
+            });
+            let page = pages
+                .render
+                .page(StatusCode::OK, "logout_confirm.html", context);
+            (jar, page).into_response()
+        }
         Ok(LogoutOutcome::Redirect(url)) => {
             (jar.remove(removal()), see_other(&url)).into_response()
         }
