@@ -538,6 +538,9 @@ def test_logout_with_client_id_instead_of_id_token_hint(datahub, active_person):
     confirmed = pages.submit(done.http, answer, pages.form_with_field(answer, "confirm"), {})
     assert pages.location(confirmed) == f"{DATAHUB_LOGOUT_URI}?state=s1"
     assert not session_is_open(done.http, datahub)
+    # What the session gave is revoked with it.
+    assert introspect(datahub.discovery, done.tokens["refresh_token"])["active"] is False
+    assert introspect(datahub.discovery, done.tokens["access_token"])["active"] is False
     # The confirmation cannot be forged without the page's CSRF token.
     again = log_in_and_exchange(datahub, active_person)
     forged = pages.post(

@@ -7,12 +7,12 @@
 //!
 //! Without an `id_token_hint` of the person logged in, the person is asked first
 //! (RP-Initiated Logout §2: the provider MUST ask then), so a third-party page cannot
-//! log someone out. Known gap: refresh tokens of the session survive the logout
-//! (they are revoked by their own family rules, not by the session).
+//! log someone out. Logging out revokes every token family the session gave.
 
 use dge_core::token::hash_token;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use sqlx::Row;
 
 use crate::authorize::with_params;
 use crate::{Provider, Result, clients};
@@ -109,6 +109,7 @@ impl Provider {
         }
         if let Some(cookie) = cookie {
             self.notify_backchannel(&hash_token(cookie)).await?;
+            self.revoke_session_tokens(&hash_token(cookie)).await?;
             self.close_session(cookie).await?;
         }
         Ok(match target {
@@ -147,6 +148,22 @@ struct LogoutClaims<'a> {
 }
 
 impl Provider {
+    /// Revokes the access and refresh tokens of every family born in the session.
+    async fn revoke_session_tokens(&self, session_hash: &str) -> Result<()> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT family_id FROM refresh_tokens WHERE session_hash = $1 AND revoked_at IS NULL",
+        )
+        .bind(session_hash)
+        .fetch_all(self.db.pool())
+        .await?;
+        let now = self.now();
+        for row in rows {
+            let family: String = row.try_get("family_id")?;
+            dge_authz::grants::revoke_family(&self.db, &family, now).await?;
+        }
+        Ok(())
+    }
+
     /// Posts a signed logout token to every module of the session that registered a
     /// back-channel logout URI. The posts run in the background: a slow module must
     /// not hold the person's logout, and a failure is logged, not retried.

@@ -171,7 +171,8 @@ async fn logout_closes_the_session_and_forgets_its_modules(engine: Engine) {
     };
     client(&w, "datahub", true, settings).await;
     let cookie = w.provider.open_session(ACCOUNT, NOW).await.unwrap();
-    code(&w, "datahub", &cookie).await;
+    let first = code(&w, "datahub", &cookie).await;
+    let tokens = grant(&w, "datahub", &code_form(&first)).await.unwrap();
     code(&w, "datahub", &cookie).await;
     let rows = sqlx::query("SELECT COUNT(*) AS n FROM session_clients")
         .fetch_one(w.db.pool())
@@ -210,6 +211,8 @@ async fn logout_closes_the_session_and_forgets_its_modules(engine: Engine) {
         LogoutOutcome::Redirect("http://localhost:8081/?state=s".into())
     );
     assert!(w.provider.session(&cookie).await.unwrap().is_none());
+    assert!(!active(&w, tokens.refresh_token.as_deref().unwrap()).await);
+    assert!(!active(&w, &tokens.access_token).await);
     let rows = sqlx::query("SELECT COUNT(*) AS n FROM session_clients")
         .fetch_one(w.db.pool())
         .await
