@@ -26,6 +26,9 @@ section "Upstream OpenID Connect providers for the broker tests (npm ci in tests
 command -v node >/dev/null || fail "node (Node.js >= 20.19) is needed: the broker tests run the oidc-provider package"
 npm ci --prefix tests/upstream --no-audit --no-fund --loglevel=error \
     || fail "npm ci in tests/upstream failed (package-lock.json is committed; is the npm registry reachable?)"
+section "Node relying party for the end-to-end tests (tests/rp-node, openid-client)"
+npm ci --prefix tests/rp-node --no-audit --no-fund --loglevel=error \
+    || fail "npm ci in tests/rp-node failed (are node and npm installed?)"
 
 section "Services: PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379"
 .venv/bin/python - <<'PY' || fail "PostgreSQL (127.0.0.1:5432, user postgres, database test) and Redis (127.0.0.1:6379) must be running; see the messages above"

@@ -94,3 +94,38 @@ pub async fn is_revoked(db: &dge_store::Db, jti: &str) -> sqlx::Result<bool> {
     .await?;
     Ok(row.is_some())
 }
+
+/// The claims of an `id_token_hint` that matter to logout.
+#[derive(Debug, Deserialize)]
+struct HintClaims {
+    sub: String,
+    aud: String,
+}
+
+impl Keys {
+    /// The client (`aud`) and subject of an ID token this provider signed, even past
+    /// its expiry, as RP-initiated logout allows (OIDC RP-Initiated Logout §2).
+    /// `None` for anything not signed by one of our published keys.
+    #[must_use]
+    pub fn id_token_hint(&self, token: &str, issuer: &str) -> Option<(String, String)> {
+        let header = jsonwebtoken::decode_header(token).ok()?;
+        if !matches!(header.alg, Algorithm::ES256 | Algorithm::RS256)
+            || header.typ.as_deref() == Some(ACCESS_TOKEN_TYPE)
+        {
+            return None;
+        }
+        let (alg, key) = self.decoding_key(header.kid.as_deref()?)?;
+        if alg != header.alg {
+            return None;
+        }
+        let mut validation = Validation::new(alg);
+        validation.set_issuer(&[issuer]);
+        validation.validate_exp = false;
+        validation.validate_aud = false;
+        validation.set_required_spec_claims(&["iss", "sub", "aud"]);
+        let claims = jsonwebtoken::decode::<HintClaims>(token, &key, &validation)
+            .ok()?
+            .claims;
+        Some((claims.aud, claims.sub))
+    }
+}

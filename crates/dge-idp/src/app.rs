@@ -10,6 +10,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use dge_authz::grpc::AuthorizationService;
+use dge_authz::keys_grpc::SigningKeysService;
 use dge_authz::{Authenticator, Keys};
 use dge_broker::Broker;
 use dge_broker::grpc::IdentityBrokerService;
@@ -23,6 +24,7 @@ use dge_proto::v1::authorization_server::AuthorizationServer;
 use dge_proto::v1::client_registry_server::ClientRegistryServer;
 use dge_proto::v1::identity_broker_server::IdentityBrokerServer;
 use dge_proto::v1::mailer_server::MailerServer;
+use dge_proto::v1::signing_keys_server::SigningKeysServer;
 use dge_proto::v1::validation_workflow_server::ValidationWorkflowServer;
 use dge_registry::grpc::AccountRegistryService;
 use dge_registry::{AccountLifetimes, Hasher, Registry, RegistrySettings};
@@ -148,7 +150,10 @@ pub async fn run(
         db.clone(),
         keys.clone(),
         clock.clone(),
-        ProviderSettings::new(settings.public_url.clone()),
+        ProviderSettings {
+            token_ttl_secs: settings.token_ttl_secs,
+            ..ProviderSettings::new(settings.public_url.clone())
+        },
     );
     let broker = Broker::new(
         db.clone(),
@@ -246,6 +251,14 @@ pub async fn run(
                 auth.clone(),
                 outbox.wake_handle(),
                 &settings.mail_from,
+            ))
+            .max_decoding_message_size(GRPC_MESSAGE_LIMIT),
+        )
+        .add_service(
+            SigningKeysServer::new(SigningKeysService::new(
+                keys.clone(),
+                auth.clone(),
+                settings.token_ttl_secs,
             ))
             .max_decoding_message_size(GRPC_MESSAGE_LIMIT),
         )

@@ -89,6 +89,9 @@ pub struct DevArgs {
     /// and email address), in seconds.
     #[arg(long, env = "DGE_UNCONFIRMED_TTL_SECS", default_value_t = 7 * 24 * 3600)]
     pub unconfirmed_ttl_secs: i64,
+    /// How long access and ID tokens live, in seconds (the tests shorten it).
+    #[arg(long, env = "DGE_TOKEN_TTL_SECS", default_value_t = 3600, value_parser = clap::value_parser!(i64).range(1..=86400))]
+    pub token_ttl_secs: i64,
     /// JSON file describing the upstream identity providers (ProConnect, the Région);
     /// without it both are shown as not configured. See the README.
     #[arg(long, env = "DGE_UPSTREAMS_FILE")]

@@ -57,6 +57,8 @@ pub struct Settings {
     pub confirmation_ttl_secs: i64,
     /// How long an unconfirmed sign-up is kept before it is purged.
     pub unconfirmed_ttl_secs: i64,
+    /// Lifetime of access and ID tokens.
+    pub token_ttl_secs: i64,
     /// Whether cookies are `Secure`.
     pub secure_cookies: bool,
     /// Notices to administrators about sign-ups.

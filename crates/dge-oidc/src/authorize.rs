@@ -38,6 +38,10 @@ pub struct AuthorizeParams {
     pub prompt: Option<String>,
     /// Pre-fills the login form.
     pub login_hint: Option<String>,
+    /// Seconds since the person last authenticated beyond which they log in again.
+    pub max_age: Option<String>,
+    /// An upstream provider (`proconnect`, …) to send the person straight to.
+    pub idp_hint: Option<String>,
 }
 
 /// What `/authorize` should do next.
@@ -47,12 +51,19 @@ pub enum AuthorizeOutcome {
     ErrorPage(String),
     /// Redirect to the client (a code, or an error).
     Redirect(String),
+    /// Ask the logged-in person's consent for the stored request `req`.
+    Consent {
+        /// Handle of the stored request.
+        req: String,
+    },
     /// Show the login page for the stored request `req`.
     Login {
         /// Handle of the stored request.
         req: String,
         /// Login hint to pre-fill.
         login_hint: Option<String>,
+        /// The upstream provider to go to instead of the login form.
+        idp_hint: Option<String>,
     },
 }
 
@@ -78,6 +89,9 @@ pub struct PendingRequest {
 /// Appends `params` to a redirect URI that may already carry a query.
 #[must_use]
 pub fn with_params(uri: &str, params: &[(&str, &str)]) -> String {
+    if params.is_empty() {
+        return uri.to_owned();
+    }
     match Url::parse(uri) {
         Ok(mut url) => {
             url.query_pairs_mut().extend_pairs(params);
@@ -88,7 +102,7 @@ pub fn with_params(uri: &str, params: &[(&str, &str)]) -> String {
 }
 
 impl Provider {
-    fn error_redirect(
+    pub(crate) fn error_redirect(
         &self,
         redirect_uri: &str,
         error: &str,
@@ -106,16 +120,20 @@ impl Provider {
         AuthorizeOutcome::Redirect(with_params(redirect_uri, &params))
     }
 
-    /// Handles an authorization request. `session` is the account and `auth_time`
-    /// of a live single sign-on session, if any.
+    /// Handles an authorization request. `cookie` is the single sign-on session
+    /// cookie, if the browser sent one.
     ///
     /// # Errors
     /// Storage errors only; protocol errors are outcomes.
     pub async fn authorize(
         &self,
         p: AuthorizeParams,
-        session: Option<(String, i64)>,
+        cookie: Option<&str>,
     ) -> Result<AuthorizeOutcome> {
+        let session = match cookie {
+            Some(c) => self.session(c).await?,
+            None => None,
+        };
         let Some(client_id) = p.client_id.as_deref().filter(|c| !c.is_empty()) else {
             return Ok(AuthorizeOutcome::ErrorPage(
                 "La demande ne précise pas le service (client_id manquant).".into(),
@@ -180,14 +198,55 @@ impl Provider {
             code_challenge,
             login_hint: p.login_hint.clone(),
         };
+        let Ok(max_age) = p.max_age.as_deref().map(str::parse::<i64>).transpose() else {
+            return Ok(self.error_redirect(
+                redirect_uri,
+                "invalid_request",
+                "max_age must be a number of seconds",
+                state,
+            ));
+        };
         let prompt = p.prompt.as_deref().unwrap_or("");
+        if !matches!(prompt, "" | "none" | "login" | "consent") {
+            return Ok(self.error_redirect(
+                redirect_uri,
+                "invalid_request",
+                "prompt must be none, login or consent",
+                state,
+            ));
+        }
+        // A session older than max_age counts as no session (OIDC Core §3.1.2.1).
+        let now = self.now();
+        let session = session.filter(|(_, auth_time)| max_age.is_none_or(|m| now - auth_time <= m));
         match (session, prompt) {
-            (Some((account_id, auth_time)), "" | "none" | "consent") => {
-                Ok(AuthorizeOutcome::Redirect(
-                    self.issue_code(&pending, &account_id, auth_time).await?,
+            (Some((account_id, _)), "none")
+                if self
+                    .needs_consent(&client, &account_id, &pending.scope)
+                    .await? =>
+            {
+                Ok(self.error_redirect(
+                    redirect_uri,
+                    "consent_required",
+                    "the person has not consented to this client",
+                    state,
                 ))
             }
-            (None, "none") => {
+            (Some((account_id, _)), "" | "consent")
+                if prompt == "consent"
+                    || self
+                        .needs_consent(&client, &account_id, &pending.scope)
+                        .await? =>
+            {
+                let req = self.store_request(&pending).await?;
+                Ok(AuthorizeOutcome::Consent { req })
+            }
+            (Some((account_id, auth_time)), "" | "none" | "consent") => {
+                Ok(AuthorizeOutcome::Redirect(
+                    self.issue_code(&pending, &account_id, auth_time, cookie)
+                        .await?,
+                ))
+            }
+            (_, "none") => {
                 Ok(self.error_redirect(redirect_uri, "login_required", "no active session", state))
             }
             _ => {
@@ -195,6 +254,7 @@ impl Provider {
                 Ok(AuthorizeOutcome::Login {
                     req,
                     login_hint: pending.login_hint,
+                    idp_hint: p.idp_hint.filter(|h| !h.is_empty()),
                 })
             }
         }
@@ -249,8 +309,9 @@ impl Provider {
     }
 
     /// Completes a stored request once the person has logged in: the request is
-    /// consumed and the client gets a code. Returns the redirect URL, or `None` when
-    /// the request was already used or has expired.
+    /// consumed and the client gets a code. Returns the redirect URL (the consent
+    /// page first for a client the person has not consented to), or `None` when the
+    /// request was already used or has expired.
     ///
     /// # Errors
     /// Storage or signing errors.
@@ -259,10 +320,31 @@ impl Provider {
         req: &str,
         account_id: &str,
         auth_time: i64,
+        cookie: Option<&str>,
     ) -> Result<Option<String>> {
         let Some(pending) = self.pending_request(req).await? else {
             return Ok(None);
         };
+        if let Some(client) = clients::find(&self.db, &pending.client_id).await?
+            && self
+                .needs_consent(&client, account_id, &pending.scope)
+                .await?
+        {
+            return Ok(Some(format!("/consent?req={req}")));
+        }
+        self.finish_request(req, &pending, account_id, auth_time, cookie)
+            .await
+    }
+
+    /// Consumes a stored request and issues its code.
+    pub(crate) async fn finish_request(
+        &self,
+        req: &str,
+        pending: &PendingRequest,
+        account_id: &str,
+        auth_time: i64,
+        cookie: Option<&str>,
+    ) -> Result<Option<String>> {
         let gone = sqlx::query("DELETE FROM auth_requests WHERE id_hash = $1")
             .bind(hash_token(req))
             .execute(self.db.pool())
@@ -271,23 +353,30 @@ impl Provider {
             return Ok(None);
         }
         Ok(Some(
-            self.issue_code(&pending, account_id, auth_time).await?,
+            self.issue_code(pending, account_id, auth_time, cookie)
+                .await?,
         ))
     }
 
-    /// Issues a single-use code and returns the client's redirect URL with it.
+    /// Issues a single-use code and returns the client's redirect URL with it. The
+    /// session (if any) remembers the client, for back-channel logout.
     async fn issue_code(
         &self,
         p: &PendingRequest,
         account_id: &str,
         auth_time: i64,
+        cookie: Option<&str>,
     ) -> Result<String> {
         let code = random_token();
         let now = self.now();
+        let session_hash = cookie.map(hash_token);
+        if let Some(hash) = &session_hash {
+            self.remember_client(hash, &p.client_id).await?;
+        }
         sqlx::query(
             "INSERT INTO auth_codes (code_hash, client_id, account_id, redirect_uri, scope, nonce, \
-             code_challenge, auth_time, expires_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             code_challenge, auth_time, expires_at, created_at, session_hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(hash_token(&code))
         .bind(&p.client_id)
@@ -299,6 +388,7 @@ impl Provider {
         .bind(auth_time)
         .bind(now + self.settings.code_ttl_secs)
         .bind(now)
+        .bind(&session_hash)
         .execute(self.db.pool())
         .await?;
         let mut params = vec![("code", code.as_str()), ("iss", self.issuer())];

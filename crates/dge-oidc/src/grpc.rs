@@ -7,7 +7,7 @@ use dge_proto::v1::client_registry_server::ClientRegistry;
 use dge_store::Db;
 use tonic::{Request, Response, Status};
 
-use crate::clients::{self, AddError, Client, NewClient};
+use crate::clients::{self, AddError, Client, ClientSettings, NewClient};
 
 /// Registration of OIDC clients by administrators.
 #[derive(Debug, Clone)]
@@ -50,6 +50,10 @@ impl ClientRegistry for ClientRegistryService {
     ) -> Result<Response<pb::AddClientResponse>, Status> {
         let caller = self.auth.require_admin(request.metadata()).await?;
         let r = request.into_inner();
+        let settings = r.settings.map(from_proto).unwrap_or_else(default_settings);
+        clients::check_settings(&settings)
+            .into_result()
+            .map_err(dge_core::Violations::into_status)?;
         let new = NewClient {
             id: r.id.trim().to_owned(),
             name: r.name,
@@ -68,6 +72,12 @@ impl ClientRegistry for ClientRegistryService {
             }
             Err(AddError::Store(e)) => return Err(unavailable(e)),
         };
+        match clients::set_settings(&self.db, &id, &settings, self.auth.now()).await {
+            Ok(()) => {}
+            Err(AddError::Invalid(v)) => return Err(v.into_status()),
+            Err(AddError::Exists) => return Err(Status::internal("settings refused")),
+            Err(AddError::Store(e)) => return Err(unavailable(e)),
+        }
         tracing::info!(client_id = %id, actor = %caller.actor(), "oidc client registered");
         let client = clients::find(&self.db, &id)
             .await
@@ -88,5 +98,24 @@ impl ClientRegistry for ClientRegistryService {
         Ok(Response::new(pb::ListClientsResponse {
             clients: clients.into_iter().map(to_proto).collect(),
         }))
+    }
+}
+
+fn default_settings() -> ClientSettings {
+    ClientSettings {
+        id_token_alg: "ES256".into(),
+        ..ClientSettings::default()
+    }
+}
+
+/// Settings as sent over gRPC: empty strings mean "the default".
+fn from_proto(s: pb::ClientSettings) -> ClientSettings {
+    let some = |v: String| Some(v).filter(|v| !v.is_empty());
+    ClientSettings {
+        service_scopes: s.service_scopes,
+        userinfo_signed: s.userinfo_signed,
+        id_token_alg: some(s.id_token_alg).unwrap_or_else(|| "ES256".into()),
+        backchannel_logout_uri: some(s.backchannel_logout_uri),
+        jwks: some(s.jwks),
     }
 }

@@ -2,17 +2,21 @@
 //!
 //! - [`clients`]: registered clients, exact redirect URI matching, secrets kept hashed.
 //! - [`authorize`]: the authorization request (code flow, PKCE S256 only).
+//! - [`consent`]: consent for clients that are not first-party.
 //! - [`session`]: the single sign-on session shared by every module.
 //! - [`token`]: the token endpoint: codes, refresh tokens (rotated) and
 //!   `client_credentials`; introspection and revocation.
 //! - [`http`]: the JSON endpoints (discovery, JWKS, token, userinfo); the pages
 //!   crate serves `/authorize` and the login form because they render HTML.
+//! - [`logout`]: RP-initiated logout, exact post-logout redirect URIs.
 //! - [`grpc`]: the `ClientRegistry` gRPC service.
 
 pub mod authorize;
 pub mod clients;
+pub mod consent;
 pub mod grpc;
 pub mod http;
+pub mod logout;
 pub mod session;
 pub mod token;
 

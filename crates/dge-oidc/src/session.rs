@@ -54,13 +54,67 @@ impl Provider {
             .transpose()
     }
 
+    /// Records that `client_id` received a code in the session `session_hash`.
+    pub(crate) async fn remember_client(&self, session_hash: &str, client_id: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO session_clients (session_hash, client_id, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (session_hash, client_id) DO NOTHING",
+        )
+        .bind(session_hash)
+        .bind(client_id)
+        .bind(self.now())
+        .execute(self.db.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// The clients of a session that registered a back-channel logout URI.
+    pub(crate) async fn backchannel_clients(
+        &self,
+        session_hash: &str,
+    ) -> Result<Vec<(crate::clients::Client, String)>> {
+        let rows = sqlx::query(
+            "SELECT sc.client_id FROM session_clients sc JOIN oidc_clients c ON c.id = sc.client_id \
+             WHERE sc.session_hash = $1 AND c.backchannel_logout_uri IS NOT NULL ORDER BY sc.client_id",
+        )
+        .bind(session_hash)
+        .fetch_all(self.db.pool())
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id: String = row.try_get("client_id")?;
+            if let Some(client) = crate::clients::find(&self.db, &id).await?
+                && let Some(uri) = client.settings.backchannel_logout_uri.clone()
+            {
+                out.push((client, uri));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The account of the session `session_hash`, even if it has expired.
+    pub(crate) async fn session_account(&self, session_hash: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT account_id FROM sessions WHERE id_hash = $1")
+            .bind(session_hash)
+            .fetch_optional(self.db.pool())
+            .await?;
+        row.map(|r| r.try_get("account_id"))
+            .transpose()
+            .map_err(Into::into)
+    }
+
     /// Ends a session.
     ///
     /// # Errors
     /// Storage errors.
     pub async fn close_session(&self, cookie: &str) -> Result<()> {
+        let hash = hash_token(cookie);
         sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
-            .bind(hash_token(cookie))
+            .bind(&hash)
+            .execute(self.db.pool())
+            .await?;
+        sqlx::query("DELETE FROM session_clients WHERE session_hash = $1")
+            .bind(&hash)
             .execute(self.db.pool())
             .await?;
         Ok(())

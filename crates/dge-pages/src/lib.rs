@@ -46,6 +46,14 @@ pub fn router(pages: Pages) -> Router {
             get(handlers::login::show).post(handlers::login::submit),
         )
         .route(
+            "/consent",
+            get(handlers::consent::show).post(handlers::consent::submit),
+        )
+        .route(
+            "/logout",
+            get(handlers::logout::logout).post(handlers::logout::logout),
+        )
+        .route(
             "/signup",
             get(handlers::signup::show).post(handlers::signup::submit),
         )
@@ -98,7 +106,6 @@ pub fn router(pages: Pages) -> Router {
         .route("/broker/link", post(handlers::broker::link))
         .route("/broker/link/cancel", post(handlers::broker::cancel))
         .route("/broker/link/code", post(handlers::broker::send_code))
-        .route("/logout", get(handlers::broker::logout))
         .route("/static/{file}", get(handlers::assets::asset))
         .with_state(pages)
 }

@@ -37,6 +37,11 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/logged_in.html"),
     ),
     ("error.html", include_str!("../templates/error.html")),
+    ("consent.html", include_str!("../templates/consent.html")),
+    (
+        "logout_confirm.html",
+        include_str!("../templates/logout_confirm.html"),
+    ),
     ("_errors.html", include_str!("../templates/_errors.html")),
     (
         "_new_password.html",

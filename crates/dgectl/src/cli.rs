@@ -230,6 +230,10 @@ pub(crate) enum Command {
     #[command(subcommand)]
     Links(LinksCommand),
 
+    /// The keys that sign ID and access tokens
+    #[command(subcommand)]
+    Keys(KeysCommand),
+
     /// Check whether a person's access token grants a right (exit 1 when it does not)
     Check(CheckArgs),
 
@@ -347,6 +351,47 @@ pub(crate) struct ClientAddArgs {
     /// Exact post-logout redirect URI (repeat or list several)
     #[arg(long = "post-logout-redirect-uri", value_name = "URI", num_args = 1..)]
     pub(crate) post_logout_redirect_uris: Vec<String>,
+
+    /// Scope the client may ask with client_credentials, guarding gRPC methods
+    /// (`authz:check`, `authz:rights`, `authz:introspect`, `authz:revoke`; repeat)
+    #[arg(long = "service-scope", value_name = "SCOPE", num_args = 1..)]
+    pub(crate) service_scopes: Vec<String>,
+
+    /// UserInfo answers this client with a signed JWT instead of JSON
+    #[arg(long)]
+    pub(crate) userinfo_signed: bool,
+
+    /// How its ID tokens are signed: `ES256` (default) or `RS256`
+    #[arg(long, value_name = "ALG")]
+    pub(crate) id_token_alg: Option<String>,
+
+    /// Where back-channel logout tokens are posted
+    #[arg(long, value_name = "URI")]
+    pub(crate) backchannel_logout_uri: Option<String>,
+
+    /// File holding the client's public keys (a JWKS) for private_key_jwt
+    #[arg(long, value_name = "FILE")]
+    pub(crate) jwks_file: Option<std::path::PathBuf>,
+}
+
+/// Verbs of `dgectl keys`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeysCommand {
+    /// List the published signing keys, newest first
+    List,
+
+    /// Publish a new key now; it signs after a delay and the old key stays
+    /// published until every token it signed has expired
+    Rotate {
+        /// `ES256` (default) or `RS256`
+        #[arg(long, default_value = "ES256")]
+        alg: String,
+
+        /// Seconds between publication and first signature; relying parties cache
+        /// the JWKS for 300 seconds
+        #[arg(long, value_name = "SECS", default_value_t = 300)]
+        activate_after: i64,
+    },
 }
 
 /// The single verb of nouns that can only be listed.

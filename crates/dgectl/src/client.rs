@@ -9,6 +9,7 @@ use dge_proto::v1::authorization_client::AuthorizationClient;
 use dge_proto::v1::client_registry_client::ClientRegistryClient;
 use dge_proto::v1::identity_broker_client::IdentityBrokerClient;
 use dge_proto::v1::mailer_client::MailerClient;
+use dge_proto::v1::signing_keys_client::SigningKeysClient;
 use dge_proto::v1::validation_workflow_client::ValidationWorkflowClient;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
@@ -129,6 +130,10 @@ impl Api {
 
     pub(crate) fn mailer(&self) -> MailerClient<AuthChannel> {
         MailerClient::with_interceptor(self.channel.clone(), self.auth.clone())
+    }
+
+    pub(crate) fn keys(&self) -> SigningKeysClient<AuthChannel> {
+        SigningKeysClient::with_interceptor(self.channel.clone(), self.auth.clone())
     }
 
     pub(crate) fn broker(&self) -> IdentityBrokerClient<AuthChannel> {

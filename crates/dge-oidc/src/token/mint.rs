@@ -130,6 +130,8 @@ impl Provider {
         let access_token = self
             .access_token(client, Some(&account.id), l.scope, Some(l))
             .await?;
+        // A client registered for RS256 at run time gets its key on first use.
+        self.keys.ensure_alg(&client.settings.id_token_alg).await?;
         let id_token = self.id_token(client, account, l)?;
         let refresh = NewRefresh {
             family_id: l.family_id,

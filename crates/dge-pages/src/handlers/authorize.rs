@@ -7,8 +7,10 @@ use axum::response::Response;
 use axum_extra::extract::CookieJar;
 use dge_oidc::{AuthorizeOutcome, AuthorizeParams};
 
+use dge_oidc::session::SESSION_COOKIE;
+
 use super::broker::UpstreamHints;
-use super::{current_session, internal, see_other};
+use super::{internal, see_other};
 use crate::Pages;
 
 /// Checks the request, then sends the person to the client (a code or an error) or
@@ -28,11 +30,8 @@ pub(crate) async fn authorize(
             None,
         );
     };
-    let session = match current_session(&pages, &jar).await {
-        Ok(s) => s,
-        Err(e) => return internal(&pages, &e),
-    };
-    match pages.provider.authorize(params, session).await {
+    let cookie = jar.get(SESSION_COOKIE).map(|c| c.value().to_owned());
+    match pages.provider.authorize(params, cookie.as_deref()).await {
         Ok(AuthorizeOutcome::ErrorPage(message)) => pages.render.error(
             StatusCode::BAD_REQUEST,
             "Demande de connexion refusée",
@@ -40,6 +39,21 @@ pub(crate) async fn authorize(
             None,
         ),
         Ok(AuthorizeOutcome::Redirect(url)) => see_other(&url),
+        Ok(AuthorizeOutcome::Consent { req }) => see_other(&format!("/consent?req={req}")),
+        // `idp_hint` naming one of our upstreams (`proconnect`, `region`) skips the
+        // login page; any other value is ProConnect's own hint and rides along.
+        Ok(AuthorizeOutcome::Login {
+            req,
+            idp_hint: Some(idp),
+            ..
+        }) if pages.broker.providers().iter().any(|p| p.name == idp) => {
+            let hints = hints.map(|Query(h)| h).unwrap_or_default();
+            see_other(&format!(
+                "/broker/{}/start?req={req}{}",
+                url::form_urlencoded::byte_serialize(idp.as_bytes()).collect::<String>(),
+                hints.without_idp_hint().as_query()
+            ))
+        }
         Ok(AuthorizeOutcome::Login { req, .. }) => {
             let hints = hints.map(|Query(h)| h).unwrap_or_default();
             see_other(&format!("/login?req={req}{}", hints.as_query()))

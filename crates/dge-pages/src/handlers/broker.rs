@@ -12,7 +12,6 @@ use dge_broker::accounts::{PendingOffer, Proof};
 use dge_broker::{BrokerError, FederatedLogin, Hints, LinkOffer, Outcome};
 use dge_core::Secret;
 use dge_core::token::constant_time_eq;
-use dge_oidc::session::SESSION_COOKIE;
 use dge_registry::LoginError;
 use serde::Deserialize;
 use serde_json::json;
@@ -149,6 +148,14 @@ pub(crate) struct UpstreamHints {
 }
 
 impl UpstreamHints {
+    /// The same hints without `idp_hint`, when it named one of our own upstreams.
+    pub(crate) fn without_idp_hint(self) -> Self {
+        Self {
+            idp_hint: None,
+            ..self
+        }
+    }
+
     /// `&siret_hint=…&idp_hint=…` for the well-formed hints, or nothing.
     pub(crate) fn as_query(&self) -> String {
         let mut out = url::form_urlencoded::Serializer::new(String::new());
@@ -468,72 +475,6 @@ pub(crate) async fn cancel(
         Some(&back),
     );
     (jar.remove(removal(LINK_COOKIE)), page).into_response()
-}
-
-/// `GET /logout?client_id=…&post_logout_redirect_uri=…&state=…`. Not `Debug`: `state`.
-#[derive(Deserialize)]
-pub(crate) struct LogoutQuery {
-    client_id: Option<String>,
-    post_logout_redirect_uri: Option<String>,
-    state: Option<String>,
-}
-
-/// `GET /logout`: ends the session here, then at the upstream it came from (with
-/// `id_token_hint`, `state` and our registered post-logout redirect), then returns
-/// to the module's registered `post_logout_redirect_uri`. Without the upstream step
-/// the next ProConnect click would log the person back in silently.
-pub(crate) async fn logout(
-    State(pages): State<Pages>,
-    jar: CookieJar,
-    Query(q): Query<LogoutQuery>,
-) -> Response {
-    let return_to = match (&q.client_id, &q.post_logout_redirect_uri) {
-        (Some(client), Some(uri)) => {
-            match pages
-                .broker
-                .post_logout_target(client, uri, q.state.as_deref())
-                .await
-            {
-                Ok(Some(target)) => target,
-                Ok(None) => {
-                    return pages.render.error(
-                        StatusCode::BAD_REQUEST,
-                        "Déconnexion impossible",
-                        "L'adresse de retour demandée par le service n'est pas enregistrée. \
-                         Vous n'avez pas été déconnecté(e).",
-                        Some("/login"),
-                    );
-                }
-                Err(e) => return internal(&pages, &e),
-            }
-        }
-        _ => String::new(),
-    };
-    let Some(session) = jar.get(SESSION_COOKIE).map(|c| c.value().to_owned()) else {
-        return after_logout(&pages, jar, &return_to);
-    };
-    if let Err(e) = pages.provider.close_session(&session).await {
-        return internal(&pages, &e);
-    }
-    let jar = jar.remove(Cookie::build(SESSION_COOKIE).path("/").build());
-    match pages.broker.end_session_url(&session, &return_to).await {
-        Ok(Some(upstream)) => (jar, see_other(&upstream)).into_response(),
-        Ok(None) => after_logout(&pages, jar, &return_to),
-        Err(BrokerError::Store(e)) => internal(&pages, &e),
-        Err(e) => {
-            // Logged out here; the upstream session may outlive this one.
-            tracing::warn!(error = %e, "upstream logout skipped");
-            after_logout(&pages, jar, &return_to)
-        }
-    }
-}
-
-fn after_logout(pages: &Pages, jar: CookieJar, return_to: &str) -> Response {
-    if return_to.is_empty() {
-        (jar, logged_out_page(pages)).into_response()
-    } else {
-        (jar, see_other(return_to)).into_response()
-    }
 }
 
 /// `GET /broker/{provider}/logged-out?state=…`: back from the upstream's logout.

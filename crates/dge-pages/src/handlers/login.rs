@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::CookieJar;
 use dge_core::Secret;
+use dge_oidc::session::SESSION_COOKIE;
 use dge_registry::{AccountStatus, LoginError};
 use serde::Deserialize;
 use serde_json::json;
@@ -221,7 +222,12 @@ pub(crate) async fn finish_login(
         )
             .into_response();
     }
-    match pages.provider.complete(req, account_id, auth_time).await {
+    let cookie = jar.get(SESSION_COOKIE).map(|c| c.value().to_owned());
+    match pages
+        .provider
+        .complete(req, account_id, auth_time, cookie.as_deref())
+        .await
+    {
         Ok(Some(url)) => (jar, see_other(&url)).into_response(),
         Ok(None) => (
             jar,

@@ -5,7 +5,9 @@ pub mod assets;
 pub mod authorize;
 pub mod broker;
 pub mod confirm;
+pub mod consent;
 pub mod login;
+pub mod logout;
 pub mod password;
 pub mod signup;
 

@@ -1,6 +1,6 @@
 //! `dgectl clients add|list`.
 
-use dge_proto::v1::{AddClientRequest, Client, ListClientsRequest};
+use dge_proto::v1::{AddClientRequest, Client, ClientSettings, ListClientsRequest};
 use serde_json::{Value, json};
 
 use crate::cli::{ClientAddArgs, ClientsCommand};
@@ -19,7 +19,26 @@ pub(super) async fn run(
     }
 }
 
+/// The per-client settings given on the command line; `None` keeps the defaults.
+fn settings(args: &ClientAddArgs) -> Result<Option<ClientSettings>, CliError> {
+    let jwks = match &args.jwks_file {
+        Some(path) => std::fs::read_to_string(path).map_err(|e| {
+            CliError::Usage(format!("cannot read the JWKS file {}: {e}", path.display()))
+        })?,
+        None => String::new(),
+    };
+    let settings = ClientSettings {
+        service_scopes: args.service_scopes.clone(),
+        userinfo_signed: args.userinfo_signed,
+        id_token_alg: args.id_token_alg.clone().unwrap_or_default(),
+        backchannel_logout_uri: args.backchannel_logout_uri.clone().unwrap_or_default(),
+        jwks,
+    };
+    Ok((settings != ClientSettings::default()).then_some(settings))
+}
+
 async fn add(api: &Api, out: OutputFormat, args: ClientAddArgs) -> Result<(), CliError> {
+    let settings = settings(&args)?;
     let request = AddClientRequest {
         name: args.name.unwrap_or_else(|| args.id.clone()),
         id: args.id,
@@ -27,8 +46,7 @@ async fn add(api: &Api, out: OutputFormat, args: ClientAddArgs) -> Result<(), Cl
         confidential: !args.public,
         first_party: args.first_party,
         post_logout_redirect_uris: args.post_logout_redirect_uris,
-        // Per-client OIDC settings keep their defaults until dgectl grows flags for them.
-        settings: None,
+        settings,
     };
     let requested_id = request.id.clone();
     let response = api
@@ -121,6 +139,13 @@ fn client_json(client: &Client) -> Value {
         "confidential": client.confidential,
         "first_party": client.first_party,
         "post_logout_redirect_uris": client.post_logout_redirect_uris,
+        "settings": client.settings.as_ref().map(|s| json!({
+            "service_scopes": s.service_scopes,
+            "userinfo_signed": s.userinfo_signed,
+            "id_token_alg": s.id_token_alg,
+            "backchannel_logout_uri": (!s.backchannel_logout_uri.is_empty()).then_some(&s.backchannel_logout_uri),
+            "private_key_jwt": !s.jwks.is_empty(),
+        })),
     })
 }
 

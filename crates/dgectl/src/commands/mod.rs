@@ -9,6 +9,7 @@ mod accounts;
 mod check;
 mod clients;
 mod completion;
+mod keys;
 mod links;
 mod mail;
 mod modules;
@@ -48,6 +49,7 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Mail(verb) => mail::run(&api, out, verb).await?,
         Command::Providers(_) => providers::list(&api, out).await?,
         Command::Links(verb) => links::run(&api, out, verb).await?,
+        Command::Keys(verb) => keys::run(&api, out, verb).await?,
         Command::Check(args) => return check::run(&api, out, args).await,
         // Printed above, without a connection.
         Command::Completion(_) => {}

@@ -1,0 +1,121 @@
+//! A fresh database and provider per test, on either backend.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use dge_authz::Keys;
+use dge_authz::keys::KeyEncryptionKey;
+use dge_core::clock::ManualClock;
+use dge_oidc::clients::{self, ClientSettings, NewClient};
+use dge_oidc::{Provider, ProviderSettings};
+use dge_store::Db;
+use sha2::Digest;
+
+pub(crate) const NOW: i64 = 1_800_000_000;
+pub(crate) const ISSUER: &str = "http://127.0.0.1:8080";
+pub(crate) const REDIRECT: &str = "http://localhost:8081/callback";
+pub(crate) const SECRET: &str = "module-secret";
+pub(crate) const ACCOUNT: &str = "acc-1";
+
+/// Which engine a case runs on.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+pub(crate) const ENGINES: [Engine; 2] = [Engine::Sqlite, Engine::Postgres];
+
+fn postgres_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+async fn fresh(engine: Engine) -> Db {
+    let name = format!("dge_oidc_it_{}", uuid::Uuid::new_v4().simple());
+    let url = match engine {
+        Engine::Sqlite => {
+            let path = std::env::temp_dir().join(format!("{name}.sqlite3"));
+            format!("sqlite://{}?mode=rwc", path.display())
+        }
+        Engine::Postgres => {
+            let admin = Db::connect(&postgres_url(), 1)
+                .await
+                .expect("PostgreSQL must answer at DATABASE_URL (127.0.0.1:5432 by default)");
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(admin.pool())
+                .await
+                .expect("create database");
+            let base = postgres_url();
+            let (server, _) = base.rsplit_once('/').expect("database url has a path");
+            format!("{server}/{name}")
+        }
+    };
+    let db = Db::connect(&url, 4).await.expect("connect");
+    db.migrate().await.expect("migrate");
+    sqlx::query(
+        "INSERT INTO accounts (id, kind, login, login_key, email, email_key, given_name, \
+         family_name, status, email_verified, created_at, updated_at) VALUES \
+         ($1, 'local', 'cmartin', 'cmartin', 'c@example.org', 'c@example.org', 'Claire', \
+         'Martin', 'active', 1, 0, 0)",
+    )
+    .bind(ACCOUNT)
+    .execute(db.pool())
+    .await
+    .expect("seed account");
+    db
+}
+
+/// The provider under test, its database and its clock.
+pub(crate) struct World {
+    pub(crate) db: Db,
+    pub(crate) clock: ManualClock,
+    pub(crate) provider: Provider,
+}
+
+pub(crate) async fn world(engine: Engine) -> World {
+    let db = fresh(engine).await;
+    let clock = ManualClock::new(NOW);
+    let kek = KeyEncryptionKey::from_base64(&STANDARD.encode([7u8; 32])).unwrap();
+    let keys = Keys::load_or_create(db.clone(), Arc::new(clock.clone()), kek)
+        .await
+        .unwrap();
+    let provider = Provider::new(
+        db.clone(),
+        Arc::new(keys),
+        Arc::new(clock.clone()),
+        ProviderSettings::new(ISSUER.into()),
+    );
+    World {
+        db,
+        clock,
+        provider,
+    }
+}
+
+/// Registers a confidential client `id` with `settings`.
+pub(crate) async fn client(w: &World, id: &str, first_party: bool, settings: ClientSettings) {
+    let new = NewClient {
+        id: id.into(),
+        name: id.into(),
+        redirect_uris: vec![REDIRECT.into()],
+        post_logout_redirect_uris: vec!["http://localhost:8081/".into()],
+        confidential: true,
+        first_party,
+        secret: Some(SECRET.into()),
+    };
+    clients::add(&w.db, new, NOW).await.unwrap();
+    let settings = ClientSettings {
+        id_token_alg: "ES256".into(),
+        ..settings
+    };
+    clients::set_settings(&w.db, id, &settings, NOW)
+        .await
+        .unwrap();
+}
+
+/// The S256 challenge of `verifier`.
+pub(crate) fn challenge(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()))
+}

@@ -1,0 +1,289 @@
+//! Codes, refresh families, consent, logout and private_key_jwt on both backends.
+
+use dge_oidc::clients::ClientSettings;
+use dge_oidc::logout::{LogoutOutcome, LogoutParams};
+use dge_oidc::token::{TokenForm, TokenResponse};
+use dge_oidc::{AuthorizeOutcome, AuthorizeParams};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use p256::pkcs8::EncodePrivateKey;
+use sqlx::Row;
+
+use crate::backends::{
+    ACCOUNT, ENGINES, Engine, ISSUER, NOW, REDIRECT, SECRET, World, challenge, client, world,
+};
+
+const VERIFIER: &str = "a-verifier-of-more-than-forty-three-characters-0123456789";
+
+fn params(client_id: &str) -> AuthorizeParams {
+    AuthorizeParams {
+        response_type: Some("code".into()),
+        client_id: Some(client_id.into()),
+        redirect_uri: Some(REDIRECT.into()),
+        scope: Some("openid email".into()),
+        state: Some("st".into()),
+        nonce: Some("n".into()),
+        code_challenge: Some(challenge(VERIFIER)),
+        code_challenge_method: Some("S256".into()),
+        ..AuthorizeParams::default()
+    }
+}
+
+fn query_param(url: &str, name: &str) -> Option<String> {
+    url::Url::parse(url)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+async fn code(w: &World, client_id: &str, cookie: &str) -> String {
+    match w
+        .provider
+        .authorize(params(client_id), Some(cookie))
+        .await
+        .unwrap()
+    {
+        AuthorizeOutcome::Redirect(url) => query_param(&url, "code").expect("a code"),
+        other => panic!("expected a code, got {other:?}"),
+    }
+}
+
+fn code_form(code: &str) -> TokenForm {
+    TokenForm {
+        grant_type: Some("authorization_code".into()),
+        code: Some(code.into()),
+        redirect_uri: Some(REDIRECT.into()),
+        code_verifier: Some(VERIFIER.into()),
+        ..TokenForm::default()
+    }
+}
+
+fn refresh_form(token: &str) -> TokenForm {
+    TokenForm {
+        grant_type: Some("refresh_token".into()),
+        refresh_token: Some(token.into()),
+        ..TokenForm::default()
+    }
+}
+
+async fn grant(
+    w: &World,
+    client_id: &str,
+    form: &TokenForm,
+) -> Result<TokenResponse, &'static str> {
+    let basic = Some((client_id.to_owned(), SECRET.to_owned()));
+    w.provider
+        .exchange(form, basic)
+        .await
+        .unwrap()
+        .map_err(|e| e.error)
+}
+
+async fn active(w: &World, token: &str) -> bool {
+    w.provider.inspect(token).await.unwrap().is_some()
+}
+
+async fn code_replay_revokes_what_the_code_gave(engine: Engine) {
+    let w = world(engine).await;
+    client(&w, "datahub", true, ClientSettings::default()).await;
+    let cookie = w.provider.open_session(ACCOUNT, NOW).await.unwrap();
+    let code = code(&w, "datahub", &cookie).await;
+    let tokens = grant(&w, "datahub", &code_form(&code)).await.unwrap();
+    assert!(active(&w, &tokens.access_token).await);
+    assert_eq!(
+        grant(&w, "datahub", &code_form(&code)).await.err(),
+        Some("invalid_grant")
+    );
+    assert!(!active(&w, &tokens.access_token).await);
+    assert!(!active(&w, tokens.refresh_token.as_deref().unwrap()).await);
+}
+
+async fn refresh_reuse_revokes_the_family(engine: Engine) {
+    let w = world(engine).await;
+    client(&w, "datahub", true, ClientSettings::default()).await;
+    let cookie = w.provider.open_session(ACCOUNT, NOW).await.unwrap();
+    let first = grant(
+        &w,
+        "datahub",
+        &code_form(&code(&w, "datahub", &cookie).await),
+    )
+    .await
+    .unwrap();
+    let old = first.refresh_token.unwrap();
+    w.clock.advance(10);
+    let second = grant(&w, "datahub", &refresh_form(&old)).await.unwrap();
+    let new = second.refresh_token.unwrap();
+    assert_ne!(old, new);
+    assert!(active(&w, &new).await && active(&w, &second.access_token).await);
+    assert_eq!(
+        grant(&w, "datahub", &refresh_form(&old)).await.err(),
+        Some("invalid_grant")
+    );
+    assert!(!active(&w, &new).await);
+    assert!(!active(&w, &second.access_token).await);
+}
+
+async fn consent_is_asked_once_for_a_third_party(engine: Engine) {
+    let w = world(engine).await;
+    client(&w, "tiers", false, ClientSettings::default()).await;
+    let cookie = w.provider.open_session(ACCOUNT, NOW).await.unwrap();
+    let AuthorizeOutcome::Consent { req } = w
+        .provider
+        .authorize(params("tiers"), Some(&cookie))
+        .await
+        .unwrap()
+    else {
+        panic!("consent expected");
+    };
+    let url = w
+        .provider
+        .answer_consent(&req, &cookie, true)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(query_param(&url, "code").is_some(), "{url}");
+    // Remembered; asking again (another consent of the same client) replaces it.
+    code(&w, "tiers", &cookie).await;
+    let again = AuthorizeParams {
+        prompt: Some("consent".into()),
+        ..params("tiers")
+    };
+    let AuthorizeOutcome::Consent { req } =
+        w.provider.authorize(again, Some(&cookie)).await.unwrap()
+    else {
+        panic!("prompt=consent asks again");
+    };
+    let url = w
+        .provider
+        .answer_consent(&req, &cookie, true)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(query_param(&url, "code").is_some(), "{url}");
+}
+
+async fn logout_closes_the_session_and_forgets_its_modules(engine: Engine) {
+    let w = world(engine).await;
+    let settings = ClientSettings {
+        // Nothing listens there: the notification fails in the background, logged.
+        backchannel_logout_uri: Some("http://127.0.0.1:9/backchannel".into()),
+        ..ClientSettings::default()
+    };
+    client(&w, "datahub", true, settings).await;
+    let cookie = w.provider.open_session(ACCOUNT, NOW).await.unwrap();
+    let first = code(&w, "datahub", &cookie).await;
+    let tokens = grant(&w, "datahub", &code_form(&first)).await.unwrap();
+    code(&w, "datahub", &cookie).await;
+    let rows = sqlx::query("SELECT COUNT(*) AS n FROM session_clients")
+        .fetch_one(w.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(rows.get::<i64, _>("n"), 1);
+    let refused = LogoutParams {
+        client_id: Some("datahub".into()),
+        post_logout_redirect_uri: Some("http://localhost:8081/autre".into()),
+        ..LogoutParams::default()
+    };
+    let outcome = w
+        .provider
+        .logout(refused, Some(&cookie), true)
+        .await
+        .unwrap();
+    assert!(matches!(outcome, LogoutOutcome::Refused(_)));
+    assert!(w.provider.session(&cookie).await.unwrap().is_some());
+    let ok = LogoutParams {
+        client_id: Some("datahub".into()),
+        post_logout_redirect_uri: Some("http://localhost:8081/".into()),
+        state: Some("s".into()),
+        ..LogoutParams::default()
+    };
+    // Without an id_token_hint the person is asked first; nothing is closed yet.
+    let asked = w
+        .provider
+        .logout(ok.clone(), Some(&cookie), false)
+        .await
+        .unwrap();
+    assert_eq!(asked, LogoutOutcome::Confirm);
+    assert!(w.provider.session(&cookie).await.unwrap().is_some());
+    let outcome = w.provider.logout(ok, Some(&cookie), true).await.unwrap();
+    assert_eq!(
+        outcome,
+        LogoutOutcome::Redirect("http://localhost:8081/?state=s".into())
+    );
+    assert!(w.provider.session(&cookie).await.unwrap().is_none());
+    assert!(!active(&w, tokens.refresh_token.as_deref().unwrap()).await);
+    assert!(!active(&w, &tokens.access_token).await);
+    let rows = sqlx::query("SELECT COUNT(*) AS n FROM session_clients")
+        .fetch_one(w.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(rows.get::<i64, _>("n"), 0);
+}
+
+async fn private_key_jwt_assertions_are_single_use(engine: Engine) {
+    let w = world(engine).await;
+    let secret = p256::SecretKey::random(&mut p256::elliptic_curve::rand_core::OsRng);
+    let jwks = format!(r#"{{"keys":[{}]}}"#, secret.public_key().to_jwk_string());
+    let settings = ClientSettings {
+        service_scopes: vec!["authz:check".into()],
+        jwks: Some(jwks),
+        ..ClientSettings::default()
+    };
+    client(&w, "svc", true, settings).await;
+    let der = secret.to_pkcs8_der().unwrap();
+    let claims = serde_json::json!({
+        "iss": "svc", "sub": "svc", "aud": format!("{ISSUER}/token"),
+        "exp": NOW + 60, "jti": "once",
+    });
+    let assertion = jsonwebtoken::encode(
+        &Header::new(Algorithm::ES256),
+        &claims,
+        &EncodingKey::from_ec_der(der.as_bytes()),
+    )
+    .unwrap();
+    let form = TokenForm {
+        grant_type: Some("client_credentials".into()),
+        client_assertion_type: Some(dge_oidc::token::client_auth::JWT_BEARER.into()),
+        client_assertion: Some(assertion),
+        ..TokenForm::default()
+    };
+    let first = w.provider.exchange(&form, None).await.unwrap();
+    assert_eq!(first.unwrap().scope, "authz:check");
+    let replay = w.provider.exchange(&form, None).await.unwrap();
+    assert_eq!(replay.err().map(|e| e.error), Some("invalid_client"));
+}
+
+#[tokio::test]
+async fn code_replay_revokes_what_the_code_gave_on_both_backends() {
+    for engine in ENGINES {
+        code_replay_revokes_what_the_code_gave(engine).await;
+    }
+}
+
+#[tokio::test]
+async fn refresh_reuse_revokes_the_family_on_both_backends() {
+    for engine in ENGINES {
+        refresh_reuse_revokes_the_family(engine).await;
+    }
+}
+
+#[tokio::test]
+async fn consent_is_asked_once_for_a_third_party_on_both_backends() {
+    for engine in ENGINES {
+        consent_is_asked_once_for_a_third_party(engine).await;
+    }
+}
+
+#[tokio::test]
+async fn logout_closes_the_session_and_forgets_its_modules_on_both_backends() {
+    for engine in ENGINES {
+        logout_closes_the_session_and_forgets_its_modules(engine).await;
+    }
+}
+
+#[tokio::test]
+async fn private_key_jwt_assertions_are_single_use_on_both_backends() {
+    for engine in ENGINES {
+        private_key_jwt_assertions_are_single_use(engine).await;
+    }
+}
