@@ -1,0 +1,244 @@
+"""Production mode: two `dge-idp serve` replicas on one PostgreSQL and one Redis.
+
+A `dge-idp dev` run on the same database seeds the demo clients, organisations and
+the administrator token first, then stops; the replicas share the database, Redis, the
+key-encryption key and one outbox folder, as two pods would.
+"""
+
+from __future__ import annotations
+
+import secrets
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+
+import pages
+from dgectl import Dgectl
+from grpc_api import IdentityGrpc
+from idp_server import clean_env, free_port, idp_binary, loopback_http, new_idp_server
+from outbox import CONFIRM_SUBJECT, mails_to
+from portal import (
+    Module,
+    new_person,
+    open_confirmation_page,
+    open_login_page,
+    open_signup_page,
+    press_confirm,
+    submit_login,
+    submit_signup,
+)
+
+KEY = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+RIGHT = "datahub:publish"
+
+
+@dataclass
+class Replica:
+    """One `dge-idp serve` process."""
+
+    name: str
+    http_addr: str
+    grpc_addr: str
+    log_path: Path
+    process: subprocess.Popen | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.http_addr}"
+
+    def start(self, config: Path) -> None:
+        env = clean_env({
+            "DGE_SERVER__HTTP_ADDR": self.http_addr,
+            "DGE_SERVER__GRPC_ADDR": self.grpc_addr,
+        })
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [str(idp_binary()), "serve", "--config", str(config)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
+            )
+        http = loopback_http()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, f"{self.name} exited:\n{self.log_path.read_text()}"
+            try:
+                if http.get(f"{self.base_url}/readyz", timeout=2).status_code == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"{self.name} not ready:\n{self.log_path.read_text()}")
+
+    def stop(self) -> int:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else 0
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait(timeout=10)
+
+
+def on(replica: Replica, url: str, public: Replica) -> str:
+    """`url` of the public replica, aimed at `replica` instead."""
+    return url.replace(public.base_url, replica.base_url, 1)
+
+
+def aimed_at(response, replica: Replica, public: Replica):
+    """The same page, as if `replica` had served it: its forms post there."""
+    response.url = on(replica, response.url, public)
+    return response
+
+
+@pytest.fixture
+def replicas(tmp_path, backend_database):
+    outbox = tmp_path / "outbox"
+    # Seed the shared database with the embedded default's demo data and admin token.
+    seed = new_idp_server(tmp_path / "seed", tmp_path / "seed.log", {
+        "DGE_DEV_DATABASE_URL": backend_database,
+        "DGE_KEY_ENCRYPTION_KEY": KEY,
+    })
+    seed.data_dir.mkdir()
+    seed.start()
+    seed.stop()
+
+    a = Replica("replica-a", f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}", tmp_path / "a.log")
+    b = Replica("replica-b", f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}", tmp_path / "b.log")
+    config = tmp_path / "dge-idp.toml"
+    config.write_text(
+        f'[server]\npublic_url = "{a.base_url}"\n'
+        f'[database]\nurl = "{backend_database}"\nmax_connections = 8\n'
+        f'[redis]\nurl = "redis://127.0.0.1:6379"\n'
+        f'[keys]\nencryption_key = "{KEY}"\n'
+        f'[mail]\nfrom = "DataGrandEst <no-reply@datagrandest.fr>"\noutbox_dir = "{outbox}"\n',
+        encoding="utf-8",
+    )
+    check = subprocess.run(
+        [str(idp_binary()), "check-config", "--config", str(config)],
+        capture_output=True, text=True, env=clean_env(), timeout=30,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    a.start(config)
+    b.start(config)
+    yield a, b, seed, outbox
+    for replica in (a, b):
+        replica.stop()
+
+
+@pytest.fixture
+def backend_database():
+    """A fresh PostgreSQL database of the test's own (the replicas' storage)."""
+    import psycopg
+
+    from conftest import postgres_admin_url
+
+    admin_url = postgres_admin_url()
+    name = f"dge_replicas_{secrets.token_hex(6)}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield f"{admin_url.rsplit('/', 1)[0]}/{name}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def admin_on(seed, replica: Replica) -> Dgectl:
+    return Dgectl(seed, server_url=f"http://{replica.grpc_addr}")
+
+
+def test_a_journey_across_replicas(replicas, grpc_pb):
+    a, b, seed, outbox = replicas
+    datahub = Module.datahub(a.base_url)
+
+    # Sign-up on A, confirmation on B.
+    person = new_person()
+    http = pages.browser()
+    answer = submit_signup(http, open_signup_page(http, open_login_page(http, datahub)), person.signup_fields())
+    assert answer.status_code == 200, pages.page_text(answer)
+    confirmation = open_confirmation_page(http, outbox, person)
+    confirmed = press_confirm(http, aimed_at(confirmation, b, a))
+    assert confirmed.status_code == 200, pages.page_text(confirmed)
+    admin_on(seed, b).ok("accounts", "approve", person.login)
+
+    # A login started on A (authorize, login page) completes on B (form, code exchange).
+    login_page = open_login_page(http, datahub)
+    aimed_at(login_page.response, b, a)
+    answer = submit_login(http, login_page, person.login, person.password)
+    callback = datahub.callback_url(answer)
+    on_b = Module(
+        {**datahub.discovery, "token_endpoint": on(b, datahub.discovery["token_endpoint"], a)},
+        datahub.client_id, datahub.redirect_uri, "datahub-dev-secret",
+    )
+    token = on_b.exchange(callback, login_page.request)
+    claims = datahub.id_token_claims(token["id_token"], login_page.request.nonce)
+    assert claims["iss"] == a.base_url
+
+    # A grant made through B is seen by Check on A within a second.
+    on_a = IdentityGrpc(grpc_pb, a.grpc_addr, seed.admin_token())
+    try:
+        assert not on_a.check(token["access_token"], RIGHT).allowed
+        granted = time.monotonic()
+        admin_on(seed, b).ok("rights", "grant", person.login, RIGHT)
+        while not on_a.check(token["access_token"], RIGHT).allowed:
+            assert time.monotonic() - granted < 1.0, "the grant was not seen on A within 1 s"
+            time.sleep(0.02)
+    finally:
+        on_a.close()
+
+
+def test_stopping_a_replica_under_load_loses_nothing_it_answered(replicas):
+    a, b, seed, outbox = replicas
+    datahub = Module.datahub(a.base_url)
+    answered: list[tuple[str, object]] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    stop_at = threading.Event()
+
+    def sign_ups(replica: Replica, count: int) -> None:
+        for _ in range(count):
+            person = new_person()
+            http = pages.browser()
+            try:
+                page = open_signup_page(http, open_login_page(http, datahub))
+                answer = submit_signup(http, aimed_at(page, replica, a), person.signup_fields())
+            except (OSError, AssertionError) as error:
+                # Refused or cut off by the stopping replica: its in-flight requests.
+                with lock:
+                    errors.append(f"{replica.name}: {type(error).__name__}")
+                continue
+            if answer.status_code == 200:
+                with lock:
+                    answered.append((replica.name, person))
+            if len(answered) >= 6:
+                stop_at.set()
+
+    workers = [threading.Thread(target=sign_ups, args=(r, 8)) for r in (a, b, b)]
+    for worker in workers:
+        worker.start()
+    stop_at.wait(timeout=60)
+    code = a.stop()
+    assert code == 0, f"replica A did not stop cleanly (exit {code}):\n{a.log_path.read_text()[-3000:]}"
+    for worker in workers:
+        worker.join(timeout=120)
+    assert len(answered) >= 6, errors
+    assert {name for name, _ in answered} == {a.name, b.name}, "both replicas took sign-ups"
+
+    # Every sign-up that was answered has its confirmation email, exactly once, sent by
+    # whichever replica was still running.
+    deadline = time.monotonic() + 30
+    for _, person in answered:
+        while True:
+            found = [m for m in mails_to(outbox, person.email) if m.subject == CONFIRM_SUBJECT]
+            if found or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert len(found) == 1, f"{person.email}: {len(found)} confirmation emails"
+    # B kept serving throughout.
+    assert loopback_http().get(f"{b.base_url}/readyz", timeout=5).status_code == 200
+    with grpc.insecure_channel(b.grpc_addr, options=[("grpc.enable_http_proxy", 0)]) as channel:
+        grpc.channel_ready_future(channel).result(timeout=5)
