@@ -77,5 +77,8 @@ cargo build --workspace --bins
 section "cargo test --workspace"
 cargo test --workspace
 
+section "Static check of the end-to-end tests (pyflakes)"
+.venv/bin/python -m pyflakes tests/e2e/*.py
+
 section "End-to-end tests (pytest tests/e2e)"
 .venv/bin/python -m pytest -q tests/e2e

@@ -258,6 +258,15 @@ def new_agent(env, upstream: str = "proconnect", domain: str = ALLOWED_DOMAIN, *
     return login, email
 
 
+def request_logout(http, url: str):
+    """GET /logout without id_token_hint: the provider asks the person first (RP-initiated
+    logout), and the person presses "Se déconnecter"; returns the answer to that."""
+    asked = pages.get(http, url)
+    assert asked.status_code == 200, f"expected the confirmation page, got {asked.status_code}"
+    form = pages.form_with_field(asked, "confirm")
+    return pages.submit(http, asked, form, {})
+
+
 def logged_in(module: Module, arrival: Arrival) -> dict:
     """The module's side: the code exchanged, the ID token checked, userinfo read."""
     callback = module.callback_url(arrival.answer)

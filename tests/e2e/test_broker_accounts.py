@@ -18,6 +18,7 @@ from broker_env import (
     logged_in,
     new_agent,
     proconnect_claims,
+    request_logout,
 )
 from dgectl import Dgectl, items
 from outbox import wait_for_mail
@@ -234,7 +235,7 @@ def test_logging_out_ends_the_proconnect_session_too(env, module):
     assert silent.is_redirect and pages.location(silent).startswith(
         f"{env.idp.base_url}/broker/proconnect/callback?"
     ), silent.status_code
-    answer = pages.get(
+    answer = request_logout(
         http,
         f"{env.idp.base_url}/logout?client_id=datahub"
         "&post_logout_redirect_uri=http://localhost:8081/&state=retour-123",
@@ -279,7 +280,7 @@ def test_logging_out_of_a_local_session_returns_straight_to_the_module(env, modu
     http = pages.browser()
     answer = submit_login(http, open_login_page(http, module), person.login, person.password)
     module.callback_url(answer)
-    answer = pages.get(
+    answer = request_logout(
         http,
         f"{env.idp.base_url}/logout?client_id=datahub"
         "&post_logout_redirect_uri=http://localhost:8081/&state=s1",

@@ -15,7 +15,7 @@ import grpc
 import pytest
 from authlib.common.security import generate_token
 from authlib.integrations.requests_client import OAuthError
-from authlib.jose import JsonWebKey, jwt
+from authlib.jose import JsonWebKey
 
 import pages
 from dgectl import Dgectl
