@@ -515,10 +515,27 @@ mod tests {
         path
     }
 
-    fn tmp() -> PathBuf {
+    /// A scratch folder, removed when the test ends (pass or fail).
+    struct Scratch(PathBuf);
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            drop(std::fs::remove_dir_all(&self.0));
+        }
+    }
+
+    impl std::ops::Deref for Scratch {
+        type Target = Path;
+
+        fn deref(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    fn tmp() -> Scratch {
         let dir = std::env::temp_dir().join(format!("dge-config-{}", dge_core::new_id()));
         std::fs::create_dir_all(&dir).unwrap();
-        dir
+        Scratch(dir)
     }
 
     const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
