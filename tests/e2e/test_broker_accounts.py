@@ -152,6 +152,12 @@ def test_a_local_account_is_linked_only_after_its_password(env, module, dgectl):
     links = items(dgectl.json("links", "list", person.login), "links")
     assert [(link["provider"], link["subject"]) for link in links] == [("proconnect", login)]
     assert env.count("accounts") == before[0]
+    # The owner is told of the new way into the account, with a way out if it was not them.
+    notice = wait_for_mail(
+        env.idp.outbox, person.email,
+        lambda mail: mail.subject.startswith("Nouvelle connexion liée à votre compte"), "link notice",
+    )
+    assert "ProConnect" in notice.body and "/password/forgot" in notice.body
     # Next time, straight in; the local password still works too.
     assert first_login(env, module, login)["email"] == person.email
     http = pages.browser()

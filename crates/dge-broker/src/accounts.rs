@@ -354,7 +354,34 @@ impl Broker {
             now,
         )
         .await?;
+        // The owner hears of every new way into the account, in the same transaction.
+        let owner = sqlx::query("SELECT email, given_name FROM accounts WHERE id = $1")
+            .bind(&account_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let label = self
+            .providers()
+            .iter()
+            .find(|p| p.name == provider)
+            .map_or_else(|| provider.clone(), |p| p.label.clone());
+        let context = serde_json::json!({
+            "provider_label": label,
+            "linked_at": dge_core::time::format_fr(now),
+            "reset_url": format!("{}/password/forgot", self.public_url),
+        });
+        self.outbox
+            .enqueue(
+                &mut tx,
+                "federated_link_added",
+                &owner.try_get::<String, _>("email")?,
+                &owner.try_get::<String, _>("given_name")?,
+                context,
+                now,
+            )
+            .await
+            .map_err(|e| BrokerError::Mail(dge_core::ErrorChain(&e).to_string()))?;
         tx.commit().await?;
+        self.outbox.wake();
         tracing::info!(account_id = %account_id, upstream = %provider, "upstream identity linked after proof");
         Ok(FederatedLogin {
             account_id,

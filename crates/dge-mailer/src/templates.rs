@@ -30,8 +30,6 @@ const KINDS: &[(&str, &str, &str, &str)] = &[
     kind!("admin_signup_digest"),
     kind!("admin_pending_reminder"),
     // Local accounts (issue 3): password reset and change, email change, deletion.
-    // TODO: nothing queues the email-change and deletion kinds yet: the profile pages
-    // that change an address or delete an account are not written.
     kind!("password_reset"),
     kind!("password_reset_federated"),
     kind!("password_changed"),
@@ -41,10 +39,7 @@ const KINDS: &[(&str, &str, &str, &str)] = &[
     kind!("account_deleted"),
     // Identity broker (issue 6): the code proving an account before a link.
     kind!("link_code"),
-    // Identity broker (issue 6): an upstream identity was linked to an account.
-    // TODO: the broker does not queue it yet, having no outbox handle; it should, in
-    // the transaction that inserts the link, with `provider_label`, `linked_at` and
-    // `reset_url`.
+    // Identity broker (issue 6): an upstream identity was linked to an existing account.
     kind!("federated_link_added"),
 ];
 
