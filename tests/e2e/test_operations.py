@@ -9,7 +9,8 @@ import uuid
 import grpc
 
 from idp_server import clean_env, free_port, idp_binary, loopback_http
-from portal import Module, register_pending_person
+import pages
+from portal import Module, open_login_page, register_pending_person, submit_login
 
 
 def metric_value(text: str, name: str, **labels: str) -> float | None:
@@ -44,8 +45,12 @@ def test_probes_request_ids_and_metrics(start_idp, grpc_pb):
     # Metrics stay off the public port.
     assert http.get(f"{server.base_url}/metrics", timeout=5).status_code == 404
 
-    # Some traffic: a pending sign-up, a gRPC call that fails and one that succeeds.
-    register_pending_person(server, Module.datahub(server.base_url))
+    # Some traffic: a pending sign-up, a wrong password, a gRPC call that fails.
+    datahub = Module.datahub(server.base_url)
+    person = register_pending_person(server, datahub)
+    browser = pages.browser()
+    refused = submit_login(browser, open_login_page(browser, datahub), person.login, "Pas-le-bon-1!xyz")
+    assert refused.status_code == 401
     channel = grpc.insecure_channel(server.grpc_addr, options=[("grpc.enable_http_proxy", 0)])
     stub = grpc_pb.authorization_grpc.AuthorizationStub(channel)
     try:
@@ -65,6 +70,7 @@ def test_probes_request_ids_and_metrics(start_idp, grpc_pb):
     assert metric_value(text, "dge_http_request_duration_seconds_count", route="/jwks", method="GET") >= 1
     assert metric_value(text, "dge_grpc_requests_total", method="/dge.identity.v1.Authorization/Check") >= 1
     assert metric_value(text, "dge_accounts", status="pending") >= 1, text
+    assert metric_value(text, "dge_logins_total", method="password", outcome="bad_credentials") >= 1, text
     assert metric_value(text, "dge_outbox_emails", status="queued") is not None
     # Raw paths never become labels.
     http.get(f"{server.base_url}/no-such-page-{uuid.uuid4().hex}", timeout=5)

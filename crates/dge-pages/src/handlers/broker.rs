@@ -66,6 +66,7 @@ pub(crate) struct LoggedOutQuery {
 }
 
 fn failure(pages: &Pages, provider: &str, err: &BrokerError) -> Response {
+    count_login(pages, provider, "refused");
     let (status, message) = match err {
         BrokerError::UnknownProvider => {
             (StatusCode::NOT_FOUND, "Ce mode de connexion n'existe pas.")
@@ -269,7 +270,20 @@ pub(crate) async fn callback(
     }
 }
 
+/// Counts an upstream login by provider (only configured names, so that a URL cannot
+/// create labels) and outcome.
+fn count_login(pages: &Pages, provider: &str, outcome: &'static str) {
+    let method = pages
+        .broker
+        .providers()
+        .iter()
+        .find(|p| p.name == provider)
+        .map_or_else(|| "unknown".to_owned(), |p| p.name.clone());
+    metrics::counter!("dge_logins_total", "method" => method, "outcome" => outcome).increment(1);
+}
+
 async fn log_in(pages: &Pages, jar: CookieJar, login: &FederatedLogin) -> Response {
+    count_login(pages, &login.provider, "success");
     let now = pages.provider.now();
     let session = match pages.provider.open_session(&login.account_id, now).await {
         Ok(s) => s,

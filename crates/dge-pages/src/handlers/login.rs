@@ -150,6 +150,12 @@ pub(crate) async fn submit(
         Err(dge_registry::Error::Busy) => return busy(&pages),
         Err(e) => return internal(&pages, &e),
     };
+    let label = match &outcome {
+        Ok(_) => "success",
+        Err(LoginError::BadCredentials) => "bad_credentials",
+        Err(LoginError::NotActive(_)) => "not_active",
+    };
+    metrics::counter!("dge_logins_total", "method" => "password", "outcome" => label).increment(1);
     let account = match outcome {
         Ok(a) => a,
         Err(LoginError::BadCredentials) => {
