@@ -61,13 +61,49 @@ def _require_binaries() -> None:
             )
 
 
+# `DGE_E2E_BACKEND=postgres` puts every server these fixtures start on a fresh
+# PostgreSQL database and on Redis (tests/run-all.sh runs the suite that way too).
+PRODUCTION_BACKEND = os.environ.get("DGE_E2E_BACKEND", "sqlite") == "postgres"
+_databases: list[str] = []
+
+
+def _production_env() -> dict[str, str]:
+    import psycopg
+
+    admin_url = postgres_admin_url()
+    name = f"dge_e2e_{secrets.token_hex(6)}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    _databases.append(name)
+    return {
+        "DGE_DEV_DATABASE_URL": f"{admin_url.rsplit('/', 1)[0]}/{name}",
+        "DGE_DEV_REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379"),
+    }
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Drops the databases the production backend created."""
+    if not _databases:
+        return
+    import psycopg
+
+    with psycopg.connect(postgres_admin_url(), autocommit=True) as conn:
+        for name in _databases:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def _start(tmp_path_factory, owner: str, extra_env: dict[str, str] | None) -> IdpServer:
     _require_binaries()
+    if PRODUCTION_BACKEND and "DGE_DEV_DATABASE_URL" not in (extra_env or {}):
+        extra_env = {**_production_env(), **(extra_env or {})}
     data_dir = tmp_path_factory.mktemp("idp") / "data"
     data_dir.mkdir()
     server = new_idp_server(data_dir, data_dir.parent / "dge-idp.log", extra_env)
     _servers.append((owner, server))
     server.start()
+    if PRODUCTION_BACKEND:
+        sqlite_file = data_dir / "dge-identity.sqlite3"
+        assert not sqlite_file.exists(), "the production pass must not run on SQLite"
     return server
 
 
