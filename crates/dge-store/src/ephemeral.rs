@@ -120,6 +120,10 @@ impl Ephemeral {
                 let entry = map
                     .entry(key)
                     .or_insert_with(|| ("0".to_owned(), now + window));
+                if entry.1 <= now {
+                    // The window is over: a new one starts with this hit.
+                    *entry = ("0".to_owned(), now + window);
+                }
                 let count = entry.0.parse::<u64>().unwrap_or(0).saturating_add(1);
                 entry.0 = count.to_string();
                 Ok(count)
@@ -257,17 +261,12 @@ impl Ephemeral {
     }
 }
 
+/// Drops expired entries now and then, so that the map cannot grow without bound;
+/// readers check expiry themselves, so what is left here is never seen.
 fn purge_expired(map: &mut HashMap<String, (String, Instant)>, now: Instant) {
-    // Amortised: only when the map has grown, so a hit stays O(1) on average.
+    // Amortised: a full sweep each time the map doubles, so a hit stays O(1) on average.
     if map.len() >= 1024 && map.len().is_power_of_two() {
         map.retain(|_, (_, expires)| *expires > now);
-    }
-    if let Some(key) = map
-        .iter()
-        .find(|(_, (_, expires))| *expires <= now)
-        .map(|(k, _)| k.clone())
-    {
-        map.remove(&key);
     }
 }
 
