@@ -293,7 +293,11 @@ async fn import(api: &Api, out: OutputFormat, file: &Path, strict: bool) -> Resu
         .map_err(|err| CliError::Usage(format!("cannot read {}: {err}", file.display())))?;
     let (rows, unreadable) = read_csv(&text, strict)?;
     if strict && !unreadable.is_empty() {
-        // Nothing is sent: the server would have to cancel everything anyway.
+        // Nothing is sent: the import would be cancelled anyway. The server has
+        // no dry run, so the other lines are not checked until these are fixed.
+        if out == OutputFormat::Table {
+            output::print_line("(the other lines are checked once these are fixed)")?;
+        }
         let report = ImportOrganisationsResponse::default();
         return print_report(out, file, &report, &unreadable);
     }
