@@ -149,7 +149,15 @@ def test_the_trusted_path_is_not_taken_with_a_lookalike_domain(start_idp):
 
 
 def test_bulk_approve_with_a_grant_and_bulk_reject(idp, dgectl, datahub):
-    a, b, c = (register_pending_person(idp, datahub) for _ in range(3))
+    a, b, c, d = (register_pending_person(idp, datahub) for _ in range(4))
+
+    # One account: the single call, the account printed, the right granted with it.
+    single = dgectl.json("accounts", "approve", d.login, "--grant", "communautes:space:general")
+    assert single["account"]["login"] == d.login and single["account"]["status"] == "active"
+    assert dgectl.json("rights", "list", d.login)["rights"] == ["communautes:space:general"]
+    unknown_right = dgectl.run("accounts", "approve", c.login, "--grant", "datahub:nothing")
+    assert unknown_right.returncode == EXIT_REFUSED, describe(unknown_right)
+    assert account(dgectl, c.login)["status"] == "pending"
 
     # The person asked for publishing: granted while approving, both at once.
     document = dgectl.json("accounts", "approve", a.login, b.login, "--grant", "datahub:publish")
