@@ -75,6 +75,10 @@ pub(crate) struct GlobalOpts {
     pub(crate) output: OutputFormat,
 }
 
+// TODO: `dgectl login` (OAuth 2.0 device authorization grant, issue 4) is missing: the
+// provider (dge-oidc) has no device authorization endpoint yet. Until it has, an
+// administrator passes an access token with --token-file or DGECTL_TOKEN.
+
 /// Where the server is and how to authenticate to it.
 ///
 /// A token given on the command line wins over one from the environment;
