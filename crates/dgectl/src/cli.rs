@@ -75,6 +75,10 @@ pub(crate) struct GlobalOpts {
     pub(crate) output: OutputFormat,
 }
 
+// TODO: `dgectl login` (OAuth 2.0 device authorization grant, issue 4) is missing: the
+// provider (dge-oidc) has no device authorization endpoint yet. Until it has, an
+// administrator passes an access token with --token-file or DGECTL_TOKEN.
+
 /// Where the server is and how to authenticate to it.
 ///
 /// A token given on the command line wins over one from the environment;
@@ -198,13 +202,21 @@ impl FromStr for Token {
 /// The nouns.
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// List, show, approve and reject accounts
+    /// List, show, approve and reject accounts; the pending queue
     #[command(subcommand)]
     Accounts(AccountsCommand),
 
-    /// Grant, revoke and list the rights of an account
+    /// Declare rights; grant, revoke and list the rights of an account
     #[command(subcommand)]
     Rights(RightsCommand),
+
+    /// Grants held by an account: who granted them, when, why, until when
+    #[command(subcommand)]
+    Grants(GrantsCommand),
+
+    /// Role bundles: several rights granted at once
+    #[command(subcommand)]
+    Roles(RolesCommand),
 
     /// Register and list OpenID Connect clients
     #[command(subcommand)]
@@ -212,11 +224,15 @@ pub(crate) enum Command {
 
     /// The organisation directory
     #[command(subcommand)]
-    Orgs(ListOnly),
+    Orgs(OrgsCommand),
 
     /// Portal modules and the rights they declare
     #[command(subcommand)]
-    Modules(ListOnly),
+    Modules(ModulesCommand),
+
+    /// The append-only audit log of every decision
+    #[command(subcommand)]
+    Audit(AuditCommand),
 
     /// The outbox of every email the server sends
     #[command(subcommand)]
@@ -255,30 +271,75 @@ pub(crate) enum AccountsCommand {
         limit: Option<u32>,
     },
 
-    /// Show one account
+    /// The pending queue, oldest first, with each person's request
+    Pending(PendingArgs),
+
+    /// Show one account, with the person's request (the sign-up description)
     Show {
         /// Account id, login or email address
         key: String,
     },
 
-    /// Activate a pending account and email the person
+    /// Activate pending accounts and email each person (exit 1 if one was not approved)
     Approve {
-        /// Login or account id
-        login: String,
+        /// Logins or account ids
+        #[arg(required = true, num_args = 1..)]
+        logins: Vec<String>,
+
+        /// A right granted in the same step, e.g. what the person asked for (repeatable)
+        #[arg(long = "grant", value_name = "RIGHT")]
+        grants: Vec<String>,
     },
 
-    /// Reject a pending account; the reason is emailed to the person
+    /// Reject pending accounts; the reason is emailed to each person
     Reject {
-        /// Login or account id
-        login: String,
+        /// Logins or account ids
+        #[arg(required = true, num_args = 1..)]
+        logins: Vec<String>,
 
-        /// Why the account is refused (sent to the person)
+        /// Why the accounts are refused (sent to each person)
         #[arg(long, value_parser = NonEmptyStringValueParser::new())]
         reason: String,
 
         #[command(flatten)]
         confirm: ConfirmOpts,
     },
+}
+
+/// Arguments of `dgectl accounts pending`.
+#[derive(Debug, Args)]
+pub(crate) struct PendingArgs {
+    /// Only members of this organisation (its id)
+    #[arg(long, value_name = "ID")]
+    pub(crate) org: Option<String>,
+
+    /// Only members of trusted organisations
+    #[arg(long, conflicts_with = "untrusted")]
+    pub(crate) trusted: bool,
+
+    /// Only members of organisations that are not trusted
+    #[arg(long)]
+    pub(crate) untrusted: bool,
+
+    /// Only accounts pending for at least this long: `90s`, `30m`, `12h`, `3d`
+    #[arg(long, value_name = "AGE", value_parser = crate::when::parse_duration)]
+    pub(crate) older_than: Option<i64>,
+
+    /// Only accounts whose name, login, email, organisation or request contains this
+    #[arg(long)]
+    pub(crate) text: Option<String>,
+
+    /// At most this many accounts per page (the server's default is 50, at most 500)
+    #[arg(long, value_name = "N")]
+    pub(crate) page_size: Option<u32>,
+
+    /// The page after a previous one (its `next_page_token`)
+    #[arg(long, value_name = "TOKEN", conflicts_with = "all")]
+    pub(crate) page_token: Option<String>,
+
+    /// Follow every page to the end
+    #[arg(long)]
+    pub(crate) all: bool,
 }
 
 /// Verbs of `dgectl rights`.
@@ -295,6 +356,11 @@ pub(crate) enum RightsCommand {
         /// Why the right is granted (kept with the grant)
         #[arg(long)]
         reason: Option<String>,
+
+        /// When the grant ends: a date `YYYY-MM-DD` (00:00 UTC), `YYYY-MM-DDTHH:MM` (UTC)
+        /// or a delay from now such as `30d`
+        #[arg(long, value_name = "WHEN", value_parser = crate::when::parse_expiry)]
+        expires: Option<i64>,
     },
 
     /// Revoke a right
@@ -314,6 +380,215 @@ pub(crate) enum RightsCommand {
         /// Login or account id
         login: String,
     },
+
+    /// Declare a right of an existing module (idempotent)
+    Declare {
+        /// `module:right`, for example `communautes:space:mobilite`
+        name: String,
+
+        /// What the right allows, shown to administrators
+        #[arg(long)]
+        label: Option<String>,
+    },
+}
+
+/// Verbs of `dgectl grants`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum GrantsCommand {
+    /// List the grants of an account
+    List {
+        /// Login or account id
+        login: String,
+    },
+}
+
+/// Verbs of `dgectl roles`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum RolesCommand {
+    /// Define (or redefine) a role bundle
+    Define {
+        /// Role name, for example `publisher`
+        name: String,
+
+        /// The rights of the role
+        #[arg(required = true, num_args = 1..)]
+        rights: Vec<String>,
+
+        /// What the role is for
+        #[arg(long)]
+        label: Option<String>,
+    },
+
+    /// Grant every right of a role to an account
+    Grant {
+        /// Login or account id
+        login: String,
+
+        /// Role name
+        role: String,
+
+        /// Why the role is granted (kept with each grant)
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+/// Verbs of `dgectl orgs`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum OrgsCommand {
+    /// List the directory
+    List,
+
+    /// Add an organisation to the directory
+    Create {
+        /// Name of the organisation
+        name: String,
+
+        /// 14-digit SIRET (its checksum is checked)
+        #[arg(long)]
+        siret: Option<String>,
+
+        /// A member organisation: simplified validation of its members
+        #[arg(long)]
+        trusted: bool,
+
+        /// An email domain of its staff (repeat or list several)
+        #[arg(long = "domain", value_name = "DOMAIN", num_args = 1..)]
+        domains: Vec<String>,
+    },
+
+    /// Change an organisation's name, SIRET, trusted flag or domains
+    Update {
+        /// Organisation id
+        id: String,
+
+        #[arg(long)]
+        name: Option<String>,
+
+        #[arg(long)]
+        siret: Option<String>,
+
+        /// `yes` or `no`
+        #[arg(long, value_name = "yes|no", value_parser = parse_yes_no)]
+        trusted: Option<bool>,
+
+        /// Replaces every email domain (repeat or list several)
+        #[arg(long = "domain", value_name = "DOMAIN", num_args = 1.., conflicts_with = "no_domains")]
+        domains: Vec<String>,
+
+        /// Removes every email domain
+        #[arg(long)]
+        no_domains: bool,
+    },
+
+    /// Accept a proposed organisation into the directory, optionally renamed
+    Accept {
+        /// Organisation id
+        id: String,
+
+        /// A corrected name
+        #[arg(long)]
+        name: Option<String>,
+
+        /// Its SIRET
+        #[arg(long)]
+        siret: Option<String>,
+    },
+
+    /// Merge a proposed organisation into another: its members move, it disappears
+    Merge {
+        /// The proposed organisation that disappears
+        source: String,
+
+        /// The organisation its members join
+        #[arg(long, value_name = "ID")]
+        into: String,
+
+        #[command(flatten)]
+        confirm: ConfirmOpts,
+    },
+
+    /// Import organisations from a CSV file (header: name,siret,trusted,email_domains)
+    ///
+    /// By default one rejected line cancels the whole import (nothing is written);
+    /// with --skip-invalid the valid lines are written, all in one transaction.
+    /// Exit status 1 when a line was rejected.
+    Import {
+        /// The CSV file; `trusted` is yes/no/true/false/1/0, domains are separated by
+        /// spaces or `;`
+        file: PathBuf,
+
+        /// Write the valid lines even if others are rejected
+        #[arg(long)]
+        skip_invalid: bool,
+    },
+
+    /// Delegated administrators of an organisation
+    #[command(subcommand)]
+    Admins(OrgAdminsCommand),
+}
+
+/// Verbs of `dgectl orgs admins`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum OrgAdminsCommand {
+    /// Make an account administrator of its organisation's members
+    Add {
+        /// Login or account id
+        login: String,
+    },
+}
+
+/// Verbs of `dgectl modules`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ModulesCommand {
+    /// List the modules and their rights
+    List,
+
+    /// Declare a module (idempotent)
+    Declare {
+        /// Module name, for example `datahub`
+        name: String,
+
+        /// Display name
+        #[arg(long)]
+        label: Option<String>,
+    },
+}
+
+/// Verbs of `dgectl audit`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum AuditCommand {
+    /// List audit events, newest first
+    List {
+        /// Only events about this subject (account or organisation id)
+        #[arg(long)]
+        subject: Option<String>,
+
+        /// Only events by this actor
+        #[arg(long)]
+        actor: Option<String>,
+
+        /// From this time: `YYYY-MM-DD`, `YYYY-MM-DDTHH:MM` (UTC) or a delay ago such as `7d`
+        #[arg(long, value_name = "WHEN", value_parser = crate::when::parse_past)]
+        since: Option<i64>,
+
+        /// Up to this time, same forms as --since
+        #[arg(long, value_name = "WHEN", value_parser = crate::when::parse_past)]
+        until: Option<i64>,
+
+        /// At most this many events
+        #[arg(long, value_name = "N")]
+        limit: Option<u32>,
+    },
+}
+
+/// `yes`/`no` (also `true`/`false`, `1`/`0`, `oui`/`non`).
+pub(crate) fn parse_yes_no(s: &str) -> Result<bool, String> {
+    match s.trim().to_lowercase().as_str() {
+        "yes" | "y" | "true" | "1" | "oui" | "o" => Ok(true),
+        "no" | "n" | "false" | "0" | "non" | "" => Ok(false),
+        other => Err(format!("expected yes or no, not {other:?}")),
+    }
 }
 
 /// Verbs of `dgectl clients`.
@@ -524,14 +799,14 @@ mod tests {
         ])
         .expect("valid arguments");
         let Command::Accounts(AccountsCommand::Reject {
-            login,
+            logins,
             reason,
             confirm,
         }) = cli.command
         else {
             panic!("parsed as {:?}", cli.command);
         };
-        assert_eq!(login, "alice");
+        assert_eq!(logins, ["alice"]);
         assert_eq!(reason, "doublon");
         assert!(confirm.yes);
     }

@@ -35,6 +35,10 @@ pub(crate) enum CliError {
     #[error("{}", describe_status(.0))]
     Call(Status),
 
+    /// The call succeeded for some items and failed for others (each is printed).
+    #[error("{0}")]
+    Partial(String),
+
     /// The administrator answered no to a confirmation question.
     #[error("cancelled, nothing was changed")]
     Cancelled,
@@ -70,7 +74,7 @@ impl CliError {
     /// The process exit status for this failure.
     pub(crate) fn exit_code(&self) -> u8 {
         match self {
-            Self::Call(_) | Self::Cancelled | Self::Output(_) => 1,
+            Self::Call(_) | Self::Partial(_) | Self::Cancelled | Self::Output(_) => 1,
             Self::Usage(_) => 2,
             Self::Unreachable { .. } => 3,
             Self::NoToken | Self::Unauthenticated => 4,

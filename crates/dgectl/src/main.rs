@@ -6,6 +6,7 @@
 //! - `output`: tables, JSON and date formatting
 //! - `status`: status words on the command line and the protobuf enums behind them
 //! - `error`: failures, their messages and exit statuses
+//! - `when`: dates and delays typed on the command line
 
 // A command-line tool prints to its terminal by design.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -16,6 +17,7 @@ mod commands;
 mod error;
 mod output;
 mod status;
+mod when;
 
 use std::io;
 use std::process::ExitCode;

@@ -1,12 +1,12 @@
-//! `dgectl accounts list|show|approve|reject`.
+//! `dgectl accounts list|pending|show|approve|reject`.
 
 use dge_proto::v1::{
-    Account, AccountStatus, ApproveAccountRequest, GetAccountRequest, ListAccountsRequest,
-    RejectAccountRequest,
+    Account, AccountStatus, ApproveAccountRequest, DecideAccountsRequest, Decision, DecisionResult,
+    GetAccountRequest, ListAccountsRequest, ListPendingRequest, RejectAccountRequest,
 };
 use serde_json::{Value, json};
 
-use crate::cli::AccountsCommand;
+use crate::cli::{AccountsCommand, PendingArgs};
 use crate::client::Api;
 use crate::error::CliError;
 use crate::output::{self, OutputFormat};
@@ -22,10 +22,56 @@ pub(super) async fn run(
 ) -> Result<(), CliError> {
     match verb {
         AccountsCommand::List { status, limit } => list(api, out, status, limit).await,
+        AccountsCommand::Pending(args) => pending(api, out, args).await,
         AccountsCommand::Show { key } => show(api, out, key).await,
-        AccountsCommand::Approve { login } => approve(api, out, login).await,
-        AccountsCommand::Reject { login, reason, .. } => reject(api, out, login, reason).await,
+        AccountsCommand::Approve { logins, grants } => approve(api, out, logins, grants).await,
+        AccountsCommand::Reject { logins, reason, .. } => reject(api, out, logins, reason).await,
     }
+}
+
+async fn pending(api: &Api, out: OutputFormat, args: PendingArgs) -> Result<(), CliError> {
+    let mut request = ListPendingRequest {
+        organisation_id: args.org.unwrap_or_default(),
+        trusted: match (args.trusted, args.untrusted) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        },
+        min_age_secs: args.older_than.unwrap_or(0),
+        text: args.text.unwrap_or_default(),
+        page_size: args.page_size.unwrap_or(0),
+        page_token: args.page_token.unwrap_or_default(),
+    };
+    let mut accounts = Vec::new();
+    let next_page_token = loop {
+        let page = api
+            .workflow()
+            .list_pending(request.clone())
+            .await
+            .map_err(|status| api.fail(status))?
+            .into_inner();
+        accounts.extend(page.accounts);
+        if !args.all || page.next_page_token.is_empty() {
+            break page.next_page_token;
+        }
+        request.page_token = page.next_page_token;
+    };
+    match out {
+        OutputFormat::Table => {
+            output::print_table(&pending_table(&accounts))?;
+            if !next_page_token.is_empty() {
+                output::print_line(&format!("more: --page-token {next_page_token} (or --all)"))?;
+            }
+        }
+        OutputFormat::Json => {
+            let accounts: Vec<Value> = accounts.iter().map(account_json).collect();
+            output::print_json(&json!({
+                "accounts": accounts,
+                "next_page_token": next_page_token,
+            }))?;
+        }
+    }
+    Ok(())
 }
 
 async fn list(
@@ -66,38 +112,142 @@ async fn show(api: &Api, out: OutputFormat, key: String) -> Result<(), CliError>
     print_one(out, response.account.as_ref(), None)
 }
 
-async fn approve(api: &Api, out: OutputFormat, login: String) -> Result<(), CliError> {
-    let response = api
-        .workflow()
-        .approve_account(ApproveAccountRequest {
-            account: login.clone(),
-            grant_rights: Vec::new(),
-        })
-        .await
-        .map_err(|status| api.fail(status))?
-        .into_inner();
-    let note = format!("account {login} approved");
-    print_one(out, response.account.as_ref(), Some(note))
+async fn approve(
+    api: &Api,
+    out: OutputFormat,
+    logins: Vec<String>,
+    grants: Vec<String>,
+) -> Result<(), CliError> {
+    if let [login] = logins.as_slice() {
+        let response = api
+            .workflow()
+            .approve_account(ApproveAccountRequest {
+                account: login.clone(),
+                grant_rights: grants.clone(),
+            })
+            .await
+            .map_err(|status| api.fail(status))?
+            .into_inner();
+        let mut note = format!("account {login} approved");
+        if !grants.is_empty() {
+            note = format!("{note}, granted {}", grants.join(", "));
+        }
+        return print_one(out, response.account.as_ref(), Some(note));
+    }
+    let results = if grants.is_empty() {
+        decide(api, logins, Decision::Approve, String::new()).await?
+    } else {
+        // The bulk call grants nothing: each account is approved with its grants in
+        // one transaction of its own.
+        let mut results = Vec::with_capacity(logins.len());
+        for login in logins {
+            let request = ApproveAccountRequest {
+                account: login.clone(),
+                grant_rights: grants.clone(),
+            };
+            let outcome = api.workflow().approve_account(request).await;
+            results.push(match outcome {
+                Ok(_) => DecisionResult {
+                    account: login,
+                    ok: true,
+                    error: String::new(),
+                },
+                Err(status) => match api.fail(status) {
+                    CliError::Call(status) => DecisionResult {
+                        account: login,
+                        ok: false,
+                        error: status.message().to_owned(),
+                    },
+                    // Unreachable or token refused: the others would fail the same way.
+                    other => return Err(other),
+                },
+            });
+        }
+        results
+    };
+    print_decisions(out, "approved", &results)
 }
 
 async fn reject(
     api: &Api,
     out: OutputFormat,
-    login: String,
+    logins: Vec<String>,
     reason: String,
 ) -> Result<(), CliError> {
-    let request = RejectAccountRequest {
-        account: login.clone(),
+    if let [login] = logins.as_slice() {
+        let request = RejectAccountRequest {
+            account: login.clone(),
+            reason,
+        };
+        let response = api
+            .workflow()
+            .reject_account(request)
+            .await
+            .map_err(|status| api.fail(status))?
+            .into_inner();
+        let note = format!("account {login} rejected");
+        return print_one(out, response.account.as_ref(), Some(note));
+    }
+    let results = decide(api, logins, Decision::Reject, reason).await?;
+    print_decisions(out, "rejected", &results)
+}
+
+/// One bulk decision; each account is decided on its own.
+async fn decide(
+    api: &Api,
+    logins: Vec<String>,
+    decision: Decision,
+    reason: String,
+) -> Result<Vec<DecisionResult>, CliError> {
+    let request = DecideAccountsRequest {
+        accounts: logins,
+        decision: decision as i32,
         reason,
     };
-    let response = api
+    Ok(api
         .workflow()
-        .reject_account(request)
+        .decide_accounts(request)
         .await
         .map_err(|status| api.fail(status))?
-        .into_inner();
-    let note = format!("account {login} rejected");
-    print_one(out, response.account.as_ref(), Some(note))
+        .into_inner()
+        .results)
+}
+
+/// The outcome of each account of a bulk decision; fails (exit 1) when one was not decided.
+fn print_decisions(
+    out: OutputFormat,
+    done: &str,
+    results: &[DecisionResult],
+) -> Result<(), CliError> {
+    match out {
+        OutputFormat::Table => {
+            let mut table = output::table(["ACCOUNT", "RESULT"]);
+            for result in results {
+                let outcome = if result.ok {
+                    done.to_owned()
+                } else {
+                    format!("not {done}: {}", result.error)
+                };
+                table.add_row([result.account.clone(), outcome]);
+            }
+            output::print_table(&table)?;
+        }
+        OutputFormat::Json => {
+            let results: Vec<Value> = results
+                .iter()
+                .map(|r| json!({ "account": r.account, "ok": r.ok, "error": r.error }))
+                .collect();
+            output::print_json(&json!({ "results": results }))?;
+        }
+    }
+    let failed = results.iter().filter(|r| !r.ok).count();
+    if failed > 0 {
+        return Err(CliError::Partial(format!(
+            "{failed} of {} accounts not {done}",
+            results.len()
+        )));
+    }
+    Ok(())
 }
 
 /// Prints one account returned by a call, after `note` in table mode.
@@ -147,6 +297,29 @@ fn accounts_table(accounts: &[Account]) -> comfy_table::Table {
     table
 }
 
+/// The pending queue: who, from where, since when, and what they ask for.
+fn pending_table(accounts: &[Account]) -> comfy_table::Table {
+    let mut table = output::table([
+        "LOGIN",
+        "NAME",
+        "EMAIL",
+        "ORGANISATION",
+        "CREATED",
+        "REQUEST",
+    ]);
+    for account in accounts {
+        table.add_row([
+            account.login.clone(),
+            full_name(account),
+            account.email.clone(),
+            organisation(account),
+            output::created(account.created_at),
+            output::truncate(&account.description, DESCRIPTION_WIDTH),
+        ]);
+    }
+    table
+}
+
 /// One account, one field per line.
 fn account_details(account: &Account) -> comfy_table::Table {
     let mut rows = vec![
@@ -165,7 +338,7 @@ fn account_details(account: &Account) -> comfy_table::Table {
         ("STATUS", account_status_name(account.status)),
         ("KIND", account_kind_name(account.kind)),
         ("CREATED", output::created(account.created_at)),
-        ("DESCRIPTION", account.description.clone()),
+        ("REQUEST", account.description.clone()),
     ];
     if !account.rejection_reason.is_empty() {
         rows.push(("REJECTION REASON", account.rejection_reason.clone()));

@@ -6,6 +6,7 @@
 //! the command line for calls whose response does not name them.
 
 mod accounts;
+mod audit;
 mod check;
 mod clients;
 mod completion;
@@ -16,11 +17,12 @@ mod modules;
 mod orgs;
 mod providers;
 mod rights;
+mod roles;
 
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
-use crate::cli::{AccountsCommand, Cli, Command, LinksCommand, RightsCommand};
+use crate::cli::{AccountsCommand, Cli, Command, LinksCommand, OrgsCommand, RightsCommand};
 use crate::client::{Api, BearerAuth, resolve_token};
 use crate::error::CliError;
 
@@ -44,8 +46,11 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Accounts(verb) => accounts::run(&api, out, verb).await?,
         Command::Rights(verb) => rights::run(&api, out, verb).await?,
         Command::Clients(verb) => clients::run(&api, out, verb).await?,
-        Command::Orgs(_) => orgs::list(&api, out).await?,
-        Command::Modules(_) => modules::list(&api, out).await?,
+        Command::Grants(verb) => audit::grants(&api, out, verb).await?,
+        Command::Roles(verb) => roles::run(&api, out, verb).await?,
+        Command::Orgs(verb) => orgs::run(&api, out, verb).await?,
+        Command::Modules(verb) => modules::run(&api, out, verb).await?,
+        Command::Audit(verb) => audit::run(&api, out, verb).await?,
         Command::Mail(verb) => mail::run(&api, out, verb).await?,
         Command::Providers(_) => providers::list(&api, out).await?,
         Command::Links(verb) => links::run(&api, out, verb).await?,
@@ -68,8 +73,26 @@ struct Confirmation {
 impl Confirmation {
     fn for_command(command: &Command) -> Option<Self> {
         let (action, confirm) = match command {
-            Command::Accounts(AccountsCommand::Reject { login, confirm, .. }) => (
-                format!("reject the account {login} (the reason is emailed to the person)"),
+            Command::Accounts(AccountsCommand::Reject {
+                logins, confirm, ..
+            }) => (
+                format!(
+                    "reject {} {} (the reason is emailed to each person)",
+                    if logins.len() == 1 {
+                        "the account"
+                    } else {
+                        "the accounts"
+                    },
+                    logins.join(", ")
+                ),
+                confirm,
+            ),
+            Command::Orgs(OrgsCommand::Merge {
+                source,
+                into,
+                confirm,
+            }) => (
+                format!("merge the organisation {source} into {into} (it disappears)"),
                 confirm,
             ),
             Command::Rights(RightsCommand::Revoke {

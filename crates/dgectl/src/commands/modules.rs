@@ -1,13 +1,38 @@
-//! `dgectl modules list`.
+//! `dgectl modules list|declare`.
 
-use dge_proto::v1::{ListModulesRequest, Module};
+use dge_proto::v1::{DeclareModuleRequest, ListModulesRequest, Module};
 use serde_json::{Value, json};
 
+use crate::cli::ModulesCommand;
 use crate::client::Api;
 use crate::error::CliError;
 use crate::output::{self, OutputFormat};
 
-pub(super) async fn list(api: &Api, out: OutputFormat) -> Result<(), CliError> {
+pub(super) async fn run(
+    api: &Api,
+    out: OutputFormat,
+    verb: ModulesCommand,
+) -> Result<(), CliError> {
+    match verb {
+        ModulesCommand::List => list(api, out).await,
+        ModulesCommand::Declare { name, label } => {
+            api.workflow()
+                .declare_module(DeclareModuleRequest {
+                    name: name.clone(),
+                    label: label.unwrap_or_default(),
+                })
+                .await
+                .map_err(|status| api.fail(status))?;
+            match out {
+                OutputFormat::Table => output::print_line(&format!("module {name} declared"))?,
+                OutputFormat::Json => output::print_json(&json!({ "module": name }))?,
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn list(api: &Api, out: OutputFormat) -> Result<(), CliError> {
     let modules = api
         .workflow()
         .list_modules(ListModulesRequest {})

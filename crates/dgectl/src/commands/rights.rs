@@ -1,6 +1,8 @@
-//! `dgectl rights grant|revoke|list`.
+//! `dgectl rights grant|revoke|list|declare`.
 
-use dge_proto::v1::{GrantRightRequest, ListRightsRequest, RevokeRightRequest};
+use dge_proto::v1::{
+    DeclareRightRequest, GrantRightRequest, ListRightsRequest, RevokeRightRequest,
+};
 use serde_json::json;
 
 use crate::cli::RightsCommand;
@@ -14,7 +16,22 @@ pub(super) async fn run(api: &Api, out: OutputFormat, verb: RightsCommand) -> Re
             login,
             right,
             reason,
-        } => grant(api, out, login, right, reason.unwrap_or_default()).await,
+            expires,
+        } => grant(api, out, login, right, reason.unwrap_or_default(), expires).await,
+        RightsCommand::Declare { name, label } => {
+            api.workflow()
+                .declare_right(DeclareRightRequest {
+                    name: name.clone(),
+                    label: label.unwrap_or_default(),
+                })
+                .await
+                .map_err(|status| api.fail(status))?;
+            match out {
+                OutputFormat::Table => output::print_line(&format!("right {name} declared"))?,
+                OutputFormat::Json => output::print_json(&json!({ "right": name }))?,
+            }
+            Ok(())
+        }
         RightsCommand::Revoke { login, right, .. } => revoke(api, out, login, right).await,
         RightsCommand::List { login } => list(api, out, login).await,
     }
@@ -26,12 +43,13 @@ async fn grant(
     login: String,
     right: String,
     reason: String,
+    expires: Option<i64>,
 ) -> Result<(), CliError> {
     let request = GrantRightRequest {
         account: login.clone(),
         right: right.clone(),
         reason,
-        expires_at: 0,
+        expires_at: expires.unwrap_or(0),
     };
     let granted = api
         .workflow()
@@ -42,13 +60,17 @@ async fn grant(
         .granted;
     match out {
         OutputFormat::Table if granted => {
-            output::print_line(&format!("granted {right} to {login}"))?
+            let until = expires.map_or(String::new(), |at| {
+                format!(" until {} UTC", output::utc_minutes(at))
+            });
+            output::print_line(&format!("granted {right} to {login}{until}"))?
         }
         OutputFormat::Table => output::print_line(&format!("{login} already holds {right}"))?,
         OutputFormat::Json => output::print_json(&json!({
             "account": login,
             "right": right,
             "granted": granted,
+            "expires_at": expires.unwrap_or(0),
         }))?,
     }
     Ok(())
