@@ -765,3 +765,41 @@ def test_refused_consent_is_access_denied_and_prompt_none_is_consent_required(
     # Nothing was remembered: the next request asks again.
     next_url = module.authorization_request().url
     assert "/consent?req=" in pages.location(pages.get(done.http, next_url))
+
+
+def test_a_third_party_token_cannot_act_on_the_account_over_grpc(dgectl, datahub, active_person, idp, grpc_pb):
+    client = register_client(dgectl, "tiers-grpc")
+    module = Module(datahub.discovery, client.id, client.redirect_uri, client.secret)
+    http = pages.browser()
+    request = module.authorization_request(scope="openid")
+    login_page = follow_to_login(http, request.url, datahub.discovery["issuer"])
+    answer = submit_login(http, login_page, active_person.login, active_person.password)
+    page = pages.get(http, pages.location(answer))
+    granted = pages.submit(http, page, pages.form_with_field(page, "req"), {"decision": "allow"})
+    third_party = module.exchange(module.callback_url(granted), request)["access_token"]
+    first_party = log_in_and_exchange(datahub, active_person).tokens["access_token"]
+    ar = grpc_pb.account_registry
+    for token, allowed in ((third_party, False), (first_party, True)):
+        caller = IdentityGrpc(grpc_pb, idp.grpc_addr, token)
+        try:
+            if allowed:
+                profile = caller.call(caller.accounts.GetProfile, ar.GetProfileRequest()).account
+                assert profile.login == active_person.login
+            else:
+                # Neither read nor write: the person consented to `openid` for this client.
+                for method, message in (
+                    (caller.accounts.GetProfile, ar.GetProfileRequest()),
+                    (caller.accounts.UpdateProfile, ar.UpdateProfileRequest(given_name="Pwned", family_name="X")),
+                ):
+                    with pytest.raises(grpc.RpcError) as refused:
+                        caller.call(method, message)
+                    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            # Nobody's person token may watch everyone's rights.
+            watch = caller.workflow.WatchRights(
+                grpc_pb.validation_workflow.WatchRightsRequest(), metadata=caller.metadata, timeout=5
+            )
+            with pytest.raises(grpc.RpcError) as refused:
+                next(iter(watch))
+            assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        finally:
+            caller.close()

@@ -47,6 +47,8 @@ pub enum Caller {
     Account {
         /// The account id.
         id: String,
+        /// The client the token was issued to.
+        client_id: String,
         /// Whether the account is an administrator.
         admin: bool,
     },
@@ -184,8 +186,38 @@ impl Authenticator {
         let admin: i64 = row.try_get("is_admin").map_err(unavailable)?;
         Ok(Caller::Account {
             id: claims.sub,
+            client_id: claims.client_id,
             admin: admin == 1,
         })
+    }
+
+    /// The account of a person acting on their own account over gRPC. Only a token
+    /// issued to a first-party client (the portal's own modules) may: a third-party
+    /// application the person consented to for `openid` must not read or change the
+    /// account through this door.
+    ///
+    /// # Errors
+    /// `UNAUTHENTICATED`, or `PERMISSION_DENIED` for another kind of caller or a
+    /// token of a third-party client.
+    pub async fn require_own_account(&self, metadata: &MetadataMap) -> Result<String, Status> {
+        let Caller::Account { id, client_id, .. } = self.authenticate(metadata).await? else {
+            return Err(Status::permission_denied(
+                "this call acts on the caller's own account: use a person's access token",
+            ));
+        };
+        let first_party: Option<i64> =
+            sqlx::query_scalar("SELECT first_party FROM oidc_clients WHERE id = $1")
+                .bind(&client_id)
+                .fetch_optional(self.db.pool())
+                .await
+                .map_err(unavailable)?;
+        if first_party == Some(1) {
+            Ok(id)
+        } else {
+            Err(Status::permission_denied(
+                "only a token issued to one of the portal's own modules may act on the account",
+            ))
+        }
     }
 
     /// Like [`Self::authenticate`], and the caller must be an administrator.

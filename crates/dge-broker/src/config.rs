@@ -249,8 +249,18 @@ pub fn load_file(path: &Path) -> Result<Vec<UpstreamConfig>, ConfigError> {
 pub fn parse(text: &str) -> Result<Vec<UpstreamConfig>, ConfigError> {
     let file: UpstreamsFile =
         serde_json::from_str(text).map_err(|e| ConfigError::Parse(describe(&e)))?;
+    check(&file.upstreams)?;
+    Ok(file.upstreams)
+}
+
+/// Checks upstream settings however they were read (this file, or the server's TOML
+/// configuration): names, issuers (https, plain http only on loopback), timeouts.
+///
+/// # Errors
+/// [`ConfigError::Invalid`] for the first upstream that breaks a rule.
+pub fn check(upstreams: &[UpstreamConfig]) -> Result<(), ConfigError> {
     let mut seen = std::collections::HashSet::new();
-    for u in &file.upstreams {
+    for u in upstreams {
         let invalid = |problem| ConfigError::Invalid {
             name: u.name.clone(),
             problem,
@@ -275,7 +285,7 @@ pub fn parse(text: &str) -> Result<Vec<UpstreamConfig>, ConfigError> {
             return Err(invalid("timeout_secs must be between 1 and 60"));
         }
     }
-    Ok(file.upstreams)
+    Ok(())
 }
 
 /// serde_json's message when it names a key; otherwise the kind of error and where,

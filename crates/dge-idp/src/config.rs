@@ -300,8 +300,19 @@ fn describe(e: figment::Error) -> String {
         Kind::InvalidLength(_, expected) => format!("expected {expected}"),
         Kind::UnknownVariant(_, expected) => format!("expected one of {}", expected.join(", ")),
         Kind::DuplicateField(field) => format!("duplicated key {field}"),
-        Kind::Message(m) => m.clone(),
-        other => other.to_string(),
+        // A TOML syntax error quotes the offending line, which may hold a secret:
+        // only its position is kept.
+        Kind::Message(m) => match m.lines().next() {
+            Some(first) if first.starts_with("TOML parse error at line") => {
+                format!(
+                    "{}: syntax error",
+                    first.trim_start_matches("TOML parse error at ")
+                )
+            }
+            _ => "invalid value".to_owned(),
+        },
+        // Other kinds may print the value itself.
+        _ => "invalid value".to_owned(),
     };
     format!("{key}: {what}")
 }
@@ -412,6 +423,11 @@ impl Config {
             if dge_registry::domain::signup::normalise_email(e).is_none() {
                 errors.push(format!("notify.admin_emails[{i}]: not an email address"));
             }
+        }
+        if let Err(dge_broker::config::ConfigError::Invalid { name, problem }) =
+            dge_broker::config::check(&self.upstreams)
+        {
+            errors.push(format!("upstreams[name = {name:?}]: {problem}"));
         }
         for (i, u) in self.upstreams.iter().enumerate() {
             if u.name.is_empty()
@@ -606,6 +622,34 @@ mod tests {
             (3, 5, 10)
         );
         assert_eq!(delivery.smtp_timeout_secs, 20);
+    }
+
+    #[test]
+    fn syntax_errors_say_where_but_never_quote_the_line() {
+        let dir = tmp();
+        for body in [
+            "[database]\nurl = \"postgres://u:DBPASSLEAK1@db/x\n",
+            "[keys]\nencryption_key = \"SECRETKEY1\"\nencryption_key = \"SECRETKEY2\"\n",
+        ] {
+            let err = load(Some(&write(&dir, body))).unwrap_err().to_string();
+            assert!(err.contains("line"), "{err}");
+            for secret in ["DBPASSLEAK1", "SECRETKEY1", "SECRETKEY2"] {
+                assert!(!err.contains(secret), "{err}");
+            }
+        }
+    }
+
+    #[test]
+    fn upstreams_in_the_configuration_follow_the_broker_rules() {
+        let dir = tmp();
+        let body = format!(
+            "[server]\npublic_url = \"https://idp.example.fr\"\n[keys]\nencryption_key = \"{KEY}\"\n\
+             [database]\nurl = \"postgres://db/x\"\n[mail]\nfrom = \"a@b.fr\"\noutbox_dir = \"/tmp/x\"\n\
+             [[upstreams]]\nname = \"proconnect\"\nlabel = \"ProConnect\"\n\
+             issuer = \"http://auth.example.gouv.fr/api/v2\"\nclient_id = \"c\"\nclient_secret = \"s\"\n"
+        );
+        let err = load(Some(&write(&dir, &body))).unwrap_err().to_string();
+        assert!(err.contains("issuer must use https://"), "{err}");
     }
 
     #[test]

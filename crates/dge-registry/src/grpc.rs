@@ -1,7 +1,6 @@
 //! The `AccountRegistry` gRPC service.
 
 use dge_authz::Authenticator;
-use dge_authz::caller::Caller;
 use dge_authz::caller::unavailable;
 use dge_core::{Secret, Violations};
 use dge_proto::v1 as pb;
@@ -81,12 +80,7 @@ fn required(field: &'static str, value: &str) -> Result<(), Status> {
 impl AccountRegistryService {
     /// The account id of a person calling with their own access token.
     async fn me(&self, metadata: &tonic::metadata::MetadataMap) -> Result<String, Status> {
-        match self.auth.authenticate(metadata).await? {
-            Caller::Account { id, .. } => Ok(id),
-            _ => Err(Status::permission_denied(
-                "this call acts on the caller's own account: use a person's access token",
-            )),
-        }
+        self.auth.require_own_account(metadata).await
     }
 
     async fn profile(&self, id: &str) -> Result<pb::Account, Status> {

@@ -399,8 +399,11 @@ impl ValidationWorkflow for ValidationWorkflowService {
         &self,
         request: Request<pb::WatchRightsRequest>,
     ) -> GrpcResult<Self::WatchRightsStream> {
-        // Modules watch with their service token; any authenticated caller may.
-        self.auth.authenticate(request.metadata()).await?;
+        // Everyone's rights go by here: modules watch with a service token holding the
+        // rights scope; administrators may too; a person's token may not.
+        self.auth
+            .require_scope(request.metadata(), dge_authz::caller::RIGHTS_SCOPE)
+            .await?;
         let only = request.into_inner().account_id;
         // TODO: changes come from this process only; with several replicas they must
         // travel through Redis pub/sub (issue 8).

@@ -217,6 +217,7 @@ async fn a_delegated_administrator_acts_on_their_organisation_only() {
             .id;
         let caller = dge_authz::Caller::Account {
             id: chef_id,
+            client_id: "datahub".into(),
             admin: false,
         };
         let delegated = Actor::of(&s.db, &caller)
@@ -264,6 +265,7 @@ async fn a_delegated_administrator_acts_on_their_organisation_only() {
 
         let nobody = dge_authz::Caller::Account {
             id: "someone".into(),
+            client_id: "datahub".into(),
             admin: false,
         };
         assert!(matches!(
