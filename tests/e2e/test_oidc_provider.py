@@ -193,6 +193,23 @@ def test_plain_pkce_method_is_sent_back_as_invalid_request(datahub):
     assert pages.query_of(target)["state"] == request.state
 
 
+def test_a_malformed_challenge_or_verifier_is_refused(datahub, active_person):
+    request = datahub.authorization_request()
+    challenge = pages.query_of(request.url)["code_challenge"]
+    for bad in ("abc", challenge + "A", challenge[:-1] + "="):
+        target = pages.location(pages.get(pages.browser(), request.url.replace(challenge, quote(bad))))
+        assert pages.query_of(target)["error"] == "invalid_request", bad
+    done = log_in_and_exchange(datahub, active_person)
+    request = datahub.authorization_request()
+    callback = datahub.callback_url(pages.get(done.http, request.url))
+    for bad in ("a", "a" * 42, "a" * 129, request.code_verifier[:-1] + " "):
+        with pytest.raises(OAuthError) as refused:
+            datahub.exchange(callback, request, code_verifier=bad)
+        assert refused.value.error == "invalid_grant", bad
+    # The code is still good for the client holding the right verifier.
+    datahub.exchange(callback, request)
+
+
 @pytest.mark.parametrize(
     "near",
     [

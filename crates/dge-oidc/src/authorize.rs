@@ -177,8 +177,14 @@ impl Provider {
             p.code_challenge_method.as_deref().map(Cow::Borrowed),
             p.code_challenge.as_deref().map(Cow::Borrowed),
         );
+        // RFC 7636 §4.2: an S256 challenge is the 43-character base64url digest.
+        let well_formed = p.code_challenge.as_deref().is_some_and(|c| {
+            c.len() == 43
+                && c.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
         let encoded = match challenge {
-            Ok(Some(value)) => value.into_private_value().ok().flatten(),
+            Ok(Some(value)) if well_formed => value.into_private_value().ok().flatten(),
             _ => None,
         };
         let Some(code_challenge) = encoded else {

@@ -82,6 +82,17 @@ impl Provider {
         {
             return Err(bad_grant());
         }
+        // RFC 7636 §4.1: 43 to 128 unreserved characters. A wrong verifier does not
+        // burn the code: whoever stole it without the verifier could otherwise
+        // destroy the rightful client's login.
+        let verifier_ok = form.code_verifier.as_deref().is_some_and(|v| {
+            (43..=128).contains(&v.len())
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+        });
+        if !verifier_ok {
+            return Err(oauth("invalid_grant", "PKCE verification failed"));
+        }
         let verified = Pkce::required().verify(
             Some(Value::private(Some(row.code_challenge.clone()))),
             form.code_verifier.as_deref().map(Cow::Borrowed),
