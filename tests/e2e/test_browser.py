@@ -17,11 +17,15 @@ import pytest
 from browser import Browser, Tab, require_tools
 from dgectl import Dgectl
 from outbox import ACTIVATED_SUBJECT, CONFIRM_SUBJECT, confirmation_link, wait_for_subject
-from portal import DATAHUB_REDIRECT_URI, Module, Person, new_person
+from portal import Module, Person, discover, new_person
 
 RESET_SUBJECT = "Réinitialisation de votre mot de passe – DataGrandEst"
 _RESET_LINK = re.compile(r"https?://[^\s\"'<>]+/password/reset\?token=[^\s\"'<>]+")
 MAX_TABS = 80
+# Where the modules of these tests come back to (answered by route interception).
+MODULES_ORIGIN = "http://localhost:8081/"
+MAPS_ID = "portail-cartes"
+MAPS_REDIRECT_URI = "http://localhost:8081/cartes/callback"
 
 # Whether the focused element shows where the focus is (outline or box shadow).
 FOCUS_VISIBLE_JS = """() => {
@@ -42,7 +46,7 @@ def chromium():
 
 
 def new_tab(chromium: Browser, server, prefix: str, javascript: bool = True) -> Tab:
-    return chromium.tab(server.base_url, DATAHUB_REDIRECT_URI, prefix=prefix, javascript=javascript)
+    return chromium.tab(server.base_url, MODULES_ORIGIN, prefix=prefix, javascript=javascript)
 
 
 def status_of(response) -> int:
@@ -198,7 +202,7 @@ def log_in(tab: Tab, module: Module, identifier: str, password: str, name: str) 
     tab.page.fill("#identifier", identifier)
     tab.page.fill("#password", password)
     tab.page.get_by_role("button", name="Connexion").click()
-    tab.page.wait_for_url(f"{DATAHUB_REDIRECT_URI}?*")
+    tab.page.wait_for_url(f"{module.redirect_uri}?*")
     callback = tab.callback.urls[-1]
     token = module.exchange(callback, request)
     return module.id_token_claims(token["id_token"], request.nonce)
@@ -298,8 +302,29 @@ def test_journey_in_a_real_browser(start_idp, chromium):
     # Login through the module: code, token, signed ID token.
     claims = log_in(tab, datahub, person.login, person.password, "login-before-login")
     assert claims["email"] == person.email
-    assert status_of(tab.goto(f"{server.base_url}/account")) == 200
-    tab.check("account")
+    for path, name in (
+        ("/account", "account"),
+        ("/account/password", "account-password"),
+        ("/account/email", "account-email"),
+        ("/account/delete", "account-delete"),
+    ):
+        assert status_of(tab.goto(f"{server.base_url}{path}")) == 200, path
+        tab.check(name)
+
+    # A module that is not first-party asks for the person's consent first.
+    admin.ok("clients", "add", MAPS_ID, "--redirect-uri", MAPS_REDIRECT_URI,
+             "--name", "Portail cartographique", "--public")
+    # The person has a session already: /authorize leads straight to the consent page.
+    maps = Module(discover(server.base_url), MAPS_ID, MAPS_REDIRECT_URI)
+    request = maps.authorization_request()
+    assert status_of(tab.goto(request.url)) == 200
+    assert "/consent?" in tab.page.url, tab.page.url
+    assert "Portail cartographique" in tab.page.inner_text("main")
+    tab.check("consent")
+    tab.page.get_by_role("button", name="Autoriser").click()
+    tab.page.wait_for_url(f"{MAPS_REDIRECT_URI}?*")
+    token = maps.exchange(tab.callback.urls[-1], request)
+    assert maps.id_token_claims(token["id_token"], request.nonce)["email"] == person.email
 
     # Password reset from the "forgotten" link.
     assert status_of(tab.goto(f"{server.base_url}/password/forgot")) == 200
@@ -332,6 +357,18 @@ def test_journey_in_a_real_browser(start_idp, chromium):
     assert "/login" in tab.page.url, f"the profile is still open after logout: {tab.page.url}"
     tab.context.close()
     print(f"\nbrowser journey: {time.monotonic() - started:.1f} s")
+
+
+def test_the_other_pages_pass_axe(start_idp, chromium):
+    server = start_idp()
+    tab = new_tab(chromium, server, "other")
+    assert status_of(tab.goto(f"{server.base_url}/signup/resend")) == 200
+    tab.check("signup-resend")
+    assert status_of(tab.goto(f"{server.base_url}/confirm?token=")) == 400
+    tab.check("error-bad-link")
+    assert status_of(tab.goto(f"{server.base_url}/authorize?client_id=inconnu")) == 400
+    tab.check("error-bad-authorize")
+    tab.context.close()
 
 
 def test_an_expired_confirmation_link_says_so(start_idp, chromium):
