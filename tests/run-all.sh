@@ -20,7 +20,8 @@ section "Python environment for the end-to-end tests (.venv)"
 if [[ ! -x .venv/bin/python ]]; then
     python3 -m venv .venv || fail "cannot create .venv with python3 -m venv (is python3-venv installed?)"
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check -r tests/e2e/requirements.txt
+# Playwright drives Debian's chromium (below); it must not download a browser of its own.
+PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 .venv/bin/python -m pip install -q --disable-pip-version-check -r tests/e2e/requirements.txt
 
 section "Upstream OpenID Connect providers for the broker tests (npm ci in tests/upstream)"
 command -v node >/dev/null || fail "node (Node.js >= 20.19) is needed: the broker tests run the oidc-provider package"
@@ -29,6 +30,21 @@ npm ci --prefix tests/upstream --no-audit --no-fund --loglevel=error \
 section "Node relying party for the end-to-end tests (tests/rp-node, openid-client)"
 npm ci --prefix tests/rp-node --no-audit --no-fund --loglevel=error \
     || fail "npm ci in tests/rp-node failed (are node and npm installed?)"
+
+section "Headless Chromium for the browser tests (Debian package chromium, axe-core in tests/browser)"
+CHROMIUM=${DGE_CHROMIUM:-/usr/bin/chromium}
+if [[ ! -x $CHROMIUM ]]; then
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+        { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; } \
+            || fail "apt-get install chromium failed: the browser tests need Debian's chromium at $CHROMIUM"
+    else
+        fail "$CHROMIUM is missing: install Debian's chromium package (apt-get install chromium, as root), or point DGE_CHROMIUM at a Chromium"
+    fi
+fi
+[[ -x $CHROMIUM ]] || fail "$CHROMIUM is still missing after apt-get install chromium"
+"$CHROMIUM" --headless --version >/dev/null 2>&1 || fail "$CHROMIUM does not start (missing libraries?)"
+npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error \
+    || fail "npm ci in tests/browser (axe-core) failed (package-lock.json is committed; is the npm registry reachable?)"
 
 section "Services: PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379"
 .venv/bin/python - <<'PY' || fail "PostgreSQL (127.0.0.1:5432, user postgres, database test) and Redis (127.0.0.1:6379) must be running; see the messages above"

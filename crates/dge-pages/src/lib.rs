@@ -106,6 +106,7 @@ pub fn router(pages: Pages) -> Router {
         .route("/broker/link", post(handlers::broker::link))
         .route("/broker/link/cancel", post(handlers::broker::cancel))
         .route("/broker/link/code", post(handlers::broker::send_code))
+        .route("/static/portal.css", get(handlers::assets::portal_css))
         .route("/static/{file}", get(handlers::assets::asset))
         .with_state(pages)
 }
