@@ -158,12 +158,14 @@ def test_client_secret_post_is_what_proconnect_accepts(env, module):
     """The same upstream refuses our client when it is set to client_secret_basic."""
     login, email = new_agent(env)
     upstream = env.upstreams["proconnect"]
+    since = len(upstream.output)
     logged_in(module, arrive(pages.browser(), env, module, "proconnect", login))
-    assert upstream.output[-1] == "token-auth client_secret_post", upstream.output[-3:]
+    upstream.wait_for_line("token-auth client_secret_post", since)
     login, email = new_agent(env)
     before = env.snapshot()
+    since = len(upstream.output)
     arrival = arrive(pages.browser(), env, module, "pc-basic", login, upstream="proconnect")
-    assert upstream.output[-1] == "token-auth client_secret_basic", upstream.output[-3:]
+    upstream.wait_for_line("token-auth client_secret_basic", since)
     assert_failed_nicely(env, arrival.answer, before, "n'a pas répondu correctement")
     assert env.account_by_email(email) is None
     assert "token exchange failed" in env.idp.log()

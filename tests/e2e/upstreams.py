@@ -56,6 +56,14 @@ class OidcUpstream:
     accounts: dict = field(default_factory=dict)
     output: list[str] = field(default_factory=list)
 
+    def wait_for_line(self, line: str, since: int, timeout: float = 10.0) -> None:
+        """Waits until the upstream printed `line` after its first `since` lines (its
+        output is read by a thread, so it may lag behind the HTTP answers)."""
+        deadline = time.monotonic() + timeout
+        while line not in self.output[since:]:
+            assert time.monotonic() < deadline, f"upstream never printed {line!r}: {self.output[since:]}"
+            time.sleep(0.05)
+
     @property
     def base_path(self) -> str:
         return "/api/v2" if self.profile == "proconnect" else ""
