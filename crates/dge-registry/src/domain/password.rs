@@ -14,6 +14,9 @@ pub const PASSWORD_MIN_CHARS: usize = 12;
 /// Longest password accepted, in characters (NIST SP 800-63B asks for at least 64).
 pub const PASSWORD_MAX_CHARS: usize = 256;
 
+/// How many characters zxcvbn scores.
+const ZXCVBN_CHARS: usize = 64;
+
 /// The least zxcvbn score accepted (0 to 4). 4 means at least 10^10 guesses, "strong
 /// protection from an offline slow-hash attack". With 3, common French choices such as
 /// `Azerty123456!` or `Soleil2024!!!` (about 10^8 guesses) would pass; everyday
@@ -123,7 +126,10 @@ fn strong_enough(password: &str, ctx: &PasswordContext) -> bool {
     let (login, names, email) = ctx.pieces();
     let mut inputs: Vec<&str> = CONTEXT_WORDS.to_vec();
     inputs.extend(login.iter().chain(&names).chain(&email).map(String::as_str));
-    u8::from(zxcvbn::zxcvbn(password, &inputs).score()) >= MIN_STRENGTH_SCORE
+    // Only the first characters are scored, for the same reason: a long password
+    // whose start is already strong is strong.
+    let scored: String = password.chars().take(ZXCVBN_CHARS).collect();
+    u8::from(zxcvbn::zxcvbn(&scored, &inputs).score()) >= MIN_STRENGTH_SCORE
 }
 
 /// Which of the [`PASSWORD_RULES`] `password` (already normalised) meets.
@@ -131,6 +137,10 @@ fn strong_enough(password: &str, ctx: &PasswordContext) -> bool {
 pub fn rules_met(password: &str, ctx: &PasswordContext) -> [bool; 7] {
     let lower = password.to_lowercase();
     let (login, names, email) = ctx.pieces();
+    // zxcvbn's cost grows faster than the length: it never sees a password that the
+    // length rules already refuse.
+    let within_bounds =
+        (PASSWORD_MIN_CHARS..=PASSWORD_MAX_CHARS).contains(&password.chars().count());
     let personal = contains_any(&lower, &login)
         || contains_any(&lower, &names)
         || contains_any(&lower, &email);
@@ -143,7 +153,7 @@ pub fn rules_met(password: &str, ctx: &PasswordContext) -> [bool; 7] {
             .chars()
             .any(|c| !c.is_alphanumeric() && !c.is_whitespace()),
         !password.is_empty() && !personal,
-        !password.is_empty() && strong_enough(password, ctx),
+        !password.is_empty() && within_bounds && strong_enough(password, ctx),
     ]
 }
 
