@@ -250,7 +250,11 @@ def sign_up(http: requests.Session, module: Module, person: Person) -> requests.
 
 
 def open_confirmation_page(http: requests.Session, outbox, person: Person) -> requests.Response:
-    link = confirmation_link(wait_for_subject(outbox, person.email, CONFIRM_SUBJECT))
+    mail = wait_for_subject(outbox, person.email, CONFIRM_SUBJECT)
+    # The email names the login, so that someone who did not choose it does not confirm
+    # a sign-up made with their address by someone else.
+    assert f"« {person.login} »" in mail.body, mail.body
+    link = confirmation_link(mail)
     page = pages.get(http, link)
     assert page.status_code == 200, f"{link} answered {page.status_code}:\n{page.text[:2000]}"
     return page

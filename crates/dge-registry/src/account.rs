@@ -155,7 +155,7 @@ impl Registry {
         let now = self.clock.now();
         let mut tx = self.db.begin().await?;
         let row = sqlx::query(
-            "SELECT id, email, given_name FROM accounts WHERE email_key = $1 AND status = 'unconfirmed'",
+            "SELECT id, email, given_name, login FROM accounts WHERE email_key = $1 AND status = 'unconfirmed'",
         )
         .bind(email_key)
         .fetch_optional(&mut *tx)
@@ -166,6 +166,7 @@ impl Registry {
         let id: String = row.try_get("id")?;
         let email: String = row.try_get("email")?;
         let given_name: String = row.try_get("given_name")?;
+        let login: String = row.try_get("login")?;
         let sent = sqlx::query(
             "SELECT COUNT(*) AS n, MAX(created_at) AS last FROM email_tokens \
              WHERE account_id = $1 AND purpose = 'confirm' AND created_at > $2",
@@ -201,7 +202,7 @@ impl Registry {
                 "confirm_email",
                 &email,
                 &given_name,
-                json!({ "link": link, "valid_hours": hours }),
+                json!({ "link": link, "valid_hours": hours, "login": login }),
                 now,
             )
             .await?;

@@ -253,7 +253,7 @@ impl Registry {
                 "confirm_email",
                 &valid.email,
                 &valid.given_name,
-                json!({ "link": link, "valid_hours": hours }),
+                json!({ "link": link, "valid_hours": hours, "login": valid.login }),
                 now,
             )
             .await?;

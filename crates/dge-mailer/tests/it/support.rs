@@ -158,6 +158,7 @@ pub(crate) fn sample_context(kind: &str) -> Value {
         "confirm_email" | "email_change_confirm" => json!({
             "link": "https://idp.example.org/confirm?token=abc&x=1",
             "valid_hours": 48,
+            "login": "cmartin",
         }),
         "account_activated" => json!({ "login_url": "https://idp.example.org/login" }),
         "account_rejected" => json!({ "reason": "Organisme inconnu : écrivez-nous <svp>." }),
