@@ -77,4 +77,8 @@ pub struct Settings {
     pub hash_params: dge_registry::hashing::HashParams,
     /// Encrypts the private signing keys at rest.
     pub key_encryption_key: dge_authz::keys::KeyEncryptionKey,
+    /// Brute-force throttling of password logins.
+    pub throttle: dge_registry::ThrottleSettings,
+    /// Reverse proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }

@@ -46,6 +46,8 @@ const KINDS: &[(&str, &str, &str, &str)] = &[
     // the transaction that inserts the link, with `provider_label`, `linked_at` and
     // `reset_url`.
     kind!("federated_link_added"),
+    // Security (issue 9): password login locked after repeated failures.
+    kind!("account_locked"),
 ];
 
 /// Templates the kinds extend or import.

@@ -6,6 +6,7 @@
 //! - [`handlers`]: one module per page.
 //! - [`security`]: response headers (CSP, frame-ancestors, HSTS …).
 
+pub mod client;
 pub mod csrf;
 pub mod handlers;
 pub mod render;
@@ -34,6 +35,8 @@ pub struct Pages {
     pub broker: Broker,
     /// Whether cookies carry `Secure` (off only for the embedded default on loopback).
     pub secure_cookies: bool,
+    /// Reverse proxies whose `X-Forwarded-For` is believed (see [`client`]).
+    pub trusted_proxies: Arc<Vec<std::net::IpAddr>>,
 }
 
 /// The page routes.

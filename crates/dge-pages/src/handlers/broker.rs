@@ -409,6 +409,9 @@ async fn password_proof(
         Err(LoginError::NotActive(_)) => {
             "Ce compte n'est pas actif : il ne peut pas être lié pour le moment."
         }
+        // The link proof is bounded by the offer's own attempt count; a lock only
+        // comes from `Registry::login`, not used here.
+        Err(LoginError::Locked) => "Mot de passe incorrect.",
     };
     if let Err(e) = pages.broker.offer_failed(token).await {
         return Err(internal(pages, &e));
