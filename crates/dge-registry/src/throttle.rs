@@ -2,8 +2,9 @@
 //!
 //! Failures are counted per account and per client address in the shared
 //! [`Ephemeral`] store (Redis when replicas run, so that every replica sees the same
-//! counts). After a few free failures each further one is answered after a growing
-//! delay; at `lock_after` failures the account is locked for `lock_secs`, and its
+//! counts). After a few free failures on an account each further one is answered
+//! after a growing delay; `address_lock_after` failures from one address, on any
+//! accounts, lock that address (password spraying); at `lock_after` failures the account is locked for `lock_secs`, and its
 //! owner is emailed. A lock always expires by itself; an administrator can lift it
 //! sooner ([`Registry::unlock`]). An address from which the account logged in
 //! successfully within `known_address_secs` is not stopped by the account lock, so
@@ -161,8 +162,10 @@ impl Registry {
         let outcome = self.check_password(identifier, password).await?;
         match &outcome {
             Ok(account) => {
+                // The account's failures are forgiven; the address's are not, or an
+                // attacker with an account of their own could clear them between guesses
+                // at others'.
                 t.store.forget(&fail_key("acct", &subject)).await?;
-                t.store.forget(&fail_key("addr", &addr)).await?;
                 t.store.forget(&lock_key("acct", &subject)).await?;
                 t.store
                     .put(
@@ -199,7 +202,10 @@ impl Registry {
                     }
                     return Ok(Err(LoginError::Locked));
                 }
-                tokio::time::sleep(t.delay(failures.max(from_address))).await;
+                // Delays follow the account's count: the address's only locks, at a
+                // higher count, so that people behind one shared address are not all
+                // slowed by one another's typos.
+                tokio::time::sleep(t.delay(failures)).await;
             }
         }
         Ok(outcome)

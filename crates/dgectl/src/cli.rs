@@ -261,6 +261,12 @@ pub(crate) enum AccountsCommand {
         key: String,
     },
 
+    /// Lift the temporary lock that failed password logins put on an account
+    Unlock {
+        /// Login, email address or account id
+        login: String,
+    },
+
     /// Activate a pending account and email the person
     Approve {
         /// Login or account id

@@ -210,19 +210,26 @@ async fn a_known_address_and_an_administrator_get_past_the_lock(backend: Backend
 }
 
 async fn delays_grow_after_the_free_failures(backend: Backend) {
-    let (_s, one, _two) = setup(backend).await;
+    let (s, _, _) = setup(backend).await;
+    let (a, b) = stores(backend).await;
+    let slow = ThrottleSettings {
+        lock_after: 10,
+        ..settings()
+    };
+    let one = s.registry.clone().with_throttle(a, slow.clone());
+    let two = s.registry.clone().with_throttle(b, slow);
     let wrong = secret("Pas-le-bon-mot-de-passe-1");
-    // Unknown identifiers, so that the lock on `cmartin` does not interfere.
+    // One unknown identifier tried from three addresses on two replicas: the
+    // identifier's count drives the delay, 0 then 100 ms then 200 ms on top of the hash.
     let started = Instant::now();
     let _ = one.login("x1", &wrong, "192.0.2.50").await.unwrap();
     let free = started.elapsed();
     let started = Instant::now();
-    let _ = one.login("x2", &wrong, "192.0.2.50").await.unwrap();
+    let _ = two.login("x1", &wrong, "192.0.2.51").await.unwrap();
     let second = started.elapsed();
     let started = Instant::now();
-    let _ = one.login("x3", &wrong, "192.0.2.50").await.unwrap();
+    let _ = one.login("x1", &wrong, "192.0.2.52").await.unwrap();
     let third = started.elapsed();
-    // The address's count drives the delay: 100 ms, then 200 ms, added to the hash.
     assert!(
         second >= Duration::from_millis(100),
         "{backend:?}: {second:?}"
@@ -232,6 +239,58 @@ async fn delays_grow_after_the_free_failures(backend: Backend) {
         "{backend:?}: {third:?}"
     );
     assert!(third > free, "{backend:?}: {free:?} then {third:?}");
+}
+
+async fn spraying_from_one_address_locks_the_address(backend: Backend) {
+    let (s, _, _) = setup(backend).await;
+    let (a, b) = stores(backend).await;
+    let spray = ThrottleSettings {
+        lock_after: 10,
+        address_lock_after: 3,
+        ..settings()
+    };
+    let one = s.registry.clone().with_throttle(a, spray.clone());
+    let two = s.registry.clone().with_throttle(b, spray);
+    let wrong = secret("Pas-le-bon-mot-de-passe-1");
+    for name in ["anne", "bruno"] {
+        let r = one.login(name, &wrong, "203.0.113.200").await.unwrap();
+        assert_eq!(outcome(&r), Err(&LoginError::BadCredentials));
+    }
+    // A successful login of the attacker's own does not clear the address's count.
+    let r = two
+        .login("cmartin", &secret(PASSWORD), "203.0.113.200")
+        .await
+        .unwrap();
+    assert_eq!(outcome(&r), Ok("cmartin"));
+    let _ = two.login("chloe", &wrong, "203.0.113.200").await.unwrap();
+    let r = one
+        .login("cmartin", &secret(PASSWORD), "203.0.113.200")
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome(&r),
+        Err(&LoginError::Locked),
+        "{backend:?}: address locked"
+    );
+    let r = one
+        .login("cmartin", &secret(PASSWORD), "192.0.2.77")
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome(&r),
+        Ok("cmartin"),
+        "{backend:?}: other addresses unaffected"
+    );
+}
+
+#[tokio::test]
+async fn local_spraying_from_one_address_locks_the_address() {
+    spraying_from_one_address_locks_the_address(Backend::Local).await;
+}
+
+#[tokio::test]
+async fn redis_spraying_from_one_address_locks_the_address() {
+    spraying_from_one_address_locks_the_address(Backend::Redis).await;
 }
 
 #[test]

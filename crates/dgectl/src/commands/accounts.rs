@@ -1,8 +1,8 @@
-//! `dgectl accounts list|show|approve|reject`.
+//! `dgectl accounts list|show|unlock|approve|reject`.
 
 use dge_proto::v1::{
     Account, AccountStatus, ApproveAccountRequest, GetAccountRequest, ListAccountsRequest,
-    RejectAccountRequest,
+    RejectAccountRequest, UnlockAccountRequest,
 };
 use serde_json::{Value, json};
 
@@ -23,6 +23,7 @@ pub(super) async fn run(
     match verb {
         AccountsCommand::List { status, limit } => list(api, out, status, limit).await,
         AccountsCommand::Show { key } => show(api, out, key).await,
+        AccountsCommand::Unlock { login } => unlock(api, out, login).await,
         AccountsCommand::Approve { login } => approve(api, out, login).await,
         AccountsCommand::Reject { login, reason, .. } => reject(api, out, login, reason).await,
     }
@@ -64,6 +65,17 @@ async fn show(api: &Api, out: OutputFormat, key: String) -> Result<(), CliError>
         .map_err(|status| api.fail(status))?
         .into_inner();
     print_one(out, response.account.as_ref(), None)
+}
+
+async fn unlock(api: &Api, out: OutputFormat, login: String) -> Result<(), CliError> {
+    let response = api
+        .accounts()
+        .unlock_account(UnlockAccountRequest { key: login.clone() })
+        .await
+        .map_err(|status| api.fail(status))?
+        .into_inner();
+    let note = format!("account {login} unlocked");
+    print_one(out, response.account.as_ref(), Some(note))
 }
 
 async fn approve(api: &Api, out: OutputFormat, login: String) -> Result<(), CliError> {
