@@ -92,10 +92,10 @@ pub async fn run(
         .context("loading signing keys")?,
     );
     let ephemeral = match &settings.redis_url {
-        Some(url) => dge_store::ephemeral::Ephemeral::redis(url.expose(), "dge:")
+        Some(url) => dge_store::ephemeral::Ephemeral::redis(url.expose(), &settings.redis_prefix)
             .await
             .context("connecting to Redis")?,
-        None => dge_store::ephemeral::Ephemeral::local("dge:"),
+        None => dge_store::ephemeral::Ephemeral::local(&settings.redis_prefix),
     };
     let auth = Authenticator::new(
         db.clone(),

@@ -76,6 +76,10 @@ pub struct DevArgs {
     /// without it.
     #[arg(long, env = "DGE_DEV_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+    /// Prefix of every key in Redis, so that several servers (or test runs) can share
+    /// one Redis without sharing counters.
+    #[arg(long, env = "DGE_DEV_REDIS_PREFIX", default_value = "dge:")]
+    pub redis_prefix: String,
     /// Prometheus metrics listener (`GET /metrics`); none by default.
     #[arg(long, env = "DGE_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,

@@ -560,6 +560,7 @@ impl Config {
             support_email: self.portal.support_email.clone(),
             hash_concurrency: self.accounts.hash_concurrency,
             redis_url: self.redis.url.clone(),
+            redis_prefix: "dge:".into(),
             hash_params: HashParams {
                 memory_kib: self.accounts.hash_memory_kib,
                 iterations: self.accounts.hash_iterations,
