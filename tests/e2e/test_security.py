@@ -7,6 +7,7 @@ import secrets
 import time
 
 import pytest
+from authlib.integrations.requests_client import OAuthError
 
 import pages
 from dgectl import Dgectl
@@ -18,6 +19,8 @@ LOCK_SECS = 3
 LOCKED = "Trop de tentatives de connexion ont échoué."
 WRONG_CREDENTIALS = "Identifiant ou mot de passe incorrect."
 LOCKED_SUBJECT = "Votre compte DataGrandEst est temporairement bloqué"
+# Registered for the datahub module in the embedded default (see test_oidc_provider).
+DATAHUB_LOGOUT_URI = "http://localhost:8081/"
 
 
 def throttled_env(store: str) -> dict[str, str]:
@@ -94,3 +97,44 @@ def test_repeated_failures_lock_for_a_while_and_an_administrator_can_unlock(
     for action in ("login.failed", "login.locked", "login.refused_locked", "account.unlocked", "login.succeeded"):
         assert action in actions, actions
     assert all(person.email not in e.detail and person.password not in e.detail for e in events)
+
+
+def test_tokens_issued_and_refused_and_logout_are_audited(start_idp, grpc_pb):
+    server = start_idp()
+    module = Module.datahub(server.base_url)
+    dgectl = Dgectl(server)
+    person = register_active_person(server, dgectl, module)
+    http = pages.browser()
+    login_page = open_login_page(http, module)
+    answer = submit_login(http, login_page, person.login, person.password)
+    callback = module.callback_url(answer)
+    tokens = module.exchange(callback, login_page.request)
+    # The same code again is refused.
+    with pytest.raises(OAuthError) as reused:
+        module.exchange(callback, login_page.request)
+    assert reused.value.error == "invalid_grant"
+    logout = pages.get(
+        http,
+        f"{module.discovery['end_session_endpoint']}?id_token_hint={tokens['id_token']}"
+        f"&post_logout_redirect_uri={DATAHUB_LOGOUT_URI}&state=fin",
+    )
+    assert pages.location(logout) == f"{DATAHUB_LOGOUT_URI}?state=fin"
+
+    admin = IdentityGrpc(grpc_pb, server.grpc_addr, server.admin_token())
+    try:
+        account_id = admin.call(
+            admin.accounts.GetAccount, grpc_pb.account_registry.GetAccountRequest(key=person.login)
+        ).account.id
+        list_request = grpc_pb.validation_workflow.ListAuditEventsRequest
+        mine = admin.call(
+            admin.workflow.ListAuditEvents, list_request(subject=account_id, limit=100)
+        ).events
+        client = admin.call(
+            admin.workflow.ListAuditEvents, list_request(subject=module.client_id, limit=100)
+        ).events
+    finally:
+        admin.close()
+    assert {"login.succeeded", "logout"} <= {e.action for e in mine}, [e.action for e in mine]
+    pairs = [(e.action, e.detail) for e in client]
+    assert ("token.issued", "grant=authorization_code") in pairs, pairs
+    assert ("token.refused", "grant=authorization_code error=invalid_grant") in pairs, pairs

@@ -243,6 +243,23 @@ impl Registry {
         Ok(Some(account))
     }
 
+    /// Writes one audit event (an authentication outcome from another path, such as
+    /// a login through an upstream provider).
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn record(
+        &self,
+        actor: &str,
+        action: &str,
+        subject: &str,
+        detail: &str,
+    ) -> Result<()> {
+        let mut conn = self.db.pool().acquire().await?;
+        dge_store::audit(&mut conn, actor, action, subject, detail, self.clock.now()).await?;
+        Ok(())
+    }
+
     async fn audit_login(&self, actor: &str, action: &str, detail: &str) -> Result<()> {
         let mut conn = self.db.pool().acquire().await?;
         dge_store::audit(&mut conn, actor, action, actor, detail, self.clock.now()).await?;

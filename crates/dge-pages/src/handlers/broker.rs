@@ -278,6 +278,19 @@ async fn log_in(pages: &Pages, jar: CookieJar, login: &FederatedLogin) -> Respon
     if let Err(e) = pages.broker.remember_session(&session, login).await {
         return internal(pages, &e);
     }
+    let detail = format!("upstream={}", login.provider);
+    if let Err(e) = pages
+        .registry
+        .record(
+            &login.account_id,
+            "login.succeeded",
+            &login.account_id,
+            &detail,
+        )
+        .await
+    {
+        return internal(pages, &e);
+    }
     let jar = jar.add(session_cookie(session, pages.secure_cookies));
     finish_login(
         pages,
