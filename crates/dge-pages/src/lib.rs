@@ -9,6 +9,7 @@
 pub mod client;
 pub mod csrf;
 pub mod handlers;
+pub mod limits;
 pub mod render;
 pub mod security;
 
@@ -110,5 +111,9 @@ pub fn router(pages: Pages) -> Router {
         .route("/broker/link/cancel", post(handlers::broker::cancel))
         .route("/broker/link/code", post(handlers::broker::send_code))
         .route("/static/{file}", get(handlers::assets::asset))
+        .route_layer(axum::middleware::from_fn_with_state(
+            pages.clone(),
+            limits::limit_forms,
+        ))
         .with_state(pages)
 }
