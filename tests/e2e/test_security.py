@@ -4,6 +4,7 @@ real server, with the in-process store and with Redis."""
 from __future__ import annotations
 
 import secrets
+import statistics
 import time
 
 import pytest
@@ -138,3 +139,31 @@ def test_tokens_issued_and_refused_and_logout_are_audited(start_idp, grpc_pb):
     pairs = [(e.action, e.detail) for e in client]
     assert ("token.issued", "grant=authorization_code") in pairs, pairs
     assert ("token.refused", "grant=authorization_code error=invalid_grant") in pairs, pairs
+
+
+def test_login_wording_and_time_do_not_tell_whether_an_account_exists(start_idp, capsys):
+    # No delays or locks here: only the password check itself is measured.
+    server = start_idp({"DGE_LOGIN_FREE_FAILURES": "1000", "DGE_LOGIN_LOCK_AFTER": "1000"})
+    module = Module.datahub(server.base_url)
+    person = register_active_person(server, Dgectl(server), module)
+    http = pages.browser()
+    login_page = open_login_page(http, module)
+    rounds = 10
+    timings: dict[str, list[float]] = {"known": [], "unknown": []}
+    texts: dict[str, set[tuple[int, str]]] = {"known": set(), "unknown": set()}
+    for i in range(rounds):
+        for kind in ("known", "unknown") if i % 2 else ("unknown", "known"):
+            identifier = person.login if kind == "known" else f"inconnu{secrets.token_hex(4)}"
+            started = time.perf_counter()
+            answer = submit_login(http, login_page, identifier, "Pas-le-bon-mot-de-passe-1")
+            timings[kind].append((time.perf_counter() - started) * 1000)
+            text = pages.page_text(answer).replace(identifier, "<identifiant>")
+            texts[kind].add((answer.status_code, text))
+    assert len(texts["known"]) == 1 and texts["known"] == texts["unknown"], texts
+    known = statistics.median(timings["known"])
+    unknown = statistics.median(timings["unknown"])
+    with capsys.disabled():
+        print(f"\nlogin refusal median over {rounds} each: known {known:.1f} ms, unknown {unknown:.1f} ms")
+    # An unknown identifier still costs a password hash (a missing one would answer in
+    # about a millisecond against tens for a hash).
+    assert unknown > known / 2, (known, unknown)
