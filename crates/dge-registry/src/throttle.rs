@@ -145,12 +145,7 @@ impl Registry {
         let detail = format!("address={address}");
         let actor = found.clone().unwrap_or_default();
 
-        let known = t
-            .store
-            .get(&known_key(&subject, &addr))
-            .await
-            .map_err(crate::Error::from)?
-            .is_some();
+        let known = t.store.get(&known_key(&subject, &addr)).await?.is_some();
         let account_locked = t.store.get(&lock_key("acct", &subject)).await?.is_some();
         let address_locked = t.store.get(&lock_key("addr", &addr)).await?.is_some();
         if address_locked || (account_locked && !known) {

@@ -120,6 +120,11 @@ impl Ephemeral {
                 let entry = map
                     .entry(key)
                     .or_insert_with(|| ("0".to_owned(), now + window));
+                // The purge above removes one expired entry per call, not
+                // necessarily this one: an expired window starts afresh here.
+                if entry.1 <= now {
+                    *entry = ("0".to_owned(), now + window);
+                }
                 let count = entry.0.parse::<u64>().unwrap_or(0).saturating_add(1);
                 entry.0 = count.to_string();
                 Ok(count)
