@@ -92,10 +92,10 @@ pub async fn run(
         .context("loading signing keys")?,
     );
     let ephemeral = match &settings.redis_url {
-        Some(url) => dge_store::ephemeral::Ephemeral::redis(url.expose(), "dge:")
+        Some(url) => dge_store::ephemeral::Ephemeral::redis(url.expose(), &settings.redis_prefix)
             .await
             .context("connecting to Redis")?,
-        None => dge_store::ephemeral::Ephemeral::local("dge:"),
+        None => dge_store::ephemeral::Ephemeral::local(&settings.redis_prefix),
     };
     let auth = Authenticator::new(
         db.clone(),
@@ -138,7 +138,8 @@ pub async fn run(
     .with_lifetimes(AccountLifetimes {
         unconfirmed_ttl_secs: settings.unconfirmed_ttl_secs,
         ..AccountLifetimes::default()
-    });
+    })
+    .with_throttle(ephemeral.clone(), settings.throttle.clone());
     let purge_task = tokio::spawn(purge_loop(registry.clone(), stopped_signal(&stop_rx)));
     let workflow = Workflow::new(registry.clone(), settings.public_url.clone());
     let notify_task = tokio::spawn(notify_loop(
@@ -191,6 +192,7 @@ pub async fn run(
         provider: provider.clone(),
         broker: broker.clone(),
         secure_cookies: settings.secure_cookies,
+        trusted_proxies: Arc::new(settings.trusted_proxies.clone()),
     };
     let http_app = http_router(
         pages,
@@ -296,9 +298,13 @@ pub async fn run(
         grpc.serve_with_incoming_shutdown(TcpListenerStream::new(listeners.grpc), stopped()),
     );
     let http_task = tokio::spawn(async move {
-        axum::serve(listeners.http, http_app)
-            .with_graceful_shutdown(stopped())
-            .await
+        // The peer address feeds the per-address login throttle.
+        axum::serve(
+            listeners.http,
+            http_app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(stopped())
+        .await
     });
 
     shutdown.await;

@@ -76,6 +76,10 @@ pub struct DevArgs {
     /// without it.
     #[arg(long, env = "DGE_DEV_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+    /// Prefix of every key in Redis, so that several servers (or test runs) can share
+    /// one Redis without sharing counters.
+    #[arg(long, env = "DGE_DEV_REDIS_PREFIX", default_value = "dge:")]
+    pub redis_prefix: String,
     /// Prometheus metrics listener (`GET /metrics`); none by default.
     #[arg(long, env = "DGE_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
@@ -89,6 +93,18 @@ pub struct DevArgs {
     /// and email address), in seconds.
     #[arg(long, env = "DGE_UNCONFIRMED_TTL_SECS", default_value_t = 7 * 24 * 3600)]
     pub unconfirmed_ttl_secs: i64,
+    /// Failed password logins on one account (in 15 minutes) that lock it.
+    #[arg(long, env = "DGE_LOGIN_LOCK_AFTER", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub login_lock_after: u64,
+    /// How long a login lock lasts, in seconds (the tests shorten it).
+    #[arg(long, env = "DGE_LOGIN_LOCK_SECS", default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub login_lock_secs: u64,
+    /// Failed password logins answered at once, before growing delays start.
+    #[arg(long, env = "DGE_LOGIN_FREE_FAILURES", default_value_t = 3)]
+    pub login_free_failures: u64,
+    /// The first delay after the free failures, in milliseconds (doubles each time).
+    #[arg(long, env = "DGE_LOGIN_DELAY_BASE_MS", default_value_t = 500)]
+    pub login_delay_base_ms: u64,
     /// How long access and ID tokens live, in seconds (the tests shorten it).
     #[arg(long, env = "DGE_TOKEN_TTL_SECS", default_value_t = 3600, value_parser = clap::value_parser!(i64).range(1..=86400))]
     pub token_ttl_secs: i64,

@@ -42,6 +42,9 @@ pub struct Config {
     /// Notices to administrators.
     #[serde(default)]
     pub notify: NotifyConfig,
+    /// Brute-force throttling and the reverse proxies believed.
+    #[serde(default)]
+    pub security: SecurityConfig,
     /// Upstream identity providers; ProConnect and the Région, unconfigured, by default.
     #[serde(default = "dge_broker::default_providers")]
     pub upstreams: Vec<UpstreamConfig>,
@@ -199,6 +202,61 @@ impl Default for AccountsConfig {
     }
 }
 
+/// `[security]`: throttling of password logins (see `dge_registry::throttle`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecurityConfig {
+    /// Failures answered at once before delays start.
+    pub login_free_failures: u64,
+    /// First delay after the free failures, milliseconds; doubles at each failure.
+    pub login_delay_base_ms: u64,
+    /// Longest delay, milliseconds.
+    pub login_delay_max_ms: u64,
+    /// Failures on one account within the window that lock it.
+    pub login_lock_after: u64,
+    /// Failures from one client address within the window that lock the address.
+    pub address_lock_after: u64,
+    /// How long failures are counted, seconds.
+    pub login_window_secs: u64,
+    /// How long a lock lasts, seconds (it always expires).
+    pub login_lock_secs: u64,
+    /// Reverse proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        let t = dge_registry::ThrottleSettings::default();
+        Self {
+            login_free_failures: t.free_failures,
+            login_delay_base_ms: t.delay_base_ms,
+            login_delay_max_ms: t.delay_max_ms,
+            login_lock_after: t.lock_after,
+            address_lock_after: t.address_lock_after,
+            login_window_secs: t.window_secs,
+            login_lock_secs: t.lock_secs,
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+impl SecurityConfig {
+    /// The throttle settings.
+    #[must_use]
+    pub fn throttle(&self) -> dge_registry::ThrottleSettings {
+        dge_registry::ThrottleSettings {
+            free_failures: self.login_free_failures,
+            delay_base_ms: self.login_delay_base_ms,
+            delay_max_ms: self.login_delay_max_ms,
+            lock_after: self.login_lock_after,
+            address_lock_after: self.address_lock_after,
+            window_secs: self.login_window_secs,
+            lock_secs: self.login_lock_secs,
+            ..dge_registry::ThrottleSettings::default()
+        }
+    }
+}
+
 /// `[notify]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -346,6 +404,16 @@ impl Config {
                 errors.push("server.public_url: must be https (plain http only on loopback)".into())
             }
             Err(_) => errors.push("server.public_url: not a URL".into()),
+        }
+        let sec = &self.security;
+        if sec.login_lock_after == 0 || sec.address_lock_after == 0 {
+            errors.push("security.login_lock_after: must be at least 1".into());
+        }
+        if sec.login_lock_secs == 0 || sec.login_window_secs == 0 {
+            errors.push("security.login_lock_secs: must be at least 1 second".into());
+        }
+        if sec.login_lock_secs > 24 * 3600 {
+            errors.push("security.login_lock_secs: at most 86400 (a lock must not last)".into());
         }
         let db = self.database.url.expose();
         if !(db.starts_with("postgres://")
@@ -508,12 +576,15 @@ impl Config {
             support_email: self.portal.support_email.clone(),
             hash_concurrency: self.accounts.hash_concurrency,
             redis_url: self.redis.url.clone(),
+            redis_prefix: "dge:".into(),
             hash_params: HashParams {
                 memory_kib: self.accounts.hash_memory_kib,
                 iterations: self.accounts.hash_iterations,
                 parallelism: self.accounts.hash_parallelism,
             },
             key_encryption_key,
+            throttle: self.security.throttle(),
+            trusted_proxies: self.security.trusted_proxies.clone(),
         })
     }
 }

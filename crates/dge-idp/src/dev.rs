@@ -78,6 +78,16 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         support_email: "contact@datagrandest.fr".into(),
         hash_concurrency: 2,
         redis_url: args.redis_url.clone().map(Secret::new),
+        redis_prefix: args.redis_prefix.clone(),
+        throttle: dge_registry::ThrottleSettings {
+            free_failures: args.login_free_failures,
+            delay_base_ms: args.login_delay_base_ms,
+            lock_after: args.login_lock_after,
+            lock_secs: args.login_lock_secs,
+            ..dge_registry::ThrottleSettings::default()
+        },
+        // The embedded default is reached directly, never through a proxy.
+        trusted_proxies: Vec::new(),
         hash_params: dge_registry::hashing::HashParams::default(),
         key_encryption_key: dge_authz::keys::KeyEncryptionKey::from_env_or_file(&data_dir)
             .context("loading the key-encryption key")?,

@@ -73,8 +73,14 @@ pub struct Settings {
     pub hash_concurrency: usize,
     /// Redis for state shared between replicas; `None`: in-process (one replica).
     pub redis_url: Option<dge_core::Secret<String>>,
+    /// Prefix of every key in Redis (`dge:`), so that deployments can share one.
+    pub redis_prefix: String,
     /// argon2id cost of new password hashes; older hashes are redone at login.
     pub hash_params: dge_registry::hashing::HashParams,
     /// Encrypts the private signing keys at rest.
     pub key_encryption_key: dge_authz::keys::KeyEncryptionKey,
+    /// Brute-force throttling of password logins.
+    pub throttle: dge_registry::ThrottleSettings,
+    /// Reverse proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }

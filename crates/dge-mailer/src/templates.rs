@@ -41,6 +41,8 @@ const KINDS: &[(&str, &str, &str, &str)] = &[
     kind!("link_code"),
     // Identity broker (issue 6): an upstream identity was linked to an existing account.
     kind!("federated_link_added"),
+    // Security (issue 9): password login locked after repeated failures.
+    kind!("account_locked"),
 ];
 
 /// Templates the kinds extend or import.

@@ -108,6 +108,11 @@ impl Provider {
             return Ok(LogoutOutcome::Confirm);
         }
         if let Some(cookie) = cookie {
+            if let Some((account_id, _)) = &session {
+                let mut conn = self.db.pool().acquire().await?;
+                let now = self.now();
+                dge_store::audit(&mut conn, account_id, "logout", account_id, "", now).await?;
+            }
             self.notify_backchannel(&hash_token(cookie)).await?;
             self.revoke_session_tokens(&hash_token(cookie)).await?;
             self.close_session(cookie).await?;

@@ -6,8 +6,10 @@
 //! - [`handlers`]: one module per page.
 //! - [`security`]: response headers (CSP, frame-ancestors, HSTS …).
 
+pub mod client;
 pub mod csrf;
 pub mod handlers;
+pub mod limits;
 pub mod render;
 pub mod security;
 
@@ -34,6 +36,8 @@ pub struct Pages {
     pub broker: Broker,
     /// Whether cookies carry `Secure` (off only for the embedded default on loopback).
     pub secure_cookies: bool,
+    /// Reverse proxies whose `X-Forwarded-For` is believed (see [`client`]).
+    pub trusted_proxies: Arc<Vec<std::net::IpAddr>>,
 }
 
 /// The page routes.
@@ -108,5 +112,9 @@ pub fn router(pages: Pages) -> Router {
         .route("/broker/link/code", post(handlers::broker::send_code))
         .route("/static/portal.css", get(handlers::assets::portal_css))
         .route("/static/{file}", get(handlers::assets::asset))
+        .route_layer(axum::middleware::from_fn_with_state(
+            pages.clone(),
+            limits::limit_forms,
+        ))
         .with_state(pages)
 }

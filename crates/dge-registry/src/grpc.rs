@@ -145,6 +145,23 @@ impl AccountRegistry for AccountRegistryService {
         }))
     }
 
+    async fn unlock_account(
+        &self,
+        request: Request<pb::UnlockAccountRequest>,
+    ) -> Result<Response<pb::UnlockAccountResponse>, Status> {
+        let caller = self.auth.require_admin(request.metadata()).await?;
+        let key = request.into_inner().key;
+        required("key", &key)?;
+        let account = self
+            .registry
+            .unlock(&key, &caller.actor())
+            .await?
+            .ok_or_else(|| Status::not_found("account not found"))?;
+        Ok(Response::new(pb::UnlockAccountResponse {
+            account: Some(account_to_proto(account)),
+        }))
+    }
+
     async fn list_accounts(
         &self,
         request: Request<pb::ListAccountsRequest>,

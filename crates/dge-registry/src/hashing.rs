@@ -183,4 +183,28 @@ mod tests {
         );
         assert!(stronger.needs_rehash(&phc));
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_flood_of_logins_is_refused_fast_beyond_the_hash_permits() {
+        // One permit, 20 ms of patience: of 8 simultaneous checks, most are refused
+        // as Busy instead of queueing (each would hold 19 MiB).
+        let hasher = Hasher::new(HashParams::default(), 1, Duration::from_millis(20));
+        let started = std::time::Instant::now();
+        let checks: Vec<_> = (0..8)
+            .map(|_| {
+                let h = hasher.clone();
+                tokio::spawn(async move { h.verify("Wrong-Horse-9".into(), None).await })
+            })
+            .collect();
+        let mut busy = 0;
+        for check in checks {
+            match check.await.unwrap() {
+                Err(Error::Busy) => busy += 1,
+                Ok(false) => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert!(busy >= 4, "only {busy} of 8 refused");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
 }

@@ -6,6 +6,7 @@
 //! - [`service`]: sign-up, email confirmation and login checks.
 //! - [`reset`]: password reset, and what every password change does.
 //! - [`account`]: resend and purge of sign-ups; profile, email change, export, deletion.
+//! - [`throttle`]: brute-force throttling of password logins.
 //! - [`grpc`]: the `AccountRegistry` gRPC service.
 
 pub mod account;
@@ -15,10 +16,12 @@ pub mod hashing;
 pub mod reset;
 pub mod service;
 pub mod store;
+pub mod throttle;
 
 pub use domain::{Account, AccountStatus, SignUpForm};
 pub use hashing::Hasher;
 pub use service::{AccountLifetimes, LoginError, Registry, RegistrySettings};
+pub use throttle::{Throttle, ThrottleSettings};
 
 /// Errors of the registry.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +41,9 @@ pub enum Error {
     /// The mail could not be queued.
     #[error("mail could not be queued")]
     Mail(#[from] dge_mailer::Error),
+    /// The shared store (Redis) failed: logins are refused rather than unthrottled.
+    #[error("shared store error")]
+    Shared(#[from] dge_store::ephemeral::EphemeralError),
     /// A hashing task failed (a bug).
     #[error("password hashing failed")]
     Hash,
@@ -52,7 +58,7 @@ impl From<Error> for tonic::Status {
             Error::Invalid(v) => v.into_status(),
             Error::BadToken => tonic::Status::failed_precondition("invalid or expired token"),
             Error::Busy => tonic::Status::resource_exhausted("too many concurrent logins"),
-            Error::Store(_) | Error::Mail(_) | Error::Hash => {
+            Error::Store(_) | Error::Mail(_) | Error::Shared(_) | Error::Hash => {
                 tracing::error!(error = %dge_core::ErrorChain(&err), "registry call failed");
                 tonic::Status::internal("internal error")
             }

@@ -32,6 +32,9 @@ pub enum LoginError {
     BadCredentials,
     /// The password is right but the account cannot log in yet (or any more).
     NotActive(AccountStatus),
+    /// Too many failures: password logins for this identifier, or from this address,
+    /// are suspended for a while. Told the same whether the account exists or not.
+    Locked,
 }
 
 /// Lifetimes and limits of the account life cycle, with sensible defaults; set with
@@ -74,6 +77,7 @@ pub struct Registry {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) settings: Arc<RegistrySettings>,
     pub(crate) lifetimes: Arc<AccountLifetimes>,
+    pub(crate) throttle: Arc<crate::throttle::Throttle>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -101,6 +105,10 @@ impl Registry {
             clock,
             settings: Arc::new(settings),
             lifetimes: Arc::new(AccountLifetimes::default()),
+            throttle: Arc::new(crate::throttle::Throttle::new(
+                dge_store::ephemeral::Ephemeral::local("dge:"),
+                crate::throttle::ThrottleSettings::default(),
+            )),
         }
     }
 

@@ -201,6 +201,29 @@ impl Ephemeral {
         }
     }
 
+    /// Reads the value (or counter) at `key` without changing it; an expired one is
+    /// gone.
+    ///
+    /// # Errors
+    /// Redis failed.
+    pub async fn get(&self, key: &str) -> Result<Option<String>, EphemeralError> {
+        let key = self.key(key);
+        match &self.inner {
+            Inner::Local(map) => {
+                let now = Instant::now();
+                let map = map.lock().unwrap_or_else(PoisonError::into_inner);
+                Ok(map
+                    .get(&key)
+                    .filter(|(_, expires)| *expires > now)
+                    .map(|(value, _)| value.clone()))
+            }
+            Inner::Redis(manager) => {
+                let mut conn = manager.clone();
+                Ok(redis::cmd("GET").arg(&key).query_async(&mut conn).await?)
+            }
+        }
+    }
+
     /// Takes the value at `key`: of several concurrent callers, on any replica,
     /// exactly one gets it; an expired value is gone.
     ///

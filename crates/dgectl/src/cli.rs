@@ -280,6 +280,12 @@ pub(crate) enum AccountsCommand {
         key: String,
     },
 
+    /// Lift the temporary lock that failed password logins put on an account
+    Unlock {
+        /// Login, email address or account id
+        login: String,
+    },
+
     /// Activate pending accounts and email each person (exit 1 if one was not approved)
     Approve {
         /// Logins or account ids

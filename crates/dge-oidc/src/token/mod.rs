@@ -114,15 +114,30 @@ impl Provider {
                 "grant_type must be authorization_code, refresh_token or client_credentials",
             )));
         }
-        let client = match self.authenticate_client(form, basic).await? {
-            Ok(c) => c,
-            Err(e) => return Ok(Err(e)),
+        // The client id as claimed, for the audit log; bounded, as it is the caller's.
+        let claimed: String = basic
+            .as_ref()
+            .map(|(id, _)| id.as_str())
+            .or(form.client_id.as_deref())
+            .unwrap_or_default()
+            .chars()
+            .take(100)
+            .collect();
+        let outcome = match self.authenticate_client(form, basic).await? {
+            Ok(client) => match grant {
+                "authorization_code" => self.code_grant(&client, form).await?,
+                "refresh_token" => self.refresh_grant(&client, form).await?,
+                _ => self.service_grant(&client, form).await?,
+            },
+            Err(e) => Err(e),
         };
-        match grant {
-            "authorization_code" => self.code_grant(&client, form).await,
-            "refresh_token" => self.refresh_grant(&client, form).await,
-            _ => self.service_grant(&client, form).await,
-        }
+        let (action, detail) = match &outcome {
+            Ok(_) => ("token.issued", format!("grant={grant}")),
+            Err(e) => ("token.refused", format!("grant={grant} error={}", e.error)),
+        };
+        let mut conn = self.db.pool().acquire().await?;
+        dge_store::audit(&mut conn, &claimed, action, &claimed, &detail, self.now()).await?;
+        Ok(outcome)
     }
 }
 

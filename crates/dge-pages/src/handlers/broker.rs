@@ -292,6 +292,19 @@ async fn log_in(pages: &Pages, jar: CookieJar, login: &FederatedLogin) -> Respon
     if let Err(e) = pages.broker.remember_session(&session, login).await {
         return internal(pages, &e);
     }
+    let detail = format!("upstream={}", login.provider);
+    if let Err(e) = pages
+        .registry
+        .record(
+            &login.account_id,
+            "login.succeeded",
+            &login.account_id,
+            &detail,
+        )
+        .await
+    {
+        return internal(pages, &e);
+    }
     let jar = jar.add(session_cookie(session, pages.secure_cookies));
     finish_login(
         pages,
@@ -423,6 +436,9 @@ async fn password_proof(
         Err(LoginError::NotActive(_)) => {
             "Ce compte n'est pas actif : il ne peut pas être lié pour le moment."
         }
+        // The link proof is bounded by the offer's own attempt count; a lock only
+        // comes from `Registry::login`, not used here.
+        Err(LoginError::Locked) => "Mot de passe incorrect.",
     };
     if let Err(e) = pages.broker.offer_failed(token).await {
         return Err(internal(pages, &e));

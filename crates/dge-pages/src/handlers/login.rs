@@ -13,6 +13,7 @@ use serde_json::json;
 
 use super::broker::UpstreamHints;
 use super::{busy, csrf_refused, internal, see_other, session_cookie};
+use crate::client::ClientAddr;
 use crate::{Pages, csrf};
 
 /// `?req=` on the login and sign-up pages.
@@ -132,9 +133,15 @@ fn not_active_message(status: AccountStatus) -> &'static str {
     }
 }
 
+/// The answer to a locked identifier or address, the same whether the account exists.
+const LOCKED_MESSAGE: &str = "Trop de tentatives de connexion ont échoué. Par sécurité, la \
+     connexion par mot de passe est suspendue pendant quelques minutes : réessayez plus tard, \
+     ou choisissez un nouveau mot de passe avec « Mot de passe oublié ? ».";
+
 /// `POST /login`.
 pub(crate) async fn submit(
     State(pages): State<Pages>,
+    ClientAddr(address): ClientAddr,
     jar: CookieJar,
     Form(form): Form<LoginForm>,
 ) -> Response {
@@ -143,7 +150,7 @@ pub(crate) async fn submit(
     }
     let outcome = match pages
         .registry
-        .check_password(&form.identifier, &form.password)
+        .login(&form.identifier, &form.password, &address)
         .await
     {
         Ok(o) => o,
@@ -154,6 +161,7 @@ pub(crate) async fn submit(
         Ok(_) => "success",
         Err(LoginError::BadCredentials) => "bad_credentials",
         Err(LoginError::NotActive(_)) => "not_active",
+        Err(LoginError::Locked) => "locked",
     };
     metrics::counter!("dge_logins_total", "method" => "password", "outcome" => label).increment(1);
     let account = match outcome {
@@ -180,6 +188,16 @@ pub(crate) async fn submit(
                 &form.req,
                 &form.identifier,
                 Some(&message),
+            );
+        }
+        Err(LoginError::Locked) => {
+            return login_page(
+                &pages,
+                jar,
+                StatusCode::TOO_MANY_REQUESTS,
+                &form.req,
+                &form.identifier,
+                Some(LOCKED_MESSAGE),
             );
         }
         Err(LoginError::NotActive(status)) => {

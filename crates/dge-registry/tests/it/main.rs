@@ -9,3 +9,4 @@
 
 mod backends;
 mod lifecycle;
+mod throttle;

@@ -1,8 +1,9 @@
-//! `dgectl accounts list|pending|show|approve|reject`.
+//! `dgectl accounts list|pending|show|unlock|approve|reject`.
 
 use dge_proto::v1::{
     Account, AccountStatus, ApproveAccountRequest, DecideAccountsRequest, Decision, DecisionResult,
     GetAccountRequest, ListAccountsRequest, ListPendingRequest, RejectAccountRequest,
+    UnlockAccountRequest,
 };
 use serde_json::{Value, json};
 
@@ -24,6 +25,7 @@ pub(super) async fn run(
         AccountsCommand::List { status, limit } => list(api, out, status, limit).await,
         AccountsCommand::Pending(args) => pending(api, out, args).await,
         AccountsCommand::Show { key } => show(api, out, key).await,
+        AccountsCommand::Unlock { login } => unlock(api, out, login).await,
         AccountsCommand::Approve { logins, grants } => approve(api, out, logins, grants).await,
         AccountsCommand::Reject { logins, reason, .. } => reject(api, out, logins, reason).await,
     }
@@ -110,6 +112,17 @@ async fn show(api: &Api, out: OutputFormat, key: String) -> Result<(), CliError>
         .map_err(|status| api.fail(status))?
         .into_inner();
     print_one(out, response.account.as_ref(), None)
+}
+
+async fn unlock(api: &Api, out: OutputFormat, login: String) -> Result<(), CliError> {
+    let response = api
+        .accounts()
+        .unlock_account(UnlockAccountRequest { key: login.clone() })
+        .await
+        .map_err(|status| api.fail(status))?
+        .into_inner();
+    let note = format!("account {login} unlocked");
+    print_one(out, response.account.as_ref(), Some(note))
 }
 
 async fn approve(

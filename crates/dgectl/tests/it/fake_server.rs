@@ -100,6 +100,17 @@ impl AccountRegistry for Fake {
         }))
     }
 
+    async fn unlock_account(
+        &self,
+        request: Request<UnlockAccountRequest>,
+    ) -> Answer<UnlockAccountResponse> {
+        authorise(&request)?;
+        let account = known_account(&request.get_ref().key)?;
+        Ok(Response::new(UnlockAccountResponse {
+            account: Some(account),
+        }))
+    }
+
     async fn list_accounts(
         &self,
         request: Request<ListAccountsRequest>,

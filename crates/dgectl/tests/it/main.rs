@@ -290,3 +290,18 @@ async fn completion_needs_no_server_nor_token() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(run.stdout.contains("dgectl"));
 }
+
+#[tokio::test]
+async fn accounts_unlock_names_the_account_or_says_it_is_unknown() {
+    let (addr, _) = fake_server::start().await;
+    let run = admin(addr, &["accounts", "unlock", "bob"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.starts_with("account bob unlocked\n"),
+        "{}",
+        run.stdout
+    );
+    let run = admin(addr, &["accounts", "unlock", "nobody"]).await;
+    assert_eq!(run.code, 1);
+    assert_eq!(run.stderr.trim(), "error: not_found: account not found");
+}

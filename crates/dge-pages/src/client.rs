@@ -1,0 +1,103 @@
+//! The client's IP address, for per-address throttling.
+//!
+//! The TCP peer, unless it is one of the configured trusted reverse proxies: then the
+//! right-most address of `X-Forwarded-For` that is not itself a trusted proxy (the
+//! left-most entries are written by the client and cannot be believed).
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+
+use crate::Pages;
+
+/// The client's address as text (`unknown` when the server was not given peers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientAddr(pub String);
+
+/// The client address of a request from `peer` carrying `forwarded_for` headers.
+#[must_use]
+pub fn client_address(
+    peer: Option<IpAddr>,
+    forwarded_for: &[&str],
+    trusted_proxies: &[IpAddr],
+) -> String {
+    let Some(peer) = peer else {
+        return "unknown".to_owned();
+    };
+    if !trusted_proxies.contains(&peer) {
+        return peer.to_string();
+    }
+    let hops = forwarded_for
+        .iter()
+        .flat_map(|h| h.split(','))
+        .map(str::trim)
+        .collect::<Vec<_>>();
+    for hop in hops.iter().rev() {
+        match hop.parse::<IpAddr>() {
+            Ok(ip) if trusted_proxies.contains(&ip) => {}
+            Ok(ip) => return ip.to_string(),
+            // A malformed hop: nothing left of it can be trusted.
+            Err(_) => break,
+        }
+    }
+    peer.to_string()
+}
+
+impl FromRequestParts<Pages> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, pages: &Pages) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        let forwarded = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect::<Vec<_>>();
+        Ok(Self(client_address(
+            peer,
+            &forwarded,
+            &pages.trusted_proxies,
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_direct_peer_is_the_client_whatever_it_claims() {
+        let got = client_address(
+            Some(ip("203.0.113.7")),
+            &["198.51.100.1"],
+            &[ip("10.0.0.1")],
+        );
+        assert_eq!(got, "203.0.113.7");
+    }
+
+    #[test]
+    fn behind_a_trusted_proxy_the_last_untrusted_hop_is_the_client() {
+        let got = client_address(
+            Some(ip("10.0.0.1")),
+            &["1.1.1.1, 203.0.113.7", "10.0.0.2"],
+            &[ip("10.0.0.1"), ip("10.0.0.2")],
+        );
+        assert_eq!(got, "203.0.113.7");
+    }
+
+    #[test]
+    fn a_malformed_hop_falls_back_to_the_proxy() {
+        let got = client_address(Some(ip("10.0.0.1")), &["junk"], &[ip("10.0.0.1")]);
+        assert_eq!(got, "10.0.0.1");
+        assert_eq!(client_address(None, &[], &[]), "unknown");
+    }
+}

@@ -1,0 +1,291 @@
+//! Brute-force throttling of password logins.
+//!
+//! Failures are counted per account and per client address in the shared
+//! [`Ephemeral`] store (Redis when replicas run, so that every replica sees the same
+//! counts). After a few free failures on an account each further one is answered
+//! after a growing delay; `address_lock_after` failures from one address, on any
+//! accounts, lock that address (password spraying); at `lock_after` failures the account is locked for `lock_secs`, and its
+//! owner is emailed. A lock always expires by itself; an administrator can lift it
+//! sooner ([`Registry::unlock`]). An address from which the account logged in
+//! successfully within `known_address_secs` is not stopped by the account lock, so
+//! that an attacker elsewhere cannot keep the owner out: only the per-address lock
+//! applies to it.
+//!
+//! An identifier that names no account is counted and locked the same way, so that
+//! the answers never tell whether an account exists. Keys hold SHA-256 digests, never
+//! an identifier or an address in clear.
+
+use std::time::Duration;
+
+use dge_core::token::hash_token;
+use dge_core::{MaskedEmail, Secret};
+use dge_store::ephemeral::Ephemeral;
+use serde_json::json;
+
+use crate::service::LoginError;
+use crate::{Account, Registry, Result, store};
+
+/// Settings of the login throttle, with defaults fit for production.
+#[derive(Debug, Clone)]
+pub struct ThrottleSettings {
+    /// Failures answered at once, before delays start (3).
+    pub free_failures: u64,
+    /// The first delay; each further failure doubles it (500 ms).
+    pub delay_base_ms: u64,
+    /// The longest delay (4 s).
+    pub delay_max_ms: u64,
+    /// Failures on one account, within `window_secs`, that lock it (10).
+    pub lock_after: u64,
+    /// Failures from one address, within `window_secs`, that lock the address (50).
+    pub address_lock_after: u64,
+    /// How long failures are remembered (15 min).
+    pub window_secs: u64,
+    /// How long a lock lasts (15 min).
+    pub lock_secs: u64,
+    /// How long an address that logged in successfully stays known (30 days).
+    pub known_address_secs: u64,
+}
+
+impl Default for ThrottleSettings {
+    fn default() -> Self {
+        Self {
+            free_failures: 3,
+            delay_base_ms: 500,
+            delay_max_ms: 4000,
+            lock_after: 10,
+            address_lock_after: 50,
+            window_secs: 900,
+            lock_secs: 900,
+            known_address_secs: 30 * 24 * 3600,
+        }
+    }
+}
+
+/// The throttle: shared counters and their settings.
+#[derive(Debug, Clone)]
+pub struct Throttle {
+    pub(crate) store: Ephemeral,
+    pub(crate) settings: ThrottleSettings,
+}
+
+impl Throttle {
+    /// A throttle keeping its counters in `store`.
+    #[must_use]
+    pub fn new(store: Ephemeral, settings: ThrottleSettings) -> Self {
+        Self { store, settings }
+    }
+
+    /// The delay before answering the `failures`-th failure.
+    #[must_use]
+    pub fn delay(&self, failures: u64) -> Duration {
+        let s = &self.settings;
+        let Some(extra) = failures.checked_sub(s.free_failures).filter(|e| *e > 0) else {
+            return Duration::ZERO;
+        };
+        let factor = 1_u64.checked_shl(u32::try_from(extra - 1).unwrap_or(63).min(20));
+        let ms = factor
+            .map_or(u64::MAX, |f| s.delay_base_ms.saturating_mul(f))
+            .min(s.delay_max_ms);
+        Duration::from_millis(ms)
+    }
+}
+
+fn fail_key(kind: &str, subject: &str) -> String {
+    format!("login:fail:{kind}:{subject}")
+}
+
+fn lock_key(kind: &str, subject: &str) -> String {
+    format!("login:lock:{kind}:{subject}")
+}
+
+fn known_key(account: &str, address: &str) -> String {
+    format!("login:known:{account}:{address}")
+}
+
+/// The counter subject of an identifier: the account id when it names an account
+/// (so that login and email share one count), else a digest of the identifier.
+fn account_subject(found: Option<&str>, identifier: &str) -> String {
+    found.map_or_else(
+        || format!("unknown-{}", hash_token(&identifier.trim().to_lowercase())),
+        hash_token,
+    )
+}
+
+impl Registry {
+    /// The same registry with a login throttle keeping its counters in `store`.
+    #[must_use]
+    pub fn with_throttle(mut self, store: Ephemeral, settings: ThrottleSettings) -> Self {
+        self.throttle = std::sync::Arc::new(Throttle::new(store, settings));
+        self
+    }
+
+    /// The login throttle in force.
+    #[must_use]
+    pub fn throttle(&self) -> &Throttle {
+        &self.throttle
+    }
+
+    /// A password login from `address` (the client's IP address), throttled: see the
+    /// module documentation. Every outcome is written to the audit log.
+    ///
+    /// # Errors
+    /// [`crate::Error::Busy`] when hashing is saturated; storage or Redis errors.
+    pub async fn login(
+        &self,
+        identifier: &str,
+        password: &Secret<String>,
+        address: &str,
+    ) -> Result<Result<Account, LoginError>> {
+        let t = &*self.throttle;
+        let found = store::credentials(&self.db, identifier)
+            .await?
+            .map(|(id, _)| id);
+        let subject = account_subject(found.as_deref(), identifier);
+        let addr = hash_token(address);
+        let detail = format!("address={address}");
+        let actor = found.clone().unwrap_or_default();
+
+        let known = t.store.get(&known_key(&subject, &addr)).await?.is_some();
+        let account_locked = t.store.get(&lock_key("acct", &subject)).await?.is_some();
+        let address_locked = t.store.get(&lock_key("addr", &addr)).await?.is_some();
+        if address_locked || (account_locked && !known) {
+            self.audit_login(&actor, "login.refused_locked", &detail)
+                .await?;
+            return Ok(Err(LoginError::Locked));
+        }
+
+        let outcome = self.check_password(identifier, password).await?;
+        match &outcome {
+            Ok(account) => {
+                // The account's failures are forgiven; the address's are not, or an
+                // attacker with an account of their own could clear them between guesses
+                // at others'.
+                t.store.forget(&fail_key("acct", &subject)).await?;
+                t.store.forget(&lock_key("acct", &subject)).await?;
+                t.store
+                    .put(
+                        &known_key(&subject, &addr),
+                        "1",
+                        Duration::from_secs(t.settings.known_address_secs),
+                    )
+                    .await?;
+                self.audit_login(&account.id, "login.succeeded", &detail)
+                    .await?;
+            }
+            Err(LoginError::NotActive(status)) => {
+                let detail = format!("{detail} status={}", status.as_str());
+                self.audit_login(&actor, "login.refused_inactive", &detail)
+                    .await?;
+            }
+            Err(LoginError::BadCredentials | LoginError::Locked) => {
+                let window = Duration::from_secs(t.settings.window_secs);
+                let failures = t.store.hit(&fail_key("acct", &subject), window).await?;
+                let from_address = t.store.hit(&fail_key("addr", &addr), window).await?;
+                self.audit_login(&actor, "login.failed", &detail).await?;
+                let lock = Duration::from_secs(t.settings.lock_secs);
+                if from_address >= t.settings.address_lock_after {
+                    t.store.put(&lock_key("addr", &addr), "1", lock).await?;
+                    t.store.forget(&fail_key("addr", &addr)).await?;
+                    tracing::warn!("client address locked after repeated login failures");
+                }
+                if failures >= t.settings.lock_after {
+                    t.store.put(&lock_key("acct", &subject), "1", lock).await?;
+                    t.store.forget(&fail_key("acct", &subject)).await?;
+                    self.audit_login(&actor, "login.locked", &detail).await?;
+                    if let Some(id) = &found {
+                        self.email_lock(id).await?;
+                    }
+                    return Ok(Err(LoginError::Locked));
+                }
+                // Delays follow the account's count: the address's only locks, at a
+                // higher count, so that people behind one shared address are not all
+                // slowed by one another's typos.
+                tokio::time::sleep(t.delay(failures)).await;
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Lifts the login lock of the account named by `key` (login, email or id) and
+    /// forgets its failures. Returns the account, or `None` when `key` names none.
+    ///
+    /// # Errors
+    /// Storage or Redis errors.
+    pub async fn unlock(&self, key: &str, actor: &str) -> Result<Option<Account>> {
+        let Some(account) = store::find_account(&self.db, key).await? else {
+            return Ok(None);
+        };
+        let subject = account_subject(Some(&account.id), key);
+        self.throttle
+            .store
+            .forget(&lock_key("acct", &subject))
+            .await?;
+        self.throttle
+            .store
+            .forget(&fail_key("acct", &subject))
+            .await?;
+        let mut conn = self.db.pool().acquire().await?;
+        dge_store::audit(
+            &mut conn,
+            actor,
+            "account.unlocked",
+            &account.id,
+            "",
+            self.clock.now(),
+        )
+        .await?;
+        tracing::info!(account_id = %account.id, "login lock lifted by an administrator");
+        Ok(Some(account))
+    }
+
+    /// Writes one audit event (an authentication outcome from another path, such as
+    /// a login through an upstream provider).
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn record(
+        &self,
+        actor: &str,
+        action: &str,
+        subject: &str,
+        detail: &str,
+    ) -> Result<()> {
+        let mut conn = self.db.pool().acquire().await?;
+        dge_store::audit(&mut conn, actor, action, subject, detail, self.clock.now()).await?;
+        Ok(())
+    }
+
+    async fn audit_login(&self, actor: &str, action: &str, detail: &str) -> Result<()> {
+        let mut conn = self.db.pool().acquire().await?;
+        dge_store::audit(&mut conn, actor, action, actor, detail, self.clock.now()).await?;
+        Ok(())
+    }
+
+    async fn email_lock(&self, account_id: &str) -> Result<()> {
+        let Some(account) = store::find_account(&self.db, account_id).await? else {
+            return Ok(());
+        };
+        let mut tx = self.db.begin().await?;
+        self.outbox
+            .enqueue(
+                &mut tx,
+                "account_locked",
+                &account.email,
+                &account.given_name,
+                json!({
+                    "lock_minutes": self.throttle.settings.lock_secs.div_ceil(60),
+                    "reset_url": format!("{}/password/forgot", self.settings.public_url),
+                }),
+                self.clock.now(),
+            )
+            .await?;
+        tx.commit().await?;
+        self.outbox.wake();
+        tracing::warn!(
+            account_id = %account.id,
+            email = %MaskedEmail(&account.email),
+            "account locked after repeated login failures; owner emailed"
+        );
+        Ok(())
+    }
+}

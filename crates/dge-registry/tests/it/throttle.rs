@@ -1,0 +1,332 @@
+//! Brute-force throttling of password logins (issue 9), each case on the in-process
+//! store and on Redis: two registries over one Redis act as two replicas.
+
+use std::time::{Duration, Instant};
+
+use dge_core::Secret;
+use dge_registry::{LoginError, Registry, ThrottleSettings};
+use dge_store::ephemeral::Ephemeral;
+use sqlx::Row;
+
+use crate::backends::{Engine, PASSWORD, Services, form, outbox_kinds, services, token_in};
+
+fn secret(s: &str) -> Secret<String> {
+    Secret::new(s.to_owned())
+}
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// Small numbers so that the cases run fast: 1 free failure, 3 to lock, 1 s locks.
+fn settings() -> ThrottleSettings {
+    ThrottleSettings {
+        free_failures: 1,
+        delay_base_ms: 100,
+        delay_max_ms: 400,
+        lock_after: 3,
+        address_lock_after: 100,
+        window_secs: 60,
+        lock_secs: 1,
+        ..ThrottleSettings::default()
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Backend {
+    Local,
+    Redis,
+}
+
+/// Two stores that are one shared state (Redis), or one in-process store twice.
+async fn stores(backend: Backend) -> (Ephemeral, Ephemeral) {
+    match backend {
+        Backend::Local => {
+            let one = Ephemeral::local("t:");
+            (one.clone(), one)
+        }
+        Backend::Redis => {
+            let prefix = format!("dge-test-throttle-{}:", uuid::Uuid::new_v4().simple());
+            let a = Ephemeral::redis(&redis_url(), &prefix)
+                .await
+                .expect("Redis must answer on REDIS_URL (default 127.0.0.1:6379)");
+            let b = Ephemeral::redis(&redis_url(), &prefix).await.unwrap();
+            (a, b)
+        }
+    }
+}
+
+/// An active account `cmartin`, and two replicas of the registry.
+async fn setup(backend: Backend) -> (Services, Registry, Registry) {
+    let s = services(Engine::Sqlite).await;
+    let email = "camille.martin@nancy.fr";
+    s.registry.sign_up(&form("cmartin", email)).await.unwrap();
+    let token = token_in(&s.db, email, "confirm_email").await;
+    let account = s.registry.confirm_email(&token).await.unwrap();
+    sqlx::query("UPDATE accounts SET status = 'active' WHERE id = $1")
+        .bind(&account.id)
+        .execute(s.db.pool())
+        .await
+        .unwrap();
+    let (a, b) = stores(backend).await;
+    let one = s.registry.clone().with_throttle(a, settings());
+    let two = s.registry.clone().with_throttle(b, settings());
+    (s, one, two)
+}
+
+async fn actions(s: &Services) -> Vec<String> {
+    sqlx::query(
+        "SELECT action FROM audit_events WHERE action LIKE 'login.%' ORDER BY created_at, id",
+    )
+    .fetch_all(s.db.pool())
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get::<String, _>("action"))
+    .collect()
+}
+
+fn outcome(r: &Result<dge_registry::Account, LoginError>) -> Result<&str, &LoginError> {
+    r.as_ref().map(|a| a.login.as_deref().unwrap_or_default())
+}
+
+async fn locks_then_the_lock_expires(backend: Backend) {
+    let (s, one, two) = setup(backend).await;
+    let wrong = secret("Pas-le-bon-mot-de-passe-1");
+    // Failures alternate between the replicas, and between login and email: one count.
+    let r = one.login("cmartin", &wrong, "203.0.113.9").await.unwrap();
+    assert_eq!(outcome(&r), Err(&LoginError::BadCredentials));
+    let r = two
+        .login("Camille.Martin@nancy.fr", &wrong, "203.0.113.9")
+        .await
+        .unwrap();
+    assert_eq!(outcome(&r), Err(&LoginError::BadCredentials));
+    let r = one.login("cmartin", &wrong, "203.0.113.9").await.unwrap();
+    assert_eq!(
+        outcome(&r),
+        Err(&LoginError::Locked),
+        "{backend:?}: third failure locks"
+    );
+    // The right password does not open a locked account, on either replica.
+    let r = two
+        .login("cmartin", &secret(PASSWORD), "203.0.113.9")
+        .await
+        .unwrap();
+    assert_eq!(outcome(&r), Err(&LoginError::Locked));
+    // The owner is told once.
+    assert_eq!(
+        outbox_kinds(&s.db, "camille.martin@nancy.fr").await,
+        ["confirm_email", "account_pending", "account_locked"]
+    );
+    // An unknown identifier gets exactly the same answers.
+    for expected in [
+        LoginError::BadCredentials,
+        LoginError::BadCredentials,
+        LoginError::Locked,
+        LoginError::Locked,
+    ] {
+        let r = one.login("personne", &wrong, "198.51.100.4").await.unwrap();
+        assert_eq!(
+            outcome(&r),
+            Err(&expected),
+            "{backend:?}: unknown identifier"
+        );
+    }
+    // Never for ever: once the lock expires the right password works again.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let r = two
+        .login("cmartin", &secret(PASSWORD), "203.0.113.9")
+        .await
+        .unwrap();
+    assert_eq!(outcome(&r), Ok("cmartin"), "{backend:?}: the lock expired");
+    let got = actions(&s).await;
+    for action in [
+        "login.failed",
+        "login.locked",
+        "login.refused_locked",
+        "login.succeeded",
+    ] {
+        assert!(
+            got.iter().any(|a| a == action),
+            "{backend:?}: {action} in {got:?}"
+        );
+    }
+}
+
+async fn a_known_address_and_an_administrator_get_past_the_lock(backend: Backend) {
+    let (s, one, two) = setup(backend).await;
+    let wrong = secret("Pas-le-bon-mot-de-passe-1");
+    // The owner logs in from home; then someone elsewhere locks the account.
+    let r = one
+        .login("cmartin", &secret(PASSWORD), "192.0.2.10")
+        .await
+        .unwrap();
+    assert_eq!(outcome(&r), Ok("cmartin"));
+    for _ in 0..3 {
+        let _ = two.login("cmartin", &wrong, "203.0.113.66").await.unwrap();
+    }
+    let r = two
+        .login("cmartin", &secret(PASSWORD), "203.0.113.66")
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome(&r),
+        Err(&LoginError::Locked),
+        "{backend:?}: attacker locked out"
+    );
+    // The owner's address, where the account logged in before, still gets in.
+    let r = two
+        .login("cmartin", &secret(PASSWORD), "192.0.2.10")
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome(&r),
+        Ok("cmartin"),
+        "{backend:?}: owner not locked out"
+    );
+    // Lock again, then an administrator lifts it on the other replica.
+    for _ in 0..3 {
+        let _ = one.login("cmartin", &wrong, "203.0.113.66").await.unwrap();
+    }
+    let r = one
+        .login("cmartin", &secret(PASSWORD), "198.51.100.1")
+        .await
+        .unwrap();
+    assert_eq!(outcome(&r), Err(&LoginError::Locked));
+    let unlocked = two.unlock("cmartin", "admin").await.unwrap();
+    assert_eq!(unlocked.and_then(|a| a.login).as_deref(), Some("cmartin"));
+    let r = one
+        .login("cmartin", &secret(PASSWORD), "198.51.100.1")
+        .await
+        .unwrap();
+    assert_eq!(outcome(&r), Ok("cmartin"), "{backend:?}: unlocked");
+    assert!(two.unlock("personne", "admin").await.unwrap().is_none());
+    let unlocks: i64 = sqlx::query("SELECT COUNT(*) AS n FROM audit_events WHERE action = 'account.unlocked' AND actor = 'admin'")
+        .fetch_one(s.db.pool())
+        .await
+        .unwrap()
+        .get("n");
+    assert_eq!(unlocks, 1);
+}
+
+async fn delays_grow_after_the_free_failures(backend: Backend) {
+    let (s, _, _) = setup(backend).await;
+    let (a, b) = stores(backend).await;
+    let slow = ThrottleSettings {
+        lock_after: 10,
+        ..settings()
+    };
+    let one = s.registry.clone().with_throttle(a, slow.clone());
+    let two = s.registry.clone().with_throttle(b, slow);
+    let wrong = secret("Pas-le-bon-mot-de-passe-1");
+    // One unknown identifier tried from three addresses on two replicas: the
+    // identifier's count drives the delay, 0 then 100 ms then 200 ms on top of the hash.
+    let started = Instant::now();
+    let _ = one.login("x1", &wrong, "192.0.2.50").await.unwrap();
+    let free = started.elapsed();
+    let started = Instant::now();
+    let _ = two.login("x1", &wrong, "192.0.2.51").await.unwrap();
+    let second = started.elapsed();
+    let started = Instant::now();
+    let _ = one.login("x1", &wrong, "192.0.2.52").await.unwrap();
+    let third = started.elapsed();
+    assert!(
+        second >= Duration::from_millis(100),
+        "{backend:?}: {second:?}"
+    );
+    assert!(
+        third >= Duration::from_millis(200),
+        "{backend:?}: {third:?}"
+    );
+    assert!(third > free, "{backend:?}: {free:?} then {third:?}");
+}
+
+async fn spraying_from_one_address_locks_the_address(backend: Backend) {
+    let (s, _, _) = setup(backend).await;
+    let (a, b) = stores(backend).await;
+    let spray = ThrottleSettings {
+        lock_after: 10,
+        address_lock_after: 3,
+        ..settings()
+    };
+    let one = s.registry.clone().with_throttle(a, spray.clone());
+    let two = s.registry.clone().with_throttle(b, spray);
+    let wrong = secret("Pas-le-bon-mot-de-passe-1");
+    for name in ["anne", "bruno"] {
+        let r = one.login(name, &wrong, "203.0.113.200").await.unwrap();
+        assert_eq!(outcome(&r), Err(&LoginError::BadCredentials));
+    }
+    // A successful login of the attacker's own does not clear the address's count.
+    let r = two
+        .login("cmartin", &secret(PASSWORD), "203.0.113.200")
+        .await
+        .unwrap();
+    assert_eq!(outcome(&r), Ok("cmartin"));
+    let _ = two.login("chloe", &wrong, "203.0.113.200").await.unwrap();
+    let r = one
+        .login("cmartin", &secret(PASSWORD), "203.0.113.200")
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome(&r),
+        Err(&LoginError::Locked),
+        "{backend:?}: address locked"
+    );
+    let r = one
+        .login("cmartin", &secret(PASSWORD), "192.0.2.77")
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome(&r),
+        Ok("cmartin"),
+        "{backend:?}: other addresses unaffected"
+    );
+}
+
+#[tokio::test]
+async fn local_spraying_from_one_address_locks_the_address() {
+    spraying_from_one_address_locks_the_address(Backend::Local).await;
+}
+
+#[tokio::test]
+async fn redis_spraying_from_one_address_locks_the_address() {
+    spraying_from_one_address_locks_the_address(Backend::Redis).await;
+}
+
+#[test]
+fn the_delay_doubles_up_to_its_cap() {
+    let t = dge_registry::Throttle::new(Ephemeral::local("t:"), settings());
+    let ms: Vec<u128> = (0..7).map(|n| t.delay(n).as_millis()).collect();
+    assert_eq!(ms, [0, 0, 100, 200, 400, 400, 400]);
+    assert_eq!(t.delay(u64::MAX).as_millis(), 400);
+}
+
+#[tokio::test]
+async fn local_locks_then_the_lock_expires() {
+    locks_then_the_lock_expires(Backend::Local).await;
+}
+
+#[tokio::test]
+async fn redis_locks_then_the_lock_expires() {
+    locks_then_the_lock_expires(Backend::Redis).await;
+}
+
+#[tokio::test]
+async fn local_a_known_address_and_an_administrator_get_past_the_lock() {
+    a_known_address_and_an_administrator_get_past_the_lock(Backend::Local).await;
+}
+
+#[tokio::test]
+async fn redis_a_known_address_and_an_administrator_get_past_the_lock() {
+    a_known_address_and_an_administrator_get_past_the_lock(Backend::Redis).await;
+}
+
+#[tokio::test]
+async fn local_delays_grow_after_the_free_failures() {
+    delays_grow_after_the_free_failures(Backend::Local).await;
+}
+
+#[tokio::test]
+async fn redis_delays_grow_after_the_free_failures() {
+    delays_grow_after_the_free_failures(Backend::Redis).await;
+}
