@@ -218,7 +218,10 @@ pub fn valid_redirect_uri(uri: &str) -> bool {
         return false;
     };
     let loopback = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+    // Credentials in a redirect URI would be sent along with every code.
     url.fragment().is_none()
+        && url.username().is_empty()
+        && url.password().is_none()
         && (url.scheme() == "https" || (url.scheme() == "http" && loopback))
         && url.host_str().is_some()
 }
@@ -339,5 +342,7 @@ mod tests {
         assert!(!valid_redirect_uri("http://a.fr/cb"));
         assert!(!valid_redirect_uri("https://a.fr/cb#x"));
         assert!(!valid_redirect_uri("javascript:alert(1)"));
+        assert!(!valid_redirect_uri("http://user:pw@localhost/cb"));
+        assert!(!valid_redirect_uri("https://user@a.fr/cb"));
     }
 }
