@@ -55,6 +55,8 @@ def assert_first_start_seeded(server, admin: Dgectl, backend: dict[str, str]) ->
     token_mode = stat.S_IMODE(server.admin_token_path.stat().st_mode)
     assert token_mode == 0o600, f"admin.token has mode {oct(token_mode)}"
     assert server.admin_token(), "admin.token is empty"
+    # Printed only on a terminal: a redirected stderr (a log collector) never gets it.
+    assert server.admin_token() not in server.log(), "the admin token reached the log"
     assert SEEDED_CLIENTS <= set(admin.client_ids())
     organisations = {org["id"] for org in items(admin.json("orgs", "list"), "organisations")}
     assert SEEDED_ORGANISATIONS <= organisations

@@ -99,9 +99,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     seed::demo_clients(&db, now).await?;
     if let Some(token) = seed::bootstrap_admin(&db, &data_dir, now).await? {
         // Shown once, on the terminal that started the first run, never through the
-        // log pipeline; the file keeps it for dgectl.
+        // log pipeline (stderr redirected to a file or a collector gets nothing); the
+        // file keeps it for dgectl.
         #[allow(clippy::print_stderr)]
-        {
+        if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
             eprintln!(
                 "\n  Bootstrap administrator token (shown once, also in {}):\n  {token}\n",
                 data_dir.join("admin.token").display()
