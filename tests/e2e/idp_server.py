@@ -53,9 +53,22 @@ def dgectl_binary() -> Path:
 
 def free_port() -> int:
     """A loopback port nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct loopback ports nobody listens on right now. The sockets stay
+    open until all are picked, so the kernel cannot hand the same port out twice."""
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -192,10 +205,11 @@ def new_idp_server(
     data_dir: Path, log_path: Path, extra_env: dict[str, str] | None = None
 ) -> IdpServer:
     """A server description on fresh loopback ports (not started yet)."""
+    http_port, grpc_port = free_ports(2)
     return IdpServer(
         data_dir=data_dir,
-        http_addr=f"127.0.0.1:{free_port()}",
-        grpc_addr=f"127.0.0.1:{free_port()}",
+        http_addr=f"127.0.0.1:{http_port}",
+        grpc_addr=f"127.0.0.1:{grpc_port}",
         log_path=log_path,
         extra_env=dict(extra_env or {}),
     )
