@@ -169,3 +169,12 @@ class Browser:
     def close(self) -> None:
         self._chromium.close()
         self._playwright.stop()
+
+
+def chromium_fixture():
+    """One headless Chromium per test module. Test modules make it a fixture:
+    `chromium = pytest.fixture(scope="module", name="chromium")(chromium_fixture)`."""
+    require_tools()
+    browser = Browser()
+    yield browser
+    browser.close()

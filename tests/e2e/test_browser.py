@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from browser import Browser, Tab, require_tools
+from browser import Browser, Tab, chromium_fixture
 from dgectl import Dgectl
 from outbox import ACTIVATED_SUBJECT, CONFIRM_SUBJECT, confirmation_link, wait_for_subject
 from portal import Module, Person, discover, new_person
@@ -37,12 +37,7 @@ FOCUS_VISIBLE_JS = """() => {
 }"""
 
 
-@pytest.fixture(scope="module")
-def chromium():
-    require_tools()
-    browser = Browser()
-    yield browser
-    browser.close()
+chromium = pytest.fixture(scope="module", name="chromium")(chromium_fixture)
 
 
 def new_tab(chromium: Browser, server, prefix: str, javascript: bool = True) -> Tab:

@@ -143,7 +143,7 @@ const fn default_smtp_timeout() -> u64 {
     30
 }
 
-/// `[portal]`.
+/// `[portal]`: the look and links of the pages, so another portal can use the binary.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PortalConfig {
@@ -151,23 +151,143 @@ pub struct PortalConfig {
     pub name: String,
     /// Home page.
     pub home_url: String,
-    /// Logo URL (served by us), if any.
-    pub logo_url: Option<String>,
-    /// Main colour.
+    /// Logo file (PNG, SVG, WebP or JPEG, at most 256 KiB), read at start and served
+    /// by us at `/static/logo`.
+    pub logo_file: Option<PathBuf>,
+    /// Main colour, `#rgb` or `#rrggbb`.
     pub primary_color: String,
     /// Support address shown in emails.
     pub support_email: String,
+    /// Line under the name in the header.
+    pub tagline: String,
+    /// Sentence after the name in the footer.
+    pub footer_text: String,
+    /// Links of the footer (legal notice, accessibility, personal data…).
+    pub footer_links: Vec<FooterLinkConfig>,
 }
+
+/// `[[portal.footer_links]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FooterLinkConfig {
+    /// Text of the link.
+    pub label: String,
+    /// `https://…`, `http://…` or a path on this server (`/…`).
+    pub url: String,
+}
+
+/// The largest logo file accepted: it is held in memory and sent with every header.
+const MAX_LOGO_BYTES: u64 = 256 * 1024;
 
 impl Default for PortalConfig {
     fn default() -> Self {
+        let pages = dge_pages::Portal::default();
         Self {
-            name: "DataGrandEst".into(),
-            home_url: "https://www.datagrandest.fr".into(),
-            logo_url: None,
-            primary_color: "#000091".into(),
+            name: pages.name,
+            home_url: pages.home_url,
+            logo_file: None,
+            primary_color: pages.primary_color,
             support_email: "contact@datagrandest.fr".into(),
+            tagline: pages.tagline,
+            footer_text: pages.footer_text,
+            footer_links: Vec::new(),
         }
+    }
+}
+
+impl PortalConfig {
+    /// What is wrong with these settings, one line per key.
+    fn problems(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        let web_url =
+            |u: &str| url::Url::parse(u).is_ok_and(|u| matches!(u.scheme(), "https" | "http"));
+        if self.name.trim().is_empty() || self.name.chars().count() > 80 {
+            errors.push("portal.name: 1 to 80 characters".into());
+        }
+        if !web_url(&self.home_url) {
+            errors.push("portal.home_url: an http(s) URL".into());
+        }
+        let hex = self.primary_color.strip_prefix('#').unwrap_or("");
+        if !((hex.len() == 3 || hex.len() == 6) && hex.chars().all(|c| c.is_ascii_hexdigit())) {
+            errors.push("portal.primary_color: #rgb or #rrggbb".into());
+        }
+        if dge_registry::domain::signup::normalise_email(&self.support_email).is_none() {
+            errors.push("portal.support_email: not an email address".into());
+        }
+        if self.tagline.chars().count() > 80 {
+            errors.push("portal.tagline: at most 80 characters".into());
+        }
+        if self.footer_text.chars().count() > 300 {
+            errors.push("portal.footer_text: at most 300 characters".into());
+        }
+        for (i, link) in self.footer_links.iter().enumerate() {
+            if link.label.trim().is_empty() || link.label.chars().count() > 80 {
+                errors.push(format!(
+                    "portal.footer_links[{i}].label: 1 to 80 characters"
+                ));
+            }
+            // A path on this server, or a web address: never javascript: or data:.
+            let local_path = link.url.starts_with('/') && !link.url.starts_with("//");
+            if !(local_path || web_url(&link.url)) {
+                errors.push(format!(
+                    "portal.footer_links[{i}].url: an http(s) URL or a path starting with /"
+                ));
+            }
+        }
+        if let Some(path) = &self.logo_file {
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if dge_pages::Logo::content_type_of(name).is_none() {
+                errors.push("portal.logo_file: a .png, .svg, .webp or .jpg file".into());
+            }
+            match std::fs::metadata(path) {
+                Ok(m) if m.is_file() && m.len() <= MAX_LOGO_BYTES => {}
+                Ok(m) if m.is_file() => {
+                    errors.push("portal.logo_file: at most 256 KiB".into());
+                }
+                _ => errors.push(format!(
+                    "portal.logo_file: {} is not a readable file",
+                    path.display()
+                )),
+            }
+        }
+        errors
+    }
+
+    /// The pages' settings, with the logo file read.
+    fn pages(&self) -> Result<dge_pages::Portal, ConfigError> {
+        let logo = match &self.logo_file {
+            None => None,
+            Some(path) => {
+                let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                let content_type = dge_pages::Logo::content_type_of(name).ok_or_else(|| {
+                    ConfigError(vec![
+                        "portal.logo_file: a .png, .svg, .webp or .jpg file".into(),
+                    ])
+                })?;
+                let bytes = std::fs::read(path).map_err(|e| {
+                    ConfigError(vec![format!("portal.logo_file: {}: {e}", path.display())])
+                })?;
+                Some(dge_pages::Logo {
+                    content_type,
+                    bytes: bytes.into(),
+                })
+            }
+        };
+        let mut portal = dge_pages::Portal::default();
+        portal.name.clone_from(&self.name);
+        portal.home_url.clone_from(&self.home_url);
+        portal.primary_color.clone_from(&self.primary_color);
+        portal.tagline.clone_from(&self.tagline);
+        portal.footer_text.clone_from(&self.footer_text);
+        portal.footer_links = self
+            .footer_links
+            .iter()
+            .map(|l| dge_pages::FooterLink {
+                label: l.label.clone(),
+                url: l.url.clone(),
+            })
+            .collect();
+        Ok(portal.with_logo(logo))
     }
 }
 
@@ -512,6 +632,7 @@ impl Config {
                 errors.push(format!("upstreams[{i}].issuer: not a URL"));
             }
         }
+        errors.extend(self.portal.problems());
         if errors.is_empty() {
             Ok(())
         } else {
@@ -567,12 +688,7 @@ impl Config {
                 reminder_after_secs: self.notify.reminder_after_days * 86_400,
             },
             upstreams: self.upstreams.clone(),
-            portal: dge_pages::Portal {
-                name: self.portal.name.clone(),
-                home_url: self.portal.home_url.clone(),
-                logo_url: self.portal.logo_url.clone(),
-                primary_color: self.portal.primary_color.clone(),
-            },
+            portal: self.portal.pages()?,
             support_email: self.portal.support_email.clone(),
             hash_concurrency: self.accounts.hash_concurrency,
             redis_url: self.redis.url.clone(),

@@ -69,12 +69,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("reading upstreams from {}", path.display()))?,
             None => dge_broker::default_providers(),
         },
-        portal: dge_pages::Portal {
-            name: "DataGrandEst".into(),
-            home_url: "https://www.datagrandest.fr".into(),
-            logo_url: None,
-            primary_color: "#000091".into(),
-        },
+        portal: dge_pages::Portal::default(),
         support_email: "contact@datagrandest.fr".into(),
         hash_concurrency: 2,
         redis_url: args.redis_url.clone().map(Secret::new),

@@ -21,7 +21,7 @@ use dge_broker::Broker;
 use dge_oidc::Provider;
 use dge_registry::Registry;
 
-pub use render::Portal;
+pub use render::{FooterLink, Logo, Portal};
 
 /// Everything the pages need. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -111,6 +111,7 @@ pub fn router(pages: Pages) -> Router {
         .route("/broker/link/cancel", post(handlers::broker::cancel))
         .route("/broker/link/code", post(handlers::broker::send_code))
         .route("/static/portal.css", get(handlers::assets::portal_css))
+        .route(render::LOGO_PATH, get(handlers::assets::logo))
         .route("/static/{file}", get(handlers::assets::asset))
         .route_layer(axum::middleware::from_fn_with_state(
             pages.clone(),

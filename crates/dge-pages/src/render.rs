@@ -13,10 +13,81 @@ pub struct Portal {
     pub name: String,
     /// Home page of the portal.
     pub home_url: String,
-    /// Logo URL, served by us or none.
-    pub logo_url: Option<String>,
-    /// Main colour.
+    /// Main colour, `#rgb` or `#rrggbb`.
     pub primary_color: String,
+    /// Line under the name in the header.
+    pub tagline: String,
+    /// Sentence after the portal's name in the footer.
+    pub footer_text: String,
+    /// Links of the footer, after the link back to the portal.
+    pub footer_links: Vec<FooterLink>,
+    /// The logo, served by us at [`LOGO_PATH`] (the CSP allows images from us only).
+    #[serde(skip)]
+    pub logo: Option<Logo>,
+    /// Where pages find the logo; set from `logo` by [`Portal::with_logo`].
+    logo_url: Option<String>,
+}
+
+/// A link of the footer.
+#[derive(Debug, Clone, Serialize)]
+pub struct FooterLink {
+    /// Text of the link.
+    pub label: String,
+    /// Its target: `https://…`, `http://…` or a path on this server.
+    pub url: String,
+}
+
+/// A logo image and its media type.
+#[derive(Debug, Clone)]
+pub struct Logo {
+    /// `image/png`, `image/svg+xml`, `image/webp` or `image/jpeg`.
+    pub content_type: &'static str,
+    /// The file's bytes.
+    pub bytes: axum::body::Bytes,
+}
+
+/// Path of the logo on this server.
+pub const LOGO_PATH: &str = "/static/logo";
+
+impl Portal {
+    /// This portal with `logo` shown in the header.
+    #[must_use]
+    pub fn with_logo(mut self, logo: Option<Logo>) -> Self {
+        self.logo_url = logo.as_ref().map(|_| LOGO_PATH.to_owned());
+        self.logo = logo;
+        self
+    }
+}
+
+impl Default for Portal {
+    /// DataGrandEst's own settings.
+    fn default() -> Self {
+        Self {
+            name: "DataGrandEst".into(),
+            home_url: "https://www.datagrandest.fr".into(),
+            primary_color: "#000091".into(),
+            tagline: "Espace d'identification".into(),
+            footer_text: "la plateforme régionale des données publiques en Grand Est.".into(),
+            footer_links: Vec::new(),
+            logo: None,
+            logo_url: None,
+        }
+    }
+}
+
+impl Logo {
+    /// The media type of a logo file named `file_name`, from its extension.
+    #[must_use]
+    pub fn content_type_of(file_name: &str) -> Option<&'static str> {
+        let ext = file_name.rsplit_once('.')?.1.to_ascii_lowercase();
+        match ext.as_str() {
+            "png" => Some("image/png"),
+            "svg" => Some("image/svg+xml"),
+            "webp" => Some("image/webp"),
+            "jpg" | "jpeg" => Some("image/jpeg"),
+            _ => None,
+        }
+    }
 }
 
 const TEMPLATES: &[(&str, &str)] = &[
@@ -166,12 +237,7 @@ mod tests {
     use super::*;
 
     fn renderer() -> Renderer {
-        Renderer::new(Portal {
-            name: "DataGrandEst".into(),
-            home_url: "https://www.datagrandest.fr".into(),
-            logo_url: None,
-            primary_color: "#000091".into(),
-        })
+        Renderer::new(Portal::default())
     }
 
     #[test]

@@ -13,6 +13,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("../../static/dge.css"),
     ),
     (
+        "proconnect.svg",
+        "image/svg+xml",
+        include_str!("../../static/proconnect.svg"),
+    ),
+    (
         "dge.js",
         "text/javascript; charset=utf-8",
         include_str!("../../static/dge.js"),
@@ -28,6 +33,26 @@ pub(crate) async fn asset(Path(file): Path<String>) -> Response {
                 (header::CACHE_CONTROL, "public, max-age=3600"),
             ],
             *body,
+        )
+            .into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// `GET /static/logo`: the portal's logo, when one is configured.
+pub(crate) async fn logo(State(pages): State<Pages>) -> Response {
+    match &pages.render.portal().logo {
+        Some(logo) => (
+            [
+                (header::CONTENT_TYPE, logo.content_type),
+                (header::CACHE_CONTROL, "public, max-age=3600"),
+                // An SVG opened on its own must not run scripts it may carry.
+                (
+                    header::CONTENT_SECURITY_POLICY,
+                    "default-src 'none'; style-src 'unsafe-inline'; sandbox",
+                ),
+            ],
+            logo.bytes.clone(),
         )
             .into_response(),
         None => StatusCode::NOT_FOUND.into_response(),
