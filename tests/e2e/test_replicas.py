@@ -21,7 +21,7 @@ import pytest
 import pages
 from dgectl import Dgectl
 from grpc_api import IdentityGrpc
-from idp_server import clean_env, free_port, idp_binary, loopback_http, new_idp_server
+from idp_server import clean_env, free_ports, idp_binary, loopback_http, new_idp_server
 from outbox import CONFIRM_SUBJECT, mails_to
 from portal import (
     Module,
@@ -108,9 +108,12 @@ def replicas(tmp_path, backend_database):
     seed.start()
     seed.stop()
 
-    a = Replica("replica-a", f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}", tmp_path / "a.log")
-    b = Replica("replica-b", f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}", tmp_path / "b.log")
-    c = Replica("replica-c", f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}", tmp_path / "c.log")
+    # Six distinct ports picked at once: one at a time, the kernel may hand one out twice.
+    ports = iter(free_ports(6))
+    a, b, c = (
+        Replica(f"replica-{n}", f"127.0.0.1:{next(ports)}", f"127.0.0.1:{next(ports)}", tmp_path / f"{n}.log")
+        for n in "abc"
+    )
     config = tmp_path / "dge-idp.toml"
     config.write_text(
         f'[server]\npublic_url = "{a.base_url}"\n'
