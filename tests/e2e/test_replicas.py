@@ -52,10 +52,11 @@ class Replica:
     def base_url(self) -> str:
         return f"http://{self.http_addr}"
 
-    def start(self, config: Path) -> None:
+    def start(self, config: Path, env: dict[str, str] | None = None) -> None:
         env = clean_env({
             "DGE_SERVER__HTTP_ADDR": self.http_addr,
             "DGE_SERVER__GRPC_ADDR": self.grpc_addr,
+            **(env or {}),
         })
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
