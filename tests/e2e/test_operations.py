@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import re
+import signal
+import socket
 import subprocess
+import time
 import uuid
 
 import grpc
+import pytest
 
 from idp_server import clean_env, free_port, idp_binary, loopback_http
 import pages
@@ -127,3 +131,34 @@ def test_check_config_names_each_bad_key_and_never_a_secret(tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "configuration is valid" in result.stdout
+
+
+def test_sigterm_drains_in_flight_requests_and_refuses_new_ones(start_idp):
+    server = start_idp()
+    host, port = server.http_addr.rsplit(":", 1)
+    body = b"grant_type=authorization_code&code=nothing-of-ours&redirect_uri=http%3A%2F%2Flocalhost%2F"
+    # A request in flight: headers sent, half of the body still to come.
+    slow = socket.create_connection((host, int(port)), timeout=10)
+    slow.sendall(
+        b"POST /token HTTP/1.1\r\nHost: " + server.http_addr.encode()
+        + b"\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+        + b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n"
+        + body[:20]
+    )
+    time.sleep(0.3)
+    server.process.send_signal(signal.SIGTERM)
+    time.sleep(1.0)
+    # Still draining, and the listener is closed: no new connection is accepted.
+    assert server.process.poll() is None, server.log_tail()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((host, int(port)), timeout=5).close()
+    # The request in flight completes with its answer, then the server exits cleanly.
+    slow.sendall(body[20:])
+    answer = b""
+    while chunk := slow.recv(65536):
+        answer += chunk
+    slow.close()
+    status = answer.split(b"\r\n", 1)[0]
+    assert status.startswith(b"HTTP/1.1 4"), answer[:300]
+    assert b"invalid_" in answer, answer[:300]
+    assert server.process.wait(timeout=30) == 0, server.log_tail()
