@@ -162,3 +162,31 @@ def test_sigterm_drains_in_flight_requests_and_refuses_new_ones(start_idp):
     assert status.startswith(b"HTTP/1.1 4"), answer[:300]
     assert b"invalid_" in answer, answer[:300]
     assert server.process.wait(timeout=30) == 0, server.log_tail()
+
+
+def test_every_section_can_be_overridden_from_the_environment(tmp_path):
+    config = tmp_path / "dge-idp.toml"
+    config.write_text(
+        '[server]\npublic_url = "http://127.0.0.1:8080"\n'
+        '[keys]\nencryption_key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="\n'
+        f'[database]\nurl = "sqlite://{tmp_path / "x.sqlite3"}"\n'
+        '[redis]\nurl = "http://not-redis"\n'
+        '[mail]\nfrom = "DataGrandEst <no-reply@datagrandest.fr>"\noutbox_dir = "/tmp/x"\n',
+        encoding="utf-8",
+    )
+
+    def check(env: dict[str, str]) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(idp_binary()), "check-config", "--config", str(config)],
+            capture_output=True, text=True, env=clean_env(env), timeout=30,
+        )
+
+    assert "redis.url" in check({}).stderr
+    fixed = check({"DGE_REDIS__URL": "redis://127.0.0.1:6379"})
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    for variable, value, key in (
+        ("DGE_SECURITY__LOGIN_LOCK_AFTER", "0", "security.login_lock_after"),
+        ("DGE_TELEMETRY__SAMPLING_RATIO", "7", "telemetry.sampling_ratio"),
+    ):
+        refused = check({"DGE_REDIS__URL": "redis://127.0.0.1:6379", variable: value})
+        assert refused.returncode != 0 and key in refused.stdout + refused.stderr, refused.stderr
