@@ -25,7 +25,7 @@ LOG_TAIL_LINES = 300
 # command line (for example run-all.sh exports DATABASE_URL for the Rust tests, while
 # `dev` must run on its embedded SQLite default).
 _STEERING_NAMES = ("DATABASE_URL", "REDIS_URL")
-_STEERING_PREFIXES = ("DGE_", "DGECTL_")
+_STEERING_PREFIXES = ("DGE_", "DGECTL_", "OTEL_")
 
 
 def target_dir() -> Path:

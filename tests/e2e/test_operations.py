@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import re
+import signal
+import socket
 import subprocess
+import time
 import uuid
 
 import grpc
+import pytest
 
 from idp_server import clean_env, free_port, idp_binary, loopback_http
 import pages
@@ -127,3 +131,62 @@ def test_check_config_names_each_bad_key_and_never_a_secret(tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "configuration is valid" in result.stdout
+
+
+def test_sigterm_drains_in_flight_requests_and_refuses_new_ones(start_idp):
+    server = start_idp()
+    host, port = server.http_addr.rsplit(":", 1)
+    body = b"grant_type=authorization_code&code=nothing-of-ours&redirect_uri=http%3A%2F%2Flocalhost%2F"
+    # A request in flight: headers sent, half of the body still to come.
+    slow = socket.create_connection((host, int(port)), timeout=10)
+    slow.sendall(
+        b"POST /token HTTP/1.1\r\nHost: " + server.http_addr.encode()
+        + b"\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+        + b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n"
+        + body[:20]
+    )
+    time.sleep(0.3)
+    server.process.send_signal(signal.SIGTERM)
+    time.sleep(1.0)
+    # Still draining, and the listener is closed: no new connection is accepted.
+    assert server.process.poll() is None, server.log_tail()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((host, int(port)), timeout=5).close()
+    # The request in flight completes with its answer, then the server exits cleanly.
+    slow.sendall(body[20:])
+    answer = b""
+    while chunk := slow.recv(65536):
+        answer += chunk
+    slow.close()
+    status = answer.split(b"\r\n", 1)[0]
+    assert status.startswith(b"HTTP/1.1 4"), answer[:300]
+    assert b"invalid_" in answer, answer[:300]
+    assert server.process.wait(timeout=30) == 0, server.log_tail()
+
+
+def test_every_section_can_be_overridden_from_the_environment(tmp_path):
+    config = tmp_path / "dge-idp.toml"
+    config.write_text(
+        '[server]\npublic_url = "http://127.0.0.1:8080"\n'
+        '[keys]\nencryption_key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="\n'
+        f'[database]\nurl = "sqlite://{tmp_path / "x.sqlite3"}"\n'
+        '[redis]\nurl = "http://not-redis"\n'
+        '[mail]\nfrom = "DataGrandEst <no-reply@datagrandest.fr>"\noutbox_dir = "/tmp/x"\n',
+        encoding="utf-8",
+    )
+
+    def check(env: dict[str, str]) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(idp_binary()), "check-config", "--config", str(config)],
+            capture_output=True, text=True, env=clean_env(env), timeout=30,
+        )
+
+    assert "redis.url" in check({}).stderr
+    fixed = check({"DGE_REDIS__URL": "redis://127.0.0.1:6379"})
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    for variable, value, key in (
+        ("DGE_SECURITY__LOGIN_LOCK_AFTER", "0", "security.login_lock_after"),
+        ("DGE_TELEMETRY__SAMPLING_RATIO", "7", "telemetry.sampling_ratio"),
+    ):
+        refused = check({"DGE_REDIS__URL": "redis://127.0.0.1:6379", variable: value})
+        assert refused.returncode != 0 and key in refused.stdout + refused.stderr, refused.stderr

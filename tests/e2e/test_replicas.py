@@ -17,11 +17,13 @@ from pathlib import Path
 
 import grpc
 import pytest
+from authlib.integrations.requests_client import OAuthError
 
 import pages
 from dgectl import Dgectl
 from grpc_api import IdentityGrpc
 from idp_server import clean_env, free_ports, idp_binary, loopback_http, new_idp_server
+from oidc import introspect
 from outbox import CONFIRM_SUBJECT, mails_to
 from portal import (
     Module,
@@ -52,10 +54,11 @@ class Replica:
     def base_url(self) -> str:
         return f"http://{self.http_addr}"
 
-    def start(self, config: Path) -> None:
+    def start(self, config: Path, env: dict[str, str] | None = None) -> None:
         env = clean_env({
             "DGE_SERVER__HTTP_ADDR": self.http_addr,
             "DGE_SERVER__GRPC_ADDR": self.grpc_addr,
+            **(env or {}),
         })
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
@@ -169,16 +172,17 @@ def test_a_journey_across_replicas(replicas, grpc_pb):
     assert confirmed.status_code == 200, pages.page_text(confirmed)
     admin_on(seed, b).ok("accounts", "approve", person.login)
 
-    # A login started on A (authorize, login page) completes on B (form, code exchange).
+    # A login started on A (authorize, login page) goes on on B (the form, which issues the
+    # code into Redis) and completes on C (the code exchange).
     login_page = open_login_page(http, datahub)
     aimed_at(login_page.response, b, a)
     answer = submit_login(http, login_page, person.login, person.password)
     callback = datahub.callback_url(answer)
-    on_b = Module(
-        {**datahub.discovery, "token_endpoint": on(b, datahub.discovery["token_endpoint"], a)},
+    on_c = Module(
+        {**datahub.discovery, "token_endpoint": on(c, datahub.discovery["token_endpoint"], a)},
         datahub.client_id, datahub.redirect_uri, "datahub-dev-secret",
     )
-    token = on_b.exchange(callback, login_page.request)
+    token = on_c.exchange(callback, login_page.request)
     claims = datahub.id_token_claims(token["id_token"], login_page.request.nonce)
     assert claims["iss"] == a.base_url
 
@@ -196,6 +200,13 @@ def test_a_journey_across_replicas(replicas, grpc_pb):
     finally:
         for other in others:
             other.close()
+
+    # The code, taken on C, replayed on A: refused, and what it gave is revoked.
+    with pytest.raises(OAuthError) as replayed:
+        datahub.exchange(callback, login_page.request)
+    assert replayed.value.error == "invalid_grant"
+    assert introspect(datahub.discovery, token["access_token"])["active"] is False
+    assert introspect(datahub.discovery, token["refresh_token"])["active"] is False
 
 
 def test_stopping_a_replica_under_load_loses_nothing_it_answered(replicas):

@@ -155,7 +155,8 @@ pub async fn run(
             token_ttl_secs: settings.token_ttl_secs,
             ..ProviderSettings::new(settings.public_url.clone())
         },
-    );
+    )
+    .with_ephemeral(ephemeral.clone());
     let broker = Broker::new(
         db.clone(),
         clock.clone(),

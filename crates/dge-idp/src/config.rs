@@ -45,6 +45,9 @@ pub struct Config {
     /// Brute-force throttling and the reverse proxies believed.
     #[serde(default)]
     pub security: SecurityConfig,
+    /// OpenTelemetry trace export; off by default.
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
     /// Upstream identity providers; ProConnect and the Région, unconfigured, by default.
     #[serde(default = "dge_broker::default_providers")]
     pub upstreams: Vec<UpstreamConfig>,
@@ -75,6 +78,64 @@ pub struct RedisConfig {
     /// `redis://host:6379` (or `rediss://` for TLS). Required with more than one
     /// replica; without it, counters and notifications stay inside the process.
     pub url: Option<Secret<String>>,
+}
+
+/// `[telemetry]`: spans exported over OTLP/HTTP (protobuf) to a collector.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// Base URL of the collector's OTLP/HTTP receiver, e.g. `http://otel-collector:4318`
+    /// (spans are posted to `/v1/traces` below it). No export when absent.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the exported spans.
+    pub service_name: String,
+    /// Share of traces exported, 0.0 (none) to 1.0 (all).
+    pub sampling_ratio: f64,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            service_name: "dge-idp".into(),
+            sampling_ratio: 1.0,
+        }
+    }
+}
+
+impl TelemetryConfig {
+    /// What [`crate::telemetry::export`] needs, when an endpoint is set.
+    #[must_use]
+    pub fn export(&self) -> Option<crate::telemetry::ExportSettings> {
+        self.otlp_endpoint
+            .as_ref()
+            .map(|endpoint| crate::telemetry::ExportSettings {
+                otlp_endpoint: endpoint.clone(),
+                service_name: self.service_name.clone(),
+                sampling_ratio: self.sampling_ratio,
+            })
+    }
+
+    fn check(&self, errors: &mut Vec<String>) {
+        if let Some(endpoint) = &self.otlp_endpoint {
+            match url::Url::parse(endpoint) {
+                Ok(u)
+                    if matches!(u.scheme(), "http" | "https")
+                        && u.host_str().is_some()
+                        && u.query().is_none() => {}
+                _ => errors.push(
+                    "telemetry.otlp_endpoint: an http:// or https:// URL such as http://collector:4318"
+                        .into(),
+                ),
+            }
+        }
+        if self.service_name.trim().is_empty() {
+            errors.push("telemetry.service_name: must not be empty".into());
+        }
+        if !(0.0..=1.0).contains(&self.sampling_ratio) {
+            errors.push("telemetry.sampling_ratio: 0.0 to 1.0".into());
+        }
+    }
 }
 
 /// `[keys]`.
@@ -416,9 +477,12 @@ const fn default_pool() -> u32 {
 
 /// Top-level sections, so unrelated `DGE_…` variables (those of `dge-idp dev`)
 /// are not mistaken for configuration keys.
-const SECTIONS: [&str; 8] = [
+const SECTIONS: [&str; 11] = [
     "server",
     "database",
+    "redis",
+    "security",
+    "telemetry",
     "keys",
     "mail",
     "portal",
@@ -612,6 +676,7 @@ impl Config {
                 errors.push(format!("notify.admin_emails[{i}]: not an email address"));
             }
         }
+        self.telemetry.check(&mut errors);
         if let Err(dge_broker::config::ConfigError::Invalid { name, problem }) =
             dge_broker::config::check(&self.upstreams)
         {
@@ -837,6 +902,39 @@ mod tests {
         );
         let err = load(Some(&write(&dir, &body))).unwrap_err().to_string();
         assert!(err.contains("issuer must use https://"), "{err}");
+    }
+
+    #[test]
+    fn telemetry_is_off_by_default_and_checked_when_set() {
+        let dir = tmp();
+        let base = format!(
+            "[server]\npublic_url = \"https://idp.example.fr\"\n[keys]\nencryption_key = \"{KEY}\"\n\
+             [database]\nurl = \"postgres://db/x\"\n[mail]\nfrom = \"a@b.fr\"\noutbox_dir = \"/tmp/x\"\n"
+        );
+        let config = load(Some(&write(&dir, &base))).unwrap();
+        assert!(config.telemetry.export().is_none());
+        let bad = format!(
+            "{base}[telemetry]\notlp_endpoint = \"collector:4318\"\nservice_name = \" \"\nsampling_ratio = 1.5\n"
+        );
+        let err = load(Some(&write(&dir, &bad))).unwrap_err().to_string();
+        for key in [
+            "telemetry.otlp_endpoint",
+            "telemetry.service_name",
+            "telemetry.sampling_ratio",
+        ] {
+            assert!(err.contains(key), "{key} in {err}");
+        }
+        let good = format!(
+            "{base}[telemetry]\notlp_endpoint = \"http://127.0.0.1:4318\"\nsampling_ratio = 0.25\n"
+        );
+        let export = load(Some(&write(&dir, &good)))
+            .unwrap()
+            .telemetry
+            .export()
+            .unwrap();
+        assert_eq!(export.otlp_endpoint, "http://127.0.0.1:4318");
+        assert_eq!(export.service_name, "dge-idp");
+        assert!((export.sampling_ratio - 0.25).abs() < f64::EPSILON);
     }
 
     #[test]

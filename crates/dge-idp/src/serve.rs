@@ -9,7 +9,7 @@ use anyhow::Context;
 use dge_core::{Clock, SystemClock};
 
 use crate::cli::{AdminTokenArgs, ConfigArgs};
-use crate::{app, config, dev};
+use crate::{app, config, dev, telemetry};
 
 /// Serves until SIGTERM or Ctrl-C, then drains in-flight requests.
 ///
@@ -18,6 +18,11 @@ use crate::{app, config, dev};
 pub async fn run(args: &ConfigArgs) -> anyhow::Result<()> {
     let config = config::load(args.config.as_deref())?;
     let settings = config.settings()?;
+    // Kept to the end: dropping it flushes the spans still queued.
+    let _exporting = match config.telemetry.export() {
+        Some(export) => Some(telemetry::export(&export).context("starting the trace export")?),
+        None => None,
+    };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let db = app::open_database(&settings).await?;
     let http = tokio::net::TcpListener::bind(config.server.http_addr)

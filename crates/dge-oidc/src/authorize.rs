@@ -379,24 +379,18 @@ impl Provider {
         if let Some(hash) = &session_hash {
             self.remember_client(hash, &p.client_id).await?;
         }
-        sqlx::query(
-            "INSERT INTO auth_codes (code_hash, client_id, account_id, redirect_uri, scope, nonce, \
-             code_challenge, auth_time, expires_at, created_at, session_hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(hash_token(&code))
-        .bind(&p.client_id)
-        .bind(account_id)
-        .bind(&p.redirect_uri)
-        .bind(&p.scope)
-        .bind(&p.nonce)
-        .bind(&p.code_challenge)
-        .bind(auth_time)
-        .bind(now + self.settings.code_ttl_secs)
-        .bind(now)
-        .bind(&session_hash)
-        .execute(self.db.pool())
-        .await?;
+        let stored = crate::token::code::StoredCode {
+            client_id: p.client_id.clone(),
+            account_id: account_id.to_owned(),
+            redirect_uri: p.redirect_uri.clone(),
+            scope: p.scope.clone(),
+            nonce: p.nonce.clone(),
+            code_challenge: p.code_challenge.clone(),
+            auth_time,
+            expires_at: now + self.settings.code_ttl_secs,
+            session_hash,
+        };
+        self.store_code(&hash_token(&code), &stored).await?;
         let mut params = vec![("code", code.as_str()), ("iss", self.issuer())];
         if let Some(state) = p.state.as_deref() {
             params.push(("state", state));

@@ -25,6 +25,7 @@ use std::sync::Arc;
 use dge_authz::Keys;
 use dge_core::Clock;
 use dge_store::Db;
+use dge_store::ephemeral::Ephemeral;
 
 pub use authorize::{AuthorizeOutcome, AuthorizeParams};
 
@@ -67,6 +68,8 @@ pub struct Provider {
     pub(crate) keys: Arc<Keys>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) settings: Arc<ProviderSettings>,
+    /// Authorization codes, shared by the replicas through Redis (taken exactly once).
+    pub(crate) codes: Ephemeral,
 }
 
 impl std::fmt::Debug for Provider {
@@ -78,7 +81,8 @@ impl std::fmt::Debug for Provider {
 }
 
 impl Provider {
-    /// A provider over `db`, signing with `keys`.
+    /// A provider over `db`, signing with `keys`; authorization codes stay in this
+    /// process until [`Self::with_ephemeral`] shares them.
     #[must_use]
     pub fn new(db: Db, keys: Arc<Keys>, clock: Arc<dyn Clock>, settings: ProviderSettings) -> Self {
         Self {
@@ -86,7 +90,15 @@ impl Provider {
             keys,
             clock,
             settings: Arc::new(settings),
+            codes: Ephemeral::local("dge:"),
         }
+    }
+
+    /// Keeps authorization codes in `ephemeral` (Redis with several replicas).
+    #[must_use]
+    pub fn with_ephemeral(mut self, ephemeral: Ephemeral) -> Self {
+        self.codes = ephemeral;
+        self
     }
 
     /// The issuer URL.
@@ -114,6 +126,9 @@ pub enum Error {
     /// The database failed.
     #[error("storage error")]
     Store(#[from] sqlx::Error),
+    /// The shared short-lived store (Redis) failed.
+    #[error("shared store error")]
+    Ephemeral(#[from] dge_store::ephemeral::EphemeralError),
     /// Signing a token failed.
     #[error("signing failed")]
     Sign(#[from] dge_authz::Error),

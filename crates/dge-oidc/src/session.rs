@@ -1,4 +1,12 @@
 //! The single sign-on session: one cookie, shared by every portal module.
+//!
+//! Sessions stay in the database, shared by every replica, rather than in Redis with
+//! the codes: a password reset ends all of an account's sessions in the same
+//! transaction as the new password (`dge_registry::reset`), deleting an account drops
+//! them by foreign key, each use checks the account is still active by a join, and
+//! `session_clients` lists the modules to tell at back-channel logout. Redis would
+//! need a per-account index kept in step by hand, and sessions of eight hours should
+//! survive a Redis restart.
 
 use dge_core::token::{hash_token, random_token};
 use sqlx::Row;

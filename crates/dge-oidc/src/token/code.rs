@@ -1,31 +1,50 @@
 //! The `authorization_code` grant (RFC 6749 §4.1.3, RFC 7636 §4.6).
 
 use std::borrow::Cow;
+use std::time::Duration;
 
 use dge_authz::grants;
 use dge_core::token::hash_token;
 use dge_registry::store::find_account;
 use oxide_auth::code_grant::extensions::Pkce;
 use oxide_auth::primitives::grant::Value;
-use sqlx::Row;
+use serde::{Deserialize, Serialize};
 
 use super::mint::Lineage;
 use super::{Grant, OAuthError, TokenForm, oauth};
 use crate::clients::Client;
 use crate::{Provider, Result};
 
-struct CodeRow {
-    client_id: String,
-    account_id: String,
-    redirect_uri: String,
-    scope: String,
-    nonce: Option<String>,
-    code_challenge: String,
-    auth_time: i64,
-    expires_at: i64,
-    used_at: Option<i64>,
-    session_hash: Option<String>,
+/// What an authorization code stands for, kept in the shared short-lived store under
+/// the code's hash (never the code itself) for the code's lifetime.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct StoredCode {
+    pub(crate) client_id: String,
+    pub(crate) account_id: String,
+    pub(crate) redirect_uri: String,
+    pub(crate) scope: String,
+    pub(crate) nonce: Option<String>,
+    pub(crate) code_challenge: String,
+    pub(crate) auth_time: i64,
+    /// On the provider's clock, checked at exchange; the store's own expiry only
+    /// frees the memory.
+    pub(crate) expires_at: i64,
+    pub(crate) session_hash: Option<String>,
 }
+
+fn code_key(code_hash: &str) -> String {
+    format!("oidc:code:{code_hash}")
+}
+
+/// Remembers, under the hash of a consumed code, the client it was issued to, so that
+/// a replay revokes what the code gave (RFC 6749 §4.1.2). Kept for a day, well past
+/// the code's own minute: a replay later than that is refused without revoking (the
+/// access tokens it gave have expired by then; a refresh token would survive).
+fn used_key(code_hash: &str) -> String {
+    format!("oidc:code-used:{code_hash}")
+}
+
+const USED_MEMORY: Duration = Duration::from_secs(24 * 3600);
 
 fn bad_grant() -> OAuthError {
     oauth(
@@ -35,27 +54,27 @@ fn bad_grant() -> OAuthError {
 }
 
 impl Provider {
-    async fn load_code(&self, code_hash: &str) -> Result<Option<CodeRow>> {
-        let row = sqlx::query(
-            "SELECT client_id, account_id, redirect_uri, scope, nonce, code_challenge, auth_time, \
-             expires_at, used_at, session_hash FROM auth_codes WHERE code_hash = $1",
-        )
-        .bind(code_hash)
-        .fetch_optional(self.db.pool())
-        .await?;
-        let Some(r) = row else { return Ok(None) };
-        Ok(Some(CodeRow {
-            client_id: r.try_get("client_id")?,
-            account_id: r.try_get("account_id")?,
-            redirect_uri: r.try_get("redirect_uri")?,
-            scope: r.try_get("scope")?,
-            nonce: r.try_get("nonce")?,
-            code_challenge: r.try_get("code_challenge")?,
-            auth_time: r.try_get("auth_time")?,
-            expires_at: r.try_get("expires_at")?,
-            used_at: r.try_get("used_at")?,
-            session_hash: r.try_get("session_hash")?,
-        }))
+    /// Stores a freshly issued code for its lifetime.
+    pub(crate) async fn store_code(&self, code_hash: &str, code: &StoredCode) -> Result<()> {
+        let ttl = u64::try_from(self.settings.code_ttl_secs)
+            .unwrap_or(0)
+            .max(1);
+        let value = serde_json::to_string(code).unwrap_or_default();
+        self.codes
+            .put(&code_key(code_hash), &value, Duration::from_secs(ttl))
+            .await?;
+        Ok(())
+    }
+
+    async fn load_code(&self, code_hash: &str) -> Result<Option<StoredCode>> {
+        let Some(value) = self.codes.get(&code_key(code_hash)).await? else {
+            return Ok(None);
+        };
+        let decoded = serde_json::from_str(&value);
+        if decoded.is_err() {
+            tracing::warn!("an authorization code in the shared store could not be read");
+        }
+        Ok(decoded.ok())
     }
 
     /// Revokes every token issued from a code, after the code was presented twice
@@ -71,7 +90,7 @@ impl Provider {
 
     /// Checks a code row against the request; `Err` is the OAuth error to answer.
     fn check_code(
-        row: &CodeRow,
+        row: &StoredCode,
         client: &Client,
         form: &TokenForm,
         now: i64,
@@ -110,26 +129,24 @@ impl Provider {
         };
         let code_hash = hash_token(code);
         let Some(row) = self.load_code(&code_hash).await? else {
+            // Gone: never issued, expired, or consumed. A replay by the client it was
+            // issued to revokes the family; a code of another client changes nothing.
+            let used_by = self.codes.get(&used_key(&code_hash)).await?;
+            if used_by.as_deref() == Some(client.id.as_str()) {
+                self.revoke_code_family(&code_hash).await?;
+            }
             return Ok(Err(bad_grant()));
         };
-        // A replay by the client it was issued to revokes the family; a code of
-        // another client changes nothing.
-        if row.used_at.is_some() && row.client_id == client.id {
-            self.revoke_code_family(&code_hash).await?;
-            return Ok(Err(bad_grant()));
-        }
         if let Err(e) = Self::check_code(&row, client, form, self.now()) {
             return Ok(Err(e));
         }
-        // Consume the code: only one concurrent exchange can win this update.
-        let consumed = sqlx::query(
-            "UPDATE auth_codes SET used_at = $1 WHERE code_hash = $2 AND used_at IS NULL",
-        )
-        .bind(self.now())
-        .bind(&code_hash)
-        .execute(self.db.pool())
-        .await?;
-        if consumed.rows_affected() != 1 {
+        // Consume the code: of concurrent exchanges, on any replica, only one takes it
+        // (GETDEL on Redis). The replay marker goes first, so that no presentation
+        // after the take can miss it.
+        self.codes
+            .put(&used_key(&code_hash), &row.client_id, USED_MEMORY)
+            .await?;
+        if self.codes.take(&code_key(&code_hash)).await?.is_none() {
             self.revoke_code_family(&code_hash).await?;
             return Ok(Err(bad_grant()));
         }

@@ -7,7 +7,7 @@
 //! - [`mint`]: signs access tokens and ID tokens and records them.
 
 pub mod client_auth;
-mod code;
+pub(crate) mod code;
 mod mint;
 mod refresh;
 mod service;

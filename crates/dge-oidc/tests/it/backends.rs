@@ -10,6 +10,7 @@ use dge_core::clock::ManualClock;
 use dge_oidc::clients::{self, ClientSettings, NewClient};
 use dge_oidc::{Provider, ProviderSettings};
 use dge_store::Db;
+use dge_store::ephemeral::Ephemeral;
 use sha2::Digest;
 
 pub(crate) const NOW: i64 = 1_800_000_000;
@@ -81,12 +82,26 @@ pub(crate) async fn world(engine: Engine) -> World {
     let keys = Keys::load_or_create(db.clone(), Arc::new(clock.clone()), kek)
         .await
         .unwrap();
+    // Production pairs PostgreSQL with Redis; the embedded default keeps codes in
+    // the process.
+    let ephemeral = match engine {
+        Engine::Sqlite => Ephemeral::local("dge:"),
+        Engine::Postgres => {
+            let url =
+                std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+            let prefix = format!("dge-oidc-it:{}:", uuid::Uuid::new_v4().simple());
+            Ephemeral::redis(&url, &prefix)
+                .await
+                .expect("Redis must answer at REDIS_URL (127.0.0.1:6379 by default)")
+        }
+    };
     let provider = Provider::new(
         db.clone(),
         Arc::new(keys),
         Arc::new(clock.clone()),
         ProviderSettings::new(ISSUER.into()),
-    );
+    )
+    .with_ephemeral(ephemeral);
     World {
         db,
         clock,

@@ -98,6 +98,49 @@ async fn code_replay_revokes_what_the_code_gave(engine: Engine) {
     assert!(!active(&w, tokens.refresh_token.as_deref().unwrap()).await);
 }
 
+async fn a_code_is_taken_once_checked_first_and_expires(engine: Engine) {
+    let w = world(engine).await;
+    client(&w, "datahub", true, ClientSettings::default()).await;
+    let cookie = w.provider.open_session(ACCOUNT, NOW).await.unwrap();
+
+    // A wrong verifier is refused without burning the code.
+    let code = code(&w, "datahub", &cookie).await;
+    let wrong = TokenForm {
+        code_verifier: Some("x".repeat(50)),
+        ..code_form(&code)
+    };
+    assert_eq!(
+        grant(&w, "datahub", &wrong).await.err(),
+        Some("invalid_grant")
+    );
+    assert!(grant(&w, "datahub", &code_form(&code)).await.is_ok());
+
+    // Concurrent exchanges of one code (replicas sharing the store): one wins.
+    let code = self::code(&w, "datahub", &cookie).await;
+    let attempts = (0..8).map(|_| {
+        let provider = w.provider.clone();
+        let code = code.clone();
+        tokio::spawn(async move {
+            let basic = Some(("datahub".to_owned(), SECRET.to_owned()));
+            let form = code_form(&code);
+            provider.exchange(&form, basic).await.unwrap().is_ok()
+        })
+    });
+    let mut won = 0;
+    for attempt in attempts.collect::<Vec<_>>() {
+        won += usize::from(attempt.await.unwrap());
+    }
+    assert_eq!(won, 1, "{engine:?}");
+
+    // A code unused past its lifetime is refused.
+    let code = self::code(&w, "datahub", &cookie).await;
+    w.clock.advance(61);
+    assert_eq!(
+        grant(&w, "datahub", &code_form(&code)).await.err(),
+        Some("invalid_grant")
+    );
+}
+
 async fn refresh_reuse_revokes_the_family(engine: Engine) {
     let w = world(engine).await;
     client(&w, "datahub", true, ClientSettings::default()).await;
@@ -257,6 +300,13 @@ async fn private_key_jwt_assertions_are_single_use(engine: Engine) {
 async fn code_replay_revokes_what_the_code_gave_on_both_backends() {
     for engine in ENGINES {
         code_replay_revokes_what_the_code_gave(engine).await;
+    }
+}
+
+#[tokio::test]
+async fn a_code_is_taken_once_checked_first_and_expires_on_both_backends() {
+    for engine in ENGINES {
+        a_code_is_taken_once_checked_first_and_expires(engine).await;
     }
 }
 
