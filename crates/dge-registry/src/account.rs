@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use sqlx::{AnyConnection, Row};
 
 use crate::domain::Account;
-use crate::domain::signup::{FUNCTION_MAX, NAME_MAX, normalise_email, normalise_phone, text_field};
+use crate::domain::signup::{normalise_email, person_fields};
 use crate::reset::revoke_everything;
 use crate::{Error, Registry, Result, store};
 
@@ -58,49 +58,22 @@ struct ValidProfile {
 }
 
 impl ProfileForm {
-    /// Checks the same rules as the sign-up form for these fields.
+    /// Checks the same rules as the sign-up form for these fields (one shared helper).
     fn validate(&self) -> std::result::Result<ValidProfile, Violations> {
         let mut v = Violations::new();
-        let given_name = text_field(
+        let p = person_fields(
             &mut v,
-            "given_name",
             &self.given_name,
-            Some("Le prénom est obligatoire."),
-            NAME_MAX,
-            false,
-        );
-        let family_name = text_field(
-            &mut v,
-            "family_name",
             &self.family_name,
-            Some("Le nom est obligatoire."),
-            NAME_MAX,
-            false,
-        );
-        let phone = normalise_phone(&self.phone);
-        if self.phone.trim().is_empty() {
-            v.add("phone", "required", "Le téléphone est obligatoire.");
-        } else if phone.is_none() {
-            v.add(
-                "phone",
-                "invalid",
-                "Le numéro de téléphone n'est pas valide (exemple : 06 12 34 56 78).",
-            );
-        }
-        let function = text_field(
-            &mut v,
-            "function",
+            &self.phone,
             &self.function,
-            None,
-            FUNCTION_MAX,
-            false,
         );
         v.into_result()?;
         Ok(ValidProfile {
-            given_name,
-            family_name,
-            phone: phone.unwrap_or_default(),
-            function,
+            given_name: p.given_name,
+            family_name: p.family_name,
+            phone: p.phone,
+            function: p.function,
         })
     }
 }
