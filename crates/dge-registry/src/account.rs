@@ -92,6 +92,14 @@ fn invalid_email(field: &'static str) -> Error {
     )
 }
 
+fn locked() -> Error {
+    invalid(
+        "current_password",
+        "locked",
+        "Trop de tentatives avec un mauvais mot de passe : réessayez dans quelques minutes.",
+    )
+}
+
 fn wrong_password() -> Error {
     invalid(
         "current_password",
@@ -211,6 +219,11 @@ impl Registry {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+        // Logins held by sign-ups whose address was in use go at the same age.
+        sqlx::query("DELETE FROM login_reservations WHERE created_at < $1")
+            .bind(before)
+            .execute(&mut *tx)
+            .await?;
         for org in orgs {
             sqlx::query(
                 "DELETE FROM organisations WHERE id = $1 AND status = 'proposed' \
@@ -294,8 +307,32 @@ impl Registry {
     }
 
     /// Checks the current password of a local account; `false` for an account
-    /// without a password. Takes the same time either way.
+    /// without a password. Takes the same time either way. Throttled on the account's
+    /// login counter (see [`crate::throttle`]): a stolen session must not become a
+    /// password-guessing oracle.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] on `current_password` while the account is locked.
     async fn current_password_ok(
+        &self,
+        account_id: &str,
+        password: &Secret<String>,
+    ) -> Result<bool> {
+        if self.account_locked(account_id).await? {
+            return Err(locked());
+        }
+        let ok = self
+            .current_password_unthrottled(account_id, password)
+            .await?;
+        if ok {
+            self.forgive_failures(account_id).await?;
+        } else if self.count_failure(account_id).await? {
+            return Err(locked());
+        }
+        Ok(ok)
+    }
+
+    async fn current_password_unthrottled(
         &self,
         account_id: &str,
         password: &Secret<String>,
@@ -643,9 +680,8 @@ impl Registry {
             .execute(&mut *tx)
             .await?;
         dge_store::audit(&mut tx, account_id, "account.deleted", account_id, "", now).await?;
-        // TODO: the notice stays in the outbox after it is sent, and it is then the only
-        // row that still names the person; deleting sent rows needs an outbox retention
-        // policy, which the mailer does not have yet.
+        // The notice is the one row left that names the person; the mailer's retention
+        // policy deletes it once sent (`[mail] sent_retention_secs`, 24 h by default).
         self.outbox
             .enqueue(
                 &mut tx,
