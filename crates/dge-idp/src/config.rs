@@ -763,8 +763,8 @@ mod tests {
     fn account_limits_retention_and_key_delay_are_read_and_checked() {
         let dir = tmp();
         let head = format!(
-            "[server]\npublic_url = \"https://idp.example.fr\"\n[keys]\nencryption_key = \"{KEY}\"\n\
-             [database]\nurl = \"sqlite://x\"\n"
+            "[server]\npublic_url = \"https://idp.example.fr\"\n[database]\nurl = \"sqlite://x\"\n\
+             [keys]\nencryption_key = \"{KEY}\"\n"
         );
         let body = format!(
             "{head}min_activate_secs = 10\n[mail]\nfrom = \"a@b.fr\"\noutbox_dir = \"/tmp/x\"\n\
