@@ -336,7 +336,7 @@ def test_a_client_id_in_another_case_than_lower_case_is_refused(idp, dgectl, adm
 def test_a_key_rotation_activating_too_soon_or_too_late_is_refused(idp, dgectl, admin_grpc):
     before = dgectl.json("keys", "list")["keys"]
     for delay in ("0", "299", "-1", "2592001", "99999999999"):
-        result = dgectl.run("keys", "rotate", "--activate-after", delay)
+        result = dgectl.run("keys", "rotate", f"--activate-after={delay}")
         assert result.returncode == EXIT_REFUSED, (delay, result.stderr)
         assert "activate_after_secs" in result.stderr and "300" in result.stderr, result.stderr
     keys = admin_grpc.pb.signing_keys
