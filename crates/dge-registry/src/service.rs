@@ -244,15 +244,7 @@ impl Registry {
         .bind(now)
         .execute(&mut *conn)
         .await
-        .map_err(|e| {
-            if dge_store::is_unique_violation(&e, "accounts_login_key_key", "accounts.login_key") {
-                let mut v = Violations::new();
-                v.add("login", "taken", LOGIN_TAKEN);
-                Error::Invalid(v)
-            } else {
-                Error::Store(e)
-            }
-        })?;
+        .map_err(|e| login_taken_or(e, "accounts_login_key_key", "accounts.login_key"))?;
         let token = random_token();
         sqlx::query(
             "INSERT INTO email_tokens (token_hash, account_id, purpose, email_key, expires_at, created_at) \
@@ -485,20 +477,20 @@ async fn reserve_login(conn: &mut AnyConnection, login_key: &str, now: i64) -> R
     .bind(now)
     .execute(conn)
     .await
-    .map_err(|e| {
-        if dge_store::is_unique_violation(
-            &e,
-            "login_reservations_pkey",
-            "login_reservations.login_key",
-        ) {
-            let mut v = Violations::new();
-            v.add("login", "taken", LOGIN_TAKEN);
-            Error::Invalid(v)
-        } else {
-            Error::Store(e)
-        }
-    })?;
+    .map_err(|e| login_taken_or(e, "login_reservations_pkey", "login_reservations.login_key"))?;
     Ok(())
+}
+
+/// A unique violation on the login (`constraint`, or `columns` on SQLite) becomes the
+/// « déjà utilisé » field violation; any other error stays a storage error.
+fn login_taken_or(e: sqlx::Error, constraint: &str, columns: &str) -> Error {
+    if dge_store::is_unique_violation(&e, constraint, columns) {
+        let mut v = Violations::new();
+        v.add("login", "taken", LOGIN_TAKEN);
+        Error::Invalid(v)
+    } else {
+        Error::Store(e)
+    }
 }
 
 async fn propose_organisation(conn: &mut AnyConnection, name: &str, now: i64) -> Result<String> {
