@@ -275,3 +275,74 @@ def test_second_start_reuses_token_keys_accounts_and_seeds(start_idp, grpc_pb):
     assert grpc_client.check(access_token, RIGHT).reason == "missing_right"
     grpc_client.close()
     log_in(pages.browser(), datahub, person.email, person.password)
+
+
+# --- administrative calls with implausible values (issue 9) -----------------------------
+
+
+def refused_fields(call) -> set[str]:
+    with pytest.raises(grpc.RpcError) as refused:
+        call()
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, refused.value.details()
+    return bad_request_fields(refused.value)
+
+
+def test_a_grant_to_an_unconfirmed_account_a_past_end_or_a_huge_reason_is_refused(
+    idp, datahub, dgectl, admin_grpc
+):
+    pb = admin_grpc.pb.validation_workflow
+    unconfirmed = new_person()
+    sign_up(pages.browser(), datahub, unconfirmed)
+    pending = new_person()
+    sign_up(pages.browser(), datahub, pending)
+    http = pages.browser()
+    press_confirm(http, open_confirmation_page(http, idp.outbox, pending))
+
+    def grant(account: str, **fields):
+        request = pb.GrantRightRequest(account=account, right=RIGHT, **fields)
+        return lambda: admin_grpc.call(admin_grpc.workflow.GrantRight, request)
+
+    assert refused_fields(grant(unconfirmed.login)) == {"account"}
+    assert refused_fields(grant(pending.login, expires_at=-5)) == {"expires_at"}
+    assert refused_fields(grant(pending.login, expires_at=1_000_000)) == {"expires_at"}
+    assert refused_fields(grant(pending.login, reason="x" * 100_000)) == {"reason"}
+    result = dgectl.run("rights", "grant", unconfirmed.login, RIGHT)
+    assert result.returncode == EXIT_REFUSED
+    assert "account" in result.stderr and "confirmé son adresse" in result.stderr, result.stderr
+    result = dgectl.run("rights", "grant", pending.login, RIGHT, "--reason", "r" * 1001)
+    assert result.returncode == EXIT_REFUSED
+    assert "reason" in result.stderr and "1000 caractères" in result.stderr, result.stderr
+    rights = admin_grpc.call(
+        admin_grpc.workflow.ListGrants, pb.ListGrantsRequest(account=pending.login)
+    )
+    assert not rights.grants, "nothing was granted"
+    # A confirmed, pending account may be granted while it waits (issue 4).
+    dgectl.ok("rights", "grant", pending.login, RIGHT, "--reason", "r" * 1000)
+
+
+def test_a_client_id_in_another_case_than_lower_case_is_refused(idp, dgectl, admin_grpc):
+    pb = admin_grpc.pb.client_registry
+    for client_id in ("DATAHUB", "DataHub", "Datahub-2"):
+        request = pb.AddClientRequest(
+            id=client_id, redirect_uris=["http://localhost:8099/callback"], confidential=True
+        )
+        call = lambda r=request: admin_grpc.call(admin_grpc.clients.AddClient, r)  # noqa: E731
+        assert refused_fields(call) == {"id"}, client_id
+    result = dgectl.run("clients", "add", "DATAHUB", "--redirect-uri", "http://localhost:8099/cb")
+    assert result.returncode == EXIT_REFUSED and "lower-case" in result.stderr, result.stderr
+    assert "DATAHUB" not in dgectl.client_ids()
+
+
+def test_a_key_rotation_activating_too_soon_or_too_late_is_refused(idp, dgectl, admin_grpc):
+    before = dgectl.json("keys", "list")["keys"]
+    for delay in ("0", "299", "-1", "2592001", "99999999999"):
+        result = dgectl.run("keys", "rotate", f"--activate-after={delay}")
+        assert result.returncode == EXIT_REFUSED, (delay, result.stderr)
+        assert "activate_after_secs" in result.stderr and "300" in result.stderr, result.stderr
+    keys = admin_grpc.pb.signing_keys
+    stub = admin_grpc.pb.signing_keys_grpc.SigningKeysStub(admin_grpc.channel)
+    call = lambda: admin_grpc.call(  # noqa: E731
+        stub.RotateKey, keys.RotateKeyRequest(alg="ES256", activate_after_secs=0)
+    )
+    assert refused_fields(call) == {"activate_after_secs"}
+    assert dgectl.json("keys", "list")["keys"] == before, "no key was created"

@@ -195,3 +195,39 @@ def test_a_flood_of_fields_is_refused_fast_without_effect(idp, path):
     elapsed = time.monotonic() - started
     assert answer.status_code in (400, 413), f"{path}: {answer.status_code} for {len(body)} bytes"
     assert elapsed < 2, f"{path}: {elapsed:.2f} s"
+
+
+# --- request ids ------------------------------------------------------------------------
+
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+IMPLAUSIBLE_REQUEST_IDS = ["x" * 65, "a" * 5000, "id avec espace", "id\tavec-tab", "<script>", "é"]
+
+
+def test_a_plausible_request_id_is_echoed_and_any_other_is_replaced_on_http(idp):
+    http = pages.browser()
+    kept = http.get(f"{idp.base_url}/healthz", headers={"x-request-id": "proxy-42.a_b"})
+    assert kept.headers["x-request-id"] == "proxy-42.a_b"
+    for raw in IMPLAUSIBLE_REQUEST_IDS:
+        answer = http.get(f"{idp.base_url}/login", headers={"x-request-id": raw.encode("utf-8")})
+        echoed = answer.headers.get("x-request-id", "")
+        assert _UUID.match(echoed), f"{raw[:20]!r} came back as {echoed[:80]!r}"
+    fresh = http.get(f"{idp.base_url}/healthz")
+    assert _UUID.match(fresh.headers["x-request-id"])
+
+
+def test_a_plausible_request_id_is_echoed_and_any_other_is_replaced_on_grpc(admin_grpc):
+    pb = admin_grpc.pb.client_registry
+
+    def echoed(value: str | None) -> str:
+        metadata = list(admin_grpc.metadata)
+        if value is not None:
+            metadata.append(("x-request-id", value))
+        _, call = admin_grpc.clients.ListClients.with_call(
+            pb.ListClientsRequest(), metadata=metadata, timeout=10
+        )
+        return dict(call.initial_metadata()).get("x-request-id", "")
+
+    assert echoed("proxy-42.a_b") == "proxy-42.a_b"
+    assert _UUID.match(echoed(None))
+    for raw in ["x" * 65, "a" * 5000, "id avec espace", "<script>"]:
+        assert _UUID.match(echoed(raw)), f"{raw[:20]!r}"

@@ -112,6 +112,9 @@ BROKEN_ONE_AT_A_TIME = [
     ("email", "claire@"),
     ("email", "claire@exa mple.org"),
     ("login", "admin"),
+    ("login", "admin."),
+    ("login", "No-Reply_"),
+    ("phone", "06 12 34 56 78 ext 5"),
     ("login", "jé"),
     ("login", "-x"),
     ("password", "Azerty123456!"),
@@ -185,6 +188,84 @@ def test_a_used_address_answers_like_a_new_one_and_tells_its_owner(idp, datahub,
     mail = wait_for_subject(idp.outbox, owner.email, EXISTING_SUBJECT)
     assert "/password/forgot" in mail.body
     assert intruder.login not in admin_grpc.logins(), "a second account was filed"
+
+
+def refused_fields(datahub, fields: dict[str, str]):
+    """Submits a sign-up form; returns (status, fields named by the error summary, text)."""
+    http = pages.browser()
+    answer = submit_signup(http, open_signup_page(http, open_login_page(http, datahub)), fields)
+    if answer.status_code == 200:
+        return 200, set(), pages.page_text(answer)
+    return answer.status_code, summary_fields(answer), pages.page_text(answer)
+
+
+def test_reusing_a_login_answers_the_same_whether_its_address_had_an_account(idp, datahub):
+    owner = new_person()
+    sign_up(pages.browser(), datahub, owner)
+    # One sign-up with the owner's address, one with a fresh address, each with its own
+    # new login; both are accepted alike.
+    with_used = {**new_person().signup_fields(), "email": owner.email}
+    with_fresh = new_person().signup_fields()
+    assert refused_fields(datahub, with_used)[0] == 200
+    assert refused_fields(datahub, with_fresh)[0] == 200
+    # Reusing either login, with another fresh address: the same refusal.
+    again_used = refused_fields(datahub, {**new_person().signup_fields(), "login": with_used["login"]})
+    again_fresh = refused_fields(datahub, {**new_person().signup_fields(), "login": with_fresh["login"]})
+    assert again_used[:2] == again_fresh[:2] == (400, {"login"}), (again_used, again_fresh)
+    assert again_used[2].replace(with_used["login"], "L") == again_fresh[2].replace(
+        with_fresh["login"], "L"
+    ), "the pages differ"
+    # The other order: a fresh sign-up first, then its login with the owner's address.
+    first = new_person()
+    sign_up(pages.browser(), datahub, first)
+    then_used = refused_fields(datahub, {**new_person().signup_fields(), "login": first.login, "email": owner.email})
+    assert then_used[:2] == (400, {"login"})
+
+
+def test_sign_up_notices_to_an_address_in_use_are_limited_and_the_answer_unchanged(start_idp, grpc_pb):
+    server = start_idp()
+    module = Module.datahub(server.base_url)
+    admin = IdentityGrpc(grpc_pb, server.grpc_addr, server.admin_token())
+    try:
+        owner = new_person()
+        first = sign_up(pages.browser(), module, owner)
+        texts = set()
+        for _ in range(12):
+            intruder = new_person()
+            intruder.email = owner.email
+            answer = sign_up(pages.browser(), module, intruder)
+            texts.add(re.sub(r"\S*\*\*\*@\S*", "", pages.page_text(answer)))
+        assert texts == {re.sub(r"\S*\*\*\*@\S*", "", pages.page_text(first))}
+        wait_for_subject(server.outbox, owner.email, EXISTING_SUBJECT)
+        deadline = time.monotonic() + 15
+        pb = admin.pb.mailer
+        mailer = admin.pb.mailer_grpc.MailerStub(admin.channel)
+        queued = pb.ListMessagesRequest(status=pb.MESSAGE_STATUS_QUEUED)
+        while admin.call(mailer.ListMessages, queued).messages:
+            assert time.monotonic() < deadline, "the outbox never emptied"
+            time.sleep(0.2)
+        notices = [m for m in mails_to(server.outbox, owner.email) if m.subject == EXISTING_SUBJECT]
+        assert len(notices) == 1, f"12 attempts sent {len(notices)} notices"
+    finally:
+        admin.close()
+
+
+def fullwidth(text: str) -> str:
+    return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in text)
+
+
+def test_a_fullwidth_address_is_folded_to_its_plain_form(idp, datahub, admin_grpc):
+    person = new_person()
+    local, domain = person.email.split("@")
+    plain = person.email
+    person.email = f"{fullwidth(local)}@{domain}"
+    sign_up(pages.browser(), datahub, person)
+    account = admin_grpc.call(
+        admin_grpc.accounts.GetAccount,
+        admin_grpc.pb.account_registry.GetAccountRequest(key=person.login),
+    ).account
+    assert account.email == plain
+    wait_for_subject(idp.outbox, plain, CONFIRM_SUBJECT)
 
 
 # --- confirmation, resend, purge --------------------------------------------------------

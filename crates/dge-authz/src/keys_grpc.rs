@@ -11,12 +11,22 @@ use crate::caller::unavailable;
 use crate::keys::KeyInfo;
 use crate::{Authenticator, Keys};
 
+/// The least delay between publishing a rotated key and its first signature, by
+/// default: relying parties cache the JWKS for 300 s, and replicas reload keys every
+/// 60 s; a key that signed sooner would fail at every cache still holding the old set.
+pub const DEFAULT_MIN_ACTIVATE_SECS: i64 = 300;
+
+/// The longest delay accepted (30 days): a longer one is almost surely a typo, and the
+/// old key would sign on meanwhile.
+pub const MAX_ACTIVATE_SECS: i64 = 30 * 24 * 3600;
+
 /// Key management for administrators.
 #[derive(Debug, Clone)]
 pub struct SigningKeysService {
     keys: Arc<Keys>,
     auth: Authenticator,
     token_ttl_secs: i64,
+    min_activate_secs: i64,
 }
 
 impl SigningKeysService {
@@ -27,7 +37,16 @@ impl SigningKeysService {
             keys,
             auth,
             token_ttl_secs,
+            min_activate_secs: DEFAULT_MIN_ACTIVATE_SECS,
         }
+    }
+
+    /// The same service with another least activation delay (the embedded default's
+    /// tests shorten it).
+    #[must_use]
+    pub fn with_min_activate_secs(mut self, secs: i64) -> Self {
+        self.min_activate_secs = secs.clamp(0, MAX_ACTIVATE_SECS);
+        self
     }
 }
 
@@ -69,8 +88,16 @@ impl SigningKeys for SigningKeysService {
         if !matches!(alg, "ES256" | "RS256") {
             v.add("alg", "invalid", "ES256 ou RS256");
         }
-        if r.activate_after_secs < 0 {
-            v.add("activate_after_secs", "invalid", "un délai positif ou nul");
+        if !(self.min_activate_secs..=MAX_ACTIVATE_SECS).contains(&r.activate_after_secs) {
+            v.add(
+                "activate_after_secs",
+                "out_of_range",
+                format!(
+                    "le délai avant la première signature doit être compris entre {} et {} secondes \
+                     (les modules et les répliques doivent d'abord lire la nouvelle clé)",
+                    self.min_activate_secs, MAX_ACTIVATE_SECS
+                ),
+            );
         }
         v.into_result().map_err(Violations::into_status)?;
         let kid = self

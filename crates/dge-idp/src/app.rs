@@ -4,6 +4,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::request_id::REQUEST_ID;
 use anyhow::Context;
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
@@ -35,7 +36,6 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
 use crate::settings::{MailTransport, Settings};
@@ -137,7 +137,7 @@ pub async fn run(
     )
     .with_lifetimes(AccountLifetimes {
         unconfirmed_ttl_secs: settings.unconfirmed_ttl_secs,
-        ..AccountLifetimes::default()
+        ..settings.account_limits.clone()
     })
     .with_throttle(ephemeral.clone(), settings.throttle.clone());
     let purge_task = tokio::spawn(purge_loop(registry.clone(), stopped_signal(&stop_rx)));
@@ -181,6 +181,8 @@ pub async fn run(
             max_attempts: settings.mail_delivery.max_attempts,
             retry_base_secs: settings.mail_delivery.retry_base_secs,
             retry_max_secs: settings.mail_delivery.retry_max_secs,
+            sent_retention_secs: settings.mail_delivery.sent_retention_secs,
+            failed_retention_secs: settings.mail_delivery.failed_retention_secs,
             ..DispatchSettings::default()
         },
         outbox.wake_handle(),
@@ -229,6 +231,7 @@ pub async fn run(
 
     let grpc = tonic::transport::Server::builder()
         .timeout(Duration::from_secs(30))
+        .layer(crate::request_id::layers())
         .layer(crate::metrics::GrpcMetricsLayer)
         .add_service(health_service)
         .add_service(reflection)
@@ -258,11 +261,10 @@ pub async fn run(
             .max_decoding_message_size(GRPC_MESSAGE_LIMIT),
         )
         .add_service(
-            SigningKeysServer::new(SigningKeysService::new(
-                keys.clone(),
-                auth.clone(),
-                settings.token_ttl_secs,
-            ))
+            SigningKeysServer::new(
+                SigningKeysService::new(keys.clone(), auth.clone(), settings.token_ttl_secs)
+                    .with_min_activate_secs(settings.key_min_activate_secs),
+            )
             .max_decoding_message_size(GRPC_MESSAGE_LIMIT),
         )
         .add_service(
@@ -415,32 +417,19 @@ fn http_router(pages: dge_pages::Pages, provider: Provider, db: Db, https: bool)
                     .extensions()
                     .get::<MatchedPath>()
                     .map_or("unmatched", MatchedPath::as_str);
+                // Always plausible here: the outer layers replaced any other.
                 let request_id = req
                     .headers()
                     .get(REQUEST_ID)
                     .and_then(|v| v.to_str().ok())
-                    .filter(|v| plausible_request_id(v))
+                    .filter(|v| crate::request_id::plausible(v.as_bytes()))
                     .unwrap_or("invalid");
                 tracing::info_span!("http", method = %req.method(), route, request_id)
             }),
         )
         // Outermost: every request gets an id (a proxy's own is kept when it is
-        // plausible) that is logged with its span and sent back to the client.
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-}
-
-/// The header that carries request ids.
-const REQUEST_ID: axum::http::HeaderName = axum::http::HeaderName::from_static("x-request-id");
-
-/// A request id from outside is logged only when it looks like one: short, and made
-/// of characters that cannot forge log lines.
-fn plausible_request_id(value: &str) -> bool {
-    !value.is_empty()
-        && value.len() <= 64
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        // plausible, else replaced) that is logged with its span and sent back.
+        .layer(crate::request_id::layers())
 }
 
 async fn ready(State(db): State<Db>) -> StatusCode {

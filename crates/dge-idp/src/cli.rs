@@ -105,6 +105,10 @@ pub struct DevArgs {
     /// The first delay after the free failures, in milliseconds (doubles each time).
     #[arg(long, env = "DGE_LOGIN_DELAY_BASE_MS", default_value_t = 500)]
     pub login_delay_base_ms: u64,
+    /// Least delay, in seconds, between publishing a rotated signing key and its first
+    /// signature (`dgectl keys rotate --activate-after`); the tests shorten it.
+    #[arg(long, env = "DGE_KEY_MIN_ACTIVATE_SECS", default_value_t = 300, value_parser = clap::value_parser!(i64).range(1..=3600))]
+    pub key_min_activate_secs: i64,
     /// How long access and ID tokens live, in seconds (the tests shorten it).
     #[arg(long, env = "DGE_TOKEN_TTL_SECS", default_value_t = 3600, value_parser = clap::value_parser!(i64).range(1..=86400))]
     pub token_ttl_secs: i64,

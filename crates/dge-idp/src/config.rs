@@ -146,6 +146,14 @@ pub struct KeysConfig {
     /// (AES-256-GCM). The same on every replica; keep it in
     /// `DGE_KEYS__ENCRYPTION_KEY`, not in the file.
     pub encryption_key: Secret<String>,
+    /// Least delay between publishing a rotated key and its first signature (300 s,
+    /// the relying parties' JWKS cache); at least 60, the replicas' reload period.
+    #[serde(default = "default_min_activate")]
+    pub min_activate_secs: i64,
+}
+
+const fn default_min_activate() -> i64 {
+    dge_authz::keys_grpc::DEFAULT_MIN_ACTIVATE_SECS
 }
 
 /// `[database]`.
@@ -186,6 +194,21 @@ pub struct MailConfig {
     /// PEM file of an extra certificate authority trusted for the SMTP server.
     #[serde(default)]
     pub smtp_ca_file: Option<PathBuf>,
+    /// Sent messages (an address and a personal text) are deleted this long after
+    /// sending; at least 3600.
+    #[serde(default = "default_sent_retention")]
+    pub sent_retention_secs: i64,
+    /// Failed and cancelled messages are deleted this long after their last change.
+    #[serde(default = "default_failed_retention")]
+    pub failed_retention_secs: i64,
+}
+
+fn default_sent_retention() -> i64 {
+    dge_mailer::DispatchSettings::default().sent_retention_secs
+}
+
+fn default_failed_retention() -> i64 {
+    dge_mailer::DispatchSettings::default().failed_retention_secs
 }
 
 const fn default_max_attempts() -> u32 {
@@ -368,6 +391,15 @@ pub struct AccountsConfig {
     pub hash_iterations: u32,
     /// argon2id lanes (OWASP: 1).
     pub hash_parallelism: u32,
+    /// Least time between two confirmation emails for one sign-up, seconds.
+    pub resend_interval_secs: i64,
+    /// At most this many confirmation emails per sign-up per day (the first counts).
+    pub resend_max_per_day: i64,
+    /// At most this many "someone tried to sign up with your address" emails per
+    /// address per `signup_notice_window_secs`.
+    pub signup_notice_max: i64,
+    /// The window of `signup_notice_max`, seconds.
+    pub signup_notice_window_secs: i64,
 }
 
 impl Default for AccountsConfig {
@@ -379,6 +411,11 @@ impl Default for AccountsConfig {
             hash_memory_kib: HashParams::default().memory_kib,
             hash_iterations: HashParams::default().iterations,
             hash_parallelism: HashParams::default().parallelism,
+            resend_interval_secs: dge_registry::AccountLifetimes::default().resend_interval_secs,
+            resend_max_per_day: dge_registry::AccountLifetimes::default().resend_max_per_day,
+            signup_notice_max: dge_registry::AccountLifetimes::default().signup_notice_max,
+            signup_notice_window_secs: dge_registry::AccountLifetimes::default()
+                .signup_notice_window_secs,
         }
     }
 }
@@ -662,6 +699,23 @@ impl Config {
                 "accounts.unconfirmed_ttl_secs: at least accounts.confirmation_ttl_secs".into(),
             );
         }
+        if !(60..=dge_authz::keys_grpc::MAX_ACTIVATE_SECS).contains(&self.keys.min_activate_secs) {
+            errors.push("keys.min_activate_secs: 60 to 2592000".into());
+        }
+        if self.accounts.resend_interval_secs < 1 || self.accounts.resend_max_per_day < 1 {
+            errors.push("accounts.resend_interval_secs, resend_max_per_day: at least 1".into());
+        }
+        if self.accounts.signup_notice_max < 1 || self.accounts.signup_notice_window_secs < 1 {
+            errors.push("accounts.signup_notice_max, signup_notice_window_secs: at least 1".into());
+        }
+        if self.mail.sent_retention_secs < dge_mailer::dispatch::MIN_SENT_RETENTION_SECS
+            || self.mail.failed_retention_secs < self.mail.sent_retention_secs
+        {
+            errors.push(
+                "mail.sent_retention_secs: at least 3600; mail.failed_retention_secs: at least as long"
+                    .into(),
+            );
+        }
         if !matches!(self.notify.mode.as_str(), "per-signup" | "daily-digest") {
             errors.push("notify.mode: per-signup or daily-digest".into());
         }
@@ -737,9 +791,18 @@ impl Config {
                 retry_max_secs: self.mail.retry_max_secs,
                 smtp_timeout_secs: self.mail.smtp_timeout_secs,
                 smtp_ca_file: self.mail.smtp_ca_file.clone(),
+                sent_retention_secs: self.mail.sent_retention_secs,
+                failed_retention_secs: self.mail.failed_retention_secs,
             },
             confirmation_ttl_secs: self.accounts.confirmation_ttl_secs,
             unconfirmed_ttl_secs: self.accounts.unconfirmed_ttl_secs,
+            account_limits: dge_registry::AccountLifetimes {
+                resend_interval_secs: self.accounts.resend_interval_secs,
+                resend_max_per_day: self.accounts.resend_max_per_day,
+                signup_notice_max: self.accounts.signup_notice_max,
+                signup_notice_window_secs: self.accounts.signup_notice_window_secs,
+                ..dge_registry::AccountLifetimes::default()
+            },
             token_ttl_secs: 3600,
             notify: NotifySettings {
                 admin_emails: self.notify.admin_emails.clone(),
@@ -764,6 +827,7 @@ impl Config {
                 parallelism: self.accounts.hash_parallelism,
             },
             key_encryption_key,
+            key_min_activate_secs: self.keys.min_activate_secs,
             throttle: self.security.throttle(),
             trusted_proxies: self.security.trusted_proxies.clone(),
         })
@@ -874,6 +938,47 @@ mod tests {
             (3, 5, 10)
         );
         assert_eq!(delivery.smtp_timeout_secs, 20);
+    }
+
+    #[test]
+    fn account_limits_retention_and_key_delay_are_read_and_checked() {
+        let dir = tmp();
+        let head = format!(
+            "[server]\npublic_url = \"https://idp.example.fr\"\n[database]\nurl = \"sqlite://x\"\n\
+             [keys]\nencryption_key = \"{KEY}\"\n"
+        );
+        let body = format!(
+            "{head}min_activate_secs = 10\n[mail]\nfrom = \"a@b.fr\"\noutbox_dir = \"/tmp/x\"\n\
+             sent_retention_secs = 60\n[accounts]\nresend_interval_secs = 0\nsignup_notice_max = 0\n"
+        );
+        let err = load(Some(&write(&dir, &body))).unwrap_err().to_string();
+        for key in [
+            "keys.min_activate_secs",
+            "mail.sent_retention_secs",
+            "accounts.resend_interval_secs",
+            "accounts.signup_notice_max",
+        ] {
+            assert!(err.contains(key), "{key} in {err}");
+        }
+        let body = format!(
+            "{head}min_activate_secs = 600\n[mail]\nfrom = \"a@b.fr\"\noutbox_dir = \"/tmp/x\"\n\
+             sent_retention_secs = 7200\n[accounts]\nresend_interval_secs = 120\nresend_max_per_day = 3\n\
+             signup_notice_max = 2\nsignup_notice_window_secs = 86400\n"
+        );
+        let settings = load(Some(&write(&dir, &body))).unwrap().settings().unwrap();
+        let limits = &settings.account_limits;
+        assert_eq!(
+            (
+                limits.resend_interval_secs,
+                limits.resend_max_per_day,
+                limits.signup_notice_max,
+                limits.signup_notice_window_secs
+            ),
+            (120, 3, 2, 86400)
+        );
+        assert_eq!(settings.mail_delivery.sent_retention_secs, 7200);
+        assert_eq!(settings.mail_delivery.failed_retention_secs, 7 * 86400);
+        assert_eq!(settings.key_min_activate_secs, 600);
     }
 
     #[test]

@@ -46,6 +46,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         },
         confirmation_ttl_secs: args.confirmation_ttl_secs,
         unconfirmed_ttl_secs: args.unconfirmed_ttl_secs,
+        account_limits: dge_registry::AccountLifetimes::default(),
         token_ttl_secs: args.token_ttl_secs,
         // The embedded default listens on loopback over plain HTTP.
         secure_cookies: public_url.starts_with("https://"),
@@ -84,6 +85,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         // The embedded default is reached directly, never through a proxy.
         trusted_proxies: Vec::new(),
         hash_params: dge_registry::hashing::HashParams::default(),
+        key_min_activate_secs: args.key_min_activate_secs,
         key_encryption_key: dge_authz::keys::KeyEncryptionKey::from_env_or_file(&data_dir)
             .context("loading the key-encryption key")?,
     };

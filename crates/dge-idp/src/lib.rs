@@ -8,6 +8,7 @@
 //! - [`dev`]: the embedded default (`dge-idp dev`).
 //! - [`serve`]: production (`serve`, `check-config`, `migrate`, admin tokens).
 //! - [`metrics`]: Prometheus metrics and their listener.
+//! - [`request_id`]: request ids on HTTP and gRPC, kept only when plausible.
 //! - [`telemetry`]: log format and levels.
 
 pub mod app;
@@ -15,6 +16,7 @@ pub mod cli;
 pub mod config;
 pub mod dev;
 pub mod metrics;
+pub mod request_id;
 pub mod seed;
 pub mod serve;
 pub mod settings;

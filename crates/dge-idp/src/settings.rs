@@ -24,6 +24,10 @@ pub struct MailDelivery {
     pub smtp_timeout_secs: u64,
     /// Extra trusted CA (PEM) for the SMTP server's certificate.
     pub smtp_ca_file: Option<PathBuf>,
+    /// Sent messages are deleted this long after sending.
+    pub sent_retention_secs: i64,
+    /// Failed and cancelled messages are deleted this long after their last change.
+    pub failed_retention_secs: i64,
 }
 
 impl Default for MailDelivery {
@@ -34,6 +38,8 @@ impl Default for MailDelivery {
             retry_max_secs: 3600,
             smtp_timeout_secs: 30,
             smtp_ca_file: None,
+            sent_retention_secs: dge_mailer::DispatchSettings::default().sent_retention_secs,
+            failed_retention_secs: dge_mailer::DispatchSettings::default().failed_retention_secs,
         }
     }
 }
@@ -57,6 +63,9 @@ pub struct Settings {
     pub confirmation_ttl_secs: i64,
     /// How long an unconfirmed sign-up is kept before it is purged.
     pub unconfirmed_ttl_secs: i64,
+    /// Resend and sign-up-notice limits (their `unconfirmed_ttl_secs` is replaced by
+    /// the field above).
+    pub account_limits: dge_registry::AccountLifetimes,
     /// Lifetime of access and ID tokens.
     pub token_ttl_secs: i64,
     /// Whether cookies are `Secure`.
@@ -77,6 +86,8 @@ pub struct Settings {
     pub redis_prefix: String,
     /// argon2id cost of new password hashes; older hashes are redone at login.
     pub hash_params: dge_registry::hashing::HashParams,
+    /// Least delay between publishing a rotated signing key and its first signature.
+    pub key_min_activate_secs: i64,
     /// Encrypts the private signing keys at rest.
     pub key_encryption_key: dge_authz::keys::KeyEncryptionKey,
     /// Brute-force throttling of password logins.

@@ -40,7 +40,18 @@ pub struct DispatchSettings {
     pub lease_secs: i64,
     /// Messages claimed per pass.
     pub batch: i64,
+    /// Sent messages are deleted this long after they were sent (24 h): they hold an
+    /// address and a personal text that nobody needs once delivered. At least an hour,
+    /// because the reset limit counts the emails of the last hour.
+    pub sent_retention_secs: i64,
+    /// Failed and cancelled messages are deleted this long after their last change
+    /// (7 days), which leaves an administrator time to retry them.
+    pub failed_retention_secs: i64,
 }
+
+/// The least retention of sent messages: the password-reset limit counts the reset
+/// emails of the last hour in the outbox.
+pub const MIN_SENT_RETENTION_SECS: i64 = 3600;
 
 impl Default for DispatchSettings {
     fn default() -> Self {
@@ -51,6 +62,8 @@ impl Default for DispatchSettings {
             retry_max_secs: 3600,
             lease_secs: 300,
             batch: 20,
+            sent_retention_secs: 24 * 3600,
+            failed_retention_secs: 7 * 24 * 3600,
         }
     }
 }
@@ -67,6 +80,9 @@ impl DispatchSettings {
             .min(self.retry_max_secs.max(1))
     }
 }
+
+/// How often the dispatcher applies the retention policy.
+const PURGE_EVERY_SECS: i64 = 600;
 
 /// Sends queued mail.
 pub struct Dispatcher {
@@ -127,6 +143,14 @@ impl Dispatcher {
                 "max_attempts, lease_secs and batch must be at least 1".to_owned(),
             ));
         }
+        if settings.sent_retention_secs < MIN_SENT_RETENTION_SECS
+            || settings.failed_retention_secs < settings.sent_retention_secs
+        {
+            return Err(crate::Error::Config(
+                "sent_retention_secs must be at least 3600, failed_retention_secs at least as long"
+                    .to_owned(),
+            ));
+        }
         Ok(Self {
             db,
             transport,
@@ -141,7 +165,15 @@ impl Dispatcher {
     /// failures when they come due.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
+        let mut purged_at = i64::MIN;
         loop {
+            let now = self.clock.now();
+            if now.saturating_sub(purged_at) >= PURGE_EVERY_SECS {
+                purged_at = now;
+                if let Err(e) = self.purge_old().await {
+                    tracing::error!(error = %e, "outbox retention pass failed");
+                }
+            }
             match self.run_once().await {
                 Ok(n) if n > 0 => continue,
                 Ok(_) => {}
@@ -153,6 +185,34 @@ impl Dispatcher {
                 () = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
         }
+    }
+
+    /// Applies the retention policy: deletes the messages sent more than
+    /// `sent_retention_secs` ago and the failed or cancelled ones untouched for
+    /// `failed_retention_secs`. Queued messages are never deleted. Returns how many
+    /// went.
+    ///
+    /// # Errors
+    /// Fails when the database fails.
+    pub async fn purge_old(&self) -> sqlx::Result<u64> {
+        let now = self.clock.now();
+        let sent = sqlx::query("DELETE FROM outbox WHERE status = 'sent' AND sent_at < $1")
+            .bind(now - self.settings.sent_retention_secs)
+            .execute(self.db.pool())
+            .await?
+            .rows_affected();
+        let failed = sqlx::query(
+            "DELETE FROM outbox WHERE status IN ('failed', 'cancelled') AND updated_at < $1",
+        )
+        .bind(now - self.settings.failed_retention_secs)
+        .execute(self.db.pool())
+        .await?
+        .rows_affected();
+        let total = sent + failed;
+        if total > 0 {
+            tracing::info!(count = total, "old outbox messages deleted");
+        }
+        Ok(total)
     }
 
     /// One pass: claims due messages and sends them. Returns how many this

@@ -230,19 +230,30 @@ pub fn valid_redirect_uri(uri: &str) -> bool {
 ///
 /// # Errors
 /// [`AddError::Invalid`], [`AddError::Exists`], storage errors.
+/// Whether `id` is a canonical client id. Client ids are the portal's module names, so
+/// only one spelling is accepted: `DATAHUB` beside `datahub` would be a second client
+/// passing for the first in logs, consent screens and audit.
+#[must_use]
+pub fn is_client_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'))
+}
+
 pub async fn add(db: &Db, new: NewClient, now: i64) -> Result<Option<String>, AddError> {
     let mut v = dge_core::Violations::new();
-    let id_ok = !new.id.is_empty()
-        && new.id.len() <= 64
-        && new
-            .id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if !id_ok {
+    if !is_client_id(&new.id) {
         v.add(
             "id",
             "invalid",
-            "letters, digits, '-', '_' or '.', 1 to 64 characters",
+            "a canonical module name: lower-case letters, digits, '-', '_' or '.', \
+             starting with a letter or digit, 1 to 64 characters",
         );
     }
     if new.redirect_uris.is_empty() {
@@ -307,6 +318,33 @@ mod tests {
             confidential: true,
             first_party: true,
             settings: ClientSettings::default(),
+        }
+    }
+
+    #[test]
+    fn client_ids_have_one_lower_case_spelling() {
+        for ok in [
+            "datahub",
+            "communautes",
+            "portail-cartes",
+            "svc_2",
+            "a.b",
+            "9lives",
+        ] {
+            assert!(is_client_id(ok), "{ok}");
+        }
+        for bad in [
+            "DATAHUB",
+            "DataHub",
+            "datahuB",
+            "",
+            "-x",
+            ".x",
+            "é",
+            "a b",
+            &"a".repeat(65),
+        ] {
+            assert!(!is_client_id(bad), "{bad}");
         }
     }
 

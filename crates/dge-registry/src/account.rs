@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use sqlx::{AnyConnection, Row};
 
 use crate::domain::Account;
-use crate::domain::signup::{FUNCTION_MAX, NAME_MAX, normalise_email, normalise_phone, text_field};
+use crate::domain::signup::{normalise_email, person_fields};
 use crate::reset::revoke_everything;
 use crate::{Error, Registry, Result, store};
 
@@ -58,49 +58,22 @@ struct ValidProfile {
 }
 
 impl ProfileForm {
-    /// Checks the same rules as the sign-up form for these fields.
+    /// Checks the same rules as the sign-up form for these fields (one shared helper).
     fn validate(&self) -> std::result::Result<ValidProfile, Violations> {
         let mut v = Violations::new();
-        let given_name = text_field(
+        let p = person_fields(
             &mut v,
-            "given_name",
             &self.given_name,
-            Some("Le prénom est obligatoire."),
-            NAME_MAX,
-            false,
-        );
-        let family_name = text_field(
-            &mut v,
-            "family_name",
             &self.family_name,
-            Some("Le nom est obligatoire."),
-            NAME_MAX,
-            false,
-        );
-        let phone = normalise_phone(&self.phone);
-        if self.phone.trim().is_empty() {
-            v.add("phone", "required", "Le téléphone est obligatoire.");
-        } else if phone.is_none() {
-            v.add(
-                "phone",
-                "invalid",
-                "Le numéro de téléphone n'est pas valide (exemple : 06 12 34 56 78).",
-            );
-        }
-        let function = text_field(
-            &mut v,
-            "function",
+            &self.phone,
             &self.function,
-            None,
-            FUNCTION_MAX,
-            false,
         );
         v.into_result()?;
         Ok(ValidProfile {
-            given_name,
-            family_name,
-            phone: phone.unwrap_or_default(),
-            function,
+            given_name: p.given_name,
+            family_name: p.family_name,
+            phone: p.phone,
+            function: p.function,
         })
     }
 }
@@ -116,6 +89,14 @@ fn invalid_email(field: &'static str) -> Error {
         field,
         "invalid",
         "L'adresse électronique n'est pas valide (exemple : prenom.nom@exemple.fr).",
+    )
+}
+
+fn locked() -> Error {
+    invalid(
+        "current_password",
+        "locked",
+        "Trop de tentatives avec un mauvais mot de passe : réessayez dans quelques minutes.",
     )
 }
 
@@ -238,6 +219,11 @@ impl Registry {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+        // Logins held by sign-ups whose address was in use go at the same age.
+        sqlx::query("DELETE FROM login_reservations WHERE created_at < $1")
+            .bind(before)
+            .execute(&mut *tx)
+            .await?;
         for org in orgs {
             sqlx::query(
                 "DELETE FROM organisations WHERE id = $1 AND status = 'proposed' \
@@ -321,8 +307,32 @@ impl Registry {
     }
 
     /// Checks the current password of a local account; `false` for an account
-    /// without a password. Takes the same time either way.
+    /// without a password. Takes the same time either way. Throttled on the account's
+    /// login counter (see [`crate::throttle`]): a stolen session must not become a
+    /// password-guessing oracle.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] on `current_password` while the account is locked.
     async fn current_password_ok(
+        &self,
+        account_id: &str,
+        password: &Secret<String>,
+    ) -> Result<bool> {
+        if self.account_locked(account_id).await? {
+            return Err(locked());
+        }
+        let ok = self
+            .current_password_unthrottled(account_id, password)
+            .await?;
+        if ok {
+            self.forgive_failures(account_id).await?;
+        } else if self.count_failure(account_id).await? {
+            return Err(locked());
+        }
+        Ok(ok)
+    }
+
+    async fn current_password_unthrottled(
         &self,
         account_id: &str,
         password: &Secret<String>,
@@ -670,9 +680,8 @@ impl Registry {
             .execute(&mut *tx)
             .await?;
         dge_store::audit(&mut tx, account_id, "account.deleted", account_id, "", now).await?;
-        // TODO: the notice stays in the outbox after it is sent, and it is then the only
-        // row that still names the person; deleting sent rows needs an outbox retention
-        // policy, which the mailer does not have yet.
+        // The notice is the one row left that names the person; the mailer's retention
+        // policy deletes it once sent (`[mail] sent_retention_secs`, 24 h by default).
         self.outbox
             .enqueue(
                 &mut tx,

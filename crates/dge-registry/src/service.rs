@@ -53,6 +53,11 @@ pub struct AccountLifetimes {
     pub resend_max_per_day: i64,
     /// How long an email-change link is valid (48 h).
     pub email_change_ttl_secs: i64,
+    /// At most this many "someone tried to sign up with your address" notices per
+    /// address per `signup_notice_window_secs` (1).
+    pub signup_notice_max: i64,
+    /// The window of `signup_notice_max` (1 h).
+    pub signup_notice_window_secs: i64,
 }
 
 impl Default for AccountLifetimes {
@@ -64,6 +69,8 @@ impl Default for AccountLifetimes {
             resend_interval_secs: 60,
             resend_max_per_day: 5,
             email_change_ttl_secs: 48 * 3600,
+            signup_notice_max: 1,
+            signup_notice_window_secs: 3600,
         }
     }
 }
@@ -174,22 +181,27 @@ impl Registry {
                 );
             }
         }
-        let login_taken = sqlx::query("SELECT 1 AS found FROM accounts WHERE login_key = $1")
-            .bind(&valid.login_key)
-            .fetch_optional(&mut *tx)
-            .await?;
+        // A login is taken by an account or by a reservation (a sign-up whose address
+        // was in use): both answer the same, so the answer tells nothing of addresses.
+        let login_taken = sqlx::query(
+            "SELECT 1 AS found FROM accounts WHERE login_key = $1 \
+             UNION ALL SELECT 1 AS found FROM login_reservations WHERE login_key = $1",
+        )
+        .bind(&valid.login_key)
+        .fetch_optional(&mut *tx)
+        .await?;
         if login_taken.is_some() {
-            v.add(
-                "login",
-                "taken",
-                "Ce login est déjà utilisé ; choisissez-en un autre.",
-            );
+            v.add("login", "taken", LOGIN_TAKEN);
         }
         v.into_result().map_err(Error::Invalid)?;
         // Hashing after the cheap checks: a form with errors costs no argon2 run.
         let phc = self.hasher.hash(valid.password.expose().clone()).await?;
         let now = self.clock.now();
         if let Some(owner) = store::find_account_in(&mut tx, &valid.email_key).await? {
+            // SECURITY: the login is held as a fresh sign-up would hold it (until the
+            // purge of unconfirmed sign-ups), so that reusing it answers "taken" in both
+            // cases.
+            reserve_login(&mut tx, &valid.login_key, now).await?;
             self.tell_owner(&mut tx, &owner, now).await?;
         } else {
             self.insert_sign_up(&mut tx, &valid, &phc, now).await?;
@@ -232,15 +244,7 @@ impl Registry {
         .bind(now)
         .execute(&mut *conn)
         .await
-        .map_err(|e| {
-            if dge_store::is_unique_violation(&e, "accounts_login_key_key", "accounts.login_key") {
-                let mut v = Violations::new();
-                v.add("login", "taken", "Ce login est déjà utilisé ; choisissez-en un autre.");
-                Error::Invalid(v)
-            } else {
-                Error::Store(e)
-            }
-        })?;
+        .map_err(|e| login_taken_or(e, "accounts_login_key_key", "accounts.login_key"))?;
         let token = random_token();
         sqlx::query(
             "INSERT INTO email_tokens (token_hash, account_id, purpose, email_key, expires_at, created_at) \
@@ -269,7 +273,23 @@ impl Registry {
         Ok(())
     }
 
+    /// Emails the owner of an address that someone tried to sign up with, at most
+    /// `signup_notice_max` times per `signup_notice_window_secs` per address (counted
+    /// in the shared store, so across replicas): a flood of sign-ups with someone's
+    /// address must not flood their mailbox. The sign-up answer is the same either way.
     async fn tell_owner(&self, conn: &mut AnyConnection, owner: &Account, now: i64) -> Result<()> {
+        let window = std::time::Duration::from_secs(
+            self.lifetimes
+                .signup_notice_window_secs
+                .unsigned_abs()
+                .max(1),
+        );
+        let key = format!("signup:notice:{}", hash_token(&owner.email.to_lowercase()));
+        let sent = self.throttle.store.hit(&key, window).await?;
+        if sent > self.lifetimes.signup_notice_max.unsigned_abs() {
+            tracing::warn!(account_id = %owner.id, "sign-up notice to an address in use over the rate limit");
+            return Ok(());
+        }
         let provider: Option<String> =
             sqlx::query("SELECT provider FROM federated_links WHERE account_id = $1 LIMIT 1")
                 .bind(&owner.id)
@@ -442,6 +462,38 @@ impl Registry {
             .iter()
             .map(|r| Ok((r.try_get("id")?, r.try_get("name")?)))
             .collect::<sqlx::Result<_>>()?)
+    }
+}
+
+/// The message for a login already held by an account or a reservation.
+const LOGIN_TAKEN: &str = "Ce login est déjà utilisé ; choisissez-en un autre.";
+
+/// Holds a login for a sign-up that filed no account (its address was in use).
+// FIXME: no constraint spans `accounts.login_key` and `login_reservations.login_key`, so a
+// fresh sign-up and a used-address sign-up racing for one login can both pass the check;
+// the fresh one then shares its login with a reservation that expires on its own. Harmless
+// for enumeration (each answer was the fresh-sign-up answer), but one table would be exact.
+async fn reserve_login(conn: &mut AnyConnection, login_key: &str, now: i64) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO login_reservations (login_key, created_at, updated_at) VALUES ($1, $2, $2)",
+    )
+    .bind(login_key)
+    .bind(now)
+    .execute(conn)
+    .await
+    .map_err(|e| login_taken_or(e, "login_reservations_pkey", "login_reservations.login_key"))?;
+    Ok(())
+}
+
+/// A unique violation on the login (`constraint`, or `columns` on SQLite) becomes the
+/// « déjà utilisé » field violation; any other error stays a storage error.
+fn login_taken_or(e: sqlx::Error, constraint: &str, columns: &str) -> Error {
+    if dge_store::is_unique_violation(&e, constraint, columns) {
+        let mut v = Violations::new();
+        v.add("login", "taken", LOGIN_TAKEN);
+        Error::Invalid(v)
+    } else {
+        Error::Store(e)
     }
 }
 

@@ -206,6 +206,49 @@ impl Registry {
         Ok(outcome)
     }
 
+    /// Whether password checks of this account are locked (too many failures).
+    pub(crate) async fn account_locked(&self, account_id: &str) -> Result<bool> {
+        let subject = account_subject(Some(account_id), account_id);
+        Ok(self
+            .throttle
+            .store
+            .get(&lock_key("acct", &subject))
+            .await?
+            .is_some())
+    }
+
+    /// Forgets the account's failures after a right password.
+    pub(crate) async fn forgive_failures(&self, account_id: &str) -> Result<()> {
+        let subject = account_subject(Some(account_id), account_id);
+        self.throttle
+            .store
+            .forget(&fail_key("acct", &subject))
+            .await?;
+        Ok(())
+    }
+
+    /// Counts a wrong current password on the account's login counter (the one
+    /// [`Self::login`] uses): waits the same growing delay, and locks the account at
+    /// `lock_after`, emailing its owner. Returns whether it is now locked.
+    pub(crate) async fn count_failure(&self, account_id: &str) -> Result<bool> {
+        let t = &*self.throttle;
+        let subject = account_subject(Some(account_id), account_id);
+        let window = Duration::from_secs(t.settings.window_secs);
+        let failures = t.store.hit(&fail_key("acct", &subject), window).await?;
+        self.audit_login(account_id, "password_check.failed", "")
+            .await?;
+        if failures >= t.settings.lock_after {
+            let lock = Duration::from_secs(t.settings.lock_secs);
+            t.store.put(&lock_key("acct", &subject), "1", lock).await?;
+            t.store.forget(&fail_key("acct", &subject)).await?;
+            self.audit_login(account_id, "login.locked", "").await?;
+            self.email_lock(account_id).await?;
+            return Ok(true);
+        }
+        tokio::time::sleep(t.delay(failures)).await;
+        Ok(false)
+    }
+
     /// Lifts the login lock of the account named by `key` (login, email or id) and
     /// forgets its failures. Returns the account, or `None` when `key` names none.
     ///

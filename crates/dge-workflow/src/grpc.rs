@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::organisations::NewOrganisation;
 use crate::queue::PendingFilter;
 use crate::rights::AuditFilter;
-use crate::{Actor, Workflow};
+use crate::{Actor, Error, Workflow};
 
 /// Largest import accepted in one call.
 const IMPORT_MAX_ROWS: usize = 50_000;
@@ -98,6 +98,15 @@ impl ValidationWorkflow for ValidationWorkflowService {
         let actor = self.actor(&request).await?;
         let r = request.into_inner();
         require(&[("account", &r.account), ("right", &r.right)])?;
+        // 0 means "no end date"; a negative time is a mistake, not "for ever".
+        if r.expires_at < 0 {
+            return Err(Error::field(
+                "expires_at",
+                "in_the_past",
+                "la date de fin doit être dans le futur",
+            )
+            .into());
+        }
         let until = (r.expires_at > 0).then_some(r.expires_at);
         let granted = self
             .workflow

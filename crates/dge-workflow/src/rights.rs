@@ -1,6 +1,7 @@
 //! Modules, rights, role bundles, grants, the audit log, and the stream of changes.
 
 use dge_authz::grpc::is_right_name;
+use dge_registry::{Account, AccountStatus};
 use sqlx::{AnyConnection, Row};
 use tokio::sync::broadcast;
 
@@ -103,6 +104,50 @@ pub(crate) async fn insert_grant(
     Ok(true)
 }
 
+/// The longest reason kept with a grant, in characters.
+pub const REASON_MAX_CHARS: usize = 1000;
+
+/// A grant's reason: at most [`REASON_MAX_CHARS`], no control character but line breaks.
+fn check_reason(reason: &str) -> Result<()> {
+    if reason.chars().count() > REASON_MAX_CHARS {
+        return Err(Error::field(
+            "reason",
+            "too_long",
+            "le motif ne peut pas dépasser 1000 caractères",
+        ));
+    }
+    if reason
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t')
+    {
+        return Err(Error::field(
+            "reason",
+            "control_characters",
+            "le motif contient des caractères non autorisés",
+        ));
+    }
+    Ok(())
+}
+
+/// Rights go to accounts whose address is confirmed: active ones, and pending ones so
+/// that an administrator can grant while approving (issue 4). An unconfirmed sign-up
+/// may belong to someone who does not own the address; a rejected one is closed.
+fn check_grantable(account: &Account) -> Result<()> {
+    match account.status {
+        AccountStatus::Active | AccountStatus::Pending => Ok(()),
+        AccountStatus::Unconfirmed => Err(Error::field(
+            "account",
+            "unconfirmed",
+            "ce compte n'a pas encore confirmé son adresse : aucun droit ne peut lui être accordé",
+        )),
+        AccountStatus::Rejected => Err(Error::field(
+            "account",
+            "rejected",
+            "ce compte a été refusé : aucun droit ne peut lui être accordé",
+        )),
+    }
+}
+
 fn check_label(field: &'static str, label: &str) -> Result<()> {
     if label.trim().is_empty() || label.chars().count() > 200 || label.chars().any(char::is_control)
     {
@@ -146,6 +191,8 @@ impl Workflow {
         expires_at: Option<i64>,
     ) -> Result<bool> {
         let account = self.managed_account(actor, key).await?;
+        check_grantable(&account)?;
+        check_reason(reason)?;
         let now = self.registry.now();
         if expires_at.is_some_and(|e| e <= now) {
             return Err(Error::field(
@@ -216,6 +263,8 @@ impl Workflow {
         reason: &str,
     ) -> Result<Vec<String>> {
         let account = self.managed_account(actor, key).await?;
+        check_grantable(&account)?;
+        check_reason(reason)?;
         let now = self.registry.now();
         let mut tx = self.db().begin().await?;
         let rows =

@@ -112,6 +112,11 @@ pub(crate) struct ConnectionOpts {
     /// File holding the bearer token (surrounding white space is ignored)
     #[arg(long, global = true, env = "DGECTL_TOKEN_FILE", value_name = "FILE")]
     pub(crate) token_file: Option<PathBuf>,
+
+    /// PEM file of a certificate authority trusted for an https:// server, besides
+    /// the system's roots (a private CA, or a self-signed certificate)
+    #[arg(long, global = true, env = "DGECTL_CA_CERT", value_name = "FILE")]
+    pub(crate) ca_cert: Option<PathBuf>,
 }
 
 impl ConnectionOpts {
@@ -151,14 +156,11 @@ impl FromStr for ServerUrl {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s.starts_with("https://") {
-            // This build links no TLS stack (the workspace's tonic has no TLS feature).
-            return Err("https:// is not supported by this build of dgectl; \
-                        use http:// on a trusted network or through a local tunnel"
-                .to_owned());
-        }
-        let Some(rest) = s.strip_prefix("http://") else {
-            return Err("expected a URL starting with http://".to_owned());
+        let Some(rest) = s
+            .strip_prefix("https://")
+            .or_else(|| s.strip_prefix("http://"))
+        else {
+            return Err("expected a URL starting with https:// or http://".to_owned());
         };
         if rest.is_empty() || rest.starts_with('/') {
             return Err("the URL has no host".to_owned());
@@ -889,13 +891,15 @@ mod tests {
     }
 
     #[test]
-    fn https_and_other_schemes_are_refused() {
+    fn https_and_http_are_accepted_and_other_schemes_refused() {
         for url in [
             "https://idp.example",
-            "ftp://x",
-            "127.0.0.1:50051",
-            "http://",
+            "https://127.0.0.1:50051",
+            "http://idp:50051",
         ] {
+            assert!(parse(&["--server", url, "orgs", "list"]).is_ok(), "{url}");
+        }
+        for url in ["https://", "ftp://x", "127.0.0.1:50051", "http://"] {
             let err = parse(&["--server", url, "orgs", "list"]).expect_err(url);
             assert_eq!(err.kind(), ErrorKind::ValueValidation, "{url}");
         }

@@ -14,7 +14,7 @@ use dge_proto::v1::validation_workflow_client::ValidationWorkflowClient;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tonic::{Request, Status};
 
 use crate::cli::{ConnectionOpts, ServerUrl, Token};
@@ -81,6 +81,28 @@ fn read_token_file(path: &Path) -> Result<Token, CliError> {
         .map_err(|_| CliError::Usage(format!("the token file {} is empty", path.display())))
 }
 
+/// TLS for an https:// server: the system's roots, plus the CA in `ca_cert` if any.
+/// The server name checked is the URL's host.
+fn tls_config(ca_cert: Option<&Path>) -> Result<ClientTlsConfig, CliError> {
+    let config = ClientTlsConfig::new().with_native_roots();
+    let Some(path) = ca_cert else {
+        return Ok(config);
+    };
+    let pem = std::fs::read(path).map_err(|err| {
+        CliError::Usage(format!(
+            "cannot read the CA certificate {}: {err}",
+            path.display()
+        ))
+    })?;
+    if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+        return Err(CliError::Usage(format!(
+            "{} holds no PEM certificate",
+            path.display()
+        )));
+    }
+    Ok(config.ca_certificate(Certificate::from_pem(pem)))
+}
+
 /// An open connection, handing out one client per service.
 pub(crate) struct Api {
     server: ServerUrl,
@@ -91,11 +113,24 @@ pub(crate) struct Api {
 impl Api {
     /// Opens the connection now, so that an unreachable server is reported
     /// before anything else happens.
-    pub(crate) async fn connect(server: &ServerUrl, auth: BearerAuth) -> Result<Self, CliError> {
-        let endpoint = Endpoint::from_shared(server.as_str().to_owned())
+    pub(crate) async fn connect(
+        server: &ServerUrl,
+        ca_cert: Option<&Path>,
+        auth: BearerAuth,
+    ) -> Result<Self, CliError> {
+        let mut endpoint = Endpoint::from_shared(server.as_str().to_owned())
             .map_err(|_| CliError::Usage(format!("not a valid server URL: {server}")))?
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(CALL_TIMEOUT);
+        if server.as_str().starts_with("https://") {
+            endpoint = endpoint
+                .tls_config(tls_config(ca_cert)?)
+                .map_err(|err| CliError::unreachable(server, &err))?;
+        } else if ca_cert.is_some() {
+            return Err(CliError::Usage(
+                "--ca-cert needs an https:// server URL".to_owned(),
+            ));
+        }
         let channel = endpoint
             .connect()
             .await

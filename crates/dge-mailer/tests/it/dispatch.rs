@@ -195,3 +195,91 @@ async fn a_message_whose_lease_expired_is_taken_over_with_the_same_message_id() 
         expired_lease_case(engine).await;
     }
 }
+
+async fn retention_case(engine: Engine) {
+    let url = fresh_url(engine).await;
+    let db = Db::connect(&url, 2).await.unwrap();
+    let outbox = Outbox::new(mail_settings());
+    let deleted = enqueue(&db, &outbox, "account_deleted", "zoe@nancy.fr", "Zoé").await;
+    let dir = scratch().join("outbox");
+    let clock = ManualClock::new(NOW);
+    let settings = DispatchSettings {
+        sent_retention_secs: 3600,
+        failed_retention_secs: 7200,
+        ..DispatchSettings::default()
+    };
+    let d = dispatcher(&url, Transport::file(dir).unwrap(), &clock, settings).await;
+    assert_eq!(d.run_once().await.unwrap(), 1);
+    assert_eq!(row(&db, &deleted).await.status, "sent");
+    // A failed message and one still queued (due later) sit beside it.
+    let failed = enqueue(&db, &outbox, "account_locked", "paul@nancy.fr", "Paul").await;
+    sqlx::query("UPDATE outbox SET status = 'failed', updated_at = $1 WHERE id = $2")
+        .bind(NOW)
+        .bind(&failed)
+        .execute(db.pool())
+        .await
+        .unwrap();
+    let queued = enqueue(&db, &outbox, "account_pending", "lea@nancy.fr", "Léa").await;
+    sqlx::query("UPDATE outbox SET next_attempt_at = $1, created_at = $2 WHERE id = $3")
+        .bind(NOW + 100_000)
+        .bind(NOW - 100_000)
+        .bind(&queued)
+        .execute(db.pool())
+        .await
+        .unwrap();
+
+    clock.advance(3599);
+    assert_eq!(d.purge_old().await.unwrap(), 0, "{engine:?}: kept an hour");
+    clock.advance(2);
+    assert_eq!(d.purge_old().await.unwrap(), 1, "{engine:?}");
+    let left: Vec<String> = sqlx::query("SELECT recipient FROM outbox ORDER BY recipient")
+        .fetch_all(db.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| sqlx::Row::get(r, "recipient"))
+        .collect();
+    assert_eq!(
+        left,
+        ["lea@nancy.fr", "paul@nancy.fr"],
+        "the sent notice and its address are gone; the others stay"
+    );
+    clock.advance(3600);
+    assert_eq!(
+        d.purge_old().await.unwrap(),
+        1,
+        "the failed one after its delay"
+    );
+    assert_eq!(
+        row(&db, &queued).await.status,
+        "queued",
+        "queued mail is never deleted"
+    );
+    dispose(&url).await;
+}
+
+#[tokio::test]
+async fn sent_mail_is_deleted_after_its_retention_and_queued_mail_never() {
+    for engine in ENGINES {
+        retention_case(engine).await;
+    }
+}
+
+#[tokio::test]
+async fn a_retention_shorter_than_the_reset_window_is_refused() {
+    let url = fresh_url(Engine::Sqlite).await;
+    let db = Db::connect(&url, 1).await.unwrap();
+    let settings = DispatchSettings {
+        sent_retention_secs: 60,
+        ..DispatchSettings::default()
+    };
+    let refused = dge_mailer::Dispatcher::new(
+        db,
+        Transport::file(scratch().join("outbox")).unwrap(),
+        std::sync::Arc::new(ManualClock::new(NOW)),
+        settings,
+        std::sync::Arc::new(tokio::sync::Notify::new()),
+    );
+    assert!(refused.is_err());
+    dispose(&url).await;
+}

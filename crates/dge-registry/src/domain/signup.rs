@@ -140,12 +140,14 @@ pub(crate) fn text_field(
     value
 }
 
-/// Normalises an email address: trimmed, NFC, syntax checked, domain lower-cased and
-/// IDNA-encoded (UTS #46, so `Élysée.FR` becomes `xn--lyse-9oad.fr`).
+/// Normalises an email address: trimmed, NFKC-folded (so a fullwidth `ａ17@exemple.fr`
+/// is the same address as `a17@exemple.fr`, not a lookalike beside it), syntax
+/// checked, domain lower-cased and IDNA-encoded (UTS #46, so `Élysée.FR` becomes
+/// `xn--lyse-9oad.fr`).
 /// Returns `(address, uniqueness key)`; the key is the whole address lower-cased.
 #[must_use]
 pub fn normalise_email(raw: &str) -> Option<(String, String)> {
-    let trimmed: String = raw.trim().nfc().collect();
+    let trimmed: String = raw.trim().nfkc().collect();
     let (local, domain) = trimmed.rsplit_once('@')?;
     // Quoted local parts and IP-literal domains are valid RFC 5322 but no portal
     // user has one, and they complicate every later comparison.
@@ -171,12 +173,115 @@ pub fn normalise_email(raw: &str) -> Option<(String, String)> {
     Some((address, key))
 }
 
+/// Why a phone number was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PhoneProblem {
+    /// Not a valid number.
+    Invalid,
+    /// A valid number followed by an extension (`ext 5`, `poste 12`): E.164 has no
+    /// place for it, and dropping it silently would store another number.
+    Extension,
+}
+
 /// Parses a phone number, French by default, into E.164.
-#[must_use]
-pub fn normalise_phone(raw: &str) -> Option<String> {
-    let number = phonenumber::parse(Some(phonenumber::country::Id::FR), raw.trim()).ok()?;
+///
+/// # Errors
+/// [`PhoneProblem::Extension`] when the number carries an extension, else
+/// [`PhoneProblem::Invalid`] when it is not a valid number.
+pub fn parse_phone(raw: &str) -> Result<String, PhoneProblem> {
+    let number = phonenumber::parse(Some(phonenumber::country::Id::FR), raw.trim())
+        .map_err(|_| PhoneProblem::Invalid)?;
+    if number.extension().is_some() {
+        return Err(PhoneProblem::Extension);
+    }
     phonenumber::is_valid(&number)
         .then(|| number.format().mode(phonenumber::Mode::E164).to_string())
+        .ok_or(PhoneProblem::Invalid)
+}
+
+/// Parses a phone number, French by default, into E.164; `None` when refused.
+#[must_use]
+pub fn normalise_phone(raw: &str) -> Option<String> {
+    parse_phone(raw).ok()
+}
+
+/// The fields a person fills in on the sign-up form and edits on the profile, with
+/// one set of rules for both.
+#[derive(Debug, Clone)]
+pub(crate) struct PersonFields {
+    pub(crate) given_name: String,
+    pub(crate) family_name: String,
+    pub(crate) phone: String,
+    pub(crate) function: String,
+}
+
+/// Checks names, phone and function, adding each broken rule to `v`.
+pub(crate) fn person_fields(
+    v: &mut Violations,
+    given_name: &str,
+    family_name: &str,
+    phone: &str,
+    function: &str,
+) -> PersonFields {
+    let given_name = text_field(
+        v,
+        "given_name",
+        given_name,
+        Some("Le prénom est obligatoire."),
+        NAME_MAX,
+        false,
+    );
+    let family_name = text_field(
+        v,
+        "family_name",
+        family_name,
+        Some("Le nom est obligatoire."),
+        NAME_MAX,
+        false,
+    );
+    let parsed = parse_phone(phone);
+    if phone.trim().is_empty() {
+        v.add("phone", "required", "Le téléphone est obligatoire.");
+    } else {
+        match parsed {
+            Ok(_) => {}
+            Err(PhoneProblem::Extension) => v.add(
+                "phone",
+                "extension",
+                "Les numéros avec un poste (« ext », « poste ») ne sont pas acceptés : \
+                 indiquez le numéro direct, sans le poste.",
+            ),
+            Err(PhoneProblem::Invalid) => v.add(
+                "phone",
+                "invalid",
+                "Le numéro de téléphone n'est pas valide (exemple : 06 12 34 56 78).",
+            ),
+        }
+    }
+    let function = text_field(v, "function", function, None, FUNCTION_MAX, false);
+    PersonFields {
+        given_name,
+        family_name,
+        phone: parsed.unwrap_or_default(),
+        function,
+    }
+}
+
+/// A login reduced for comparison with the reserved names: lower case, without the
+/// separators, so that `admin.`, `ad-min` and `Ad_Min` all read `admin`.
+fn reserved_key(login: &str) -> String {
+    login
+        .chars()
+        .filter(|c| !matches!(c, '.' | '-' | '_'))
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// Whether `login` passes for one of the reserved names, separators ignored.
+#[must_use]
+pub fn is_reserved_login(login: &str) -> bool {
+    let key = reserved_key(login);
+    RESERVED_LOGINS.iter().any(|r| reserved_key(r) == key)
 }
 
 fn check_login(v: &mut Violations, raw: &str) -> (String, String) {
@@ -199,7 +304,7 @@ fn check_login(v: &mut Violations, raw: &str) -> (String, String) {
             "Le login doit contenir de 3 à 32 caractères : lettres sans accent, chiffres, point, \
              tiret ou tiret bas, et commencer par une lettre ou un chiffre.",
         );
-    } else if RESERVED_LOGINS.contains(&key.as_str()) {
+    } else if is_reserved_login(&login) {
         v.add(
             "login",
             "reserved",
@@ -227,21 +332,12 @@ impl SignUpForm {
     /// All the broken rules, each with its French message.
     pub fn validate(&self) -> Result<ValidSignUp, Violations> {
         let mut v = Violations::new();
-        let given_name = text_field(
+        let person = person_fields(
             &mut v,
-            "given_name",
             &self.given_name,
-            Some("Le prénom est obligatoire."),
-            NAME_MAX,
-            false,
-        );
-        let family_name = text_field(
-            &mut v,
-            "family_name",
             &self.family_name,
-            Some("Le nom est obligatoire."),
-            NAME_MAX,
-            false,
+            &self.phone,
+            &self.function,
         );
         let email = normalise_email(&self.email);
         if self.email.trim().is_empty() {
@@ -251,16 +347,6 @@ impl SignUpForm {
                 "email",
                 "invalid",
                 "L'adresse électronique n'est pas valide (exemple : prenom.nom@exemple.fr).",
-            );
-        }
-        let phone = normalise_phone(&self.phone);
-        if self.phone.trim().is_empty() {
-            v.add("phone", "required", "Le téléphone est obligatoire.");
-        } else if phone.is_none() {
-            v.add(
-                "phone",
-                "invalid",
-                "Le numéro de téléphone n'est pas valide (exemple : 06 12 34 56 78).",
             );
         }
         let organisation_id = self.organisation_id.trim().to_owned();
@@ -280,14 +366,6 @@ impl SignUpForm {
                  dans la liste » et indiquez son nom.",
             );
         }
-        let function = text_field(
-            &mut v,
-            "function",
-            &self.function,
-            None,
-            FUNCTION_MAX,
-            false,
-        );
         let description = text_field(
             &mut v,
             "description",
@@ -307,14 +385,14 @@ impl SignUpForm {
         v.into_result()?;
         let (email, email_key) = email.unwrap_or_default();
         Ok(ValidSignUp {
-            given_name,
-            family_name,
+            given_name: person.given_name,
+            family_name: person.family_name,
             email,
             email_key,
-            phone: phone.unwrap_or_default(),
+            phone: person.phone,
             organisation_id: (!organisation_id.is_empty()).then_some(organisation_id),
             proposed_organisation: (!proposed.is_empty()).then_some(proposed),
-            function,
+            function: person.function,
             description,
             login,
             login_key,
@@ -445,11 +523,53 @@ mod tests {
             ("jé", "invalid"),
             ("-x-", "invalid"),
             ("Admin", "reserved"),
+            ("admin.", "reserved"),
+            ("ad-min", "reserved"),
+            ("Ad_Min", "reserved"),
+            ("no.reply", "reserved"),
+            ("noreply_", "reserved"),
+            ("root-", "reserved"),
         ] {
             let mut f = good();
             f.login = login.into();
             assert_eq!(fields(&f), [("login", code)], "{login}");
         }
+    }
+
+    #[test]
+    fn logins_near_a_reserved_name_but_not_it_are_free() {
+        for login in ["admins", "administrations", "rooter", "jdupont.admin"] {
+            let mut f = good();
+            f.login = login.into();
+            assert_eq!(fields(&f), [], "{login}");
+        }
+    }
+
+    #[test]
+    fn a_phone_with_an_extension_is_refused_not_truncated() {
+        for raw in [
+            "06 12 34 56 78 ext 5",
+            "+33 6 12 34 56 78 ext. 12",
+            "0612345678 x5",
+        ] {
+            assert_eq!(parse_phone(raw), Err(PhoneProblem::Extension), "{raw}");
+            let mut f = good();
+            f.phone = raw.into();
+            assert_eq!(fields(&f), [("phone", "extension")], "{raw}");
+        }
+        assert_eq!(parse_phone("06 12 34 56 78"), Ok("+33612345678".into()));
+    }
+
+    #[test]
+    fn fullwidth_addresses_are_folded_to_their_plain_form() {
+        assert_eq!(
+            normalise_email("ａ17@exemple.fr"),
+            Some(("a17@exemple.fr".into(), "a17@exemple.fr".into()))
+        );
+        assert_eq!(
+            normalise_email("Ａ17@ＥＸＥＭＰＬＥ.fr").map(|e| e.1),
+            Some("a17@exemple.fr".into())
+        );
     }
 
     #[test]

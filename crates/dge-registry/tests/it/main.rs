@@ -9,4 +9,5 @@
 
 mod backends;
 mod lifecycle;
+mod signup;
 mod throttle;

@@ -330,3 +330,65 @@ async fn local_delays_grow_after_the_free_failures() {
 async fn redis_delays_grow_after_the_free_failures() {
     delays_grow_after_the_free_failures(Backend::Redis).await;
 }
+
+/// Wrong current passwords on "change my password" count with the login failures of
+/// the account: they lock it like a login would, and the owner is emailed.
+async fn wrong_current_passwords_lock_like_logins(backend: Backend) {
+    let (s, one, two) = setup(backend).await;
+    let id = dge_registry::store::find_account(&s.db, "cmartin")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let new = secret("Quetsche-du-Sundgau-cd34-9?");
+    let codes = |r: dge_registry::Result<()>| match r {
+        Err(dge_registry::Error::Invalid(v)) => v.iter().map(|x| x.code).collect::<Vec<_>>(),
+        other => panic!("{backend:?}: expected a refusal, got {other:?}"),
+    };
+    // Two wrong guesses on one replica, the third on the other: one count.
+    for r in [&one, &one] {
+        let got = r.change_password(&id, &secret("guess-1"), &new, &new).await;
+        assert_eq!(codes(got), ["wrong"], "{backend:?}");
+    }
+    let third = two
+        .change_password(&id, &secret("guess-2"), &new, &new)
+        .await;
+    assert_eq!(
+        codes(third),
+        ["locked"],
+        "{backend:?}: locked at lock_after"
+    );
+    // Even the right one is refused during the lock, and the login is locked too.
+    let right = one
+        .change_password(&id, &secret(PASSWORD), &new, &new)
+        .await;
+    assert_eq!(codes(right), ["locked"], "{backend:?}");
+    assert_eq!(
+        one.login("cmartin", &secret(PASSWORD), "203.0.113.9")
+            .await
+            .unwrap()
+            .err(),
+        Some(LoginError::Locked)
+    );
+    assert!(
+        outbox_kinds(&s.db, "camille.martin@nancy.fr")
+            .await
+            .contains(&"account_locked".to_owned()),
+        "{backend:?}: the owner is told"
+    );
+    // The lock expires by itself (1 s here); then the right password works.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    one.change_password(&id, &secret(PASSWORD), &new, &new)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn local_wrong_current_passwords_lock_like_logins() {
+    wrong_current_passwords_lock_like_logins(Backend::Local).await;
+}
+
+#[tokio::test]
+async fn redis_wrong_current_passwords_lock_like_logins() {
+    wrong_current_passwords_lock_like_logins(Backend::Redis).await;
+}

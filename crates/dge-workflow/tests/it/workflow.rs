@@ -606,3 +606,75 @@ async fn a_bulk_decision_reports_each_account() {
         assert_eq!(status(&s, "bruno").await, AccountStatus::Unconfirmed);
     }
 }
+
+/// The (field, code) pairs of a refused call.
+fn refusal<T: std::fmt::Debug>(r: dge_workflow::Result<T>) -> Vec<(&'static str, &'static str)> {
+    match r {
+        Err(dge_workflow::Error::Invalid(v)) => v.iter().map(|x| (x.field, x.code)).collect(),
+        other => panic!("expected a field violation, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_grant_needs_a_confirmed_account_a_future_end_and_a_bounded_reason() {
+    for engine in ENGINES {
+        let s = services(engine).await;
+        signed_up(&s, "unconf", "unconf@nancy.fr", "ville-de-nancy", false).await;
+        signed_up(&s, "pending", "pending@nancy.fr", "ville-de-nancy", true).await;
+        signed_up(&s, "refused", "refused@nancy.fr", "ville-de-nancy", true).await;
+        s.workflow
+            .reject(&admin(), "refused", "hors périmètre")
+            .await
+            .unwrap();
+        let grant = |who: &'static str, reason: String, until: Option<i64>| {
+            let w = s.workflow.clone();
+            async move {
+                w.grant(&admin(), who, "datahub:publish", &reason, until)
+                    .await
+            }
+        };
+        assert_eq!(
+            refusal(grant("unconf", String::new(), None).await),
+            [("account", "unconfirmed")],
+            "{engine:?}"
+        );
+        assert_eq!(
+            refusal(grant("refused", String::new(), None).await),
+            [("account", "rejected")]
+        );
+        assert_eq!(
+            refusal(grant("pending", String::new(), Some(NOW - 1)).await),
+            [("expires_at", "in_the_past")]
+        );
+        assert_eq!(
+            refusal(grant("pending", "x".repeat(100_000), None).await),
+            [("reason", "too_long")]
+        );
+        assert_eq!(
+            refusal(grant("pending", "ligne\u{0}cachée".into(), None).await),
+            [("reason", "control_characters")]
+        );
+        assert!(
+            !holds(&s, "pending", "datahub:publish").await,
+            "nothing granted"
+        );
+        assert!(!holds(&s, "unconf", "datahub:publish").await);
+        // A confirmed, pending account may be granted while it waits for approval,
+        // with a reason of exactly the limit.
+        assert!(
+            grant("pending", "é".repeat(1000), Some(NOW + 60))
+                .await
+                .unwrap(),
+            "{engine:?}"
+        );
+        assert!(holds(&s, "pending", "datahub:publish").await);
+        assert_eq!(
+            refusal(
+                s.workflow
+                    .grant_role(&admin(), "unconf", "producteur", "")
+                    .await
+            ),
+            [("account", "unconfirmed")]
+        );
+    }
+}

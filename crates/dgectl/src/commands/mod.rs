@@ -40,7 +40,12 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         question.ask()?;
     }
 
-    let api = Api::connect(&global.connection.server, auth).await?;
+    let api = Api::connect(
+        &global.connection.server,
+        global.connection.ca_cert.as_deref(),
+        auth,
+    )
+    .await?;
     let out = global.output;
     match command {
         Command::Accounts(verb) => accounts::run(&api, out, verb).await?,

@@ -34,12 +34,23 @@ pub(crate) struct Fake {
 
 /// Starts the fake and returns its address and its call counters.
 pub(crate) async fn start() -> (SocketAddr, Arc<Fake>) {
+    start_with(Server::builder()).await
+}
+
+/// Starts the fake over TLS with this certificate and key (PEM).
+pub(crate) async fn start_tls(cert_pem: &str, key_pem: &str) -> (SocketAddr, Arc<Fake>) {
+    let tls = tonic::transport::ServerTlsConfig::new()
+        .identity(tonic::transport::Identity::from_pem(cert_pem, key_pem));
+    start_with(Server::builder().tls_config(tls).expect("TLS config")).await
+}
+
+async fn start_with(mut builder: Server) -> (SocketAddr, Arc<Fake>) {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind loopback");
     let addr = listener.local_addr().expect("bound address");
     let fake = Arc::new(Fake::default());
-    let router = Server::builder()
+    let router = builder
         .add_service(AccountRegistryServer::from_arc(fake.clone()))
         .add_service(ValidationWorkflowServer::from_arc(fake.clone()))
         .add_service(ClientRegistryServer::from_arc(fake.clone()))

@@ -305,3 +305,90 @@ async fn accounts_unlock_names_the_account_or_says_it_is_unknown() {
     assert_eq!(run.code, 1);
     assert_eq!(run.stderr.trim(), "error: not_found: account not found");
 }
+
+/// A self-signed certificate for the loopback address, written where dgectl can read
+/// it; the folder goes when the value is dropped.
+struct SelfSigned {
+    dir: std::path::PathBuf,
+    cert_pem: String,
+    key_pem: String,
+}
+
+impl SelfSigned {
+    fn new() -> Self {
+        let certified = rcgen::generate_simple_self_signed(vec![
+            "127.0.0.1".to_owned(),
+            "localhost".to_owned(),
+        ])
+        .expect("self-signed certificate");
+        let dir = std::env::temp_dir().join(format!("dgectl-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("scratch folder");
+        let me = Self {
+            dir,
+            cert_pem: certified.cert.pem(),
+            key_pem: certified.signing_key.serialize_pem(),
+        };
+        std::fs::write(me.ca_path(), &me.cert_pem).expect("write CA file");
+        me
+    }
+
+    fn ca_path(&self) -> std::path::PathBuf {
+        self.dir.join("ca.pem")
+    }
+}
+
+impl Drop for SelfSigned {
+    fn drop(&mut self) {
+        drop(std::fs::remove_dir_all(&self.dir));
+    }
+}
+
+#[tokio::test]
+async fn an_https_server_is_reached_with_its_ca_and_refused_without() {
+    let tls = SelfSigned::new();
+    let (addr, _) = fake_server::start_tls(&tls.cert_pem, &tls.key_pem).await;
+    let server = format!("https://{addr}");
+    let ca = tls.ca_path();
+    let ca = ca.to_str().expect("UTF-8 path");
+    let base = ["--server", server.as_str(), "--token", ADMIN_TOKEN];
+
+    let run = dgectl(&[&base[..], &["--ca-cert", ca, "accounts", "list"]].concat()).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("alice"), "{}", run.stdout);
+
+    // Without the CA, the system roots do not vouch for a self-signed certificate.
+    let run = dgectl(&[&base[..], &["accounts", "list"]].concat()).await;
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("certificate") || run.stderr.contains("Certificate"),
+        "{}",
+        run.stderr
+    );
+
+    // --ca-cert with an http:// URL, or with a file that is no certificate: usage errors.
+    let plain = format!("http://{addr}");
+    let run = dgectl(&[
+        "--server",
+        &plain,
+        "--token",
+        ADMIN_TOKEN,
+        "--ca-cert",
+        ca,
+        "accounts",
+        "list",
+    ])
+    .await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("--ca-cert needs an https://"),
+        "{}",
+        run.stderr
+    );
+
+    let not_pem = tls.dir.join("not.pem");
+    std::fs::write(&not_pem, "hello").unwrap();
+    let not_pem = not_pem.to_str().unwrap();
+    let run = dgectl(&[&base[..], &["--ca-cert", not_pem, "accounts", "list"]].concat()).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("no PEM certificate"), "{}", run.stderr);
+}
