@@ -9,11 +9,13 @@
 //! - [`http`]: the JSON endpoints (discovery, JWKS, token, userinfo); the pages
 //!   crate serves `/authorize` and the login form because they render HTML.
 //! - [`logout`]: RP-initiated logout, exact post-logout redirect URIs.
+//! - [`device`]: the device authorization grant (RFC 8628) for `dgectl login`.
 //! - [`grpc`]: the `ClientRegistry` gRPC service.
 
 pub mod authorize;
 pub mod clients;
 pub mod consent;
+pub mod device;
 pub mod grpc;
 pub mod http;
 pub mod logout;
@@ -25,6 +27,7 @@ use std::sync::Arc;
 use dge_authz::Keys;
 use dge_core::Clock;
 use dge_store::Db;
+use dge_store::ephemeral::Ephemeral;
 
 pub use authorize::{AuthorizeOutcome, AuthorizeParams};
 
@@ -67,6 +70,8 @@ pub struct Provider {
     pub(crate) keys: Arc<Keys>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) settings: Arc<ProviderSettings>,
+    /// Short-lived state shared by the replicas (device codes).
+    pub(crate) ephemeral: Ephemeral,
 }
 
 impl std::fmt::Debug for Provider {
@@ -86,7 +91,16 @@ impl Provider {
             keys,
             clock,
             settings: Arc::new(settings),
+            ephemeral: Ephemeral::local("dge:"),
         }
+    }
+
+    /// Keeps short-lived state (device codes) in `ephemeral`, shared by the replicas,
+    /// rather than in this process.
+    #[must_use]
+    pub fn with_ephemeral(mut self, ephemeral: Ephemeral) -> Self {
+        self.ephemeral = ephemeral;
+        self
     }
 
     /// The issuer URL.
@@ -117,6 +131,9 @@ pub enum Error {
     /// Signing a token failed.
     #[error("signing failed")]
     Sign(#[from] dge_authz::Error),
+    /// The shared short-lived store (Redis) failed.
+    #[error("shared store error")]
+    Shared(#[from] dge_store::ephemeral::EphemeralError),
 }
 
 /// Result alias for this crate.

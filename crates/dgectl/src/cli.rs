@@ -614,8 +614,18 @@ pub(crate) struct ClientAddArgs {
     pub(crate) id: String,
 
     /// Exact redirect URI (repeat or list several)
-    #[arg(long = "redirect-uri", value_name = "URI", required = true, num_args = 1..)]
+    #[arg(
+        long = "redirect-uri",
+        value_name = "URI",
+        required_unless_present = "device",
+        num_args = 1..
+    )]
     pub(crate) redirect_uris: Vec<String>,
+
+    /// A tool without a browser, such as `dgectl` itself: registered without redirect
+    /// URIs, it logs people in with the device authorization grant only
+    #[arg(long, conflicts_with = "redirect_uris")]
+    pub(crate) device: bool,
 
     /// Display name (default: the client id)
     #[arg(long)]
@@ -857,6 +867,21 @@ mod tests {
     fn clients_add_requires_a_redirect_uri() {
         let err = parse(&["clients", "add", "geo"]).expect_err("no redirect URI");
         assert_eq!(err.kind(), ErrorKind::MissingRequiredArgument);
+        let cli = parse(&["clients", "add", "tool", "--device", "--public"]).expect("device");
+        let Command::Clients(ClientsCommand::Add(args)) = cli.command else {
+            panic!("parsed as {:?}", cli.command);
+        };
+        assert!(args.device && args.redirect_uris.is_empty());
+        let err = parse(&[
+            "clients",
+            "add",
+            "t",
+            "--device",
+            "--redirect-uri",
+            "http://a/",
+        ])
+        .expect_err("both");
+        assert_eq!(err.kind(), ErrorKind::ArgumentConflict);
     }
 
     #[test]
