@@ -55,6 +55,8 @@ impl Cli {
         let mut cmd = Self::command();
         let matches = cmd.try_get_matches_from_mut(args)?;
         let mut cli = Self::from_arg_matches(&matches).map_err(|err| err.format(&mut cmd))?;
+        cli.global.connection.server_given =
+            matches.value_source("server") != Some(ValueSource::DefaultValue);
         cli.global
             .connection
             .settle_token_sources(&matches)
@@ -75,14 +77,11 @@ pub(crate) struct GlobalOpts {
     pub(crate) output: OutputFormat,
 }
 
-// TODO: `dgectl login` (OAuth 2.0 device authorization grant, issue 4) is missing: the
-// provider (dge-oidc) has no device authorization endpoint yet. Until it has, an
-// administrator passes an access token with --token-file or DGECTL_TOKEN.
-
 /// Where the server is and how to authenticate to it.
 ///
 /// A token given on the command line wins over one from the environment;
 /// when `DGECTL_TOKEN` and `DGECTL_TOKEN_FILE` are both set, `DGECTL_TOKEN` wins.
+/// Without either, the token saved by `dgectl login` is used.
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Global options")]
 pub(crate) struct ConnectionOpts {
@@ -112,6 +111,10 @@ pub(crate) struct ConnectionOpts {
     /// File holding the bearer token (surrounding white space is ignored)
     #[arg(long, global = true, env = "DGECTL_TOKEN_FILE", value_name = "FILE")]
     pub(crate) token_file: Option<PathBuf>,
+
+    /// Whether --server or DGECTL_SERVER was given (else the saved login's server wins).
+    #[arg(skip)]
+    pub(crate) server_given: bool,
 }
 
 impl ConnectionOpts {
@@ -255,6 +258,30 @@ pub(crate) enum Command {
 
     /// Print a shell completion script
     Completion(CompletionArgs),
+
+    /// Log in through the browser (OAuth 2.0 device grant) and keep the token for
+    /// later commands; no password goes through dgectl
+    Login(LoginArgs),
+
+    /// Forget the token kept by `dgectl login`
+    Logout,
+}
+
+/// Arguments of `dgectl login`.
+#[derive(Debug, Args)]
+pub(crate) struct LoginArgs {
+    /// Public URL of DGE Identity (its OpenID Connect issuer)
+    #[arg(
+        long,
+        env = "DGECTL_ISSUER",
+        value_name = "URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub(crate) issuer: String,
+
+    /// The client dgectl logs in as (a public client registered without redirect URIs)
+    #[arg(long, value_name = "ID", default_value = "dgectl")]
+    pub(crate) client_id: String,
 }
 
 /// Verbs of `dgectl accounts`.
@@ -395,6 +422,13 @@ pub(crate) enum RightsCommand {
         /// What the right allows, shown to administrators
         #[arg(long)]
         label: Option<String>,
+    },
+
+    /// Print grants and revocations as they happen, on every replica, until interrupted
+    Watch {
+        /// Only changes of this account (login or account id)
+        #[arg(long, value_name = "LOGIN")]
+        account: Option<String>,
     },
 }
 
