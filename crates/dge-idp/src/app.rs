@@ -155,6 +155,7 @@ pub async fn run(
         clock.clone(),
         ProviderSettings {
             token_ttl_secs: settings.token_ttl_secs,
+            device_code_ttl_secs: settings.device_code_ttl_secs,
             ..ProviderSettings::new(settings.public_url.clone())
         },
     )

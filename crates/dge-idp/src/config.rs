@@ -555,6 +555,7 @@ impl Config {
             confirmation_ttl_secs: self.accounts.confirmation_ttl_secs,
             unconfirmed_ttl_secs: self.accounts.unconfirmed_ttl_secs,
             token_ttl_secs: 3600,
+            device_code_ttl_secs: dge_oidc::device::DEVICE_TTL_SECS,
             notify: NotifySettings {
                 admin_emails: self.notify.admin_emails.clone(),
                 mode: if self.notify.mode == "daily-digest" {

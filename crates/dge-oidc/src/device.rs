@@ -33,7 +33,7 @@ pub const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 const USER_CODE_ALPHABET: &[u8] = b"BCDFGHJKLMNPQRSTVWXZ";
 /// Letters in a user code (20^8, about 34 bits, with attempts throttled).
 const USER_CODE_LEN: usize = 8;
-/// How long a person has to type the code.
+/// How long a person has to type the code, by default.
 pub const DEVICE_TTL_SECS: i64 = 600;
 /// Seconds a tool waits between two polls.
 pub const POLL_INTERVAL_SECS: i64 = 5;
@@ -181,26 +181,23 @@ impl Provider {
                 "scope must include openid and only openid, profile, email, offline_access",
             )));
         }
+        let ttl = self.settings.device_code_ttl_secs;
         let device_code = random_token();
         let user_code = new_user_code();
         let device_hash = hash_token(&device_code);
         let record = Record {
             client_id: client.id.clone(),
             scope: asked.join(" "),
-            expires_at: self.now() + DEVICE_TTL_SECS,
+            expires_at: self.now() + ttl,
             state: State::Pending,
         };
         let body = serde_json::to_string(&record).unwrap_or_default();
         let store = self.devices();
         store
-            .put(
-                &record_key(&device_hash),
-                &body,
-                secs(DEVICE_TTL_SECS + GRACE_SECS),
-            )
+            .put(&record_key(&device_hash), &body, secs(ttl + GRACE_SECS))
             .await?;
         store
-            .put(&user_key(&user_code), &device_hash, secs(DEVICE_TTL_SECS))
+            .put(&user_key(&user_code), &device_hash, secs(ttl))
             .await?;
         tracing::info!(client_id = %client.id, "device authorization started");
         let verification_uri = format!("{}/device", self.issuer());
@@ -209,7 +206,7 @@ impl Provider {
             verification_uri,
             device_code,
             user_code,
-            expires_in: DEVICE_TTL_SECS,
+            expires_in: ttl,
             interval: POLL_INTERVAL_SECS,
         }))
     }

@@ -46,6 +46,8 @@ pub struct ProviderSettings {
     pub request_ttl_secs: i64,
     /// The single sign-on session lasts this long.
     pub session_ttl_secs: i64,
+    /// Device codes (RFC 8628) wait this long for the person's approval.
+    pub device_code_ttl_secs: i64,
 }
 
 impl ProviderSettings {
@@ -59,6 +61,7 @@ impl ProviderSettings {
             refresh_ttl_secs: 30 * 24 * 3600,
             request_ttl_secs: 3600,
             session_ttl_secs: 8 * 3600,
+            device_code_ttl_secs: device::DEVICE_TTL_SECS,
         }
     }
 }
