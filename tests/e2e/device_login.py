@@ -95,6 +95,12 @@ def start_login(server: IdpServer, config_home: Path) -> tuple[subprocess.Popen,
             return process, match.group(1), lines
 
 
+def finish(process: subprocess.Popen, lines: Lines) -> tuple[str, str]:
+    """Waits for `dgectl login` to end; its standard output and error (read by `lines`)."""
+    process.wait(timeout=30)
+    return process.stdout.read(), lines.rest()
+
+
 def log_in_through_device_page(server: IdpServer, login: str, password: str, user_code: str):
     """The person opens the verification link, logs in, and lands on the device page."""
     http = pages.browser()

@@ -17,6 +17,7 @@ import pages
 from device_login import (
     Lines,
     approve,
+    finish,
     log_in_through_device_page,
     make_admin,
     run_dgectl,
@@ -44,9 +45,9 @@ def test_discovery_advertises_the_device_endpoint(idp):
 
 
 def test_an_administrator_logs_in_and_uses_the_saved_token(idp, admin_person, tmp_path):
-    process, code, _ = start_login(idp, tmp_path)
+    process, code, lines = start_login(idp, tmp_path)
     approve(idp, admin_person.login, admin_person.password, code)
-    stdout, stderr = process.communicate(timeout=30)
+    stdout, stderr = finish(process, lines)
     assert process.returncode == EXIT_OK, stdout + stderr
     assert "logged in; token saved in" in stdout
     saved = tmp_path / "dgectl" / "credentials.json"
@@ -74,9 +75,9 @@ def test_an_administrator_logs_in_and_uses_the_saved_token(idp, admin_person, tm
 
 def test_a_person_who_is_not_an_administrator_gets_a_clear_refusal(idp, dgectl, datahub, tmp_path):
     person = register_active_person(idp, dgectl, datahub)
-    process, code, _ = start_login(idp, tmp_path)
+    process, code, lines = start_login(idp, tmp_path)
     approve(idp, person.login, person.password, code)
-    stdout, stderr = process.communicate(timeout=30)
+    stdout, stderr = finish(process, lines)
     assert process.returncode == EXIT_OK, stdout + stderr
     refused = run_dgectl(tmp_path, "accounts", "pending")
     assert refused.returncode == EXIT_REFUSED, describe(refused)
@@ -87,10 +88,9 @@ def test_a_refusal_in_the_browser_ends_the_login(idp, admin_person, tmp_path):
     process, code, lines = start_login(idp, tmp_path)
     _, done = approve(idp, admin_person.login, admin_person.password, code, decision="deny")
     assert "Demande refusée" in pages.page_text(done)
-    stdout, _ = process.communicate(timeout=30)
-    stderr = lines.rest()
+    stdout, stderr = finish(process, lines)
     assert process.returncode == EXIT_UNAUTHENTICATED, stdout + stderr
-    assert "error: the login was refused in the browser" in stderr
+    assert "the login was refused in the browser" in stderr
     assert not (tmp_path / "dgectl" / "credentials.json").exists()
 
 
