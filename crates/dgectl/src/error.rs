@@ -176,7 +176,7 @@ mod tests {
         let err = CliError::from_status(Status::unauthenticated("bad token"), &server());
         assert_eq!(
             err.to_string(),
-            "the server refused the token (use --token or DGECTL_TOKEN)"
+            "the server refused the token (run dgectl login, or use --token or DGECTL_TOKEN)"
         );
         assert_eq!(err.exit_code(), 4);
     }
