@@ -180,6 +180,10 @@ impl Workflow {
                         let _ = self.changes.send(change);
                     }
                 }
+                // Known gap: after a Redis outage (`resync`), changes made meanwhile on other
+                // replicas are lost for this replica's streams, and the streams are not told
+                // (the broadcast channel carries changes only); watchers should reload
+                // their cache when they reconnect.
                 Ok(_) => {}
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
                     tracing::warn!(missed, "rights notices missed");
