@@ -220,22 +220,32 @@ def test_the_device_page_refuses_forged_posts_and_throttles_guesses(idp, dgectl,
 def test_rights_watch_prints_grants_and_revocations(idp, dgectl, datahub):
     person = register_active_person(idp, dgectl, datahub)
     account_id = dgectl.json("accounts", "show", person.login)["account"]["id"]
-    watch = subprocess.Popen(
-        [str(dgectl_binary()), "--server", idp.grpc_server_url, "--token-file",
-         str(idp.admin_token_path), "--output", "json", "rights", "watch", "--account", person.login],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-    )
+
+    def watch(output: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            [str(dgectl_binary()), "--server", idp.grpc_server_url, "--token-file",
+             str(idp.admin_token_path), "--output", output, "rights", "watch", "--account",
+             person.login],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+        )
+
+    as_json, as_table = watch("json"), watch("table")
     try:
-        lines = Lines(watch.stdout)
-        time.sleep(1)  # the stream is open before the grant
-        assert watch.poll() is None, watch.stderr.read()
+        json_lines, table_lines = Lines(as_json.stdout), Lines(as_table.stdout)
+        assert table_lines.next(timeout=5).split() == ["WHEN", "(UTC)", "CHANGE", "ACCOUNT", "RIGHT"]
+        time.sleep(1)  # both streams are open before the grant
+        for process in (as_json, as_table):
+            assert process.poll() is None, process.stderr.read()
         dgectl.ok("rights", "grant", person.login, "datahub:publish")
-        change = json.loads(lines.next(timeout=5))
+        change = json.loads(json_lines.next(timeout=5))
         assert change["account_id"] == account_id and change["right"] == "datahub:publish"
         assert change["granted"] is True and change["at"] > 0
+        assert table_lines.next(timeout=5).split()[2:] == ["granted", account_id, "datahub:publish"]
         dgectl.ok("rights", "revoke", person.login, "datahub:publish", "--yes")
-        change = json.loads(lines.next(timeout=5))
+        change = json.loads(json_lines.next(timeout=5))
         assert (change["right"], change["granted"]) == ("datahub:publish", False)
+        assert table_lines.next(timeout=5).split()[2:] == ["revoked", account_id, "datahub:publish"]
     finally:
-        watch.terminate()
-        watch.wait(timeout=10)
+        for process in (as_json, as_table):
+            process.terminate()
+            process.wait(timeout=10)
