@@ -85,6 +85,14 @@ def test_a_person_who_is_not_an_administrator_gets_a_clear_refusal(idp, dgectl, 
     assert refused.stderr.startswith("error: permission_denied"), refused.stderr
 
 
+def test_an_unregistered_client_gets_a_hint(idp, tmp_path):
+    refused = run_dgectl(tmp_path, "--server", idp.grpc_server_url, "login", "--issuer",
+                         idp.base_url, "--client-id", "nobody")
+    assert refused.returncode == EXIT_UNAUTHENTICATED, describe(refused)
+    assert "invalid_client" in refused.stderr
+    assert "dgectl clients add nobody --device --public --first-party" in refused.stderr
+
+
 def test_a_refusal_in_the_browser_ends_the_login(idp, admin_person, tmp_path):
     process, code, lines = start_login(idp, tmp_path)
     _, done = approve(idp, admin_person.login, admin_person.password, code, decision="deny")

@@ -75,8 +75,16 @@ pub(crate) async fn login(
     )
     .await?;
     if status != 200 {
+        let hint = match text(&start, "error") {
+            "invalid_client" | "unauthorized_client" => format!(
+                "; an operator registers the client with `dgectl clients add {} --device \
+                 --public --first-party`",
+                args.client_id
+            ),
+            _ => String::new(),
+        };
         return Err(CliError::Login(format!(
-            "the provider refused to start a login: {} ({})",
+            "the provider refused to start a login: {} ({}){hint}",
             text(&start, "error"),
             text(&start, "error_description")
         )));
