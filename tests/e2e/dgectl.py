@@ -49,7 +49,8 @@ class Dgectl:
             capture_output=True,
             text=True,
             timeout=DGECTL_TIMEOUT_SECS,
-            env=clean_env(),
+            # A login saved by `dgectl login` on this machine must not stand in for the token.
+            env=clean_env({"XDG_CONFIG_HOME": str(self.server.data_dir / "no-saved-login")}),
             cwd=self.server.data_dir,
             stdin=subprocess.DEVNULL,
         )

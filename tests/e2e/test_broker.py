@@ -117,6 +117,31 @@ def test_a_siret_of_a_trusted_organisation_takes_the_trusted_path(env, module):
     assert plain["status"] == trusted["status"] == "active"
 
 
+def test_the_trusted_path_needs_the_siret_of_a_trusted_organisation(env, module):
+    """Issue 4: the trusted path is not taken with a SIRET of an organisation that is not
+    trusted, nor with a SIRET that matches no organisation, even when the address is at
+    a trusted organisation's domain (grandest.fr, the Région's), nor with a lookalike
+    of that domain."""
+    cases = {
+        # Ville de Nancy: in the directory, not trusted.
+        "untrusted": new_agent(env, siret="21540395700016"),
+        # A valid SIRET that no organisation has.
+        "unknown": new_agent(env, siret="13002526500013"),
+        # An unknown SIRET and an address that only looks like the Région's domain.
+        "lookalike": new_agent(env, siret="13002526500013", domain="grandest.fr.example.org"),
+    }
+    for login, _ in cases.values():
+        logged_in(module, arrive(pages.browser(), env, module, "proconnect", login))
+    rights = "SELECT right_name FROM grants WHERE account_id = ?"
+    trusted_path = "SELECT COUNT(*) FROM audit_events WHERE subject = ? AND actor = 'trusted-path'"
+    for kind, (_, email) in cases.items():
+        account = env.account_by_email(email)
+        assert account["organisation_id"] != "region-grand-est", kind
+        assert env.rows(rights, account["id"]) == [], f"{kind}: {env.rows(rights, account['id'])}"
+        assert env.rows(trusted_path, account["id"]) == [(0,)], kind
+    assert env.account_by_email(cases["untrusted"][1])["organisation_id"] == "ville-de-nancy"
+
+
 def test_id_tokens_and_userinfo_signed_rs256_are_accepted(env, module):
     login, email = new_agent(env, upstream="pc-rs256")
     info = logged_in(module, arrive(pages.browser(), env, module, "pc-rs256", login))

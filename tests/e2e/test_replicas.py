@@ -7,6 +7,7 @@ key-encryption key and one outbox folder, as two pods would.
 
 from __future__ import annotations
 
+import json
 import secrets
 import signal
 import subprocess
@@ -261,3 +262,44 @@ def test_stopping_a_replica_under_load_loses_nothing_it_answered(replicas):
         assert loopback_http().get(f"{replica.base_url}/readyz", timeout=5).status_code == 200
         with grpc.insecure_channel(replica.grpc_addr, options=[("grpc.enable_http_proxy", 0)]) as channel:
             grpc.channel_ready_future(channel).result(timeout=5)
+
+
+def test_rights_watch_on_one_replica_sees_a_grant_made_on_another(replicas):
+    """`dgectl rights watch` on A and on C prints a grant made through B within a second."""
+    a, b, c, seed, outbox = replicas
+    from device_login import Lines
+    from idp_server import dgectl_binary
+
+    datahub = Module.datahub(a.base_url)
+    person = new_person()
+    http = pages.browser()
+    answer = submit_signup(http, open_signup_page(http, open_login_page(http, datahub)), person.signup_fields())
+    assert answer.status_code == 200, pages.page_text(answer)
+    press_confirm(http, open_confirmation_page(http, outbox, person))
+    admin_on(seed, b).ok("accounts", "approve", person.login)
+
+    watchers = [
+        subprocess.Popen(
+            [str(dgectl_binary()), "--server", f"http://{r.grpc_addr}", "--token-file",
+             str(seed.admin_token_path), "--output", "json", "rights", "watch", "--account",
+             person.login],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+            env=clean_env(),
+        )
+        for r in (a, c)
+    ]
+    try:
+        streams = [Lines(w.stdout) for w in watchers]
+        time.sleep(1)  # both streams are open before the grant
+        for w in watchers:
+            assert w.poll() is None, w.stderr.read()
+        admin_on(seed, b).ok("rights", "grant", person.login, RIGHT)
+        granted = time.monotonic()
+        for stream, name in zip(streams, ("A", "C")):
+            change = json.loads(stream.next(timeout=1.0))
+            assert time.monotonic() - granted < 1.0, f"the grant reached {name} late"
+            assert (change["right"], change["granted"]) == (RIGHT, True), change
+    finally:
+        for w in watchers:
+            w.terminate()
+            w.wait(timeout=10)

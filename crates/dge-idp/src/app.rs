@@ -141,7 +141,9 @@ pub async fn run(
     })
     .with_throttle(ephemeral.clone(), settings.throttle.clone());
     let purge_task = tokio::spawn(purge_loop(registry.clone(), stopped_signal(&stop_rx)));
-    let workflow = Workflow::new(registry.clone(), settings.public_url.clone());
+    let workflow = Workflow::new(registry.clone(), settings.public_url.clone())
+        .with_notices(ephemeral.clone());
+    let relay_task = tokio::spawn(workflow.clone().relay_changes(stopped_signal(&stop_rx)));
     let notify_task = tokio::spawn(notify_loop(
         workflow.clone(),
         settings.notify.clone(),
@@ -153,6 +155,7 @@ pub async fn run(
         clock.clone(),
         ProviderSettings {
             token_ttl_secs: settings.token_ttl_secs,
+            device_code_ttl_secs: settings.device_code_ttl_secs,
             ..ProviderSettings::new(settings.public_url.clone())
         },
     )
@@ -321,6 +324,7 @@ pub async fn run(
         task.await?.context("metrics server")?;
     }
     purge_task.await?;
+    relay_task.await?;
     tracing::info!("dge-idp stopped");
     Ok(())
 }

@@ -112,6 +112,10 @@ pub struct DevArgs {
     /// How long access and ID tokens live, in seconds (the tests shorten it).
     #[arg(long, env = "DGE_TOKEN_TTL_SECS", default_value_t = 3600, value_parser = clap::value_parser!(i64).range(1..=86400))]
     pub token_ttl_secs: i64,
+    /// How long a device code of `dgectl login` waits for approval, in seconds (the
+    /// tests shorten it).
+    #[arg(long, env = "DGE_DEVICE_CODE_TTL_SECS", default_value_t = 600, value_parser = clap::value_parser!(i64).range(5..=3600))]
+    pub device_code_ttl_secs: i64,
     /// JSON file describing the upstream identity providers (ProConnect, the Région);
     /// without it both are shown as not configured. See the README.
     #[arg(long, env = "DGE_UPSTREAMS_FILE")]

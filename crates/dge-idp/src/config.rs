@@ -804,6 +804,7 @@ impl Config {
                 ..dge_registry::AccountLifetimes::default()
             },
             token_ttl_secs: 3600,
+            device_code_ttl_secs: dge_oidc::device::DEVICE_TTL_SECS,
             notify: NotifySettings {
                 admin_emails: self.notify.admin_emails.clone(),
                 mode: if self.notify.mode == "daily-digest" {

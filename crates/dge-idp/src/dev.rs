@@ -48,6 +48,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         unconfirmed_ttl_secs: args.unconfirmed_ttl_secs,
         account_limits: dge_registry::AccountLifetimes::default(),
         token_ttl_secs: args.token_ttl_secs,
+        device_code_ttl_secs: args.device_code_ttl_secs,
         // The embedded default listens on loopback over plain HTTP.
         secure_cookies: public_url.starts_with("https://"),
         notify: NotifySettings {

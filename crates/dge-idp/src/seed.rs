@@ -139,6 +139,16 @@ pub async fn demo_clients(db: &Db, now: i64) -> anyhow::Result<()> {
             first_party: true,
             secret: None,
         },
+        // `dgectl login`: a public tool without a browser, device grant only.
+        NewClient {
+            id: "dgectl".into(),
+            name: "dgectl (outil d'administration)".into(),
+            redirect_uris: Vec::new(),
+            post_logout_redirect_uris: Vec::new(),
+            confidential: false,
+            first_party: true,
+            secret: None,
+        },
     ];
     for client in demo {
         match clients::add(db, client, now).await {

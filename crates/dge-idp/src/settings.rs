@@ -68,6 +68,8 @@ pub struct Settings {
     pub account_limits: dge_registry::AccountLifetimes,
     /// Lifetime of access and ID tokens.
     pub token_ttl_secs: i64,
+    /// Lifetime of device codes (`dgectl login`).
+    pub device_code_ttl_secs: i64,
     /// Whether cookies are `Secure`.
     pub secure_cookies: bool,
     /// Notices to administrators about sign-ups.

@@ -184,7 +184,7 @@ pub struct NewClient {
     pub id: String,
     /// Display name.
     pub name: String,
-    /// Exact redirect URIs.
+    /// Exact redirect URIs; none for a tool that uses the device grant.
     pub redirect_uris: Vec<String>,
     /// Exact post-logout redirect URIs.
     pub post_logout_redirect_uris: Vec<String>,
@@ -256,9 +256,8 @@ pub async fn add(db: &Db, new: NewClient, now: i64) -> Result<Option<String>, Ad
              starting with a letter or digit, 1 to 64 characters",
         );
     }
-    if new.redirect_uris.is_empty() {
-        v.add("redirect_uris", "required", "at least one redirect URI");
-    }
+    // No redirect URI: a tool without a browser (such as `dgectl`), which may only use
+    // the device grant (see `crate::device`) or `client_credentials`.
     for uri in new
         .redirect_uris
         .iter()

@@ -9,11 +9,13 @@
 //! - [`http`]: the JSON endpoints (discovery, JWKS, token, userinfo); the pages
 //!   crate serves `/authorize` and the login form because they render HTML.
 //! - [`logout`]: RP-initiated logout, exact post-logout redirect URIs.
+//! - [`device`]: the device authorization grant (RFC 8628) for `dgectl login`.
 //! - [`grpc`]: the `ClientRegistry` gRPC service.
 
 pub mod authorize;
 pub mod clients;
 pub mod consent;
+pub mod device;
 pub mod grpc;
 pub mod http;
 pub mod logout;
@@ -44,6 +46,8 @@ pub struct ProviderSettings {
     pub request_ttl_secs: i64,
     /// The single sign-on session lasts this long.
     pub session_ttl_secs: i64,
+    /// Device codes (RFC 8628) wait this long for the person's approval.
+    pub device_code_ttl_secs: i64,
 }
 
 impl ProviderSettings {
@@ -57,6 +61,7 @@ impl ProviderSettings {
             refresh_ttl_secs: 30 * 24 * 3600,
             request_ttl_secs: 3600,
             session_ttl_secs: 8 * 3600,
+            device_code_ttl_secs: device::DEVICE_TTL_SECS,
         }
     }
 }
@@ -68,8 +73,9 @@ pub struct Provider {
     pub(crate) keys: Arc<Keys>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) settings: Arc<ProviderSettings>,
-    /// Authorization codes, shared by the replicas through Redis (taken exactly once).
-    pub(crate) codes: Ephemeral,
+    /// Short-lived state shared by the replicas through Redis: authorization codes
+    /// (taken exactly once) and device codes.
+    pub(crate) ephemeral: Ephemeral,
 }
 
 impl std::fmt::Debug for Provider {
@@ -90,14 +96,15 @@ impl Provider {
             keys,
             clock,
             settings: Arc::new(settings),
-            codes: Ephemeral::local("dge:"),
+            ephemeral: Ephemeral::local("dge:"),
         }
     }
 
-    /// Keeps authorization codes in `ephemeral` (Redis with several replicas).
+    /// Keeps short-lived state (authorization and device codes) in `ephemeral`, shared by the replicas,
+    /// rather than in this process.
     #[must_use]
     pub fn with_ephemeral(mut self, ephemeral: Ephemeral) -> Self {
-        self.codes = ephemeral;
+        self.ephemeral = ephemeral;
         self
     }
 
@@ -132,6 +139,9 @@ pub enum Error {
     /// Signing a token failed.
     #[error("signing failed")]
     Sign(#[from] dge_authz::Error),
+    /// The shared short-lived store (Redis) failed.
+    #[error("shared store error")]
+    Shared(#[from] dge_store::ephemeral::EphemeralError),
 }
 
 /// Result alias for this crate.

@@ -54,6 +54,10 @@ pub fn router(pages: Pages) -> Router {
             get(handlers::consent::show).post(handlers::consent::submit),
         )
         .route(
+            "/device",
+            get(handlers::device::show).post(handlers::device::submit),
+        )
+        .route(
             "/logout",
             get(handlers::logout::logout).post(handlers::logout::logout),
         )

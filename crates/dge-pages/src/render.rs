@@ -109,6 +109,11 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("error.html", include_str!("../templates/error.html")),
     ("consent.html", include_str!("../templates/consent.html")),
+    ("device.html", include_str!("../templates/device.html")),
+    (
+        "device_confirm.html",
+        include_str!("../templates/device_confirm.html"),
+    ),
     (
         "logout_confirm.html",
         include_str!("../templates/logout_confirm.html"),

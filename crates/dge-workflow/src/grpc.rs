@@ -414,8 +414,8 @@ impl ValidationWorkflow for ValidationWorkflowService {
             .require_scope(request.metadata(), dge_authz::caller::RIGHTS_SCOPE)
             .await?;
         let only = request.into_inner().account_id;
-        // TODO: changes come from this process only; with several replicas they must
-        // travel through Redis pub/sub (issue 8).
+        // Changes from every replica arrive here through the shared store's notices
+        // (see `Workflow::relay_changes`).
         let stream = tokio_stream::wrappers::BroadcastStream::new(self.workflow.watch())
             .filter_map(move |item| match item {
                 Ok(c) if only.is_empty() || c.account_id == only => Some(Ok(pb::RightChange {

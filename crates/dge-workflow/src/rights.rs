@@ -20,6 +20,31 @@ pub struct Change {
     pub at: i64,
 }
 
+/// The topic of rights changes in the shared store's notices.
+const RIGHTS_TOPIC: &str = "rights";
+
+impl Change {
+    fn to_payload(&self) -> String {
+        serde_json::json!({
+            "account_id": self.account_id,
+            "right": self.right,
+            "granted": self.granted,
+            "at": self.at,
+        })
+        .to_string()
+    }
+
+    fn from_payload(payload: &str) -> Option<Self> {
+        let v: serde_json::Value = serde_json::from_str(payload).ok()?;
+        Some(Self {
+            account_id: v.get("account_id")?.as_str()?.to_owned(),
+            right: v.get("right")?.as_str()?.to_owned(),
+            granted: v.get("granted")?.as_bool()?,
+            at: v.get("at")?.as_i64()?,
+        })
+    }
+}
+
 /// A grant held by an account.
 #[derive(Debug, Clone)]
 pub struct GrantInfo {
@@ -161,14 +186,56 @@ fn check_label(field: &'static str, label: &str) -> Result<()> {
 }
 
 impl Workflow {
-    pub(crate) fn publish(&self, account_id: &str, right: &str, granted: bool, at: i64) {
-        // No receiver is not an error: nobody is watching.
-        let _ = self.changes.send(Change {
+    /// Tells every replica's watchers of a grant or revocation: through the shared
+    /// store when there is one (Redis pub/sub between replicas), else in-process.
+    pub(crate) async fn publish(&self, account_id: &str, right: &str, granted: bool, at: i64) {
+        let change = Change {
             account_id: account_id.to_owned(),
             right: right.to_owned(),
             granted,
             at,
-        });
+        };
+        if let Some(notices) = &self.notices {
+            match notices.notify(RIGHTS_TOPIC, &change.to_payload()).await {
+                Ok(()) => return,
+                // The grant is stored; this replica's watchers at least hear of it.
+                Err(e) => {
+                    tracing::warn!(error = %dge_core::ErrorChain(&e), "rights change not shared")
+                }
+            }
+        }
+        // No receiver is not an error: nobody is watching.
+        let _ = self.changes.send(change);
+    }
+
+    /// Relays the rights changes every replica publishes to this replica's watchers,
+    /// until `stop`. Needed only with [`Workflow::with_notices`].
+    pub async fn relay_changes(self, stop: impl std::future::Future<Output = ()>) {
+        let Some(store) = &self.notices else { return };
+        let mut notices = store.subscribe();
+        tokio::pin!(stop);
+        loop {
+            let notice = tokio::select! {
+                () = &mut stop => break,
+                n = notices.recv() => n,
+            };
+            match notice {
+                Ok(n) if n.topic == RIGHTS_TOPIC => {
+                    if let Some(change) = Change::from_payload(&n.payload) {
+                        let _ = self.changes.send(change);
+                    }
+                }
+                // Known gap: after a Redis outage (`resync`), changes made meanwhile on other
+                // replicas are lost for this replica's streams, and the streams are not told
+                // (the broadcast channel carries changes only); watchers should reload
+                // their cache when they reconnect.
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "rights notices missed");
+                }
+                Err(broadcast::error::RecvError::Closed) => break,
+            }
+        }
     }
 
     /// Every grant and revocation from now on.
@@ -214,7 +281,7 @@ impl Workflow {
         .await?;
         tx.commit().await?;
         if granted {
-            self.publish(&account.id, right, true, now);
+            self.publish(&account.id, right, true, now).await;
             tracing::info!(account_id = %account.id, right, "right granted");
         }
         Ok(granted)
@@ -246,7 +313,7 @@ impl Workflow {
         )
         .await?;
         tx.commit().await?;
-        self.publish(&account.id, right, false, now);
+        self.publish(&account.id, right, false, now).await;
         tracing::info!(account_id = %account.id, right, "right revoked");
         Ok(true)
     }
@@ -285,7 +352,7 @@ impl Workflow {
         }
         tx.commit().await?;
         for right in &granted {
-            self.publish(&account.id, right, true, now);
+            self.publish(&account.id, right, true, now).await;
         }
         Ok(granted)
     }

@@ -17,6 +17,8 @@ pub struct Workflow {
     pub(crate) registry: Registry,
     pub(crate) public_url: String,
     pub(crate) changes: broadcast::Sender<Change>,
+    /// Shared notices, so that watchers on every replica hear of every change.
+    pub(crate) notices: Option<dge_store::ephemeral::Ephemeral>,
 }
 
 impl Workflow {
@@ -28,7 +30,17 @@ impl Workflow {
             registry,
             public_url,
             changes,
+            notices: None,
         }
+    }
+
+    /// Shares rights changes through `notices` (Redis pub/sub between replicas), so a
+    /// `WatchRights` stream on any replica sees a grant made on another. Run
+    /// [`Workflow::relay_changes`] alongside.
+    #[must_use]
+    pub fn with_notices(mut self, notices: dge_store::ephemeral::Ephemeral) -> Self {
+        self.notices = Some(notices);
+        self
     }
 
     /// The registry underneath.
@@ -154,7 +166,7 @@ impl Workflow {
         tx.commit().await?;
         self.registry.outbox().wake();
         for right in granted {
-            self.publish(&account.id, &right, true, now);
+            self.publish(&account.id, &right, true, now).await;
         }
         tracing::info!(account_id = %account.id, email = %MaskedEmail(&account.email), action, "account decided");
         store::find_account(self.db(), &account.id)

@@ -55,6 +55,8 @@ impl Cli {
         let mut cmd = Self::command();
         let matches = cmd.try_get_matches_from_mut(args)?;
         let mut cli = Self::from_arg_matches(&matches).map_err(|err| err.format(&mut cmd))?;
+        cli.global.connection.server_given =
+            matches.value_source("server") != Some(ValueSource::DefaultValue);
         cli.global
             .connection
             .settle_token_sources(&matches)
@@ -75,14 +77,11 @@ pub(crate) struct GlobalOpts {
     pub(crate) output: OutputFormat,
 }
 
-// TODO: `dgectl login` (OAuth 2.0 device authorization grant, issue 4) is missing: the
-// provider (dge-oidc) has no device authorization endpoint yet. Until it has, an
-// administrator passes an access token with --token-file or DGECTL_TOKEN.
-
 /// Where the server is and how to authenticate to it.
 ///
 /// A token given on the command line wins over one from the environment;
 /// when `DGECTL_TOKEN` and `DGECTL_TOKEN_FILE` are both set, `DGECTL_TOKEN` wins.
+/// Without either, the token saved by `dgectl login` is used.
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Global options")]
 pub(crate) struct ConnectionOpts {
@@ -117,6 +116,10 @@ pub(crate) struct ConnectionOpts {
     /// the system's roots (a private CA, or a self-signed certificate)
     #[arg(long, global = true, env = "DGECTL_CA_CERT", value_name = "FILE")]
     pub(crate) ca_cert: Option<PathBuf>,
+
+    /// Whether --server or DGECTL_SERVER was given (else the saved login's server wins).
+    #[arg(skip)]
+    pub(crate) server_given: bool,
 }
 
 impl ConnectionOpts {
@@ -257,6 +260,30 @@ pub(crate) enum Command {
 
     /// Print a shell completion script
     Completion(CompletionArgs),
+
+    /// Log in through the browser (OAuth 2.0 device grant) and keep the token for
+    /// later commands; no password goes through dgectl
+    Login(LoginArgs),
+
+    /// Forget the token kept by `dgectl login`
+    Logout,
+}
+
+/// Arguments of `dgectl login`.
+#[derive(Debug, Args)]
+pub(crate) struct LoginArgs {
+    /// Public URL of DGE Identity (its OpenID Connect issuer)
+    #[arg(
+        long,
+        env = "DGECTL_ISSUER",
+        value_name = "URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub(crate) issuer: String,
+
+    /// The client dgectl logs in as (a public client registered without redirect URIs)
+    #[arg(long, value_name = "ID", default_value = "dgectl")]
+    pub(crate) client_id: String,
 }
 
 /// Verbs of `dgectl accounts`.
@@ -397,6 +424,13 @@ pub(crate) enum RightsCommand {
         /// What the right allows, shown to administrators
         #[arg(long)]
         label: Option<String>,
+    },
+
+    /// Print grants and revocations as they happen, on every replica, until interrupted
+    Watch {
+        /// Only changes of this account (login or account id)
+        #[arg(long, value_name = "LOGIN")]
+        account: Option<String>,
     },
 }
 
@@ -616,8 +650,18 @@ pub(crate) struct ClientAddArgs {
     pub(crate) id: String,
 
     /// Exact redirect URI (repeat or list several)
-    #[arg(long = "redirect-uri", value_name = "URI", required = true, num_args = 1..)]
+    #[arg(
+        long = "redirect-uri",
+        value_name = "URI",
+        required_unless_present = "device",
+        num_args = 1..
+    )]
     pub(crate) redirect_uris: Vec<String>,
+
+    /// A tool without a browser, such as `dgectl` itself: registered without redirect
+    /// URIs, it logs people in with the device authorization grant only
+    #[arg(long, conflicts_with = "redirect_uris")]
+    pub(crate) device: bool,
 
     /// Display name (default: the client id)
     #[arg(long)]
@@ -859,6 +903,21 @@ mod tests {
     fn clients_add_requires_a_redirect_uri() {
         let err = parse(&["clients", "add", "geo"]).expect_err("no redirect URI");
         assert_eq!(err.kind(), ErrorKind::MissingRequiredArgument);
+        let cli = parse(&["clients", "add", "tool", "--device", "--public"]).expect("device");
+        let Command::Clients(ClientsCommand::Add(args)) = cli.command else {
+            panic!("parsed as {:?}", cli.command);
+        };
+        assert!(args.device && args.redirect_uris.is_empty());
+        let err = parse(&[
+            "clients",
+            "add",
+            "t",
+            "--device",
+            "--redirect-uri",
+            "http://a/",
+        ])
+        .expect_err("both");
+        assert_eq!(err.kind(), ErrorKind::ArgumentConflict);
     }
 
     #[test]

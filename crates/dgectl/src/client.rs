@@ -58,15 +58,37 @@ impl Interceptor for BearerAuth {
     }
 }
 
-/// The token to use, from `--token`/`DGECTL_TOKEN` or `--token-file`/`DGECTL_TOKEN_FILE`.
-pub(crate) fn resolve_token(opts: &ConnectionOpts) -> Result<Token, CliError> {
+/// The token and server to use: `--token`/`DGECTL_TOKEN`, else
+/// `--token-file`/`DGECTL_TOKEN_FILE`, else the login saved by `dgectl login` (whose
+/// server is used unless `--server`/`DGECTL_SERVER` says otherwise).
+pub(crate) fn resolve_token(opts: &ConnectionOpts) -> Result<(Token, ServerUrl), CliError> {
     if let Some(token) = &opts.token {
-        return Ok(token.clone());
+        return Ok((token.clone(), opts.server.clone()));
     }
-    match &opts.token_file {
-        Some(path) => read_token_file(path),
-        None => Err(CliError::NoToken),
+    if let Some(path) = &opts.token_file {
+        return Ok((read_token_file(path)?, opts.server.clone()));
     }
+    let Some(saved) = crate::credentials::load()? else {
+        return Err(CliError::NoToken);
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    if saved.expires_at <= now {
+        return Err(CliError::Login(
+            "the token saved by dgectl login has expired: run dgectl login again".into(),
+        ));
+    }
+    let server = if opts.server_given {
+        opts.server.clone()
+    } else {
+        saved.server.parse().map_err(|e| {
+            CliError::Usage(format!(
+                "the saved login names a bad server ({e}): run dgectl login"
+            ))
+        })?
+    };
+    Ok((saved.token, server))
 }
 
 /// Reads a token file, ignoring surrounding white space (a final newline).

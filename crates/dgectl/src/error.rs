@@ -24,11 +24,15 @@ pub(crate) enum CliError {
     Unreachable { server: String, cause: String },
 
     /// No token was given at all.
-    #[error("no token given (use --token, --token-file or DGECTL_TOKEN)")]
+    #[error("no token given (run dgectl login, or use --token, --token-file or DGECTL_TOKEN)")]
     NoToken,
 
+    /// `dgectl login` did not end with a token, or its saved token has expired.
+    #[error("{0}")]
+    Login(String),
+
     /// The server answered `UNAUTHENTICATED`.
-    #[error("the server refused the token (use --token or DGECTL_TOKEN)")]
+    #[error("the server refused the token (run dgectl login, or use --token or DGECTL_TOKEN)")]
     Unauthenticated,
 
     /// The server refused or failed the call.
@@ -77,7 +81,7 @@ impl CliError {
             Self::Call(_) | Self::Partial(_) | Self::Cancelled | Self::Output(_) => 1,
             Self::Usage(_) => 2,
             Self::Unreachable { .. } => 3,
-            Self::NoToken | Self::Unauthenticated => 4,
+            Self::NoToken | Self::Unauthenticated | Self::Login(_) => 4,
         }
     }
 }
@@ -172,7 +176,7 @@ mod tests {
         let err = CliError::from_status(Status::unauthenticated("bad token"), &server());
         assert_eq!(
             err.to_string(),
-            "the server refused the token (use --token or DGECTL_TOKEN)"
+            "the server refused the token (run dgectl login, or use --token or DGECTL_TOKEN)"
         );
         assert_eq!(err.exit_code(), 4);
     }

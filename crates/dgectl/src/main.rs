@@ -5,6 +5,7 @@
 //! - `client`: the connection, the bearer token and one client per service
 //! - `output`: tables, JSON and date formatting
 //! - `status`: status words on the command line and the protobuf enums behind them
+//! - `credentials`: the token `dgectl login` keeps for later commands
 //! - `error`: failures, their messages and exit statuses
 //! - `when`: dates and delays typed on the command line
 
@@ -14,6 +15,7 @@
 mod cli;
 mod client;
 mod commands;
+mod credentials;
 mod error;
 mod output;
 mod status;

@@ -1,5 +1,6 @@
 //! The provider's JSON endpoints.
 
+mod device;
 mod discovery;
 mod token;
 mod userinfo;
@@ -9,7 +10,7 @@ use axum::routing::{get, post};
 
 use crate::Provider;
 
-/// Routes: discovery, JWKS, token, introspection, revocation and userinfo.
+/// Routes: discovery, JWKS, token, device authorization, introspection, revocation and userinfo.
 pub fn router(provider: Provider) -> Router {
     Router::new()
         .route(
@@ -18,6 +19,7 @@ pub fn router(provider: Provider) -> Router {
         )
         .route("/jwks", get(discovery::jwks))
         .route("/token", post(token::token))
+        .route("/device_authorization", post(device::authorize))
         .route("/introspect", post(token::introspect))
         .route("/revoke", post(token::revoke))
         .route(

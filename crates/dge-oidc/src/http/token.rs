@@ -12,13 +12,13 @@ use crate::Provider;
 use crate::clients::Client;
 use crate::token::{OAuthError, TokenForm, basic_credentials, oauth};
 
-const NO_STORE: [(header::HeaderName, &str); 2] = [
+pub(super) const NO_STORE: [(header::HeaderName, &str); 2] = [
     (header::CACHE_CONTROL, "no-store"),
     (header::PRAGMA, "no-cache"),
 ];
 
 /// An OAuth error as RFC 6749 §5.2 JSON: 401 with a challenge for `invalid_client`.
-fn oauth_error(e: OAuthError) -> Response {
+pub(super) fn oauth_error(e: OAuthError) -> Response {
     if e.error == "invalid_client" {
         return (
             StatusCode::UNAUTHORIZED,
@@ -31,20 +31,20 @@ fn oauth_error(e: OAuthError) -> Response {
     (StatusCode::BAD_REQUEST, NO_STORE, Json(e)).into_response()
 }
 
-fn server_error(e: &crate::Error) -> Response {
+pub(super) fn server_error(e: &crate::Error) -> Response {
     tracing::error!(error = %dge_core::ErrorChain(e), "token endpoint failed");
     let body = oauth("server_error", "internal error");
     (StatusCode::INTERNAL_SERVER_ERROR, NO_STORE, Json(body)).into_response()
 }
 
-fn basic(headers: &HeaderMap) -> Option<(String, String)> {
+pub(super) fn basic(headers: &HeaderMap) -> Option<(String, String)> {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(basic_credentials)
 }
 
-fn bad_body() -> Response {
+pub(super) fn bad_body() -> Response {
     oauth_error(oauth(
         "invalid_request",
         "expected an application/x-www-form-urlencoded body",

@@ -60,14 +60,14 @@ impl Provider {
             .unwrap_or(0)
             .max(1);
         let value = serde_json::to_string(code).unwrap_or_default();
-        self.codes
+        self.ephemeral
             .put(&code_key(code_hash), &value, Duration::from_secs(ttl))
             .await?;
         Ok(())
     }
 
     async fn load_code(&self, code_hash: &str) -> Result<Option<StoredCode>> {
-        let Some(value) = self.codes.get(&code_key(code_hash)).await? else {
+        let Some(value) = self.ephemeral.get(&code_key(code_hash)).await? else {
             return Ok(None);
         };
         let decoded = serde_json::from_str(&value);
@@ -131,7 +131,7 @@ impl Provider {
         let Some(row) = self.load_code(&code_hash).await? else {
             // Gone: never issued, expired, or consumed. A replay by the client it was
             // issued to revokes the family; a code of another client changes nothing.
-            let used_by = self.codes.get(&used_key(&code_hash)).await?;
+            let used_by = self.ephemeral.get(&used_key(&code_hash)).await?;
             if used_by.as_deref() == Some(client.id.as_str()) {
                 self.revoke_code_family(&code_hash).await?;
             }
@@ -143,10 +143,10 @@ impl Provider {
         // Consume the code: of concurrent exchanges, on any replica, only one takes it
         // (GETDEL on Redis). The replay marker goes first, so that no presentation
         // after the take can miss it.
-        self.codes
+        self.ephemeral
             .put(&used_key(&code_hash), &row.client_id, USED_MEMORY)
             .await?;
-        if self.codes.take(&code_key(&code_hash)).await?.is_none() {
+        if self.ephemeral.take(&code_key(&code_hash)).await?.is_none() {
             self.revoke_code_family(&code_hash).await?;
             return Ok(Err(bad_grant()));
         }

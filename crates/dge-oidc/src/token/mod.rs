@@ -3,12 +3,13 @@
 //! - [`code`]: `authorization_code`: codes exchanged once, a replay revokes the family.
 //! - [`refresh`]: `refresh_token`: rotated on every use, reuse revokes the family.
 //! - [`service`]: `client_credentials` for internal services.
+//! - the device grant (RFC 8628) lives in [`crate::device`].
 //! - [`client_auth`]: `client_secret_basic`, `client_secret_post`, `private_key_jwt`, none.
 //! - [`mint`]: signs access tokens and ID tokens and records them.
 
 pub mod client_auth;
 pub(crate) mod code;
-mod mint;
+pub(crate) mod mint;
 mod refresh;
 mod service;
 
@@ -32,6 +33,8 @@ pub struct TokenForm {
     pub redirect_uri: Option<String>,
     /// PKCE verifier.
     pub code_verifier: Option<String>,
+    /// The device code (device grant, RFC 8628).
+    pub device_code: Option<String>,
     /// The refresh token.
     pub refresh_token: Option<String>,
     /// Scopes asked for (`refresh_token` may narrow, `client_credentials` chooses).
@@ -107,11 +110,15 @@ impl Provider {
         let grant = form.grant_type.as_deref().unwrap_or("");
         if !matches!(
             grant,
-            "authorization_code" | "refresh_token" | "client_credentials"
+            "authorization_code"
+                | "refresh_token"
+                | "client_credentials"
+                | crate::device::DEVICE_GRANT
         ) {
             return Ok(Err(oauth(
                 "unsupported_grant_type",
-                "grant_type must be authorization_code, refresh_token or client_credentials",
+                "grant_type must be authorization_code, refresh_token, client_credentials \
+                 or urn:ietf:params:oauth:grant-type:device_code",
             )));
         }
         // The client id as claimed, for the audit log; bounded, as it is the caller's.
@@ -127,10 +134,17 @@ impl Provider {
             Ok(client) => match grant {
                 "authorization_code" => self.code_grant(&client, form).await?,
                 "refresh_token" => self.refresh_grant(&client, form).await?,
+                crate::device::DEVICE_GRANT => self.device_grant(&client, form).await?,
                 _ => self.service_grant(&client, form).await?,
             },
             Err(e) => Err(e),
         };
+        // A device polling every few seconds would fill the audit log with waits.
+        if let Err(e) = &outcome
+            && matches!(e.error, "authorization_pending" | "slow_down")
+        {
+            return Ok(outcome);
+        }
         let (action, detail) = match &outcome {
             Ok(_) => ("token.issued", format!("grant={grant}")),
             Err(e) => ("token.refused", format!("grant={grant} error={}", e.error)),

@@ -24,7 +24,7 @@ pub(crate) struct ConsentForm {
 }
 
 /// What each scope gives, in French.
-fn describe(scope: &str) -> String {
+pub(crate) fn describe(scope: &str) -> String {
     match scope {
         "openid" => "votre identifiant sur le portail".into(),
         "profile" => "vos nom et prénom, votre organisation et vos droits".into(),

@@ -238,6 +238,10 @@ pub(crate) async fn finish_login(
     auth_time: i64,
 ) -> Response {
     if req.is_empty() {
+        // A person sent here from the device page goes back there.
+        if let Some(next) = super::device::next_after_login(&jar) {
+            return (super::device::forget_next(jar), see_other(&next)).into_response();
+        }
         return (
             jar,
             pages

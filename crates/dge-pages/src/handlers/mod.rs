@@ -6,6 +6,7 @@ pub mod authorize;
 pub mod broker;
 pub mod confirm;
 pub mod consent;
+pub mod device;
 pub mod login;
 pub mod logout;
 pub mod password;

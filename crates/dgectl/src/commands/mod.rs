@@ -12,6 +12,7 @@ mod clients;
 mod completion;
 mod keys;
 mod links;
+mod login;
 mod mail;
 mod modules;
 mod orgs;
@@ -34,18 +35,26 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         return Ok(ExitCode::SUCCESS);
     }
 
+    let command = match command {
+        Command::Login(args) => {
+            login::login(&global.connection, global.output, args).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Logout => {
+            login::logout(global.output).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        other => other,
+    };
+
     // Everything that can be refused without the server is refused first.
-    let auth = BearerAuth::new(&resolve_token(&global.connection)?)?;
+    let (token, server) = resolve_token(&global.connection)?;
+    let auth = BearerAuth::new(&token)?;
     if let Some(question) = Confirmation::for_command(&command) {
         question.ask()?;
     }
 
-    let api = Api::connect(
-        &global.connection.server,
-        global.connection.ca_cert.as_deref(),
-        auth,
-    )
-    .await?;
+    let api = Api::connect(&server, global.connection.ca_cert.as_deref(), auth).await?;
     let out = global.output;
     match command {
         Command::Accounts(verb) => accounts::run(&api, out, verb).await?,
@@ -61,8 +70,8 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Links(verb) => links::run(&api, out, verb).await?,
         Command::Keys(verb) => keys::run(&api, out, verb).await?,
         Command::Check(args) => return check::run(&api, out, args).await,
-        // Printed above, without a connection.
-        Command::Completion(_) => {}
+        // Done above, without a connection.
+        Command::Completion(_) | Command::Login(_) | Command::Logout => {}
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,7 +1,8 @@
-//! `dgectl rights grant|revoke|list|declare`.
+//! `dgectl rights grant|revoke|list|declare|watch`.
 
 use dge_proto::v1::{
-    DeclareRightRequest, GrantRightRequest, ListRightsRequest, RevokeRightRequest,
+    DeclareRightRequest, GetAccountRequest, GrantRightRequest, ListRightsRequest,
+    RevokeRightRequest, WatchRightsRequest,
 };
 use serde_json::json;
 
@@ -34,6 +35,7 @@ pub(super) async fn run(api: &Api, out: OutputFormat, verb: RightsCommand) -> Re
         }
         RightsCommand::Revoke { login, right, .. } => revoke(api, out, login, right).await,
         RightsCommand::List { login } => list(api, out, login).await,
+        RightsCommand::Watch { account } => watch(api, out, account).await,
     }
 }
 
@@ -126,6 +128,55 @@ async fn list(api: &Api, out: OutputFormat, login: String) -> Result<(), CliErro
             output::print_table(&table)?;
         }
         OutputFormat::Json => output::print_json(&json!({ "account": login, "rights": rights }))?,
+    }
+    Ok(())
+}
+
+/// Prints each change as it comes: a table line, or one JSON object per line.
+async fn watch(api: &Api, out: OutputFormat, account: Option<String>) -> Result<(), CliError> {
+    // The stream filters by account id; a login is looked up first.
+    let account_id = match account {
+        Some(key) => api
+            .accounts()
+            .get_account(GetAccountRequest { key })
+            .await
+            .map_err(|status| api.fail(status))?
+            .into_inner()
+            .account
+            .map(|a| a.id)
+            .unwrap_or_default(),
+        None => String::new(),
+    };
+    let mut stream = api
+        .workflow()
+        .watch_rights(WatchRightsRequest { account_id })
+        .await
+        .map_err(|status| api.fail(status))?
+        .into_inner();
+    if out == OutputFormat::Table {
+        output::print_line(
+            "WHEN (UTC)        CHANGE   ACCOUNT                               RIGHT",
+        )?;
+    }
+    while let Some(change) = stream.message().await.map_err(|status| api.fail(status))? {
+        let verb = if change.granted { "granted" } else { "revoked" };
+        match out {
+            OutputFormat::Table => output::print_line(&format!(
+                "{:<17} {verb:<8} {:<37} {}",
+                output::utc_minutes(change.at),
+                change.account_id,
+                change.right
+            ))?,
+            OutputFormat::Json => output::print_line(
+                &json!({
+                    "account_id": change.account_id,
+                    "right": change.right,
+                    "granted": change.granted,
+                    "at": change.at,
+                })
+                .to_string(),
+            )?,
+        }
     }
     Ok(())
 }

@@ -15,14 +15,18 @@ struct Run {
     stderr: String,
 }
 
-/// Runs dgectl with `args`, standard input closed, and none of the caller's
-/// `DGECTL_*` variables.
+/// Runs dgectl with `args`, standard input closed, none of the caller's
+/// `DGECTL_*` variables, and a configuration folder without a saved login.
 async fn dgectl(args: &[&str]) -> Run {
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_dgectl"))
         .args(args)
         .env_remove("DGECTL_SERVER")
         .env_remove("DGECTL_TOKEN")
         .env_remove("DGECTL_TOKEN_FILE")
+        .env(
+            "XDG_CONFIG_HOME",
+            concat!(env!("CARGO_TARGET_TMPDIR"), "/no-saved-login"),
+        )
         .stdin(Stdio::null())
         .output()
         .await
@@ -106,7 +110,7 @@ async fn a_refused_token_exits_4() {
     assert_eq!(run.code, 4);
     assert_eq!(
         run.stderr.trim(),
-        "error: the server refused the token (use --token or DGECTL_TOKEN)"
+        "error: the server refused the token (run dgectl login, or use --token or DGECTL_TOKEN)"
     );
     assert!(!run.stderr.contains("wrong-token"));
 }
