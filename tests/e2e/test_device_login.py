@@ -96,6 +96,9 @@ def test_an_account_made_administrator_with_dgectl_acts_until_revoked(idp, dgect
     assert f"{person.login} already was a global administrator" in again.stdout
     listed = dgectl.ok("admins", "list", output="table").stdout
     assert person.login in listed and admin_person.login in listed
+    admins = json.loads(dgectl.ok("admins", "list").stdout)["accounts"]
+    mine = [a for a in admins if a["login"] == person.login]
+    assert len(mine) == 1 and mine[0]["status"] == "active", admins
     events = json.loads(dgectl.ok("audit", "list", "--subject", answer["account"]["id"]).stdout)
     grants = [e for e in events["events"] if e["action"] == "admin.granted"]
     assert [(e["actor"], e["detail"]) for e in grants] == [("token:bootstrap-admin", "astreinte")]
@@ -124,6 +127,11 @@ def test_an_account_made_administrator_with_dgectl_acts_until_revoked(idp, dgect
     refused = run_dgectl(tmp_path, "accounts", "pending")
     assert refused.returncode == EXIT_REFUSED, describe(refused)
     assert refused.stderr.startswith("error: permission_denied"), refused.stderr
+    # Nor may they make themselves administrator.
+    for verb in (("admins", "grant", person.login), ("admins", "list")):
+        refused = run_dgectl(tmp_path, *verb)
+        assert refused.returncode == EXIT_REFUSED, describe(refused)
+        assert refused.stderr.startswith("error: permission_denied"), refused.stderr
 
 
 def test_an_unregistered_client_gets_a_hint(idp, tmp_path):
