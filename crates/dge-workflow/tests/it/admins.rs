@@ -266,3 +266,40 @@ async fn revocation_spares_oneself_and_the_last_administrator_and_is_audited() {
         assert_eq!(admins[0].id, alice);
     }
 }
+
+#[tokio::test]
+async fn two_revocations_at_once_leave_one_administrator() {
+    for engine in ENGINES {
+        let s = services(engine).await;
+        for round in 0..3 {
+            let (a, b) = (format!("alice{round}"), format!("bruno{round}"));
+            account(&s, &a, true, Some(true)).await;
+            account(&s, &b, true, Some(true)).await;
+            s.workflow.grant_admin(&admin(), &a, "").await.unwrap();
+            s.workflow.grant_admin(&admin(), &b, "").await.unwrap();
+            let admin = admin();
+            let (first, second) = tokio::join!(
+                s.workflow.revoke_admin(&admin, &a, ""),
+                s.workflow.revoke_admin(&admin, &b, "")
+            );
+            let outcomes = [first, second];
+            let done = outcomes
+                .iter()
+                .filter(|o| matches!(o, Ok((true, _))))
+                .count();
+            assert_eq!(done, 1, "{outcomes:?} on {engine:?}");
+            let refused = outcomes
+                .into_iter()
+                .find_map(Result::err)
+                .expect("one refusal");
+            assert_eq!(violation(refused), ("account", "last_admin"));
+            let left = s.workflow.list_admins(&admin).await.unwrap();
+            assert_eq!(left.len(), 1, "{engine:?}");
+            // The next round starts without administrators.
+            sqlx::query("UPDATE accounts SET is_admin = 0")
+                .execute(s.db.pool())
+                .await
+                .unwrap();
+        }
+    }
+}
