@@ -5,35 +5,22 @@ from __future__ import annotations
 
 import queue
 import re
-import sqlite3
 import subprocess
 import threading
 from pathlib import Path
 from urllib.parse import urljoin
 
 import pages
+from dgectl import Dgectl
 from idp_server import IdpServer, clean_env, dgectl_binary
 
 CODE_LINE = re.compile(r"enter the code ([A-Z]{4}-[A-Z]{4})")
 
 
-def sql(server: IdpServer, statement: str, *params) -> None:
-    """Runs one statement on the server's database (SQLite file or PostgreSQL)."""
-    url = server.extra_env.get("DGE_DEV_DATABASE_URL")
-    if url:
-        import psycopg
-
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(statement, params)
-        return
-    path = server.data_dir / "dge-identity.sqlite3"
-    with sqlite3.connect(path, timeout=10) as conn:
-        conn.execute(statement.replace("%s", "?"), params)
-
-
 def make_admin(server: IdpServer, login: str) -> None:
-    """There is no gRPC call to make someone an administrator: operators do it in SQL."""
-    sql(server, "UPDATE accounts SET is_admin = 1 WHERE login = %s", login)
+    """Makes `login` a global administrator the way an operator does: `dgectl admins grant`
+    with the bootstrap admin token."""
+    Dgectl(server).ok("admins", "grant", login, "--reason", "e2e")
 
 
 class Lines:

@@ -25,9 +25,9 @@ from device_login import (
     start_login,
     type_code,
 )
-from dgectl import EXIT_OK, EXIT_REFUSED, EXIT_UNAUTHENTICATED, describe
+from dgectl import EXIT_OK, EXIT_REFUSED, EXIT_UNAUTHENTICATED, EXIT_USAGE, describe
 from idp_server import dgectl_binary, loopback_http
-from portal import register_active_person
+from portal import register_active_person, register_pending_person
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 
@@ -83,6 +83,55 @@ def test_a_person_who_is_not_an_administrator_gets_a_clear_refusal(idp, dgectl, 
     refused = run_dgectl(tmp_path, "accounts", "pending")
     assert refused.returncode == EXIT_REFUSED, describe(refused)
     assert refused.stderr.startswith("error: permission_denied"), refused.stderr
+
+
+def test_an_account_made_administrator_with_dgectl_acts_until_revoked(idp, dgectl, datahub,
+                                                                       admin_person, tmp_path):
+    person = register_active_person(idp, dgectl, datahub)
+    waiting = register_pending_person(idp, datahub)
+    granted = dgectl.ok("admins", "grant", person.login, "--reason", "astreinte")
+    answer = json.loads(granted.stdout)
+    assert answer["granted"] is True and answer["account"]["login"] == person.login
+    again = dgectl.ok("admins", "grant", person.login, output="table")
+    assert f"{person.login} already was a global administrator" in again.stdout
+    listed = dgectl.ok("admins", "list", output="table").stdout
+    assert person.login in listed and admin_person.login in listed
+    admins = json.loads(dgectl.ok("admins", "list").stdout)["accounts"]
+    mine = [a for a in admins if a["login"] == person.login]
+    assert len(mine) == 1 and mine[0]["status"] == "active", admins
+    events = json.loads(dgectl.ok("audit", "list", "--subject", answer["account"]["id"]).stdout)
+    grants = [e for e in events["events"] if e["action"] == "admin.granted"]
+    assert [(e["actor"], e["detail"]) for e in grants] == [("token:bootstrap-admin", "astreinte")]
+
+    # The new administrator logs in with the device grant and approves an account.
+    process, code, lines = start_login(idp, tmp_path)
+    approve(idp, person.login, person.password, code)
+    stdout, stderr = finish(process, lines)
+    assert process.returncode == EXIT_OK, stdout + stderr
+    approved = run_dgectl(tmp_path, "--output", "json", "accounts", "approve", waiting.login)
+    assert approved.returncode == EXIT_OK, describe(approved)
+    assert json.loads(approved.stdout)["account"]["status"] == "active"
+    # Nobody takes their own administration away.
+    own = run_dgectl(tmp_path, "admins", "revoke", person.login, "--yes")
+    assert own.returncode == EXIT_REFUSED, describe(own)
+    assert "account: self: vous ne pouvez pas retirer vos propres droits" in own.stderr, own.stderr
+
+    # Revocation is destructive: without --yes and without a terminal, nothing happens.
+    unconfirmed = dgectl.run("admins", "revoke", person.login)
+    assert unconfirmed.returncode == EXIT_USAGE and "--yes" in unconfirmed.stderr, describe(unconfirmed)
+    assert person.login in dgectl.ok("admins", "list", output="table").stdout
+    revoked = json.loads(dgectl.ok("admins", "revoke", person.login, "--yes", "--reason", "fin").stdout)
+    assert revoked["revoked"] is True
+    assert person.login not in dgectl.ok("admins", "list", output="table").stdout
+    # The token issued before the revocation keeps no administrator power.
+    refused = run_dgectl(tmp_path, "accounts", "pending")
+    assert refused.returncode == EXIT_REFUSED, describe(refused)
+    assert refused.stderr.startswith("error: permission_denied"), refused.stderr
+    # Nor may they make themselves administrator.
+    for verb in (("admins", "grant", person.login), ("admins", "list")):
+        refused = run_dgectl(tmp_path, *verb)
+        assert refused.returncode == EXIT_REFUSED, describe(refused)
+        assert refused.stderr.startswith("error: permission_denied"), refused.stderr
 
 
 def test_an_unregistered_client_gets_a_hint(idp, tmp_path):

@@ -91,6 +91,19 @@ pub async fn list_accounts(
     rows.iter().map(account_from_row).collect()
 }
 
+/// The global administrators (`accounts.is_admin`), oldest account first.
+///
+/// # Errors
+/// Fails when the database fails.
+pub async fn list_admins(db: &Db) -> sqlx::Result<Vec<Account>> {
+    let sql = format!(
+        "SELECT {ACCOUNT_COLUMNS} FROM accounts a LEFT JOIN organisations o ON o.id = a.organisation_id \
+         WHERE a.is_admin = 1 ORDER BY a.created_at, a.id"
+    );
+    let rows = sqlx::query(&sql).fetch_all(db.pool()).await?;
+    rows.iter().map(account_from_row).collect()
+}
+
 /// The password hash and status of the local account named by login or email.
 ///
 /// # Errors

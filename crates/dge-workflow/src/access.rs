@@ -18,6 +18,9 @@ pub enum Actor {
     Admin {
         /// For the audit log.
         label: String,
+        /// The administrator's account, when the caller is a person rather than an
+        /// API token (so that nobody revokes their own administration).
+        account_id: Option<String>,
     },
     /// Administrator of the members of these organisations.
     OrganisationAdmin {
@@ -35,8 +38,13 @@ impl Actor {
     /// [`Error::NotAllowed`] for a caller who administers nothing.
     pub async fn of(db: &Db, caller: &Caller) -> Result<Self> {
         if caller.is_admin() {
+            let account_id = match caller {
+                Caller::Account { id, .. } => Some(id.clone()),
+                Caller::ApiToken { .. } | Caller::Service { .. } => None,
+            };
             return Ok(Self::Admin {
                 label: caller.actor(),
+                account_id,
             });
         }
         let Caller::Account { id, .. } = caller else {
@@ -64,7 +72,7 @@ impl Actor {
     #[must_use]
     pub fn label(&self) -> &str {
         match self {
-            Self::Admin { label } | Self::OrganisationAdmin { label, .. } => label,
+            Self::Admin { label, .. } | Self::OrganisationAdmin { label, .. } => label,
         }
     }
 

@@ -328,6 +328,53 @@ impl ValidationWorkflow for ValidationWorkflowService {
         Ok(Response::new(pb::AddOrganisationAdminResponse {}))
     }
 
+    async fn grant_admin(
+        &self,
+        request: Request<pb::GrantAdminRequest>,
+    ) -> GrpcResult<pb::GrantAdminResponse> {
+        let actor = self.actor(&request).await?;
+        actor.require_admin()?;
+        let r = request.into_inner();
+        require(&[("account", &r.account)])?;
+        let (granted, account) = self
+            .workflow
+            .grant_admin(&actor, &r.account, &r.reason)
+            .await?;
+        Ok(Response::new(pb::GrantAdminResponse {
+            granted,
+            account: Some(account_to_proto(account)),
+        }))
+    }
+
+    async fn revoke_admin(
+        &self,
+        request: Request<pb::RevokeAdminRequest>,
+    ) -> GrpcResult<pb::RevokeAdminResponse> {
+        let actor = self.actor(&request).await?;
+        actor.require_admin()?;
+        let r = request.into_inner();
+        require(&[("account", &r.account)])?;
+        let (revoked, account) = self
+            .workflow
+            .revoke_admin(&actor, &r.account, &r.reason)
+            .await?;
+        Ok(Response::new(pb::RevokeAdminResponse {
+            revoked,
+            account: Some(account_to_proto(account)),
+        }))
+    }
+
+    async fn list_admins(
+        &self,
+        request: Request<pb::ListAdminsRequest>,
+    ) -> GrpcResult<pb::ListAdminsResponse> {
+        let actor = self.actor(&request).await?;
+        let accounts = self.workflow.list_admins(&actor).await?;
+        Ok(Response::new(pb::ListAdminsResponse {
+            accounts: accounts.into_iter().map(account_to_proto).collect(),
+        }))
+    }
+
     async fn declare_module(
         &self,
         request: Request<pb::DeclareModuleRequest>,

@@ -5,6 +5,7 @@
 //!   organisation administrators).
 //! - [`service`]: approval and rejection, one by one or in bulk.
 //! - [`queue`]: the pending queue, filtered and paginated.
+//! - [`admins`]: global administrators, granted and revoked over gRPC.
 //! - [`organisations`]: the directory, proposed organisations, CSV import.
 //! - [`siret`]: SIRET checksums.
 //! - [`rights`]: modules, rights, role bundles, grants, the audit log, and the
@@ -13,6 +14,7 @@
 //! - [`grpc`]: the `ValidationWorkflow` gRPC service.
 
 pub mod access;
+pub mod admins;
 pub mod grpc;
 pub mod notify;
 pub mod organisations;

@@ -133,7 +133,7 @@ pub(crate) async fn insert_grant(
 pub const REASON_MAX_CHARS: usize = 1000;
 
 /// A grant's reason: at most [`REASON_MAX_CHARS`], no control character but line breaks.
-fn check_reason(reason: &str) -> Result<()> {
+pub(crate) fn check_reason(reason: &str) -> Result<()> {
     if reason.chars().count() > REASON_MAX_CHARS {
         return Err(Error::field(
             "reason",

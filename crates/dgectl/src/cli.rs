@@ -215,6 +215,10 @@ pub(crate) enum Command {
     #[command(subcommand)]
     Rights(RightsCommand),
 
+    /// Global administrators of DGE Identity (not the delegated ones of `orgs admins`)
+    #[command(subcommand)]
+    Admins(AdminsCommand),
+
     /// Grants held by an account: who granted them, when, why, until when
     #[command(subcommand)]
     Grants(GrantsCommand),
@@ -568,6 +572,36 @@ pub(crate) enum OrgsCommand {
     /// Delegated administrators of an organisation
     #[command(subcommand)]
     Admins(OrgAdminsCommand),
+}
+
+/// Verbs of `dgectl admins`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum AdminsCommand {
+    /// List the global administrator accounts
+    List,
+
+    /// Make an active account a global administrator (idempotent)
+    Grant {
+        /// Login or account id
+        login: String,
+
+        /// Why (kept in the audit log)
+        #[arg(long)]
+        reason: Option<String>,
+    },
+
+    /// Take global administration away from an account (not your own, not the last one)
+    Revoke {
+        /// Login or account id
+        login: String,
+
+        /// Why (kept in the audit log)
+        #[arg(long)]
+        reason: Option<String>,
+
+        #[command(flatten)]
+        confirm: ConfirmOpts,
+    },
 }
 
 /// Verbs of `dgectl orgs admins`.

@@ -11,6 +11,7 @@ use crate::backends::{ENGINES, Engine, services};
 pub(crate) fn admin() -> Actor {
     Actor::Admin {
         label: "token:test".into(),
+        account_id: None,
     }
 }
 

@@ -363,14 +363,14 @@ fn account_details(account: &Account) -> comfy_table::Table {
     table
 }
 
-fn full_name(account: &Account) -> String {
+pub(super) fn full_name(account: &Account) -> String {
     format!("{} {}", account.given_name, account.family_name)
         .trim()
         .to_owned()
 }
 
 /// The organisation's name; one the person proposed (no id yet) is marked so.
-fn organisation(account: &Account) -> String {
+pub(super) fn organisation(account: &Account) -> String {
     match (
         account.organisation_id.is_empty(),
         account.organisation_name.is_empty(),

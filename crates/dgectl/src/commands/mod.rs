@@ -6,6 +6,7 @@
 //! the command line for calls whose response does not name them.
 
 mod accounts;
+mod admins;
 mod audit;
 mod check;
 mod clients;
@@ -23,7 +24,9 @@ mod roles;
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
-use crate::cli::{AccountsCommand, Cli, Command, LinksCommand, OrgsCommand, RightsCommand};
+use crate::cli::{
+    AccountsCommand, AdminsCommand, Cli, Command, LinksCommand, OrgsCommand, RightsCommand,
+};
 use crate::client::{Api, BearerAuth, resolve_token};
 use crate::error::CliError;
 
@@ -59,6 +62,7 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     match command {
         Command::Accounts(verb) => accounts::run(&api, out, verb).await?,
         Command::Rights(verb) => rights::run(&api, out, verb).await?,
+        Command::Admins(verb) => admins::run(&api, out, verb).await?,
         Command::Clients(verb) => clients::run(&api, out, verb).await?,
         Command::Grants(verb) => audit::grants(&api, out, verb).await?,
         Command::Roles(verb) => roles::run(&api, out, verb).await?,
@@ -114,6 +118,10 @@ impl Confirmation {
                 right,
                 confirm,
             }) => (format!("revoke {right} from {login}"), confirm),
+            Command::Admins(AdminsCommand::Revoke { login, confirm, .. }) => (
+                format!("take global administration away from {login}"),
+                confirm,
+            ),
             Command::Links(LinksCommand::Remove {
                 login,
                 provider,
@@ -191,6 +199,14 @@ mod tests {
             Cli::try_parse_args(["dgectl", "rights", "revoke", "bob", "a:b", "-y"]).expect("valid");
         let question = Confirmation::for_command(&cli.command).expect("destructive");
         assert!(question.pre_approved);
+
+        let cli = Cli::try_parse_args(["dgectl", "admins", "revoke", "bob"]).expect("valid");
+        let question = Confirmation::for_command(&cli.command).expect("destructive");
+        assert!(question.action.contains("bob"));
+        assert!(!question.pre_approved);
+
+        let cli = Cli::try_parse_args(["dgectl", "admins", "grant", "bob"]).expect("valid");
+        assert!(Confirmation::for_command(&cli.command).is_none());
 
         let cli = Cli::try_parse_args(["dgectl", "accounts", "approve", "bob"]).expect("valid");
         assert!(Confirmation::for_command(&cli.command).is_none());

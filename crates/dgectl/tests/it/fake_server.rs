@@ -262,6 +262,18 @@ impl ValidationWorkflow for Fake {
         Err(Status::unimplemented("not faked"))
     }
 
+    async fn grant_admin(&self, _: Request<GrantAdminRequest>) -> Answer<GrantAdminResponse> {
+        Err(Status::unimplemented("not faked"))
+    }
+
+    async fn revoke_admin(&self, _: Request<RevokeAdminRequest>) -> Answer<RevokeAdminResponse> {
+        Err(Status::unimplemented("not faked"))
+    }
+
+    async fn list_admins(&self, _: Request<ListAdminsRequest>) -> Answer<ListAdminsResponse> {
+        Err(Status::unimplemented("not faked"))
+    }
+
     async fn declare_module(
         &self,
         _: Request<DeclareModuleRequest>,
