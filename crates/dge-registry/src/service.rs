@@ -157,14 +157,40 @@ impl Registry {
     /// [`Error::Invalid`] with every broken rule; storage errors.
     pub async fn sign_up(&self, form: &SignUpForm) -> Result<()> {
         let valid = form.validate().map_err(Error::Invalid)?;
+        // The cheap checks first, so that a form with errors costs no argon2 run; then
+        // the hash outside the transaction, which on SQLite holds the write lock: a
+        // hash (and its wait for a slot) inside it stalled every other writer, and
+        // concurrent sign-ups ended in "database is locked". The checks run again in
+        // the transaction, for sign-ups racing for the same login.
+        self.sign_up_conflicts(&mut *self.db.pool().acquire().await?, &valid)
+            .await?;
+        let phc = self.hasher.hash(valid.password.expose().clone()).await?;
         let mut tx = self.db.begin().await?;
+        self.sign_up_conflicts(&mut tx, &valid).await?;
+        let now = self.clock.now();
+        if let Some(owner) = store::find_account_in(&mut tx, &valid.email_key).await? {
+            self.tell_owner(&mut tx, &owner, now).await?;
+        } else {
+            self.insert_sign_up(&mut tx, &valid, &phc, now).await?;
+        }
+        tx.commit().await?;
+        self.outbox.wake();
+        Ok(())
+    }
+
+    /// An unknown organisation or a taken login, as field violations.
+    async fn sign_up_conflicts(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        valid: &ValidSignUp,
+    ) -> Result<()> {
         let mut v = Violations::new();
         if let Some(org) = &valid.organisation_id {
             let exists = sqlx::query(
                 "SELECT 1 AS found FROM organisations WHERE id = $1 AND status = 'active'",
             )
             .bind(org)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut *conn)
             .await?;
             if exists.is_none() {
                 v.add(
@@ -176,7 +202,7 @@ impl Registry {
         }
         let login_taken = sqlx::query("SELECT 1 AS found FROM accounts WHERE login_key = $1")
             .bind(&valid.login_key)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut *conn)
             .await?;
         if login_taken.is_some() {
             v.add(
@@ -186,16 +212,6 @@ impl Registry {
             );
         }
         v.into_result().map_err(Error::Invalid)?;
-        // Hashing after the cheap checks: a form with errors costs no argon2 run.
-        let phc = self.hasher.hash(valid.password.expose().clone()).await?;
-        let now = self.clock.now();
-        if let Some(owner) = store::find_account_in(&mut tx, &valid.email_key).await? {
-            self.tell_owner(&mut tx, &owner, now).await?;
-        } else {
-            self.insert_sign_up(&mut tx, &valid, &phc, now).await?;
-        }
-        tx.commit().await?;
-        self.outbox.wake();
         Ok(())
     }
 
