@@ -11,8 +11,10 @@ use std::time::{Duration, Instant};
 pub(crate) enum Outcome {
     /// The expected answer.
     Ok,
-    /// A fast refusal under overload: HTTP 503, with or without `Retry-After`.
-    Refused { retry_after: bool },
+    /// A fast refusal under overload: HTTP 503, with or without `Retry-After`;
+    /// `took` is the time of the refused request alone (a journey's earlier
+    /// requests are not the refusal's latency).
+    Refused { retry_after: bool, took: Duration },
     /// Anything else: a wrong status, a transport error, an unexpected body.
     Failed(String),
 }
@@ -93,12 +95,14 @@ pub(crate) async fn run(
                         stats.ok += 1;
                         stats.ok_micros.push(micros);
                     }
-                    Outcome::Refused { retry_after } => {
+                    Outcome::Refused { retry_after, took } => {
                         stats.refused += 1;
                         if !retry_after {
                             stats.refused_without_retry_after += 1;
                         }
-                        stats.refused_micros.push(micros);
+                        stats
+                            .refused_micros
+                            .push(u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
                     }
                     Outcome::Failed(e) => {
                         stats.errors += 1;
@@ -153,7 +157,10 @@ mod tests {
                 tokio::time::sleep(Duration::from_millis(2)).await;
                 match worker {
                     0 => Outcome::Ok,
-                    1 => Outcome::Refused { retry_after: false },
+                    1 => Outcome::Refused {
+                        retry_after: false,
+                        took: Duration::from_millis(1),
+                    },
                     _ => Outcome::Failed("boom".into()),
                 }
             })

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -283,10 +284,11 @@ async fn form_page(http: &Client, url: &str) -> Result<(String, String, String),
     Ok((cookie, token, req))
 }
 
-fn refused_or(r: &reqwest::Response, what: &str) -> Outcome {
+fn refused_or(r: &reqwest::Response, took: Duration, what: &str) -> Outcome {
     if r.status() == StatusCode::SERVICE_UNAVAILABLE {
         Outcome::Refused {
             retry_after: r.headers().contains_key(header::RETRY_AFTER),
+            took,
         }
     } else {
         failed(what, r.status())
@@ -321,6 +323,7 @@ pub(crate) async fn login(http: &Client, base: &str, identifier: &str) -> Result
         (status, _) => return Err(failed("/authorize status", status)),
     };
     let (cookie, csrf_token, req) = form_page(http, &login_url).await?;
+    let post_started = Instant::now();
     let posted = http
         .post(format!("{base}/login"))
         .header(header::COOKIE, cookie)
@@ -335,7 +338,13 @@ pub(crate) async fn login(http: &Client, base: &str, identifier: &str) -> Result
         .map_err(|e| failed("POST /login", e))?;
     let callback = match (posted.status(), location(&posted)) {
         (StatusCode::SEE_OTHER, Some(l)) if l.starts_with(PORTAL_REDIRECT) => l,
-        _ => return Err(refused_or(&posted, "POST /login status")),
+        _ => {
+            return Err(refused_or(
+                &posted,
+                post_started.elapsed(),
+                "POST /login status",
+            ));
+        }
     };
     let code = callback
         .split(['?', '&'])
@@ -378,6 +387,7 @@ pub(crate) fn signup(target: &Arc<Target>) -> Scenario {
                 Ok(f) => f,
                 Err(o) => return o,
             };
+            let post_started = Instant::now();
             let answer = target
                 .http
                 .post(&url)
@@ -399,7 +409,9 @@ pub(crate) fn signup(target: &Arc<Target>) -> Scenario {
                 .await;
             match answer {
                 Ok(r) if r.status() == StatusCode::OK => Outcome::Ok,
-                Ok(r) if r.status() == StatusCode::SERVICE_UNAVAILABLE => refused_or(&r, ""),
+                Ok(r) if r.status() == StatusCode::SERVICE_UNAVAILABLE => {
+                    refused_or(&r, post_started.elapsed(), "")
+                }
                 Ok(r) => {
                     let status = r.status();
                     failed(
