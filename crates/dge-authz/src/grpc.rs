@@ -72,10 +72,10 @@ impl Authorization for AuthorizationService {
         // Revocation, account status and the right in one round trip: Check is on
         // the path of every page of the portal.
         let row = sqlx::query(
-            "SELECT CAST(EXISTS (SELECT 1 FROM issued_tokens WHERE jti = $1 AND revoked_at IS NOT NULL) AS BIGINT) AS revoked, \
+            "SELECT CAST(CASE WHEN EXISTS (SELECT 1 FROM issued_tokens WHERE jti = $1 AND revoked_at IS NOT NULL) THEN 1 ELSE 0 END AS BIGINT) AS revoked, \
                     (SELECT status FROM accounts WHERE id = $2) AS status, \
-                    CAST(EXISTS (SELECT 1 FROM grants WHERE account_id = $2 AND right_name = $3 \
-                                 AND (expires_at IS NULL OR expires_at > $4)) AS BIGINT) AS held",
+                    CAST(CASE WHEN EXISTS (SELECT 1 FROM grants WHERE account_id = $2 AND right_name = $3 \
+                                 AND (expires_at IS NULL OR expires_at > $4)) THEN 1 ELSE 0 END AS BIGINT) AS held",
         )
         .bind(&claims.jti)
         .bind(&claims.sub)
