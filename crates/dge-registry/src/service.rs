@@ -164,14 +164,44 @@ impl Registry {
     /// [`Error::Invalid`] with every broken rule; storage errors.
     pub async fn sign_up(&self, form: &SignUpForm) -> Result<()> {
         let valid = form.validate().map_err(Error::Invalid)?;
+        // The cheap checks first, so that a form with errors costs no argon2 run; then
+        // the hash outside the transaction, which on SQLite holds the write lock: a
+        // hash (and its wait for a slot) inside it stalled every other writer, and
+        // concurrent sign-ups ended in "database is locked". The checks run again in
+        // the transaction, for sign-ups racing for the same login.
+        self.sign_up_conflicts(&mut *self.db.pool().acquire().await?, &valid)
+            .await?;
+        let phc = self.hasher.hash(valid.password.expose().clone()).await?;
         let mut tx = self.db.begin().await?;
+        self.sign_up_conflicts(&mut tx, &valid).await?;
+        let now = self.clock.now();
+        if let Some(owner) = store::find_account_in(&mut tx, &valid.email_key).await? {
+            // SECURITY: the login is held as a fresh sign-up would hold it (until the
+            // purge of unconfirmed sign-ups), so that reusing it answers "taken" in both
+            // cases.
+            reserve_login(&mut tx, &valid.login_key, now).await?;
+            self.tell_owner(&mut tx, &owner, now).await?;
+        } else {
+            self.insert_sign_up(&mut tx, &valid, &phc, now).await?;
+        }
+        tx.commit().await?;
+        self.outbox.wake();
+        Ok(())
+    }
+
+    /// An unknown organisation or a taken login, as field violations.
+    async fn sign_up_conflicts(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        valid: &ValidSignUp,
+    ) -> Result<()> {
         let mut v = Violations::new();
         if let Some(org) = &valid.organisation_id {
             let exists = sqlx::query(
                 "SELECT 1 AS found FROM organisations WHERE id = $1 AND status = 'active'",
             )
             .bind(org)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut *conn)
             .await?;
             if exists.is_none() {
                 v.add(
@@ -188,26 +218,12 @@ impl Registry {
              UNION ALL SELECT 1 AS found FROM login_reservations WHERE login_key = $1",
         )
         .bind(&valid.login_key)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut *conn)
         .await?;
         if login_taken.is_some() {
             v.add("login", "taken", LOGIN_TAKEN);
         }
         v.into_result().map_err(Error::Invalid)?;
-        // Hashing after the cheap checks: a form with errors costs no argon2 run.
-        let phc = self.hasher.hash(valid.password.expose().clone()).await?;
-        let now = self.clock.now();
-        if let Some(owner) = store::find_account_in(&mut tx, &valid.email_key).await? {
-            // SECURITY: the login is held as a fresh sign-up would hold it (until the
-            // purge of unconfirmed sign-ups), so that reusing it answers "taken" in both
-            // cases.
-            reserve_login(&mut tx, &valid.login_key, now).await?;
-            self.tell_owner(&mut tx, &owner, now).await?;
-        } else {
-            self.insert_sign_up(&mut tx, &valid, &phc, now).await?;
-        }
-        tx.commit().await?;
-        self.outbox.wake();
         Ok(())
     }
 
