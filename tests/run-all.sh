@@ -104,4 +104,5 @@ section "End-to-end tests again on PostgreSQL + Redis (DGE_E2E_BACKEND=postgres)
 # deploy/ already ran above on the backends they need; the rest runs again here.
 DGE_E2E_BACKEND=postgres .venv/bin/python -m pytest -q \
     tests/e2e/test_bad_input.py tests/e2e/test_local_accounts.py tests/e2e/test_mail_smtp.py \
-    tests/e2e/test_oidc_provider.py tests/e2e/test_operations.py tests/e2e/test_rejection.py
+    tests/e2e/test_oidc_provider.py tests/e2e/test_oidc_hardening.py tests/e2e/test_operations.py \
+    tests/e2e/test_rejection.py

@@ -6,6 +6,7 @@
 //! - [`handlers`]: one module per page.
 //! - [`security`]: response headers (CSP, frame-ancestors, HSTS …).
 
+pub mod binding;
 pub mod client;
 pub mod csrf;
 pub mod handlers;
