@@ -340,6 +340,20 @@ pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
     Ok(config)
 }
 
+/// Parses a configuration file's text alone, without the environment, then checks
+/// it and derives the settings as `serve` would: the entry point of the `config`
+/// fuzz target (fuzz/).
+///
+/// # Errors
+/// [`ConfigError`] naming each bad key.
+pub fn parse_toml(text: &str) -> Result<Settings, ConfigError> {
+    let config: Config = Figment::from(Toml::string(text))
+        .extract()
+        .map_err(|e| ConfigError(e.into_iter().map(describe).collect()))?;
+    config.validate()?;
+    config.settings()
+}
+
 /// A figment error without the offending value.
 fn describe(e: figment::Error) -> String {
     use figment::error::Kind;

@@ -10,10 +10,12 @@
 //!   crate serves `/authorize` and the login form because they render HTML.
 //! - [`logout`]: RP-initiated logout, exact post-logout redirect URIs.
 //! - [`grpc`]: the `ClientRegistry` gRPC service.
+//! - [`fuzzing`]: entry points for `cargo fuzz`.
 
 pub mod authorize;
 pub mod clients;
 pub mod consent;
+pub mod fuzzing;
 pub mod grpc;
 pub mod http;
 pub mod logout;

@@ -37,7 +37,7 @@ pub(crate) struct LoginForm {
     #[serde(default)]
     req: String,
     #[serde(default)]
-    identifier: String,
+    pub(crate) identifier: String,
     #[serde(default)]
     password: Secret<String>,
 }
