@@ -642,6 +642,20 @@ mod tests {
     const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
     #[test]
+    fn parse_toml_checks_and_derives_the_settings_like_load() {
+        let minimal = include_str!("../../../fuzz/corpus/config/minimal.toml");
+        let settings = parse_toml(minimal).expect("the fuzz seed is a valid configuration");
+        assert_eq!(settings.public_url, "https://identite.example.org");
+        assert!(settings.secure_cookies);
+        let refused = parse_toml(EXAMPLE).unwrap_err().to_string();
+        assert!(refused.contains("keys.encryption_key"), "{refused}");
+        let broken = parse_toml("[server\npublic_url = 1")
+            .unwrap_err()
+            .to_string();
+        assert!(broken.contains("syntax error"), "{broken}");
+    }
+
+    #[test]
     fn the_example_configuration_is_valid() {
         let dir = tmp();
         let placeholder = load(Some(&write(&dir, EXAMPLE))).unwrap_err().to_string();
