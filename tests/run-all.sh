@@ -104,5 +104,26 @@ section "End-to-end tests again on PostgreSQL + Redis (DGE_E2E_BACKEND=postgres)
 # deploy/ already ran above on the backends they need; the rest runs again here.
 DGE_E2E_BACKEND=postgres .venv/bin/python -m pytest -q \
     tests/e2e/test_bad_input.py tests/e2e/test_local_accounts.py tests/e2e/test_mail_smtp.py \
-    tests/e2e/test_oidc_provider.py tests/e2e/test_operations.py tests/e2e/test_rejection.py \
-    tests/e2e/test_device_login.py
+    tests/e2e/test_oidc_provider.py tests/e2e/test_oidc_hardening.py tests/e2e/test_operations.py \
+    tests/e2e/test_rejection.py tests/e2e/test_device_login.py
+
+section "Fuzzing: each cargo fuzz target on its seed corpus (fuzz/, docs/security.md)"
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    cargo install cargo-fuzz --locked || fail "cargo install cargo-fuzz --locked failed (is crates.io reachable?)"
+fi
+FUZZ_SECS=${DGE_FUZZ_SECS:-15}
+# The toolchain is stable: RUSTC_BOOTSTRAP lets cargo fuzz pass its -Z flags. Without a
+# sanitizer (safe Rust): libFuzzer still catches every panic, debug assertions included.
+# The dev profile of fuzz/Cargo.toml (opt-level 1) builds much faster than release.
+FUZZ_FLAGS=(--dev --sanitizer none)
+(cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz build "${FUZZ_FLAGS[@]}") || fail "cargo fuzz build failed"
+FUZZ_SCRATCH=$(mktemp -d)
+trap 'rm -rf "$FUZZ_SCRATCH"' EXIT
+for target in $(cd fuzz && cargo fuzz list); do
+    mkdir -p "$FUZZ_SCRATCH/$target"
+    # New inputs go to the scratch folder; the committed seeds stay as they are.
+    (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run "${FUZZ_FLAGS[@]}" "$target" \
+        "$FUZZ_SCRATCH/$target" "corpus/$target" -- -max_total_time="$FUZZ_SECS" -timeout=10 \
+        -rss_limit_mb=2048 -print_final_stats=1 2>&1 | tail -n 12) \
+        || fail "cargo fuzz run $target found a crash: the input is in fuzz/artifacts/$target/"
+done

@@ -90,12 +90,19 @@ def test_over_https_pages_send_hsts_and_every_cookie_is_secure(start_idp):
 def test_cookies_are_httponly_and_samesite_and_the_session_too(idp, dgectl, datahub):
     person = register_active_person(idp, dgectl, datahub)
     http = pages.browser()
-    login_page = open_login_page(http, datahub)
-    cookies = raw_cookies(login_page.response)
-    answer = submit_login(http, login_page, person.login, person.password)
+    # /authorize sets the CSRF cookie and the one binding the request to this browser.
+    request = datahub.authorization_request()
+    authorize = pages.get(http, request.url)
+    cookies = raw_cookies(authorize)
+    login_page = pages.get(http, pages.location(authorize))
+    cookies += raw_cookies(login_page)
+    form = pages.form_with_field(login_page, "identifier")
+    answer = pages.submit(
+        http, login_page, form, {"identifier": person.login, "password": person.password}
+    )
     cookies += raw_cookies(answer)
     names = {cookie.split("=", 1)[0] for cookie in cookies}
-    assert len(names) >= 2, f"expected the CSRF and session cookies, got {names}"
+    assert {"dge_csrf", "dge_authreq", "dge_session"} <= names, names
     for cookie in cookies:
         # Plain HTTP on loopback (the embedded default): not Secure, the rest still set.
         assert_cookie_flags(cookie, secure=False)

@@ -690,14 +690,23 @@ def test_logout_notifies_every_module_of_the_session_on_the_back_channel(
 
 
 def test_grpc_introspect_and_revoke_for_a_service(idp, dgectl, grpc_pb, datahub, active_person):
+    # A module whose backend uses the module's own client: a service sees only the
+    # tokens issued to its client (test_oidc_hardening covers the others').
     client = register_client(
-        dgectl, "gw", "--service-scope", "authz:introspect", "--service-scope", "authz:revoke"
+        dgectl,
+        "gw",
+        "--first-party",
+        "--service-scope",
+        "authz:introspect",
+        "--service-scope",
+        "authz:revoke",
     )
     answer = token_request(
         datahub.discovery, {"grant_type": "client_credentials"}, auth=(client.id, client.secret)
     )
     assert answer.status_code == 200, answer.text
-    person = log_in_and_exchange(datahub, active_person).tokens
+    module = Module(datahub.discovery, client.id, client.redirect_uri, client.secret)
+    person = log_in_and_exchange(module, active_person).tokens
     service = IdentityGrpc(grpc_pb, idp.grpc_addr, answer.json()["access_token"])
     pb = grpc_pb.authorization
 
@@ -706,7 +715,7 @@ def test_grpc_introspect_and_revoke_for_a_service(idp, dgectl, grpc_pb, datahub,
 
     try:
         seen = inspect(person["access_token"])
-        assert seen.active and seen.client_id == DATAHUB_ID
+        assert seen.active and seen.client_id == client.id
         forged = inspect("eyJhbGciOiJub25lIn0.e30.")
         assert not forged.active and not forged.client_id
         revoke = pb.RevokeRequest(token=person["refresh_token"])
@@ -715,7 +724,8 @@ def test_grpc_introspect_and_revoke_for_a_service(idp, dgectl, grpc_pb, datahub,
     finally:
         service.close()
     # A refresh token revokes its family: the access token issued with it too.
-    assert introspect(datahub.discovery, person["access_token"])["active"] is False
+    own = (client.id, client.secret)
+    assert introspect(datahub.discovery, person["access_token"], client=own)["active"] is False
 
 
 def test_missing_response_type_is_sent_back_with_state(datahub):

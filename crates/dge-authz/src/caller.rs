@@ -84,6 +84,19 @@ impl Caller {
         }
     }
 
+    /// Whether a token issued to `client_id` is meant for this caller, who may then
+    /// check, introspect or revoke it: a service sees only the tokens of its own
+    /// client (a module's backend authenticates with the module's own client id),
+    /// administrators see every token, people none (RFC 7662 §2.2: a token outside
+    /// the caller's audience is inactive for it).
+    #[must_use]
+    pub fn audience_includes(&self, client_id: &str) -> bool {
+        match self {
+            Self::Service { client_id: own, .. } => own == client_id,
+            Self::ApiToken { .. } | Self::Account { .. } => self.is_admin(),
+        }
+    }
+
     /// A short label for the audit log.
     #[must_use]
     pub fn actor(&self) -> String {
@@ -309,4 +322,37 @@ pub fn bearer(metadata: &MetadataMap) -> Option<&str> {
 pub fn unavailable(err: impl std::fmt::Display) -> Status {
     tracing::error!(error = %err, "storage failure during a grpc call");
     Status::unavailable("storage unavailable")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_service_sees_only_its_own_clients_tokens_and_administrators_all() {
+        let service = Caller::Service {
+            client_id: "datahub".into(),
+            scopes: vec![CHECK_SCOPE.into()],
+        };
+        assert!(service.audience_includes("datahub"));
+        assert!(!service.audience_includes("communautes"));
+        assert!(!service.audience_includes(""));
+        let admin = Caller::ApiToken {
+            name: "bootstrap-admin".into(),
+            scopes: vec![ADMIN_SCOPE.into()],
+        };
+        assert!(admin.audience_includes("communautes"));
+        let person = |admin| Caller::Account {
+            id: "a".into(),
+            client_id: "datahub".into(),
+            admin,
+        };
+        assert!(!person(false).audience_includes("datahub"));
+        assert!(person(true).audience_includes("communautes"));
+        let scoped = Caller::ApiToken {
+            name: "t".into(),
+            scopes: vec![CHECK_SCOPE.into()],
+        };
+        assert!(!scoped.audience_includes("datahub"));
+    }
 }

@@ -44,7 +44,8 @@ impl Authorization for AuthorizationService {
         request: Request<CheckRequest>,
     ) -> Result<Response<CheckResponse>, Status> {
         // A service whose token carries `authz:check`, or an administrator.
-        self.auth
+        let caller = self
+            .auth
             .require_scope(request.metadata(), CHECK_SCOPE)
             .await?;
         let req = request.into_inner();
@@ -69,6 +70,11 @@ impl Authorization for AuthorizationService {
         else {
             return Ok(Self::refused(String::new(), "invalid_token"));
         };
+        // A service checks only the tokens of its own client: a token a person gave
+        // another module is not a credential for this one.
+        if !caller.audience_includes(&claims.client_id) {
+            return Ok(Self::refused(String::new(), "wrong_audience"));
+        }
         // Revocation, account status and the right in one round trip: Check is on
         // the path of every page of the portal.
         let row = sqlx::query(
@@ -130,10 +136,13 @@ impl Authorization for AuthorizationService {
         &self,
         request: Request<IntrospectRequest>,
     ) -> Result<Response<IntrospectResponse>, Status> {
-        self.auth
+        let caller = self
+            .auth
             .require_scope(request.metadata(), INTROSPECT_SCOPE)
             .await?;
         let info = self.inspect(&request.into_inner().token).await?;
+        // Outside the caller's audience a token is inactive (RFC 7662 §2.2).
+        let info = info.filter(|i| caller.audience_includes(&i.client_id));
         Ok(Response::new(
             info.map_or_else(IntrospectResponse::default, introspection),
         ))
@@ -147,7 +156,8 @@ impl Authorization for AuthorizationService {
             .auth
             .require_scope(request.metadata(), REVOKE_SCOPE)
             .await?;
-        let Some(info) = self.inspect(&request.into_inner().token).await? else {
+        let info = self.inspect(&request.into_inner().token).await?;
+        let Some(info) = info.filter(|i| caller.audience_includes(&i.client_id)) else {
             return Ok(Response::new(RevokeResponse { revoked: false }));
         };
         grants::revoke(&self.db, &info, self.auth.now())

@@ -250,7 +250,14 @@ async fn scenarios_on(
         .into_inner()
         .client_secret;
     let service_token = service_token(&http, &idp.http, &service_secret).await?;
-    let user_token = scenarios::login(&http, &idp.http, &seed::login(1))
+    // Check and introspection see only the tokens of the caller's own client: the
+    // person logs in through the service's client, as a module's users do.
+    let service_rp = scenarios::Rp {
+        id: "bench-service",
+        secret: &service_secret,
+        redirect_uri: "http://localhost:8083/callback",
+    };
+    let user_token = scenarios::login_through(&http, &idp.http, &service_rp, &seed::login(1))
         .await
         .map_err(|o| anyhow::anyhow!("logging the first seeded account in: {o:?}"))?;
     let target = Arc::new(Target {

@@ -133,7 +133,7 @@ pub(crate) fn introspect_http(target: &Arc<Target>) -> Scenario {
             let answer = target
                 .http
                 .post(format!("{}/introspect", target.base))
-                .basic_auth(PORTAL_ID, Some(PORTAL_SECRET))
+                .basic_auth(&target.service_id, Some(&target.service_secret))
                 .form(&[("token", target.user_token.as_str())])
                 .send()
                 .await;
@@ -266,17 +266,41 @@ fn csrf_cookie(r: &reqwest::Response) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// Every cookie a response sets, as one `Cookie` header value (empty when none).
+fn cookies_set(r: &reqwest::Response) -> String {
+    r.headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(';').next())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// A form page: its CSRF cookie and token, and its `req`.
 async fn form_page(http: &Client, url: &str) -> Result<(String, String, String), Outcome> {
-    let page = http
-        .get(url)
-        .send()
-        .await
-        .map_err(|e| failed("GET form", e))?;
+    form_page_with(http, url, "").await
+}
+
+/// A form page opened with `cookies` (those `/authorize` set, which bind its `req` to
+/// this client): its CSRF cookie and token, and its `req`.
+async fn form_page_with(
+    http: &Client,
+    url: &str,
+    cookies: &str,
+) -> Result<(String, String, String), Outcome> {
+    let mut get = http.get(url);
+    if !cookies.is_empty() {
+        get = get.header(header::COOKIE, cookies);
+    }
+    let page = get.send().await.map_err(|e| failed("GET form", e))?;
     if page.status() != StatusCode::OK {
         return Err(failed("form page status", page.status()));
     }
-    let cookie = csrf_cookie(&page).ok_or_else(|| failed("form page", "no CSRF cookie"))?;
+    // A page opened with its CSRF cookie already set does not set it again.
+    let cookie = csrf_cookie(&page)
+        .or_else(|| (!cookies.is_empty()).then(|| cookies.to_owned()))
+        .ok_or_else(|| failed("form page", "no CSRF cookie"))?;
     let html = page.text().await.map_err(|e| failed("form page body", e))?;
     let token =
         hidden_field(&html, "csrf_token").ok_or_else(|| failed("form page", "no csrf_token"))?;
@@ -295,17 +319,44 @@ fn refused_or(r: &reqwest::Response, took: Duration, what: &str) -> Outcome {
     }
 }
 
+/// A relying party a person logs in through.
+pub(crate) struct Rp<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) secret: &'a str,
+    pub(crate) redirect_uri: &'a str,
+}
+
+/// The demo portal client.
+pub(crate) const PORTAL: Rp<'static> = Rp {
+    id: PORTAL_ID,
+    secret: PORTAL_SECRET,
+    redirect_uri: PORTAL_REDIRECT,
+};
+
 /// Logs `identifier` in through the portal client; returns the access token.
 ///
 /// # Errors
 /// The outcome to count: a refusal (503) or a failure.
 pub(crate) async fn login(http: &Client, base: &str, identifier: &str) -> Result<String, Outcome> {
+    login_through(http, base, &PORTAL, identifier).await
+}
+
+/// Logs `identifier` in through `rp`; returns the access token.
+///
+/// # Errors
+/// The outcome to count: a refusal (503) or a failure.
+pub(crate) async fn login_through(
+    http: &Client,
+    base: &str,
+    rp: &Rp<'_>,
+    identifier: &str,
+) -> Result<String, Outcome> {
     let verifier = random_text(64);
     let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
     let query = serde_urlencoded::to_string([
         ("response_type", "code"),
-        ("client_id", PORTAL_ID),
-        ("redirect_uri", PORTAL_REDIRECT),
+        ("client_id", rp.id),
+        ("redirect_uri", rp.redirect_uri),
         ("scope", "openid"),
         ("state", &random_text(24)),
         ("nonce", &random_text(24)),
@@ -322,11 +373,14 @@ pub(crate) async fn login(http: &Client, base: &str, identifier: &str) -> Result
         (StatusCode::SEE_OTHER, Some(l)) => absolute(base, &l),
         (status, _) => return Err(failed("/authorize status", status)),
     };
-    let (cookie, csrf_token, req) = form_page(http, &login_url).await?;
+    // The request is bound to the browser that opened it: /authorize sets the CSRF
+    // cookie and the binding cookie, which the login page and its POST need.
+    let bound = cookies_set(&authorize);
+    let (_, csrf_token, req) = form_page_with(http, &login_url, &bound).await?;
     let post_started = Instant::now();
     let posted = http
         .post(format!("{base}/login"))
-        .header(header::COOKIE, cookie)
+        .header(header::COOKIE, bound)
         .form(&[
             ("csrf_token", csrf_token.as_str()),
             ("req", req.as_str()),
@@ -337,7 +391,7 @@ pub(crate) async fn login(http: &Client, base: &str, identifier: &str) -> Result
         .await
         .map_err(|e| failed("POST /login", e))?;
     let callback = match (posted.status(), location(&posted)) {
-        (StatusCode::SEE_OTHER, Some(l)) if l.starts_with(PORTAL_REDIRECT) => l,
+        (StatusCode::SEE_OTHER, Some(l)) if l.starts_with(rp.redirect_uri) => l,
         _ => {
             return Err(refused_or(
                 &posted,
@@ -353,11 +407,11 @@ pub(crate) async fn login(http: &Client, base: &str, identifier: &str) -> Result
     let code = code.to_owned();
     let tokens = http
         .post(format!("{base}/token"))
-        .basic_auth(PORTAL_ID, Some(PORTAL_SECRET))
+        .basic_auth(rp.id, Some(rp.secret))
         .form(&[
             ("grant_type", "authorization_code"),
             ("code", code.as_str()),
-            ("redirect_uri", PORTAL_REDIRECT),
+            ("redirect_uri", rp.redirect_uri),
             ("code_verifier", verifier.as_str()),
         ])
         .send()

@@ -19,7 +19,7 @@ use dge_core::token::{hash_token, random_token};
 use dge_core::{Clock, Secret};
 use dge_store::Db;
 use openidconnect::core::{
-    CoreAuthenticationFlow, CoreClient, CoreIdToken, CoreJwsSigningAlgorithm,
+    CoreAuthenticationFlow, CoreClient, CoreIdToken, CoreIdTokenVerifier, CoreJwsSigningAlgorithm,
 };
 use openidconnect::{
     AuthType, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet,
@@ -473,26 +473,38 @@ impl Broker {
         id_token: &CoreIdToken,
         nonce: &Nonce,
     ) -> Result<String, BrokerError> {
-        let verifier = client.id_token_verifier().set_allowed_algs([
-            CoreJwsSigningAlgorithm::EcdsaP256Sha256,
-            CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
-        ]);
-        let claims = id_token
-            .claims(&verifier, nonce)
-            .map_err(|e| BrokerError::BadIdToken(e.to_string()))?;
-        if !p.acr_values.is_empty() {
-            // ProConnect: the level asked for is checked again in the ID token.
-            let acr = claims.auth_context_ref().map(|a| a.as_str().to_owned());
-            if !acr.is_some_and(|a| p.acr_values.contains(&a)) {
-                return Err(BrokerError::AcrNotAccepted);
-            }
-        }
-        Ok(claims.subject().to_string())
+        check_id_token(client.id_token_verifier(), &p.acr_values, id_token, nonce)
     }
 }
 
+/// The ID token checks of [`Broker::verify_id_token`], given the upstream's verifier
+/// (its keys, issuer and our client id): ES256 or RS256 only, then the nonce and the
+/// assurance level. Returns the subject.
+pub(crate) fn check_id_token(
+    verifier: CoreIdTokenVerifier<'_>,
+    acr_values: &[String],
+    id_token: &CoreIdToken,
+    nonce: &Nonce,
+) -> Result<String, BrokerError> {
+    let verifier = verifier.set_allowed_algs([
+        CoreJwsSigningAlgorithm::EcdsaP256Sha256,
+        CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+    ]);
+    let claims = id_token
+        .claims(&verifier, nonce)
+        .map_err(|e| BrokerError::BadIdToken(e.to_string()))?;
+    if !acr_values.is_empty() {
+        // ProConnect: the level asked for is checked again in the ID token.
+        let acr = claims.auth_context_ref().map(|a| a.as_str().to_owned());
+        if !acr.is_some_and(|a| acr_values.contains(&a)) {
+            return Err(BrokerError::AcrNotAccepted);
+        }
+    }
+    Ok(claims.subject().to_string())
+}
+
 /// The claims of an ID token that openidconnect has already verified.
-fn payload(id_token: &CoreIdToken) -> Result<Map<String, Value>, BrokerError> {
+pub(crate) fn payload(id_token: &CoreIdToken) -> Result<Map<String, Value>, BrokerError> {
     let raw = id_token.to_string();
     let part = raw
         .split('.')

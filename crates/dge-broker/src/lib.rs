@@ -4,6 +4,7 @@
 //! - [`config`]: the upstream providers, as configured, and the file they come from.
 //! - [`domain`]: rules only: claims mapped to a profile, allow rules.
 //! - [`flow`]: the login through an upstream (openidconnect client, PKCE, nonce, acr).
+//! - [`fuzzing`]: the entry point of the `upstream_jwt` fuzz target.
 //! - `userinfo`: signed userinfo, verified.
 //! - [`accounts`]: federated accounts, profile refresh, link offers.
 //! - [`logout`]: ending the upstream session at logout.
@@ -13,6 +14,7 @@ pub mod accounts;
 pub mod config;
 pub mod domain;
 pub mod flow;
+pub mod fuzzing;
 pub mod grpc;
 pub mod logout;
 mod userinfo;

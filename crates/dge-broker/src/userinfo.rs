@@ -75,14 +75,25 @@ fn verify_jwt(
     p: &UpstreamConfig,
     metadata: &ProviderMetadataWithLogout,
 ) -> Result<Map<String, Value>, BrokerError> {
+    let keys: JwkSet = serde_json::to_value(metadata.jwks())
+        .and_then(serde_json::from_value)
+        .map_err(bad)?;
+    verify_signed(jwt, metadata.issuer().as_str(), &p.client_id, &keys)
+}
+
+/// The checks of [`verify_jwt`] against the upstream's `keys`, its `issuer` and our
+/// client id as `audience`.
+pub(crate) fn verify_signed(
+    jwt: &str,
+    issuer: &str,
+    audience: &str,
+    keys: &JwkSet,
+) -> Result<Map<String, Value>, BrokerError> {
     // `decode_header` refuses `alg: none` (jsonwebtoken has no such algorithm).
     let head = jsonwebtoken::decode_header(jwt).map_err(bad)?;
     if !matches!(head.alg, Algorithm::ES256 | Algorithm::RS256) {
         return Err(bad(format!("algorithm {:?} not accepted", head.alg)));
     }
-    let keys: JwkSet = serde_json::to_value(metadata.jwks())
-        .and_then(serde_json::from_value)
-        .map_err(bad)?;
     let jwk = match &head.kid {
         Some(kid) => keys.find(kid),
         None => keys.keys.iter().find(|k| {
@@ -92,8 +103,8 @@ fn verify_jwt(
     .ok_or_else(|| bad("no upstream key matches the userinfo JWT"))?;
     let key = DecodingKey::from_jwk(jwk).map_err(bad)?;
     let mut validation = Validation::new(head.alg);
-    validation.set_issuer(&[metadata.issuer().as_str()]);
-    validation.set_audience(&[&p.client_id]);
+    validation.set_issuer(&[issuer]);
+    validation.set_audience(&[audience]);
     validation.set_required_spec_claims(&["iss", "aud", "sub"]);
     jsonwebtoken::decode::<Map<String, Value>>(jwt, &key, &validation)
         .map(|d| d.claims)

@@ -561,6 +561,20 @@ pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
     Ok(config)
 }
 
+/// Parses a configuration file's text alone, without the environment, then checks
+/// it and derives the settings as `serve` would: the entry point of the `config`
+/// fuzz target (fuzz/).
+///
+/// # Errors
+/// [`ConfigError`] naming each bad key.
+pub fn parse_toml(text: &str) -> Result<Settings, ConfigError> {
+    let config: Config = Figment::from(Toml::string(text))
+        .extract()
+        .map_err(|e| ConfigError(e.into_iter().map(describe).collect()))?;
+    config.validate()?;
+    config.settings()
+}
+
 /// A figment error without the offending value.
 fn describe(e: figment::Error) -> String {
     use figment::error::Kind;
@@ -872,6 +886,20 @@ mod tests {
     }
 
     const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+    #[test]
+    fn parse_toml_checks_and_derives_the_settings_like_load() {
+        let minimal = include_str!("../../../fuzz/corpus/config/minimal.toml");
+        let settings = parse_toml(minimal).expect("the fuzz seed is a valid configuration");
+        assert_eq!(settings.public_url, "https://identite.example.org");
+        assert!(settings.secure_cookies);
+        let refused = parse_toml(EXAMPLE).unwrap_err().to_string();
+        assert!(refused.contains("keys.encryption_key"), "{refused}");
+        let broken = parse_toml("[server\npublic_url = 1")
+            .unwrap_err()
+            .to_string();
+        assert!(broken.contains("syntax error"), "{broken}");
+    }
 
     #[test]
     fn the_example_configuration_is_valid() {

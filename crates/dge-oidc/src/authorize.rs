@@ -42,6 +42,12 @@ pub struct AuthorizeParams {
     pub max_age: Option<String>,
     /// An upstream provider (`proconnect`, …) to send the person straight to.
     pub idp_hint: Option<String>,
+    /// A request object (OIDC Core §6.1): not supported, refused.
+    pub request: Option<String>,
+    /// A request object by reference (OIDC Core §6.2): not supported, refused.
+    pub request_uri: Option<String>,
+    /// Only `query` is supported.
+    pub response_mode: Option<String>,
 }
 
 /// What `/authorize` should do next.
@@ -101,6 +107,21 @@ pub fn with_params(uri: &str, params: &[(&str, &str)]) -> String {
     }
 }
 
+/// A parameter the request carries that we do not support and must not ignore
+/// (OIDC Core §3.1.2.6, §6): the error and its description.
+fn unsupported_parameter(p: &AuthorizeParams) -> Option<(&'static str, &'static str)> {
+    if p.request.is_some() {
+        return Some(("request_not_supported", "request objects are not supported"));
+    }
+    if p.request_uri.is_some() {
+        return Some(("request_uri_not_supported", "request_uri is not supported"));
+    }
+    if p.response_mode.as_deref().is_some_and(|m| m != "query") {
+        return Some(("invalid_request", "only response_mode=query is supported"));
+    }
+    None
+}
+
 impl Provider {
     pub(crate) fn error_redirect(
         &self,
@@ -154,6 +175,9 @@ impl Provider {
             ));
         };
         let state = p.state.as_deref();
+        if let Some((error, description)) = unsupported_parameter(&p) {
+            return Ok(self.error_redirect(redirect_uri, error, description, state));
+        }
         if p.response_type.as_deref() != Some("code") {
             return Ok(self.error_redirect(
                 redirect_uri,

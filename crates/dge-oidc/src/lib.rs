@@ -11,11 +11,13 @@
 //! - [`logout`]: RP-initiated logout, exact post-logout redirect URIs.
 //! - [`device`]: the device authorization grant (RFC 8628) for `dgectl login`.
 //! - [`grpc`]: the `ClientRegistry` gRPC service.
+//! - [`fuzzing`]: entry points for `cargo fuzz`.
 
 pub mod authorize;
 pub mod clients;
 pub mod consent;
 pub mod device;
+pub mod fuzzing;
 pub mod grpc;
 pub mod http;
 pub mod logout;

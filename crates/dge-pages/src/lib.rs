@@ -3,11 +3,15 @@
 //!
 //! - [`render`]: the embedded templates and the portal's look.
 //! - [`csrf`]: double-submit CSRF tokens on every form.
+//! - [`binding`]: a pending login request belongs to the browser that started it.
+//! - [`fuzzing`]: the entry point of the `forms` fuzz target.
 //! - [`handlers`]: one module per page.
 //! - [`security`]: response headers (CSP, frame-ancestors, HSTS …).
 
+pub mod binding;
 pub mod client;
 pub mod csrf;
+pub mod fuzzing;
 pub mod handlers;
 pub mod limits;
 pub mod render;

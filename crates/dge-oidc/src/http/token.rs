@@ -88,7 +88,7 @@ async fn client_and_token(
 }
 
 /// `POST /introspect`: whether a token is active, for the client it was issued to
-/// (or a service allowed `authz:introspect`); anything else is `{"active": false}`.
+/// only; any other client gets `{"active": false}`.
 pub(crate) async fn introspect(
     State(p): State<Provider>,
     headers: HeaderMap,
@@ -102,15 +102,9 @@ pub(crate) async fn introspect(
         Ok(i) => i,
         Err(e) => return server_error(&e),
     };
-    let may_see = |client_id: &str| {
-        client_id == client.id
-            || client
-                .settings
-                .service_scopes
-                .iter()
-                .any(|s| s == dge_authz::caller::INTROSPECT_SCOPE)
-    };
-    let body = match info.filter(|i| may_see(&i.client_id)) {
+    // The audience rule of `Caller::audience_includes`: a client, service or not,
+    // sees only its own tokens (RFC 7662 §2.2).
+    let body = match info.filter(|i| i.client_id == client.id) {
         Some(i) => json!({
             "active": true,
             "scope": i.scope,

@@ -60,10 +60,19 @@ impl Provider {
         form: &TokenForm,
         basic: Option<(String, String)>,
     ) -> Result<Result<Client, OAuthError>> {
-        if form.client_assertion.is_some() || form.client_assertion_type.is_some() {
-            if basic.is_some() || form.client_secret.is_some() {
-                return Ok(Err(invalid()));
-            }
+        let assertion = form.client_assertion.is_some() || form.client_assertion_type.is_some();
+        // RFC 6749 §2.3: a client MUST NOT use more than one authentication method
+        // in each request.
+        let methods = usize::from(assertion)
+            + usize::from(basic.is_some())
+            + usize::from(form.client_secret.is_some());
+        if methods > 1 {
+            return Ok(Err(oauth(
+                "invalid_request",
+                "use a single client authentication method",
+            )));
+        }
+        if assertion {
             return self.private_key_jwt(form).await;
         }
         let (id, secret) = match (basic, form.client_id.as_deref()) {

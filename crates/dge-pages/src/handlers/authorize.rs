@@ -3,7 +3,7 @@
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum_extra::extract::CookieJar;
 use dge_oidc::{AuthorizeOutcome, AuthorizeParams};
 
@@ -11,7 +11,7 @@ use dge_oidc::session::SESSION_COOKIE;
 
 use super::broker::UpstreamHints;
 use super::{internal, see_other};
-use crate::Pages;
+use crate::{Pages, binding};
 
 /// Checks the request, then sends the person to the client (a code or an error) or
 /// to the login page. ProConnect's `siret_hint` and `idp_hint`, when the module gives
@@ -31,7 +31,15 @@ pub(crate) async fn authorize(
         );
     };
     let cookie = jar.get(SESSION_COOKIE).map(|c| c.value().to_owned());
-    match pages.provider.authorize(params, cookie.as_deref()).await {
+    let outcome = pages.provider.authorize(params, cookie.as_deref()).await;
+    // A stored request is bound to this browser before it leaves /authorize.
+    let jar = match &outcome {
+        Ok(AuthorizeOutcome::Consent { req } | AuthorizeOutcome::Login { req, .. }) => {
+            binding::bind(jar, pages.secure_cookies, req)
+        }
+        _ => jar,
+    };
+    let response = match outcome {
         Ok(AuthorizeOutcome::ErrorPage(message)) => pages.render.error(
             StatusCode::BAD_REQUEST,
             "Demande de connexion refusée",
@@ -59,5 +67,6 @@ pub(crate) async fn authorize(
             see_other(&format!("/login?req={req}{}", hints.as_query()))
         }
         Err(e) => internal(&pages, &e),
-    }
+    };
+    (jar, response).into_response()
 }

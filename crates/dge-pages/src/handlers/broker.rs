@@ -17,8 +17,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::login::finish_login;
-use super::{busy, csrf_refused, internal, see_other, session_cookie};
-use crate::{Pages, csrf};
+use super::{busy, csrf_refused, foreign_request, internal, see_other, session_cookie};
+use crate::{Pages, binding, csrf};
 
 /// Binds a started upstream login to the browser that started it.
 const STATE_COOKIE: &str = "dge_upstream_state";
@@ -212,6 +212,9 @@ pub(crate) async fn start(
     Query(q): Query<StartQuery>,
 ) -> Response {
     let req = q.req.as_deref().filter(|r| !r.is_empty());
+    if req.is_some_and(|r| !binding::is_bound(&jar, r)) {
+        return foreign_request(&pages);
+    }
     let pending_hint = match req {
         Some(r) => match pages.provider.pending_request(r).await {
             Ok(p) => p.and_then(|p| p.login_hint),

@@ -10,8 +10,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::login::ReqQuery;
-use super::{csrf_refused, internal, see_other};
-use crate::{Pages, csrf};
+use super::{csrf_refused, foreign_request, internal, see_other};
+use crate::{Pages, binding, csrf};
 
 /// The consent form.
 #[derive(Debug, Deserialize)]
@@ -51,6 +51,9 @@ pub(crate) async fn show(
     Query(q): Query<ReqQuery>,
 ) -> Response {
     let req = q.req.unwrap_or_default();
+    if !binding::is_bound(&jar, &req) {
+        return foreign_request(&pages);
+    }
     if jar.get(SESSION_COOKIE).is_none() {
         return see_other(&format!("/login?req={req}"));
     }
@@ -81,6 +84,9 @@ pub(crate) async fn submit(
 ) -> Response {
     if !csrf::verify(&jar, form.csrf_token.as_deref()) {
         return csrf_refused(&pages);
+    }
+    if !binding::is_bound(&jar, &form.req) {
+        return foreign_request(&pages);
     }
     let Some(cookie) = jar.get(SESSION_COOKIE).map(|c| c.value().to_owned()) else {
         return see_other(&format!("/login?req={}", form.req));

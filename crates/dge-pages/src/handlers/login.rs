@@ -12,9 +12,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::broker::UpstreamHints;
-use super::{busy, csrf_refused, internal, see_other, session_cookie};
+use super::{busy, csrf_refused, foreign_request, internal, see_other, session_cookie};
 use crate::client::ClientAddr;
-use crate::{Pages, csrf};
+use crate::{Pages, binding, csrf};
 
 /// `?req=` on the login and sign-up pages.
 #[derive(Debug, Deserialize, Default)]
@@ -37,7 +37,7 @@ pub(crate) struct LoginForm {
     #[serde(default)]
     req: String,
     #[serde(default)]
-    identifier: String,
+    pub(crate) identifier: String,
     #[serde(default)]
     password: Secret<String>,
 }
@@ -107,6 +107,9 @@ pub(crate) async fn show(
     Query(q): Query<LoginQuery>,
 ) -> Response {
     let req = q.req.unwrap_or_default();
+    if !req.is_empty() && !binding::is_bound(&jar, &req) {
+        return foreign_request(&pages);
+    }
     let hint = match pages.provider.pending_request(&req).await {
         Ok(p) => p.and_then(|p| p.login_hint).unwrap_or_default(),
         Err(e) => return internal(&pages, &e),
@@ -147,6 +150,9 @@ pub(crate) async fn submit(
 ) -> Response {
     if !csrf::verify(&jar, form.csrf_token.as_deref()) {
         return csrf_refused(&pages);
+    }
+    if !form.req.is_empty() && !binding::is_bound(&jar, &form.req) {
+        return foreign_request(&pages);
     }
     let outcome = match pages
         .registry

@@ -42,6 +42,19 @@ pub(crate) fn csrf_refused(pages: &Pages) -> Response {
     )
 }
 
+/// A pending authorization request this browser did not start (see
+/// [`crate::binding`]): nothing is done with it.
+pub(crate) fn foreign_request(pages: &Pages) -> Response {
+    pages.render.error(
+        StatusCode::FORBIDDEN,
+        "Demande de connexion ouverte ailleurs",
+        "Cette demande de connexion n'a pas été ouverte dans ce navigateur : par sécurité, \
+         elle ne peut pas y être poursuivie. Retournez sur le portail ou sur le service, puis \
+         cliquez à nouveau sur « Se connecter ».",
+        None,
+    )
+}
+
 /// Too many password checks at once: refuse fast with `Retry-After`.
 pub(crate) fn busy(pages: &Pages) -> Response {
     let mut resp = pages.render.error(

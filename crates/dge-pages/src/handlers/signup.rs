@@ -97,6 +97,16 @@ impl SignUpFields {
     }
 }
 
+/// A posted sign-up form, parsed and checked by the rules that need no database,
+/// as [`submit`] does first (the `forms` fuzz target).
+pub(crate) fn check_posted(body: &[u8]) {
+    if let Ok(fields) = serde_urlencoded::from_bytes::<SignUpFields>(body) {
+        let form = fields.to_form();
+        let _ = form.validate();
+        let _ = fields.kept_values();
+    }
+}
+
 // The sign-up page is drawn from many places with different parts filled in; a
 // struct for them would only rename these arguments.
 #[allow(clippy::too_many_arguments)]
