@@ -149,12 +149,34 @@ impl Transport {
 fn tls_parameters(host: String, ca_file: &Path) -> Result<TlsParameters> {
     let pem = std::fs::read(ca_file)
         .map_err(|e| Error::Config(format!("cannot read the SMTP CA file: {e}")))?;
+    // lettre would take any bytes here and rustls would then skip what it cannot
+    // read: a wrong file must stop the start, not leave a private CA untrusted.
+    if !holds_a_pem_certificate(&pem) {
+        return Err(Error::Config(
+            "the SMTP CA file holds no PEM certificate".to_owned(),
+        ));
+    }
     let cert = Certificate::from_pem(&pem)
         .map_err(|_| Error::Config("the SMTP CA file holds no PEM certificate".to_owned()))?;
     TlsParameters::builder(host)
         .add_root_certificate(cert)
         .build_rustls()
         .map_err(|_| Error::Config("cannot set up TLS for SMTP".to_owned()))
+}
+
+/// Whether `pem` holds at least one readable `CERTIFICATE` block, and nothing else
+/// that fails to decode.
+fn holds_a_pem_certificate(pem: &[u8]) -> bool {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let mut found = false;
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        match cert {
+            Ok(der) if !der.is_empty() => found = true,
+            _ => return false,
+        }
+    }
+    found
 }
 
 /// A 5xx answer is permanent, except those about our own credentials (530, 534,
@@ -205,5 +227,39 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(!err.contains("hunter2"), "{err}");
+        let err = Transport::smtp(
+            "smtp://user:hunter2@127.0.0.1:28025?tls=bogus",
+            &SmtpOptions::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("tls=required"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_or_non_pem_ca_file_is_refused() {
+        let dir = std::env::temp_dir().join(format!("dge-ca-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let with_ca = |path: &Path| SmtpOptions {
+            ca_file: Some(path.to_owned()),
+            ..SmtpOptions::default()
+        };
+        let url = "smtp://relay:587?tls=required";
+        let missing = Transport::smtp(url, &with_ca(&dir.join("none.pem"))).unwrap_err();
+        assert!(missing.to_string().contains("cannot read"), "{missing}");
+        let garbage = dir.join("garbage.pem");
+        std::fs::write(&garbage, "not a certificate at all\n").unwrap();
+        let err = Transport::smtp(url, &with_ca(&garbage)).unwrap_err();
+        assert!(err.to_string().contains("no PEM certificate"), "{err}");
+        let broken = dir.join("broken.pem");
+        std::fs::write(
+            &broken,
+            "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let err = Transport::smtp(url, &with_ca(&broken)).unwrap_err();
+        assert!(err.to_string().contains("no PEM certificate"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
