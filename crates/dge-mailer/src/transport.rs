@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use lettre::transport::smtp::AsyncSmtpTransport;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
-use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::{AsyncTransport, Message, Tokio1Executor};
 
 use crate::{Error, Result};
 
@@ -34,8 +34,8 @@ pub enum SendError {
 /// A configured transport.
 #[derive(Clone)]
 pub enum Transport {
-    /// Writes each message as `<dir>/<uuid>.eml`.
-    File(AsyncFileTransport<Tokio1Executor>),
+    /// Writes each message as `<dir>/<uuid>.eml`, readable by our user only.
+    File(PathBuf),
     /// Sends through an SMTP server.
     Smtp(AsyncSmtpTransport<Tokio1Executor>),
 }
@@ -100,9 +100,10 @@ impl Transport {
     /// # Errors
     /// Fails when the folder cannot be created.
     pub fn file(dir: PathBuf) -> Result<Self> {
-        std::fs::create_dir_all(&dir)
+        // The messages hold live confirmation and reset links: 0700 folder.
+        dge_core::private_fs::private_dir(&dir)
             .map_err(|e| Error::Config(format!("cannot create mail folder: {e}")))?;
-        Ok(Self::File(AsyncFileTransport::new(dir)))
+        Ok(Self::File(dir))
     }
 
     /// An SMTP transport from a URL (see the module documentation).
@@ -136,14 +137,26 @@ impl Transport {
     /// A [`SendError`] saying whether a retry may help.
     pub async fn send(&self, message: Message) -> Result<(), SendError> {
         match self {
-            Self::File(t) => t
-                .send(message)
+            Self::File(dir) => write_private(dir, &message.formatted())
                 .await
-                .map(|_| ())
                 .map_err(|e| SendError::Transient(e.to_string())),
             Self::Smtp(t) => t.send(message).await.map(|_| ()).map_err(classify),
         }
     }
+}
+
+/// Writes `bytes` as a new `<uuid>.eml` in `dir`, mode 0600 from its creation
+/// (lettre's file transport leaves the mode to the umask).
+async fn write_private(dir: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let path = dir.join(format!("{}.eml", uuid::Uuid::new_v4()));
+    let mut options = tokio::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options.open(&path).await?;
+    file.write_all(bytes).await?;
+    file.sync_data().await
 }
 
 fn tls_parameters(host: String, ca_file: &Path) -> Result<TlsParameters> {
