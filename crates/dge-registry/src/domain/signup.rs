@@ -140,6 +140,17 @@ pub(crate) fn text_field(
     value
 }
 
+/// The key an identifier typed at login (a login or an email) is looked up by:
+/// the same folding as sign-up (NFKC, IDNA domain, lower case), so `ｊｅａｎ@…`
+/// finds the account `jean@…` was stored as.
+#[must_use]
+pub fn lookup_key(raw: &str) -> String {
+    if let Some((_, key)) = normalise_email(raw) {
+        return key;
+    }
+    raw.trim().nfkc().collect::<String>().to_lowercase()
+}
+
 /// Normalises an email address: trimmed, NFKC-folded (so a fullwidth `ａ17@exemple.fr`
 /// is the same address as `a17@exemple.fr`, not a lookalike beside it), syntax
 /// checked, domain lower-cased and IDNA-encoded (UTS #46, so `Élysée.FR` becomes

@@ -552,3 +552,25 @@ async fn export_then_deletion_keeps_only_an_anonymous_audit_trail() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_fullwidth_or_spaced_identifier_logs_in_like_the_plain_one() {
+    for engine in ENGINES {
+        let s = services(engine).await;
+        let id = active(&s, "jdupont", "jean@example.fr").await;
+        for identifier in [
+            "ｊｅａｎ@example.fr",
+            "ＪＥＡＮ@ＥＸＡＭＰＬＥ.ＦＲ",
+            " jean@example.fr ",
+            "ｊｄｕｐｏｎｔ",
+        ] {
+            let account = s
+                .registry
+                .login(identifier, &secret(PASSWORD), "203.0.113.9")
+                .await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("{engine:?} {identifier}: {e:?}"));
+            assert_eq!(account.id, id);
+        }
+    }
+}
