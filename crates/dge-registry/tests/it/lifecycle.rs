@@ -574,3 +574,30 @@ async fn a_fullwidth_or_spaced_identifier_logs_in_like_the_plain_one() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_reset_asked_for_an_unconfirmed_sign_up_sends_a_new_confirmation_link() {
+    for engine in ENGINES {
+        let s = services(engine).await;
+        let email = "camille@nancy.fr";
+        s.registry.sign_up(&form("cmartin", email)).await.unwrap();
+        s.clock.advance(61);
+        assert_eq!(
+            s.registry.send_password_reset(email).await.unwrap(),
+            ResetOutcome::ConfirmationSent,
+            "{engine:?}"
+        );
+        // No reset link that would change a password the login still refuses.
+        assert_eq!(
+            outbox_kinds(&s.db, email).await,
+            vec!["confirm_email", "confirm_email"]
+        );
+        let token = token_in(&s.db, email, "confirm_email").await;
+        s.registry.confirm_email(&token).await.unwrap();
+        // Once confirmed, a reset is a reset again.
+        assert_eq!(
+            s.registry.send_password_reset(email).await.unwrap(),
+            ResetOutcome::LinkSent
+        );
+    }
+}
