@@ -109,6 +109,11 @@ BROKEN_ONE_AT_A_TIME = [
     ("given_name", "Claire\r\nBcc: victime@example.org"),
     ("family_name", "M" * 101),
     ("function", "Cheffe\x07de projet"),
+    # Invisible format characters (Unicode Cf): zero-width space, soft hyphen, joiner.
+    ("given_name", "Cla\u200bire"),
+    ("family_name", "Mar\u00adtin"),
+    ("function", "Cheffe\u2060de projet"),
+    ("proposed_organisation", "Région\u200b Grand Est"),
     ("phone", "12"),
     ("phone", "06 12 34"),
     ("email", "claire@"),
@@ -133,12 +138,16 @@ def test_each_sign_up_rule_is_refused_the_same_on_pages_and_grpc(idp, datahub, a
         fields = {**person.signup_fields(), field: typed}
         if field == "password":
             fields["password_confirmation"] = typed
+        grpc_fields = dict(fields)
+        if field == "proposed_organisation":
+            fields["organisation_id"] = grpc_fields["organisation_id"] = ""
+            fields["organisation_missing"] = "on"  # the page's "not in the list" box
         http = pages.browser()
         answer = submit_signup(http, open_signup_page(http, open_login_page(http, datahub)), fields)
         assert answer.status_code == 400, f"{field}={typed!r}: pages answered {answer.status_code}"
         on_pages = summary_fields(answer)
         code, on_grpc = grpc_code(
-            lambda f=fields: admin_grpc.call(
+            lambda f=grpc_fields: admin_grpc.call(
                 admin_grpc.accounts.SignUp, pb.account_registry.SignUpRequest(**f)
             )
         )
