@@ -601,3 +601,44 @@ async fn a_reset_asked_for_an_unconfirmed_sign_up_sends_a_new_confirmation_link(
         );
     }
 }
+
+#[tokio::test]
+async fn changing_to_the_same_password_is_refused_and_changes_nothing() {
+    for engine in ENGINES {
+        let s = services(engine).await;
+        let id = active(&s, "cmartin", "camille@nancy.fr").await;
+        logged_in(&s, &id).await;
+        // The same password, also typed in fullwidth (the same once NFKC-folded).
+        let fullwidth: String = PASSWORD
+            .chars()
+            .map(|c| {
+                if ('!'..='~').contains(&c) {
+                    char::from_u32(c as u32 + 0xFEE0).unwrap()
+                } else {
+                    c
+                }
+            })
+            .collect();
+        for same in [PASSWORD.to_owned(), fullwidth] {
+            let Err(Error::Invalid(v)) = s
+                .registry
+                .change_password(&id, &secret(PASSWORD), &secret(&same), &secret(&same))
+                .await
+            else {
+                panic!("{engine:?}: the same password was accepted");
+            };
+            let found: Vec<_> = v.iter().map(|x| (x.field, x.code)).collect();
+            assert_eq!(found, [("password", "unchanged")], "{engine:?}");
+            assert_eq!(
+                v.iter().next().unwrap().message,
+                "Le nouveau mot de passe doit être différent de l'actuel."
+            );
+        }
+        assert_eq!(live_logins(&s, &id).await, (1, 1), "nothing was revoked");
+        assert!(
+            !outbox_kinds(&s.db, "camille@nancy.fr")
+                .await
+                .contains(&"password_changed".to_owned())
+        );
+    }
+}
