@@ -238,3 +238,84 @@ def test_a_plausible_request_id_is_echoed_and_any_other_is_replaced_on_grpc(admi
     assert _UUID.match(echoed(None))
     for raw in ["x" * 65, "a" * 5000, "id avec espace", "<script>"]:
         assert _UUID.match(echoed(raw)), f"{raw[:20]!r}"
+
+
+def _mode(path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_data_dir_outbox_database_and_emails_are_private_on_dev(start_idp):
+    """With umask 022 the database (hashes, personal data) and the `.eml` files (live
+    links) were readable by every local user: folders 0700, files 0600."""
+    server = start_idp()
+    person = new_person()
+    sign_up(pages.browser(), Module.datahub(server.base_url), person)
+    mail = wait_for_mail(server.outbox, person.email, lambda m: True, "the confirmation email")
+    assert _mode(server.data_dir) == 0o700, oct(_mode(server.data_dir))
+    assert _mode(server.outbox) == 0o700
+    assert _mode(mail.path) == 0o600
+    sqlite = [p for p in server.data_dir.glob("dge-identity.sqlite3*")]
+    for path in sqlite:
+        assert _mode(path) == 0o600, (path, oct(_mode(path)))
+
+
+def _serve(config, env, log_path):
+    """`dge-idp serve` started and ready; stop it with SIGTERM."""
+    import subprocess
+
+    from idp_server import idp_binary, loopback_http
+
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [str(idp_binary()), "serve", "--config", str(config)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
+        )
+    ready = f"http://{env['DGE_SERVER__HTTP_ADDR']}/readyz"
+    deadline = time.monotonic() + 30
+    while True:
+        assert process.poll() is None, log_path.read_text()
+        try:
+            if loopback_http().get(ready, timeout=2).status_code == 200:
+                return process
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, log_path.read_text()
+        time.sleep(0.1)
+
+
+def test_serve_makes_its_sqlite_file_and_outbox_private_and_tightens_loose_ones(tmp_path):
+    import os
+    import signal
+
+    from idp_server import clean_env, free_ports
+    from test_portal_branding import write_config
+
+    outbox = tmp_path / "outbox"
+    outbox.mkdir()
+    os.chmod(outbox, 0o755)
+    http_port, grpc_port = free_ports(2)
+    config = write_config(tmp_path, "", http_port)
+    env = clean_env({
+        "DGE_SERVER__HTTP_ADDR": f"127.0.0.1:{http_port}",
+        "DGE_SERVER__GRPC_ADDR": f"127.0.0.1:{grpc_port}",
+    })
+    log_path = tmp_path / "serve.log"
+    database = tmp_path / "idp.db"
+    process = _serve(config, env, log_path)
+    try:
+        assert _mode(database) == 0o600, oct(_mode(database))
+        for side in tmp_path.glob("idp.db-*"):
+            assert _mode(side) == 0o600, (side, oct(_mode(side)))
+        assert _mode(outbox) == 0o700
+        assert "tightening permissions" in log_path.read_text()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    # A second start finds the database loosened by hand and tightens it.
+    os.chmod(database, 0o644)
+    process = _serve(config, env, log_path)
+    try:
+        assert _mode(database) == 0o600, oct(_mode(database))
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)

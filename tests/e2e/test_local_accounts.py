@@ -32,6 +32,7 @@ from portal import (
     open_signup_page,
     press_confirm,
     register_active_person,
+    register_pending_person,
     sign_up,
     submit_login,
     submit_signup,
@@ -40,6 +41,7 @@ from portal import (
 RESET_SUBJECT = "Réinitialisation de votre mot de passe – DataGrandEst"
 CHANGED_SUBJECT = "Votre mot de passe DataGrandEst a été modifié"
 EXISTING_SUBJECT = "Tentative d'inscription avec votre adresse – DataGrandEst"
+UNCONFIRMED_SUBJECT = "Inscription non confirmée avec votre adresse – DataGrandEst"
 EMAIL_CONFIRM_SUBJECT = "Confirmez votre nouvelle adresse électronique – DataGrandEst"
 EMAIL_REQUESTED_SUBJECT = "Changement d'adresse électronique demandé – DataGrandEst"
 EMAIL_CHANGED_SUBJECT = "Votre adresse électronique DataGrandEst a été modifiée"
@@ -107,6 +109,11 @@ BROKEN_ONE_AT_A_TIME = [
     ("given_name", "Claire\r\nBcc: victime@example.org"),
     ("family_name", "M" * 101),
     ("function", "Cheffe\x07de projet"),
+    # Invisible format characters (Unicode Cf): zero-width space, soft hyphen, joiner.
+    ("given_name", "Cla\u200bire"),
+    ("family_name", "Mar\u00adtin"),
+    ("function", "Cheffe\u2060de projet"),
+    ("proposed_organisation", "Région\u200b Grand Est"),
     ("phone", "12"),
     ("phone", "06 12 34"),
     ("email", "claire@"),
@@ -131,12 +138,16 @@ def test_each_sign_up_rule_is_refused_the_same_on_pages_and_grpc(idp, datahub, a
         fields = {**person.signup_fields(), field: typed}
         if field == "password":
             fields["password_confirmation"] = typed
+        grpc_fields = dict(fields)
+        if field == "proposed_organisation":
+            fields["organisation_id"] = grpc_fields["organisation_id"] = ""
+            fields["organisation_missing"] = "on"  # the page's "not in the list" box
         http = pages.browser()
         answer = submit_signup(http, open_signup_page(http, open_login_page(http, datahub)), fields)
         assert answer.status_code == 400, f"{field}={typed!r}: pages answered {answer.status_code}"
         on_pages = summary_fields(answer)
         code, on_grpc = grpc_code(
-            lambda f=fields: admin_grpc.call(
+            lambda f=grpc_fields: admin_grpc.call(
                 admin_grpc.accounts.SignUp, pb.account_registry.SignUpRequest(**f)
             )
         )
@@ -176,8 +187,8 @@ def test_sign_up_normalises_phone_email_and_accepts_long_passwords(idp, admin_gr
 
 
 def test_a_used_address_answers_like_a_new_one_and_tells_its_owner(idp, datahub, admin_grpc):
-    owner = new_person()
-    first = sign_up(pages.browser(), datahub, owner)
+    owner = register_pending_person(idp, datahub)
+    first = sign_up(pages.browser(), datahub, new_person())
     intruder = new_person()
     intruder.email = owner.email.upper()
     second = sign_up(pages.browser(), datahub, intruder)
@@ -188,6 +199,31 @@ def test_a_used_address_answers_like_a_new_one_and_tells_its_owner(idp, datahub,
     mail = wait_for_subject(idp.outbox, owner.email, EXISTING_SUBJECT)
     assert "/password/forgot" in mail.body
     assert intruder.login not in admin_grpc.logins(), "a second account was filed"
+
+
+def test_a_sign_up_over_an_unconfirmed_one_tells_the_truth_without_its_name(idp, datahub):
+    """Eve signs up with the victim's address; the victim's own sign-up then must not
+    greet them as Eve nor say an account exists: an unconfirmed sign-up does, to be
+    confirmed if theirs, or left to its purge date."""
+    victim = new_person()
+    eve = new_person()
+    eve.given_name = "Eve"
+    eve.email = victim.email
+    first = sign_up(pages.browser(), datahub, eve)
+    second = sign_up(pages.browser(), datahub, victim)
+
+    def without_address(answer) -> str:
+        return re.sub(r"\S*\*\*\*@\S*", "", pages.page_text(answer))
+
+    assert without_address(second) == without_address(first), "the answers differ"
+    mail = wait_for_subject(idp.outbox, victim.email, UNCONFIRMED_SUBJECT)
+    body = mail.body
+    assert "Eve" not in body and eve.login not in body, body
+    assert body.startswith("Bonjour,"), body
+    assert "n'a pas encore été confirmée" in body and "Un compte existe déjà" not in body
+    assert f"{idp.base_url}/signup/resend" in body
+    assert re.search(r"supprimée automatiquement le \d\d/\d\d/\d{4} \d\d:\d\d UTC", body), body
+    assert not [m for m in mails_to(idp.outbox, victim.email) if m.subject == EXISTING_SUBJECT]
 
 
 def refused_fields(datahub, fields: dict[str, str]):
@@ -227,8 +263,8 @@ def test_sign_up_notices_to_an_address_in_use_are_limited_and_the_answer_unchang
     module = Module.datahub(server.base_url)
     admin = IdentityGrpc(grpc_pb, server.grpc_addr, server.admin_token())
     try:
-        owner = new_person()
-        first = sign_up(pages.browser(), module, owner)
+        owner = register_pending_person(server, module)
+        first = sign_up(pages.browser(), module, new_person())
         texts = set()
         for _ in range(12):
             intruder = new_person()

@@ -10,6 +10,7 @@
 
 pub mod clock;
 pub mod email;
+pub mod private_fs;
 pub mod secret;
 pub mod time;
 pub mod token;

@@ -87,11 +87,11 @@ pub struct DevArgs {
     #[arg(long, env = "DGE_PUBLIC_URL")]
     pub public_url: Option<String>,
     /// How long confirmation links stay valid, in seconds.
-    #[arg(long, env = "DGE_CONFIRMATION_TTL_SECS", default_value_t = 48 * 3600)]
+    #[arg(long, env = "DGE_CONFIRMATION_TTL_SECS", default_value_t = 48 * 3600, value_parser = clap::value_parser!(i64).range(1..=31_536_000))]
     pub confirmation_ttl_secs: i64,
     /// How long an unconfirmed sign-up is kept before it is purged (freeing its login
     /// and email address), in seconds.
-    #[arg(long, env = "DGE_UNCONFIRMED_TTL_SECS", default_value_t = 7 * 24 * 3600)]
+    #[arg(long, env = "DGE_UNCONFIRMED_TTL_SECS", default_value_t = 7 * 24 * 3600, value_parser = clap::value_parser!(i64).range(1..=31_536_000))]
     pub unconfirmed_ttl_secs: i64,
     /// Failed password logins on one account (in 15 minutes) that lock it.
     #[arg(long, env = "DGE_LOGIN_LOCK_AFTER", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
@@ -103,7 +103,7 @@ pub struct DevArgs {
     #[arg(long, env = "DGE_LOGIN_FREE_FAILURES", default_value_t = 3)]
     pub login_free_failures: u64,
     /// The first delay after the free failures, in milliseconds (doubles each time).
-    #[arg(long, env = "DGE_LOGIN_DELAY_BASE_MS", default_value_t = 500)]
+    #[arg(long, env = "DGE_LOGIN_DELAY_BASE_MS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(0..=60_000))]
     pub login_delay_base_ms: u64,
     /// Least delay, in seconds, between publishing a rotated signing key and its first
     /// signature (`dgectl keys rotate --activate-after`); the tests shorten it.

@@ -288,6 +288,18 @@ impl PortalConfig {
         if self.name.trim().is_empty() || self.name.chars().count() > 80 {
             errors.push("portal.name: 1 to 80 characters".into());
         }
+        // Shown in pages and email subjects: a newline or control character would
+        // break a header line or the layout.
+        let texts = [
+            ("portal.name", &self.name),
+            ("portal.tagline", &self.tagline),
+            ("portal.footer_text", &self.footer_text),
+        ];
+        for (key, text) in texts {
+            if has_control(text) {
+                errors.push(format!("{key}: no newline or control character"));
+            }
+        }
         if !web_url(&self.home_url) {
             errors.push("portal.home_url: an http(s) URL".into());
         }
@@ -310,8 +322,20 @@ impl PortalConfig {
                     "portal.footer_links[{i}].label: 1 to 80 characters"
                 ));
             }
+            if has_control(&link.label) {
+                errors.push(format!(
+                    "portal.footer_links[{i}].label: no newline or control character"
+                ));
+            }
             // A path on this server, or a web address: never javascript: or data:.
-            let local_path = link.url.starts_with('/') && !link.url.starts_with("//");
+            // Browsers read `/\` as `//` (another host), and drop tabs and newlines
+            // inside URLs: a local path has neither backslash nor blank nor control.
+            let local_path = link.url.starts_with('/')
+                && !link.url.starts_with("//")
+                && !link
+                    .url
+                    .chars()
+                    .any(|c| c == '\\' || c.is_whitespace() || c.is_control());
             if !(local_path || web_url(&link.url)) {
                 errors.push(format!(
                     "portal.footer_links[{i}].url: an http(s) URL or a path starting with /"
@@ -416,6 +440,43 @@ impl Default for AccountsConfig {
             signup_notice_max: dge_registry::AccountLifetimes::default().signup_notice_max,
             signup_notice_window_secs: dge_registry::AccountLifetimes::default()
                 .signup_notice_window_secs,
+        }
+    }
+}
+
+/// argon2id memory cost above which a setting is surely a mistake: 1 GiB.
+const MAX_HASH_MEMORY_KIB: u32 = 1024 * 1024;
+/// Memory all concurrent hashes of one replica may hold together: 4 GiB.
+const MAX_HASH_MEMORY_TOTAL_KIB: u64 = 4 * 1024 * 1024;
+/// The longest lifetime of links, sign-ups and kept messages: a year.
+const MAX_TTL_SECS: i64 = 365 * 86_400;
+/// The longest delay answering a failed login: a minute.
+const MAX_LOGIN_DELAY_MS: u64 = 60_000;
+
+impl AccountsConfig {
+    /// argon2id costs `serve` can afford: each hash allocates `hash_memory_kib`, up
+    /// to `hash_concurrency` at once, so a typo must not abort the start or the
+    /// first login on an allocation failure.
+    fn check_hashing(&self, errors: &mut Vec<String>) {
+        if !(1..=64).contains(&self.hash_concurrency) {
+            errors.push("accounts.hash_concurrency: 1 to 64".into());
+        }
+        if !(8 * 1024..=MAX_HASH_MEMORY_KIB).contains(&self.hash_memory_kib)
+            || !(1..=20).contains(&self.hash_iterations)
+            || !(1..=16).contains(&self.hash_parallelism)
+        {
+            errors.push(
+                "accounts.hash_memory_kib, hash_iterations, hash_parallelism: 8192 to 1048576 (1 GiB), 1 to 20 and 1 to 16"
+                    .into(),
+            );
+        }
+        let total = u64::from(self.hash_memory_kib)
+            .saturating_mul(u64::try_from(self.hash_concurrency).unwrap_or(u64::MAX));
+        if total > MAX_HASH_MEMORY_TOTAL_KIB {
+            errors.push(
+                "accounts.hash_concurrency × hash_memory_kib: at most 4194304 KiB (4 GiB) in all"
+                    .into(),
+            );
         }
     }
 }
@@ -597,8 +658,14 @@ fn describe(e: figment::Error) -> String {
         // only its position is kept.
         Kind::Message(m) => match m.lines().next() {
             Some(first) if first.starts_with("TOML parse error at line") => {
+                // The last line is the parser's own words; only a duplicate is
+                // named, by its key (never the quoted source line or a value).
+                let what = match m.lines().rev().find(|l| !l.trim().is_empty()) {
+                    Some(last) if last.starts_with("duplicate key") => duplicate_key(last),
+                    _ => "syntax error".to_owned(),
+                };
                 format!(
-                    "{}: syntax error",
+                    "{}: {what}",
                     first.trim_start_matches("TOML parse error at ")
                 )
             }
@@ -608,6 +675,23 @@ fn describe(e: figment::Error) -> String {
         _ => "invalid value".to_owned(),
     };
     format!("{key}: {what}")
+}
+
+/// `duplicate key `name``, keeping the key only when it is a plain TOML name.
+fn duplicate_key(line: &str) -> String {
+    let name = line
+        .strip_prefix("duplicate key `")
+        .and_then(|rest| rest.split('`').next())
+        .filter(|n| {
+            !n.is_empty()
+                && n.len() <= 64
+                && n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        });
+    match name {
+        Some(name) => format!("duplicate key `{name}`"),
+        None => "duplicate key".to_owned(),
+    }
 }
 
 fn join_key(path: &[String], field: &str) -> String {
@@ -622,6 +706,10 @@ fn join_key(path: &[String], field: &str) -> String {
     }
 }
 
+fn has_control(text: &str) -> bool {
+    text.chars().any(char::is_control)
+}
+
 fn loopback_http(url: &url::Url) -> bool {
     url.scheme() == "http" && matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"))
 }
@@ -634,6 +722,11 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut errors = Vec::new();
         match url::Url::parse(&self.server.public_url) {
+            // The issuer is compared byte for byte by relying parties: no query or
+            // fragment may hide in it (RFC 8414 section 2).
+            Ok(u) if u.query().is_some() || u.fragment().is_some() => {
+                errors.push("server.public_url: no query (?…) or fragment (#…) in an issuer".into())
+            }
             Ok(u) if u.scheme() == "https" || loopback_http(&u) => {}
             Ok(_) => {
                 errors.push("server.public_url: must be https (plain http only on loopback)".into())
@@ -649,6 +742,17 @@ impl Config {
         }
         if sec.login_lock_secs > 24 * 3600 {
             errors.push("security.login_lock_secs: at most 86400 (a lock must not last)".into());
+        }
+        if sec.login_delay_max_ms > MAX_LOGIN_DELAY_MS
+            || sec.login_delay_base_ms > sec.login_delay_max_ms
+        {
+            errors.push(
+                "security.login_delay_base_ms, login_delay_max_ms: base at most max, max at most 60000"
+                    .into(),
+            );
+        }
+        if sec.login_window_secs > 7 * 86_400 {
+            errors.push("security.login_window_secs: at most 604800".into());
         }
         let db = self.database.url.expose();
         if !(db.starts_with("postgres://")
@@ -669,16 +773,22 @@ impl Config {
         {
             errors.push("redis.url: must start with redis:// or rediss://".into());
         }
-        if self.database.max_connections == 0 {
-            errors.push("database.max_connections: must be at least 1".into());
+        if !(1..=1000).contains(&self.database.max_connections) {
+            errors.push("database.max_connections: 1 to 1000".into());
         }
         match (&self.mail.smtp_url, &self.mail.outbox_dir) {
-            (Some(u), None)
-                if !(u.expose().starts_with("smtp://") || u.expose().starts_with("smtps://")) =>
-            {
-                errors.push("mail.smtp_url: must start with smtp:// or smtps://".into());
+            (Some(u), None) => {
+                // The very check `serve` makes, CA file included; its messages never
+                // repeat the URL, which may hold a password.
+                let options = dge_mailer::SmtpOptions {
+                    timeout: std::time::Duration::from_secs(self.mail.smtp_timeout_secs),
+                    ca_file: self.mail.smtp_ca_file.clone(),
+                };
+                if let Err(e) = dge_mailer::Transport::smtp(u.expose(), &options) {
+                    errors.push(format!("mail.smtp_url, smtp_ca_file: {e}"));
+                }
             }
-            (Some(_), None) | (None, Some(_)) => {}
+            (None, Some(_)) => {}
             _ => errors.push("mail: set exactly one of smtp_url and outbox_dir".into()),
         }
         if !(1..=100).contains(&self.mail.max_attempts) {
@@ -693,20 +803,28 @@ impl Config {
         if self.mail.from.parse::<lettre::message::Mailbox>().is_err() {
             errors.push("mail.from: not a mailbox such as `Name <address@host>`".into());
         }
-        if self.accounts.hash_concurrency == 0 {
-            errors.push("accounts.hash_concurrency: must be at least 1".into());
+        self.accounts.check_hashing(&mut errors);
+        if !(300..=MAX_TTL_SECS).contains(&self.accounts.confirmation_ttl_secs) {
+            errors.push("accounts.confirmation_ttl_secs: 300 to 31536000 (a year)".into());
         }
-        if self.accounts.hash_memory_kib < 8 * 1024
-            || self.accounts.hash_iterations == 0
-            || self.accounts.hash_parallelism == 0
+        if self.accounts.unconfirmed_ttl_secs > MAX_TTL_SECS {
+            errors.push("accounts.unconfirmed_ttl_secs: at most 31536000 (a year)".into());
+        }
+        if self.mail.retry_max_secs > 7 * 86_400 {
+            errors.push("mail.retry_max_secs: at most 604800".into());
+        }
+        if self.mail.failed_retention_secs > MAX_TTL_SECS {
+            errors.push("mail.failed_retention_secs: at most 31536000 (a year)".into());
+        }
+        if self.accounts.resend_interval_secs > 86_400
+            || self.accounts.signup_notice_window_secs > 30 * 86_400
+            || self.accounts.resend_max_per_day > 1000
+            || self.accounts.signup_notice_max > 1000
         {
             errors.push(
-                "accounts.hash_memory_kib, hash_iterations, hash_parallelism: at least 8192, 1 and 1"
+                "accounts.resend_interval_secs, signup_notice_window_secs, resend_max_per_day, signup_notice_max: at most 86400, 2592000, 1000 and 1000"
                     .into(),
             );
-        }
-        if self.accounts.confirmation_ttl_secs < 300 {
-            errors.push("accounts.confirmation_ttl_secs: at least 300".into());
         }
         if self.accounts.unconfirmed_ttl_secs < self.accounts.confirmation_ttl_secs {
             errors.push(
@@ -736,8 +854,8 @@ impl Config {
         if self.notify.digest_hour_utc > 23 {
             errors.push("notify.digest_hour_utc: 0 to 23".into());
         }
-        if self.notify.reminder_after_days < 1 {
-            errors.push("notify.reminder_after_days: at least 1".into());
+        if !(1..=365).contains(&self.notify.reminder_after_days) {
+            errors.push("notify.reminder_after_days: 1 to 365".into());
         }
         for (i, e) in self.notify.admin_emails.iter().enumerate() {
             if dge_registry::domain::signup::normalise_email(e).is_none() {
@@ -1069,6 +1187,206 @@ mod tests {
         assert_eq!(export.otlp_endpoint, "http://127.0.0.1:4318");
         assert_eq!(export.service_name, "dge-idp");
         assert!((export.sampling_ratio - 0.25).abs() < f64::EPSILON);
+    }
+
+    fn base_config() -> String {
+        format!(
+            "[server]\npublic_url = \"https://idp.example.fr\"\n[keys]\nencryption_key = \"{KEY}\"\n\
+             [database]\nurl = \"postgres://db/x\"\n"
+        )
+    }
+
+    const OUTBOX: &str = "[mail]\nfrom = \"a@b.fr\"\noutbox_dir = \"/tmp/x\"\n";
+
+    /// The error of `body`, asserting that it names `key`.
+    fn refused(dir: &Path, body: &str, key: &str) -> String {
+        let err = load(Some(&write(dir, body)))
+            .map(|_| ())
+            .expect_err(key)
+            .to_string();
+        assert!(err.contains(key), "{key} in {err}");
+        err
+    }
+
+    #[test]
+    fn hashing_costs_that_would_abort_serve_are_refused() {
+        let dir = tmp();
+        let base = format!("{}{OUTBOX}", base_config());
+        for (setting, key) in [
+            ("hash_memory_kib = 4294967295", "accounts.hash_memory_kib"),
+            ("hash_memory_kib = 2097152", "accounts.hash_memory_kib"),
+            (
+                "hash_iterations = 1000",
+                "accounts.hash_memory_kib, hash_iterations",
+            ),
+            ("hash_parallelism = 255", "hash_parallelism"),
+            (
+                "hash_concurrency = 100000",
+                "accounts.hash_concurrency: 1 to 64",
+            ),
+            (
+                "hash_concurrency = 64\nhash_memory_kib = 1048576",
+                "accounts.hash_concurrency × hash_memory_kib",
+            ),
+        ] {
+            refused(&dir, &format!("{base}[accounts]\n{setting}\n"), key);
+        }
+        let ok = format!(
+            "{base}[accounts]\nhash_concurrency = 4\nhash_memory_kib = 65536\nhash_iterations = 3\nhash_parallelism = 2\n"
+        );
+        let settings = load(Some(&write(&dir, &ok))).unwrap().settings().unwrap();
+        assert_eq!(settings.hash_params.memory_kib, 65536);
+        assert_eq!(settings.hash_concurrency, 4);
+    }
+
+    #[test]
+    fn durations_and_sizes_that_would_overflow_or_hang_are_refused() {
+        let dir = tmp();
+        let base = base_config();
+        for (setting, key) in [
+            (
+                "[accounts]\nconfirmation_ttl_secs = 9223372036854775807\nunconfirmed_ttl_secs = 9223372036854775807",
+                "accounts.confirmation_ttl_secs",
+            ),
+            (
+                "[accounts]\nresend_interval_secs = 9223372036854775807",
+                "accounts.resend_interval_secs",
+            ),
+            (
+                "[notify]\nreminder_after_days = 9223372036854775807",
+                "notify.reminder_after_days",
+            ),
+            (
+                "[security]\nlogin_delay_max_ms = 9223372036854775807",
+                "security.login_delay_base_ms",
+            ),
+            (
+                "[security]\nlogin_window_secs = 9223372036854775807",
+                "security.login_window_secs",
+            ),
+            (
+                "[database]\nmax_connections = 4000000000",
+                "database.max_connections",
+            ),
+        ] {
+            let body = if setting.starts_with("[database]") {
+                format!(
+                    "{}{OUTBOX}",
+                    base.replace("[database]\n", &format!("{setting}\n"))
+                )
+            } else {
+                format!("{base}{OUTBOX}{setting}\n")
+            };
+            refused(&dir, &body, key);
+        }
+        let body = format!(
+            "{base}[mail]\nfrom = \"a@b.fr\"\noutbox_dir = \"/tmp/x\"\nretry_max_secs = 9223372036854775807\n"
+        );
+        refused(&dir, &body, "mail.retry_max_secs");
+    }
+
+    #[test]
+    fn smtp_settings_get_the_same_check_as_serve() {
+        let dir = tmp();
+        let base = base_config();
+        let smtp = |url: &str, extra: &str| {
+            format!("{base}[mail]\nfrom = \"a@b.fr\"\nsmtp_url = \"{url}\"\n{extra}")
+        };
+        for url in [
+            "smtp://user:hunter2@127.0.0.1:28025?tls=bogus",
+            "smtp://user:hunter2@",
+            "http://user:hunter2@relay",
+        ] {
+            let err = refused(&dir, &smtp(url, ""), "mail.smtp_url");
+            assert!(!err.contains("hunter2"), "{err}");
+        }
+        let missing = dir.join("missing-ca.pem");
+        let err = refused(
+            &dir,
+            &smtp(
+                "smtp://user:hunter2@127.0.0.1:28025?tls=required",
+                &format!("smtp_ca_file = \"{}\"\n", missing.display()),
+            ),
+            "smtp_ca_file",
+        );
+        assert!(err.contains("cannot read"), "{err}");
+        let not_pem = dir.join("ca.pem");
+        std::fs::write(&not_pem, "hello\n").unwrap();
+        let err = refused(
+            &dir,
+            &smtp(
+                "smtp://user:hunter2@127.0.0.1:28025?tls=required",
+                &format!("smtp_ca_file = \"{}\"\n", not_pem.display()),
+            ),
+            "smtp_ca_file",
+        );
+        assert!(
+            err.contains("no PEM certificate") && !err.contains("hunter2"),
+            "{err}"
+        );
+        load(Some(&write(
+            &dir,
+            &smtp("smtp://user:hunter2@127.0.0.1:28025?tls=required", ""),
+        )))
+        .expect("a sound SMTP URL");
+    }
+
+    #[test]
+    fn portal_texts_links_issuer_and_delays_are_checked_strictly() {
+        let dir = tmp();
+        let base = format!("{}{OUTBOX}", base_config());
+        let link = |url: &str| {
+            format!("{base}[[portal.footer_links]]\nlabel = \"Mentions\"\nurl = \"{url}\"\n")
+        };
+        for url in [
+            "/\\\\evil.example",
+            "/a b",
+            "/a\\tb",
+            "/a\\nb",
+            "//evil.example",
+        ] {
+            refused(&dir, &link(url), "portal.footer_links[0].url");
+        }
+        load(Some(&write(&dir, &link("/mentions-legales")))).expect("a local path");
+        for (key, setting) in [
+            ("portal.name", "name = \"DataGrandEst\\nBcc: x\""),
+            ("portal.tagline", "tagline = \"a\\u0007b\""),
+            ("portal.footer_text", "footer_text = \"a\\rb\""),
+        ] {
+            refused(&dir, &format!("{base}[portal]\n{setting}\n"), key);
+        }
+        refused(
+            &dir,
+            &format!("{base}[[portal.footer_links]]\nlabel = \"a\\nb\"\nurl = \"/x\"\n"),
+            "portal.footer_links[0].label: no newline",
+        );
+        for url in ["https://example.com/?x=1", "https://example.com/#f"] {
+            let body = base.replace("https://idp.example.fr", url);
+            refused(&dir, &body, "server.public_url: no query");
+        }
+        refused(
+            &dir,
+            &format!("{base}[security]\nlogin_delay_base_ms = 2000\nlogin_delay_max_ms = 1000\n"),
+            "security.login_delay_base_ms",
+        );
+    }
+
+    #[test]
+    fn a_duplicate_key_or_table_is_named_without_its_value() {
+        let dir = tmp();
+        for (body, named) in [
+            (
+                "[keys]\nencryption_key = \"SECRETKEY1\"\nencryption_key = \"SECRETKEY2\"\n",
+                "duplicate key `encryption_key`",
+            ),
+            (
+                "[keys]\nencryption_key = \"SECRETKEY1\"\n[keys]\nmin_activate_secs = 300\n",
+                "duplicate key `keys`",
+            ),
+        ] {
+            let err = refused(&dir, body, named);
+            assert!(!err.contains("SECRETKEY"), "{err}");
+        }
     }
 
     #[test]

@@ -16,7 +16,8 @@ use dge_workflow::notify::{NoticeMode, NotifySettings};
 /// # Errors
 /// Fails when the data folder, the database or a listener cannot be set up.
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.data_dir)
+    // The database and the outbox below hold personal data and live links.
+    dge_core::private_fs::private_dir(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let data_dir = args.data_dir.canonicalize()?;
     let public_url = args

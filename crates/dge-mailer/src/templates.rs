@@ -26,6 +26,7 @@ const KINDS: &[(&str, &str, &str, &str)] = &[
     kind!("account_activated"),
     kind!("account_rejected"),
     kind!("signup_existing"),
+    kind!("signup_unconfirmed"),
     kind!("admin_signup_notice"),
     kind!("admin_signup_digest"),
     kind!("admin_pending_reminder"),

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use lettre::transport::smtp::AsyncSmtpTransport;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
-use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::{AsyncTransport, Message, Tokio1Executor};
 
 use crate::{Error, Result};
 
@@ -34,8 +34,8 @@ pub enum SendError {
 /// A configured transport.
 #[derive(Clone)]
 pub enum Transport {
-    /// Writes each message as `<dir>/<uuid>.eml`.
-    File(AsyncFileTransport<Tokio1Executor>),
+    /// Writes each message as `<dir>/<uuid>.eml`, readable by our user only.
+    File(PathBuf),
     /// Sends through an SMTP server.
     Smtp(AsyncSmtpTransport<Tokio1Executor>),
 }
@@ -100,9 +100,10 @@ impl Transport {
     /// # Errors
     /// Fails when the folder cannot be created.
     pub fn file(dir: PathBuf) -> Result<Self> {
-        std::fs::create_dir_all(&dir)
+        // The messages hold live confirmation and reset links: 0700 folder.
+        dge_core::private_fs::private_dir(&dir)
             .map_err(|e| Error::Config(format!("cannot create mail folder: {e}")))?;
-        Ok(Self::File(AsyncFileTransport::new(dir)))
+        Ok(Self::File(dir))
     }
 
     /// An SMTP transport from a URL (see the module documentation).
@@ -136,25 +137,59 @@ impl Transport {
     /// A [`SendError`] saying whether a retry may help.
     pub async fn send(&self, message: Message) -> Result<(), SendError> {
         match self {
-            Self::File(t) => t
-                .send(message)
+            Self::File(dir) => write_private(dir, &message.formatted())
                 .await
-                .map(|_| ())
                 .map_err(|e| SendError::Transient(e.to_string())),
             Self::Smtp(t) => t.send(message).await.map(|_| ()).map_err(classify),
         }
     }
 }
 
+/// Writes `bytes` as a new `<uuid>.eml` in `dir`, mode 0600 from its creation
+/// (lettre's file transport leaves the mode to the umask).
+async fn write_private(dir: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let path = dir.join(format!("{}.eml", uuid::Uuid::new_v4()));
+    let mut options = tokio::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options.open(&path).await?;
+    file.write_all(bytes).await?;
+    file.sync_data().await
+}
+
 fn tls_parameters(host: String, ca_file: &Path) -> Result<TlsParameters> {
     let pem = std::fs::read(ca_file)
         .map_err(|e| Error::Config(format!("cannot read the SMTP CA file: {e}")))?;
+    // lettre would take any bytes here and rustls would then skip what it cannot
+    // read: a wrong file must stop the start, not leave a private CA untrusted.
+    if !holds_a_pem_certificate(&pem) {
+        return Err(Error::Config(
+            "the SMTP CA file holds no PEM certificate".to_owned(),
+        ));
+    }
     let cert = Certificate::from_pem(&pem)
         .map_err(|_| Error::Config("the SMTP CA file holds no PEM certificate".to_owned()))?;
     TlsParameters::builder(host)
         .add_root_certificate(cert)
         .build_rustls()
         .map_err(|_| Error::Config("cannot set up TLS for SMTP".to_owned()))
+}
+
+/// Whether `pem` holds at least one readable `CERTIFICATE` block, and nothing else
+/// that fails to decode.
+fn holds_a_pem_certificate(pem: &[u8]) -> bool {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let mut found = false;
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        match cert {
+            Ok(der) if !der.is_empty() => found = true,
+            _ => return false,
+        }
+    }
+    found
 }
 
 /// A 5xx answer is permanent, except those about our own credentials (530, 534,
@@ -205,5 +240,39 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(!err.contains("hunter2"), "{err}");
+        let err = Transport::smtp(
+            "smtp://user:hunter2@127.0.0.1:28025?tls=bogus",
+            &SmtpOptions::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("tls=required"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_or_non_pem_ca_file_is_refused() {
+        let dir = std::env::temp_dir().join(format!("dge-ca-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let with_ca = |path: &Path| SmtpOptions {
+            ca_file: Some(path.to_owned()),
+            ..SmtpOptions::default()
+        };
+        let url = "smtp://relay:587?tls=required";
+        let missing = Transport::smtp(url, &with_ca(&dir.join("none.pem"))).unwrap_err();
+        assert!(missing.to_string().contains("cannot read"), "{missing}");
+        let garbage = dir.join("garbage.pem");
+        std::fs::write(&garbage, "not a certificate at all\n").unwrap();
+        let err = Transport::smtp(url, &with_ca(&garbage)).unwrap_err();
+        assert!(err.to_string().contains("no PEM certificate"), "{err}");
+        let broken = dir.join("broken.pem");
+        std::fs::write(
+            &broken,
+            "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let err = Transport::smtp(url, &with_ca(&broken)).unwrap_err();
+        assert!(err.to_string().contains("no PEM certificate"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -361,6 +361,19 @@ impl Registry {
         if !self.current_password_ok(account_id, current).await? {
             return Err(wrong_password());
         }
+        // The current one was just verified: comparing the typed texts (as hashed,
+        // NFKC) tells whether the "new" one is the same, without a hash.
+        let normalise = crate::domain::password::normalise_password;
+        if dge_core::token::constant_time_eq(
+            normalise(password.expose()).as_bytes(),
+            normalise(current.expose()).as_bytes(),
+        ) {
+            return Err(invalid(
+                "password",
+                "unchanged",
+                "Le nouveau mot de passe doit être différent de l'actuel.",
+            ));
+        }
         let phc = self
             .new_password_hash(&account, password, confirmation)
             .await?;

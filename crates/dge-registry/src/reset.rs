@@ -40,6 +40,8 @@ pub enum ResetOutcome {
     Nothing,
     /// Too many requests for this account in the last hour.
     RateLimited,
+    /// The address is not confirmed yet: a new confirmation link was emailed instead.
+    ConfirmationSent,
 }
 
 fn invalid_email() -> Error {
@@ -125,6 +127,20 @@ impl Registry {
             .execute(&mut *tx)
             .await?;
         let outcome = match store::find_account_in(&mut tx, email_key).await? {
+            // A reset would not make the account usable: login still needs the
+            // address confirmed. The same page answer, but a new confirmation link
+            // (the resend's limits apply).
+            Some(account)
+                if account.email.to_lowercase() == email_key
+                    && account.status == crate::AccountStatus::Unconfirmed =>
+            {
+                tx.commit().await?;
+                return Ok(match self.send_confirmation_again(email_key).await? {
+                    crate::account::ResendOutcome::Sent => ResetOutcome::ConfirmationSent,
+                    crate::account::ResendOutcome::RateLimited => ResetOutcome::RateLimited,
+                    crate::account::ResendOutcome::Nothing => ResetOutcome::Nothing,
+                });
+            }
             Some(account) if account.email.to_lowercase() == email_key => {
                 self.reset_mail(&mut tx, &account, now).await?
             }
@@ -239,7 +255,8 @@ impl Registry {
         let row = sqlx::query(
             "SELECT t.account_id FROM email_tokens t JOIN accounts a ON a.id = t.account_id \
              WHERE t.token_hash = $1 AND t.purpose = 'reset' AND t.used_at IS NULL \
-             AND t.expires_at > $2 AND a.email_key = t.email_key AND a.kind = 'local'",
+             AND t.expires_at > $2 AND a.email_key = t.email_key AND a.kind = 'local' \
+             AND a.status <> 'unconfirmed'",
         )
         .bind(hash_token(token.trim()))
         .bind(self.clock.now())

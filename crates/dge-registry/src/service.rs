@@ -306,6 +306,28 @@ impl Registry {
             tracing::warn!(account_id = %owner.id, "sign-up notice to an address in use over the rate limit");
             return Ok(());
         }
+        let base = &self.settings.public_url;
+        if owner.status == AccountStatus::Unconfirmed {
+            // The stored name and login were typed by whoever signed up, maybe not
+            // the owner of the address: no greeting by that name, and the truth
+            // about an unconfirmed sign-up rather than « an account exists ».
+            let purge_at = owner.created_at + self.lifetimes.unconfirmed_ttl_secs;
+            self.outbox
+                .enqueue(
+                    conn,
+                    "signup_unconfirmed",
+                    &owner.email,
+                    "",
+                    json!({
+                        "resend_url": format!("{base}/signup/resend"),
+                        "purge_date": dge_core::time::format_fr(purge_at),
+                    }),
+                    now,
+                )
+                .await?;
+            tracing::info!(account_id = %owner.id, "sign-up attempted with an unconfirmed address; owner told");
+            return Ok(());
+        }
         let provider: Option<String> =
             sqlx::query("SELECT provider FROM federated_links WHERE account_id = $1 LIMIT 1")
                 .bind(&owner.id)
@@ -320,7 +342,6 @@ impl Registry {
                 "La Région Grand Est".to_owned()
             }
         });
-        let base = &self.settings.public_url;
         self.outbox
             .enqueue(
                 conn,

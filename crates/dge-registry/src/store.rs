@@ -4,6 +4,7 @@ use dge_store::Db;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
+use crate::domain::signup::lookup_key;
 use crate::domain::{Account, AccountStatus};
 
 const ACCOUNT_COLUMNS: &str = "a.id, a.kind, a.login, a.email, a.given_name, a.family_name, \
@@ -46,7 +47,7 @@ pub async fn find_account(db: &Db, key: &str) -> sqlx::Result<Option<Account>> {
     );
     let row = sqlx::query(&sql)
         .bind(key)
-        .bind(key.to_lowercase())
+        .bind(lookup_key(key))
         .fetch_optional(db.pool())
         .await?;
     row.as_ref().map(account_from_row).transpose()
@@ -64,7 +65,7 @@ pub async fn find_account_in(conn: &mut AnyConnection, key: &str) -> sqlx::Resul
     );
     let row = sqlx::query(&sql)
         .bind(key)
-        .bind(key.to_lowercase())
+        .bind(lookup_key(key))
         .fetch_optional(conn)
         .await?;
     row.as_ref().map(account_from_row).transpose()
@@ -112,7 +113,7 @@ pub async fn credentials(
     db: &Db,
     identifier: &str,
 ) -> sqlx::Result<Option<(String, Option<String>)>> {
-    let key = identifier.trim().to_lowercase();
+    let key = lookup_key(identifier);
     let row = sqlx::query(
         "SELECT id, password_hash FROM accounts WHERE kind = 'local' AND (login_key = $1 OR email_key = $1)",
     )

@@ -106,7 +106,12 @@ fn known_key(account: &str, address: &str) -> String {
 /// (so that login and email share one count), else a digest of the identifier.
 fn account_subject(found: Option<&str>, identifier: &str) -> String {
     found.map_or_else(
-        || format!("unknown-{}", hash_token(&identifier.trim().to_lowercase())),
+        || {
+            format!(
+                "unknown-{}",
+                hash_token(&crate::domain::signup::lookup_key(identifier))
+            )
+        },
         hash_token,
     )
 }

@@ -26,6 +26,9 @@ static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/postgres
 /// Errors from the storage layer.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The SQLite file could not be created or made private.
+    #[error("cannot make the SQLite file private: {0}")]
+    Files(std::io::Error),
     /// The database URL names an engine we do not support.
     #[error("unsupported database url scheme `{0}` (use sqlite: or postgres:)")]
     UnsupportedScheme(String),
@@ -56,6 +59,37 @@ pub struct Db {
     backend: Backend,
 }
 
+/// The file of a `sqlite:` URL, none for an in-memory database.
+fn sqlite_path(url: &str) -> Option<(std::path::PathBuf, bool)> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let in_memory = path.is_empty()
+        || path.contains(":memory:")
+        || query.split('&').any(|p| p == "mode=memory");
+    let creates = query.split('&').any(|p| p == "mode=rwc");
+    (!in_memory).then(|| (std::path::PathBuf::from(path), creates))
+}
+
+/// Creates the SQLite file as 0600 before sqlx would create it with the umask's
+/// mode, or tightens an existing one and its `-wal` and `-shm` (SQLite gives those
+/// the database file's mode when it creates them).
+fn private_sqlite_file(url: &str) -> std::io::Result<()> {
+    let Some((path, creates)) = sqlite_path(url) else {
+        return Ok(());
+    };
+    if creates || path.exists() {
+        dge_core::private_fs::private_file(&path)?;
+    }
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let mut side = path.clone().into_os_string();
+        side.push(suffix);
+        dge_core::private_fs::tighten_if_present(std::path::Path::new(&side), 0o600)?;
+    }
+    Ok(())
+}
+
 impl Db {
     /// Connects to `url` (`sqlite://path?mode=rwc` or `postgres://…`).
     ///
@@ -68,6 +102,9 @@ impl Db {
             "postgres" | "postgresql" => Backend::Postgres,
             other => return Err(Error::UnsupportedScheme(other.to_owned())),
         };
+        if backend == Backend::Sqlite {
+            private_sqlite_file(url).map_err(Error::Files)?;
+        }
         let options = AnyConnectOptions::from_str(url)?
             .log_statements(tracing::log::LevelFilter::Trace)
             .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_millis(500));
@@ -194,6 +231,34 @@ pub async fn audit(
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_new_or_loose_sqlite_file_and_its_wal_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let dir = std::env::temp_dir().join(format!("dge-store-{}", dge_core::new_id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("db.sqlite3");
+        let url = format!("sqlite://{}?mode=rwc", file.display());
+        let db = super::Db::connect(&url, 2).await.unwrap();
+        db.migrate().await.unwrap();
+        let wal = dir.join("db.sqlite3-wal");
+        assert_eq!((mode(&file), mode(&wal)), (0o600, 0o600));
+        db.pool.close().await;
+        // Closing removes the WAL; an empty one left by a crash is as valid.
+        std::fs::write(&wal, b"").unwrap();
+        for f in [&file, &wal] {
+            std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        let db = super::Db::connect(&url, 2).await.unwrap();
+        db.migrate().await.unwrap();
+        assert_eq!((mode(&file), mode(&wal)), (0o600, 0o600));
+        db.pool.close().await;
+        assert!(super::sqlite_path("sqlite::memory:").is_none());
+        assert!(super::sqlite_path("sqlite://x?mode=memory&cache=shared").is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     fn versions(dir: &str) -> BTreeSet<String> {
         std::fs::read_dir(dir)

@@ -45,11 +45,18 @@ fn valid_domain(d: &str) -> bool {
 fn clean(new: &NewOrganisation) -> Result<Clean, Violations> {
     let mut v = Violations::new();
     let name = new.name.trim().to_owned();
-    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+    if name.is_empty() || name.chars().count() > 200 {
         v.add(
             "name",
             "invalid",
             "le nom est obligatoire (200 caractères au plus)",
+        );
+    } else if dge_registry::domain::signup::has_hidden_characters(&name) {
+        // `Région\u{200B} Grand Est` must not pass for the trusted `Région Grand Est`.
+        v.add(
+            "name",
+            "control_characters",
+            "le nom contient des caractères non autorisés (invisibles ou de contrôle)",
         );
     }
     let siret = siret::normalise(&new.siret);
@@ -484,5 +491,21 @@ mod tests {
         .unwrap_err();
         let fields: Vec<_> = bad.iter().map(|v| v.field).collect();
         assert_eq!(fields, ["name", "siret", "email_domains", "email_domains"]);
+        for name in [
+            "Région\u{200B} Grand Est",
+            "Région\u{2060}Grand Est",
+            "Ré\u{AD}gion",
+            "Région\nGrand Est",
+        ] {
+            let bad = clean(&NewOrganisation {
+                name: name.into(),
+                siret: String::new(),
+                trusted: false,
+                email_domains: Vec::new(),
+            })
+            .unwrap_err();
+            let codes: Vec<_> = bad.iter().map(|v| (v.field, v.code)).collect();
+            assert_eq!(codes, [("name", "control_characters")], "{name:?}");
+        }
     }
 }

@@ -70,6 +70,16 @@ async fn racing_dispatchers_case(engine: Engine) {
     );
     let seen = message_ids_in(&dir);
     assert_eq!(seen.len(), MESSAGES, "every message written");
+    // Live links inside: only our user may read the folder and the files.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            assert_eq!(mode(&entry.unwrap().path()), 0o600);
+        }
+    }
     for id in &ids {
         assert_eq!(
             seen.get(&format!("<{id}@datagrandest.fr>")),

@@ -167,6 +167,10 @@ pub(crate) fn sample_context(kind: &str) -> Value {
             "reset_url": "https://idp.example.org/password/forgot",
             "provider_label": null,
         }),
+        "signup_unconfirmed" => json!({
+            "resend_url": "https://idp.example.org/signup/resend",
+            "purge_date": "11/12/2026 10:00 UTC",
+        }),
         "admin_signup_notice" => json!({ "account": person, "accounts": [person], "count": 1 }),
         "admin_signup_digest" => json!({ "accounts": [person, person], "count": 2 }),
         "admin_pending_reminder" => {

@@ -97,11 +97,26 @@ pub fn clean_text(s: &str) -> String {
     s.nfc().collect::<String>().trim().to_owned()
 }
 
-/// Characters that break lines or reorder text without being Unicode controls (Cc):
-/// the line and paragraph separators, and the bidirectional overrides and isolates
-/// that make a name display differently from what it is.
+/// Characters that break lines, reorder text or hide in it without being Unicode
+/// controls (Cc): the line and paragraph separators, and every format character
+/// (Cf: bidirectional overrides and isolates, zero-width space and joiners, word
+/// joiner, BOM, soft hyphen…), which make `Région\u{200B} Grand Est` look like the
+/// trusted `Région Grand Est`.
 fn is_invisible_format(c: char) -> bool {
-    matches!(c, '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+    matches!(
+        c.general_category(),
+        GeneralCategory::Format
+            | GeneralCategory::LineSeparator
+            | GeneralCategory::ParagraphSeparator
+    )
+}
+
+/// Whether `s` holds a control (Cc) or an invisible format character: refused in
+/// every person and organisation text.
+#[must_use]
+pub fn has_hidden_characters(s: &str) -> bool {
+    has_control(s, false)
 }
 
 fn has_control(s: &str, allow_newlines: bool) -> bool {
@@ -138,6 +153,17 @@ pub(crate) fn text_field(
         );
     }
     value
+}
+
+/// The key an identifier typed at login (a login or an email) is looked up by:
+/// the same folding as sign-up (NFKC, IDNA domain, lower case), so `ｊｅａｎ@…`
+/// finds the account `jean@…` was stored as.
+#[must_use]
+pub fn lookup_key(raw: &str) -> String {
+    if let Some((_, key)) = normalise_email(raw) {
+        return key;
+    }
+    raw.trim().nfkc().collect::<String>().to_lowercase()
 }
 
 /// Normalises an email address: trimmed, NFKC-folded (so a fullwidth `ａ17@exemple.fr`
@@ -489,6 +515,11 @@ mod tests {
             "Jeanne\u{2028}Bcc",
             "Jeanne\u{202E}tnopuD",
             "\u{FEFF}Jeanne",
+            "Jea\u{200B}nne",
+            "Jea\u{200D}nne",
+            "Jea\u{200C}nne",
+            "Jea\u{2060}nne",
+            "Jea\u{AD}nne",
         ] {
             let mut f = good();
             f.given_name = name.into();

@@ -552,3 +552,93 @@ async fn export_then_deletion_keeps_only_an_anonymous_audit_trail() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_fullwidth_or_spaced_identifier_logs_in_like_the_plain_one() {
+    for engine in ENGINES {
+        let s = services(engine).await;
+        let id = active(&s, "jdupont", "jean@example.fr").await;
+        for identifier in [
+            "ｊｅａｎ@example.fr",
+            "ＪＥＡＮ@ＥＸＡＭＰＬＥ.ＦＲ",
+            " jean@example.fr ",
+            "ｊｄｕｐｏｎｔ",
+        ] {
+            let account = s
+                .registry
+                .login(identifier, &secret(PASSWORD), "203.0.113.9")
+                .await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("{engine:?} {identifier}: {e:?}"));
+            assert_eq!(account.id, id);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_reset_asked_for_an_unconfirmed_sign_up_sends_a_new_confirmation_link() {
+    for engine in ENGINES {
+        let s = services(engine).await;
+        let email = "camille@nancy.fr";
+        s.registry.sign_up(&form("cmartin", email)).await.unwrap();
+        s.clock.advance(61);
+        assert_eq!(
+            s.registry.send_password_reset(email).await.unwrap(),
+            ResetOutcome::ConfirmationSent,
+            "{engine:?}"
+        );
+        // No reset link that would change a password the login still refuses.
+        assert_eq!(
+            outbox_kinds(&s.db, email).await,
+            vec!["confirm_email", "confirm_email"]
+        );
+        let token = token_in(&s.db, email, "confirm_email").await;
+        s.registry.confirm_email(&token).await.unwrap();
+        // Once confirmed, a reset is a reset again.
+        assert_eq!(
+            s.registry.send_password_reset(email).await.unwrap(),
+            ResetOutcome::LinkSent
+        );
+    }
+}
+
+#[tokio::test]
+async fn changing_to_the_same_password_is_refused_and_changes_nothing() {
+    for engine in ENGINES {
+        let s = services(engine).await;
+        let id = active(&s, "cmartin", "camille@nancy.fr").await;
+        logged_in(&s, &id).await;
+        // The same password, also typed in fullwidth (the same once NFKC-folded).
+        let fullwidth: String = PASSWORD
+            .chars()
+            .map(|c| {
+                if ('!'..='~').contains(&c) {
+                    char::from_u32(c as u32 + 0xFEE0).unwrap()
+                } else {
+                    c
+                }
+            })
+            .collect();
+        for same in [PASSWORD.to_owned(), fullwidth] {
+            let Err(Error::Invalid(v)) = s
+                .registry
+                .change_password(&id, &secret(PASSWORD), &secret(&same), &secret(&same))
+                .await
+            else {
+                panic!("{engine:?}: the same password was accepted");
+            };
+            let found: Vec<_> = v.iter().map(|x| (x.field, x.code)).collect();
+            assert_eq!(found, [("password", "unchanged")], "{engine:?}");
+            assert_eq!(
+                v.iter().next().unwrap().message,
+                "Le nouveau mot de passe doit être différent de l'actuel."
+            );
+        }
+        assert_eq!(live_logins(&s, &id).await, (1, 1), "nothing was revoked");
+        assert!(
+            !outbox_kinds(&s.db, "camille@nancy.fr")
+                .await
+                .contains(&"password_changed".to_owned())
+        );
+    }
+}

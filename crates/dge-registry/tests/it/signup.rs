@@ -3,7 +3,7 @@
 
 use dge_registry::Error;
 
-use crate::backends::{ENGINES, Services, form, outbox_kinds, services, token_in};
+use crate::backends::{ENGINES, Services, form, last_mail, outbox_kinds, services, token_in};
 
 /// What a sign-up answered: `None` when accepted, else its (field, code) pairs.
 async fn answer(
@@ -101,5 +101,28 @@ async fn sign_up_notices_to_an_address_in_use_are_rate_limited() {
                 .contains(&"signup_existing".to_owned()),
             "{engine:?}"
         );
+    }
+}
+
+#[tokio::test]
+async fn a_sign_up_over_an_unconfirmed_one_names_nobody_and_gives_the_purge_date() {
+    for engine in ENGINES {
+        let s = services(engine).await;
+        let mut eve = form("eve", "jeanne@nancy.fr");
+        eve.given_name = "Eve".into();
+        s.registry.sign_up(&eve).await.unwrap();
+        let created = s.registry.now();
+        assert_eq!(answer(&s, "jdupont", "jeanne@nancy.fr").await, None);
+        assert_eq!(
+            outbox_kinds(&s.db, "jeanne@nancy.fr").await,
+            ["confirm_email", "signup_unconfirmed"],
+            "{engine:?}"
+        );
+        let body = last_mail(&s.db, "jeanne@nancy.fr", "signup_unconfirmed").await;
+        assert!(body.starts_with("Bonjour,"), "{body}");
+        assert!(!body.contains("Eve") && !body.contains("« eve »"), "{body}");
+        assert!(body.contains("/signup/resend"), "{body}");
+        let purge = dge_core::time::format_fr(created + 7 * 24 * 3600);
+        assert!(body.contains(&purge), "{purge} in {body}");
     }
 }
