@@ -139,9 +139,6 @@ pub enum Error {
     /// Signing a token failed.
     #[error("signing failed")]
     Sign(#[from] dge_authz::Error),
-    /// The shared short-lived store (Redis) failed.
-    #[error("shared store error")]
-    Shared(#[from] dge_store::ephemeral::EphemeralError),
 }
 
 /// Result alias for this crate.
