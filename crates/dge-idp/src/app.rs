@@ -44,6 +44,8 @@ use crate::settings::{MailTransport, Settings};
 const HTTP_BODY_LIMIT: usize = 64 * 1024;
 /// Largest gRPC message accepted.
 const GRPC_MESSAGE_LIMIT: usize = 1024 * 1024;
+/// Concurrent gRPC streams per connection (`dgectl` opens a handful).
+const GRPC_MAX_STREAMS: u32 = 100;
 
 /// The listeners `run` serves on, bound by the caller (tests bind port 0).
 #[derive(Debug)]
@@ -234,6 +236,14 @@ pub async fn run(
 
     let grpc = tonic::transport::Server::builder()
         .timeout(Duration::from_secs(30))
+        // Dead peers and stalled streams do not hold connections: pings every 30 s,
+        // closed when one goes unanswered for 10 s; bounded work per connection.
+        // Missing: a cap on gRPC connections and a deadline for the HTTP/2 preface; the
+        // gRPC port is meant for administrators' networks, not the Internet.
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .max_concurrent_streams(Some(GRPC_MAX_STREAMS))
+        .concurrency_limit_per_connection(GRPC_MAX_STREAMS as usize)
         .layer(crate::request_id::layers())
         .layer(crate::metrics::GrpcMetricsLayer)
         .add_service(health_service)
@@ -286,11 +296,12 @@ pub async fn run(
             tracing::info!(metrics = %listener.local_addr()?, "serving Prometheus metrics");
             let router = crate::metrics::router(metrics_handle, db.clone());
             let stop = stopped();
-            Some(tokio::spawn(async move {
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(stop)
-                    .await
-            }))
+            Some(tokio::spawn(crate::http_server::serve(
+                listener,
+                router,
+                settings.http_limits,
+                stop,
+            )))
         }
         None => None,
     };
@@ -303,15 +314,13 @@ pub async fn run(
     let grpc_task = tokio::spawn(
         grpc.serve_with_incoming_shutdown(TcpListenerStream::new(listeners.grpc), stopped()),
     );
-    let http_task = tokio::spawn(async move {
-        // The peer address feeds the per-address login throttle.
-        axum::serve(
-            listeners.http,
-            http_app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(stopped())
-        .await
-    });
+    // The peer address (ConnectInfo) feeds the per-address login throttle.
+    let http_task = tokio::spawn(crate::http_server::serve(
+        listeners.http,
+        http_app,
+        settings.http_limits,
+        stopped(),
+    ));
 
     shutdown.await;
     let _ = stop_tx.send(true);
