@@ -419,6 +419,11 @@ fn http_router(pages: dge_pages::Pages, provider: Provider, db: Db, https: bool)
         .merge(dge_pages::router(pages))
         .merge(dge_oidc::http::router(provider))
         .merge(ops);
+    let app = if https {
+        app.layer(axum::middleware::from_fn(dge_pages::cookies::host_prefix))
+    } else {
+        app
+    };
     let app = dge_pages::security::apply(app, https);
     app.layer(RequestBodyLimitLayer::new(HTTP_BODY_LIMIT))
         .route_layer(axum::middleware::from_fn(crate::metrics::http_middleware))
