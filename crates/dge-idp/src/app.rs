@@ -415,18 +415,25 @@ fn http_router(pages: dge_pages::Pages, provider: Provider, db: Db, https: bool)
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .with_state(db);
+    let render = pages.render.clone();
     let app = Router::new()
         .merge(dge_pages::router(pages))
         .merge(dge_oidc::http::router(provider))
-        .merge(ops);
+        .merge(ops)
+        .layer(RequestBodyLimitLayer::new(HTTP_BODY_LIMIT))
+        // Around the body limit and the fallback, inside the security headers: every
+        // framework error (404, 405, 413, 415, 422) becomes a French page with them.
+        .layer(axum::middleware::from_fn_with_state(
+            render,
+            dge_pages::errors::framework_errors,
+        ));
     let app = if https {
         app.layer(axum::middleware::from_fn(dge_pages::cookies::host_prefix))
     } else {
         app
     };
     let app = dge_pages::security::apply(app, https);
-    app.layer(RequestBodyLimitLayer::new(HTTP_BODY_LIMIT))
-        .route_layer(axum::middleware::from_fn(crate::metrics::http_middleware))
+    app.route_layer(axum::middleware::from_fn(crate::metrics::http_middleware))
         .layer(
             // The span names the matched route, never the raw URI: query strings of OIDC
             // endpoints carry codes, states and tokens.

@@ -6,11 +6,13 @@
 //! - [`origin`]: form posts from another origin refused.
 //! - [`cookies`]: `__Host-` cookie names over HTTPS.
 //! - [`handlers`]: one module per page.
+//! - [`errors`]: French pages (or OAuth JSON) for the framework's own errors.
 //! - [`security`]: response headers (CSP, frame-ancestors, HSTS …).
 
 pub mod client;
 pub mod cookies;
 pub mod csrf;
+pub mod errors;
 pub mod handlers;
 pub mod limits;
 pub mod origin;
