@@ -77,6 +77,8 @@ def test_slow_body_gets_408(start_idp):
     )
     waited, sent = seconds_until_closed(sock, limit=REQUEST_TIMEOUT + 8)
     assert sent.startswith(b"HTTP/1.1 408"), sent
+    assert b'lang="fr"' in sent and "Délai dépassé".encode() in sent, sent
+    assert b"x-frame-options: deny" in sent.lower(), sent
     assert REQUEST_TIMEOUT - 0.5 <= waited <= REQUEST_TIMEOUT + 3, waited
 
 

@@ -207,6 +207,7 @@ pub async fn run(
         provider.clone(),
         db.clone(),
         settings.public_url.starts_with("https://"),
+        &settings.http_limits,
     );
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -294,7 +295,8 @@ pub async fn run(
     let metrics_task = match listeners.metrics {
         Some(listener) => {
             tracing::info!(metrics = %listener.local_addr()?, "serving Prometheus metrics");
-            let router = crate::metrics::router(metrics_handle, db.clone());
+            let router = crate::metrics::router(metrics_handle, db.clone())
+                .layer(settings.http_limits.timeout_layer());
             let stop = stopped();
             Some(tokio::spawn(crate::http_server::serve(
                 listener,
@@ -410,7 +412,13 @@ async fn notify_loop(
     }
 }
 
-fn http_router(pages: dge_pages::Pages, provider: Provider, db: Db, https: bool) -> Router {
+fn http_router(
+    pages: dge_pages::Pages,
+    provider: Provider,
+    db: Db,
+    https: bool,
+    limits: &crate::http_server::HttpLimits,
+) -> Router {
     let ops = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
@@ -421,8 +429,10 @@ fn http_router(pages: dge_pages::Pages, provider: Provider, db: Db, https: bool)
         .merge(dge_oidc::http::router(provider))
         .merge(ops)
         .layer(RequestBodyLimitLayer::new(HTTP_BODY_LIMIT))
-        // Around the body limit and the fallback, inside the security headers: every
-        // framework error (404, 405, 413, 415, 422) becomes a French page with them.
+        .layer(limits.timeout_layer())
+        // Around the body limit, the timeout and the fallback, inside the security
+        // headers: every framework error (404, 405, 408, 413, 415, 422) becomes a French
+        // page with them.
         .layer(axum::middleware::from_fn_with_state(
             render,
             dge_pages::errors::framework_errors,

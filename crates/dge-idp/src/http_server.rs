@@ -7,7 +7,9 @@
 //! - the whole request head must arrive within [`HttpLimits::header_timeout`]; hyper
 //!   also runs this timer while a keep-alive connection waits for its next request, so
 //!   it is the idle timeout as well;
-//! - a request (its body included) gets [`HttpLimits::request_timeout`], then a 408;
+//! - a request (its body included) gets [`HttpLimits::request_timeout`], then a 408
+//!   (the routers add [`HttpLimits::timeout_layer`] where its answer gets the pages'
+//!   headers and French text);
 //! - at most [`HttpLimits::max_connections`] connections are open: the next ones are
 //!   closed at once, so descriptors stay for the requests that are served;
 //! - accept errors (`EMFILE` when descriptors run out) pause the loop instead of
@@ -44,6 +46,14 @@ pub struct HttpLimits {
     pub max_connections: usize,
 }
 
+impl HttpLimits {
+    /// The request timeout: a 408 once [`Self::request_timeout`] has passed.
+    #[must_use]
+    pub fn timeout_layer(&self) -> TimeoutLayer {
+        TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, self.request_timeout)
+    }
+}
+
 impl Default for HttpLimits {
     fn default() -> Self {
         Self {
@@ -54,8 +64,9 @@ impl Default for HttpLimits {
     }
 }
 
-/// Serves `app` on `listener` until `shutdown` completes, then lets the requests in
-/// flight finish. Handlers see the peer as `ConnectInfo<SocketAddr>`.
+/// Serves `app` (which carries [`HttpLimits::timeout_layer`]) on `listener` until
+/// `shutdown` completes, then lets the requests in flight finish. Handlers see the peer
+/// as `ConnectInfo<SocketAddr>`.
 ///
 /// # Errors
 /// Never today: accept errors are logged and retried.
@@ -65,10 +76,6 @@ pub async fn serve(
     limits: HttpLimits,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let app = app.layer(TimeoutLayer::with_status_code(
-        StatusCode::REQUEST_TIMEOUT,
-        limits.request_timeout,
-    ));
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();

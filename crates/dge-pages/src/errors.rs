@@ -1,5 +1,5 @@
 //! French answers for the errors the framework produces on its own: unknown paths
-//! (404), a wrong method (405), a body over the limit (413), a body that is not a form
+//! (404), a wrong method (405), a request too slow (408), a body over the limit (413), a body that is not a form
 //! (415), a form that does not deserialize (400, 422). Those come as English text or
 //! an empty body; handlers' own pages (HTML) and JSON errors pass untouched. The OAuth
 //! endpoints, called by programs, get an OAuth JSON error (`invalid_request`) instead.
@@ -41,6 +41,10 @@ pub fn explain(status: StatusCode) -> Option<(&'static str, &'static str)> {
         StatusCode::METHOD_NOT_ALLOWED => (
             "Méthode non autorisée",
             "Cette page ne peut pas être appelée de cette façon.",
+        ),
+        StatusCode::REQUEST_TIMEOUT => (
+            "Délai dépassé",
+            "La requête a mis trop de temps à arriver. Rechargez la page et recommencez.",
         ),
         StatusCode::PAYLOAD_TOO_LARGE => (
             "Formulaire trop volumineux",
