@@ -48,7 +48,7 @@ def assert_security_headers(answer, https: bool) -> None:
     assert "unsafe-inline" not in csp and "unsafe-eval" not in csp, f"{where}: {csp}"
     assert answer.headers.get("X-Content-Type-Options") == "nosniff", where
     assert answer.headers.get("X-Frame-Options") == "DENY", where
-    assert answer.headers.get("Referrer-Policy") == "no-referrer", where
+    assert answer.headers.get("Referrer-Policy") == "same-origin", where
     hsts = answer.headers.get("Strict-Transport-Security")
     if https:
         assert hsts and "max-age=31536000" in hsts, f"{where}: HSTS {hsts!r}"

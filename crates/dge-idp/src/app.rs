@@ -44,6 +44,8 @@ use crate::settings::{MailTransport, Settings};
 const HTTP_BODY_LIMIT: usize = 64 * 1024;
 /// Largest gRPC message accepted.
 const GRPC_MESSAGE_LIMIT: usize = 1024 * 1024;
+/// Concurrent gRPC streams per connection (`dgectl` opens a handful).
+const GRPC_MAX_STREAMS: u32 = 100;
 
 /// The listeners `run` serves on, bound by the caller (tests bind port 0).
 #[derive(Debug)]
@@ -205,6 +207,7 @@ pub async fn run(
         provider.clone(),
         db.clone(),
         settings.public_url.starts_with("https://"),
+        &settings.http_limits,
     );
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -234,6 +237,14 @@ pub async fn run(
 
     let grpc = tonic::transport::Server::builder()
         .timeout(Duration::from_secs(30))
+        // Dead peers and stalled streams do not hold connections: pings every 30 s,
+        // closed when one goes unanswered for 10 s; bounded work per connection.
+        // Missing: a cap on gRPC connections and a deadline for the HTTP/2 preface; the
+        // gRPC port is meant for administrators' networks, not the Internet.
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .max_concurrent_streams(Some(GRPC_MAX_STREAMS))
+        .concurrency_limit_per_connection(GRPC_MAX_STREAMS as usize)
         .layer(crate::request_id::layers())
         .layer(crate::metrics::GrpcMetricsLayer)
         .add_service(health_service)
@@ -284,13 +295,15 @@ pub async fn run(
     let metrics_task = match listeners.metrics {
         Some(listener) => {
             tracing::info!(metrics = %listener.local_addr()?, "serving Prometheus metrics");
-            let router = crate::metrics::router(metrics_handle, db.clone());
+            let router = crate::metrics::router(metrics_handle, db.clone())
+                .layer(settings.http_limits.timeout_layer());
             let stop = stopped();
-            Some(tokio::spawn(async move {
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(stop)
-                    .await
-            }))
+            Some(tokio::spawn(crate::http_server::serve(
+                listener,
+                router,
+                settings.http_limits,
+                stop,
+            )))
         }
         None => None,
     };
@@ -303,15 +316,13 @@ pub async fn run(
     let grpc_task = tokio::spawn(
         grpc.serve_with_incoming_shutdown(TcpListenerStream::new(listeners.grpc), stopped()),
     );
-    let http_task = tokio::spawn(async move {
-        // The peer address feeds the per-address login throttle.
-        axum::serve(
-            listeners.http,
-            http_app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(stopped())
-        .await
-    });
+    // The peer address (ConnectInfo) feeds the per-address login throttle.
+    let http_task = tokio::spawn(crate::http_server::serve(
+        listeners.http,
+        http_app,
+        settings.http_limits,
+        stopped(),
+    ));
 
     shutdown.await;
     let _ = stop_tx.send(true);
@@ -401,18 +412,38 @@ async fn notify_loop(
     }
 }
 
-fn http_router(pages: dge_pages::Pages, provider: Provider, db: Db, https: bool) -> Router {
+fn http_router(
+    pages: dge_pages::Pages,
+    provider: Provider,
+    db: Db,
+    https: bool,
+    limits: &crate::http_server::HttpLimits,
+) -> Router {
     let ops = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .with_state(db);
+    let render = pages.render.clone();
     let app = Router::new()
         .merge(dge_pages::router(pages))
         .merge(dge_oidc::http::router(provider))
-        .merge(ops);
+        .merge(ops)
+        .layer(RequestBodyLimitLayer::new(HTTP_BODY_LIMIT))
+        .layer(limits.timeout_layer())
+        // Around the body limit, the timeout and the fallback, inside the security
+        // headers: every framework error (404, 405, 408, 413, 415, 422) becomes a French
+        // page with them.
+        .layer(axum::middleware::from_fn_with_state(
+            render,
+            dge_pages::errors::framework_errors,
+        ));
+    let app = if https {
+        app.layer(axum::middleware::from_fn(dge_pages::cookies::host_prefix))
+    } else {
+        app
+    };
     let app = dge_pages::security::apply(app, https);
-    app.layer(RequestBodyLimitLayer::new(HTTP_BODY_LIMIT))
-        .route_layer(axum::middleware::from_fn(crate::metrics::http_middleware))
+    app.route_layer(axum::middleware::from_fn(crate::metrics::http_middleware))
         .layer(
             // The span names the matched route, never the raw URI: query strings of OIDC
             // endpoints carry codes, states and tokens.

@@ -83,6 +83,15 @@ pub struct DevArgs {
     /// Prometheus metrics listener (`GET /metrics`); none by default.
     #[arg(long, env = "DGE_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
+    /// Seconds for an HTTP request's head to arrive (also the idle keep-alive time).
+    #[arg(long, env = "DGE_HTTP_HEADER_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub http_header_timeout_secs: u64,
+    /// Seconds for a whole HTTP request, body included, before a 408.
+    #[arg(long, env = "DGE_HTTP_REQUEST_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub http_request_timeout_secs: u64,
+    /// HTTP connections open at once; more are closed at once.
+    #[arg(long, env = "DGE_HTTP_MAX_CONNECTIONS", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub http_max_connections: u64,
     /// Public URL, also the OIDC issuer (default `http://<http-addr>`).
     #[arg(long, env = "DGE_PUBLIC_URL")]
     pub public_url: Option<String>,

@@ -69,6 +69,29 @@ pub struct ServerConfig {
     /// when absent.
     #[serde(default)]
     pub metrics_addr: Option<SocketAddr>,
+    /// Seconds for a request's head to arrive; also how long an idle keep-alive
+    /// connection is kept.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_secs: u64,
+    /// Seconds for a whole request, body included, before a 408.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_secs: u64,
+    /// HTTP connections open at once (public and metrics listeners each); more are
+    /// closed at once.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+}
+
+impl ServerConfig {
+    /// The HTTP listeners' limits.
+    #[must_use]
+    pub fn http_limits(&self) -> crate::http_server::HttpLimits {
+        crate::http_server::HttpLimits {
+            header_timeout: std::time::Duration::from_secs(self.header_timeout_secs),
+            request_timeout: std::time::Duration::from_secs(self.request_timeout_secs),
+            max_connections: self.max_connections,
+        }
+    }
 }
 
 /// `[redis]`.
@@ -569,6 +592,22 @@ fn default_grpc() -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 50051))
 }
 
+fn default_header_timeout() -> u64 {
+    crate::http_server::HttpLimits::default()
+        .header_timeout
+        .as_secs()
+}
+
+fn default_request_timeout() -> u64 {
+    crate::http_server::HttpLimits::default()
+        .request_timeout
+        .as_secs()
+}
+
+fn default_max_connections() -> usize {
+    crate::http_server::HttpLimits::default().max_connections
+}
+
 const fn default_pool() -> u32 {
     16
 }
@@ -732,6 +771,16 @@ impl Config {
                 errors.push("server.public_url: must be https (plain http only on loopback)".into())
             }
             Err(_) => errors.push("server.public_url: not a URL".into()),
+        }
+        let server = &self.server;
+        if !(1..=300).contains(&server.header_timeout_secs) {
+            errors.push("server.header_timeout_secs: 1 to 300".into());
+        }
+        if !(1..=600).contains(&server.request_timeout_secs) {
+            errors.push("server.request_timeout_secs: 1 to 600".into());
+        }
+        if !(16..=1_000_000).contains(&server.max_connections) {
+            errors.push("server.max_connections: 16 to 1000000".into());
         }
         let sec = &self.security;
         if sec.login_lock_after == 0 || sec.address_lock_after == 0 {
@@ -963,6 +1012,7 @@ impl Config {
             key_min_activate_secs: self.keys.min_activate_secs,
             throttle: self.security.throttle(),
             trusted_proxies: self.security.trusted_proxies.clone(),
+            http_limits: self.server.http_limits(),
         })
     }
 }
@@ -1053,6 +1103,30 @@ mod tests {
             assert!(err.contains(key), "{key} in {err}");
         }
         assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn http_limits_default_and_are_bounded() {
+        let dir = tmp();
+        let base = format!(
+            "[keys]\nencryption_key = \"{KEY}\"\n[database]\nurl = \"sqlite://x\"\n[mail]\nfrom = \"A <a@example.fr>\"\noutbox_dir = \"o\"\n[server]\npublic_url = \"https://idp.example.fr\"\n"
+        );
+        let config = load(Some(&write(&dir, &base))).expect("defaults load");
+        assert_eq!(
+            config.server.http_limits(),
+            crate::http_server::HttpLimits::default()
+        );
+        let body = format!(
+            "{base}header_timeout_secs = 0\nrequest_timeout_secs = 601\nmax_connections = 3\n"
+        );
+        let err = load(Some(&write(&dir, &body))).unwrap_err().to_string();
+        for key in [
+            "server.header_timeout_secs",
+            "server.request_timeout_secs",
+            "server.max_connections",
+        ] {
+            assert!(err.contains(key), "{key} in {err}");
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `dge-idp dev`: the embedded default.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use dge_core::{Clock, Secret, SystemClock};
@@ -86,6 +87,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         },
         // The embedded default is reached directly, never through a proxy.
         trusted_proxies: Vec::new(),
+        http_limits: crate::http_server::HttpLimits {
+            header_timeout: Duration::from_secs(args.http_header_timeout_secs),
+            request_timeout: Duration::from_secs(args.http_request_timeout_secs),
+            max_connections: usize::try_from(args.http_max_connections).unwrap_or(usize::MAX),
+        },
         hash_params: dge_registry::hashing::HashParams::default(),
         key_min_activate_secs: args.key_min_activate_secs,
         key_encryption_key: dge_authz::keys::KeyEncryptionKey::from_env_or_file(&data_dir)

@@ -7,6 +7,7 @@
 //! - [`config`]: the production configuration (file and environment).
 //! - [`dev`]: the embedded default (`dge-idp dev`).
 //! - [`serve`]: production (`serve`, `check-config`, `migrate`, admin tokens).
+//! - [`http_server`]: the HTTP accept loop with its timeouts and connection cap.
 //! - [`metrics`]: Prometheus metrics and their listener.
 //! - [`request_id`]: request ids on HTTP and gRPC, kept only when plausible.
 //! - [`telemetry`]: log format and levels.
@@ -15,6 +16,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod dev;
+pub mod http_server;
 pub mod metrics;
 pub mod request_id;
 pub mod seed;

@@ -96,4 +96,6 @@ pub struct Settings {
     pub throttle: dge_registry::ThrottleSettings,
     /// Reverse proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Timeouts and connection cap of the HTTP listeners.
+    pub http_limits: crate::http_server::HttpLimits,
 }

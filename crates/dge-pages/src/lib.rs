@@ -2,18 +2,24 @@
 //! authorization endpoint that leads to them, and the upstream-provider buttons.
 //!
 //! - [`render`]: the embedded templates and the portal's look.
-//! - [`csrf`]: double-submit CSRF tokens on every form.
 //! - [`binding`]: a pending login request belongs to the browser that started it.
 //! - [`fuzzing`]: the entry point of the `forms` fuzz target.
+//! - [`csrf`]: double-submit CSRF tokens on every form, bound to the session.
+//! - [`origin`]: form posts from another origin refused.
+//! - [`cookies`]: `__Host-` cookie names over HTTPS.
 //! - [`handlers`]: one module per page.
+//! - [`errors`]: French pages (or OAuth JSON) for the framework's own errors.
 //! - [`security`]: response headers (CSP, frame-ancestors, HSTS …).
 
 pub mod binding;
 pub mod client;
+pub mod cookies;
 pub mod csrf;
+pub mod errors;
 pub mod fuzzing;
 pub mod handlers;
 pub mod limits;
+pub mod origin;
 pub mod render;
 pub mod security;
 
@@ -124,6 +130,11 @@ pub fn router(pages: Pages) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(
             pages.clone(),
             limits::limit_forms,
+        ))
+        // Outside the form limits: a foreign post is refused before its body is read.
+        .route_layer(axum::middleware::from_fn_with_state(
+            pages.clone(),
+            origin::same_origin,
         ))
         .with_state(pages)
 }

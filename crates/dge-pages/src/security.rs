@@ -19,7 +19,10 @@ pub fn apply(router: Router, https: bool) -> Router {
         .layer(set(header::CONTENT_SECURITY_POLICY, CSP))
         .layer(set(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .layer(set(header::X_FRAME_OPTIONS, "DENY"))
-        .layer(set(header::REFERRER_POLICY, "no-referrer"))
+        // `same-origin`, not `no-referrer`: under `no-referrer` browsers send
+        // `Origin: null` with our own form posts, which the origin check must refuse;
+        // other sites still get no referrer at all.
+        .layer(set(header::REFERRER_POLICY, "same-origin"))
         .layer(set(
             HeaderName::from_static("cross-origin-opener-policy"),
             "same-origin",
