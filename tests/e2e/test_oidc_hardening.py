@@ -69,6 +69,40 @@ def test_unsupported_parameters_with_an_unregistered_redirect_get_our_page(datah
     assert pages.is_french_page(answer)
 
 
+def with_param(url: str, name: str, value: str) -> str:
+    """`url` with `name` set to `value` (replaced when present)."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k != name] + [(name, value)]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "echoed"),
+    [
+        ("state", "s" * 1025, False),
+        ("nonce", "n" * 513, True),
+        ("login_hint", "h" * 321, True),
+        ("scope", "openid " + "x" * 1024, True),
+        ("max_age", "-1", True),
+    ],
+)
+def test_oversized_parameters_are_refused_before_anything_is_stored(idp, datahub, name, value, echoed):
+    # A pending request is kept until it expires: 30 kB states would fill the database.
+    request = datahub.authorization_request()
+    params = redirected_error(pages.browser(), with_param(request.url, name, value))
+    assert params["error"] == "invalid_request", params
+    assert name in params["error_description"], params
+    assert "code" not in params
+    # The state comes back unless it is the oversized value itself.
+    assert params.get("state") == (request.state if echoed else None), params
+    # Just under the limits, the request goes on to the login page.
+    fine = {"state": "s" * 1024, "nonce": "n" * 512, "login_hint": "h" * 320, "max_age": "0"}
+    if name in fine:
+        follow_to_login(pages.browser(), with_param(request.url, name, fine[name]), idp.base_url)
+
+
 def test_query_response_mode_is_accepted_and_discovery_says_what_is_supported(idp, datahub):
     request = datahub.authorization_request(response_mode="query")
     follow_to_login(pages.browser(), request.url, idp.base_url)

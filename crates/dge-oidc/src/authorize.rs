@@ -122,6 +122,34 @@ fn unsupported_parameter(p: &AuthorizeParams) -> Option<(&'static str, &'static 
     None
 }
 
+/// The longest values kept with a pending request: a request is stored until it is
+/// used or expires, so an unbounded `state` would let anyone fill the database.
+const MAX_STATE: usize = 1024;
+const MAX_NONCE: usize = 512;
+const MAX_LOGIN_HINT: usize = 320;
+const MAX_SCOPE: usize = 1024;
+
+/// A parameter longer than we keep, or a negative `max_age`: the error description.
+fn unreasonable_parameter(p: &AuthorizeParams) -> Option<&'static str> {
+    let longer = |v: &Option<String>, max: usize| v.as_deref().is_some_and(|v| v.len() > max);
+    if longer(&p.state, MAX_STATE) {
+        return Some("state is longer than 1024 bytes");
+    }
+    if longer(&p.nonce, MAX_NONCE) {
+        return Some("nonce is longer than 512 bytes");
+    }
+    if longer(&p.login_hint, MAX_LOGIN_HINT) {
+        return Some("login_hint is longer than 320 bytes");
+    }
+    if longer(&p.scope, MAX_SCOPE) {
+        return Some("scope is longer than 1024 bytes");
+    }
+    if p.max_age.as_deref().is_some_and(|m| m.starts_with('-')) {
+        return Some("max_age must be a non-negative number of seconds");
+    }
+    None
+}
+
 impl Provider {
     pub(crate) fn error_redirect(
         &self,
@@ -175,6 +203,11 @@ impl Provider {
             ));
         };
         let state = p.state.as_deref();
+        if let Some(description) = unreasonable_parameter(&p) {
+            // An oversized state is not echoed back either.
+            let state = state.filter(|s| s.len() <= MAX_STATE);
+            return Ok(self.error_redirect(redirect_uri, "invalid_request", description, state));
+        }
         if let Some((error, description)) = unsupported_parameter(&p) {
             return Ok(self.error_redirect(redirect_uri, error, description, state));
         }

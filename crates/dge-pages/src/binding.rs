@@ -13,7 +13,7 @@ use axum_extra::extract::CookieJar;
 use axum_extra::extract::cookie::{Cookie, SameSite};
 use dge_core::token::{constant_time_eq, hash_token};
 
-use crate::csrf::{self, CSRF_COOKIE};
+use crate::csrf;
 
 /// Name of the cookie holding the tags of the requests this browser started.
 pub const AUTHREQ_COOKIE: &str = "dge_authreq";
@@ -32,7 +32,10 @@ fn tag(csrf_token: &str, req: &str) -> String {
 /// Remembers in the browser that it started `req`. Creates the CSRF token (the
 /// tag's key) when the browser has none yet.
 pub fn bind(jar: CookieJar, secure: bool, req: &str) -> CookieJar {
-    let (jar, key) = csrf::token(jar, secure);
+    // The key is the CSRF cookie's secret, not the form token (which changes with the
+    // session).
+    let (jar, _) = csrf::token(jar, secure);
+    let key = csrf::secret(&jar).unwrap_or_default().to_owned();
     let mut tags: Vec<String> = jar
         .get(AUTHREQ_COOKIE)
         .map(|c| {
@@ -58,10 +61,10 @@ pub fn bind(jar: CookieJar, secure: bool, req: &str) -> CookieJar {
 /// Whether this browser started `req`.
 #[must_use]
 pub fn is_bound(jar: &CookieJar, req: &str) -> bool {
-    let (Some(key), Some(tags)) = (jar.get(CSRF_COOKIE), jar.get(AUTHREQ_COOKIE)) else {
+    let (Some(key), Some(tags)) = (csrf::secret(jar), jar.get(AUTHREQ_COOKIE)) else {
         return false;
     };
-    let expected = tag(key.value(), req);
+    let expected = tag(key, req);
     tags.value()
         .split('.')
         .any(|t| constant_time_eq(t.as_bytes(), expected.as_bytes()))
@@ -86,6 +89,15 @@ mod tests {
         assert!(!is_bound(&theirs, "req-1"));
         assert!(!is_bound(&CookieJar::new(), "req-1"));
         assert!(!is_bound(&browser(), "req-1"));
+    }
+
+    #[test]
+    fn a_request_stays_bound_once_the_browser_has_a_session() {
+        // Bound before login, checked again at consent with the session cookie set:
+        // the tag's key is the CSRF secret, not the session-bound form token.
+        let jar = bind(browser(), false, "req-1");
+        let logged_in = jar.add(Cookie::new(dge_oidc::session::SESSION_COOKIE, "session"));
+        assert!(is_bound(&logged_in, "req-1"));
     }
 
     #[test]

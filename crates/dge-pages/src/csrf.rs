@@ -17,7 +17,11 @@ pub const CSRF_COOKIE: &str = "dge_csrf";
 
 /// The form token of `jar`'s secret and session.
 fn bound_token(secret: &str, jar: &CookieJar) -> String {
-    let session = jar.get(SESSION_COOKIE).map_or("", |c| c.value());
+    token_for(secret, jar.get(SESSION_COOKIE).map_or("", |c| c.value()))
+}
+
+/// The form token of `secret` for the session cookie `session` (empty: none).
+fn token_for(secret: &str, session: &str) -> String {
     let mut mac =
         Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC accepts keys of any size");
     mac.update(b"dge-csrf\0");
@@ -25,7 +29,9 @@ fn bound_token(secret: &str, jar: &CookieJar) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
-fn secret(jar: &CookieJar) -> Option<&str> {
+/// The browser's CSRF secret, when it has one (also the key of
+/// [`crate::binding`]'s tags).
+pub(crate) fn secret(jar: &CookieJar) -> Option<&str> {
     jar.get(CSRF_COOKIE)
         .map(Cookie::value)
         .filter(|v| v.len() >= 32)
@@ -61,6 +67,18 @@ pub fn verify(jar: &CookieJar, submitted: Option<&str>) -> bool {
     }
 }
 
+/// [`verify`] for the forms a person fills before logging in (login, sign-up,
+/// forgotten password): the token of the same secret without a session passes too.
+/// A login page opened in a second tab stays usable after logging in in the first
+/// one; these forms act on no session, so a token without one gives nothing away,
+/// and login requests are bound to their browser besides ([`crate::binding`]).
+#[must_use]
+pub fn verify_anonymous_form(jar: &CookieJar, submitted: Option<&str>) -> bool {
+    verify(jar, submitted)
+        || matches!((secret(jar), submitted), (Some(secret), Some(field))
+            if constant_time_eq(token_for(secret, "").as_bytes(), field.as_bytes()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,5 +108,15 @@ mod tests {
         assert!(verify(&victim, Some(&bound)));
         let other = victim.add(Cookie::new(SESSION_COOKIE, "other-session"));
         assert!(!verify(&other, Some(&bound)));
+    }
+
+    #[test]
+    fn forms_filled_before_login_accept_the_token_of_no_session() {
+        let (anonymous, t) = token(CookieJar::new(), false);
+        let logged_in = anonymous.add(Cookie::new(SESSION_COOKIE, "new-session"));
+        assert!(!verify(&logged_in, Some(&t)));
+        assert!(verify_anonymous_form(&logged_in, Some(&t)));
+        assert!(!verify_anonymous_form(&logged_in, Some("forged")));
+        assert!(!verify_anonymous_form(&CookieJar::new(), Some(&t)));
     }
 }

@@ -148,7 +148,7 @@ pub(crate) async fn submit(
     jar: CookieJar,
     Form(form): Form<LoginForm>,
 ) -> Response {
-    if !csrf::verify(&jar, form.csrf_token.as_deref()) {
+    if !csrf::verify_anonymous_form(&jar, form.csrf_token.as_deref()) {
         return csrf_refused(&pages);
     }
     if !form.req.is_empty() && !binding::is_bound(&jar, &form.req) {

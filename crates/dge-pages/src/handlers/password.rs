@@ -89,7 +89,7 @@ pub(crate) async fn forgot_submit(
     jar: CookieJar,
     Form(form): Form<ForgotForm>,
 ) -> Response {
-    if !csrf::verify(&jar, form.csrf_token.as_deref()) {
+    if !csrf::verify_anonymous_form(&jar, form.csrf_token.as_deref()) {
         return csrf_refused(&pages);
     }
     match pages.registry.request_password_reset(&form.email) {

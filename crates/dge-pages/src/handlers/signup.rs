@@ -175,7 +175,7 @@ pub(crate) async fn submit(
     jar: CookieJar,
     Form(fields): Form<SignUpFields>,
 ) -> Response {
-    if !csrf::verify(&jar, fields.csrf_token.as_deref()) {
+    if !csrf::verify_anonymous_form(&jar, fields.csrf_token.as_deref()) {
         return csrf_refused(&pages);
     }
     let form = fields.to_form();
