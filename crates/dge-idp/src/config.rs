@@ -326,8 +326,7 @@ impl PortalConfig {
         if !web_url(&self.home_url) {
             errors.push("portal.home_url: an http(s) URL".into());
         }
-        let hex = self.primary_color.strip_prefix('#').unwrap_or("");
-        if !((hex.len() == 3 || hex.len() == 6) && hex.chars().all(|c| c.is_ascii_hexdigit())) {
+        if !dge_pages::render::is_hex_colour(&self.primary_color) {
             errors.push("portal.primary_color: #rgb or #rrggbb".into());
         }
         if dge_registry::domain::signup::normalise_email(&self.support_email).is_none() {

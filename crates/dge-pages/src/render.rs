@@ -49,6 +49,15 @@ pub struct Logo {
 /// Path of the logo on this server.
 pub const LOGO_PATH: &str = "/static/logo";
 
+/// Whether `color` is `#rgb` or `#rrggbb`, the only colours the pages accept (the
+/// value lands in CSS).
+#[must_use]
+pub fn is_hex_colour(color: &str) -> bool {
+    color.strip_prefix('#').is_some_and(|hex| {
+        (hex.len() == 3 || hex.len() == 6) && hex.chars().all(|c| c.is_ascii_hexdigit())
+    })
+}
+
 impl Portal {
     /// This portal with `logo` shown in the header.
     #[must_use]

@@ -76,9 +76,8 @@ pub(crate) async fn portal_css(State(pages): State<Pages>) -> Response {
 /// colour (the value lands in CSS, so nothing else may pass). Whether the colour has
 /// enough contrast on white is the operator's choice: nothing checks it here.
 fn portal_stylesheet(color: &str) -> String {
-    let hex = color.strip_prefix('#').unwrap_or("");
-    if (hex.len() == 3 || hex.len() == 6) && hex.chars().all(|c| c.is_ascii_hexdigit()) {
-        format!(":root {{ --blue: #{hex}; --blue-hover: #{hex}; }}\n")
+    if crate::render::is_hex_colour(color) {
+        format!(":root {{ --blue: {color}; --blue-hover: {color}; }}\n")
     } else {
         tracing::warn!("portal primary colour is not #rgb or #rrggbb; the default is kept");
         "/* default colours */\n".to_owned()
