@@ -8,6 +8,7 @@ key-encryption key and one outbox folder, as two pods would.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import signal
 import subprocess
@@ -303,3 +304,104 @@ def test_rights_watch_on_one_replica_sees_a_grant_made_on_another(replicas):
         for w in watchers:
             w.terminate()
             w.wait(timeout=10)
+
+
+# --- sessions shared through Redis ---------------------------------------------------------
+
+RESET_SUBJECT = "Réinitialisation de votre mot de passe – DataGrandEst"
+
+
+def active_person_on(a: Replica, b: Replica, seed, outbox):
+    """A person signed up on A, confirmed and approved through B."""
+    datahub = Module.datahub(a.base_url)
+    person = new_person()
+    http = pages.browser()
+    answer = submit_signup(http, open_signup_page(http, open_login_page(http, datahub)), person.signup_fields())
+    assert answer.status_code == 200, pages.page_text(answer)
+    confirmed = press_confirm(http, aimed_at(open_confirmation_page(http, outbox, person), b, a))
+    assert confirmed.status_code == 200, pages.page_text(confirmed)
+    admin_on(seed, b).ok("accounts", "approve", person.login)
+    return person
+
+
+def logged_in_on(replica: Replica, public: Replica, person):
+    """A browser that logged in through `replica`'s login form."""
+    http = pages.browser()
+    login_page = open_login_page(http, Module.datahub(public.base_url))
+    aimed_at(login_page.response, replica, public)
+    answer = submit_login(http, login_page, person.login, person.password)
+    assert answer.status_code in (302, 303), pages.page_text(answer)
+    return http
+
+
+def signed_in_on(http, replica: Replica) -> bool:
+    """The account page of `replica`: shown with a live session, else a redirect to /login."""
+    answer = pages.get(http, f"{replica.base_url}/account")
+    assert answer.status_code in (200, 303), answer.status_code
+    return answer.status_code == 200
+
+
+def test_sessions_are_shared_by_replicas_and_end_everywhere_at_once(replicas):
+    a, b, c, seed, outbox = replicas
+    from oidc import register_client, verify_jwt
+    from test_oidc_provider import BackchannelReceiver
+
+    person = active_person_on(a, b, seed, outbox)
+    receiver = BackchannelReceiver()
+    try:
+        client = register_client(
+            admin_on(seed, a), "bc-replicas", "--first-party", "--backchannel-logout-uri", receiver.url
+        )
+        datahub = Module.datahub(a.base_url)
+        module = Module(datahub.discovery, client.id, client.redirect_uri, client.secret)
+
+        # The session opened on A holds on B and C; the module logs in through A.
+        http = logged_in_on(a, a, person)
+        assert all(signed_in_on(http, r) for r in (a, b, c))
+        request = module.authorization_request()
+        callback = module.callback_url(pages.get(http, request.url))
+        tokens = module.exchange(callback, request)
+        sid = module.id_token_claims(tokens["id_token"], request.nonce)["sid"]
+
+        # Logout on B tells the module, though the session and its modules were
+        # recorded on A; the session is over on every replica.
+        asked = pages.get(http, on(b, datahub.discovery["end_session_endpoint"], a))
+        assert asked.status_code == 200, pages.page_text(asked)
+        answer = pages.submit(http, asked, pages.form_with_field(asked, "confirm"), {})
+        assert answer.status_code == 200, pages.page_text(answer)
+        posts = receiver.wait_for(1)
+        assert len(posts) == 1, posts
+        claims = verify_jwt(datahub.discovery, posts[0]["logout_token"], client.id)
+        assert claims["sid"] == sid
+        assert not any(signed_in_on(http, r) for r in (a, b, c))
+    finally:
+        receiver.close()
+
+    # Two sessions, opened on A and on B; a password reset through C ends both.
+    on_a = logged_in_on(a, a, person)
+    on_b = logged_in_on(b, a, person)
+    assert signed_in_on(on_a, b) and signed_in_on(on_b, a)
+    http = pages.browser()
+    page = pages.get(http, f"{c.base_url}/password/forgot")
+    answer = pages.submit(http, page, pages.form_with_field(page, "email"), {"email": person.email})
+    assert answer.status_code == 200, pages.page_text(answer)
+    mail = None
+    deadline = time.monotonic() + 30
+    while mail is None and time.monotonic() < deadline:
+        mail = next((m for m in mails_to(outbox, person.email) if m.subject == RESET_SUBJECT), None)
+        time.sleep(0.1)
+    assert mail is not None, "no reset email"
+    link = re.findall(r"https?://[^\s\"'<>]+/password/reset\?token=[^\s\"'<>]+", mail.body)[0]
+    form_page = pages.get(http, on(c, link, a))
+    assert form_page.status_code == 200, pages.page_text(form_page)
+    password = f"Mirabelle-de-Metz-{secrets.token_hex(3)}-7!"
+    done = pages.submit(
+        http, form_page, pages.form_with_field(form_page, "password_confirmation"),
+        {"password": password, "password_confirmation": password},
+    )
+    assert done.status_code == 200, pages.page_text(done)
+    for browser, name in ((on_a, "A"), (on_b, "B")):
+        for replica in (a, b, c):
+            assert not signed_in_on(browser, replica), f"the session opened on {name} outlived the reset"
+    person.password = password
+    assert signed_in_on(logged_in_on(c, a, person), a), "the new password opens a session"

@@ -141,7 +141,10 @@ pub async fn run(
         unconfirmed_ttl_secs: settings.unconfirmed_ttl_secs,
         ..settings.account_limits.clone()
     })
-    .with_throttle(ephemeral.clone(), settings.throttle.clone());
+    .with_throttle(ephemeral.clone(), settings.throttle.clone())
+    // Sessions go to Redis with the codes when it is configured; the provider picks
+    // the same store from `with_ephemeral`.
+    .with_sessions(dge_store::sessions::Sessions::new(db.clone(), &ephemeral));
     let purge_task = tokio::spawn(purge_loop(registry.clone(), stopped_signal(&stop_rx)));
     let workflow = Workflow::new(registry.clone(), settings.public_url.clone())
         .with_notices(ephemeral.clone());

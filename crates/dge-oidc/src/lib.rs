@@ -30,6 +30,7 @@ use dge_authz::Keys;
 use dge_core::Clock;
 use dge_store::Db;
 use dge_store::ephemeral::Ephemeral;
+use dge_store::sessions::{SessionError, Sessions};
 
 pub use authorize::{AuthorizeOutcome, AuthorizeParams};
 
@@ -78,6 +79,9 @@ pub struct Provider {
     /// Short-lived state shared by the replicas through Redis: authorization codes
     /// (taken exactly once) and device codes.
     pub(crate) ephemeral: Ephemeral,
+    /// The single sign-on sessions: in Redis with `ephemeral` when it is shared,
+    /// else in the database.
+    pub(crate) sessions: Sessions,
 }
 
 impl std::fmt::Debug for Provider {
@@ -94,20 +98,29 @@ impl Provider {
     #[must_use]
     pub fn new(db: Db, keys: Arc<Keys>, clock: Arc<dyn Clock>, settings: ProviderSettings) -> Self {
         Self {
-            db,
             keys,
             clock,
             settings: Arc::new(settings),
             ephemeral: Ephemeral::local("dge:"),
+            sessions: Sessions::database(db.clone()),
+            db,
         }
     }
 
     /// Keeps short-lived state (authorization and device codes) in `ephemeral`, shared by the replicas,
-    /// rather than in this process.
+    /// rather than in this process; sessions move to Redis too when `ephemeral` is
+    /// shared through it.
     #[must_use]
     pub fn with_ephemeral(mut self, ephemeral: Ephemeral) -> Self {
+        self.sessions = Sessions::new(self.db.clone(), &ephemeral);
         self.ephemeral = ephemeral;
         self
+    }
+
+    /// The session store, for the services that end an account's sessions.
+    #[must_use]
+    pub fn sessions(&self) -> &Sessions {
+        &self.sessions
     }
 
     /// The issuer URL.
@@ -138,6 +151,9 @@ pub enum Error {
     /// The shared short-lived store (Redis) failed.
     #[error("shared store error")]
     Ephemeral(#[from] dge_store::ephemeral::EphemeralError),
+    /// The session store (database or Redis) failed.
+    #[error("session store error")]
+    Sessions(#[from] SessionError),
     /// Signing a token failed.
     #[error("signing failed")]
     Sign(#[from] dge_authz::Error),

@@ -1,15 +1,12 @@
 //! The single sign-on session: one cookie, shared by every portal module.
 //!
-//! Sessions stay in the database, shared by every replica, rather than in Redis with
-//! the codes: a password reset ends all of an account's sessions in the same
-//! transaction as the new password (`dge_registry::reset`), deleting an account drops
-//! them by foreign key, each use checks the account is still active by a join, and
-//! `session_clients` lists the modules to tell at back-channel logout. Redis would
-//! need a per-account index kept in step by hand, and sessions of eight hours should
-//! survive a Redis restart.
+//! The sessions live in [`dge_store::sessions`]: in Redis when it is configured
+//! (several replicas), in the database otherwise. Only the cookie's SHA-256 is kept.
+//! A password reset or change, or a deletion, ends all of an account's sessions in
+//! its own transaction (the account's sessions epoch), and each use checks the
+//! account is still active.
 
 use dge_core::token::{hash_token, random_token};
-use sqlx::Row;
 
 use crate::{Provider, Result};
 
@@ -31,17 +28,15 @@ impl Provider {
     pub async fn open_session(&self, account_id: &str, auth_time: i64) -> Result<String> {
         let id = random_token();
         let now = self.now();
-        sqlx::query(
-            "INSERT INTO sessions (id_hash, account_id, auth_time, expires_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(hash_token(&id))
-        .bind(account_id)
-        .bind(auth_time)
-        .bind(now + self.settings.session_ttl_secs)
-        .bind(now)
-        .execute(self.db.pool())
-        .await?;
+        self.sessions
+            .open(
+                &hash_token(&id),
+                account_id,
+                auth_time,
+                now + self.settings.session_ttl_secs,
+                now,
+            )
+            .await?;
         Ok(id)
     }
 
@@ -50,29 +45,14 @@ impl Provider {
     /// # Errors
     /// Storage errors.
     pub async fn session(&self, cookie: &str) -> Result<Option<(String, i64)>> {
-        let row = sqlx::query(
-            "SELECT s.account_id, s.auth_time FROM sessions s JOIN accounts a ON a.id = s.account_id \
-             WHERE s.id_hash = $1 AND s.expires_at > $2 AND a.status = 'active'",
-        )
-        .bind(hash_token(cookie))
-        .bind(self.now())
-        .fetch_optional(self.db.pool())
-        .await?;
-        row.map(|r| Ok((r.try_get("account_id")?, r.try_get("auth_time")?)))
-            .transpose()
+        Ok(self.sessions.get(&hash_token(cookie), self.now()).await?)
     }
 
     /// Records that `client_id` received a code in the session `session_hash`.
     pub(crate) async fn remember_client(&self, session_hash: &str, client_id: &str) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO session_clients (session_hash, client_id, created_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (session_hash, client_id) DO NOTHING",
-        )
-        .bind(session_hash)
-        .bind(client_id)
-        .bind(self.now())
-        .execute(self.db.pool())
-        .await?;
+        self.sessions
+            .remember_client(session_hash, client_id, self.now())
+            .await?;
         Ok(())
     }
 
@@ -81,16 +61,9 @@ impl Provider {
         &self,
         session_hash: &str,
     ) -> Result<Vec<(crate::clients::Client, String)>> {
-        let rows = sqlx::query(
-            "SELECT sc.client_id FROM session_clients sc JOIN oidc_clients c ON c.id = sc.client_id \
-             WHERE sc.session_hash = $1 AND c.backchannel_logout_uri IS NOT NULL ORDER BY sc.client_id",
-        )
-        .bind(session_hash)
-        .fetch_all(self.db.pool())
-        .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let id: String = row.try_get("client_id")?;
+        let ids = self.sessions.clients(session_hash).await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
             if let Some(client) = crate::clients::find(&self.db, &id).await?
                 && let Some(uri) = client.settings.backchannel_logout_uri.clone()
             {
@@ -102,13 +75,7 @@ impl Provider {
 
     /// The account of the session `session_hash`, even if it has expired.
     pub(crate) async fn session_account(&self, session_hash: &str) -> Result<Option<String>> {
-        let row = sqlx::query("SELECT account_id FROM sessions WHERE id_hash = $1")
-            .bind(session_hash)
-            .fetch_optional(self.db.pool())
-            .await?;
-        row.map(|r| r.try_get("account_id"))
-            .transpose()
-            .map_err(Into::into)
+        Ok(self.sessions.account(session_hash).await?)
     }
 
     /// Ends a session.
@@ -116,15 +83,7 @@ impl Provider {
     /// # Errors
     /// Storage errors.
     pub async fn close_session(&self, cookie: &str) -> Result<()> {
-        let hash = hash_token(cookie);
-        sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
-            .bind(&hash)
-            .execute(self.db.pool())
-            .await?;
-        sqlx::query("DELETE FROM session_clients WHERE session_hash = $1")
-            .bind(&hash)
-            .execute(self.db.pool())
-            .await?;
+        self.sessions.close(&hash_token(cookie)).await?;
         Ok(())
     }
 }

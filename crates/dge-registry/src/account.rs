@@ -382,6 +382,7 @@ impl Registry {
         self.replace_password(&mut tx, &account, &phc, "account.password_changed", now)
             .await?;
         tx.commit().await?;
+        self.sessions.forget_account(&account.id).await;
         self.outbox.wake();
         tracing::info!(account_id = %account.id, "password changed; sessions and tokens revoked");
         Ok(())
@@ -582,14 +583,19 @@ impl Registry {
             &["created_at"],
         )
         .await?;
-        let sessions = rows_json(
-            &mut conn,
-            "SELECT auth_time, expires_at, created_at FROM sessions WHERE account_id = $1 ORDER BY created_at",
-            account_id,
-            &[],
-            &["auth_time", "expires_at", "created_at"],
-        )
-        .await?;
+        let sessions: Vec<Value> = self
+            .sessions
+            .of_account(account_id, self.clock.now())
+            .await?
+            .into_iter()
+            .map(|t| {
+                json!({
+                    "auth_time": t.auth_time,
+                    "expires_at": t.expires_at,
+                    "created_at": t.created_at,
+                })
+            })
+            .collect();
         let consents = rows_json(
             &mut conn,
             "SELECT client_id, scope, created_at FROM consents WHERE account_id = $1 ORDER BY client_id",
@@ -706,6 +712,7 @@ impl Registry {
             )
             .await?;
         tx.commit().await?;
+        self.sessions.forget_account(account_id).await;
         self.outbox.wake();
         tracing::info!(account_id = %account_id, "account deleted at its owner's request");
         Ok(())

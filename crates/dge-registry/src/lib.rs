@@ -44,6 +44,9 @@ pub enum Error {
     /// The shared store (Redis) failed: logins are refused rather than unthrottled.
     #[error("shared store error")]
     Shared(#[from] dge_store::ephemeral::EphemeralError),
+    /// The session store (database or Redis) failed.
+    #[error("session store error")]
+    Sessions(#[from] dge_store::sessions::SessionError),
     /// A hashing task failed (a bug).
     #[error("password hashing failed")]
     Hash,
@@ -58,7 +61,11 @@ impl From<Error> for tonic::Status {
             Error::Invalid(v) => v.into_status(),
             Error::BadToken => tonic::Status::failed_precondition("invalid or expired token"),
             Error::Busy => tonic::Status::resource_exhausted("too many concurrent logins"),
-            Error::Store(_) | Error::Mail(_) | Error::Shared(_) | Error::Hash => {
+            Error::Store(_)
+            | Error::Mail(_)
+            | Error::Shared(_)
+            | Error::Sessions(_)
+            | Error::Hash => {
                 tracing::error!(error = %dge_core::ErrorChain(&err), "registry call failed");
                 tonic::Status::internal("internal error")
             }

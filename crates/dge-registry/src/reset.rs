@@ -81,10 +81,7 @@ pub(crate) async fn revoke_everything(
     account_id: &str,
     now: i64,
 ) -> sqlx::Result<()> {
-    sqlx::query("DELETE FROM sessions WHERE account_id = $1")
-        .bind(account_id)
-        .execute(&mut *conn)
-        .await?;
+    dge_store::sessions::end_all_in(conn, account_id).await?;
     for table in ["issued_tokens", "refresh_tokens"] {
         sqlx::query(&format!(
             "UPDATE {table} SET revoked_at = $1 WHERE account_id = $2 AND revoked_at IS NULL"
@@ -301,6 +298,7 @@ impl Registry {
         self.replace_password(&mut tx, &account, &phc, "account.password_reset", now)
             .await?;
         tx.commit().await?;
+        self.sessions.forget_account(&account.id).await;
         self.outbox.wake();
         tracing::info!(account_id = %account.id, "password reset; sessions and tokens revoked");
         Ok(account)

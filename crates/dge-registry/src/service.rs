@@ -85,6 +85,8 @@ pub struct Registry {
     pub(crate) settings: Arc<RegistrySettings>,
     pub(crate) lifetimes: Arc<AccountLifetimes>,
     pub(crate) throttle: Arc<crate::throttle::Throttle>,
+    /// The single sign-on sessions, to list them and forget ended ones.
+    pub(crate) sessions: dge_store::sessions::Sessions,
 }
 
 impl std::fmt::Debug for Registry {
@@ -106,6 +108,7 @@ impl Registry {
         settings: RegistrySettings,
     ) -> Self {
         Self {
+            sessions: dge_store::sessions::Sessions::database(db.clone()),
             db,
             hasher,
             outbox,
@@ -117,6 +120,14 @@ impl Registry {
                 crate::throttle::ThrottleSettings::default(),
             )),
         }
+    }
+
+    /// The same registry with the provider's session store (Redis when shared), so
+    /// that an account's data export lists its sessions and ended ones are deleted.
+    #[must_use]
+    pub fn with_sessions(mut self, sessions: dge_store::sessions::Sessions) -> Self {
+        self.sessions = sessions;
+        self
     }
 
     /// The same registry with other lifetimes and limits.

@@ -101,6 +101,14 @@ impl Ephemeral {
         matches!(self.inner, Inner::Redis(_))
     }
 
+    /// The Redis connection and key prefix, when shared through Redis.
+    pub(crate) fn redis_handle(&self) -> Option<(redis::aio::ConnectionManager, &str)> {
+        match &self.inner {
+            Inner::Redis(manager) => Some((manager.clone(), &self.prefix)),
+            Inner::Local(_) => None,
+        }
+    }
+
     fn key(&self, key: &str) -> String {
         format!("{}{key}", self.prefix)
     }

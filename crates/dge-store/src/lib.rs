@@ -8,8 +8,10 @@
 //! - [`Db`]: the pool and the backend it talks to.
 //! - [`is_unique_violation`]: recognises a named unique constraint in an error.
 //! - [`ephemeral`]: short-lived state shared by replicas (Redis, or in-process).
+//! - [`sessions`]: the single sign-on sessions (Redis when configured, else the database).
 
 pub mod ephemeral;
+pub mod sessions;
 
 use std::str::FromStr;
 use std::time::Duration;
