@@ -123,7 +123,9 @@ def replicas(tmp_path, backend_database):
     config.write_text(
         f'[server]\npublic_url = "{a.base_url}"\n'
         f'[database]\nurl = "{backend_database}"\nmax_connections = 8\n'
-        f'[redis]\nurl = "redis://127.0.0.1:6379"\n'
+        # A prefix of the run's own: counters (the login throttle's per-address lock)
+        # and sessions are not shared with other runs on the same Redis.
+        f'[redis]\nurl = "redis://127.0.0.1:6379"\nprefix = "dge-e2e-{secrets.token_hex(6)}:"\n'
         f'[keys]\nencryption_key = "{KEY}"\n'
         f'[mail]\nfrom = "DataGrandEst <no-reply@datagrandest.fr>"\noutbox_dir = "{outbox}"\n',
         encoding="utf-8",
@@ -341,8 +343,9 @@ def signed_in_on(http, replica: Replica) -> bool:
     return answer.status_code == 200
 
 
-def test_sessions_are_shared_by_replicas_and_end_everywhere_at_once(replicas):
+def test_sessions_are_shared_by_replicas_and_end_everywhere_at_once(replicas, backend_database):
     a, b, c, seed, outbox = replicas
+    import psycopg
     from oidc import register_client, verify_jwt
     from test_oidc_provider import BackchannelReceiver
 
@@ -362,6 +365,10 @@ def test_sessions_are_shared_by_replicas_and_end_everywhere_at_once(replicas):
         callback = module.callback_url(pages.get(http, request.url))
         tokens = module.exchange(callback, request)
         sid = module.id_token_claims(tokens["id_token"], request.nonce)["sid"]
+        # The session and its modules are in Redis, not in PostgreSQL.
+        with psycopg.connect(backend_database) as conn:
+            for table in ("sessions", "session_clients"):
+                assert conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone() == (0,), table
 
         # Logout on B tells the module, though the session and its modules were
         # recorded on A; the session is over on every replica.

@@ -101,6 +101,9 @@ pub struct RedisConfig {
     /// `redis://host:6379` (or `rediss://` for TLS). Required with more than one
     /// replica; without it, counters and notifications stay inside the process.
     pub url: Option<Secret<String>>,
+    /// Prefix of every key (`dge:` by default), so that several deployments (or test
+    /// runs) can share one Redis: 1 to 64 of `A-Za-z0-9_:.-`.
+    pub prefix: Option<String>,
 }
 
 /// `[telemetry]`: spans exported over OTLP/HTTP (protobuf) to a collector.
@@ -821,6 +824,14 @@ impl Config {
         {
             errors.push("redis.url: must start with redis:// or rediss://".into());
         }
+        if let Some(prefix) = &self.redis.prefix
+            && !((1..=64).contains(&prefix.len())
+                && prefix
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_:.-".contains(&b)))
+        {
+            errors.push("redis.prefix: 1 to 64 of A-Za-z0-9_:.-".into());
+        }
         if !(1..=1000).contains(&self.database.max_connections) {
             errors.push("database.max_connections: 1 to 1000".into());
         }
@@ -1001,7 +1012,7 @@ impl Config {
             support_email: self.portal.support_email.clone(),
             hash_concurrency: self.accounts.hash_concurrency,
             redis_url: self.redis.url.clone(),
-            redis_prefix: "dge:".into(),
+            redis_prefix: self.redis.prefix.clone().unwrap_or_else(|| "dge:".into()),
             hash_params: HashParams {
                 memory_kib: self.accounts.hash_memory_kib,
                 iterations: self.accounts.hash_iterations,
@@ -1102,6 +1113,19 @@ mod tests {
             assert!(err.contains(key), "{key} in {err}");
         }
         assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn the_redis_prefix_defaults_and_is_checked() {
+        let minimal = include_str!("../../../fuzz/corpus/config/minimal.toml");
+        assert_eq!(parse_toml(minimal).unwrap().redis_prefix, "dge:");
+        let with =
+            |prefix: &str| parse_toml(&format!("{minimal}\n[redis]\nprefix = \"{prefix}\"\n"));
+        assert_eq!(with("dge-staging:").unwrap().redis_prefix, "dge-staging:");
+        for bad in ["", "dge prod:", &"x".repeat(65)] {
+            let err = with(bad).unwrap_err().to_string();
+            assert!(err.contains("redis.prefix: 1 to 64"), "{bad:?}: {err}");
+        }
     }
 
     #[test]
