@@ -78,6 +78,9 @@ def _production_env() -> dict[str, str]:
     return {
         "DGE_DEV_DATABASE_URL": f"{admin_url.rsplit('/', 1)[0]}/{name}",
         "DGE_DEV_REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379"),
+        # Keys of this server's own: other runs on the same Redis neither share its
+        # sessions nor lock its address out with their login failures.
+        "DGE_DEV_REDIS_PREFIX": f"dge-e2e-{secrets.token_hex(6)}:",
     }
 
 
