@@ -279,7 +279,9 @@ impl Sessions {
     }
 
     /// The account of the session `hash`, even if it has expired or been ended by an
-    /// account change (in Redis, only until its entry lapses).
+    /// account change. In Redis the entry lapses with the session, so logging out of
+    /// an already expired session notifies no module there (the database keeps the
+    /// row and does); keeping entries past expiry would cost memory for little.
     ///
     /// # Errors
     /// Storage errors.
