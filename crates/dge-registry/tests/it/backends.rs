@@ -9,6 +9,8 @@ use dge_mailer::{MailSettings, Outbox};
 use dge_registry::hashing::HashParams;
 use dge_registry::{Hasher, Registry, RegistrySettings, SignUpForm};
 use dge_store::Db;
+use dge_store::ephemeral::Ephemeral;
+use dge_store::sessions::Sessions;
 use sqlx::Row;
 
 pub(crate) const NOW: i64 = 1_800_000_000;
@@ -65,6 +67,8 @@ pub(crate) struct Services {
     pub(crate) db: Db,
     pub(crate) clock: ManualClock,
     pub(crate) registry: Registry,
+    /// The registry's sessions: in Redis on PostgreSQL, as in production.
+    pub(crate) sessions: Sessions,
 }
 
 pub(crate) async fn services(engine: Engine) -> Services {
@@ -86,10 +90,24 @@ pub(crate) async fn services(engine: Engine) -> Services {
             confirmation_ttl_secs: 48 * 3600,
         },
     );
+    let sessions = match engine {
+        Engine::Sqlite => Sessions::database(db.clone()),
+        Engine::Postgres => {
+            let url =
+                std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+            let prefix = format!("dge-test:{}:", uuid::Uuid::new_v4().simple());
+            let shared = Ephemeral::redis(&url, &prefix)
+                .await
+                .expect("Redis must answer on REDIS_URL (default 127.0.0.1:6379)");
+            Sessions::new(db.clone(), &shared)
+        }
+    };
+    let registry = registry.with_sessions(sessions.clone());
     Services {
         db,
         clock,
         registry,
+        sessions,
     }
 }
 

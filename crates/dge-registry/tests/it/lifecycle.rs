@@ -32,16 +32,17 @@ async fn active(s: &Services, login: &str, email: &str) -> String {
 
 /// A session and an access token, as a login would leave them.
 async fn logged_in(s: &Services, account_id: &str) {
-    sqlx::query(
-        "INSERT INTO sessions (id_hash, account_id, auth_time, expires_at, created_at) VALUES ($1, $2, $3, $4, $3)",
-    )
-    .bind(uuid::Uuid::new_v4().to_string())
-    .bind(account_id)
-    .bind(s.registry.now())
-    .bind(s.registry.now() + 3600)
-    .execute(s.db.pool())
-    .await
-    .unwrap();
+    let now = s.registry.now();
+    s.sessions
+        .open(
+            &uuid::Uuid::new_v4().to_string(),
+            account_id,
+            now,
+            now + 3600,
+            now,
+        )
+        .await
+        .unwrap();
     sqlx::query(
         "INSERT INTO issued_tokens (jti, client_id, account_id, expires_at, created_at) VALUES ($1, 'datahub', $2, $3, $4)",
     )
@@ -64,13 +65,13 @@ async fn count(s: &Services, sql: &str, param: &str) -> i64 {
 }
 
 async fn live_logins(s: &Services, account_id: &str) -> (i64, i64) {
+    let sessions = s
+        .sessions
+        .of_account(account_id, s.registry.now())
+        .await
+        .unwrap();
     (
-        count(
-            s,
-            "SELECT COUNT(*) AS n FROM sessions WHERE account_id = $1",
-            account_id,
-        )
-        .await,
+        i64::try_from(sessions.len()).unwrap(),
         count(
             s,
             "SELECT COUNT(*) AS n FROM issued_tokens WHERE account_id = $1 AND revoked_at IS NULL",
