@@ -10,9 +10,12 @@
 //! `client_auth_window_secs` come from one address, or name one client id, further
 //! requests are refused before any secret or assertion is checked and without an audit
 //! row each (the failure that reaches the limit writes one `token.client_auth_limited`
-//! row). A client id over its limit is still served from an address where it
-//! authenticated successfully within [`KNOWN_ADDRESS_SECS`]: someone guessing from
-//! elsewhere cannot lock a service out of its own tokens.
+//! row). As with the login throttle, an address where the client authenticated
+//! successfully within [`KNOWN_ADDRESS_SECS`] is "known" to it, and each limit alone
+//! spares it: someone guessing from elsewhere cannot lock a service out of its own
+//! tokens, and a module that fails on a host shared with others (or behind one NAT)
+//! does not lock them out. Both limits at once refuse even a known address: someone
+//! there is guessing this very client's secret.
 
 use std::time::Duration;
 
@@ -107,22 +110,25 @@ impl Provider {
                 .is_some_and(|c| c >= l.client_auth_max_failures)
         };
         let addr_key = client_fail_key("addr", address);
-        if over(self.ephemeral.get(&addr_key).await?) {
-            let left = self.ephemeral.ttl(&addr_key).await?;
-            return Ok(Some(retry_secs(left, l.client_auth_window_secs)));
-        }
         let id_key = client_fail_key("id", client_id);
-        if over(self.ephemeral.get(&id_key).await?)
+        let addr_over = over(self.ephemeral.get(&addr_key).await?);
+        let id_over = over(self.ephemeral.get(&id_key).await?);
+        if !addr_over && !id_over {
+            return Ok(None);
+        }
+        // See the module documentation: each limit alone spares a known address.
+        if addr_over != id_over
             && self
                 .ephemeral
                 .get(&client_known_key(client_id, address))
                 .await?
-                .is_none()
+                .is_some()
         {
-            let left = self.ephemeral.ttl(&id_key).await?;
-            return Ok(Some(retry_secs(left, l.client_auth_window_secs)));
+            return Ok(None);
         }
-        Ok(None)
+        let key = if addr_over { addr_key } else { id_key };
+        let left = self.ephemeral.ttl(&key).await?;
+        Ok(Some(retry_secs(left, l.client_auth_window_secs)))
     }
 
     /// Counts a failed client authentication; writes one audit row when a counter
