@@ -22,11 +22,12 @@ WRONG = "Pas-le-bon-mot-de-passe-1"
 
 
 def store_env(store: str, **limits: str) -> dict[str, str]:
-    env = dict(limits)
+    # A prefix of the test's own, whatever the store: with DGE_E2E_BACKEND=postgres even
+    # "local" servers get Redis, and locks or counters on 127.0.0.1 under the default
+    # prefix would reach every other server on this machine.
+    env = {**limits, "DGE_DEV_REDIS_PREFIX": f"dge-e2e-{secrets.token_hex(6)}:"}
     if store == "redis":
         env["DGE_DEV_REDIS_URL"] = "redis://127.0.0.1:6379"
-        # A prefix of the test's own: counters never leak between runs.
-        env["DGE_DEV_REDIS_PREFIX"] = f"dge-e2e-{secrets.token_hex(6)}:"
     return env
 
 
