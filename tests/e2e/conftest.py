@@ -95,8 +95,18 @@ def pytest_sessionfinish(session, exitstatus):
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+# Every test talks to its servers from 127.0.0.1, where production sees one address per
+# person or module: the per-address rate limits of /authorize and of failed client
+# authentications would count the whole suite together. test_rate_limits.py sets its own.
+SUITE_RATE_LIMITS = {
+    "DGE_AUTHORIZE_MAX_REQUESTS": "1000000",
+    "DGE_CLIENT_AUTH_MAX_FAILURES": "10000",
+}
+
+
 def _start(tmp_path_factory, owner: str, extra_env: dict[str, str] | None) -> IdpServer:
     _require_binaries()
+    extra_env = {**SUITE_RATE_LIMITS, **(extra_env or {})}
     if PRODUCTION_BACKEND and "DGE_DEV_DATABASE_URL" not in (extra_env or {}):
         extra_env = {**_production_env(), **(extra_env or {})}
     data_dir = tmp_path_factory.mktemp("idp") / "data"

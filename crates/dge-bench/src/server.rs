@@ -58,6 +58,10 @@ impl Idp {
             .arg(grpc.to_string())
             .arg("--redis-prefix")
             .arg(&options.redis_prefix)
+            // Every simulated person comes from 127.0.0.1: the per-address limit of
+            // /authorize (300 a minute by default) would measure the limit, not us.
+            .arg("--authorize-max-requests")
+            .arg("1000000")
             // One request log line per request would measure the terminal, not us.
             .env("RUST_LOG", "warn")
             .env_remove("DGE_DEV_DATABASE_URL")

@@ -2,6 +2,7 @@
 //!
 //! - [`secret`]: values that must never reach a log line.
 //! - [`email`]: email addresses with a masked `Display`.
+//! - [`net`]: the client address behind trusted reverse proxies.
 //! - [`clock`]: the injected source of time.
 //! - [`time`]: dates for people.
 //! - [`token`]: random tokens, their at-rest hashes and constant-time comparison.
@@ -10,6 +11,7 @@
 
 pub mod clock;
 pub mod email;
+pub mod net;
 pub mod private_fs;
 pub mod secret;
 pub mod time;

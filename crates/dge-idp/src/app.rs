@@ -34,7 +34,6 @@ use dge_workflow::Workflow;
 use dge_workflow::grpc::ValidationWorkflowService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
 
@@ -161,6 +160,8 @@ pub async fn run(
         ProviderSettings {
             token_ttl_secs: settings.token_ttl_secs,
             device_code_ttl_secs: settings.device_code_ttl_secs,
+            limits: settings.rate_limits,
+            trusted_proxies: settings.trusted_proxies.clone(),
             ..ProviderSettings::new(settings.public_url.clone())
         },
     )
@@ -241,15 +242,16 @@ pub async fn run(
     let grpc = tonic::transport::Server::builder()
         .timeout(Duration::from_secs(30))
         // Dead peers and stalled streams do not hold connections: pings every 30 s,
-        // closed when one goes unanswered for 10 s; bounded work per connection.
-        // Missing: a cap on gRPC connections and a deadline for the HTTP/2 preface; the
-        // gRPC port is meant for administrators' networks, not the Internet.
+        // closed when one goes unanswered for 10 s; bounded work per connection. The
+        // connection cap and the handshake deadline are in `grpc_server::incoming`.
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .max_concurrent_streams(Some(GRPC_MAX_STREAMS))
         .concurrency_limit_per_connection(GRPC_MAX_STREAMS as usize)
         .layer(crate::request_id::layers())
         .layer(crate::metrics::GrpcMetricsLayer)
+        // Innermost, so that the metrics and logs see the code sent.
+        .layer(crate::grpc_errors::DecodeErrorsLayer)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(
@@ -316,9 +318,10 @@ pub async fn run(
         issuer = %settings.public_url,
         "dge-idp ready"
     );
-    let grpc_task = tokio::spawn(
-        grpc.serve_with_incoming_shutdown(TcpListenerStream::new(listeners.grpc), stopped()),
-    );
+    let grpc_task = tokio::spawn(grpc.serve_with_incoming_shutdown(
+        crate::grpc_server::incoming(listeners.grpc, settings.grpc_limits, stopped()),
+        stopped(),
+    ));
     // The peer address (ConnectInfo) feeds the per-address login throttle.
     let http_task = tokio::spawn(crate::http_server::serve(
         listeners.http,

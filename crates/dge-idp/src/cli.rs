@@ -92,6 +92,12 @@ pub struct DevArgs {
     /// HTTP connections open at once; more are closed at once.
     #[arg(long, env = "DGE_HTTP_MAX_CONNECTIONS", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub http_max_connections: u64,
+    /// gRPC connections open at once, handshakes included; more are closed at once.
+    #[arg(long, env = "DGE_GRPC_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub grpc_max_connections: u64,
+    /// Seconds for a gRPC client's HTTP/2 handshake (preface and first SETTINGS).
+    #[arg(long, env = "DGE_GRPC_HANDSHAKE_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub grpc_handshake_timeout_secs: u64,
     /// Public URL, also the OIDC issuer (default `http://<http-addr>`).
     #[arg(long, env = "DGE_PUBLIC_URL")]
     pub public_url: Option<String>,
@@ -114,6 +120,22 @@ pub struct DevArgs {
     /// The first delay after the free failures, in milliseconds (doubles each time).
     #[arg(long, env = "DGE_LOGIN_DELAY_BASE_MS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(0..=60_000))]
     pub login_delay_base_ms: u64,
+    /// Failed password logins from one address (in 15 minutes) that lock the address
+    /// for the accounts never logged into from it.
+    #[arg(long, env = "DGE_ADDRESS_LOCK_AFTER", default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
+    pub address_lock_after: u64,
+    /// Requests to /authorize from one address per `authorize_window_secs`.
+    #[arg(long, env = "DGE_AUTHORIZE_MAX_REQUESTS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub authorize_max_requests: u64,
+    /// The window of `authorize_max_requests`, in seconds.
+    #[arg(long, env = "DGE_AUTHORIZE_WINDOW_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub authorize_window_secs: u64,
+    /// Failed client authentications per client id and per address, per window.
+    #[arg(long, env = "DGE_CLIENT_AUTH_MAX_FAILURES", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub client_auth_max_failures: u64,
+    /// The window of `client_auth_max_failures`, in seconds.
+    #[arg(long, env = "DGE_CLIENT_AUTH_WINDOW_SECS", default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub client_auth_window_secs: u64,
     /// Least delay, in seconds, between publishing a rotated signing key and its first
     /// signature (`dgectl keys rotate --activate-after`); the tests shorten it.
     #[arg(long, env = "DGE_KEY_MIN_ACTIVATE_SECS", default_value_t = 300, value_parser = clap::value_parser!(i64).range(1..=3600))]

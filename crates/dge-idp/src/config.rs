@@ -80,6 +80,12 @@ pub struct ServerConfig {
     /// closed at once.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// gRPC connections open at once, handshakes included; more are closed at once.
+    #[serde(default = "default_grpc_max_connections")]
+    pub grpc_max_connections: usize,
+    /// Seconds for a gRPC client's HTTP/2 preface and first SETTINGS frame to arrive.
+    #[serde(default = "default_grpc_handshake_timeout")]
+    pub grpc_handshake_timeout_secs: u64,
 }
 
 impl ServerConfig {
@@ -90,6 +96,15 @@ impl ServerConfig {
             header_timeout: std::time::Duration::from_secs(self.header_timeout_secs),
             request_timeout: std::time::Duration::from_secs(self.request_timeout_secs),
             max_connections: self.max_connections,
+        }
+    }
+
+    /// The gRPC listener's limits.
+    #[must_use]
+    pub fn grpc_limits(&self) -> crate::grpc_server::GrpcLimits {
+        crate::grpc_server::GrpcLimits {
+            max_connections: self.grpc_max_connections,
+            handshake_timeout: std::time::Duration::from_secs(self.grpc_handshake_timeout_secs),
         }
     }
 }
@@ -524,6 +539,16 @@ pub struct SecurityConfig {
     pub login_window_secs: u64,
     /// How long a lock lasts, seconds (it always expires).
     pub login_lock_secs: u64,
+    /// Requests to `/authorize` from one client address within
+    /// `authorize_window_secs`; more get a 429 page.
+    pub authorize_max_requests: u64,
+    /// The window of `authorize_max_requests`, seconds.
+    pub authorize_window_secs: u64,
+    /// Failed client authentications at the token endpoints, per client id and per
+    /// address, within `client_auth_window_secs`; more are refused at once with 429.
+    pub client_auth_max_failures: u64,
+    /// The window of `client_auth_max_failures`, seconds.
+    pub client_auth_window_secs: u64,
     /// Reverse proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<std::net::IpAddr>,
 }
@@ -531,6 +556,7 @@ pub struct SecurityConfig {
 impl Default for SecurityConfig {
     fn default() -> Self {
         let t = dge_registry::ThrottleSettings::default();
+        let r = dge_oidc::rate::RateLimits::default();
         Self {
             login_free_failures: t.free_failures,
             login_delay_base_ms: t.delay_base_ms,
@@ -539,6 +565,10 @@ impl Default for SecurityConfig {
             address_lock_after: t.address_lock_after,
             login_window_secs: t.window_secs,
             login_lock_secs: t.lock_secs,
+            authorize_max_requests: r.authorize_max,
+            authorize_window_secs: r.authorize_window_secs,
+            client_auth_max_failures: r.client_auth_max_failures,
+            client_auth_window_secs: r.client_auth_window_secs,
             trusted_proxies: Vec::new(),
         }
     }
@@ -557,6 +587,17 @@ impl SecurityConfig {
             window_secs: self.login_window_secs,
             lock_secs: self.login_lock_secs,
             ..dge_registry::ThrottleSettings::default()
+        }
+    }
+
+    /// The rate limits of `/authorize` and of client authentication.
+    #[must_use]
+    pub fn rate_limits(&self) -> dge_oidc::rate::RateLimits {
+        dge_oidc::rate::RateLimits {
+            authorize_max: self.authorize_max_requests,
+            authorize_window_secs: self.authorize_window_secs,
+            client_auth_max_failures: self.client_auth_max_failures,
+            client_auth_window_secs: self.client_auth_window_secs,
         }
     }
 }
@@ -608,6 +649,16 @@ fn default_request_timeout() -> u64 {
 
 fn default_max_connections() -> usize {
     crate::http_server::HttpLimits::default().max_connections
+}
+
+fn default_grpc_max_connections() -> usize {
+    crate::grpc_server::GrpcLimits::default().max_connections
+}
+
+fn default_grpc_handshake_timeout() -> u64 {
+    crate::grpc_server::GrpcLimits::default()
+        .handshake_timeout
+        .as_secs()
 }
 
 const fn default_pool() -> u32 {
@@ -784,6 +835,12 @@ impl Config {
         if !(16..=1_000_000).contains(&server.max_connections) {
             errors.push("server.max_connections: 16 to 1000000".into());
         }
+        if !(16..=1_000_000).contains(&server.grpc_max_connections) {
+            errors.push("server.grpc_max_connections: 16 to 1000000".into());
+        }
+        if !(1..=300).contains(&server.grpc_handshake_timeout_secs) {
+            errors.push("server.grpc_handshake_timeout_secs: 1 to 300".into());
+        }
         let sec = &self.security;
         if sec.login_lock_after == 0 || sec.address_lock_after == 0 {
             errors.push("security.login_lock_after: must be at least 1".into());
@@ -804,6 +861,18 @@ impl Config {
         }
         if sec.login_window_secs > 7 * 86_400 {
             errors.push("security.login_window_secs: at most 604800".into());
+        }
+        if !(1..=1_000_000).contains(&sec.authorize_max_requests) {
+            errors.push("security.authorize_max_requests: 1 to 1000000".into());
+        }
+        if !(1..=3600).contains(&sec.authorize_window_secs) {
+            errors.push("security.authorize_window_secs: 1 to 3600".into());
+        }
+        if !(1..=10_000).contains(&sec.client_auth_max_failures) {
+            errors.push("security.client_auth_max_failures: 1 to 10000".into());
+        }
+        if !(1..=86_400).contains(&sec.client_auth_window_secs) {
+            errors.push("security.client_auth_window_secs: 1 to 86400".into());
         }
         let db = self.database.url.expose();
         if !(db.starts_with("postgres://")
@@ -1023,6 +1092,8 @@ impl Config {
             throttle: self.security.throttle(),
             trusted_proxies: self.security.trusted_proxies.clone(),
             http_limits: self.server.http_limits(),
+            grpc_limits: self.server.grpc_limits(),
+            rate_limits: self.security.rate_limits(),
         })
     }
 }
@@ -1139,14 +1210,45 @@ mod tests {
             config.server.http_limits(),
             crate::http_server::HttpLimits::default()
         );
+        assert_eq!(
+            config.server.grpc_limits(),
+            crate::grpc_server::GrpcLimits::default()
+        );
         let body = format!(
-            "{base}header_timeout_secs = 0\nrequest_timeout_secs = 601\nmax_connections = 3\n"
+            "{base}header_timeout_secs = 0\nrequest_timeout_secs = 601\nmax_connections = 3\ngrpc_max_connections = 3\ngrpc_handshake_timeout_secs = 0\n"
         );
         let err = load(Some(&write(&dir, &body))).unwrap_err().to_string();
         for key in [
             "server.header_timeout_secs",
             "server.request_timeout_secs",
             "server.max_connections",
+            "server.grpc_max_connections",
+            "server.grpc_handshake_timeout_secs",
+        ] {
+            assert!(err.contains(key), "{key} in {err}");
+        }
+    }
+
+    #[test]
+    fn rate_limits_default_and_are_bounded() {
+        let dir = tmp();
+        let base = format!(
+            "[keys]\nencryption_key = \"{KEY}\"\n[database]\nurl = \"sqlite://x\"\n[mail]\nfrom = \"A <a@example.fr>\"\noutbox_dir = \"o\"\n[server]\npublic_url = \"https://idp.example.fr\"\n"
+        );
+        let config = load(Some(&write(&dir, &base))).expect("defaults load");
+        assert_eq!(
+            config.security.rate_limits(),
+            dge_oidc::rate::RateLimits::default()
+        );
+        let body = format!(
+            "{base}[security]\nauthorize_max_requests = 0\nauthorize_window_secs = 3601\nclient_auth_max_failures = 0\nclient_auth_window_secs = 86401\n"
+        );
+        let err = load(Some(&write(&dir, &body))).unwrap_err().to_string();
+        for key in [
+            "security.authorize_max_requests",
+            "security.authorize_window_secs",
+            "security.client_auth_max_failures",
+            "security.client_auth_window_secs",
         ] {
             assert!(err.contains(key), "{key} in {err}");
         }

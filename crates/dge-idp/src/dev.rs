@@ -83,6 +83,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             delay_base_ms: args.login_delay_base_ms,
             lock_after: args.login_lock_after,
             lock_secs: args.login_lock_secs,
+            address_lock_after: args.address_lock_after,
             ..dge_registry::ThrottleSettings::default()
         },
         // The embedded default is reached directly, never through a proxy.
@@ -91,6 +92,16 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             header_timeout: Duration::from_secs(args.http_header_timeout_secs),
             request_timeout: Duration::from_secs(args.http_request_timeout_secs),
             max_connections: usize::try_from(args.http_max_connections).unwrap_or(usize::MAX),
+        },
+        grpc_limits: crate::grpc_server::GrpcLimits {
+            max_connections: usize::try_from(args.grpc_max_connections).unwrap_or(usize::MAX),
+            handshake_timeout: Duration::from_secs(args.grpc_handshake_timeout_secs),
+        },
+        rate_limits: dge_oidc::rate::RateLimits {
+            authorize_max: args.authorize_max_requests,
+            authorize_window_secs: args.authorize_window_secs,
+            client_auth_max_failures: args.client_auth_max_failures,
+            client_auth_window_secs: args.client_auth_window_secs,
         },
         hash_params: dge_registry::hashing::HashParams::default(),
         key_min_activate_secs: args.key_min_activate_secs,

@@ -8,6 +8,8 @@
 //! - [`dev`]: the embedded default (`dge-idp dev`).
 //! - [`serve`]: production (`serve`, `check-config`, `migrate`, admin tokens).
 //! - [`http_server`]: the HTTP accept loop with its timeouts and connection cap.
+//! - [`grpc_server`]: the gRPC accept loop with its handshake deadline and connection cap.
+//! - [`grpc_errors`]: malformed gRPC requests answered `INVALID_ARGUMENT`.
 //! - [`metrics`]: Prometheus metrics and their listener.
 //! - [`request_id`]: request ids on HTTP and gRPC, kept only when plausible.
 //! - [`telemetry`]: log format and levels.
@@ -16,6 +18,8 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod dev;
+pub mod grpc_errors;
+pub mod grpc_server;
 pub mod http_server;
 pub mod metrics;
 pub mod request_id;

@@ -98,4 +98,8 @@ pub struct Settings {
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Timeouts and connection cap of the HTTP listeners.
     pub http_limits: crate::http_server::HttpLimits,
+    /// Handshake deadline and connection cap of the gRPC listener.
+    pub grpc_limits: crate::grpc_server::GrpcLimits,
+    /// Rate limits of `/authorize` and of failed client authentications.
+    pub rate_limits: dge_oidc::rate::RateLimits,
 }

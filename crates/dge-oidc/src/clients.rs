@@ -214,16 +214,34 @@ pub enum AddError {
 /// plain http only on loopback hosts.
 #[must_use]
 pub fn valid_redirect_uri(uri: &str) -> bool {
+    redirect_uri_problem(uri).is_none()
+}
+
+/// What is wrong with a redirect URI offered for registration, if anything.
+#[must_use]
+pub fn redirect_uri_problem(uri: &str) -> Option<&'static str> {
+    // Redirect URIs are compared byte for byte: a `*` would never act as a wildcard,
+    // and whoever typed one expects it to.
+    if uri.contains('*') {
+        return Some("no wildcard (*): redirect URIs are matched exactly, list each one");
+    }
     let Ok(url) = url::Url::parse(uri) else {
-        return false;
+        return Some("not an absolute URI");
     };
     let loopback = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+    if url.host_str().is_none()
+        || !(url.scheme() == "https" || (url.scheme() == "http" && loopback))
+    {
+        return Some("must be https (plain http only on localhost, 127.0.0.1 or [::1])");
+    }
     // Credentials in a redirect URI would be sent along with every code.
-    url.fragment().is_none()
-        && url.username().is_empty()
-        && url.password().is_none()
-        && (url.scheme() == "https" || (url.scheme() == "http" && loopback))
-        && url.host_str().is_some()
+    if !url.username().is_empty() || url.password().is_some() {
+        return Some("no user name or password in a redirect URI");
+    }
+    if url.fragment().is_some() {
+        return Some("no fragment (#…) in a redirect URI");
+    }
+    None
 }
 
 /// Registers a client. Returns its secret (confidential clients), shown once.
@@ -258,17 +276,15 @@ pub async fn add(db: &Db, new: NewClient, now: i64) -> Result<Option<String>, Ad
     }
     // No redirect URI: a tool without a browser (such as `dgectl`), which may only use
     // the device grant (see `crate::device`) or `client_credentials`.
-    for uri in new
-        .redirect_uris
-        .iter()
-        .chain(&new.post_logout_redirect_uris)
-    {
-        if !valid_redirect_uri(uri) {
-            v.add(
-                "redirect_uris",
-                "invalid",
-                format!("not an acceptable redirect URI: {uri}"),
-            );
+    let fields = [
+        ("redirect_uris", &new.redirect_uris),
+        ("post_logout_redirect_uris", &new.post_logout_redirect_uris),
+    ];
+    for (field, uris) in fields {
+        for uri in uris {
+            if let Some(problem) = redirect_uri_problem(uri) {
+                v.add(field, "invalid", format!("{uri}: {problem}"));
+            }
         }
     }
     v.into_result().map_err(AddError::Invalid)?;
@@ -381,5 +397,11 @@ mod tests {
         assert!(!valid_redirect_uri("javascript:alert(1)"));
         assert!(!valid_redirect_uri("http://user:pw@localhost/cb"));
         assert!(!valid_redirect_uri("https://user@a.fr/cb"));
+        assert!(!valid_redirect_uri("https://*.a.fr/cb"));
+        assert!(!valid_redirect_uri("https://a.fr/*"));
+        assert_eq!(
+            redirect_uri_problem("https://a.fr/cb/*"),
+            Some("no wildcard (*): redirect URIs are matched exactly, list each one")
+        );
     }
 }

@@ -11,6 +11,7 @@
 //! - [`logout`]: RP-initiated logout, exact post-logout redirect URIs.
 //! - [`device`]: the device authorization grant (RFC 8628) for `dgectl login`.
 //! - [`grpc`]: the `ClientRegistry` gRPC service.
+//! - [`rate`]: rate limits of `/authorize` and of failed client authentications.
 //! - [`fuzzing`]: entry points for `cargo fuzz`.
 
 pub mod authorize;
@@ -21,6 +22,7 @@ pub mod fuzzing;
 pub mod grpc;
 pub mod http;
 pub mod logout;
+pub mod rate;
 pub mod session;
 pub mod token;
 
@@ -51,6 +53,10 @@ pub struct ProviderSettings {
     pub session_ttl_secs: i64,
     /// Device codes (RFC 8628) wait this long for the person's approval.
     pub device_code_ttl_secs: i64,
+    /// Rate limits of `/authorize` and of failed client authentications.
+    pub limits: rate::RateLimits,
+    /// Reverse proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl ProviderSettings {
@@ -65,6 +71,8 @@ impl ProviderSettings {
             request_ttl_secs: 3600,
             session_ttl_secs: 8 * 3600,
             device_code_ttl_secs: device::DEVICE_TTL_SECS,
+            limits: rate::RateLimits::default(),
+            trusted_proxies: Vec::new(),
         }
     }
 }

@@ -4,7 +4,9 @@
 //! right-most address of `X-Forwarded-For` that is not itself a trusted proxy (the
 //! left-most entries are written by the client and cannot be believed).
 
-use std::net::{IpAddr, SocketAddr};
+#[cfg(test)]
+use std::net::IpAddr;
+use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
@@ -15,34 +17,7 @@ use crate::Pages;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientAddr(pub String);
 
-/// The client address of a request from `peer` carrying `forwarded_for` headers.
-#[must_use]
-pub fn client_address(
-    peer: Option<IpAddr>,
-    forwarded_for: &[&str],
-    trusted_proxies: &[IpAddr],
-) -> String {
-    let Some(peer) = peer else {
-        return "unknown".to_owned();
-    };
-    if !trusted_proxies.contains(&peer) {
-        return peer.to_string();
-    }
-    let hops = forwarded_for
-        .iter()
-        .flat_map(|h| h.split(','))
-        .map(str::trim)
-        .collect::<Vec<_>>();
-    for hop in hops.iter().rev() {
-        match hop.parse::<IpAddr>() {
-            Ok(ip) if trusted_proxies.contains(&ip) => {}
-            Ok(ip) => return ip.to_string(),
-            // A malformed hop: nothing left of it can be trusted.
-            Err(_) => break,
-        }
-    }
-    peer.to_string()
-}
+pub use dge_core::net::client_address;
 
 impl FromRequestParts<Pages> for ClientAddr {
     type Rejection = std::convert::Infallible;

@@ -6,10 +6,21 @@
 //! after a growing delay; `address_lock_after` failures from one address, on any
 //! accounts, lock that address (password spraying); at `lock_after` failures the account is locked for `lock_secs`, and its
 //! owner is emailed. A lock always expires by itself; an administrator can lift it
-//! sooner ([`Registry::unlock`]). An address from which the account logged in
-//! successfully within `known_address_secs` is not stopped by the account lock, so
-//! that an attacker elsewhere cannot keep the owner out: only the per-address lock
-//! applies to it.
+//! sooner ([`Registry::unlock`]).
+//!
+//! An address from which the account logged in successfully within
+//! `known_address_secs` is "known" to it, and each lock alone spares it:
+//!
+//! - the account lock does not stop the account's known addresses, so that an attacker
+//!   elsewhere cannot keep the owner out;
+//! - the address lock does not stop the accounts that know the address, so that the
+//!   people behind one NAT (a town hall, a school) are not all locked out by one
+//!   sprayer, or by a few dozen typos among them: the sprayer still gets nothing but
+//!   the lock for every account never used from there, which is what spraying tries;
+//! - both locks together stop even a known address: someone there is guessing this
+//!   very account's password.
+//!
+//! Known accounts keep their own failure count and delays from a locked address.
 //!
 //! An identifier that names no account is counted and locked the same way, so that
 //! the answers never tell whether an account exists. Keys hold SHA-256 digests, never
@@ -153,7 +164,13 @@ impl Registry {
         let known = t.store.get(&known_key(&subject, &addr)).await?.is_some();
         let account_locked = t.store.get(&lock_key("acct", &subject)).await?.is_some();
         let address_locked = t.store.get(&lock_key("addr", &addr)).await?.is_some();
-        if address_locked || (account_locked && !known) {
+        // See the module documentation: each lock alone spares a known address.
+        let refused = match (address_locked, account_locked) {
+            (false, false) => false,
+            (true, true) => true,
+            _ => !known,
+        };
+        if refused {
             self.audit_login(&actor, "login.refused_locked", &detail)
                 .await?;
             return Ok(Err(LoginError::Locked));

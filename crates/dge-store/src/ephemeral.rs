@@ -232,6 +232,30 @@ impl Ephemeral {
         }
     }
 
+    /// How long the value (or counter) at `key` has left; `None` when there is none.
+    ///
+    /// # Errors
+    /// Redis failed.
+    pub async fn ttl(&self, key: &str) -> Result<Option<Duration>, EphemeralError> {
+        let key = self.key(key);
+        match &self.inner {
+            Inner::Local(map) => {
+                let now = Instant::now();
+                let map = map.lock().unwrap_or_else(PoisonError::into_inner);
+                Ok(map
+                    .get(&key)
+                    .filter(|(_, expires)| *expires > now)
+                    .map(|(_, expires)| *expires - now))
+            }
+            Inner::Redis(manager) => {
+                let mut conn = manager.clone();
+                // -2: no key; -1: no expiry (never set by this store).
+                let millis: i64 = redis::cmd("PTTL").arg(&key).query_async(&mut conn).await?;
+                Ok(u64::try_from(millis).ok().map(Duration::from_millis))
+            }
+        }
+    }
+
     /// Takes the value at `key`: of several concurrent callers, on any replica,
     /// exactly one gets it; an expired value is gone.
     ///

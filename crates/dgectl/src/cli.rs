@@ -61,6 +61,7 @@ impl Cli {
             .connection
             .settle_token_sources(&matches)
             .map_err(|msg| cmd.error(ErrorKind::ArgumentConflict, msg))?;
+        cli.global.connection.note_token_source(&matches);
         Ok(cli)
     }
 }
@@ -120,6 +121,11 @@ pub(crate) struct ConnectionOpts {
     /// Whether --server or DGECTL_SERVER was given (else the saved login's server wins).
     #[arg(skip)]
     pub(crate) server_given: bool,
+
+    /// Where the token comes from (`--token`, `DGECTL_TOKEN_FILE`…), named when the
+    /// server refuses it; empty for the login saved by `dgectl login`.
+    #[arg(skip)]
+    pub(crate) token_source: &'static str,
 }
 
 impl ConnectionOpts {
@@ -136,6 +142,18 @@ impl ConnectionOpts {
             (_, false) => self.token_file = None,
         }
         Ok(())
+    }
+
+    /// Names the option or variable the token in use comes from.
+    fn note_token_source(&mut self, matches: &ArgMatches) {
+        let typed = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
+        self.token_source = match (self.token.is_some(), self.token_file.is_some()) {
+            (true, _) if typed("token") => "--token",
+            (true, _) => "DGECTL_TOKEN",
+            (false, true) if typed("token_file") => "--token-file",
+            (false, true) => "DGECTL_TOKEN_FILE",
+            (false, false) => "",
+        };
     }
 }
 

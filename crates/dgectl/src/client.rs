@@ -103,6 +103,30 @@ fn read_token_file(path: &Path) -> Result<Token, CliError> {
         .map_err(|_| CliError::Usage(format!("the token file {} is empty", path.display())))
 }
 
+/// Whether `server`, an `http://` URL, answers HTTP/1.1 (a web server) within 3 s.
+/// Asked only after a gRPC connection failed. Not tried for `https://`: there the TLS
+/// handshake fails first, with its own message.
+pub(crate) async fn answers_http1(server: &ServerUrl) -> bool {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let Some(rest) = server.as_str().strip_prefix("http://") else {
+        return false;
+    };
+    let authority = rest.split('/').next().unwrap_or(rest).to_owned();
+    let probe = async {
+        let mut stream = tokio::net::TcpStream::connect(authority.as_str()).await?;
+        let request = format!("HEAD / HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await?;
+        let mut head = [0_u8; 7];
+        stream.read_exact(&mut head).await?;
+        std::io::Result::Ok(&head == b"HTTP/1.")
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(3), probe).await,
+        Ok(Ok(true))
+    )
+}
+
 /// TLS for an https:// server: the system's roots, plus the CA in `ca_cert` if any.
 /// The server name checked is the URL's host.
 fn tls_config(ca_cert: Option<&Path>) -> Result<ClientTlsConfig, CliError> {
@@ -130,6 +154,8 @@ pub(crate) struct Api {
     server: ServerUrl,
     channel: Channel,
     auth: BearerAuth,
+    /// Where the token comes from, named when the server refuses it.
+    token_source: &'static str,
 }
 
 impl Api {
@@ -139,6 +165,7 @@ impl Api {
         server: &ServerUrl,
         ca_cert: Option<&Path>,
         auth: BearerAuth,
+        token_source: &'static str,
     ) -> Result<Self, CliError> {
         let mut endpoint = Endpoint::from_shared(server.as_str().to_owned())
             .map_err(|_| CliError::Usage(format!("not a valid server URL: {server}")))?
@@ -161,12 +188,18 @@ impl Api {
             server: server.clone(),
             channel,
             auth,
+            token_source,
         })
     }
 
     /// Turns a failed call into the error to report.
     pub(crate) fn fail(&self, status: Status) -> CliError {
-        CliError::from_status(status, &self.server)
+        match CliError::from_status(status, &self.server) {
+            CliError::Unauthenticated { .. } => CliError::Unauthenticated {
+                given_by: self.token_source,
+            },
+            other => other,
+        }
     }
 
     pub(crate) fn accounts(&self) -> AccountRegistryClient<AuthChannel> {

@@ -31,9 +31,17 @@ pub(crate) enum CliError {
     #[error("{0}")]
     Login(String),
 
-    /// The server answered `UNAUTHENTICATED`.
-    #[error("the server refused the token (run dgectl login, or use --token or DGECTL_TOKEN)")]
-    Unauthenticated,
+    /// The server answered `UNAUTHENTICATED` to the token given by `given_by` (an
+    /// option or variable; empty: the login saved by `dgectl login`).
+    #[error("{}", refused_token(given_by))]
+    Unauthenticated { given_by: &'static str },
+
+    /// The server address answers HTTP/1.1: it is the web port, not the gRPC one.
+    #[error(
+        "{server} answers HTTP, not gRPC: it is the web port of DGE Identity; use its \
+         gRPC port instead (server.grpc_addr, 50051 by default)"
+    )]
+    NotGrpc { server: String },
 
     /// The server refused or failed the call.
     #[error("{}", describe_status(.0))]
@@ -56,7 +64,7 @@ impl CliError {
     /// Classifies a failed call to `server`.
     pub(crate) fn from_status(status: Status, server: &ServerUrl) -> Self {
         match status.code() {
-            Code::Unauthenticated => Self::Unauthenticated,
+            Code::Unauthenticated => Self::Unauthenticated { given_by: "" },
             // tonic reports a broken connection as UNAVAILABLE with the transport
             // error as its source; an UNAVAILABLE sent by the server has none.
             Code::Unavailable if status.source().is_some() => Self::Unreachable {
@@ -80,10 +88,20 @@ impl CliError {
         match self {
             Self::Call(_) | Self::Partial(_) | Self::Cancelled | Self::Output(_) => 1,
             Self::Usage(_) => 2,
-            Self::Unreachable { .. } => 3,
-            Self::NoToken | Self::Unauthenticated | Self::Login(_) => 4,
+            Self::Unreachable { .. } | Self::NotGrpc { .. } => 3,
+            Self::NoToken | Self::Unauthenticated { .. } | Self::Login(_) => 4,
         }
     }
+}
+
+/// The message for a refused token, naming where it came from.
+fn refused_token(source: &str) -> String {
+    if source.is_empty() {
+        return "the server refused the token saved by dgectl login (run dgectl login again, \
+                or use --token-file or DGECTL_TOKEN)"
+            .to_owned();
+    }
+    format!("the server refused the token given by {source} (check it, or run dgectl login)")
 }
 
 /// The last error of a source chain: the most specific one ("Connection refused").
@@ -176,9 +194,24 @@ mod tests {
         let err = CliError::from_status(Status::unauthenticated("bad token"), &server());
         assert_eq!(
             err.to_string(),
-            "the server refused the token (run dgectl login, or use --token or DGECTL_TOKEN)"
+            "the server refused the token saved by dgectl login (run dgectl login again, \
+             or use --token-file or DGECTL_TOKEN)"
         );
         assert_eq!(err.exit_code(), 4);
+        for source in [
+            "--token",
+            "--token-file",
+            "DGECTL_TOKEN",
+            "DGECTL_TOKEN_FILE",
+        ] {
+            let err = CliError::Unauthenticated { given_by: source };
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "the server refused the token given by {source} (check it, or run dgectl login)"
+                )
+            );
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ use axum::extract::rejection::FormRejection;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use super::Peer;
 use super::token::{NO_STORE, bad_body, basic, oauth_error, server_error};
 use crate::Provider;
 use crate::token::TokenForm;
@@ -16,13 +17,17 @@ use crate::token::TokenForm;
 /// Answers a device authorization request; OAuth errors as RFC 6749 §5.2 JSON.
 pub(crate) async fn authorize(
     State(p): State<Provider>,
+    Peer(address): Peer,
     headers: HeaderMap,
     form: Result<Form<TokenForm>, FormRejection>,
 ) -> Response {
     let Ok(Form(form)) = form else {
         return bad_body();
     };
-    let client = match p.authenticate_client(&form, basic(&headers)).await {
+    let client = match p
+        .authenticate_client(&form, basic(&headers), &address)
+        .await
+    {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => return oauth_error(e),
         Err(e) => return server_error(&e),

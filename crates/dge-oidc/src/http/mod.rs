@@ -5,10 +5,39 @@ mod discovery;
 mod token;
 mod userinfo;
 
+use std::net::SocketAddr;
+
 use axum::Router;
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
 use axum::routing::{get, post};
 
 use crate::Provider;
+
+/// The client's address (behind the trusted proxies), for the rate limits.
+pub(crate) struct Peer(pub(crate) String);
+
+impl FromRequestParts<Provider> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, p: &Provider) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        let forwarded = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect::<Vec<_>>();
+        Ok(Self(dge_core::net::client_address(
+            peer,
+            &forwarded,
+            &p.settings.trusted_proxies,
+        )))
+    }
+}
 
 /// Routes: discovery, JWKS, token, device authorization, introspection, revocation and userinfo.
 pub fn router(provider: Provider) -> Router {

@@ -8,6 +8,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use super::Peer;
 use crate::Provider;
 use crate::clients::Client;
 use crate::token::{OAuthError, TokenForm, basic_credentials, oauth};
@@ -17,8 +18,18 @@ pub(super) const NO_STORE: [(header::HeaderName, &str); 2] = [
     (header::PRAGMA, "no-cache"),
 ];
 
-/// An OAuth error as RFC 6749 §5.2 JSON: 401 with a challenge for `invalid_client`.
+/// An OAuth error as RFC 6749 §5.2 JSON: 401 with a challenge for `invalid_client`;
+/// 429 with `Retry-After` when a rate limit refused the request.
 pub(super) fn oauth_error(e: OAuthError) -> Response {
+    if let Some(secs) = e.retry_after {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, secs.to_string())],
+            NO_STORE,
+            Json(e),
+        )
+            .into_response();
+    }
     if e.error == "invalid_client" {
         return (
             StatusCode::UNAUTHORIZED,
@@ -54,13 +65,14 @@ pub(super) fn bad_body() -> Response {
 /// Answers a token request; OAuth errors as RFC 6749 §5.2 JSON.
 pub(crate) async fn token(
     State(p): State<Provider>,
+    Peer(address): Peer,
     headers: HeaderMap,
     form: Result<Form<TokenForm>, FormRejection>,
 ) -> Response {
     let Ok(Form(form)) = form else {
         return bad_body();
     };
-    match p.exchange(&form, basic(&headers)).await {
+    match p.exchange(&form, basic(&headers), &address).await {
         Ok(Ok(tokens)) => (StatusCode::OK, NO_STORE, Json(tokens)).into_response(),
         Ok(Err(e)) => oauth_error(e),
         Err(e) => server_error(&e),
@@ -70,13 +82,14 @@ pub(crate) async fn token(
 /// The client of an introspection or revocation request, and its token.
 async fn client_and_token(
     p: &Provider,
+    address: &str,
     headers: &HeaderMap,
     form: Result<Form<TokenForm>, FormRejection>,
 ) -> Result<(Client, String), Response> {
     let Ok(Form(form)) = form else {
         return Err(bad_body());
     };
-    let client = match p.authenticate_client(&form, basic(headers)).await {
+    let client = match p.authenticate_client(&form, basic(headers), address).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => return Err(oauth_error(e)),
         Err(e) => return Err(server_error(&e)),
@@ -91,10 +104,11 @@ async fn client_and_token(
 /// only; any other client gets `{"active": false}`.
 pub(crate) async fn introspect(
     State(p): State<Provider>,
+    Peer(address): Peer,
     headers: HeaderMap,
     form: Result<Form<TokenForm>, FormRejection>,
 ) -> Response {
-    let (client, token) = match client_and_token(&p, &headers, form).await {
+    let (client, token) = match client_and_token(&p, &address, &headers, form).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -127,10 +141,11 @@ pub(crate) async fn introspect(
 /// tokens answer 200 (RFC 7009 §2.2); another client's token is refused.
 pub(crate) async fn revoke(
     State(p): State<Provider>,
+    Peer(address): Peer,
     headers: HeaderMap,
     form: Result<Form<TokenForm>, FormRejection>,
 ) -> Response {
-    let (client, token) = match client_and_token(&p, &headers, form).await {
+    let (client, token) = match client_and_token(&p, &address, &headers, form).await {
         Ok(x) => x,
         Err(r) => return r,
     };

@@ -50,12 +50,69 @@ fn invalid() -> OAuthError {
     oauth("invalid_client", "client authentication failed")
 }
 
+/// The answer once failed authentications are over the limit (see [`crate::rate`]):
+/// still `invalid_client`, the RFC 6749 §5.2 code for a failed client authentication
+/// (clients stop and report it; `slow_down` belongs to device-code polling), sent with
+/// 429 and `Retry-After` (RFC 6585 §4) so that the client knows when to try again.
+fn limited(retry_after: u64) -> OAuthError {
+    OAuthError {
+        retry_after: Some(retry_after),
+        ..oauth(
+            "invalid_client",
+            "too many failed client authentications: retry later",
+        )
+    }
+}
+
+/// The client id a request claims, for the rate limits: the Basic user, else
+/// `client_id`, else the unverified `sub` of an assertion; bounded, as it is the caller's.
+fn claimed_client_id(form: &TokenForm, basic: Option<&(String, String)>) -> String {
+    let from_assertion = || {
+        form.client_assertion.as_deref().and_then(|a| {
+            jsonwebtoken::dangerous::insecure_decode::<AssertionClaims>(a)
+                .ok()
+                .map(|t| t.claims.sub)
+        })
+    };
+    basic
+        .map(|(id, _)| id.clone())
+        .or_else(|| form.client_id.clone())
+        .or_else(from_assertion)
+        .unwrap_or_default()
+        .chars()
+        .take(100)
+        .collect()
+}
+
 impl Provider {
-    /// Authenticates the client of a token, introspection or revocation request.
+    /// Authenticates the client of a token, introspection, revocation or device
+    /// authorization request from `address`, within the rate limits of
+    /// [`crate::rate`]: over them, the request is refused before any check.
     ///
     /// # Errors
     /// Storage errors; a failed authentication is `Ok(Err(invalid_client))`.
     pub async fn authenticate_client(
+        &self,
+        form: &TokenForm,
+        basic: Option<(String, String)>,
+        address: &str,
+    ) -> Result<Result<Client, OAuthError>> {
+        let claimed = claimed_client_id(form, basic.as_ref());
+        if let Some(secs) = self.client_auth_limited(&claimed, address).await? {
+            return Ok(Err(limited(secs)));
+        }
+        let outcome = self.check_client(form, basic).await?;
+        match &outcome {
+            Ok(client) => self.client_auth_succeeded(&client.id, address).await?,
+            Err(e) if e.error == "invalid_client" => {
+                self.client_auth_failed(&claimed, address).await?;
+            }
+            Err(_) => {}
+        }
+        Ok(outcome)
+    }
+
+    async fn check_client(
         &self,
         form: &TokenForm,
         basic: Option<(String, String)>,

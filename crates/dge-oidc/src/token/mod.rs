@@ -79,6 +79,10 @@ pub struct OAuthError {
     pub error: &'static str,
     /// A sentence for the developer.
     pub error_description: &'static str,
+    /// Set when the request was refused by a rate limit: seconds to wait, sent as
+    /// `Retry-After` with a 429.
+    #[serde(skip)]
+    pub retry_after: Option<u64>,
 }
 
 /// An OAuth error.
@@ -87,6 +91,7 @@ pub const fn oauth(error: &'static str, error_description: &'static str) -> OAut
     OAuthError {
         error,
         error_description,
+        retry_after: None,
     }
 }
 
@@ -106,7 +111,12 @@ impl Provider {
     ///
     /// # Errors
     /// Storage or signing errors; protocol errors are `Ok(Err(_))`.
-    pub async fn exchange(&self, form: &TokenForm, basic: Option<(String, String)>) -> Grant {
+    pub async fn exchange(
+        &self,
+        form: &TokenForm,
+        basic: Option<(String, String)>,
+        address: &str,
+    ) -> Grant {
         let grant = form.grant_type.as_deref().unwrap_or("");
         if !matches!(
             grant,
@@ -130,7 +140,7 @@ impl Provider {
             .chars()
             .take(100)
             .collect();
-        let outcome = match self.authenticate_client(form, basic).await? {
+        let outcome = match self.authenticate_client(form, basic, address).await? {
             Ok(client) => match grant {
                 "authorization_code" => self.code_grant(&client, form).await?,
                 "refresh_token" => self.refresh_grant(&client, form).await?,
@@ -139,9 +149,10 @@ impl Provider {
             },
             Err(e) => Err(e),
         };
-        // A device polling every few seconds would fill the audit log with waits.
+        // A device polling every few seconds would fill the audit log with waits; a
+        // flood of refused client authentications has its one summary row.
         if let Err(e) = &outcome
-            && matches!(e.error, "authorization_pending" | "slow_down")
+            && (matches!(e.error, "authorization_pending" | "slow_down") || e.retry_after.is_some())
         {
             return Ok(outcome);
         }

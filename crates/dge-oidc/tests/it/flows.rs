@@ -72,7 +72,7 @@ async fn grant(
 ) -> Result<TokenResponse, &'static str> {
     let basic = Some((client_id.to_owned(), SECRET.to_owned()));
     w.provider
-        .exchange(form, basic)
+        .exchange(form, basic, "127.0.0.1")
         .await
         .unwrap()
         .map_err(|e| e.error)
@@ -122,7 +122,11 @@ async fn a_code_is_taken_once_checked_first_and_expires(engine: Engine) {
         tokio::spawn(async move {
             let basic = Some(("datahub".to_owned(), SECRET.to_owned()));
             let form = code_form(&code);
-            provider.exchange(&form, basic).await.unwrap().is_ok()
+            provider
+                .exchange(&form, basic, "127.0.0.1")
+                .await
+                .unwrap()
+                .is_ok()
         })
     });
     let mut won = 0;
@@ -295,9 +299,9 @@ async fn private_key_jwt_assertions_are_single_use(engine: Engine) {
         client_assertion: Some(assertion),
         ..TokenForm::default()
     };
-    let first = w.provider.exchange(&form, None).await.unwrap();
+    let first = w.provider.exchange(&form, None, "127.0.0.1").await.unwrap();
     assert_eq!(first.unwrap().scope, "authz:check");
-    let replay = w.provider.exchange(&form, None).await.unwrap();
+    let replay = w.provider.exchange(&form, None, "127.0.0.1").await.unwrap();
     assert_eq!(replay.err().map(|e| e.error), Some("invalid_client"));
 }
 

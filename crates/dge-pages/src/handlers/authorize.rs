@@ -2,7 +2,7 @@
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::CookieJar;
 use dge_oidc::{AuthorizeOutcome, AuthorizeParams};
@@ -11,6 +11,7 @@ use dge_oidc::session::SESSION_COOKIE;
 
 use super::broker::UpstreamHints;
 use super::{internal, see_other};
+use crate::client::ClientAddr;
 use crate::{Pages, binding};
 
 /// Checks the request, then sends the person to the client (a code or an error) or
@@ -18,10 +19,32 @@ use crate::{Pages, binding};
 /// them, ride along to the login page, whose upstream buttons pass them on.
 pub(crate) async fn authorize(
     State(pages): State<Pages>,
+    ClientAddr(address): ClientAddr,
     jar: CookieJar,
     hints: Result<Query<UpstreamHints>, QueryRejection>,
     query: Result<Query<AuthorizeParams>, QueryRejection>,
 ) -> Response {
+    // Counted before anything is parsed or stored: a flood costs one counter.
+    match pages.provider.authorize_rate(&address).await {
+        Ok(None) => {}
+        Ok(Some(secs)) => {
+            let mut page = pages.render.error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Trop de demandes",
+                &format!(
+                    "Trop de demandes de connexion sont arrivées depuis votre adresse. \
+                     Réessayez dans {}.",
+                    wait_in_french(secs)
+                ),
+                None,
+            );
+            if let Ok(value) = secs.to_string().parse() {
+                page.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            return page;
+        }
+        Err(e) => return internal(&pages, &e),
+    }
     let Ok(Query(params)) = query else {
         return pages.render.error(
             StatusCode::BAD_REQUEST,
@@ -69,4 +92,26 @@ pub(crate) async fn authorize(
         Err(e) => internal(&pages, &e),
     };
     (jar, response).into_response()
+}
+
+/// `secs` as a French duration: « 45 secondes », « 2 minutes ».
+fn wait_in_french(secs: u64) -> String {
+    match secs {
+        0 | 1 => "1 seconde".to_owned(),
+        2..=90 => format!("{secs} secondes"),
+        _ => format!("{} minutes", secs.div_ceil(60)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wait_in_french;
+
+    #[test]
+    fn waits_read_as_french_durations() {
+        assert_eq!(wait_in_french(1), "1 seconde");
+        assert_eq!(wait_in_french(45), "45 secondes");
+        assert_eq!(wait_in_french(91), "2 minutes");
+        assert_eq!(wait_in_french(900), "15 minutes");
+    }
 }

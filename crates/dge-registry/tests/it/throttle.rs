@@ -263,14 +263,25 @@ async fn spraying_from_one_address_locks_the_address(backend: Backend) {
         .unwrap();
     assert_eq!(outcome(&r), Ok("cmartin"));
     let _ = two.login("chloe", &wrong, "203.0.113.200").await.unwrap();
+    // The address is locked for every account never logged into from it…
     let r = one
-        .login("cmartin", &secret(PASSWORD), "203.0.113.200")
+        .login("anne", &secret(PASSWORD), "203.0.113.200")
         .await
         .unwrap();
     assert_eq!(
         outcome(&r),
         Err(&LoginError::Locked),
         "{backend:?}: address locked"
+    );
+    // …but not for one that logged in from it before (people behind one NAT).
+    let r = one
+        .login("cmartin", &secret(PASSWORD), "203.0.113.200")
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome(&r),
+        Ok("cmartin"),
+        "{backend:?}: a known account gets through the address lock"
     );
     let r = one
         .login("cmartin", &secret(PASSWORD), "192.0.2.77")
@@ -281,6 +292,47 @@ async fn spraying_from_one_address_locks_the_address(backend: Backend) {
         Ok("cmartin"),
         "{backend:?}: other addresses unaffected"
     );
+}
+
+async fn both_locks_stop_even_a_known_address(backend: Backend) {
+    let (s, _, _) = setup(backend).await;
+    let (a, _) = stores(backend).await;
+    let both = ThrottleSettings {
+        lock_after: 3,
+        address_lock_after: 3,
+        lock_secs: 60,
+        ..settings()
+    };
+    let one = s.registry.clone().with_throttle(a, both);
+    let r = one
+        .login("cmartin", &secret(PASSWORD), "203.0.113.201")
+        .await
+        .unwrap();
+    assert_eq!(outcome(&r), Ok("cmartin"));
+    let wrong = secret("Pas-le-bon-mot-de-passe-1");
+    // Three failures on cmartin from its known address: account and address locked.
+    for _ in 0..3 {
+        let _ = one.login("cmartin", &wrong, "203.0.113.201").await.unwrap();
+    }
+    let r = one
+        .login("cmartin", &secret(PASSWORD), "203.0.113.201")
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome(&r),
+        Err(&LoginError::Locked),
+        "{backend:?}: both locks refuse a known address"
+    );
+}
+
+#[tokio::test]
+async fn local_both_locks_stop_even_a_known_address() {
+    both_locks_stop_even_a_known_address(Backend::Local).await;
+}
+
+#[tokio::test]
+async fn redis_both_locks_stop_even_a_known_address() {
+    both_locks_stop_even_a_known_address(Backend::Redis).await;
 }
 
 #[tokio::test]

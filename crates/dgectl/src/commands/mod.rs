@@ -27,7 +27,7 @@ use std::process::ExitCode;
 use crate::cli::{
     AccountsCommand, AdminsCommand, Cli, Command, LinksCommand, OrgsCommand, RightsCommand,
 };
-use crate::client::{Api, BearerAuth, resolve_token};
+use crate::client::{Api, BearerAuth, answers_http1, resolve_token};
 use crate::error::CliError;
 
 /// Runs the parsed command line.
@@ -57,23 +57,61 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         question.ask()?;
     }
 
-    let api = Api::connect(&server, global.connection.ca_cert.as_deref(), auth).await?;
-    let out = global.output;
+    let api = match Api::connect(
+        &server,
+        global.connection.ca_cert.as_deref(),
+        auth,
+        global.connection.token_source,
+    )
+    .await
+    {
+        Ok(api) => api,
+        Err(e) => return Err(explain_unreachable(&server, e).await),
+    };
+    match dispatch(&api, global.output, command).await {
+        Err(e) => Err(explain_unreachable(&server, e).await),
+        done => done,
+    }
+}
+
+/// A server that cannot be reached, or that breaks the connection (tonic's "unknown:
+/// transport error", a status made here rather than sent), may be the web port given
+/// for the gRPC one: it then answers HTTP/1.1, which is said instead.
+async fn explain_unreachable(server: &crate::cli::ServerUrl, err: CliError) -> CliError {
+    let transport = match &err {
+        CliError::Unreachable { .. } => true,
+        CliError::Call(status) => std::error::Error::source(status).is_some(),
+        _ => false,
+    };
+    if transport && answers_http1(server).await {
+        return CliError::NotGrpc {
+            server: server.to_string(),
+        };
+    }
+    err
+}
+
+/// Runs a command that needs the server.
+async fn dispatch(
+    api: &Api,
+    out: crate::output::OutputFormat,
+    command: Command,
+) -> Result<ExitCode, CliError> {
     match command {
-        Command::Accounts(verb) => accounts::run(&api, out, verb).await?,
-        Command::Rights(verb) => rights::run(&api, out, verb).await?,
-        Command::Admins(verb) => admins::run(&api, out, verb).await?,
-        Command::Clients(verb) => clients::run(&api, out, verb).await?,
-        Command::Grants(verb) => audit::grants(&api, out, verb).await?,
-        Command::Roles(verb) => roles::run(&api, out, verb).await?,
-        Command::Orgs(verb) => orgs::run(&api, out, verb).await?,
-        Command::Modules(verb) => modules::run(&api, out, verb).await?,
-        Command::Audit(verb) => audit::run(&api, out, verb).await?,
-        Command::Mail(verb) => mail::run(&api, out, verb).await?,
-        Command::Providers(_) => providers::list(&api, out).await?,
-        Command::Links(verb) => links::run(&api, out, verb).await?,
-        Command::Keys(verb) => keys::run(&api, out, verb).await?,
-        Command::Check(args) => return check::run(&api, out, args).await,
+        Command::Accounts(verb) => accounts::run(api, out, verb).await?,
+        Command::Rights(verb) => rights::run(api, out, verb).await?,
+        Command::Admins(verb) => admins::run(api, out, verb).await?,
+        Command::Clients(verb) => clients::run(api, out, verb).await?,
+        Command::Grants(verb) => audit::grants(api, out, verb).await?,
+        Command::Roles(verb) => roles::run(api, out, verb).await?,
+        Command::Orgs(verb) => orgs::run(api, out, verb).await?,
+        Command::Modules(verb) => modules::run(api, out, verb).await?,
+        Command::Audit(verb) => audit::run(api, out, verb).await?,
+        Command::Mail(verb) => mail::run(api, out, verb).await?,
+        Command::Providers(_) => providers::list(api, out).await?,
+        Command::Links(verb) => links::run(api, out, verb).await?,
+        Command::Keys(verb) => keys::run(api, out, verb).await?,
+        Command::Check(args) => return check::run(api, out, args).await,
         // Done above, without a connection.
         Command::Completion(_) | Command::Login(_) | Command::Logout => {}
     }

@@ -110,7 +110,7 @@ async fn a_refused_token_exits_4() {
     assert_eq!(run.code, 4);
     assert_eq!(
         run.stderr.trim(),
-        "error: the server refused the token (run dgectl login, or use --token or DGECTL_TOKEN)"
+        "error: the server refused the token given by --token (check it, or run dgectl login)"
     );
     assert!(!run.stderr.contains("wrong-token"));
 }

@@ -1,0 +1,105 @@
+"""dgectl's messages for common mistakes (issue 9): a refused token names the option or
+variable it came from, the web port given for the gRPC one is said as such, and
+redirect URIs that look like wildcards or are bad post-logout URIs are refused on
+their own field."""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+
+import pytest
+
+from dgectl import Dgectl
+from idp_server import clean_env, dgectl_binary
+
+EXIT_UNREACHABLE = 3
+EXIT_UNAUTHENTICATED = 4
+
+
+def dgectl_raw(server, args: list[str], env: dict[str, str] | None = None):
+    return subprocess.run(
+        [str(dgectl_binary()), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean_env({"XDG_CONFIG_HOME": str(server.data_dir / "no-saved-login"), **(env or {})}),
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.mark.parametrize("source", ["--token", "--token-file", "DGECTL_TOKEN", "DGECTL_TOKEN_FILE"])
+def test_a_refused_token_names_where_it_came_from(idp, tmp_path, source):
+    wrong = f"pas-le-bon-jeton-{secrets.token_hex(4)}"
+    token_file = tmp_path / "token"
+    token_file.write_text(wrong + "\n", encoding="utf-8")
+    args = ["--server", idp.grpc_server_url]
+    env = {}
+    if source == "--token":
+        args += ["--token", wrong]
+    elif source == "--token-file":
+        args += ["--token-file", str(token_file)]
+    elif source == "DGECTL_TOKEN":
+        env["DGECTL_TOKEN"] = wrong
+    else:
+        env["DGECTL_TOKEN_FILE"] = str(token_file)
+    result = dgectl_raw(idp, [*args, "orgs", "list"], env)
+    assert result.returncode == EXIT_UNAUTHENTICATED, result.stderr
+    assert result.stderr.strip() == (
+        f"error: the server refused the token given by {source} (check it, or run dgectl login)"
+    ), result.stderr
+    assert wrong not in result.stderr
+
+
+def test_the_web_port_given_for_the_grpc_one_is_said_plainly(idp):
+    result = dgectl_raw(
+        idp, ["--server", idp.base_url, "--token-file", str(idp.admin_token_path), "orgs", "list"]
+    )
+    assert result.returncode == EXIT_UNREACHABLE, result.stderr
+    assert result.stderr.strip() == (
+        f"error: {idp.base_url} answers HTTP, not gRPC: it is the web port of DGE Identity; "
+        "use its gRPC port instead (server.grpc_addr, 50051 by default)"
+    ), result.stderr
+
+
+def test_a_closed_port_is_still_unreachable(idp):
+    # Nothing listens there: the usual message, not the web-port one.
+    from idp_server import free_port
+
+    server = f"http://127.0.0.1:{free_port()}"
+    result = dgectl_raw(idp, ["--server", server, "--token", "x", "orgs", "list"])
+    assert result.returncode == EXIT_UNREACHABLE, result.stderr
+    assert "cannot reach the DGE Identity server" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    "uri",
+    ["https://*.exemple.fr/callback", "https://module.exemple.fr/*", "https://module.exemple.fr/cb*"],
+)
+def test_wildcard_looking_redirect_uris_are_refused(dgectl: Dgectl, uri):
+    client_id = f"joker-{secrets.token_hex(3)}"
+    result = dgectl.run("clients", "add", client_id, "--redirect-uri", uri, output="table")
+    assert result.returncode == 1, result.stderr
+    assert "redirect_uris:" in result.stderr, result.stderr
+    assert "no wildcard (*): redirect URIs are matched exactly" in result.stderr, result.stderr
+    assert client_id not in dgectl.client_ids()
+
+
+def test_a_bad_post_logout_uri_is_reported_on_its_own_field(dgectl: Dgectl):
+    client_id = f"sortie-{secrets.token_hex(3)}"
+    result = dgectl.run(
+        "clients",
+        "add",
+        client_id,
+        "--redirect-uri",
+        "https://module.exemple.fr/callback",
+        "--post-logout-redirect-uri",
+        "http://module.exemple.fr/",
+        output="table",
+    )
+    assert result.returncode == 1, result.stderr
+    assert "post_logout_redirect_uris: invalid: http://module.exemple.fr/: must be https" in result.stderr, (
+        result.stderr
+    )
+    assert "\n  redirect_uris:" not in result.stderr, result.stderr
+    assert client_id not in dgectl.client_ids()
