@@ -141,7 +141,8 @@ pub async fn run(
         unconfirmed_ttl_secs: settings.unconfirmed_ttl_secs,
         ..settings.account_limits.clone()
     })
-    .with_throttle(ephemeral.clone(), settings.throttle.clone());
+    .with_throttle(ephemeral.clone(), settings.throttle.clone())
+    .with_mfa_key(settings.key_encryption_key.clone());
     let purge_task = tokio::spawn(purge_loop(registry.clone(), stopped_signal(&stop_rx)));
     let workflow = Workflow::new(registry.clone(), settings.public_url.clone())
         .with_notices(ephemeral.clone());

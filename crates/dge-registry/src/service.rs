@@ -85,6 +85,8 @@ pub struct Registry {
     pub(crate) settings: Arc<RegistrySettings>,
     pub(crate) lifetimes: Arc<AccountLifetimes>,
     pub(crate) throttle: Arc<crate::throttle::Throttle>,
+    /// Seals two-step secrets at rest (see [`crate::mfa`]).
+    pub(crate) mfa_key: Option<Arc<dge_authz::keys::KeyEncryptionKey>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -116,6 +118,7 @@ impl Registry {
                 dge_store::ephemeral::Ephemeral::local("dge:"),
                 crate::throttle::ThrottleSettings::default(),
             )),
+            mfa_key: None,
         }
     }
 
