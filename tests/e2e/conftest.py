@@ -78,6 +78,10 @@ def _production_env() -> dict[str, str]:
     return {
         "DGE_DEV_DATABASE_URL": f"{admin_url.rsplit('/', 1)[0]}/{name}",
         "DGE_DEV_REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379"),
+        # A prefix of this server's own: with the default one, every run on the shared
+        # Redis (other checkouts, earlier runs) shares the per-address login counters,
+        # and the failures of one lock 127.0.0.1 out for another.
+        "DGE_DEV_REDIS_PREFIX": f"{name}:",
     }
 
 
