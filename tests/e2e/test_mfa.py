@@ -183,3 +183,21 @@ def test_a_breached_password_is_refused_with_a_clear_french_message(idp, datahub
     answer = submit_signup(http, signup_page, fields)
     assert answer.status_code == 400
     assert "figure dans des listes de mots de passe divulgués" in pages.page_text(answer)
+
+
+def test_the_two_step_forms_refuse_a_post_without_their_csrf_token(idp, dgectl, datahub):
+    person = register_active_person(idp, dgectl, datahub)
+    http, login_page, answer = first_step(idp, datahub, person.login, person.password)
+    datahub.callback_url(answer)
+    for path in ("/login/code", "/login/mfa-setup", "/account/mfa/start", "/account/mfa/confirm",
+                 "/account/mfa/disable"):
+        for token in (None, "jeton-forge"):
+            fields = {"code": "123456", "current_password": person.password}
+            if token:
+                fields["csrf_token"] = token
+            refused_post = pages.post(http, f"{idp.base_url}{path}", fields)
+            assert refused_post.status_code == 403, f"{path}: {refused_post.status_code}"
+            assert "Formulaire expiré" in pages.page_text(refused_post), path
+    # Nothing changed.
+    profile = pages.get(http, f"{idp.base_url}/account/mfa")
+    assert "n'est pas activée" in pages.page_text(profile)
