@@ -15,6 +15,8 @@ import pytest
 
 import mfa
 import pages
+from device_login import run_dgectl
+from dgectl import EXIT_REFUSED, describe
 from grpc_api import IdentityGrpc, bad_request_fields
 from outbox import wait_for_subject
 from portal import (
@@ -73,7 +75,7 @@ def type_code(http, page, code: str):
 
 
 def test_an_administrator_has_no_power_until_enrolled_and_then_logs_in_with_codes(
-    idp, dgectl, datahub, grpc_pb
+    idp, dgectl, datahub, grpc_pb, tmp_path
 ):
     person = register_active_person(idp, dgectl, datahub)
     # Logged in before being made administrator: no second step, a token for datahub.
@@ -85,6 +87,10 @@ def test_an_administrator_has_no_power_until_enrolled_and_then_logs_in_with_code
     assert error.code() == grpc.StatusCode.PERMISSION_DENIED, error
     assert bad_request_fields(error) == {"mfa"}
     assert "two-step verification" in error.details()
+    told = run_dgectl(tmp_path, "--server", idp.grpc_server_url, "--token", old_token,
+                      "accounts", "pending")
+    assert told.returncode == EXIT_REFUSED, describe(told)
+    assert "\n  mfa: mfa_enrollment_required: activez la vérification en deux étapes" in told.stderr
 
     # The next login goes to the enrolment; no session exists meanwhile.
     http, login_page, answer = first_step(idp, datahub, person.login, person.password)
