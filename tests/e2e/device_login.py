@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 from urllib.parse import urljoin
 
+import mfa
 import pages
 from dgectl import Dgectl
 from idp_server import IdpServer, clean_env, dgectl_binary
@@ -98,6 +99,9 @@ def log_in_through_device_page(server: IdpServer, login: str, password: str, use
     answer = pages.submit(http, login_page, form, {"identifier": login, "password": password})
     assert answer.status_code == 303, pages.page_text(answer)
     target = urljoin(answer.url, pages.location(answer))
+    # An administrator passes two-step verification (enrols at the first login).
+    if mfa.needs_second_step(target):
+        target = mfa.pass_second_step(http, target, login)
     assert target == f"{server.base_url}/device?user_code={user_code}", target
     page = pages.get(http, target)
     assert page.status_code == 200, page.text

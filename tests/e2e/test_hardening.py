@@ -36,7 +36,7 @@ PUBLIC_PAGES = [
     "/.well-known/openid-configuration",
     "/jwks",
 ]
-ACCOUNT_PAGES = ["/account", "/account/password", "/account/email", "/account/delete"]
+ACCOUNT_PAGES = ["/account/mfa", "/account", "/account/password", "/account/email", "/account/delete"]
 _RESET_LINK = re.compile(r"https?://\S+/password/reset\?token=[A-Za-z0-9_-]+")
 
 

@@ -3,6 +3,14 @@
 //! A caller presents `authorization: Bearer <token>`. Two kinds of token are
 //! accepted: API tokens (`dgeat_…`, stored hashed in `api_tokens`, such as the
 //! bootstrap administrator's) and access tokens issued by this provider.
+//!
+//! A person's token has administrator power only while the account is a global
+//! administrator (`accounts.is_admin`) AND has two-step verification on: every
+//! session of such an account was opened with a code (the login asks it after the
+//! password or the upstream login, and turning it on ends the account's earlier
+//! sessions and tokens), so every token it gets was too. An administrator who has not
+//! enrolled gets `PERMISSION_DENIED` with the field `mfa` (`mfa_enrollment_required`)
+//! on every call that needs administrator power; the other calls work as for anyone.
 
 use std::sync::Arc;
 
@@ -49,8 +57,12 @@ pub enum Caller {
         id: String,
         /// The client the token was issued to.
         client_id: String,
-        /// Whether the account is an administrator.
+        /// Whether the account may administer: a global administrator with two-step
+        /// verification on.
         admin: bool,
+        /// A global administrator without two-step verification: no power until
+        /// enrolled (`admin` is then false).
+        mfa_missing: bool,
     },
     /// An internal service, through a `client_credentials` access token.
     Service {
@@ -95,6 +107,19 @@ impl Caller {
             Self::Service { client_id: own, .. } => own == client_id,
             Self::ApiToken { .. } | Self::Account { .. } => self.is_admin(),
         }
+    }
+
+    /// Whether the caller is a global administrator who has not turned two-step
+    /// verification on, and so has no administrator power yet.
+    #[must_use]
+    pub fn mfa_missing(&self) -> bool {
+        matches!(
+            self,
+            Self::Account {
+                mfa_missing: true,
+                ..
+            }
+        )
     }
 
     /// A short label for the audit log.
@@ -186,21 +211,28 @@ impl Authenticator {
                 scopes: claims.scope.split(' ').map(str::to_owned).collect(),
             });
         }
-        let row = sqlx::query("SELECT is_admin, status FROM accounts WHERE id = $1")
-            .bind(&claims.sub)
-            .fetch_optional(self.db.pool())
-            .await
-            .map_err(unavailable)?
-            .ok_or_else(|| Status::unauthenticated("invalid or expired token"))?;
+        let row = sqlx::query(
+            "SELECT a.is_admin, a.status, \
+             (SELECT COUNT(*) FROM account_mfa m \
+              WHERE m.account_id = a.id AND m.confirmed_at IS NOT NULL) AS mfa \
+             FROM accounts a WHERE a.id = $1",
+        )
+        .bind(&claims.sub)
+        .fetch_optional(self.db.pool())
+        .await
+        .map_err(unavailable)?
+        .ok_or_else(|| Status::unauthenticated("invalid or expired token"))?;
         let status: String = row.try_get("status").map_err(unavailable)?;
         if status != "active" {
             return Err(Status::unauthenticated("account is not active"));
         }
         let admin: i64 = row.try_get("is_admin").map_err(unavailable)?;
+        let mfa: i64 = row.try_get("mfa").map_err(unavailable)?;
         Ok(Caller::Account {
             id: claims.sub,
             client_id: claims.client_id,
-            admin: admin == 1,
+            admin: admin == 1 && mfa > 0,
+            mfa_missing: admin == 1 && mfa == 0,
         })
     }
 
@@ -241,6 +273,8 @@ impl Authenticator {
         let caller = self.authenticate(metadata).await?;
         if caller.is_admin() {
             Ok(caller)
+        } else if caller.mfa_missing() {
+            Err(mfa_enrollment_required())
         } else {
             Err(Status::permission_denied(
                 "this call needs an administrator",
@@ -260,6 +294,8 @@ impl Authenticator {
         let caller = self.authenticate(metadata).await?;
         if caller.may(scope) {
             Ok(caller)
+        } else if caller.mfa_missing() {
+            Err(mfa_enrollment_required())
         } else {
             Err(Status::permission_denied(format!(
                 "this call needs the scope {scope}"
@@ -307,6 +343,24 @@ pub async fn create_api_token(db: &Db, name: &str, scopes: &str, now: i64) -> sq
     Ok(token)
 }
 
+/// `PERMISSION_DENIED` for an administrator without two-step verification, with the
+/// field `mfa` in the details (`mfa_enrollment_required: …`), as other field errors.
+#[must_use]
+pub fn mfa_enrollment_required() -> Status {
+    use tonic_types::StatusExt;
+    let mut details = tonic_types::ErrorDetails::new();
+    details.add_bad_request_violation(
+        "mfa",
+        "mfa_enrollment_required: activez la vérification en deux étapes (profil, « Vérification \
+         en deux étapes ») puis reconnectez-vous : un administrateur n'a ses droits qu'avec elle",
+    );
+    Status::with_error_details(
+        tonic::Code::PermissionDenied,
+        "administrator power needs two-step verification: enrol from the profile page, then log in again",
+        details,
+    )
+}
+
 /// The bearer token of a request, if any.
 #[must_use]
 pub fn bearer(metadata: &MetadataMap) -> Option<&str> {
@@ -346,6 +400,7 @@ mod tests {
             id: "a".into(),
             client_id: "datahub".into(),
             admin,
+            mfa_missing: false,
         };
         assert!(!person(false).audience_includes("datahub"));
         assert!(person(true).audience_includes("communautes"));

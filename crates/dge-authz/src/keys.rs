@@ -74,7 +74,12 @@ impl KeyEncryptionKey {
         Aes256Gcm::new(self.0.expose().into())
     }
 
-    fn seal(&self, kid: &str, plaintext: &[u8]) -> Result<String> {
+    /// Encrypts `plaintext` (AES-256-GCM, random nonce), bound to `kid` as associated
+    /// data: the result opens only with the same key and the same `kid`.
+    ///
+    /// # Errors
+    /// [`Error::BadKey`] if encryption fails.
+    pub fn seal(&self, kid: &str, plaintext: &[u8]) -> Result<String> {
         let mut nonce = [0u8; 12];
         rand::rngs::OsRng.fill_bytes(&mut nonce);
         let payload = Payload {
@@ -90,7 +95,12 @@ impl KeyEncryptionKey {
         Ok(format!("{SEALED_PREFIX}{}", STANDARD.encode(out)))
     }
 
-    fn open(&self, kid: &str, stored: &str) -> Result<Vec<u8>> {
+    /// Decrypts what [`Self::seal`] made with the same `kid`.
+    ///
+    /// # Errors
+    /// [`Error::BadKey`] for a malformed value, [`Error::BadKek`] for another key or
+    /// `kid`.
+    pub fn open(&self, kid: &str, stored: &str) -> Result<Vec<u8>> {
         let raw = stored.strip_prefix(SEALED_PREFIX).ok_or(Error::BadKey)?;
         let raw = STANDARD.decode(raw).map_err(|_| Error::BadKey)?;
         if raw.len() < 12 {

@@ -143,7 +143,8 @@ pub async fn run(
     .with_throttle(ephemeral.clone(), settings.throttle.clone())
     // Sessions go to Redis with the codes when it is configured; the provider picks
     // the same store from `with_ephemeral`.
-    .with_sessions(dge_store::sessions::Sessions::new(db.clone(), &ephemeral));
+    .with_sessions(dge_store::sessions::Sessions::new(db.clone(), &ephemeral))
+    .with_mfa_key(settings.key_encryption_key.clone());
     let purge_task = tokio::spawn(purge_loop(registry.clone(), stopped_signal(&stop_rx)));
     let workflow = Workflow::new(registry.clone(), settings.public_url.clone())
         .with_notices(ephemeral.clone());

@@ -44,6 +44,9 @@ const KINDS: &[(&str, &str, &str, &str)] = &[
     kind!("federated_link_added"),
     // Security (issue 9): password login locked after repeated failures.
     kind!("account_locked"),
+    // Security (issue 9): two-step verification turned on or off.
+    kind!("mfa_enabled"),
+    kind!("mfa_disabled"),
 ];
 
 /// Templates the kinds extend or import.

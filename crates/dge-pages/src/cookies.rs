@@ -18,10 +18,11 @@ use axum::response::Response;
 /// The prefix.
 pub const HOST_PREFIX: &str = "__Host-";
 /// Cookies with `Path=/` that get the prefix over HTTPS.
-pub const HOST_COOKIES: [&str; 3] = [
+pub const HOST_COOKIES: [&str; 4] = [
     dge_oidc::session::SESSION_COOKIE,
     crate::csrf::CSRF_COOKIE,
     crate::handlers::device::NEXT_COOKIE,
+    crate::handlers::mfa::MFA_COOKIE,
 ];
 
 /// The name a cookie is sent under.

@@ -109,6 +109,18 @@ pub fn router(pages: Pages) -> Router {
         )
         .route("/account/export", get(handlers::account::export))
         .route(
+            "/login/code",
+            get(handlers::mfa::code).post(handlers::mfa::code_submit),
+        )
+        .route(
+            "/login/mfa-setup",
+            get(handlers::mfa::login_setup).post(handlers::mfa::login_setup_submit),
+        )
+        .route("/account/mfa", get(handlers::mfa::profile))
+        .route("/account/mfa/start", post(handlers::mfa::profile_start))
+        .route("/account/mfa/confirm", post(handlers::mfa::profile_confirm))
+        .route("/account/mfa/disable", post(handlers::mfa::profile_disable))
+        .route(
             "/account/delete",
             get(handlers::account::delete).post(handlers::account::delete_submit),
         )

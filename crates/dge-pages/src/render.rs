@@ -175,6 +175,23 @@ const TEMPLATES: &[(&str, &str)] = &[
         "account_delete.html",
         include_str!("../templates/account_delete.html"),
     ),
+    // Security (issue 9): two-step verification.
+    (
+        "login_code.html",
+        include_str!("../templates/login_code.html"),
+    ),
+    (
+        "mfa_setup.html",
+        include_str!("../templates/mfa_setup.html"),
+    ),
+    (
+        "mfa_recovery_codes.html",
+        include_str!("../templates/mfa_recovery_codes.html"),
+    ),
+    (
+        "account_mfa.html",
+        include_str!("../templates/account_mfa.html"),
+    ),
 ];
 
 /// Renders pages.
@@ -321,6 +338,23 @@ mod tests {
             (
                 "broker_link.html",
                 json!({"csrf_token": "t", "provider_label": "ProConnect", "masked_email": "j***@x.fr", "has_password": false, "code_sent": true, "error": "e"}),
+            ),
+            ("login_code.html", json!({"csrf_token": "t", "error": "e"})),
+            (
+                "mfa_setup.html",
+                json!({"csrf_token": "t", "action": "/a", "cancel_url": "/c", "secret": "ABCD", "qr_svg": "<svg></svg>", "errors": {"code": "x"}}),
+            ),
+            (
+                "mfa_recovery_codes.html",
+                json!({"codes": ["abcd-efgh-jkmn"], "next_url": "/account"}),
+            ),
+            (
+                "account_mfa.html",
+                json!({"csrf_token": "t", "enabled": true, "required": false, "recovery_codes_left": 9, "has_password": true, "errors": {}}),
+            ),
+            (
+                "account_mfa.html",
+                json!({"csrf_token": "t", "enabled": false, "required": true, "recovery_codes_left": 0, "has_password": false}),
             ),
         ] {
             let resp = r.page(StatusCode::OK, name, ctx);

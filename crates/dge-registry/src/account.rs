@@ -100,7 +100,7 @@ fn locked() -> Error {
     )
 }
 
-fn wrong_password() -> Error {
+pub(crate) fn wrong_password() -> Error {
     invalid(
         "current_password",
         "wrong",
@@ -313,7 +313,7 @@ impl Registry {
     ///
     /// # Errors
     /// [`Error::Invalid`] on `current_password` while the account is locked.
-    async fn current_password_ok(
+    pub(crate) async fn current_password_ok(
         &self,
         account_id: &str,
         password: &Secret<String>,

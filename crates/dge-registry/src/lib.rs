@@ -6,6 +6,7 @@
 //! - [`service`]: sign-up, email confirmation and login checks.
 //! - [`reset`]: password reset, and what every password change does.
 //! - [`account`]: resend and purge of sign-ups; profile, email change, export, deletion.
+//! - [`mfa`]: two-step verification (TOTP and recovery codes).
 //! - [`throttle`]: brute-force throttling of password logins.
 //! - [`grpc`]: the `AccountRegistry` gRPC service.
 
@@ -13,6 +14,7 @@ pub mod account;
 pub mod domain;
 pub mod grpc;
 pub mod hashing;
+pub mod mfa;
 pub mod reset;
 pub mod service;
 pub mod store;
@@ -50,6 +52,9 @@ pub enum Error {
     /// A hashing task failed (a bug).
     #[error("password hashing failed")]
     Hash,
+    /// A two-step secret could not be sealed or opened (no key, or the wrong key).
+    #[error("two-step secret cannot be sealed or opened")]
+    Sealing,
 }
 
 /// Result alias for this crate.
@@ -65,7 +70,8 @@ impl From<Error> for tonic::Status {
             | Error::Mail(_)
             | Error::Shared(_)
             | Error::Sessions(_)
-            | Error::Hash => {
+            | Error::Hash
+            | Error::Sealing => {
                 tracing::error!(error = %dge_core::ErrorChain(&err), "registry call failed");
                 tonic::Status::internal("internal error")
             }

@@ -87,6 +87,8 @@ pub struct Registry {
     pub(crate) throttle: Arc<crate::throttle::Throttle>,
     /// The single sign-on sessions, to list them and forget ended ones.
     pub(crate) sessions: dge_store::sessions::Sessions,
+    /// Seals two-step secrets at rest (see [`crate::mfa`]).
+    pub(crate) mfa_key: Option<Arc<dge_authz::keys::KeyEncryptionKey>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -119,6 +121,7 @@ impl Registry {
                 dge_store::ephemeral::Ephemeral::local("dge:"),
                 crate::throttle::ThrottleSettings::default(),
             )),
+            mfa_key: None,
         }
     }
 

@@ -253,12 +253,18 @@ impl Registry {
     /// [`Self::login`] uses): waits the same growing delay, and locks the account at
     /// `lock_after`, emailing its owner. Returns whether it is now locked.
     pub(crate) async fn count_failure(&self, account_id: &str) -> Result<bool> {
+        self.count_failure_as(account_id, "password_check.failed")
+            .await
+    }
+
+    /// [`Self::count_failure`], audited as `action` (a wrong two-step code counts on
+    /// the same counter as a wrong password).
+    pub(crate) async fn count_failure_as(&self, account_id: &str, action: &str) -> Result<bool> {
         let t = &*self.throttle;
         let subject = account_subject(Some(account_id), account_id);
         let window = Duration::from_secs(t.settings.window_secs);
         let failures = t.store.hit(&fail_key("acct", &subject), window).await?;
-        self.audit_login(account_id, "password_check.failed", "")
-            .await?;
+        self.audit_login(account_id, action, "").await?;
         if failures >= t.settings.lock_after {
             let lock = Duration::from_secs(t.settings.lock_secs);
             t.store.put(&lock_key("acct", &subject), "1", lock).await?;

@@ -50,6 +50,9 @@ impl Actor {
         let Caller::Account { id, .. } = caller else {
             return Err(Error::NotAllowed);
         };
+        if caller.mfa_missing() {
+            return Err(Error::MfaRequired);
+        }
         let rows =
             sqlx::query("SELECT organisation_id FROM organisation_admins WHERE account_id = $1")
                 .bind(id)

@@ -44,6 +44,10 @@ pub enum Error {
     /// The caller may not act on this account or object.
     #[error("not allowed")]
     NotAllowed,
+    /// The caller is a global administrator without two-step verification: no power
+    /// until enrolled.
+    #[error("administrator without two-step verification")]
+    MfaRequired,
     /// The object is not in a state that allows this (approve a rejected account).
     #[error("wrong state: {0}")]
     WrongState(String),
@@ -79,6 +83,7 @@ impl From<Error> for tonic::Status {
                 tonic::Status::not_found(err.to_string())
             }
             Error::NotAllowed => tonic::Status::permission_denied("not allowed for this caller"),
+            Error::MfaRequired => dge_authz::caller::mfa_enrollment_required(),
             Error::WrongState(_) => tonic::Status::failed_precondition(err.to_string()),
             Error::Exists(_) => tonic::Status::already_exists(err.to_string()),
             Error::Store(_) | Error::Mail(_) => {

@@ -113,14 +113,18 @@ fn innermost_cause(err: &(dyn std::error::Error + 'static)) -> String {
     current.to_string()
 }
 
-/// `<code>: <message>`, followed for `INVALID_ARGUMENT` by one indented line per
+/// `<code>: <message>`, followed for `INVALID_ARGUMENT` and `PERMISSION_DENIED` (an
+/// administrator without two-step verification) by one indented line per
 /// `google.rpc.BadRequest` field violation.
 fn describe_status(status: &Status) -> String {
     let mut text = code_name(status.code()).to_owned();
     if !status.message().is_empty() {
         text = format!("{text}: {}", status.message());
     }
-    if status.code() == Code::InvalidArgument {
+    if matches!(
+        status.code(),
+        Code::InvalidArgument | Code::PermissionDenied
+    ) {
         let details = status.get_error_details();
         for violation in details
             .bad_request()
@@ -180,6 +184,28 @@ mod tests {
             "invalid_argument: invalid request\n  \
              reason: must not be empty\n  \
              account: no such account"
+        );
+    }
+
+    #[test]
+    fn an_administrator_without_two_step_verification_is_told_so() {
+        // As `dge_authz::caller::mfa_enrollment_required` answers.
+        let details = ErrorDetails::with_bad_request(vec![FieldViolation::new(
+            "mfa",
+            "mfa_enrollment_required: activez la vérification en deux étapes",
+        )]);
+        let status = Status::with_error_details(
+            Code::PermissionDenied,
+            "administrator power needs two-step verification",
+            details,
+        );
+        let err = CliError::from_status(status, &server());
+        assert_eq!(err.exit_code(), 1);
+        let text = err.to_string();
+        assert!(text.starts_with("permission_denied: "), "{text}");
+        assert!(
+            text.contains("\n  mfa: mfa_enrollment_required: "),
+            "{text}"
         );
     }
 

@@ -184,7 +184,7 @@ pub(crate) fn sample_context(kind: &str) -> Value {
             "provider_label": "ProConnect",
             "login_url": "https://idp.example.org/login",
         }),
-        "password_changed" => {
+        "password_changed" | "mfa_enabled" | "mfa_disabled" => {
             json!({ "reset_url": "https://idp.example.org/password/forgot" })
         }
         "email_change_requested" | "email_changed" => {

@@ -16,8 +16,7 @@ use dge_registry::LoginError;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::login::finish_login;
-use super::{busy, csrf_refused, foreign_request, internal, see_other, session_cookie};
+use super::{busy, csrf_refused, foreign_request, internal, see_other};
 use crate::{Pages, binding, csrf};
 
 /// Binds a started upstream login to the browser that started it.
@@ -287,14 +286,6 @@ fn count_login(pages: &Pages, provider: &str, outcome: &'static str) {
 
 async fn log_in(pages: &Pages, jar: CookieJar, login: &FederatedLogin) -> Response {
     count_login(pages, &login.provider, "success");
-    let now = pages.provider.now();
-    let session = match pages.provider.open_session(&login.account_id, now).await {
-        Ok(s) => s,
-        Err(e) => return internal(pages, &e),
-    };
-    if let Err(e) = pages.broker.remember_session(&session, login).await {
-        return internal(pages, &e);
-    }
     let detail = format!("upstream={}", login.provider);
     if let Err(e) = pages
         .registry
@@ -308,16 +299,15 @@ async fn log_in(pages: &Pages, jar: CookieJar, login: &FederatedLogin) -> Respon
     {
         return internal(pages, &e);
     }
-    let jar = jar.add(session_cookie(session, pages.secure_cookies));
-    finish_login(
-        pages,
-        jar,
-        login.auth_request.as_deref().unwrap_or(""),
-        &login.account_id,
-        "",
-        now,
-    )
-    .await
+    // The session opens now, or after the code of two-step verification (an
+    // account linked to an upstream keeps its own second step).
+    let pending = dge_registry::mfa::PendingLogin {
+        account_id: login.account_id.clone(),
+        req: login.auth_request.clone().unwrap_or_default(),
+        upstream: Some(login.provider.clone()),
+        upstream_id_token: Some(login.id_token.expose().clone()),
+    };
+    super::mfa::after_first_step(pages, jar, pending).await
 }
 
 fn offer_page(pages: &Pages, jar: CookieJar, offer: &LinkOffer) -> Response {

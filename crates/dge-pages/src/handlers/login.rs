@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::broker::UpstreamHints;
-use super::{busy, csrf_refused, foreign_request, internal, see_other, session_cookie};
+use super::{busy, csrf_refused, foreign_request, internal, see_other};
 use crate::client::ClientAddr;
 use crate::{Pages, binding, csrf};
 
@@ -217,21 +217,14 @@ pub(crate) async fn submit(
             );
         }
     };
-    let now = pages.provider.now();
-    let session = match pages.provider.open_session(&account.id, now).await {
-        Ok(s) => s,
-        Err(e) => return internal(&pages, &e),
+    // The session opens now, or after the code of two-step verification.
+    let pending = dge_registry::mfa::PendingLogin {
+        account_id: account.id,
+        req: form.req,
+        upstream: None,
+        upstream_id_token: None,
     };
-    let jar = jar.add(session_cookie(session, pages.secure_cookies));
-    finish_login(
-        &pages,
-        jar,
-        &form.req,
-        &account.id,
-        &account.given_name,
-        now,
-    )
-    .await
+    super::mfa::after_first_step(&pages, jar, pending).await
 }
 
 /// After any successful login: back to the portal module, or a confirmation page.

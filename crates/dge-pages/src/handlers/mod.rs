@@ -9,6 +9,7 @@ pub mod consent;
 pub mod device;
 pub mod login;
 pub mod logout;
+pub mod mfa;
 pub mod password;
 pub mod signup;
 

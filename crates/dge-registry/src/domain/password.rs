@@ -4,6 +4,7 @@
 //! counted in characters, and must:
 //! - follow the five rules of the sign-up page (length and character classes);
 //! - not contain the login, a name or the local part of the email address;
+//! - not appear in the list of breached passwords shipped with the product;
 //! - not be common or guessable, as estimated by zxcvbn.
 
 use dge_core::{Secret, Violations};
@@ -61,6 +62,27 @@ pub const PASSWORD_RULES: [&str; 7] = [
     "Le mot de passe ne doit contenir ni votre login, ni votre nom ou prénom, ni votre adresse électronique",
     "Le mot de passe ne doit pas être un mot de passe courant ou facile à deviner",
 ];
+
+/// Passwords of 12 characters or more found in public leaks, NFKC-normalised,
+/// lower-cased, deduplicated and sorted (by bytes), one a line. Built from the
+/// frequency list of `@zxcvbn-ts/language-common` 4.1.3 (MIT) and the common-password
+/// list of Django 5.1.4 (BSD-3-Clause, list by Royce Williams); see
+/// `data/BREACHED-PASSWORDS.md`. Shorter entries are left out: the length rule
+/// already refuses them.
+const BREACHED_PASSWORDS: &str = include_str!("../../data/breached-passwords.txt");
+
+/// Whether `password` (already normalised), ignoring case and any symbols around
+/// it, is in [`BREACHED_PASSWORDS`]. A binary search over the sorted lines: no
+/// allocation beyond the lower-cased copy, no network.
+#[must_use]
+pub fn is_breached(password: &str) -> bool {
+    static SORTED: std::sync::LazyLock<Vec<&'static str>> =
+        std::sync::LazyLock::new(|| BREACHED_PASSWORDS.lines().collect());
+    let listed = |candidate: &str| SORTED.binary_search(&candidate).is_ok();
+    let lower = password.to_lowercase();
+    let trimmed = lower.trim_matches(|c: char| !c.is_alphanumeric());
+    listed(&lower) || (trimmed.chars().count() >= PASSWORD_MIN_CHARS && listed(trimmed))
+}
 
 /// What the person told us about themselves: a password must not contain it.
 #[derive(Debug, Clone, Default)]
@@ -153,7 +175,10 @@ pub fn rules_met(password: &str, ctx: &PasswordContext) -> [bool; 7] {
             .chars()
             .any(|c| !c.is_alphanumeric() && !c.is_whitespace()),
         !password.is_empty() && !personal,
-        !password.is_empty() && within_bounds && strong_enough(password, ctx),
+        !password.is_empty()
+            && within_bounds
+            && !is_breached(password)
+            && strong_enough(password, ctx),
     ]
 }
 
@@ -213,6 +238,13 @@ pub fn check_new_password(
         v.add(field, CLASS_CODES[i], format!("{}.", PASSWORD_RULES[i]));
     } else if let Some((code, message)) = personal_violation(&password.to_lowercase(), ctx) {
         v.add(field, code, message);
+    } else if is_breached(&password) {
+        v.add(
+            field,
+            "breached",
+            "Ce mot de passe figure dans des listes de mots de passe divulgués lors de fuites \
+             de données : choisissez-en un autre, que vous n'utilisez nulle part ailleurs.",
+        );
     } else if !met[6] {
         v.add(
             field,
@@ -303,13 +335,44 @@ mod tests {
     fn common_passwords_are_refused() {
         for pw in [
             "Azerty123456!",
-            "Password1234!",
             "P@ssw0rd2024!",
             "Soleil2024!!!",
             "Motdepasse123!",
         ] {
             assert_eq!(codes(pw), [("password", "too_common")], "{pw}");
         }
+    }
+
+    #[test]
+    fn breached_passwords_are_refused() {
+        // Entries of the shipped list, as typed with capitals and symbols around them
+        // so that the class rules pass and only the list can refuse them.
+        for pw in [
+            "Qwerty123456!",
+            "!1Qaz2Wsx3Edc",
+            "Administrator!",
+            "Leavemealone",
+        ] {
+            assert!(is_breached(&pw.to_lowercase()) || is_breached(pw), "{pw}");
+        }
+        assert_eq!(codes("Qwerty123456!"), [("password", "breached")]);
+        assert_eq!(codes("!1Qaz2Wsx3Edc"), [("password", "breached")]);
+        // zxcvbn would call it too common; the list says more precisely why.
+        assert_eq!(codes("Password1234!"), [("password", "breached")]);
+        // The list is sorted by bytes, as the binary search needs.
+        let lines: Vec<&str> = BREACHED_PASSWORDS.lines().collect();
+        assert!(lines.len() > 400);
+        assert!(lines.windows(2).all(|w| w[0] < w[1]));
+        assert!(
+            lines
+                .iter()
+                .all(|l| l.chars().count() >= PASSWORD_MIN_CHARS)
+        );
+        // Strong passwords and near misses are not in it.
+        assert!(!is_breached("Mirabelle-de-Lorraine-ab12-7!"));
+        assert!(!is_breached("qwerty1234567"));
+        let rules = rules_for_page(Some("Qwerty123456!"), &ctx());
+        assert_eq!(rules[6].1, Some(false));
     }
 
     #[test]

@@ -9,5 +9,6 @@
 
 mod backends;
 mod lifecycle;
+mod mfa;
 mod signup;
 mod throttle;

@@ -53,6 +53,7 @@ async fn person(s: &Services, id: &str, admin: bool) -> Actor {
         id: id.into(),
         client_id: "dgectl".into(),
         admin,
+        mfa_missing: false,
     };
     Actor::of(&s.db, &caller).await.expect("an administrator")
 }
@@ -185,6 +186,7 @@ async fn nobody_but_a_global_administrator_manages_administrators() {
             id: "someone".into(),
             client_id: "dgectl".into(),
             admin: false,
+            mfa_missing: false,
         };
         assert!(matches!(
             Actor::of(&s.db, &plain).await,

@@ -219,6 +219,7 @@ async fn a_delegated_administrator_acts_on_their_organisation_only() {
             id: chef_id,
             client_id: "datahub".into(),
             admin: false,
+            mfa_missing: false,
         };
         let delegated = Actor::of(&s.db, &caller)
             .await
@@ -267,6 +268,7 @@ async fn a_delegated_administrator_acts_on_their_organisation_only() {
             id: "someone".into(),
             client_id: "datahub".into(),
             admin: false,
+            mfa_missing: false,
         };
         assert!(matches!(
             Actor::of(&s.db, &nobody).await,
