@@ -382,6 +382,7 @@ impl Registry {
         self.replace_password(&mut tx, &account, &phc, "account.password_changed", now)
             .await?;
         tx.commit().await?;
+        self.db.access_changed().await;
         self.outbox.wake();
         tracing::info!(account_id = %account.id, "password changed; sessions and tokens revoked");
         Ok(())
@@ -706,6 +707,7 @@ impl Registry {
             )
             .await?;
         tx.commit().await?;
+        self.db.access_changed().await;
         self.outbox.wake();
         tracing::info!(account_id = %account_id, "account deleted at its owner's request");
         Ok(())
