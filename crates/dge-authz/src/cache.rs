@@ -30,7 +30,7 @@ use sha2::{Digest, Sha256};
 pub const ANSWER_TTL: Duration = Duration::from_secs(1);
 
 /// Entries per cache; a few MiB at most.
-pub(crate) const CAPACITY: usize = 16_384;
+pub const CAPACITY: usize = 16_384;
 
 /// The SHA-256 of a token: tokens are not kept in memory longer than the call.
 pub(crate) fn digest(token: &str) -> [u8; 32] {
@@ -96,8 +96,8 @@ impl<K: Eq + Hash, V: Clone> Bounded<K, V> {
 
 /// An answer read from the database, with when and under which generation.
 #[derive(Debug, Clone)]
-pub(crate) struct Answer<V> {
-    pub(crate) value: V,
+struct Answer<V> {
+    value: V,
     generation: u64,
     read_at: Instant,
 }
@@ -110,26 +110,28 @@ impl<V> Answer<V> {
 
 /// Answers keyed by `K`, valid for one access generation and [`ANSWER_TTL`].
 #[derive(Debug)]
-pub(crate) struct Answers<K, V> {
+pub struct Answers<K, V> {
     map: Bounded<K, Answer<V>>,
 }
 
 impl<K: Eq + Hash, V: Clone> Answers<K, V> {
-    pub(crate) fn new(capacity: usize) -> Self {
+    /// An empty cache of at most `capacity` answers.
+    #[must_use]
+    pub fn new(capacity: usize) -> Self {
         Self {
             map: Bounded::new(capacity),
         }
     }
 
     /// The answer at `key` if read under `generation` less than [`ANSWER_TTL`] ago.
-    pub(crate) fn get(&self, key: &K, generation: u64) -> Option<V> {
+    pub fn get(&self, key: &K, generation: u64) -> Option<V> {
         self.map.get(key, |a| a.fresh(generation)).map(|a| a.value)
     }
 
     /// Keeps `value`, read from the database under `generation`: the generation must
     /// be taken *before* the read, so that a change committed during the read leaves
     /// the answer stale.
-    pub(crate) fn insert(&self, key: K, value: V, generation: u64) {
+    pub fn insert(&self, key: K, value: V, generation: u64) {
         let answer = Answer {
             value,
             generation,

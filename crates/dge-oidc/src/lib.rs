@@ -78,6 +78,10 @@ pub struct Provider {
     /// Short-lived state shared by the replicas through Redis: authorization codes
     /// (taken exactly once) and device codes.
     pub(crate) ephemeral: Ephemeral,
+    /// Clients authenticated at `/token`, `/introspect` and `/revoke`, by id: the
+    /// same answers cache as `Check`'s (valid for one access generation, at most
+    /// 1 s; `clients::set_settings` bumps the generation).
+    pub(crate) clients: Arc<dge_authz::cache::Answers<String, clients::Client>>,
 }
 
 impl std::fmt::Debug for Provider {
@@ -99,6 +103,9 @@ impl Provider {
             clock,
             settings: Arc::new(settings),
             ephemeral: Ephemeral::local("dge:"),
+            clients: Arc::new(dge_authz::cache::Answers::new(
+                dge_authz::cache::CAPACITY,
+            )),
         }
     }
 
