@@ -169,12 +169,6 @@ impl Authenticator {
         &self.issuer
     }
 
-    /// The database.
-    #[must_use]
-    pub fn db(&self) -> &Db {
-        &self.db
-    }
-
     /// The clock.
     #[must_use]
     pub fn now(&self) -> i64 {
