@@ -25,7 +25,7 @@ import pages
 from dgectl import Dgectl
 from grpc_api import IdentityGrpc
 from idp_server import clean_env, free_ports, idp_binary, loopback_http, new_idp_server
-from oidc import introspect
+from oidc import introspect, post_form
 from outbox import CONFIRM_SUBJECT, mails_to
 from portal import (
     Module,
@@ -204,6 +204,26 @@ def test_a_journey_across_replicas(replicas, grpc_pb):
     finally:
         for other in others:
             other.close()
+
+    # A revocation on B: Check on B refuses at once, and on A and C, whose caches hold
+    # "allowed" for this token, within a second.
+    everyone = [IdentityGrpc(grpc_pb, r.grpc_addr, seed.admin_token()) for r in (a, b, c)]
+    try:
+        for replica in everyone:
+            for _ in range(3):
+                assert replica.check(token["access_token"], RIGHT).allowed
+        revocation = on(b, datahub.discovery["revocation_endpoint"], a)
+        answer = post_form(revocation, {"token": token["access_token"]}, ("datahub", "datahub-dev-secret"))
+        assert answer.status_code == 200, answer.text
+        revoked = time.monotonic()
+        assert not everyone[1].check(token["access_token"], RIGHT).allowed, "B still allows"
+        for replica, name in ((everyone[0], "A"), (everyone[2], "C")):
+            while replica.check(token["access_token"], RIGHT).allowed:
+                assert time.monotonic() - revoked < 1.0, f"the revocation was not seen on {name} within 1 s"
+                time.sleep(0.02)
+    finally:
+        for replica in everyone:
+            replica.close()
 
     # The code, taken on C, replayed on A: refused, and what it gave is revoked.
     with pytest.raises(OAuthError) as replayed:

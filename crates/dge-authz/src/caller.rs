@@ -22,6 +22,7 @@ use tonic::Status;
 use tonic::metadata::MetadataMap;
 
 use crate::Keys;
+use crate::cache::{self, Answers};
 
 /// Prefix of API tokens, so they are recognisable in a secret scanner.
 pub const API_TOKEN_PREFIX: &str = "dgeat_";
@@ -140,6 +141,23 @@ pub struct Authenticator {
     keys: Arc<Keys>,
     clock: Arc<dyn Clock>,
     issuer: String,
+    /// Callers by the digest of their access token (see [`crate::cache`]).
+    callers: Arc<Answers<[u8; 32], Caller>>,
+    /// `Check`'s answers by (token id, right).
+    pub(crate) checks: Arc<Answers<(String, String), CheckAnswer>>,
+}
+
+/// What the database says of a checked token and right.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CheckAnswer {
+    /// Revoked.
+    Revoked,
+    /// The account is not active (or gone).
+    Inactive,
+    /// The right is not held.
+    Missing,
+    /// Allowed.
+    Allowed,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -159,6 +177,8 @@ impl Authenticator {
             keys,
             clock,
             issuer,
+            callers: Arc::new(Answers::new(cache::CAPACITY)),
+            checks: Arc::new(Answers::new(cache::CAPACITY)),
         }
     }
 
@@ -196,6 +216,19 @@ impl Authenticator {
             .keys
             .verify_access_token(token, &self.issuer, self.clock.now())
             .map_err(|_| Status::unauthenticated("invalid or expired token"))?;
+        // Taken before the reads: a change committed meanwhile leaves the answer stale.
+        let generation = self.db.access_generation();
+        let key = cache::digest(token);
+        if let Some(caller) = self.callers.get(&key, generation) {
+            return Ok(caller);
+        }
+        let caller = self.token_caller(claims).await?;
+        self.callers.insert(key, caller.clone(), generation);
+        Ok(caller)
+    }
+
+    /// The caller behind a verified access token: its revocation, then the account.
+    async fn token_caller(&self, claims: crate::AccessClaims) -> Result<Caller, Status> {
         let issued = sqlx::query(
             "SELECT account_id FROM issued_tokens WHERE jti = $1 AND revoked_at IS NULL",
         )

@@ -8,6 +8,7 @@
 
 use dge_core::token::{hash_token, random_token};
 use dge_store::Db;
+use dge_store::grouped::{Arg, Statement};
 use sqlx::Row;
 
 use crate::Keys;
@@ -37,20 +38,22 @@ pub struct IssuedAccess<'a> {
 /// # Errors
 /// Fails when the database fails.
 pub async fn record_access(db: &Db, t: &IssuedAccess<'_>, now: i64) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO issued_tokens (jti, code_hash, family_id, client_id, account_id, expires_at, \
-         created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(t.jti)
-    .bind(t.code_hash)
-    .bind(t.family_id)
-    .bind(t.client_id)
-    .bind(t.account_id)
-    .bind(t.expires_at)
-    .bind(now)
-    .execute(db.pool())
-    .await?;
-    Ok(())
+    let text = |v: Option<&str>| Arg::Text(v.map(str::to_owned));
+    // Grouped with the other issuances of the moment: one commit for many tokens.
+    db.execute_grouped(Statement {
+        sql: "INSERT INTO issued_tokens (jti, code_hash, family_id, client_id, account_id, \
+              expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        args: vec![
+            text(Some(t.jti)),
+            text(t.code_hash),
+            text(t.family_id),
+            text(Some(t.client_id)),
+            text(t.account_id),
+            Arg::Int(Some(t.expires_at)),
+            Arg::Int(Some(now)),
+        ],
+    })
+    .await
 }
 
 /// A stored refresh token.
@@ -202,7 +205,11 @@ pub async fn revoke_family(db: &Db, family_id: &str, now: i64) -> sqlx::Result<u
     .bind(family_id)
     .execute(db.pool())
     .await?;
-    Ok(refresh.rows_affected() + access.rows_affected())
+    let revoked = refresh.rows_affected() + access.rows_affected();
+    if revoked > 0 {
+        db.access_changed().await;
+    }
+    Ok(revoked)
 }
 
 /// Revokes every token issued from a code.
@@ -224,7 +231,11 @@ pub async fn revoke_code(db: &Db, code_hash: &str, now: i64) -> sqlx::Result<u64
     .bind(code_hash)
     .execute(db.pool())
     .await?;
-    Ok(refresh.rows_affected() + access.rows_affected())
+    let revoked = refresh.rows_affected() + access.rows_affected();
+    if revoked > 0 {
+        db.access_changed().await;
+    }
+    Ok(revoked)
 }
 
 /// Revokes one access token.
@@ -237,6 +248,7 @@ pub async fn revoke_access(db: &Db, jti: &str, now: i64) -> sqlx::Result<()> {
         .bind(jti)
         .execute(db.pool())
         .await?;
+    db.access_changed().await;
     Ok(())
 }
 

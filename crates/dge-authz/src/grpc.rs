@@ -10,7 +10,9 @@ use dge_store::Db;
 use sqlx::Row;
 use tonic::{Request, Response, Status};
 
-use crate::caller::{CHECK_SCOPE, INTROSPECT_SCOPE, REVOKE_SCOPE, RIGHTS_SCOPE, unavailable};
+use crate::caller::{
+    CHECK_SCOPE, CheckAnswer, INTROSPECT_SCOPE, REVOKE_SCOPE, RIGHTS_SCOPE, unavailable,
+};
 use crate::grants::{self, TokenInfo, TokenKind};
 use crate::{Authenticator, rights};
 
@@ -75,38 +77,19 @@ impl Authorization for AuthorizationService {
         if !caller.audience_includes(&claims.client_id) {
             return Ok(Self::refused(String::new(), "wrong_audience"));
         }
-        // Revocation, account status and the right in one round trip: Check is on
-        // the path of every page of the portal.
-        let row = sqlx::query(
-            "SELECT CAST(CASE WHEN EXISTS (SELECT 1 FROM issued_tokens WHERE jti = $1 AND revoked_at IS NOT NULL) THEN 1 ELSE 0 END AS BIGINT) AS revoked, \
-                    (SELECT status FROM accounts WHERE id = $2) AS status, \
-                    CAST(CASE WHEN EXISTS (SELECT 1 FROM grants WHERE account_id = $2 AND right_name = $3 \
-                                 AND (expires_at IS NULL OR expires_at > $4)) THEN 1 ELSE 0 END AS BIGINT) AS held",
-        )
-        .bind(&claims.jti)
-        .bind(&claims.sub)
-        .bind(&req.right)
-        .bind(now)
-        .fetch_one(self.db.pool())
-        .await
-        .map_err(unavailable)?;
-        let revoked: i64 = row.try_get("revoked").map_err(unavailable)?;
-        let status: Option<String> = row.try_get("status").map_err(unavailable)?;
-        let held: i64 = row.try_get("held").map_err(unavailable)?;
-        if revoked != 0 {
-            return Ok(Self::refused(String::new(), "invalid_token"));
-        }
-        if status.as_deref() != Some("active") {
-            return Ok(Self::refused(claims.sub, "inactive_account"));
-        }
-        if held == 0 {
-            return Ok(Self::refused(claims.sub, "missing_right"));
-        }
-        Ok(Response::new(CheckResponse {
-            allowed: true,
-            subject: claims.sub,
-            reason: String::new(),
-        }))
+        let answer = self
+            .check_answer(&claims.jti, &claims.sub, &req.right, now)
+            .await?;
+        Ok(match answer {
+            CheckAnswer::Revoked => Self::refused(String::new(), "invalid_token"),
+            CheckAnswer::Inactive => Self::refused(claims.sub, "inactive_account"),
+            CheckAnswer::Missing => Self::refused(claims.sub, "missing_right"),
+            CheckAnswer::Allowed => Response::new(CheckResponse {
+                allowed: true,
+                subject: claims.sub,
+                reason: String::new(),
+            }),
+        })
     }
 
     async fn list_rights(
@@ -169,6 +152,51 @@ impl Authorization for AuthorizationService {
 }
 
 impl AuthorizationService {
+    /// Revocation, account status and the right, from the cache of answers or in one
+    /// round trip: Check is on the path of every page of the portal.
+    async fn check_answer(
+        &self,
+        jti: &str,
+        sub: &str,
+        right: &str,
+        now: i64,
+    ) -> Result<CheckAnswer, Status> {
+        // Taken before the read: a change committed meanwhile leaves the answer stale.
+        let generation = self.db.access_generation();
+        let key = (jti.to_owned(), right.to_owned());
+        if let Some(answer) = self.auth.checks.get(&key, generation) {
+            return Ok(answer);
+        }
+        let row = sqlx::query(
+            "SELECT CAST(CASE WHEN EXISTS (SELECT 1 FROM issued_tokens WHERE jti = $1 AND revoked_at IS NOT NULL) THEN 1 ELSE 0 END AS BIGINT) AS revoked, \
+                    (SELECT status FROM accounts WHERE id = $2) AS status, \
+                    CAST(CASE WHEN EXISTS (SELECT 1 FROM grants WHERE account_id = $2 AND right_name = $3 \
+                                 AND (expires_at IS NULL OR expires_at > $4)) THEN 1 ELSE 0 END AS BIGINT) AS held",
+        )
+        .bind(jti)
+        .bind(sub)
+        .bind(right)
+        .bind(now)
+        .fetch_one(self.db.pool())
+        .await
+        .map_err(unavailable)?;
+        let revoked: i64 = row.try_get("revoked").map_err(unavailable)?;
+        let status: Option<String> = row.try_get("status").map_err(unavailable)?;
+        let held: i64 = row.try_get("held").map_err(unavailable)?;
+        // A grant that reaches its end date is seen at most `ANSWER_TTL` late.
+        let answer = if revoked != 0 {
+            CheckAnswer::Revoked
+        } else if status.as_deref() != Some("active") {
+            CheckAnswer::Inactive
+        } else if held == 0 {
+            CheckAnswer::Missing
+        } else {
+            CheckAnswer::Allowed
+        };
+        self.auth.checks.insert(key, answer, generation);
+        Ok(answer)
+    }
+
     async fn inspect(&self, token: &str) -> Result<Option<TokenInfo>, Status> {
         if token.trim().is_empty() {
             let mut v = Violations::new();

@@ -24,6 +24,7 @@ use rand::RngCore;
 use rsa::pkcs1::EncodeRsaPrivateKey;
 use sqlx::Row;
 
+use crate::cache::{self, Bounded};
 use crate::{Error, Result};
 
 /// Environment variable holding the key-encryption key (32 bytes, base64).
@@ -167,6 +168,17 @@ pub struct Keys {
     clock: Arc<dyn Clock>,
     kek: KeyEncryptionKey,
     ring: RwLock<Vec<LoadedKey>>,
+    /// Access tokens whose signature was verified (see [`crate::cache`]).
+    pub(crate) verified: Bounded<[u8; 32], VerifiedToken>,
+}
+
+/// The claims of an access token whose signature, type, issuer and audience were
+/// verified, and the key that signed it.
+#[derive(Debug, Clone)]
+pub(crate) struct VerifiedToken {
+    pub(crate) claims: crate::AccessClaims,
+    pub(crate) kid: String,
+    pub(crate) issuer: String,
 }
 
 impl std::fmt::Debug for Keys {
@@ -230,6 +242,7 @@ impl Keys {
             clock,
             kek,
             ring: RwLock::new(Vec::new()),
+            verified: Bounded::new(cache::CAPACITY),
         };
         keys.seal_legacy_keys().await?;
         keys.reload().await?;
@@ -345,6 +358,8 @@ impl Keys {
         if let Ok(mut guard) = self.ring.write() {
             *guard = ring;
         }
+        // A key may have been retired: what it signed must be verified again.
+        self.verified.clear();
         Ok(())
     }
 
@@ -446,6 +461,14 @@ impl Keys {
     }
 
     /// The decoding key published under `kid`, with its algorithm.
+    /// Whether the key `kid` is in the ring and published now.
+    pub(crate) fn publishes(&self, kid: &str) -> bool {
+        let now = self.clock.now();
+        self.ring
+            .read()
+            .is_ok_and(|ring| ring.iter().any(|k| k.kid == kid && k.published(now)))
+    }
+
     pub(crate) fn decoding_key(&self, kid: &str) -> Option<(Algorithm, DecodingKey)> {
         let now = self.clock.now();
         let ring = self.ring.read().ok()?;

@@ -6,10 +6,12 @@
 //! - [`grants`]: what was issued: revocation, refresh-token families, introspection.
 //! - [`caller`]: authenticates gRPC callers (API tokens and access tokens).
 //! - [`rights`]: which rights an account holds.
+//! - [`cache`]: verified tokens and authorization answers kept in memory for `Check`.
 //! - [`grpc`]: the `Authorization` gRPC service (`Check`, `ListRights`, `Introspect`,
 //!   `Revoke`).
 //! - [`keys_grpc`]: the `SigningKeys` gRPC service (list, rotate).
 
+pub mod cache;
 pub mod caller;
 pub mod grants;
 pub mod grpc;

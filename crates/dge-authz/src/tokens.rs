@@ -8,6 +8,8 @@ use jsonwebtoken::{Algorithm, Validation};
 use serde::{Deserialize, Serialize};
 
 use crate::Keys;
+use crate::cache;
+use crate::keys::VerifiedToken;
 
 /// The JOSE `typ` of access tokens (RFC 9068 §2.1).
 pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
@@ -55,6 +57,33 @@ impl Keys {
         issuer: &str,
         now: i64,
     ) -> Result<AccessClaims, TokenError> {
+        let key = cache::digest(token);
+        let known = self.verified.get(&key, |v| {
+            v.issuer == issuer && v.claims.exp > now && self.publishes(&v.kid)
+        });
+        if let Some(known) = known {
+            return Ok(known.claims);
+        }
+        let (claims, kid) = self.verify_signature(token, issuer)?;
+        if claims.exp <= now {
+            return Err(TokenError::Expired);
+        }
+        let verified = VerifiedToken {
+            claims: claims.clone(),
+            kid,
+            issuer: issuer.to_owned(),
+        };
+        self.verified.insert(key, verified, |v| {
+            v.claims.exp > now && self.publishes(&v.kid)
+        });
+        Ok(claims)
+    }
+
+    fn verify_signature(
+        &self,
+        token: &str,
+        issuer: &str,
+    ) -> Result<(AccessClaims, String), TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
         // Only ES256 is accepted: `none`, HMAC and RSA tokens are refused before any
         // key is looked up (RFC 8725 §3.1).
@@ -69,15 +98,12 @@ impl Keys {
         let mut validation = Validation::new(Algorithm::ES256);
         validation.set_issuer(&[issuer]);
         validation.set_audience(&[issuer]);
-        // Expiry is checked below against the injected clock.
+        // Expiry is checked by the caller against the injected clock.
         validation.validate_exp = false;
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         let data = jsonwebtoken::decode::<AccessClaims>(token, &key, &validation)
             .map_err(|_| TokenError::Invalid)?;
-        if data.claims.exp <= now {
-            return Err(TokenError::Expired);
-        }
-        Ok(data.claims)
+        Ok((data.claims, kid))
     }
 }
 

@@ -98,6 +98,8 @@ pub async fn run(
             .context("connecting to Redis")?,
         None => dge_store::ephemeral::Ephemeral::local(&settings.redis_prefix),
     };
+    // Revocations, status changes and grants reach every replica's `Check` caches.
+    db.share_access_changes(ephemeral.clone());
     let auth = Authenticator::new(
         db.clone(),
         keys.clone(),
@@ -121,11 +123,7 @@ pub async fn run(
         )?,
     };
     let (stop_tx, stop_rx) = watch::channel(false);
-    let hasher = Hasher::new(
-        settings.hash_params,
-        settings.hash_concurrency,
-        Duration::from_secs(5),
-    );
+    let hasher = Hasher::new(settings.hash_params, settings.hash_concurrency, HASH_WAIT);
     let registry = Registry::new(
         db.clone(),
         hasher,
@@ -292,6 +290,7 @@ pub async fn run(
                 .max_decoding_message_size(GRPC_MESSAGE_LIMIT),
         );
 
+    let access_task = tokio::spawn(db.clone().relay_access_changes(stopped()));
     let keys_task = tokio::spawn(keys_refresh_loop(
         keys.clone(),
         ephemeral.clone(),
@@ -338,6 +337,7 @@ pub async fn run(
     mail_task.await?;
     notify_task.await?;
     keys_task.await?;
+    access_task.await?;
     if let Some(task) = metrics_task {
         task.await?.context("metrics server")?;
     }
@@ -370,6 +370,11 @@ fn stopped_signal(rx: &watch::Receiver<bool>) -> impl Future<Output = ()> + Send
         let _ = rx.wait_for(|s| *s).await;
     }
 }
+
+/// How long a login or sign-up may wait for a password-hash slot before its 503 with
+/// `Retry-After`. About what a full queue of callers takes to be served: beyond it the
+/// excess is refused at once instead of piling up (issue 10).
+pub const HASH_WAIT: Duration = Duration::from_secs(1);
 
 /// How often a replica reloads the signing keys even without a notice. A rotated key
 /// starts signing only after a delay longer than this, so every replica publishes it

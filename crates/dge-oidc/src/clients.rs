@@ -151,6 +151,7 @@ pub async fn set_settings(db: &Db, id: &str, s: &ClientSettings, now: i64) -> Re
     .bind(id)
     .execute(db.pool())
     .await?;
+    db.access_changed().await;
     Ok(())
 }
 

@@ -90,6 +90,10 @@ pub struct Provider {
     /// The single sign-on sessions: in Redis with `ephemeral` when it is shared,
     /// else in the database.
     pub(crate) sessions: Sessions,
+    /// Clients authenticated at `/token`, `/introspect` and `/revoke`, by id: the
+    /// same answers cache as `Check`'s (valid for one access generation, at most
+    /// 1 s; `clients::set_settings` bumps the generation).
+    pub(crate) clients: Arc<dge_authz::cache::Answers<String, clients::Client>>,
 }
 
 impl std::fmt::Debug for Provider {
@@ -112,6 +116,9 @@ impl Provider {
             ephemeral: Ephemeral::local("dge:"),
             sessions: Sessions::database(db.clone()),
             db,
+            clients: Arc::new(dge_authz::cache::Answers::new(
+                dge_authz::cache::CAPACITY,
+            )),
         }
     }
 

@@ -451,6 +451,9 @@ impl Registry {
             )
             .await?;
         tx.commit().await?;
+        // Admin power depends on the enrolment: every replica's Check cache forgets it.
+        self.db.access_changed().await;
+        self.sessions.forget_account(account_id).await;
         self.outbox.wake();
         self.forgive_failures(account_id).await?;
         tracing::info!(
@@ -576,6 +579,7 @@ impl Registry {
             )
             .await?;
         tx.commit().await?;
+        self.db.access_changed().await;
         self.outbox.wake();
         tracing::info!(account_id = %account_id, "two-step verification disabled");
         Ok(())

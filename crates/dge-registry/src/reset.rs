@@ -298,6 +298,7 @@ impl Registry {
         self.replace_password(&mut tx, &account, &phc, "account.password_reset", now)
             .await?;
         tx.commit().await?;
+        self.db.access_changed().await;
         self.sessions.forget_account(&account.id).await;
         self.outbox.wake();
         tracing::info!(account_id = %account.id, "password reset; sessions and tokens revoked");

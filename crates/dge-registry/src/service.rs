@@ -458,6 +458,7 @@ impl Registry {
             )
             .await?;
         tx.commit().await?;
+        self.db.access_changed().await;
         self.outbox.wake();
         tracing::info!(account_id = %account.id, "email confirmed; account pending validation");
         Ok(account)

@@ -9,11 +9,15 @@
 //! - [`is_unique_violation`]: recognises a named unique constraint in an error.
 //! - [`ephemeral`]: short-lived state shared by replicas (Redis, or in-process).
 //! - [`sessions`]: the single sign-on sessions (Redis when configured, else the database).
+//! - [`grouped`]: group commit of small independent inserts.
 
 pub mod ephemeral;
+pub mod grouped;
 pub mod sessions;
 
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -59,6 +63,24 @@ pub enum Backend {
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
+    access: Arc<AccessChanges>,
+    /// The group-commit writer, started on first use.
+    writer: Arc<OnceLock<grouped::Writer>>,
+}
+
+/// The topic of [`Db::access_changed`]'s notices.
+pub const ACCESS_TOPIC: &str = "access";
+
+/// Tells the caches of authorization answers (`dge-authz`) that something they hold
+/// may be stale: a revocation, a logout, an account's status, a grant, a client.
+/// Every clone of a [`Db`] shares one; other replicas hear of it through the
+/// shared store's notices ([`Db::share_access_changes`]).
+#[derive(Debug, Default)]
+struct AccessChanges {
+    /// Bumped on every change: cached answers of an older generation are stale.
+    generation: AtomicU64,
+    /// The shared store that carries the change to the other replicas.
+    notices: OnceLock<ephemeral::Ephemeral>,
 }
 
 /// The file of a `sqlite:` URL, none for an in-memory database.
@@ -136,7 +158,12 @@ impl Db {
             })
             .connect_with(options)
             .await?;
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            access: Arc::default(),
+            writer: Arc::default(),
+        })
     }
 
     /// Applies the migrations of this backend that are not applied yet.
@@ -175,6 +202,77 @@ impl Db {
             // write lock up front makes it wait (busy_timeout) instead.
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
             Backend::Postgres => self.pool.begin().await,
+        }
+    }
+
+    /// Runs an insert through group commit ([`grouped`]): with others queued at the
+    /// same time, in one transaction; returns once it is committed.
+    ///
+    /// # Errors
+    /// The statement (retried alone when its group failed) or the commit failed.
+    pub async fn execute_grouped(&self, statement: grouped::Statement) -> sqlx::Result<()> {
+        self.writer
+            .get_or_init(|| grouped::Writer::start(self.pool.clone(), self.backend))
+            .execute(statement)
+            .await
+    }
+
+    /// Sends [`Self::access_changed`]'s notices to every replica through `notices`
+    /// (Redis pub/sub); without it they stay in this process. Set once at start-up.
+    pub fn share_access_changes(&self, notices: ephemeral::Ephemeral) {
+        let _ = self.access.notices.set(notices);
+    }
+
+    /// The generation of access-related data: it grows on every change.
+    #[must_use]
+    pub fn access_generation(&self) -> u64 {
+        self.access.generation.load(Ordering::Acquire)
+    }
+
+    /// Marks every cached authorization answer of this replica stale, without telling
+    /// the others (what a replica does when it hears another's notice).
+    pub fn access_changed_here(&self) {
+        self.access.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Call after committing a change that can turn an authorization answer from
+    /// "allowed" to "refused" or back (a token revoked, an account's status, a grant,
+    /// a client): this replica's caches drop their answers at once, the others when
+    /// the notice reaches them (`ACCESS_TOPIC`). A lost notice (Redis down) is
+    /// covered by the caches' short lifetime.
+    pub async fn access_changed(&self) {
+        self.access_changed_here();
+        if let Some(notices) = self.access.notices.get()
+            && let Err(e) = notices.notify(ACCESS_TOPIC, "").await
+        {
+            tracing::warn!(error = %e, "access change not shared with the other replicas");
+        }
+    }
+
+    /// Marks this replica's cached answers stale whenever another replica announces
+    /// an access change (or a rights change, or a `resync` after a Redis outage, or
+    /// when notices were missed), until `stop`. Needs [`Self::share_access_changes`].
+    pub async fn relay_access_changes(self, stop: impl std::future::Future<Output = ()>) {
+        let Some(notices) = self.access.notices.get() else {
+            return;
+        };
+        let mut notices = notices.subscribe();
+        tokio::pin!(stop);
+        loop {
+            let notice = tokio::select! {
+                () = &mut stop => break,
+                n = notices.recv() => n,
+            };
+            match notice {
+                Ok(n) if matches!(n.topic.as_str(), ACCESS_TOPIC | "rights" | "resync") => {
+                    self.access_changed_here();
+                }
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    self.access_changed_here();
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            }
         }
     }
 

@@ -122,6 +122,7 @@ impl Workflow {
             .await?
             .ok_or_else(unknown_account)?;
         tx.commit().await?;
+        self.db().access_changed().await;
         tracing::info!(account_id = %account.id, "global administrator granted");
         Ok((true, account))
     }
@@ -195,6 +196,7 @@ impl Workflow {
         )
         .await?;
         tx.commit().await?;
+        self.db().access_changed().await;
         tracing::info!(account_id = %account.id, "global administrator revoked");
         Ok((true, current))
     }

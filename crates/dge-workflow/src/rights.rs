@@ -280,6 +280,7 @@ impl Workflow {
         )
         .await?;
         tx.commit().await?;
+        self.db().access_changed().await;
         if granted {
             self.publish(&account.id, right, true, now).await;
             tracing::info!(account_id = %account.id, right, "right granted");
@@ -313,6 +314,7 @@ impl Workflow {
         )
         .await?;
         tx.commit().await?;
+        self.db().access_changed().await;
         self.publish(&account.id, right, false, now).await;
         tracing::info!(account_id = %account.id, right, "right revoked");
         Ok(true)
@@ -351,6 +353,7 @@ impl Workflow {
             }
         }
         tx.commit().await?;
+        self.db().access_changed().await;
         for right in &granted {
             self.publish(&account.id, right, true, now).await;
         }

@@ -164,6 +164,7 @@ impl Workflow {
             )
             .await?;
         tx.commit().await?;
+        self.db().access_changed().await;
         self.registry.outbox().wake();
         for right in granted {
             self.publish(&account.id, &right, true, now).await;

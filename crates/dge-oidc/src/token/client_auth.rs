@@ -138,7 +138,7 @@ impl Provider {
             (Some(_), Some(_)) | (None, None) => return Ok(Err(invalid())),
             (None, Some(id)) => (id.to_owned(), form.client_secret.clone()),
         };
-        let Some(client) = clients::find(&self.db, &id).await? else {
+        let Some(client) = self.client(&id).await? else {
             return Ok(Err(invalid()));
         };
         let ok = match (client.confidential, secret.as_deref()) {
@@ -147,6 +147,21 @@ impl Provider {
             _ => false,
         };
         Ok(if ok { Ok(client) } else { Err(invalid()) })
+    }
+
+    /// The client `id`, from the cache of answers or the database. Unknown ids are
+    /// not cached, so that random ones cannot fill it.
+    async fn client(&self, id: &str) -> Result<Option<Client>> {
+        let generation = self.db.access_generation();
+        let key = id.to_owned();
+        if let Some(client) = self.clients.get(&key, generation) {
+            return Ok(Some(client));
+        }
+        let client = clients::find(&self.db, id).await?;
+        if let Some(client) = &client {
+            self.clients.insert(key, client.clone(), generation);
+        }
+        Ok(client)
     }
 
     /// `private_key_jwt`: a JWT signed with a key of the client's registered JWKS,
@@ -167,7 +182,7 @@ impl Provider {
         if form.client_id.as_deref().is_some_and(|c| c != id) {
             return Ok(Err(invalid()));
         }
-        let Some(client) = clients::find(&self.db, &id).await? else {
+        let Some(client) = self.client(&id).await? else {
             return Ok(Err(invalid()));
         };
         let Some(claims) = self.verify_assertion(&client, assertion) else {

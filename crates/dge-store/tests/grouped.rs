@@ -1,0 +1,160 @@
+//! Group commit on both engines, and access changes reaching another replica.
+//! PostgreSQL comes from `DATABASE_URL` (default: the loopback server) and Redis from
+//! `REDIS_URL`; a missing one fails these tests, it never skips them.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use dge_store::Db;
+use dge_store::ephemeral::Ephemeral;
+use dge_store::grouped::{Arg, Statement};
+
+fn postgres_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// A fresh database of the test's own with one table `t (id primary key, n)`.
+async fn fresh(postgres: bool) -> Db {
+    let name = format!("dge_grouped_{}", dge_core::new_id().replace('-', ""));
+    let url = if postgres {
+        let admin = Db::connect(&postgres_url(), 1)
+            .await
+            .expect("PostgreSQL must answer at DATABASE_URL (127.0.0.1:5432 by default)");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(admin.pool())
+            .await
+            .unwrap();
+        let base = postgres_url();
+        let (server, _) = base.rsplit_once('/').unwrap();
+        format!("{server}/{name}")
+    } else {
+        let path = std::env::temp_dir().join(format!("{name}.sqlite3"));
+        format!("sqlite://{}?mode=rwc", path.display())
+    };
+    let db = Db::connect(&url, 4).await.unwrap();
+    sqlx::query("CREATE TABLE t (id TEXT PRIMARY KEY, n BIGINT)")
+        .execute(db.pool())
+        .await
+        .unwrap();
+    db
+}
+
+fn insert(id: &str, n: Option<i64>) -> Statement {
+    Statement {
+        sql: "INSERT INTO t (id, n) VALUES ($1, $2)",
+        args: vec![Arg::Text(Some(id.to_owned())), Arg::Int(n)],
+    }
+}
+
+async fn concurrent_inserts_are_all_committed_before_their_callers_return(db: Db) {
+    let tasks: Vec<_> = (0..300)
+        .map(|i| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                db.execute_grouped(insert(&format!("row-{i}"), Some(i)))
+                    .await
+                    .unwrap();
+                // Committed: visible to any other connection at once.
+                let n: i64 = sqlx::query_scalar("SELECT n FROM t WHERE id = $1")
+                    .bind(format!("row-{i}"))
+                    .fetch_one(db.pool())
+                    .await
+                    .unwrap();
+                assert_eq!(n, i);
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(count, 300);
+}
+
+async fn a_failing_insert_fails_only_its_own_caller(db: Db) {
+    db.execute_grouped(insert("taken", None)).await.unwrap();
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let db = db.clone();
+            // Every tenth one collides with the row already there.
+            let id = if i % 10 == 0 {
+                "taken".to_owned()
+            } else {
+                format!("free-{i}")
+            };
+            tokio::spawn(async move { (i, db.execute_grouped(insert(&id, Some(i))).await) })
+        })
+        .collect();
+    for task in tasks {
+        let (i, outcome) = task.await.unwrap();
+        assert_eq!(outcome.is_err(), i % 10 == 0, "insert {i}: {outcome:?}");
+    }
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(count, 1 + 45);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_groups_concurrent_inserts() {
+    concurrent_inserts_are_all_committed_before_their_callers_return(fresh(false).await).await;
+    a_failing_insert_fails_only_its_own_caller(fresh(false).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_groups_concurrent_inserts() {
+    concurrent_inserts_are_all_committed_before_their_callers_return(fresh(true).await).await;
+    a_failing_insert_fails_only_its_own_caller(fresh(true).await).await;
+}
+
+/// Two replicas: their own pools, one shared Redis.
+#[tokio::test]
+async fn an_access_change_on_one_replica_reaches_the_other_within_a_second() {
+    let prefix = format!("dge-test:{}:", dge_core::new_id());
+    let a = fresh(false).await;
+    let b = fresh(false).await;
+    a.share_access_changes(Ephemeral::redis(&redis_url(), &prefix).await.unwrap());
+    b.share_access_changes(Ephemeral::redis(&redis_url(), &prefix).await.unwrap());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let relay = tokio::spawn(b.clone().relay_access_changes(async {
+        let _ = stop_rx.await;
+    }));
+    // Let the relay subscribe.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let before_a = a.access_generation();
+    let before_b = b.access_generation();
+    let sent = Instant::now();
+    a.access_changed().await;
+    // Here at once.
+    assert!(a.access_generation() > before_a);
+    // There within a second.
+    while b.access_generation() == before_b {
+        assert!(sent.elapsed() < Duration::from_secs(1), "not seen on B");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let _ = stop_tx.send(());
+    relay.await.unwrap();
+}
+
+#[tokio::test]
+async fn without_redis_an_access_change_stays_in_the_process() {
+    let db = fresh(false).await;
+    let other = db.clone();
+    let before = other.access_generation();
+    db.access_changed().await;
+    assert!(
+        other.access_generation() > before,
+        "clones share the generation"
+    );
+}
