@@ -104,3 +104,29 @@ def test_compose_and_dockerfile(idp):
     assert len(stages) >= 2, "multi-stage build"
     users = [line for line in dockerfile.splitlines() if line.startswith("USER ")]
     assert users and "root" not in users[-1].replace("nonroot", ""), "runs as a non-root user"
+
+
+def test_image_build_context_and_offline_bases():
+    """The image is built by hand (deploy/build-image-offline.sh, see README), not here:
+    what can be checked is that the context keeps build output, local tools and secrets
+    out, and that the script makes exactly the base images the recipe names."""
+    ignored = {
+        line.strip()
+        for line in (REPO_ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    assert {"target", ".git", ".venv", "deploy/.env"} <= ignored
+    assert "**/node_modules" in ignored
+    dockerfile = (DEPLOY / "Dockerfile").read_text(encoding="utf-8")
+    bases = {
+        line.split()[1]
+        for line in dockerfile.splitlines()
+        if line.startswith("FROM ") and not line.split()[1].startswith("--")
+    }
+    script = (DEPLOY / "build-image-offline.sh").read_text(encoding="utf-8")
+    made = set()
+    for line in script.splitlines():
+        if line.startswith(("RUST_IMAGE=", "RUNTIME_IMAGE=")):
+            made.add(line.split("=", 1)[1].removeprefix("docker.io/library/"))
+    assert made == bases, f"the script makes {made}, the Dockerfile uses {bases}"
+    assert "--pull=never" in script

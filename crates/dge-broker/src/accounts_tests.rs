@@ -9,6 +9,7 @@ use std::sync::Arc;
 use dge_core::clock::ManualClock;
 use dge_mailer::{MailSettings, Outbox};
 use dge_store::Db;
+use dge_testsupport::ScratchDb;
 use sqlx::Row;
 
 use super::Proof;
@@ -25,28 +26,12 @@ enum Engine {
 
 const ENGINES: [Engine; 2] = [Engine::Sqlite, Engine::Postgres];
 
-async fn fresh(engine: Engine) -> Db {
-    let name = format!("dge_broker_{}", uuid::Uuid::new_v4().simple());
-    let url = match engine {
-        Engine::Sqlite => {
-            let path = std::env::temp_dir().join(format!("{name}.sqlite3"));
-            format!("sqlite://{}?mode=rwc", path.display())
-        }
-        Engine::Postgres => {
-            let base = std::env::var("DATABASE_URL")
-                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-            let admin = Db::connect(&base, 1)
-                .await
-                .expect("PostgreSQL must answer at DATABASE_URL (127.0.0.1:5432 by default)");
-            sqlx::query(&format!("CREATE DATABASE {name}"))
-                .execute(admin.pool())
-                .await
-                .expect("create database");
-            let (server, _) = base.rsplit_once('/').expect("database url has a path");
-            format!("{server}/{name}")
-        }
+async fn fresh(engine: Engine) -> (Db, ScratchDb) {
+    let scratch = match engine {
+        Engine::Sqlite => ScratchDb::sqlite("broker"),
+        Engine::Postgres => ScratchDb::postgres("broker").await,
     };
-    let db = Db::connect(&url, 4).await.expect("connect");
+    let db = Db::connect(scratch.url(), 4).await.expect("connect");
     db.migrate().await.expect("migrate");
     for sql in [
         "INSERT INTO organisations (id, name, name_key, siret, trusted, status, email_domains, created_at, updated_at) \
@@ -59,10 +44,11 @@ async fn fresh(engine: Engine) -> Db {
     ] {
         sqlx::query(sql).execute(db.pool()).await.expect("seed");
     }
-    db
+    (db, scratch)
 }
 
-async fn broker(engine: Engine) -> (Broker, ManualClock) {
+/// The broker on a fresh database, its clock, and the guard that removes the database.
+async fn broker(engine: Engine) -> (Broker, ManualClock, ScratchDb) {
     let clock = ManualClock::new(NOW);
     let outbox = Outbox::new(MailSettings {
         portal_name: "DataGrandEst".into(),
@@ -70,14 +56,15 @@ async fn broker(engine: Engine) -> (Broker, ManualClock) {
         support_email: "contact@datagrandest.fr".into(),
         from: "DataGrandEst <no-reply@datagrandest.fr>".into(),
     });
+    let (db, scratch) = fresh(engine).await;
     let broker = Broker::new(
-        fresh(engine).await,
+        db,
         Arc::new(clock.clone()),
         default_providers(),
         "http://127.0.0.1:8080".into(),
         outbox,
     );
-    (broker, clock)
+    (broker, clock, scratch)
 }
 
 fn agent(sub: &str, email: &str, siret: Option<&str>) -> Profile {
@@ -120,7 +107,7 @@ async fn one_string(b: &Broker, sql: &str, bind: &str) -> Vec<String> {
 #[tokio::test]
 async fn a_new_identity_gets_an_active_account_with_no_rights() {
     for engine in ENGINES {
-        let (b, _) = broker(engine).await;
+        let (b, _, _database) = broker(engine).await;
         let id = logged_in(&b, &agent("s1", "jeanne@dreal.fr", Some("13002526500013"))).await;
         let status = one_string(&b, "SELECT status FROM accounts WHERE id = $1", &id).await;
         assert_eq!(status, ["active"], "{engine:?}");
@@ -144,7 +131,7 @@ async fn a_new_identity_gets_an_active_account_with_no_rights() {
 #[tokio::test]
 async fn a_trusted_siret_takes_the_trusted_path() {
     for engine in ENGINES {
-        let (b, _) = broker(engine).await;
+        let (b, _, _database) = broker(engine).await;
         let id = logged_in(
             &b,
             &agent("s1", "jeanne@grandest.fr", Some("20005226700016")),
@@ -163,7 +150,7 @@ async fn a_trusted_siret_takes_the_trusted_path() {
 #[tokio::test]
 async fn the_same_sub_refreshes_the_profile_even_with_a_new_email() {
     for engine in ENGINES {
-        let (b, clock) = broker(engine).await;
+        let (b, clock, _database) = broker(engine).await;
         let id = logged_in(&b, &agent("s1", "jeanne@dreal.fr", None)).await;
         clock.advance(60);
         let mut changed = agent("s1", "jeanne.dupont@dreal.fr", None);
@@ -189,7 +176,7 @@ async fn the_same_sub_refreshes_the_profile_even_with_a_new_email() {
 #[tokio::test]
 async fn an_email_taken_by_another_account_is_not_moved_onto_it() {
     for engine in ENGINES {
-        let (b, _) = broker(engine).await;
+        let (b, _, _database) = broker(engine).await;
         let id = logged_in(&b, &agent("s1", "jeanne@dreal.fr", None)).await;
         // Upstream now says the address of Claire's local account.
         assert_eq!(
@@ -204,7 +191,7 @@ async fn an_email_taken_by_another_account_is_not_moved_onto_it() {
 #[tokio::test]
 async fn a_matching_email_offers_a_link_and_creates_nothing() {
     for engine in ENGINES {
-        let (b, _) = broker(engine).await;
+        let (b, _, _database) = broker(engine).await;
         let Outcome::LinkOffered(offer) = settle(&b, &agent("s9", "Claire@Nancy.fr", None)).await
         else {
             panic!("expected a link offer on {engine:?}");
@@ -257,7 +244,7 @@ async fn a_matching_email_offers_a_link_and_creates_nothing() {
 #[tokio::test]
 async fn an_offer_dies_after_five_wrong_proofs() {
     for engine in ENGINES {
-        let (b, _) = broker(engine).await;
+        let (b, _, _database) = broker(engine).await;
         let Outcome::LinkOffered(offer) = settle(&b, &agent("s9", "claire@nancy.fr", None)).await
         else {
             panic!("expected a link offer on {engine:?}");

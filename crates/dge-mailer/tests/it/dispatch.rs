@@ -8,7 +8,7 @@ use dge_mailer::{DispatchSettings, Outbox, Transport};
 use dge_store::Db;
 
 use crate::support::{
-    ENGINES, Engine, NOW, count_with_status, dispatcher, dispose, enqueue, free_port, fresh_url,
+    ENGINES, Engine, NOW, count_with_status, dispatcher, enqueue, free_port, fresh_url,
     mail_settings, row, scratch,
 };
 
@@ -30,7 +30,7 @@ fn message_ids_in(dir: &Path) -> HashMap<String, usize> {
 async fn racing_dispatchers_case(engine: Engine) {
     const MESSAGES: usize = 40;
     const REPLICAS: usize = 4;
-    let url = fresh_url(engine).await;
+    let (url, _database) = fresh_url(engine).await;
     let db = Db::connect(&url, 2).await.unwrap();
     let outbox = Outbox::new(mail_settings());
     let mut ids = Vec::new();
@@ -88,7 +88,6 @@ async fn racing_dispatchers_case(engine: Engine) {
         );
         assert_eq!(row(&db, id).await.status, "sent");
     }
-    dispose(&url).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -99,7 +98,7 @@ async fn racing_dispatchers_send_each_email_exactly_once() {
 }
 
 async fn back_off_case(engine: Engine) {
-    let url = fresh_url(engine).await;
+    let (url, _database) = fresh_url(engine).await;
     let db = Db::connect(&url, 2).await.unwrap();
     let outbox = Outbox::new(mail_settings());
     let id = enqueue(&db, &outbox, "confirm_email", "zoe@nancy.fr", "Zoé").await;
@@ -155,7 +154,6 @@ async fn back_off_case(engine: Engine) {
         0,
         "a failed message waits for an administrator"
     );
-    dispose(&url).await;
 }
 
 #[tokio::test]
@@ -166,7 +164,7 @@ async fn transient_failures_back_off_then_fail_with_the_reason() {
 }
 
 async fn expired_lease_case(engine: Engine) {
-    let url = fresh_url(engine).await;
+    let (url, _database) = fresh_url(engine).await;
     let db = Db::connect(&url, 2).await.unwrap();
     let outbox = Outbox::new(mail_settings());
     let id = enqueue(&db, &outbox, "account_activated", "zoe@nancy.fr", "Zoé").await;
@@ -196,7 +194,6 @@ async fn expired_lease_case(engine: Engine) {
     assert_eq!(row(&db, &id).await.status, "sent");
     let seen = message_ids_in(&dir);
     assert_eq!(seen.get(&format!("<{id}@datagrandest.fr>")), Some(&1));
-    dispose(&url).await;
 }
 
 #[tokio::test]
@@ -207,7 +204,7 @@ async fn a_message_whose_lease_expired_is_taken_over_with_the_same_message_id() 
 }
 
 async fn retention_case(engine: Engine) {
-    let url = fresh_url(engine).await;
+    let (url, _database) = fresh_url(engine).await;
     let db = Db::connect(&url, 2).await.unwrap();
     let outbox = Outbox::new(mail_settings());
     let deleted = enqueue(&db, &outbox, "account_deleted", "zoe@nancy.fr", "Zoé").await;
@@ -265,7 +262,6 @@ async fn retention_case(engine: Engine) {
         "queued",
         "queued mail is never deleted"
     );
-    dispose(&url).await;
 }
 
 #[tokio::test]
@@ -277,7 +273,7 @@ async fn sent_mail_is_deleted_after_its_retention_and_queued_mail_never() {
 
 #[tokio::test]
 async fn a_retention_shorter_than_the_reset_window_is_refused() {
-    let url = fresh_url(Engine::Sqlite).await;
+    let (url, _database) = fresh_url(Engine::Sqlite).await;
     let db = Db::connect(&url, 1).await.unwrap();
     let settings = DispatchSettings {
         sent_retention_secs: 60,
@@ -291,5 +287,4 @@ async fn a_retention_shorter_than_the_reset_window_is_refused() {
         std::sync::Arc::new(tokio::sync::Notify::new()),
     );
     assert!(refused.is_err());
-    dispose(&url).await;
 }

@@ -9,8 +9,8 @@ use serde_json::Value;
 use sqlx::Row;
 
 use crate::support::{
-    ENGINES, Engine, NOW, Sink, count_with_status, dispatcher, dispose, enqueue, free_port,
-    fresh_url, mail_settings, make_certs, row, scratch,
+    ENGINES, Engine, NOW, Sink, count_with_status, dispatcher, enqueue, free_port, fresh_url,
+    mail_settings, make_certs, row, scratch,
 };
 
 fn smtp(url: &str) -> Transport {
@@ -32,7 +32,7 @@ const HOSTILE_NAME: &str = "Zoé\r\nBcc: intrus@pirate.example";
 
 #[tokio::test]
 async fn every_template_reaches_a_real_smtp_server_and_reads_back() {
-    let url = fresh_url(Engine::Sqlite).await;
+    let (url, _database) = fresh_url(Engine::Sqlite).await;
     let db = Db::connect(&url, 2).await.unwrap();
     let outbox = Outbox::new(mail_settings());
     let mut queued = HashMap::new();
@@ -130,12 +130,11 @@ async fn every_template_reaches_a_real_smtp_server_and_reads_back() {
             .contains("Motif : Organisme inconnu")
     );
     sink.stop();
-    dispose(&url).await;
 }
 
 async fn down_then_back_case(engine: Engine) {
     const MESSAGES: usize = 10;
-    let url = fresh_url(engine).await;
+    let (url, _database) = fresh_url(engine).await;
     let db = Db::connect(&url, 2).await.unwrap();
     let outbox = Outbox::new(mail_settings());
     let mut ids = Vec::new();
@@ -194,7 +193,6 @@ async fn down_then_back_case(engine: Engine) {
         assert_eq!((r.status.as_str(), r.attempts), ("sent", 3));
     }
     sink.stop();
-    dispose(&url).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 3)]
@@ -207,7 +205,7 @@ async fn smtp_down_then_back_delivers_every_email_exactly_once() {
 #[tokio::test]
 async fn a_permanently_refused_recipient_is_marked_failed_with_the_servers_reason() {
     for engine in ENGINES {
-        let url = fresh_url(engine).await;
+        let (url, _database) = fresh_url(engine).await;
         let db = Db::connect(&url, 2).await.unwrap();
         let outbox = Outbox::new(mail_settings());
         let refused = enqueue(&db, &outbox, "confirm_email", "inconnu@nancy.fr", "Zoé").await;
@@ -237,7 +235,6 @@ async fn a_permanently_refused_recipient_is_marked_failed_with_the_servers_reaso
         assert_eq!(row(&db, &accepted).await.status, "sent");
         assert_eq!(sink.messages().len(), 1);
         sink.stop();
-        dispose(&url).await;
     }
 }
 
@@ -261,7 +258,7 @@ async fn starttls_with_authentication_and_implicit_tls_deliver() {
             key.display().to_string(),
         ]
     };
-    let url = fresh_url(Engine::Sqlite).await;
+    let (url, _database) = fresh_url(Engine::Sqlite).await;
     let db = Db::connect(&url, 2).await.unwrap();
     let outbox = Outbox::new(mail_settings());
     let clock = ManualClock::new(NOW);
@@ -338,5 +335,4 @@ async fn starttls_with_authentication_and_implicit_tls_deliver() {
     let got = sink.messages();
     assert_eq!((got.len(), &got[0]["tls"]), (1, &Value::Bool(true)));
     sink.stop();
-    dispose(&url).await;
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use dge_core::clock::ManualClock;
 use dge_mailer::{DispatchSettings, Dispatcher, MailSettings, Outbox, Transport};
 use dge_store::Db;
+use dge_testsupport::ScratchDb;
 use serde_json::{Value, json};
 use sqlx::Row;
 
@@ -22,53 +23,16 @@ pub(crate) enum Engine {
 
 pub(crate) const ENGINES: [Engine; 2] = [Engine::Sqlite, Engine::Postgres];
 
-fn postgres_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
-/// The URL of a new, empty, migrated database.
-pub(crate) async fn fresh_url(engine: Engine) -> String {
-    let name = format!("dge_mailer_{}", uuid::Uuid::new_v4().simple());
-    let url = match engine {
-        Engine::Sqlite => {
-            let path = std::env::temp_dir().join(format!("{name}.sqlite3"));
-            format!("sqlite://{}?mode=rwc", path.display())
-        }
-        Engine::Postgres => {
-            let admin = Db::connect(&postgres_url(), 1)
-                .await
-                .expect("PostgreSQL must answer at DATABASE_URL (127.0.0.1:5432 by default)");
-            sqlx::query(&format!("CREATE DATABASE {name}"))
-                .execute(admin.pool())
-                .await
-                .expect("create database");
-            let base = postgres_url();
-            let (server, _) = base.rsplit_once('/').expect("database url has a path");
-            format!("{server}/{name}")
-        }
+/// The URL of a new, empty, migrated database, and the guard that removes it once
+/// the case passed (a failed case keeps it for a look).
+pub(crate) async fn fresh_url(engine: Engine) -> (String, ScratchDb) {
+    let scratch = match engine {
+        Engine::Sqlite => ScratchDb::sqlite("mailer"),
+        Engine::Postgres => ScratchDb::postgres("mailer").await,
     };
-    let db = Db::connect(&url, 2).await.expect("connect");
+    let db = Db::connect(scratch.url(), 2).await.expect("connect");
     db.migrate().await.expect("migrate");
-    url
-}
-
-/// Removes a database made by [`fresh_url`] once its case passed (a failed case
-/// keeps it for a look).
-pub(crate) async fn dispose(url: &str) {
-    if let Some(path) = url.strip_prefix("sqlite://") {
-        let path = path.trim_end_matches("?mode=rwc");
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{path}{suffix}"));
-        }
-        return;
-    }
-    let (_, name) = url.rsplit_once('/').expect("database url has a path");
-    let admin = Db::connect(&postgres_url(), 1).await.expect("PostgreSQL");
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(admin.pool())
-        .await
-        .expect("drop database");
+    (scratch.url().to_owned(), scratch)
 }
 
 pub(crate) fn mail_settings() -> MailSettings {

@@ -4,11 +4,11 @@ use dge_mailer::{MailSettings, Outbox, templates};
 use dge_store::Db;
 use sqlx::Row;
 
-use crate::support::{Engine, dispose, enqueue, fresh_url};
+use crate::support::{Engine, enqueue, fresh_url};
 
 #[tokio::test]
 async fn every_template_names_the_configured_portal_and_addresses() {
-    let url = fresh_url(Engine::Sqlite).await;
+    let (url, _database) = fresh_url(Engine::Sqlite).await;
     let db = Db::connect(&url, 2).await.unwrap();
     let outbox = Outbox::new(MailSettings {
         portal_name: "Portail Ouvert".into(),
@@ -43,5 +43,4 @@ async fn every_template_names_the_configured_portal_and_addresses() {
         assert!(text.contains("aide@portail.example.org"), "{kind}");
         assert!(html.contains("mailto:aide@portail.example.org"), "{kind}");
     }
-    dispose(&url).await;
 }

@@ -11,6 +11,7 @@ use dge_oidc::clients::{self, ClientSettings, NewClient};
 use dge_oidc::{Provider, ProviderSettings};
 use dge_store::Db;
 use dge_store::ephemeral::Ephemeral;
+use dge_testsupport::ScratchDb;
 use sha2::Digest;
 
 pub(crate) const NOW: i64 = 1_800_000_000;
@@ -28,32 +29,13 @@ pub(crate) enum Engine {
 
 pub(crate) const ENGINES: [Engine; 2] = [Engine::Sqlite, Engine::Postgres];
 
-fn postgres_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
-async fn fresh(engine: Engine) -> Db {
-    let name = format!("dge_oidc_it_{}", uuid::Uuid::new_v4().simple());
-    let url = match engine {
-        Engine::Sqlite => {
-            let path = std::env::temp_dir().join(format!("{name}.sqlite3"));
-            format!("sqlite://{}?mode=rwc", path.display())
-        }
-        Engine::Postgres => {
-            let admin = Db::connect(&postgres_url(), 1)
-                .await
-                .expect("PostgreSQL must answer at DATABASE_URL (127.0.0.1:5432 by default)");
-            sqlx::query(&format!("CREATE DATABASE {name}"))
-                .execute(admin.pool())
-                .await
-                .expect("create database");
-            let base = postgres_url();
-            let (server, _) = base.rsplit_once('/').expect("database url has a path");
-            format!("{server}/{name}")
-        }
+async fn fresh(engine: Engine) -> (Db, ScratchDb) {
+    let scratch = match engine {
+        Engine::Sqlite => ScratchDb::sqlite("oidc_it"),
+        Engine::Postgres => ScratchDb::postgres("oidc_it").await,
     };
-    let db = Db::connect(&url, 4).await.expect("connect");
+    let url = scratch.url();
+    let db = Db::connect(url, 4).await.expect("connect");
     db.migrate().await.expect("migrate");
     sqlx::query(
         "INSERT INTO accounts (id, kind, login, login_key, email, email_key, given_name, \
@@ -65,7 +47,7 @@ async fn fresh(engine: Engine) -> Db {
     .execute(db.pool())
     .await
     .expect("seed account");
-    db
+    (db, scratch)
 }
 
 /// The provider under test, its database and its clock.
@@ -73,10 +55,12 @@ pub(crate) struct World {
     pub(crate) db: Db,
     pub(crate) clock: ManualClock,
     pub(crate) provider: Provider,
+    /// Removes the database when the case is done; last, after the pools above.
+    _scratch: ScratchDb,
 }
 
 pub(crate) async fn world(engine: Engine) -> World {
-    let db = fresh(engine).await;
+    let (db, scratch) = fresh(engine).await;
     let clock = ManualClock::new(NOW);
     let kek = KeyEncryptionKey::from_base64(&STANDARD.encode([7u8; 32])).unwrap();
     let keys = Keys::load_or_create(db.clone(), Arc::new(clock.clone()), kek)
@@ -106,6 +90,7 @@ pub(crate) async fn world(engine: Engine) -> World {
         db,
         clock,
         provider,
+        _scratch: scratch,
     }
 }
 

@@ -11,6 +11,7 @@ use dge_registry::{Hasher, Registry, RegistrySettings, SignUpForm};
 use dge_store::Db;
 use dge_store::ephemeral::Ephemeral;
 use dge_store::sessions::Sessions;
+use dge_testsupport::ScratchDb;
 use sqlx::Row;
 
 pub(crate) const NOW: i64 = 1_800_000_000;
@@ -24,32 +25,13 @@ pub(crate) enum Engine {
 
 pub(crate) const ENGINES: [Engine; 2] = [Engine::Sqlite, Engine::Postgres];
 
-fn postgres_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
-async fn fresh(engine: Engine) -> Db {
-    let name = format!("dge_reg_{}", uuid::Uuid::new_v4().simple());
-    let url = match engine {
-        Engine::Sqlite => {
-            let path = std::env::temp_dir().join(format!("{name}.sqlite3"));
-            format!("sqlite://{}?mode=rwc", path.display())
-        }
-        Engine::Postgres => {
-            let admin = Db::connect(&postgres_url(), 1)
-                .await
-                .expect("PostgreSQL must answer at DATABASE_URL (127.0.0.1:5432 by default)");
-            sqlx::query(&format!("CREATE DATABASE {name}"))
-                .execute(admin.pool())
-                .await
-                .expect("create database");
-            let base = postgres_url();
-            let (server, _) = base.rsplit_once('/').expect("database url has a path");
-            format!("{server}/{name}")
-        }
+async fn fresh(engine: Engine) -> (Db, ScratchDb) {
+    let scratch = match engine {
+        Engine::Sqlite => ScratchDb::sqlite("registry"),
+        Engine::Postgres => ScratchDb::postgres("registry").await,
     };
-    let db = Db::connect(&url, 4).await.expect("connect");
+    let url = scratch.url();
+    let db = Db::connect(url, 4).await.expect("connect");
     db.migrate().await.expect("migrate");
     for sql in [
         "INSERT INTO organisations (id, name, name_key, trusted, status, email_domains, created_at, updated_at) \
@@ -59,7 +41,7 @@ async fn fresh(engine: Engine) -> Db {
     ] {
         sqlx::query(sql).execute(db.pool()).await.expect("seed");
     }
-    db
+    (db, scratch)
 }
 
 /// The registry under test, on a fresh database, with a clock the test moves.
@@ -69,10 +51,12 @@ pub(crate) struct Services {
     pub(crate) registry: Registry,
     /// The registry's sessions: in Redis on PostgreSQL, as in production.
     pub(crate) sessions: Sessions,
+    /// Removes the database when the case is done; last, after the pools above.
+    _scratch: ScratchDb,
 }
 
 pub(crate) async fn services(engine: Engine) -> Services {
-    let db = fresh(engine).await;
+    let (db, scratch) = fresh(engine).await;
     let clock = ManualClock::new(NOW);
     let outbox = Outbox::new(MailSettings {
         portal_name: "DataGrandEst".into(),
@@ -108,6 +92,7 @@ pub(crate) async fn services(engine: Engine) -> Services {
         clock,
         registry,
         sessions,
+        _scratch: scratch,
     }
 }
 

@@ -8,6 +8,7 @@ use dge_mailer::{MailSettings, Outbox};
 use dge_registry::hashing::HashParams;
 use dge_registry::{Hasher, Registry, RegistrySettings};
 use dge_store::Db;
+use dge_testsupport::ScratchDb;
 use dge_workflow::Workflow;
 
 pub(crate) const NOW: i64 = 1_800_000_000;
@@ -21,36 +22,17 @@ pub(crate) enum Engine {
 
 pub(crate) const ENGINES: [Engine; 2] = [Engine::Sqlite, Engine::Postgres];
 
-fn postgres_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
 /// A new, empty, migrated database.
-pub(crate) async fn fresh(engine: Engine) -> Db {
-    let name = format!("dge_it_{}", uuid::Uuid::new_v4().simple());
-    let url = match engine {
-        Engine::Sqlite => {
-            let path = std::env::temp_dir().join(format!("{name}.sqlite3"));
-            format!("sqlite://{}?mode=rwc", path.display())
-        }
-        Engine::Postgres => {
-            let admin = Db::connect(&postgres_url(), 1)
-                .await
-                .expect("PostgreSQL must answer at DATABASE_URL (127.0.0.1:5432 by default)");
-            sqlx::query(&format!("CREATE DATABASE {name}"))
-                .execute(admin.pool())
-                .await
-                .expect("create database");
-            let base = postgres_url();
-            let (server, _) = base.rsplit_once('/').expect("database url has a path");
-            format!("{server}/{name}")
-        }
+pub(crate) async fn fresh(engine: Engine) -> (Db, ScratchDb) {
+    let scratch = match engine {
+        Engine::Sqlite => ScratchDb::sqlite("workflow"),
+        Engine::Postgres => ScratchDb::postgres("workflow").await,
     };
-    let db = Db::connect(&url, 4).await.expect("connect");
+    let url = scratch.url();
+    let db = Db::connect(url, 4).await.expect("connect");
     db.migrate().await.expect("migrate");
     seed(&db).await;
-    db
+    (db, scratch)
 }
 
 async fn seed(db: &Db) {
@@ -75,10 +57,12 @@ pub(crate) struct Services {
     pub(crate) clock: ManualClock,
     pub(crate) registry: Registry,
     pub(crate) workflow: Workflow,
+    /// Removes the database when the case is done; last, after the pools above.
+    _scratch: ScratchDb,
 }
 
 pub(crate) async fn services(engine: Engine) -> Services {
-    let db = fresh(engine).await;
+    let (db, scratch) = fresh(engine).await;
     let clock = ManualClock::new(NOW);
     let outbox = Outbox::new(MailSettings {
         portal_name: "DataGrandEst".into(),
@@ -102,5 +86,6 @@ pub(crate) async fn services(engine: Engine) -> Services {
         clock,
         registry,
         workflow,
+        _scratch: scratch,
     }
 }
