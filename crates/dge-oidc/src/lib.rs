@@ -116,9 +116,7 @@ impl Provider {
             ephemeral: Ephemeral::local("dge:"),
             sessions: Sessions::database(db.clone()),
             db,
-            clients: Arc::new(dge_authz::cache::Answers::new(
-                dge_authz::cache::CAPACITY,
-            )),
+            clients: Arc::new(dge_authz::cache::Answers::new(dge_authz::cache::CAPACITY)),
         }
     }
 
