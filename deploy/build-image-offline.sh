@@ -5,8 +5,8 @@
 #
 #   sudo deploy/build-image-offline.sh            # from the repository root
 #
-# Needs: root, podman + buildah + debootstrap (apt-get install podman buildah
-# debootstrap), a Debian bookworm mirror (DEBIAN_MIRROR, default the one apt uses here),
+# Needs: root, podman + buildah + debootstrap, and runc where cgroups are in hybrid
+# mode (apt-get install podman buildah debootstrap runc), a Debian bookworm mirror (DEBIAN_MIRROR, default the one apt uses here),
 # crates.io (cargo downloads the crates inside the build), and a Rust toolchain of the
 # version in Cargo.toml (rust-version) installed with rustup on this machine: it is
 # copied into the builder image instead of being downloaded.
@@ -40,7 +40,9 @@ CARGO_SRC=${CARGO_HOME:-$HOME/.cargo}
 IMAGE=${IMAGE:-dge-idp}
 REBUILD_BASES=${REBUILD_BASES:-0}
 ULIMITS=${ULIMITS:-nofile=16384:16384,nproc=16384:16384}
-if [ -z "${OCI_RUNTIME:-}" ] && [ -d /sys/fs/cgroup/unified ] && command -v runc >/dev/null; then
+if [ -z "${OCI_RUNTIME:-}" ] && [ -d /sys/fs/cgroup/unified ]; then
+    # crun 1.8 refuses hybrid cgroups ("cgroups in hybrid mode not supported").
+    command -v runc >/dev/null || { echo "cgroups are in hybrid mode here: install runc (apt-get install runc)" >&2; exit 1; }
     OCI_RUNTIME=runc
 fi
 RUST_IMAGE=docker.io/library/rust:1.95-bookworm
