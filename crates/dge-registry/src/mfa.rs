@@ -627,36 +627,6 @@ impl Registry {
         let value = self.throttle.store.take(&pending_key(token)).await?;
         Ok(value.and_then(|v| serde_json::from_str(&v).ok()))
     }
-
-    /// Turns two-step verification on with a known secret, without a code: for the
-    /// demo administrator of `dge-idp dev` only, whose secret the README prints.
-    ///
-    /// # Errors
-    /// Storage errors; a sealing failure.
-    pub async fn enrol_mfa_with_secret(&self, account_id: &str, secret: &[u8]) -> Result<()> {
-        let sealed = self
-            .mfa_key()?
-            .seal(&aad(account_id), secret)
-            .map_err(|_| Error::Sealing)?;
-        let now = self.clock.now();
-        let mut tx = self.db.begin().await?;
-        sqlx::query("DELETE FROM account_mfa WHERE account_id = $1")
-            .bind(account_id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "INSERT INTO account_mfa (account_id, secret_sealed, confirmed_at, last_step, created_at) \
-             VALUES ($1, $2, $3, 0, $3)",
-        )
-        .bind(account_id)
-        .bind(&sealed)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        dge_store::audit(&mut tx, "seed", ENROLLED, account_id, "demo secret", now).await?;
-        tx.commit().await?;
-        Ok(())
-    }
 }
 
 fn enrolment(secret: &[u8], issuer: &str, label: &str) -> Enrolment {
