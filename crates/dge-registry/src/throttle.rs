@@ -181,9 +181,14 @@ impl Registry {
             Ok(account) => {
                 // The account's failures are forgiven; the address's are not, or an
                 // attacker with an account of their own could clear them between guesses
-                // at others'.
-                t.store.forget(&fail_key("acct", &subject)).await?;
-                t.store.forget(&lock_key("acct", &subject)).await?;
+                // at others'. With two-step verification on, the password is only the
+                // first step: its wrong codes share this counter, so only the right code
+                // forgives them (`verify_mfa`), or each new password step would reset
+                // the count and let the codes be guessed without end.
+                if !crate::mfa::enabled(&self.db, &account.id).await? {
+                    t.store.forget(&fail_key("acct", &subject)).await?;
+                    t.store.forget(&lock_key("acct", &subject)).await?;
+                }
                 t.store
                     .put(
                         &known_key(&subject, &addr),

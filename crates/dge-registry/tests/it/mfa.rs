@@ -244,6 +244,67 @@ async fn codes_are_accepted_with_one_step_of_skew_and_never_twice() {
 }
 
 #[tokio::test]
+async fn a_right_password_does_not_forgive_wrong_codes() {
+    // Each new login's password step must not reset the count of wrong codes, or
+    // whoever knows the password could guess codes without end.
+    for engine in ENGINES {
+        let (s, r, id, secret, _) = enrolled(engine).await;
+        let password = Secret::new(PASSWORD.to_owned());
+        s.clock.advance(300);
+        let mut outcomes = Vec::new();
+        for _ in 0..3 {
+            let first = r.login("cmartin", &password, "192.0.2.7").await.unwrap();
+            if first.is_err() {
+                outcomes.push(Err(CodeError::Locked));
+                break;
+            }
+            outcomes.push(r.verify_mfa(&id, "000000").await.unwrap());
+        }
+        assert_eq!(
+            outcomes,
+            [
+                Err(CodeError::Wrong),
+                Err(CodeError::Wrong),
+                Err(CodeError::Locked)
+            ],
+            "{engine:?}: the third wrong code, across three password steps, locks"
+        );
+        // Locked: neither the password step from a new address nor the right code passes.
+        assert!(
+            r.login("cmartin", &password, "198.51.100.4")
+                .await
+                .unwrap()
+                .is_err()
+        );
+        assert_eq!(
+            r.verify_mfa(&id, &mfa::code_at(&secret, step(&s)))
+                .await
+                .unwrap(),
+            Err(CodeError::Locked),
+            "{engine:?}"
+        );
+        // Once an administrator lifts the lock, the right code works again.
+        assert!(r.unlock("cmartin", "admin").await.unwrap().is_some());
+        assert!(
+            r.login("cmartin", &password, "192.0.2.7")
+                .await
+                .unwrap()
+                .is_ok()
+        );
+        assert_eq!(
+            r.verify_mfa(&id, &mfa::code_at(&secret, step(&s)))
+                .await
+                .unwrap(),
+            Ok(())
+        );
+        assert_eq!(
+            r.verify_mfa(&id, "000000").await.unwrap(),
+            Err(CodeError::Wrong)
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_recovery_code_works_once() {
     for engine in ENGINES {
         let (s, r, id, _, codes) = enrolled(engine).await;
