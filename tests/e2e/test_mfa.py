@@ -96,6 +96,12 @@ def test_an_administrator_has_no_power_until_enrolled_and_then_logs_in_with_code
     http, login_page, answer = first_step(idp, datahub, person.login, person.password)
     setup = second_step_page(http, answer, "/login/mfa-setup")
     no_session(http, idp)
+    # The code page is not a way around the enrolment.
+    detour = pages.get(http, f"{idp.base_url}/login/code")
+    assert detour.status_code == 303 and pages.location(detour).endswith("/login/mfa-setup")
+    csrf = pages.form_values(pages.form_with_field(setup, "code"))["csrf_token"]
+    detour = pages.post(http, f"{idp.base_url}/login/code", {"csrf_token": csrf, "code": "000000"})
+    assert detour.status_code == 303 and pages.location(detour).endswith("/login/mfa-setup")
     text = pages.page_text(setup)
     assert "Votre compte est administrateur" in text and "obligatoire" in text, text
     assert pages.parse(setup).select_one(".qr-code svg") is not None
@@ -119,6 +125,12 @@ def test_an_administrator_has_no_power_until_enrolled_and_then_logs_in_with_code
     page = second_step_page(http, answer, "/login/code")
     no_session(http, idp)
     assert "Code de vérification" in pages.page_text(page)
+    # A code posted to the enrolment form goes back to the code page, not to an error.
+    csrf = pages.form_values(pages.form_with_field(page, "code"))["csrf_token"]
+    detour = pages.post(http, f"{idp.base_url}/login/mfa-setup",
+                        {"csrf_token": csrf, "code": "123456"})
+    assert detour.status_code == 303 and pages.location(detour).endswith("/login/code"), (
+        detour.status_code, pages.page_text(detour))
     wrong = type_code(http, page, "12345x")
     assert wrong.status_code == 401 and "Code incorrect ou expiré" in pages.page_text(wrong)
     code = mfa.fresh_code(person.login)

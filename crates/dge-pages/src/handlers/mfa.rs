@@ -158,9 +158,23 @@ fn code_page(pages: &Pages, jar: CookieJar, status: StatusCode, error: Option<&s
     (jar, pages.render.page(status, "login_code.html", context)).into_response()
 }
 
+/// The enrolment page instead of the code page, for a waiting login whose account
+/// has no two-step verification yet (an administrator who must enrol first).
+async fn enrolment_first(pages: &Pages, pending: &PendingLogin) -> Option<Response> {
+    match pages.registry.mfa_state(&pending.account_id).await {
+        Ok(state) if state.enabled => None,
+        Ok(_) => Some(see_other("/login/mfa-setup")),
+        Err(e) => Some(internal(pages, &e)),
+    }
+}
+
 /// `GET /login/code`.
 pub(crate) async fn code(State(pages): State<Pages>, jar: CookieJar) -> Response {
-    if let Err(r) = waiting(&pages, &jar).await {
+    let pending = match waiting(&pages, &jar).await {
+        Ok((_, p)) => p,
+        Err(r) => return r,
+    };
+    if let Some(r) = enrolment_first(&pages, &pending).await {
         return r;
     }
     code_page(&pages, jar, StatusCode::OK, None)
@@ -179,6 +193,9 @@ pub(crate) async fn code_submit(
         Ok(w) => w,
         Err(r) => return r,
     };
+    if let Some(r) = enrolment_first(&pages, &pending).await {
+        return r;
+    }
     match pages
         .registry
         .verify_mfa(&pending.account_id, &form.code)
@@ -340,6 +357,9 @@ pub(crate) async fn login_setup_submit(
             let status = status_of(&v);
             return match enrolment_of(&pages, &pending.account_id).await {
                 Ok(e) => setup_page(&pages, jar, status, &LOGIN_SETUP, &e, errors_by_field(&v)),
+                // Two-step verification is already on (this login waits for a code, or
+                // it was enrolled meanwhile in another tab): the code page then.
+                Err(dge_registry::Error::Invalid(_)) => see_other("/login/code"),
                 Err(e) => internal(&pages, &e),
             };
         }
