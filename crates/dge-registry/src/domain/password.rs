@@ -368,6 +368,16 @@ mod tests {
                 .iter()
                 .all(|l| l.chars().count() >= PASSWORD_MIN_CHARS)
         );
+        // Every entry is a password someone can type and the check finds: no encoded
+        // (`$hex[…]`) or spreadsheet leftovers, no control characters, normalised.
+        for line in &lines {
+            assert!(
+                !line.starts_with("$hex[") && !line.chars().any(char::is_control),
+                "{line:?}"
+            );
+            assert_eq!(*line, line.nfkc().collect::<String>().to_lowercase());
+            assert!(is_breached(line), "{line:?} can never match");
+        }
         // Strong passwords and near misses are not in it.
         assert!(!is_breached("Mirabelle-de-Lorraine-ab12-7!"));
         assert!(!is_breached("qwerty1234567"));
