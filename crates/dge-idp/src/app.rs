@@ -372,9 +372,12 @@ fn stopped_signal(rx: &watch::Receiver<bool>) -> impl Future<Output = ()> + Send
 }
 
 /// How long a login or sign-up may wait for a password-hash slot before its 503 with
-/// `Retry-After`. About what a full queue of callers takes to be served: beyond it the
-/// excess is refused at once instead of piling up (issue 10).
-pub const HASH_WAIT: Duration = Duration::from_secs(1);
+/// `Retry-After`; callers whose estimated wait exceeds half of it are refused at once
+/// (`dge_registry::hashing`). Half of it is about what a full queue of 64 callers takes
+/// on 2 busy cores (a hash takes 15 ms alone, 30 ms when the cores are shared with
+/// the rest of the login). With 1 s, part of the benchmark's 64 connections were
+/// refused on PostgreSQL (issue 10, docs/performance.md).
+pub const HASH_WAIT: Duration = Duration::from_secs(4);
 
 /// How often a replica reloads the signing keys even without a notice. A rotated key
 /// starts signing only after a delay longer than this, so every replica publishes it

@@ -3,8 +3,10 @@
 //! Hashing is CPU-bound and deliberately slow, so it runs on the blocking pool,
 //! never on an async worker, and a semaphore bounds how many run at once: a flood
 //! of logins waits briefly, then is refused, instead of exhausting memory
-//! (each hash holds 19 MiB). A caller that could not get a slot within the wait,
-//! judging by the queue ahead of it and the time a hash takes, is refused at once.
+//! (each hash holds 19 MiB). A caller that could not get a slot within half the
+//! wait, judging by the queue ahead of it and the time a hash takes, is refused at
+//! once; the other half is the margin for that estimate, which lags when the load
+//! changes, so that an admitted caller is seldom refused after waiting.
 //!
 //! The 19 MiB of each hash are kept and reused by the next one instead of being
 //! allocated every time: the allocator would otherwise keep such blocks in every
@@ -87,10 +89,10 @@ impl Hasher {
     }
 
     /// Whether a newcomer behind `ahead` waiting callers would not get a slot
-    /// within the wait anyway.
+    /// within half the wait (see the module documentation).
     fn hopeless(&self, ahead: usize) -> bool {
         let per_hash = self.hash_micros.load(Ordering::Relaxed);
-        let wait = u64::try_from(self.wait.as_micros()).unwrap_or(u64::MAX);
+        let wait = u64::try_from(self.wait.as_micros() / 2).unwrap_or(u64::MAX);
         let rounds = (ahead / self.concurrency) as u64 + 1;
         per_hash > 0 && rounds.saturating_mul(per_hash) > wait
     }
@@ -382,6 +384,20 @@ mod tests {
         assert!(started.elapsed() < Duration::from_millis(50));
         drop(queued);
         assert_eq!(hasher.waiting.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn only_callers_served_within_half_the_wait_are_admitted() {
+        // 40 ms a hash, one slot, 100 ms of wait: alone, a caller is served in 40 ms;
+        // behind one, in 80 ms, within the wait but not within its half, which keeps
+        // the other half for a wrong estimate: refused at once.
+        let hasher = Hasher::new(HashParams::default(), 1, Duration::from_millis(100));
+        hasher.hash_micros.store(40_000, Ordering::Relaxed);
+        assert!(!hasher.hopeless(0));
+        assert!(hasher.hopeless(1));
+        // Unknown hash time (no hash yet): nobody is refused by the estimate.
+        hasher.hash_micros.store(0, Ordering::Relaxed);
+        assert!(!hasher.hopeless(1000));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
