@@ -325,7 +325,8 @@ impl Registry {
             .current_password_unthrottled(account_id, password)
             .await?;
         if ok {
-            self.forgive_failures(account_id).await?;
+            self.forgive_failures(crate::throttle::PASSWORDS, account_id)
+                .await?;
         } else if self.count_failure(account_id).await? {
             return Err(locked());
         }

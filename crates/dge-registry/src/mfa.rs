@@ -27,6 +27,7 @@ use subtle::ConstantTimeEq;
 use totp_rs::{Algorithm, TOTP};
 
 use crate::reset::revoke_everything;
+use crate::throttle::CODES;
 use crate::{Error, Registry, Result};
 
 /// Audit action: two-step verification turned on.
@@ -389,7 +390,7 @@ impl Registry {
         account_id: &str,
         code: &str,
     ) -> Result<Vec<Secret<String>>> {
-        if self.account_locked(account_id).await? {
+        if self.locked_as(CODES, account_id).await? {
             return Err(locked());
         }
         let Some((secret, false, last_step)) = self.mfa_secret(account_id).await? else {
@@ -400,7 +401,7 @@ impl Registry {
             ));
         };
         let Some(step) = self.matching_step(secret.expose(), code, last_step) else {
-            return Err(if self.count_failure_as(account_id, FAILED).await? {
+            return Err(if self.count_failure_as(CODES, account_id, FAILED).await? {
                 locked()
             } else {
                 wrong_code()
@@ -455,7 +456,7 @@ impl Registry {
         self.db.access_changed().await;
         self.sessions.forget_account(account_id).await;
         self.outbox.wake();
-        self.forgive_failures(account_id).await?;
+        self.forgive_failures(CODES, account_id).await?;
         tracing::info!(
             account_id = %account_id,
             email = %MaskedEmail(&account.email),
@@ -470,7 +471,7 @@ impl Registry {
     /// # Errors
     /// Storage or Redis errors; a sealing failure.
     pub async fn verify_mfa(&self, account_id: &str, code: &str) -> Result<Result<(), CodeError>> {
-        if self.account_locked(account_id).await? {
+        if self.locked_as(CODES, account_id).await? {
             return Ok(Err(CodeError::Locked));
         }
         let Some((secret, true, last_step)) = self.mfa_secret(account_id).await? else {
@@ -506,13 +507,15 @@ impl Registry {
             }
         };
         if !accepted {
-            return Ok(Err(if self.count_failure_as(account_id, FAILED).await? {
-                CodeError::Locked
-            } else {
-                CodeError::Wrong
-            }));
+            return Ok(Err(
+                if self.count_failure_as(CODES, account_id, FAILED).await? {
+                    CodeError::Locked
+                } else {
+                    CodeError::Wrong
+                },
+            ));
         }
-        self.forgive_failures(account_id).await?;
+        self.forgive_failures(CODES, account_id).await?;
         Ok(Ok(()))
     }
 

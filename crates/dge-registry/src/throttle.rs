@@ -22,6 +22,11 @@
 //!
 //! Known accounts keep their own failure count and delays from a locked address.
 //!
+//! Wrong two-step codes have a counter and a lock of their own ([`CODES`]), with the
+//! same delays, lock and email: the password lock never stops the code step, so the
+//! owner at a known address still logs in while someone elsewhere guesses passwords,
+//! and only a right code forgives wrong codes, however many passwords were right.
+//!
 //! An identifier that names no account is counted and locked the same way, so that
 //! the answers never tell whether an account exists. Keys hold SHA-256 digests, never
 //! an identifier or an address in clear.
@@ -101,6 +106,15 @@ impl Throttle {
     }
 }
 
+/// The account's password failures (login, current-password checks).
+pub(crate) const PASSWORDS: &str = "acct";
+
+/// The account's wrong two-step codes: a counter and a lock of their own. Password
+/// guesses from elsewhere then never lock the owner out of the code step (their known
+/// address spares them at the password step), and a right password, which only
+/// opens the code step, never forgives wrong codes: only a right code does.
+pub(crate) const CODES: &str = "code";
+
 fn fail_key(kind: &str, subject: &str) -> String {
     format!("login:fail:{kind}:{subject}")
 }
@@ -162,7 +176,7 @@ impl Registry {
         let actor = found.clone().unwrap_or_default();
 
         let known = t.store.get(&known_key(&subject, &addr)).await?.is_some();
-        let account_locked = t.store.get(&lock_key("acct", &subject)).await?.is_some();
+        let account_locked = t.store.get(&lock_key(PASSWORDS, &subject)).await?.is_some();
         let address_locked = t.store.get(&lock_key("addr", &addr)).await?.is_some();
         // See the module documentation: each lock alone spares a known address.
         let refused = match (address_locked, account_locked) {
@@ -181,14 +195,9 @@ impl Registry {
             Ok(account) => {
                 // The account's failures are forgiven; the address's are not, or an
                 // attacker with an account of their own could clear them between guesses
-                // at others'. With two-step verification on, the password is only the
-                // first step: its wrong codes share this counter, so only the right code
-                // forgives them (`verify_mfa`), or each new password step would reset
-                // the count and let the codes be guessed without end.
-                if !crate::mfa::enabled(&self.db, &account.id).await? {
-                    t.store.forget(&fail_key("acct", &subject)).await?;
-                    t.store.forget(&lock_key("acct", &subject)).await?;
-                }
+                // at others'.
+                t.store.forget(&fail_key(PASSWORDS, &subject)).await?;
+                t.store.forget(&lock_key(PASSWORDS, &subject)).await?;
                 t.store
                     .put(
                         &known_key(&subject, &addr),
@@ -206,7 +215,7 @@ impl Registry {
             }
             Err(LoginError::BadCredentials | LoginError::Locked) => {
                 let window = Duration::from_secs(t.settings.window_secs);
-                let failures = t.store.hit(&fail_key("acct", &subject), window).await?;
+                let failures = t.store.hit(&fail_key(PASSWORDS, &subject), window).await?;
                 let from_address = t.store.hit(&fail_key("addr", &addr), window).await?;
                 self.audit_login(&actor, "login.failed", &detail).await?;
                 let lock = Duration::from_secs(t.settings.lock_secs);
@@ -216,8 +225,10 @@ impl Registry {
                     tracing::warn!("client address locked after repeated login failures");
                 }
                 if failures >= t.settings.lock_after {
-                    t.store.put(&lock_key("acct", &subject), "1", lock).await?;
-                    t.store.forget(&fail_key("acct", &subject)).await?;
+                    t.store
+                        .put(&lock_key(PASSWORDS, &subject), "1", lock)
+                        .await?;
+                    t.store.forget(&fail_key(PASSWORDS, &subject)).await?;
                     self.audit_login(&actor, "login.locked", &detail).await?;
                     if let Some(id) = &found {
                         self.email_lock(id).await?;
@@ -235,21 +246,26 @@ impl Registry {
 
     /// Whether password checks of this account are locked (too many failures).
     pub(crate) async fn account_locked(&self, account_id: &str) -> Result<bool> {
+        self.locked_as(PASSWORDS, account_id).await
+    }
+
+    /// Whether the `kind` counter of this account ([`PASSWORDS`], [`CODES`]) is locked.
+    pub(crate) async fn locked_as(&self, kind: &str, account_id: &str) -> Result<bool> {
         let subject = account_subject(Some(account_id), account_id);
         Ok(self
             .throttle
             .store
-            .get(&lock_key("acct", &subject))
+            .get(&lock_key(kind, &subject))
             .await?
             .is_some())
     }
 
-    /// Forgets the account's failures after a right password.
-    pub(crate) async fn forgive_failures(&self, account_id: &str) -> Result<()> {
+    /// Forgets the account's `kind` failures after a right password or code.
+    pub(crate) async fn forgive_failures(&self, kind: &str, account_id: &str) -> Result<()> {
         let subject = account_subject(Some(account_id), account_id);
         self.throttle
             .store
-            .forget(&fail_key("acct", &subject))
+            .forget(&fail_key(kind, &subject))
             .await?;
         Ok(())
     }
@@ -258,22 +274,27 @@ impl Registry {
     /// [`Self::login`] uses): waits the same growing delay, and locks the account at
     /// `lock_after`, emailing its owner. Returns whether it is now locked.
     pub(crate) async fn count_failure(&self, account_id: &str) -> Result<bool> {
-        self.count_failure_as(account_id, "password_check.failed")
+        self.count_failure_as(PASSWORDS, account_id, "password_check.failed")
             .await
     }
 
-    /// [`Self::count_failure`], audited as `action` (a wrong two-step code counts on
-    /// the same counter as a wrong password).
-    pub(crate) async fn count_failure_as(&self, account_id: &str, action: &str) -> Result<bool> {
+    /// [`Self::count_failure`] on the `kind` counter, audited as `action`: the same
+    /// delays, lock and email for wrong two-step codes ([`CODES`]).
+    pub(crate) async fn count_failure_as(
+        &self,
+        kind: &str,
+        account_id: &str,
+        action: &str,
+    ) -> Result<bool> {
         let t = &*self.throttle;
         let subject = account_subject(Some(account_id), account_id);
         let window = Duration::from_secs(t.settings.window_secs);
-        let failures = t.store.hit(&fail_key("acct", &subject), window).await?;
+        let failures = t.store.hit(&fail_key(kind, &subject), window).await?;
         self.audit_login(account_id, action, "").await?;
         if failures >= t.settings.lock_after {
             let lock = Duration::from_secs(t.settings.lock_secs);
-            t.store.put(&lock_key("acct", &subject), "1", lock).await?;
-            t.store.forget(&fail_key("acct", &subject)).await?;
+            t.store.put(&lock_key(kind, &subject), "1", lock).await?;
+            t.store.forget(&fail_key(kind, &subject)).await?;
             self.audit_login(account_id, "login.locked", "").await?;
             self.email_lock(account_id).await?;
             return Ok(true);
@@ -292,14 +313,16 @@ impl Registry {
             return Ok(None);
         };
         let subject = account_subject(Some(&account.id), key);
-        self.throttle
-            .store
-            .forget(&lock_key("acct", &subject))
-            .await?;
-        self.throttle
-            .store
-            .forget(&fail_key("acct", &subject))
-            .await?;
+        for kind in [PASSWORDS, CODES] {
+            self.throttle
+                .store
+                .forget(&lock_key(kind, &subject))
+                .await?;
+            self.throttle
+                .store
+                .forget(&fail_key(kind, &subject))
+                .await?;
+        }
         let mut conn = self.db.pool().acquire().await?;
         dge_store::audit(
             &mut conn,

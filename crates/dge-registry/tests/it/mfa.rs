@@ -253,11 +253,12 @@ async fn a_right_password_does_not_forgive_wrong_codes() {
         s.clock.advance(300);
         let mut outcomes = Vec::new();
         for _ in 0..3 {
-            let first = r.login("cmartin", &password, "192.0.2.7").await.unwrap();
-            if first.is_err() {
-                outcomes.push(Err(CodeError::Locked));
-                break;
-            }
+            assert!(
+                r.login("cmartin", &password, "192.0.2.7")
+                    .await
+                    .unwrap()
+                    .is_ok()
+            );
             outcomes.push(r.verify_mfa(&id, "000000").await.unwrap());
         }
         assert_eq!(
@@ -269,12 +270,17 @@ async fn a_right_password_does_not_forgive_wrong_codes() {
             ],
             "{engine:?}: the third wrong code, across three password steps, locks"
         );
-        // Locked: neither the password step from a new address nor the right code passes.
+        assert!(
+            outbox_kinds(&s.db, EMAIL)
+                .await
+                .contains(&"account_locked".to_owned())
+        );
+        // Locked: even a right password then the right code do not pass.
         assert!(
             r.login("cmartin", &password, "198.51.100.4")
                 .await
                 .unwrap()
-                .is_err()
+                .is_ok()
         );
         assert_eq!(
             r.verify_mfa(&id, &mfa::code_at(&secret, step(&s)))
@@ -285,6 +291,27 @@ async fn a_right_password_does_not_forgive_wrong_codes() {
         );
         // Once an administrator lifts the lock, the right code works again.
         assert!(r.unlock("cmartin", "admin").await.unwrap().is_some());
+        assert_eq!(
+            r.verify_mfa(&id, &mfa::code_at(&secret, step(&s)))
+                .await
+                .unwrap(),
+            Ok(())
+        );
+        assert_eq!(
+            r.verify_mfa(&id, "000000").await.unwrap(),
+            Err(CodeError::Wrong)
+        );
+    }
+}
+
+#[tokio::test]
+async fn password_guesses_elsewhere_do_not_keep_the_owner_from_the_code_step() {
+    // Someone guessing the password from another address locks the password step
+    // there; the owner, at an address the account knows, still passes both steps.
+    for engine in ENGINES {
+        let (s, r, id, secret, _) = enrolled(engine).await;
+        let password = Secret::new(PASSWORD.to_owned());
+        s.clock.advance(300);
         assert!(
             r.login("cmartin", &password, "192.0.2.7")
                 .await
@@ -297,9 +324,38 @@ async fn a_right_password_does_not_forgive_wrong_codes() {
                 .unwrap(),
             Ok(())
         );
+        let wrong = Secret::new("Not-the-password-42!".to_owned());
+        let mut last = Ok(());
+        for _ in 0..3 {
+            last = r
+                .login("cmartin", &wrong, "203.0.113.9")
+                .await
+                .unwrap()
+                .map(|_| ());
+        }
+        assert!(
+            matches!(last, Err(dge_registry::LoginError::Locked)),
+            "{engine:?}: the guesser is locked out"
+        );
+        assert!(
+            r.login("cmartin", &password, "203.0.113.9")
+                .await
+                .unwrap()
+                .is_err()
+        );
+        s.clock.advance(30);
+        assert!(
+            r.login("cmartin", &password, "192.0.2.7")
+                .await
+                .unwrap()
+                .is_ok()
+        );
         assert_eq!(
-            r.verify_mfa(&id, "000000").await.unwrap(),
-            Err(CodeError::Wrong)
+            r.verify_mfa(&id, &mfa::code_at(&secret, step(&s)))
+                .await
+                .unwrap(),
+            Ok(()),
+            "{engine:?}: the owner logs in"
         );
     }
 }
