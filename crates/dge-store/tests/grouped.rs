@@ -9,40 +9,26 @@ use std::time::{Duration, Instant};
 use dge_store::Db;
 use dge_store::ephemeral::Ephemeral;
 use dge_store::grouped::{Arg, Statement};
-
-fn postgres_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
+use dge_testsupport::ScratchDb;
 
 fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
 
-/// A fresh database of the test's own with one table `t (id primary key, n)`.
-async fn fresh(postgres: bool) -> Db {
-    let name = format!("dge_grouped_{}", dge_core::new_id().replace('-', ""));
-    let url = if postgres {
-        let admin = Db::connect(&postgres_url(), 1)
-            .await
-            .expect("PostgreSQL must answer at DATABASE_URL (127.0.0.1:5432 by default)");
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(admin.pool())
-            .await
-            .unwrap();
-        let base = postgres_url();
-        let (server, _) = base.rsplit_once('/').unwrap();
-        format!("{server}/{name}")
+/// A fresh database of the test's own with one table `t (id primary key, n)`; the
+/// database goes when the returned [`ScratchDb`] does.
+async fn fresh(postgres: bool) -> (Db, ScratchDb) {
+    let scratch = if postgres {
+        ScratchDb::postgres("grouped").await
     } else {
-        let path = std::env::temp_dir().join(format!("{name}.sqlite3"));
-        format!("sqlite://{}?mode=rwc", path.display())
+        ScratchDb::sqlite("grouped")
     };
-    let db = Db::connect(&url, 4).await.unwrap();
+    let db = Db::connect(scratch.url(), 4).await.unwrap();
     sqlx::query("CREATE TABLE t (id TEXT PRIMARY KEY, n BIGINT)")
         .execute(db.pool())
         .await
         .unwrap();
-    db
+    (db, scratch)
 }
 
 fn insert(id: &str, n: Option<i64>) -> Statement {
@@ -107,22 +93,26 @@ async fn a_failing_insert_fails_only_its_own_caller(db: Db) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_groups_concurrent_inserts() {
-    concurrent_inserts_are_all_committed_before_their_callers_return(fresh(false).await).await;
-    a_failing_insert_fails_only_its_own_caller(fresh(false).await).await;
+    let (db, _scratch) = fresh(false).await;
+    concurrent_inserts_are_all_committed_before_their_callers_return(db).await;
+    let (db, _scratch) = fresh(false).await;
+    a_failing_insert_fails_only_its_own_caller(db).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_groups_concurrent_inserts() {
-    concurrent_inserts_are_all_committed_before_their_callers_return(fresh(true).await).await;
-    a_failing_insert_fails_only_its_own_caller(fresh(true).await).await;
+    let (db, _scratch) = fresh(true).await;
+    concurrent_inserts_are_all_committed_before_their_callers_return(db).await;
+    let (db, _scratch) = fresh(true).await;
+    a_failing_insert_fails_only_its_own_caller(db).await;
 }
 
 /// Two replicas: their own pools, one shared Redis.
 #[tokio::test]
 async fn an_access_change_on_one_replica_reaches_the_other_within_a_second() {
     let prefix = format!("dge-test:{}:", dge_core::new_id());
-    let a = fresh(false).await;
-    let b = fresh(false).await;
+    let (a, _scratch_a) = fresh(false).await;
+    let (b, _scratch_b) = fresh(false).await;
     a.share_access_changes(Ephemeral::redis(&redis_url(), &prefix).await.unwrap());
     b.share_access_changes(Ephemeral::redis(&redis_url(), &prefix).await.unwrap());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -149,7 +139,7 @@ async fn an_access_change_on_one_replica_reaches_the_other_within_a_second() {
 
 #[tokio::test]
 async fn without_redis_an_access_change_stays_in_the_process() {
-    let db = fresh(false).await;
+    let (db, _scratch) = fresh(false).await;
     let other = db.clone();
     let before = other.access_generation();
     db.access_changed().await;

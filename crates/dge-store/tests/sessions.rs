@@ -8,6 +8,7 @@
 use dge_store::Db;
 use dge_store::ephemeral::Ephemeral;
 use dge_store::sessions::{SessionTimes, Sessions, end_all_in};
+use dge_testsupport::ScratchDb;
 
 const NOW: i64 = 1_800_000_000;
 const TTL: i64 = 8 * 3600;
@@ -16,13 +17,12 @@ fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
 
-async fn database() -> Db {
-    let dir = std::env::temp_dir().join(format!("dge-sessions-{}", dge_core::new_id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let url = format!("sqlite://{}?mode=rwc", dir.join("db.sqlite3").display());
-    let db = Db::connect(&url, 4).await.unwrap();
+/// A migrated SQLite database of the test's own, removed when the [`ScratchDb`] goes.
+async fn database() -> (Db, ScratchDb) {
+    let scratch = ScratchDb::sqlite("sessions");
+    let db = Db::connect(scratch.url(), 4).await.unwrap();
     db.migrate().await.unwrap();
-    db
+    (db, scratch)
 }
 
 async fn account(db: &Db, id: &str) {
@@ -43,21 +43,23 @@ struct Pair {
     db: Db,
     a: Sessions,
     b: Sessions,
+    _scratch: ScratchDb,
 }
 
 async fn database_pair() -> Pair {
-    let db = database().await;
+    let (db, scratch) = database().await;
     let a = Sessions::database(db.clone());
     assert!(!a.is_shared());
     Pair {
         b: a.clone(),
         a,
         db,
+        _scratch: scratch,
     }
 }
 
 async fn redis_pair() -> Pair {
-    let db = database().await;
+    let (db, scratch) = database().await;
     let prefix = format!("dge-test:{}:", dge_core::new_id());
     let one = Ephemeral::redis(&redis_url(), &prefix)
         .await
@@ -69,6 +71,7 @@ async fn redis_pair() -> Pair {
         b: Sessions::new(db.clone(), &two),
         a,
         db,
+        _scratch: scratch,
     }
 }
 
@@ -233,7 +236,7 @@ on_both!(
 /// under the deployment's prefix.
 #[tokio::test]
 async fn redis_keys_are_prefixed_digests_with_the_sessions_ttl() {
-    let db = database().await;
+    let (db, _scratch) = database().await;
     account(&db, "acc-1").await;
     let prefix = format!("dge-test:{}:", dge_core::new_id());
     let shared = Ephemeral::redis(&redis_url(), &prefix).await.unwrap();
