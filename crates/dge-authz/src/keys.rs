@@ -460,7 +460,6 @@ impl Keys {
         Ok(jsonwebtoken::encode(&header, claims, &key.encoding)?)
     }
 
-    /// The decoding key published under `kid`, with its algorithm.
     /// Whether the key `kid` is in the ring and published now.
     pub(crate) fn publishes(&self, kid: &str) -> bool {
         let now = self.clock.now();
@@ -469,6 +468,7 @@ impl Keys {
             .is_ok_and(|ring| ring.iter().any(|k| k.kid == kid && k.published(now)))
     }
 
+    /// The decoding key published under `kid`, with its algorithm.
     pub(crate) fn decoding_key(&self, kid: &str) -> Option<(Algorithm, DecodingKey)> {
         let now = self.clock.now();
         let ring = self.ring.read().ok()?;

@@ -146,7 +146,7 @@ fn component(s: &str) -> String {
         .collect()
 }
 
-/// The code of `secret` at time step `step` (for tests and the demo seed).
+/// The code of `secret` at time step `step` (the login check, and tests).
 #[must_use]
 pub fn code_at(secret: &[u8], step: i64) -> String {
     totp(secret.to_vec()).generate(u64::try_from(step).unwrap_or(0) * STEP_SECS)
