@@ -236,27 +236,29 @@ impl Registry {
     /// # Errors
     /// Storage errors.
     pub async fn mfa_state(&self, account_id: &str) -> Result<MfaState> {
-        let enabled: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM account_mfa WHERE account_id = $1 AND confirmed_at IS NOT NULL",
+        // One round trip: every login with a password or an upstream reads it.
+        let row = sqlx::query(
+            "SELECT a.is_admin, \
+                    (SELECT COUNT(*) FROM account_mfa m \
+                      WHERE m.account_id = a.id AND m.confirmed_at IS NOT NULL) AS enabled, \
+                    (SELECT COUNT(*) FROM account_recovery_codes r \
+                      WHERE r.account_id = a.id AND r.used_at IS NULL) AS codes_left \
+             FROM accounts a WHERE a.id = $1",
         )
         .bind(account_id)
         .fetch_optional(self.db.pool())
         .await?;
-        let required: Option<i64> =
-            sqlx::query_scalar("SELECT is_admin FROM accounts WHERE id = $1")
-                .bind(account_id)
-                .fetch_optional(self.db.pool())
-                .await?;
-        let left: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM account_recovery_codes WHERE account_id = $1 AND used_at IS NULL",
-        )
-        .bind(account_id)
-        .fetch_one(self.db.pool())
-        .await?;
+        let Some(row) = row else {
+            return Ok(MfaState {
+                enabled: false,
+                required: false,
+                recovery_codes_left: 0,
+            });
+        };
         Ok(MfaState {
-            enabled: enabled.is_some(),
-            required: required == Some(1),
-            recovery_codes_left: left,
+            enabled: row.try_get::<i64, _>("enabled")? > 0,
+            required: row.try_get::<i64, _>("is_admin")? == 1,
+            recovery_codes_left: row.try_get("codes_left")?,
         })
     }
 
