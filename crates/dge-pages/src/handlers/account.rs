@@ -93,7 +93,7 @@ pub(crate) struct DeleteFields {
 }
 
 /// The signed-in person's account, or the response to send instead (login page).
-async fn signed_in(pages: &Pages, jar: &CookieJar) -> Result<Account, Response> {
+pub(super) async fn signed_in(pages: &Pages, jar: &CookieJar) -> Result<Account, Response> {
     let id = match current_session(pages, jar).await {
         Ok(Some((id, _))) => id,
         Ok(None) => return Err(see_other("/login")),

@@ -20,9 +20,10 @@ use dge_registry::mfa::{CodeError, Enrolment, PendingLogin};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::account::signed_in;
 use super::login::finish_login;
 use super::password::errors_by_field;
-use super::{busy, csrf_refused, current_session, internal, see_other, session_cookie};
+use super::{busy, csrf_refused, internal, see_other, session_cookie};
 use crate::{Pages, csrf};
 
 /// The cookie naming a login waiting for its second step.
@@ -407,20 +408,6 @@ fn status_of(v: &dge_core::Violations) -> StatusCode {
 }
 
 // ---- the profile ----
-
-/// The signed-in person's account, or the response to send instead (login page).
-async fn signed_in(pages: &Pages, jar: &CookieJar) -> Result<Account, Response> {
-    let id = match current_session(pages, jar).await {
-        Ok(Some((id, _))) => id,
-        Ok(None) => return Err(see_other("/login")),
-        Err(e) => return Err(internal(pages, &e)),
-    };
-    match pages.registry.own_account(&id).await {
-        Ok(a) => Ok(a),
-        Err(dge_registry::Error::BadToken) => Err(see_other("/login")),
-        Err(e) => Err(internal(pages, &e)),
-    }
-}
 
 async fn profile_page(
     pages: &Pages,
