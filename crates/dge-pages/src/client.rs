@@ -6,9 +6,8 @@
 
 #[cfg(test)]
 use std::net::IpAddr;
-use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
 use crate::Pages;
@@ -23,19 +22,8 @@ impl FromRequestParts<Pages> for ClientAddr {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, pages: &Pages) -> Result<Self, Self::Rejection> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip());
-        let forwarded = parts
-            .headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect::<Vec<_>>();
-        Ok(Self(client_address(
-            peer,
-            &forwarded,
+        Ok(Self(dge_oidc::http::client_address_of(
+            parts,
             &pages.trusted_proxies,
         )))
     }

@@ -5,7 +5,7 @@ mod discovery;
 mod token;
 mod userinfo;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::Router;
 use axum::extract::{ConnectInfo, FromRequestParts};
@@ -21,22 +21,26 @@ impl FromRequestParts<Provider> for Peer {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, p: &Provider) -> Result<Self, Self::Rejection> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip());
-        let forwarded = parts
-            .headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect::<Vec<_>>();
-        Ok(Self(dge_core::net::client_address(
-            peer,
-            &forwarded,
-            &p.settings.trusted_proxies,
-        )))
+        Ok(Self(client_address_of(parts, &p.settings.trusted_proxies)))
     }
+}
+
+/// The address of the client of a request: the TCP peer, or behind `trusted_proxies`
+/// the address they forwarded ([`dge_core::net::client_address`]); `unknown` when the
+/// server was not given peers. The pages' extractor uses it too.
+#[must_use]
+pub fn client_address_of(parts: &Parts, trusted_proxies: &[IpAddr]) -> String {
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let forwarded = parts
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>();
+    dge_core::net::client_address(peer, &forwarded, trusted_proxies)
 }
 
 /// Routes: discovery, JWKS, token, device authorization, introspection, revocation and userinfo.
