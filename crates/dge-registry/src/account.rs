@@ -383,9 +383,7 @@ impl Registry {
         self.replace_password(&mut tx, &account, &phc, "account.password_changed", now)
             .await?;
         tx.commit().await?;
-        self.db.access_changed().await;
-        self.sessions.forget_account(&account.id).await;
-        self.outbox.wake();
+        self.everything_revoked(&account.id).await;
         tracing::info!(account_id = %account.id, "password changed; sessions and tokens revoked");
         Ok(())
     }
@@ -714,9 +712,7 @@ impl Registry {
             )
             .await?;
         tx.commit().await?;
-        self.db.access_changed().await;
-        self.sessions.forget_account(account_id).await;
-        self.outbox.wake();
+        self.everything_revoked(account_id).await;
         tracing::info!(account_id = %account_id, "account deleted at its owner's request");
         Ok(())
     }

@@ -262,6 +262,29 @@ impl Registry {
         })
     }
 
+    /// Queues the email telling the owner two-step verification went on or off
+    /// (`kind`), with the way to react if it was not them.
+    async fn tell_mfa_change(
+        &self,
+        tx: &mut dge_store::AnyConnection,
+        kind: &str,
+        account: &crate::domain::Account,
+        now: i64,
+    ) -> Result<()> {
+        let reset_url = format!("{}/password/forgot", self.settings.public_url);
+        self.outbox
+            .enqueue(
+                tx,
+                kind,
+                &account.email,
+                &account.given_name,
+                json!({ "reset_url": reset_url }),
+                now,
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Starts (or restarts) an enrolment: a new secret, kept until confirmed by a
     /// code. `issuer` names the portal in the authenticator application.
     ///
@@ -443,21 +466,11 @@ impl Registry {
         }
         revoke_everything(&mut tx, account_id, now).await?;
         dge_store::audit(&mut tx, account_id, ENROLLED, account_id, "", now).await?;
-        self.outbox
-            .enqueue(
-                &mut tx,
-                "mfa_enabled",
-                &account.email,
-                &account.given_name,
-                json!({ "reset_url": format!("{}/password/forgot", self.settings.public_url) }),
-                now,
-            )
+        self.tell_mfa_change(&mut tx, "mfa_enabled", &account, now)
             .await?;
         tx.commit().await?;
         // Admin power depends on the enrolment: every replica's Check cache forgets it.
-        self.db.access_changed().await;
-        self.sessions.forget_account(account_id).await;
-        self.outbox.wake();
+        self.everything_revoked(account_id).await;
         self.forgive_failures(CODES, account_id).await?;
         tracing::info!(
             account_id = %account_id,
@@ -573,15 +586,7 @@ impl Registry {
             .execute(&mut *tx)
             .await?;
         dge_store::audit(&mut tx, account_id, DISABLED, account_id, "", now).await?;
-        self.outbox
-            .enqueue(
-                &mut tx,
-                "mfa_disabled",
-                &account.email,
-                &account.given_name,
-                json!({ "reset_url": format!("{}/password/forgot", self.settings.public_url) }),
-                now,
-            )
+        self.tell_mfa_change(&mut tx, "mfa_disabled", &account, now)
             .await?;
         tx.commit().await?;
         self.db.access_changed().await;

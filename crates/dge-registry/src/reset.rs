@@ -95,6 +95,16 @@ pub(crate) async fn revoke_everything(
 }
 
 impl Registry {
+    /// After the commit of [`revoke_everything`]: every replica's `Check` caches forget
+    /// the account, its Redis sessions are freed, and the emails queued with it leave.
+    pub(crate) async fn everything_revoked(&self, account_id: &str) {
+        self.db.access_changed().await;
+        self.sessions.forget_account(account_id).await;
+        self.outbox.wake();
+    }
+}
+
+impl Registry {
     /// Checks the address, then looks it up and emails it in the background; the
     /// answer is the same whatever the address (see the module's note).
     ///
@@ -298,9 +308,7 @@ impl Registry {
         self.replace_password(&mut tx, &account, &phc, "account.password_reset", now)
             .await?;
         tx.commit().await?;
-        self.db.access_changed().await;
-        self.sessions.forget_account(&account.id).await;
-        self.outbox.wake();
+        self.everything_revoked(&account.id).await;
         tracing::info!(account_id = %account.id, "password reset; sessions and tokens revoked");
         Ok(account)
     }
