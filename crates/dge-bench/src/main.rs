@@ -87,6 +87,30 @@ struct Args {
     /// Keep the server's data directory (logs, SQLite file) instead of removing it.
     #[arg(long)]
     keep: bool,
+    /// Run only this scenario, with the reference it is compared with (repeat for
+    /// several): to profile one path. All of them by default.
+    #[arg(long, value_parser = SCENARIOS)]
+    only: Vec<String>,
+}
+
+/// The scenarios `--only` accepts.
+const SCENARIOS: [&str; 10] = [
+    "grpc_check",
+    "grpc_introspect",
+    "introspect_http",
+    "client_credentials",
+    "jwks",
+    "discovery",
+    "password_login",
+    "password_login_overload",
+    "signup",
+    "grpc_empty",
+];
+
+impl Args {
+    fn runs(&self, scenario: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|s| s == scenario)
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -175,6 +199,7 @@ async fn measure(
         redis_prefix: format!("dge-bench-{tag}:"),
     })
     .await?;
+    eprintln!("dge-idp runs as pid {}", idp.pid);
     let reference = match server::Reference::start(
         &args.node,
         &args.reference_script,
@@ -283,25 +308,35 @@ async fn scenarios_on(
     let ref_peak = |pid: u32| server::memory_kib(pid).map(|(_, p)| p).ok();
 
     // gRPC: the empty call first, it is the ceiling of the next two.
-    let empty = run_on(idp, concurrency, duration, scenarios::grpc_empty(&target)).await?;
-    let empty_rate = empty.0.rate();
-    rows.push(ours("grpc_empty (health)", empty.0, empty.1, None));
-    for (name, scenario) in [
-        ("grpc_check", scenarios::grpc_check(&target)),
-        ("grpc_introspect", scenarios::grpc_introspect(&target)),
-    ] {
-        let (stats, peak) = run_on(idp, concurrency, duration, scenario).await?;
-        let reference = Reference::new("grpc_empty", empty_rate);
-        rows.push(ours(name, stats, peak, Some(reference)));
+    if ["grpc_empty", "grpc_check", "grpc_introspect"]
+        .iter()
+        .any(|s| args.runs(s))
+    {
+        let empty = run_on(idp, concurrency, duration, scenarios::grpc_empty(&target)).await?;
+        let empty_rate = empty.0.rate();
+        rows.push(ours("grpc_empty (health)", empty.0, empty.1, None));
+        for (name, scenario) in [
+            ("grpc_check", scenarios::grpc_check(&target)),
+            ("grpc_introspect", scenarios::grpc_introspect(&target)),
+        ] {
+            if !args.runs(name) {
+                continue;
+            }
+            let (stats, peak) = run_on(idp, concurrency, duration, scenario).await?;
+            let reference = Reference::new("grpc_empty", empty_rate);
+            rows.push(ours(name, stats, peak, Some(reference)));
+        }
     }
-    let (stats, peak) = run_on(
-        idp,
-        concurrency,
-        duration,
-        scenarios::introspect_http(&target),
-    )
-    .await?;
-    rows.push(ours("introspect_http", stats, peak, None));
+    if args.runs("introspect_http") {
+        let (stats, peak) = run_on(
+            idp,
+            concurrency,
+            duration,
+            scenarios::introspect_http(&target),
+        )
+        .await?;
+        rows.push(ours("introspect_http", stats, peak, None));
+    }
 
     // HTTP scenarios with an oidc-provider reference.
     let pairs = [
@@ -338,6 +373,9 @@ async fn scenarios_on(
         ),
     ];
     for (name, mine, theirs) in pairs {
+        if !args.runs(name) {
+            continue;
+        }
         let _ = std::fs::write(format!("/proc/{}/clear_refs", reference.pid), "5");
         let theirs = load::run(concurrency, duration, theirs).await;
         let theirs_rate = theirs.rate();
@@ -357,42 +395,41 @@ async fn scenarios_on(
     }
 
     // Password logins against the argon2id ceiling.
-    let ceiling = argon2_ceiling(duration).await?;
-    let ceiling_rate = ceiling.rate();
-    rows.push(Row {
-        name: "ref: argon2id verify, all cores".into(),
-        stats: ceiling,
-        peak_kib: None,
-        reference: None,
-    });
-    let (stats, peak) = run_on(
-        idp,
-        concurrency,
-        duration,
-        scenarios::password_login(&target),
-    )
-    .await?;
-    rows.push(ours(
-        "password_login",
-        stats,
-        peak,
-        Some(Reference::new("argon2id", ceiling_rate)),
-    ));
-    let overload = concurrency * usize::try_from(args.overload_factor)?;
-    let (stats, peak) = run_on(idp, overload, duration, scenarios::password_login(&target)).await?;
-    rows.push(ours(
-        &format!("password_login x{}", args.overload_factor),
-        stats,
-        peak,
-        Some(Reference::new("argon2id", ceiling_rate)),
-    ));
-    let (stats, peak) = run_on(idp, concurrency, duration, scenarios::signup(&target)).await?;
-    rows.push(ours(
-        "signup",
-        stats,
-        peak,
-        Some(Reference::new("argon2id", ceiling_rate)),
-    ));
+    let hashing = ["password_login", "password_login_overload", "signup"];
+    if hashing.iter().any(|s| args.runs(s)) {
+        let ceiling = argon2_ceiling(duration).await?;
+        let ceiling_rate = ceiling.rate();
+        rows.push(Row {
+            name: "ref: argon2id verify, all cores".into(),
+            stats: ceiling,
+            peak_kib: None,
+            reference: None,
+        });
+        let overload = concurrency * usize::try_from(args.overload_factor)?;
+        let runs = [
+            ("password_login", concurrency, "password_login".to_owned()),
+            (
+                "password_login_overload",
+                overload,
+                format!("password_login x{}", args.overload_factor),
+            ),
+        ];
+        for (scenario, connections, name) in runs {
+            if !args.runs(scenario) {
+                continue;
+            }
+            let login = scenarios::password_login(&target);
+            let (stats, peak) = run_on(idp, connections, duration, login).await?;
+            let reference = Reference::new("argon2id", ceiling_rate);
+            rows.push(ours(&name, stats, peak, Some(reference)));
+        }
+        if args.runs("signup") {
+            let signup = scenarios::signup(&target);
+            let (stats, peak) = run_on(idp, concurrency, duration, signup).await?;
+            let reference = Reference::new("argon2id", ceiling_rate);
+            rows.push(ours("signup", stats, peak, Some(reference)));
+        }
+    }
 
     // Let the server settle before reading its idle memory again.
     tokio::time::sleep(Duration::from_secs(2)).await;
