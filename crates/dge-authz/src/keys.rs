@@ -237,6 +237,8 @@ impl Keys {
         clock: Arc<dyn Clock>,
         kek: KeyEncryptionKey,
     ) -> Result<Self> {
+        // Usually done by `main` already; tests and tools come through here.
+        crate::jose::install();
         let keys = Self {
             db,
             clock,

@@ -15,6 +15,7 @@ pub mod cache;
 pub mod caller;
 pub mod grants;
 pub mod grpc;
+pub mod jose;
 pub mod keys;
 pub mod keys_grpc;
 pub mod rights;

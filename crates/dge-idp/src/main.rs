@@ -9,6 +9,8 @@ use dge_idp::cli::{Cli, Command};
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Before anything signs or verifies a token (see the module).
+    dge_authz::jose::install();
     dge_idp::telemetry::init();
     let result = match cli.command {
         Command::Dev(args) => dge_idp::dev::run(*args).await,
