@@ -8,6 +8,11 @@
 //! caller waits for the commit of its own statement, so a row is durable before the
 //! caller goes on (a token is never handed out before its record exists).
 //!
+//! Rows of the same `INSERT … VALUES (…)` go in one multi-row statement: with one
+//! statement per row, each a round trip to SQLite's connection thread (or to
+//! PostgreSQL), the writer spent its time waiting for those threads to be scheduled,
+//! on a busy machine, and capped `client_credentials` at one core.
+//!
 //! If a grouped transaction fails, each of its statements is retried alone, so that
 //! one bad statement fails only its own caller.
 
@@ -34,7 +39,8 @@ pub enum Arg {
 /// One statement with its values.
 #[derive(Debug, Clone)]
 pub struct Statement {
-    /// The SQL, with `$1`… placeholders.
+    /// The SQL, with `$1`… placeholders. An `INSERT … VALUES ($1, …, $k)` of one row
+    /// is merged with the same statement's other rows of the group.
     pub sql: &'static str,
     /// The values, in placeholder order.
     pub args: Vec<Arg>,
@@ -106,23 +112,168 @@ async fn commit<'s>(
     backend: Backend,
     statements: impl Iterator<Item = &'s Statement>,
 ) -> sqlx::Result<()> {
+    let runs = runs(statements);
+    // One statement in all (the usual case: a crowd of tokens): it is atomic alone.
+    if let [run] = runs.as_slice() {
+        return execute(pool, run).await;
+    }
     let mut tx = match backend {
         // As in `Db::begin`: take SQLite's write lock up front.
         Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await?,
         Backend::Postgres => pool.begin().await?,
     };
-    for statement in statements {
-        let mut args = sqlx::any::AnyArguments::default();
-        for arg in &statement.args {
-            match arg {
-                Arg::Text(v) => args.add(v.clone()),
-                Arg::Int(v) => args.add(*v),
-            }
-            .map_err(sqlx::Error::Encode)?;
-        }
-        sqlx::query_with(statement.sql, args)
-            .execute(&mut *tx)
-            .await?;
+    for run in &runs {
+        execute(&mut *tx, run).await?;
     }
     tx.commit().await
+}
+
+/// Consecutive statements, one SQL text, to run as one.
+struct Run<'s> {
+    sql: &'static str,
+    rows: Vec<&'s Statement>,
+}
+
+/// Groups consecutive rows of one mergeable `INSERT`; anything else runs alone.
+fn runs<'s>(statements: impl Iterator<Item = &'s Statement>) -> Vec<Run<'s>> {
+    let mut runs: Vec<Run<'s>> = Vec::new();
+    for statement in statements {
+        match runs.last_mut() {
+            Some(run) if run.sql == statement.sql && values_tuple(run.sql).is_some() => {
+                run.rows.push(statement);
+            }
+            _ => runs.push(Run {
+                sql: statement.sql,
+                rows: vec![statement],
+            }),
+        }
+    }
+    runs
+}
+
+async fn execute<'e, E>(executor: E, run: &Run<'_>) -> sqlx::Result<()>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let mut args = sqlx::any::AnyArguments::default();
+    for arg in run.rows.iter().flat_map(|s| &s.args) {
+        match arg {
+            Arg::Text(v) => args.add(v.clone()),
+            Arg::Int(v) => args.add(*v),
+        }
+        .map_err(sqlx::Error::Encode)?;
+    }
+    if let [_] = run.rows.as_slice() {
+        sqlx::query_with(run.sql, args).execute(executor).await?;
+        return Ok(());
+    }
+    let sql = multi_row(run.sql, run.rows.len());
+    // Each group size is its own text: not kept among the prepared statements.
+    sqlx::query_with(&sql, args)
+        .persistent(false)
+        .execute(executor)
+        .await?;
+    Ok(())
+}
+
+/// Where the `(…)` of a one-row `INSERT … VALUES (…)` starts, if `sql` is one.
+fn values_tuple(sql: &str) -> Option<usize> {
+    let at = sql.rfind("VALUES (")? + "VALUES ".len();
+    // The tuple's `(` must close at the very end (no `ON CONFLICT`, `RETURNING`…).
+    let mut depth = 0_i32;
+    for (i, c) in sql[at..].char_indices() {
+        depth += match c {
+            '(' => 1,
+            ')' => -1,
+            _ => 0,
+        };
+        if depth == 0 {
+            return (sql.starts_with("INSERT ") && at + i + 1 == sql.len()).then_some(at);
+        }
+    }
+    None
+}
+
+/// `sql` (see [`values_tuple`]) for `rows` rows: its tuple repeated, each copy's
+/// placeholders numbered after the previous copy's.
+fn multi_row(sql: &str, rows: usize) -> String {
+    let Some(at) = values_tuple(sql) else {
+        return sql.to_owned();
+    };
+    let (head, tuple) = sql.split_at(at);
+    let per_row = placeholders(tuple).max().unwrap_or(0);
+    let mut out = String::with_capacity(head.len() + rows * (tuple.len() + 8));
+    out.push_str(head);
+    for row in 0..rows {
+        if row > 0 {
+            out.push_str(", ");
+        }
+        let mut rest = tuple;
+        while let Some(dollar) = rest.find('$') {
+            out.push_str(&rest[..=dollar]);
+            rest = &rest[dollar + 1..];
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            let n: usize = rest[..digits].parse().unwrap_or(0);
+            out.push_str(&(n + row * per_row).to_string());
+            rest = &rest[digits..];
+        }
+        out.push_str(rest);
+    }
+    out
+}
+
+fn placeholders(tuple: &str) -> impl Iterator<Item = usize> + '_ {
+    tuple.split('$').skip(1).filter_map(|part| {
+        let digits = part.bytes().take_while(u8::is_ascii_digit).count();
+        part[..digits].parse().ok()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_of_one_insert_become_one_statement() {
+        let sql = "INSERT INTO t (id, n) VALUES ($1, $2)";
+        assert_eq!(multi_row(sql, 1), sql);
+        assert_eq!(
+            multi_row(sql, 3),
+            "INSERT INTO t (id, n) VALUES ($1, $2), ($3, $4), ($5, $6)"
+        );
+        let wide = "INSERT INTO t (a, b) VALUES ($10, $9)";
+        assert_eq!(
+            multi_row(wide, 2),
+            "INSERT INTO t (a, b) VALUES ($10, $9), ($20, $19)"
+        );
+    }
+
+    #[test]
+    fn other_statements_are_not_merged() {
+        let update = Statement {
+            sql: "UPDATE t SET n = $1 WHERE id = $2",
+            args: vec![],
+        };
+        let upsert = Statement {
+            sql: "INSERT INTO t (id) VALUES ($1) ON CONFLICT DO NOTHING",
+            args: vec![],
+        };
+        let returning = Statement {
+            sql: "INSERT INTO t (id) VALUES ($1) RETURNING (id)",
+            args: vec![],
+        };
+        let insert = Statement {
+            sql: "INSERT INTO t (id) VALUES (lower($1))",
+            args: vec![],
+        };
+        let all = [
+            &update, &update, &upsert, &upsert, &returning, &returning, &insert, &insert, &update,
+        ];
+        let sizes: Vec<usize> = runs(all.into_iter()).iter().map(|r| r.rows.len()).collect();
+        assert_eq!(sizes, vec![1, 1, 1, 1, 1, 1, 2, 1]);
+        assert_eq!(
+            multi_row(insert.sql, 2),
+            "INSERT INTO t (id) VALUES (lower($1)), (lower($2))"
+        );
+    }
 }
