@@ -96,39 +96,51 @@ impl Provider {
         Ok(Some(retry_secs(left, l.authorize_window_secs)))
     }
 
-    /// Whether client authentication for `client_id` from `address` is refused at
-    /// once: `Some(seconds)` to wait.
-    pub(crate) async fn client_auth_limited(
+    /// What the shared store says of a client authentication for `client_id` from
+    /// `address` before it is checked (one round trip: both counters and the known
+    /// address): whether it is refused at once.
+    ///
+    /// # Errors
+    /// The shared store failed.
+    pub(crate) async fn client_auth_gate(
         &self,
         client_id: &str,
         address: &str,
-    ) -> Result<Option<u64>> {
+    ) -> Result<ClientAuthGate> {
         let l = self.settings.limits;
+        let addr_key = client_fail_key("addr", address);
+        let id_key = client_fail_key("id", client_id);
+        let known_key = client_known_key(client_id, address);
+        let values = self
+            .ephemeral
+            .get_many(&[&addr_key, &id_key, &known_key])
+            .await?;
+        let mut values = values.into_iter();
+        let mut next = || values.next().flatten();
+        let (addr_count, id_count, known) = (next(), next(), next());
         let over = |count: Option<String>| {
             count
                 .and_then(|c| c.parse::<u64>().ok())
                 .is_some_and(|c| c >= l.client_auth_max_failures)
         };
-        let addr_key = client_fail_key("addr", address);
-        let id_key = client_fail_key("id", client_id);
-        let addr_over = over(self.ephemeral.get(&addr_key).await?);
-        let id_over = over(self.ephemeral.get(&id_key).await?);
-        if !addr_over && !id_over {
-            return Ok(None);
-        }
+        let (addr_over, id_over) = (over(addr_count), over(id_count));
+        // The known marker holds its own expiry (older ones hold "1": refreshed).
+        let known_until = known.as_deref().and_then(|v| v.parse::<i64>().ok());
+        let fresh = known_until.is_some_and(|until| {
+            until - self.now() > i64::try_from(KNOWN_ADDRESS_SECS / 2).unwrap_or(i64::MAX)
+        });
+        let mut gate = ClientAuthGate {
+            retry_after: None,
+            fresh_known_for: fresh.then(|| client_id.to_owned()),
+        };
         // See the module documentation: each limit alone spares a known address.
-        if addr_over != id_over
-            && self
-                .ephemeral
-                .get(&client_known_key(client_id, address))
-                .await?
-                .is_some()
-        {
-            return Ok(None);
+        if !addr_over && !id_over || (addr_over != id_over && known.is_some()) {
+            return Ok(gate);
         }
         let key = if addr_over { addr_key } else { id_key };
         let left = self.ephemeral.ttl(&key).await?;
-        Ok(Some(retry_secs(left, l.client_auth_window_secs)))
+        gate.retry_after = Some(retry_secs(left, l.client_auth_window_secs));
+        Ok(gate)
     }
 
     /// Counts a failed client authentication; writes one audit row when a counter
@@ -173,17 +185,37 @@ impl Provider {
         Ok(())
     }
 
-    /// Remembers that `client_id` authenticated from `address`.
-    pub(crate) async fn client_auth_succeeded(&self, client_id: &str, address: &str) -> Result<()> {
+    /// Remembers that `client_id` authenticated from `address`, unless the gate found
+    /// it remembered for more than half of [`KNOWN_ADDRESS_SECS`] still: a busy service
+    /// then costs no write per token.
+    pub(crate) async fn client_auth_succeeded(
+        &self,
+        client_id: &str,
+        address: &str,
+        gate: &ClientAuthGate,
+    ) -> Result<()> {
+        if gate.fresh_known_for.as_deref() == Some(client_id) {
+            return Ok(());
+        }
+        let until = self.now() + i64::try_from(KNOWN_ADDRESS_SECS).unwrap_or(i64::MAX);
         self.ephemeral
             .put(
                 &client_known_key(client_id, address),
-                "1",
+                &until.to_string(),
                 Duration::from_secs(KNOWN_ADDRESS_SECS),
             )
             .await?;
         Ok(())
     }
+}
+
+/// See [`Provider::client_auth_gate`].
+#[derive(Debug)]
+pub(crate) struct ClientAuthGate {
+    /// Refused at once: the seconds to wait.
+    pub(crate) retry_after: Option<u64>,
+    /// The client whose known address needs no refresh yet.
+    fresh_known_for: Option<String>,
 }
 
 #[cfg(test)]

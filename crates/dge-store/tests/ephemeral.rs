@@ -74,6 +74,24 @@ async fn expired_values_are_gone(a: Ephemeral, b: Ephemeral) {
     assert_eq!(b.take("code:2").await.unwrap(), None);
 }
 
+async fn reads_several_values_at_once(a: Ephemeral, b: Ephemeral) {
+    a.put("many:1", "one", Duration::from_secs(60))
+        .await
+        .unwrap();
+    a.put("many:3", "three", Duration::from_millis(50))
+        .await
+        .unwrap();
+    a.hit("many:4", Duration::from_secs(60)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let got = b
+        .get_many(&["many:1", "many:2", "many:3", "many:4"])
+        .await
+        .unwrap();
+    // In order; a missing or expired key is None; a counter reads as its count.
+    assert_eq!(got, vec![Some("one".into()), None, None, Some("1".into())]);
+    assert_eq!(b.get_many(&["many:2"]).await.unwrap(), vec![None]);
+}
+
 async fn notices_reach_every_replica(a: Ephemeral, b: Ephemeral) {
     let mut on_a = a.subscribe();
     let mut on_b = b.subscribe();
@@ -141,6 +159,18 @@ async fn redis_expired_values_are_gone() {
 async fn local_expired_values_are_gone() {
     let (a, b) = local_pair();
     expired_values_are_gone(a, b).await;
+}
+
+#[tokio::test]
+async fn redis_reads_several_values_at_once() {
+    let (a, b) = redis_pair().await;
+    reads_several_values_at_once(a, b).await;
+}
+
+#[tokio::test]
+async fn local_reads_several_values_at_once() {
+    let (a, b) = local_pair();
+    reads_several_values_at_once(a, b).await;
 }
 
 #[tokio::test]

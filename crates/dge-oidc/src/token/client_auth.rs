@@ -98,12 +98,16 @@ impl Provider {
         address: &str,
     ) -> Result<Result<Client, OAuthError>> {
         let claimed = claimed_client_id(form, basic.as_ref());
-        if let Some(secs) = self.client_auth_limited(&claimed, address).await? {
+        let gate = self.client_auth_gate(&claimed, address).await?;
+        if let Some(secs) = gate.retry_after {
             return Ok(Err(limited(secs)));
         }
         let outcome = self.check_client(form, basic).await?;
         match &outcome {
-            Ok(client) => self.client_auth_succeeded(&client.id, address).await?,
+            Ok(client) => {
+                self.client_auth_succeeded(&client.id, address, &gate)
+                    .await?;
+            }
             Err(e) if e.error == "invalid_client" => {
                 self.client_auth_failed(&claimed, address).await?;
             }
