@@ -357,6 +357,13 @@ async fn purge_loop(registry: Registry, stop: impl Future<Output = ()>) {
         if let Err(e) = registry.purge_unconfirmed().await {
             tracing::error!(error = %dge_core::ErrorChain(&e), "purge of unconfirmed sign-ups failed");
         }
+        match dge_store::expiry::purge_expired(registry.db(), registry.now()).await {
+            Ok(0) => {}
+            Ok(count) => tracing::info!(count, "expired tokens, sessions and requests purged"),
+            Err(e) => {
+                tracing::error!(error = %dge_core::ErrorChain(&e), "purge of expired rows failed");
+            }
+        }
         tokio::select! {
             () = &mut stop => break,
             () = tokio::time::sleep(every) => {}

@@ -12,6 +12,7 @@
 //! - [`grouped`]: group commit of small independent inserts.
 
 pub mod ephemeral;
+pub mod expiry;
 pub mod grouped;
 pub mod sessions;
 

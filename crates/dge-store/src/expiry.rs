@@ -1,0 +1,57 @@
+//! Rows that expire: once past their expiry (and a day of grace, for the logs and
+//! an administrator's questions), nothing reads them any more, and every login,
+//! token and abandoned authorization request would otherwise stay forever.
+//!
+//! Deleted by primary key in batches, so that a first purge of a large table does not
+//! hold SQLite's write lock (or a long PostgreSQL transaction) for long. Every replica
+//! may run it: the deletes are idempotent.
+
+use crate::Db;
+
+/// Expired rows are kept this long past their expiry (1 day).
+pub const GRACE_SECS: i64 = 24 * 3600;
+
+/// Rows deleted per statement.
+const BATCH: i64 = 1000;
+
+/// The tables of expiring rows, with their primary key. Not here: email tokens and
+/// email changes (their expired links still say "expired, ask again"), grants and
+/// API tokens (an administrator's records).
+const TABLES: [(&str, &str); 7] = [
+    ("issued_tokens", "jti"),
+    ("refresh_tokens", "token_hash"),
+    ("sessions", "id_hash"),
+    ("auth_requests", "id_hash"),
+    ("upstream_logins", "state_hash"),
+    ("upstream_link_offers", "token_hash"),
+    ("upstream_logouts", "state_hash"),
+];
+
+/// Deletes the rows expired before `now - GRACE_SECS`; returns how many went.
+///
+/// # Errors
+/// The database failed; what was deleted before stays deleted.
+pub async fn purge_expired(db: &Db, now: i64) -> sqlx::Result<u64> {
+    let before = now - GRACE_SECS;
+    let mut deleted = 0;
+    for (table, key) in TABLES {
+        let sql = format!(
+            "DELETE FROM {table} WHERE {key} IN \
+             (SELECT {key} FROM {table} WHERE expires_at < $1 LIMIT {BATCH})"
+        );
+        loop {
+            let gone = sqlx::query(&sql)
+                .bind(before)
+                .execute(db.pool())
+                .await?
+                .rows_affected();
+            deleted += gone;
+            if gone < u64::try_from(BATCH).unwrap_or(u64::MAX) {
+                break;
+            }
+            // Let the writers queued meanwhile go first.
+            tokio::task::yield_now().await;
+        }
+    }
+    Ok(deleted)
+}
