@@ -212,13 +212,13 @@ impl Authenticator {
         if token.starts_with(API_TOKEN_PREFIX) {
             return self.api_token(token).await;
         }
+        let key = cache::digest(token);
         let claims = self
             .keys
-            .verify_access_token(token, &self.issuer, self.clock.now())
+            .verify_access_token_digested(token, key, &self.issuer, self.clock.now())
             .map_err(|_| Status::unauthenticated("invalid or expired token"))?;
         // Taken before the reads: a change committed meanwhile leaves the answer stale.
         let generation = self.db.access_generation();
-        let key = cache::digest(token);
         if let Some(caller) = self.callers.get(&key, generation) {
             return Ok(caller);
         }

@@ -57,7 +57,18 @@ impl Keys {
         issuer: &str,
         now: i64,
     ) -> Result<AccessClaims, TokenError> {
-        let key = cache::digest(token);
+        self.verify_access_token_digested(token, cache::digest(token), issuer, now)
+    }
+
+    /// [`Self::verify_access_token`] for a caller that already has the token's
+    /// [`cache::digest`] (one SHA-256 of a token less per call on the `Check` path).
+    pub(crate) fn verify_access_token_digested(
+        &self,
+        token: &str,
+        key: [u8; 32],
+        issuer: &str,
+        now: i64,
+    ) -> Result<AccessClaims, TokenError> {
         let known = self.verified.get(&key, |v| {
             v.issuer == issuer && v.claims.exp > now && self.publishes(&v.kid)
         });
