@@ -124,7 +124,7 @@ impl Ephemeral {
             Inner::Local(map) => {
                 let now = Instant::now();
                 let mut map = map.lock().unwrap_or_else(PoisonError::into_inner);
-                purge_expired(&mut map, now);
+                purge_expired(&mut map, &key, now);
                 let entry = map
                     .entry(key)
                     .or_insert_with(|| ("0".to_owned(), now + window));
@@ -190,7 +190,7 @@ impl Ephemeral {
             Inner::Local(map) => {
                 let now = Instant::now();
                 let mut map = map.lock().unwrap_or_else(PoisonError::into_inner);
-                purge_expired(&mut map, now);
+                purge_expired(&mut map, &key, now);
                 map.insert(key, (value.to_owned(), now + ttl));
                 Ok(())
             }
@@ -346,9 +346,12 @@ impl Ephemeral {
 
 /// Drops expired entries now and then, so that the map cannot grow without bound;
 /// readers check expiry themselves, so what is left here is never seen.
-fn purge_expired(map: &mut HashMap<String, (String, Instant)>, now: Instant) {
-    // Amortised: a full sweep each time the map doubles, so a hit stays O(1) on average.
-    if map.len() >= 1024 && map.len().is_power_of_two() {
+/// Before `key` is written: sweeps the expired entries when a new key makes the map
+/// reach a power of two (from 1024). Amortised O(1): the sweep runs once per doubling,
+/// never again for writes to keys already there (a map holding exactly 1024 live keys
+/// swept at every write before).
+fn purge_expired(map: &mut HashMap<String, (String, Instant)>, key: &str, now: Instant) {
+    if map.len() >= 1024 && map.len().is_power_of_two() && !map.contains_key(key) {
         map.retain(|_, (_, expires)| *expires > now);
     }
 }
@@ -400,5 +403,31 @@ async fn relay(
                 Err(e) => tracing::warn!(error = %e, "redis still unreachable"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_local_map_is_swept_once_per_doubling_not_at_every_write() {
+        let now = Instant::now();
+        let mut map: HashMap<String, (String, Instant)> = (0..1023)
+            .map(|i| {
+                (
+                    format!("live-{i}"),
+                    ("1".to_owned(), now + Duration::from_secs(60)),
+                )
+            })
+            .collect();
+        map.insert("gone".into(), ("1".into(), now - Duration::from_secs(1)));
+        // A write to a key already there: no sweep, whatever the size.
+        purge_expired(&mut map, "live-7", now);
+        assert!(map.contains_key("gone"));
+        // A new key at 1024: the expired entry goes.
+        purge_expired(&mut map, "new", now);
+        assert!(!map.contains_key("gone"));
+        assert_eq!(map.len(), 1023);
     }
 }
