@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
-use sqlx::{AnyPool, ConnectOptions};
+use sqlx::{AnyPool, ConnectOptions, Row};
 
 pub use sqlx::{Any, AnyConnection, Transaction};
 
@@ -44,6 +44,9 @@ pub enum Error {
     /// A migration failed.
     #[error("migration failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// After the migrations, rows refer to rows that do not exist.
+    #[error("migrations left broken foreign keys: {0}")]
+    ForeignKeys(String),
 }
 
 /// Result alias for this crate.
@@ -171,11 +174,50 @@ impl Db {
     /// # Errors
     /// Fails when a migration fails or a landed one was edited.
     pub async fn migrate(&self) -> Result<()> {
-        let migrator = match self.backend {
-            Backend::Sqlite => &SQLITE_MIGRATIONS,
-            Backend::Postgres => &POSTGRES_MIGRATIONS,
-        };
-        migrator.run(&self.pool).await?;
+        match self.backend {
+            Backend::Sqlite => self.migrate_sqlite().await,
+            Backend::Postgres => {
+                POSTGRES_MIGRATIONS.run(&self.pool).await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// The SQLite migrations, on one connection with foreign keys off, then checked.
+    ///
+    /// SQLite changes a CHECK constraint only by rebuilding the table, and dropping
+    /// the old `accounts` with foreign keys on would delete the rows of every table
+    /// that refers to it `ON DELETE CASCADE`. The pragma is a no-op inside a
+    /// transaction, and sqlx runs each migration in one: it is set here, around
+    /// them all, as SQLite's own procedure does
+    /// (<https://www.sqlite.org/lang_altertable.html#otheralter>). A migration that
+    /// left a dangling reference fails the start.
+    async fn migrate_sqlite(&self) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        sqlx::query("PRAGMA foreign_keys = OFF")
+            .execute(&mut *conn)
+            .await?;
+        let ran = SQLITE_MIGRATIONS.run(&mut *conn).await;
+        let checked = sqlx::query("PRAGMA foreign_key_check")
+            .fetch_all(&mut *conn)
+            .await;
+        let restored = sqlx::query("PRAGMA foreign_keys = ON")
+            .execute(&mut *conn)
+            .await;
+        if restored.is_err() {
+            // Never hand a connection without foreign keys back to the pool.
+            conn.close_on_drop();
+        }
+        ran?;
+        restored?;
+        let dangling = checked?;
+        if let Some(row) = dangling.first() {
+            let table: String = row.try_get(0).unwrap_or_default();
+            return Err(Error::ForeignKeys(format!(
+                "{} row(s) refer to missing rows after the migrations (first in table {table})",
+                dangling.len()
+            )));
+        }
         Ok(())
     }
 
