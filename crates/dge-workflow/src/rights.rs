@@ -156,10 +156,12 @@ pub(crate) fn check_reason(reason: &str) -> Result<()> {
 
 /// Rights go to accounts whose address is confirmed: active ones, and pending ones so
 /// that an administrator can grant while approving (issue 4). An unconfirmed sign-up
-/// may belong to someone who does not own the address; a rejected one is closed.
+/// may belong to someone who does not own the address; a rejected one is closed. A
+/// suspended account keeps its rights, and may be given more, for its reactivation:
+/// `Check` refuses them all while it is suspended.
 fn check_grantable(account: &Account) -> Result<()> {
     match account.status {
-        AccountStatus::Active | AccountStatus::Pending => Ok(()),
+        AccountStatus::Active | AccountStatus::Pending | AccountStatus::Suspended => Ok(()),
         AccountStatus::Unconfirmed => Err(Error::field(
             "account",
             "unconfirmed",

@@ -118,8 +118,15 @@ pub(crate) async fn show(
     login_page_with_hints(&pages, jar, StatusCode::OK, &req, &hint, None, &hints)
 }
 
-fn not_active_message(status: AccountStatus) -> &'static str {
+/// What a suspended account is told, whichever way it tries to log in (password,
+/// ProConnect, the Région). Only after a right password or an upstream's proof, so
+/// that it tells nothing to someone who does not hold the account.
+pub(crate) const SUSPENDED_MESSAGE: &str = "Votre compte est suspendu. Pour en savoir plus, \
+     écrivez à l'équipe DataGrandEst.";
+
+pub(crate) fn not_active_message(status: AccountStatus) -> &'static str {
     match status {
+        AccountStatus::Suspended => SUSPENDED_MESSAGE,
         AccountStatus::Unconfirmed => {
             "Votre adresse électronique n'est pas encore confirmée : ouvrez le lien du courriel \
              de confirmation que nous vous avons envoyé, ou demandez-en un nouveau depuis la page \
