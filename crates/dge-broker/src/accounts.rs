@@ -87,6 +87,10 @@ impl Broker {
         .await?;
         let account_id = if let Some(row) = linked {
             let id: String = row.try_get("account_id")?;
+            if account_suspended(&mut tx, &id).await? {
+                tracing::info!(account_id = %id, upstream = %p.name, "federated login refused: account suspended");
+                return Err(BrokerError::Suspended);
+            }
             refresh(&mut tx, &p.name, &id, profile, now).await?;
             id
         } else {
@@ -329,6 +333,11 @@ impl Broker {
         if account_id != proven_account_id {
             return Err(BrokerError::BadOffer);
         }
+        // Suspended since the offer (or before it): neither linked nor logged in.
+        if account_suspended(&mut tx, &account_id).await? {
+            tracing::info!(account_id = %account_id, "link refused: account suspended");
+            return Err(BrokerError::Suspended);
+        }
         let provider: String = row.try_get("provider")?;
         let subject: String = row.try_get("subject")?;
         sqlx::query("DELETE FROM upstream_link_offers WHERE token_hash = $1")
@@ -390,6 +399,17 @@ impl Broker {
             id_token: Secret::new(row.try_get("id_token")?),
         })
     }
+}
+
+/// Whether an administrator suspended `account_id`.
+async fn account_suspended(conn: &mut AnyConnection, account_id: &str) -> sqlx::Result<bool> {
+    Ok(
+        sqlx::query("SELECT 1 AS found FROM accounts WHERE id = $1 AND status = 'suspended'")
+            .bind(account_id)
+            .fetch_optional(&mut *conn)
+            .await?
+            .is_some(),
+    )
 }
 
 async fn insert_link(

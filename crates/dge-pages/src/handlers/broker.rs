@@ -12,7 +12,7 @@ use dge_broker::accounts::{PendingOffer, Proof};
 use dge_broker::{BrokerError, FederatedLogin, Hints, LinkOffer, Outcome};
 use dge_core::Secret;
 use dge_core::token::constant_time_eq;
-use dge_registry::LoginError;
+use dge_registry::{AccountStatus, LoginError};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -106,6 +106,7 @@ fn failure(pages: &Pages, provider: &str, err: &BrokerError) -> Response {
             "Votre fournisseur d'identité indique que votre adresse électronique n'est pas encore \
              vérifiée. Vérifiez-la auprès de lui, puis reconnectez-vous. Aucun compte n'a été créé.",
         ),
+        BrokerError::Suspended => (StatusCode::FORBIDDEN, super::login::SUSPENDED_MESSAGE),
         BrokerError::BadState | BrokerError::BadOffer | BrokerError::WrongCode => (
             StatusCode::BAD_REQUEST,
             "Cette connexion a expiré ou a déjà été utilisée. Recommencez depuis la page de connexion.",
@@ -426,6 +427,7 @@ async fn password_proof(
     let error = match checked {
         Ok(account) if account.id == offer.account_id => return Ok(Ok(Proof::Password)),
         Ok(_) | Err(LoginError::BadCredentials) => "Mot de passe incorrect.",
+        Err(LoginError::NotActive(AccountStatus::Suspended)) => super::login::SUSPENDED_MESSAGE,
         Err(LoginError::NotActive(_)) => {
             "Ce compte n'est pas actif : il ne peut pas être lié pour le moment."
         }
