@@ -361,6 +361,30 @@ pub(crate) enum AccountsCommand {
         #[command(flatten)]
         confirm: ConfirmOpts,
     },
+
+    /// Suspend an active account: no more logins, its sessions and tokens end at once;
+    /// its rights are kept for a reactivation; the person is emailed
+    Suspend {
+        /// Login, email address or account id
+        login: String,
+
+        /// Why (kept in the audit log for administrators; not sent to the person)
+        #[arg(long, value_parser = NonEmptyStringValueParser::new())]
+        reason: String,
+
+        #[command(flatten)]
+        confirm: ConfirmOpts,
+    },
+
+    /// Reactivate a suspended account, with the rights it held; the person is emailed
+    Reactivate {
+        /// Login, email address or account id
+        login: String,
+
+        /// Why (kept in the audit log)
+        #[arg(long)]
+        reason: Option<String>,
+    },
 }
 
 /// Arguments of `dgectl accounts pending`.

@@ -143,6 +143,13 @@ impl Confirmation {
                 ),
                 confirm,
             ),
+            Command::Accounts(AccountsCommand::Suspend { login, confirm, .. }) => (
+                format!(
+                    "suspend the account {login} (it can no longer log in; its sessions and \
+                     tokens end now)"
+                ),
+                confirm,
+            ),
             Command::Orgs(OrgsCommand::Merge {
                 source,
                 into,
