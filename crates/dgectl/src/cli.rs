@@ -911,6 +911,41 @@ mod tests {
     }
 
     #[test]
+    fn suspend_requires_a_reason_and_reactivate_does_not() {
+        let err = parse(&["accounts", "suspend", "alice"]).expect_err("no reason");
+        assert_eq!(err.kind(), ErrorKind::MissingRequiredArgument);
+        let err = parse(&["accounts", "suspend", "alice", "--reason", ""]).expect_err("empty");
+        assert_eq!(err.exit_code(), 2);
+        let cli = parse(&[
+            "accounts", "suspend", "alice", "--reason", "départ", "--yes",
+        ])
+        .expect("valid arguments");
+        let Command::Accounts(AccountsCommand::Suspend {
+            login,
+            reason,
+            confirm,
+        }) = cli.command
+        else {
+            panic!("parsed as {:?}", cli.command);
+        };
+        assert_eq!((login.as_str(), reason.as_str()), ("alice", "départ"));
+        assert!(confirm.yes);
+        let cli = parse(&["accounts", "reactivate", "alice"]).expect("valid arguments");
+        assert!(matches!(
+            cli.command,
+            Command::Accounts(AccountsCommand::Reactivate { reason: None, .. })
+        ));
+        let cli = parse(&["accounts", "list", "--status", "suspended"]).expect("valid");
+        assert!(matches!(
+            cli.command,
+            Command::Accounts(AccountsCommand::List {
+                status: Some(AccountStatusArg::Suspended),
+                ..
+            })
+        ));
+    }
+
+    #[test]
     fn reject_requires_a_reason() {
         let err = parse(&["accounts", "reject", "alice"]).expect_err("no reason");
         assert_eq!(err.kind(), ErrorKind::MissingRequiredArgument);

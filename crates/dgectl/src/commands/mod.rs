@@ -253,6 +253,15 @@ mod tests {
         let cli = Cli::try_parse_args(["dgectl", "admins", "grant", "bob"]).expect("valid");
         assert!(Confirmation::for_command(&cli.command).is_none());
 
+        let cli = Cli::try_parse_args(["dgectl", "accounts", "suspend", "bob", "--reason", "x"])
+            .expect("valid");
+        let question = Confirmation::for_command(&cli.command).expect("destructive");
+        assert!(question.action.contains("suspend the account bob"));
+        assert!(!question.pre_approved);
+
+        let cli = Cli::try_parse_args(["dgectl", "accounts", "reactivate", "bob"]).expect("valid");
+        assert!(Confirmation::for_command(&cli.command).is_none());
+
         let cli = Cli::try_parse_args(["dgectl", "accounts", "approve", "bob"]).expect("valid");
         assert!(Confirmation::for_command(&cli.command).is_none());
     }
