@@ -190,10 +190,24 @@ impl Db {
     /// that refers to it `ON DELETE CASCADE`. The pragma is a no-op inside a
     /// transaction, and sqlx runs each migration in one: it is set here, around
     /// them all, as SQLite's own procedure does
-    /// (<https://www.sqlite.org/lang_altertable.html#otheralter>). A migration that
-    /// left a dangling reference fails the start.
+    /// (<https://www.sqlite.org/lang_altertable.html#otheralter>). When migrations
+    /// ran, a dangling reference they left fails the start (the check reads every
+    /// table, so a start with nothing to apply skips it).
     async fn migrate_sqlite(&self) -> Result<()> {
         let mut conn = self.pool.acquire().await?;
+        // No table yet on a fresh database: everything is to apply.
+        let applied: i64 = sqlx::query("SELECT COUNT(*) AS n FROM _sqlx_migrations")
+            .fetch_one(&mut *conn)
+            .await
+            .and_then(|r| r.try_get("n"))
+            .unwrap_or(0);
+        let pending =
+            usize::try_from(applied).map_or(true, |n| n < SQLITE_MIGRATIONS.iter().count());
+        if !pending {
+            // Still run: it checks that no applied migration was edited.
+            SQLITE_MIGRATIONS.run(&mut *conn).await?;
+            return Ok(());
+        }
         sqlx::query("PRAGMA foreign_keys = OFF")
             .execute(&mut *conn)
             .await?;

@@ -234,4 +234,13 @@ async fn the_accounts_rebuild_keeps_rows_columns_indexes_and_foreign_keys() {
         );
     }
     assert_eq!(count(&db, "SELECT COUNT(*) FROM federated_links").await, 1);
+
+    // The next start has nothing to apply, and foreign keys stay on.
+    db.migrate().await.unwrap();
+    assert!(
+        sqlx::query("INSERT INTO sessions (id_hash, account_id, auth_time, expires_at, created_at) VALUES ('s3', 'ghost', 1, 9, 1)")
+            .execute(db.pool())
+            .await
+            .is_err()
+    );
 }
