@@ -13,11 +13,18 @@
 //!   is never suspended (as with `RevokeAdmin`), so that someone can still log in
 //!   as administrator;
 //! - the status change, the end of every session and token of the account, the
-//!   audit event and the email share one transaction; after the commit the
-//!   `Check` caches of every replica forget the account and its Redis sessions are
-//!   freed ([`dge_registry::Registry::everything_revoked`]);
-//! - rights are kept: `Check` refuses them while the account is not active, and a
-//!   reactivation gives them back without a new validation.
+//!   cancellation of a pending change of address, the audit event and the email
+//!   share one transaction; after the commit the `Check` caches of every replica
+//!   forget the account and its Redis sessions are freed
+//!   ([`dge_registry::Registry::everything_revoked`]);
+//! - a reactivation ends every session and token again, in its transaction: one
+//!   created while the account was suspended (a refresh or a login racing the
+//!   suspension) does not come back, and the person logs in again;
+//! - rights are kept: `Check` and `ListRights` refuse them while the account is not
+//!   active, and a reactivation gives them back without a new validation.
+//!   `WatchRights` streams `granted = false` for each right held after a suspension,
+//!   and `granted = true` after a reactivation; a grant made to a suspended account
+//!   is streamed only at the reactivation.
 
 use dge_registry::reset::revoke_everything;
 use dge_registry::{Account, AccountStatus, store};
@@ -110,6 +117,16 @@ impl Workflow {
             return Err(not_active(current.status));
         }
         revoke_everything(&mut tx, &account.id, now).await?;
+        // A pending change of address must not be confirmed while suspended.
+        sqlx::query(
+            "UPDATE email_changes SET used_at = $1, updated_at = $1 \
+             WHERE account_id = $2 AND used_at IS NULL",
+        )
+        .bind(now)
+        .bind(&account.id)
+        .execute(&mut *tx)
+        .await?;
+        let rights = held_rights(&mut tx, &account.id, now).await?;
         dge_store::audit(&mut tx, actor.label(), SUSPENDED, &account.id, reason, now).await?;
         self.registry
             .outbox()
@@ -126,6 +143,10 @@ impl Workflow {
         // Every replica's `Check` caches forget the account, its Redis sessions go,
         // and the email leaves.
         self.registry.everything_revoked(&account.id).await;
+        // `WatchRights` caches drop the rights `Check` now refuses.
+        for right in &rights {
+            self.publish(&account.id, right, false, now).await;
+        }
         tracing::info!(account_id = %account.id, "account suspended; sessions and tokens ended");
         store::find_account(self.db(), &account.id)
             .await?
@@ -163,6 +184,10 @@ impl Workflow {
                 .ok_or(Error::AccountNotFound)?;
             return Err(not_suspended(current.status));
         }
+        // A session or token created while suspended (a refresh or a login that
+        // raced the suspension) must not come back: the person logs in again.
+        revoke_everything(&mut tx, &account.id, now).await?;
+        let rights = held_rights(&mut tx, &account.id, now).await?;
         dge_store::audit(
             &mut tx,
             actor.label(),
@@ -184,13 +209,35 @@ impl Workflow {
             )
             .await?;
         tx.commit().await?;
-        self.db().access_changed().await;
-        self.registry.outbox().wake();
-        tracing::info!(account_id = %account.id, "account reactivated");
+        self.registry.everything_revoked(&account.id).await;
+        for right in &rights {
+            self.publish(&account.id, right, true, now).await;
+        }
+        tracing::info!(account_id = %account.id, "account reactivated; the person logs in again");
         store::find_account(self.db(), &account.id)
             .await?
             .ok_or(Error::AccountNotFound)
     }
+}
+
+/// The rights `account_id` holds at `now`, as `Check` sees them.
+async fn held_rights(
+    conn: &mut sqlx::AnyConnection,
+    account_id: &str,
+    now: i64,
+) -> Result<Vec<String>> {
+    let rows = sqlx::query(
+        "SELECT right_name FROM grants WHERE account_id = $1 \
+         AND (expires_at IS NULL OR expires_at > $2) ORDER BY right_name",
+    )
+    .bind(account_id)
+    .bind(now)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| r.try_get("right_name"))
+        .collect::<sqlx::Result<_>>()?)
 }
 
 fn not_active(status: AccountStatus) -> Error {

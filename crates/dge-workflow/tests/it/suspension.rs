@@ -652,3 +652,198 @@ async fn bad_input_unknown_accounts_and_wrong_states_get_their_own_codes() {
         assert_eq!(account.status, AccountStatus::Active, "{engine:?}");
     }
 }
+
+#[tokio::test]
+async fn a_reactivation_ends_what_was_created_while_suspended_so_the_person_logs_in_again() {
+    for engine in ENGINES {
+        let w = world(engine).await;
+        let id = active(&w, "cmartin").await;
+        suspend(&w, &w.admin_token, "cmartin", "compte compromis")
+            .await
+            .unwrap();
+        // A refresh or a login racing the suspension leaves a session and tokens
+        // created after it.
+        let (_, refresh) = logged_in(&w, &id).await;
+        assert_eq!(live(&w, &id).await, (1, 1, 1), "{engine:?}");
+
+        reactivate(&w, &w.admin_token, "cmartin").await.unwrap();
+        assert_eq!(
+            live(&w, &id).await,
+            (0, 0, 0),
+            "{engine:?}: nothing from the suspension comes back"
+        );
+        let stored = find_refresh(&w.s.db, &refresh)
+            .await
+            .unwrap()
+            .expect("kept");
+        assert!(!stored.usable(w.registry.now()), "{engine:?}");
+        assert!(
+            password_login(&w, "cmartin", PASSWORD).await.is_ok(),
+            "{engine:?}: a new login works"
+        );
+    }
+}
+
+/// The token of the `email_change_confirm` email sent to `email`.
+async fn email_change_token(w: &World, email: &str) -> String {
+    let body: String = sqlx::query(
+        "SELECT body_text FROM outbox WHERE recipient = $1 AND kind = 'email_change_confirm'",
+    )
+    .bind(email)
+    .fetch_one(w.s.db.pool())
+    .await
+    .unwrap()
+    .get("body_text");
+    let start = body.find("token=").expect("link in the email") + "token=".len();
+    body[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect()
+}
+
+#[tokio::test]
+async fn a_suspended_account_cannot_confirm_a_change_of_address() {
+    for engine in ENGINES {
+        let w = world(engine).await;
+        let id = active(&w, "cmartin").await;
+        let secret = || Secret::new(PASSWORD.to_owned());
+
+        // The suspension cancels a pending change: even after the reactivation the
+        // link does nothing.
+        w.registry
+            .request_email_change(&id, "c.martin@example.org", &secret())
+            .await
+            .unwrap();
+        let token = email_change_token(&w, "c.martin@example.org").await;
+        suspend(&w, &w.admin_token, "cmartin", "compte compromis")
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                w.registry.confirm_email_change(&token).await,
+                Err(dge_registry::Error::BadToken)
+            ),
+            "{engine:?}"
+        );
+        reactivate(&w, &w.admin_token, "cmartin").await.unwrap();
+        assert!(
+            matches!(
+                w.registry.confirm_email_change(&token).await,
+                Err(dge_registry::Error::BadToken)
+            ),
+            "{engine:?}: cancelled, not only refused"
+        );
+
+        // A link confirmed while the account is suspended is refused even if the
+        // change is still pending (it raced the suspension).
+        w.registry
+            .request_email_change(&id, "martin.c@example.org", &secret())
+            .await
+            .unwrap();
+        let token = email_change_token(&w, "martin.c@example.org").await;
+        sqlx::query("UPDATE accounts SET status = 'suspended' WHERE id = $1")
+            .bind(&id)
+            .execute(w.s.db.pool())
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                w.registry.confirm_email_change(&token).await,
+                Err(dge_registry::Error::BadToken)
+            ),
+            "{engine:?}"
+        );
+        let account = find_account(&w.s.db, &id).await.unwrap().unwrap();
+        assert_eq!(account.email, "cmartin@nancy.fr", "{engine:?}: unchanged");
+    }
+}
+
+async fn list_rights(w: &World, subject: &str) -> Vec<String> {
+    w.authz
+        .list_rights(bearer(
+            &w.admin_token,
+            pb::ListRightsRequest {
+                subject: subject.into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .rights
+}
+
+#[tokio::test]
+async fn list_rights_is_empty_while_suspended_and_the_rights_come_back() {
+    for engine in ENGINES {
+        let w = world(engine).await;
+        active(&w, "cmartin").await;
+        w.workflow
+            .grant(&admin(), "cmartin", "datahub:publish", "", None)
+            .await
+            .unwrap();
+        assert_eq!(
+            list_rights(&w, "cmartin").await,
+            ["datahub:publish"],
+            "{engine:?}"
+        );
+        suspend(&w, &w.admin_token, "cmartin", "départ")
+            .await
+            .unwrap();
+        assert!(list_rights(&w, "cmartin").await.is_empty(), "{engine:?}");
+        reactivate(&w, &w.admin_token, "cmartin").await.unwrap();
+        assert_eq!(
+            list_rights(&w, "cmartin").await,
+            ["datahub:publish"],
+            "{engine:?}"
+        );
+    }
+}
+
+/// The changes streamed so far, as (right, granted).
+fn streamed(
+    rx: &mut tokio::sync::broadcast::Receiver<dge_workflow::rights::Change>,
+) -> Vec<(String, bool)> {
+    let mut seen = Vec::new();
+    while let Ok(c) = rx.try_recv() {
+        seen.push((c.right, c.granted));
+    }
+    seen
+}
+
+#[tokio::test]
+async fn watch_rights_hears_a_suspension_as_revocations_and_a_reactivation_as_grants() {
+    for engine in ENGINES {
+        let w = world(engine).await;
+        active(&w, "cmartin").await;
+        w.workflow
+            .grant(&admin(), "cmartin", "datahub:publish", "", None)
+            .await
+            .unwrap();
+        let mut rx = w.workflow.watch();
+
+        suspend(&w, &w.admin_token, "cmartin", "départ")
+            .await
+            .unwrap();
+        assert_eq!(
+            streamed(&mut rx),
+            [("datahub:publish".to_owned(), false)],
+            "{engine:?}"
+        );
+        // A grant to the suspended account is not usable yet: not streamed.
+        w.workflow
+            .grant(&admin(), "cmartin", "datahub:dashboards", "", None)
+            .await
+            .unwrap();
+        assert!(streamed(&mut rx).is_empty(), "{engine:?}");
+
+        reactivate(&w, &w.admin_token, "cmartin").await.unwrap();
+        assert_eq!(
+            streamed(&mut rx),
+            [
+                ("datahub:dashboards".to_owned(), true),
+                ("datahub:publish".to_owned(), true)
+            ],
+            "{engine:?}"
+        );
+    }
+}
