@@ -307,8 +307,8 @@ def test_a_suspended_account_is_refused_through_proconnect_until_reactivated(
     assert "Location" not in arrival.answer.headers
     assert pages.is_french_page(arrival.answer)
     assert (
-        "Votre compte est suspendu. Pour en savoir plus, écrivez à l'équipe DataGrandEst."
-        in pages.page_text(arrival.answer)
+        "Votre compte est suspendu. Pour en savoir plus, écrivez à l'équipe DataGrandEst "
+        "à l'adresse contact@datagrandest.fr." in pages.page_text(arrival.answer)
     )
     assert env.account_by_email(email)["status"] == "suspended"
     dgectl.ok("accounts", "reactivate", account["id"])

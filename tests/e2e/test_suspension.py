@@ -27,7 +27,8 @@ from portal import (
 RIGHT = "datahub:publish"
 REASON = "Comptes partagés entre plusieurs agents, signalé par le DPO."
 SUSPENDED_MESSAGE = (
-    "Votre compte est suspendu. Pour en savoir plus, écrivez à l'équipe DataGrandEst."
+    "Votre compte est suspendu. Pour en savoir plus, écrivez à l'équipe DataGrandEst "
+    "à l'adresse contact@datagrandest.fr."
 )
 SUSPENDED_SUBJECT = "Votre compte DataGrandEst est suspendu"
 REACTIVATED_SUBJECT = "Votre compte DataGrandEst est de nouveau actif"

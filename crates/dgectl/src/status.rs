@@ -141,6 +141,10 @@ mod tests {
             AccountStatus::from(AccountStatusArg::Rejected),
             AccountStatus::Rejected
         );
+        assert_eq!(
+            AccountStatus::from(AccountStatusArg::Suspended),
+            AccountStatus::Suspended
+        );
     }
 
     #[test]

@@ -108,7 +108,10 @@ async fn open_and_finish(pages: &Pages, jar: CookieJar, pending: &PendingLogin) 
             StatusCode::FORBIDDEN,
             &pending.req,
             "",
-            Some(super::login::not_active_message(account.status)),
+            Some(&super::login::not_active_message(
+                pages.render.portal(),
+                account.status,
+            )),
         );
     }
     let now = pages.provider.now();
