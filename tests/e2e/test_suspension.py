@@ -157,7 +157,11 @@ def test_dgectl_refuses_bad_suspensions_with_clear_messages(idp, datahub, dgectl
     assert never.returncode == EXIT_REFUSED, describe(never)
     assert "not suspended" in never.stderr, describe(never)
 
-    dgectl.ok("accounts", "suspend", person.login, "--reason", REASON, "--yes")
+    done = dgectl.ok(
+        "accounts", "suspend", person.login, "--reason", REASON, "--yes", output="table"
+    )
+    # API tokens belong to no account: the administrator is told to revoke them apart.
+    assert "API tokens" in done.stdout and "not tied to accounts" in done.stdout, describe(done)
     twice = dgectl.run("accounts", "suspend", person.login, "--reason", REASON, "--yes")
     assert twice.returncode == EXIT_REFUSED, describe(twice)
     assert "not active" in twice.stderr, describe(twice)

@@ -225,8 +225,20 @@ async fn suspend(
         .map_err(|status| api.fail(status))?
         .into_inner();
     let note = format!("account {login} suspended; its sessions and tokens are ended");
-    print_one(out, response.account.as_ref(), Some(note))
+    print_one(out, response.account.as_ref(), Some(note))?;
+    // Not in the JSON on stdout, which scripts read: said on stderr there.
+    match out {
+        OutputFormat::Table => output::print_line(API_TOKENS_NOTE)?,
+        OutputFormat::Json => eprintln!("{API_TOKENS_NOTE}"),
+    }
+    Ok(())
 }
+
+/// What a suspension does not end: admin API tokens belong to no account.
+const API_TOKENS_NOTE: &str = "note: administrator API tokens (dgeat_…, such as the bootstrap \
+     token in <data-dir>/admin.token) are not tied to accounts and keep working: if this person \
+     held or could read one, revoke or rotate it separately (no dgectl command does it yet; \
+     see the README, \"Suspending an account\")";
 
 async fn reactivate(
     api: &Api,
