@@ -239,4 +239,11 @@ def test_a_login_waiting_at_the_code_step_ends_if_the_account_is_suspended_meanw
     assert "Location" not in answer.headers
     assert "Votre compte est suspendu." in pages.page_text(answer)
     no_session(http, idp)
+    # The refusal is audited, as one at the password form is.
+    account_id = dgectl.json("accounts", "show", person.login)["account"]["id"]
+    events = dgectl.json("audit", "list", "--subject", account_id)["events"]
+    assert any(
+        e["action"] == "login.refused_inactive" and e["detail"] == "via=password status=suspended"
+        for e in events
+    ), events
     dgectl.ok("accounts", "reactivate", person.login)

@@ -313,6 +313,24 @@ async fn a_suspended_account_is_refused_through_its_upstream_and_cannot_be_linke
         )
         .await;
         assert!(links.is_empty(), "{engine:?}: not linked");
+        // Both refusals are in the audit log, as a refused password login is.
+        for account in [id.as_str(), "local-1"] {
+            let details = one_string(
+                &b,
+                "SELECT detail FROM audit_events WHERE subject = $1 AND action = 'login.refused_inactive'",
+                account,
+            )
+            .await;
+            assert_eq!(
+                details.len(),
+                1,
+                "{engine:?}: {account}: {details:?}"
+            );
+            assert!(
+                details[0].starts_with("upstream=") && details[0].ends_with("status=suspended"),
+                "{engine:?}: {details:?}"
+            );
+        }
 
         // Reactivated, the same identity logs in again.
         sqlx::query("UPDATE accounts SET status = 'active' WHERE id = $1")

@@ -102,6 +102,15 @@ async fn open_and_finish(pages: &Pages, jar: CookieJar, pending: &PendingLogin) 
     // reached through an upstream: no session.
     if account.status != dge_registry::AccountStatus::Active {
         tracing::info!(account_id = %account.id, status = account.status.as_str(), "login refused: account not active");
+        let via = pending.upstream.as_deref().unwrap_or("password");
+        if let Err(e) = pages
+            .registry
+            .audit_refused_inactive(&account.id, via, account.status)
+            .await
+        {
+            // The person is refused all the same; only the audit row is missing.
+            tracing::error!(error = %dge_core::ErrorChain(&e), "refused login not audited");
+        }
         return super::login::login_page(
             pages,
             jar,
