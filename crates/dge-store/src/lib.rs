@@ -195,14 +195,21 @@ impl Db {
     /// table, so a start with nothing to apply skips it).
     async fn migrate_sqlite(&self) -> Result<()> {
         let mut conn = self.pool.acquire().await?;
-        // No table yet on a fresh database: everything is to apply.
-        let applied: i64 = sqlx::query("SELECT COUNT(*) AS n FROM _sqlx_migrations")
-            .fetch_one(&mut *conn)
-            .await
-            .and_then(|r| r.try_get("n"))
-            .unwrap_or(0);
-        let pending =
-            usize::try_from(applied).map_or(true, |n| n < SQLITE_MIGRATIONS.iter().count());
+        // If this future is dropped (a start cancelled) while foreign keys are off,
+        // the connection must not go back to the pool: it is closed instead, and the
+        // pool opens a fresh one with the pragmas of `after_connect`.
+        conn.close_on_drop();
+        // Pending: an embedded version not applied successfully. No table yet on a
+        // fresh database: everything is to apply.
+        let applied: Vec<i64> =
+            sqlx::query("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+                .fetch_all(&mut *conn)
+                .await
+                .and_then(|rows| rows.iter().map(|r| r.try_get("version")).collect())
+                .unwrap_or_default();
+        let pending = SQLITE_MIGRATIONS
+            .iter()
+            .any(|m| applied.binary_search(&m.version).is_err());
         if !pending {
             // Still run: it checks that no applied migration was edited.
             SQLITE_MIGRATIONS.run(&mut *conn).await?;
@@ -218,10 +225,6 @@ impl Db {
         let restored = sqlx::query("PRAGMA foreign_keys = ON")
             .execute(&mut *conn)
             .await;
-        if restored.is_err() {
-            // Never hand a connection without foreign keys back to the pool.
-            conn.close_on_drop();
-        }
         ran?;
         restored?;
         let dangling = checked?;

@@ -1,6 +1,8 @@
 //! The SQLite rebuild of `accounts` that allows the `suspended` status: a database
 //! made by the earlier migrations, with rows in `accounts` and in the tables that
 //! refer to it, keeps every row, column, index and foreign key through it.
+//! And a start cancelled during the migrations leaves no connection without foreign
+//! keys in the pool.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -242,5 +244,43 @@ async fn the_accounts_rebuild_keeps_rows_columns_indexes_and_foreign_keys() {
             .execute(db.pool())
             .await
             .is_err()
+    );
+}
+
+/// Whether a connection of the pool enforces foreign keys.
+async fn foreign_keys_on(db: &Db) -> bool {
+    count(db, "PRAGMA foreign_keys").await == 1
+}
+
+#[tokio::test]
+async fn a_start_cancelled_during_the_migrations_never_leaves_foreign_keys_off_in_the_pool() {
+    // The migrations run with foreign keys off on one connection; a start dropped
+    // meanwhile (a timeout, a signal) must not give that connection back to the pool.
+    // Cancelled at growing delays (even the first poll reaches the pragma), some of
+    // them land while foreign keys are off.
+    let mut cancelled = 0;
+    for micros in (0..60).map(|i| i * 250) {
+        let scratch = ScratchDb::sqlite("migrations-cancel");
+        // One connection: the next query gets the migrations' one if it came back.
+        let db = Db::connect(scratch.url(), 1).await.unwrap();
+        let done = tokio::time::timeout(
+            std::time::Duration::from_micros(micros),
+            db.migrate(),
+        )
+        .await;
+        if done.is_err() {
+            cancelled += 1;
+        }
+        assert!(
+            foreign_keys_on(&db).await,
+            "cancelled after {micros} µs: a connection without foreign keys is in the pool"
+        );
+        // And the next start finishes the work.
+        db.migrate().await.unwrap();
+        assert!(foreign_keys_on(&db).await);
+    }
+    assert!(
+        cancelled > 0,
+        "no delay cancelled the migrations: the test proves nothing"
     );
 }
