@@ -321,11 +321,7 @@ async fn a_suspended_account_is_refused_through_its_upstream_and_cannot_be_linke
                 account,
             )
             .await;
-            assert_eq!(
-                details.len(),
-                1,
-                "{engine:?}: {account}: {details:?}"
-            );
+            assert_eq!(details.len(), 1, "{engine:?}: {account}: {details:?}");
             assert!(
                 details[0].starts_with("upstream=") && details[0].ends_with("status=suspended"),
                 "{engine:?}: {details:?}"

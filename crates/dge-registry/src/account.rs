@@ -11,8 +11,8 @@ use dge_core::{MaskedEmail, Secret, Violations};
 use serde_json::{Value, json};
 use sqlx::{AnyConnection, Row};
 
-use crate::domain::{Account, AccountStatus};
 use crate::domain::signup::{normalise_email, person_fields};
+use crate::domain::{Account, AccountStatus};
 use crate::reset::revoke_everything;
 use crate::{Error, Registry, Result, store};
 

@@ -263,11 +263,8 @@ async fn a_start_cancelled_during_the_migrations_never_leaves_foreign_keys_off_i
         let scratch = ScratchDb::sqlite("migrations-cancel");
         // One connection: the next query gets the migrations' one if it came back.
         let db = Db::connect(scratch.url(), 1).await.unwrap();
-        let done = tokio::time::timeout(
-            std::time::Duration::from_micros(micros),
-            db.migrate(),
-        )
-        .await;
+        let done =
+            tokio::time::timeout(std::time::Duration::from_micros(micros), db.migrate()).await;
         if done.is_err() {
             cancelled += 1;
         }

@@ -68,21 +68,20 @@ async fn suspension_emails_name_the_portal_once_and_the_reactivation_ends_with_t
             "{kind}: the portal named twice in a sentence: {text}"
         );
         assert_eq!(
-            text.to_lowercase().matches("l'équipe portail ouvert").count(),
+            text.to_lowercase()
+                .matches("l'équipe portail ouvert")
+                .count(),
             2,
             "{kind}: once in the text, once in the signature: {text}"
         );
-        assert_eq!(
-            text.matches("Portail Ouvert").count(),
-            3,
-            "{kind}: {text}"
-        );
+        assert_eq!(text.matches("Portail Ouvert").count(), 3, "{kind}: {text}");
     }
-    let text: String = sqlx::query("SELECT body_text FROM outbox WHERE kind = 'account_reactivated'")
-        .fetch_one(db.pool())
-        .await
-        .unwrap()
-        .get("body_text");
+    let text: String =
+        sqlx::query("SELECT body_text FROM outbox WHERE kind = 'account_reactivated'")
+            .fetch_one(db.pool())
+            .await
+            .unwrap()
+            .get("body_text");
     assert!(
         text.contains("Pour vous connecter : https://idp.example.org/login"),
         "{text}"
