@@ -106,7 +106,7 @@ DGE_E2E_BACKEND=postgres .venv/bin/python -m pytest -q \
     tests/e2e/test_bad_input.py tests/e2e/test_local_accounts.py tests/e2e/test_mail_smtp.py \
     tests/e2e/test_oidc_provider.py tests/e2e/test_oidc_hardening.py tests/e2e/test_operations.py \
     tests/e2e/test_rejection.py tests/e2e/test_device_login.py tests/e2e/test_mfa.py \
-    tests/e2e/test_rate_limits.py
+    tests/e2e/test_rate_limits.py tests/e2e/test_suspension.py
 
 section "Fuzzing: each cargo fuzz target on its seed corpus (fuzz/, docs/security.md)"
 if ! cargo fuzz --version >/dev/null 2>&1; then

@@ -293,3 +293,23 @@ def test_logging_out_of_a_local_session_returns_straight_to_the_module(env, modu
     )
     assert pages.location(answer) == "http://localhost:8081/?state=s1"
     open_login_page(http, module)  # the session is over: the module's request leads to /login
+
+
+def test_a_suspended_account_is_refused_through_proconnect_until_reactivated(
+    env, module, dgectl
+):
+    login, email = new_agent(env)
+    first_login(env, module, login)
+    account = env.account_by_email(email)
+    dgectl.ok("accounts", "suspend", email, "--reason", "Compte compromis", "--yes")
+    arrival = arrive(pages.browser(), env, module, "proconnect", login)
+    assert arrival.answer.status_code == 403, pages.page_text(arrival.answer)
+    assert "Location" not in arrival.answer.headers
+    assert pages.is_french_page(arrival.answer)
+    assert (
+        "Votre compte est suspendu. Pour en savoir plus, écrivez à l'équipe DataGrandEst "
+        "à l'adresse contact@datagrandest.fr." in pages.page_text(arrival.answer)
+    )
+    assert env.account_by_email(email)["status"] == "suspended"
+    dgectl.ok("accounts", "reactivate", account["id"])
+    assert first_login(env, module, login)["email"] == email

@@ -219,3 +219,31 @@ def test_the_two_step_forms_refuse_a_post_without_their_csrf_token(idp, dgectl, 
     # Nothing changed.
     profile = pages.get(http, f"{idp.base_url}/account/mfa")
     assert "n'est pas activée" in pages.page_text(profile)
+
+
+def test_a_login_waiting_at_the_code_step_ends_if_the_account_is_suspended_meanwhile(
+    idp, dgectl, datahub
+):
+    person = register_active_person(idp, dgectl, datahub)
+    http, login_page, answer = first_step(idp, datahub, person.login, person.password)
+    datahub.callback_url(answer)
+    profile = pages.get(http, f"{idp.base_url}/account/mfa")
+    setup = pages.submit(http, profile, pages.parse(profile).find("form", action="/account/mfa/start"), {})
+    mfa.enrol_on(http, setup, person.login)
+
+    http, login_page, answer = first_step(idp, datahub, person.login, person.password)
+    page = second_step_page(http, answer, "/login/code")
+    dgectl.ok("accounts", "suspend", person.login, "--reason", "Départ", "--yes")
+    answer = type_code(http, page, mfa.fresh_code(person.login))
+    assert answer.status_code == 403, pages.page_text(answer)
+    assert "Location" not in answer.headers
+    assert "Votre compte est suspendu." in pages.page_text(answer)
+    no_session(http, idp)
+    # The refusal is audited, as one at the password form is.
+    account_id = dgectl.json("accounts", "show", person.login)["account"]["id"]
+    events = dgectl.json("audit", "list", "--subject", account_id)["events"]
+    assert any(
+        e["action"] == "login.refused_inactive" and e["detail"] == "via=password status=suspended"
+        for e in events
+    ), events
+    dgectl.ok("accounts", "reactivate", person.login)

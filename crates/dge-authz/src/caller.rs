@@ -337,6 +337,13 @@ impl Authenticator {
     }
 
     async fn api_token(&self, token: &str) -> Result<Caller, Status> {
+        // Missing: API tokens are not tied to accounts. `api_tokens.account_id` exists
+        // in the schema but is never filled (neither `create_api_token` nor
+        // `dge-idp create-admin-token` takes an account), so nothing here checks an
+        // account's status: suspending an administrator leaves the API tokens they
+        // hold working. Tying them would need an owner at creation and a join on
+        // `accounts.status` below; until then the README and `dgectl accounts
+        // suspend` tell administrators to revoke or rotate such tokens separately.
         // The lookup is by SHA-256 digest: the database compares digests, never the
         // token, so timing reveals nothing about a valid token's value.
         let row = sqlx::query(

@@ -3,14 +3,16 @@
 use dge_store::Db;
 use sqlx::Row;
 
-/// The rights an account holds now, sorted.
+/// The rights an account holds now, sorted; none while the account is not active
+/// (`Check` then refuses them all with `inactive_account`).
 ///
 /// # Errors
 /// Fails when the database fails.
 pub async fn rights_of(db: &Db, account_id: &str, now: i64) -> sqlx::Result<Vec<String>> {
     let rows = sqlx::query(
-        "SELECT right_name FROM grants WHERE account_id = $1 \
-         AND (expires_at IS NULL OR expires_at > $2) ORDER BY right_name",
+        "SELECT g.right_name FROM grants g JOIN accounts a ON a.id = g.account_id \
+         WHERE g.account_id = $1 AND a.status = 'active' \
+         AND (g.expires_at IS NULL OR g.expires_at > $2) ORDER BY g.right_name",
     )
     .bind(account_id)
     .bind(now)

@@ -87,6 +87,11 @@ impl Broker {
         .await?;
         let account_id = if let Some(row) = linked {
             let id: String = row.try_get("account_id")?;
+            if account_suspended(&mut tx, &id).await? {
+                refused_suspended(tx, &id, &p.name, now).await?;
+                tracing::info!(account_id = %id, upstream = %p.name, "federated login refused: account suspended");
+                return Err(BrokerError::Suspended);
+            }
             refresh(&mut tx, &p.name, &id, profile, now).await?;
             id
         } else {
@@ -329,7 +334,13 @@ impl Broker {
         if account_id != proven_account_id {
             return Err(BrokerError::BadOffer);
         }
+        // Suspended since the offer (or before it): neither linked nor logged in.
         let provider: String = row.try_get("provider")?;
+        if account_suspended(&mut tx, &account_id).await? {
+            refused_suspended(tx, &account_id, &provider, now).await?;
+            tracing::info!(account_id = %account_id, "link refused: account suspended");
+            return Err(BrokerError::Suspended);
+        }
         let subject: String = row.try_get("subject")?;
         sqlx::query("DELETE FROM upstream_link_offers WHERE token_hash = $1")
             .bind(hash_token(token))
@@ -390,6 +401,37 @@ impl Broker {
             id_token: Secret::new(row.try_get("id_token")?),
         })
     }
+}
+
+/// Whether an administrator suspended `account_id`.
+/// Records a login or link refused because the account is suspended, as the password
+/// form does (`login.refused_inactive`), and ends `tx`: nothing else was written in it.
+async fn refused_suspended(
+    mut tx: dge_store::Transaction<'static, dge_store::Any>,
+    account_id: &str,
+    provider: &str,
+    now: i64,
+) -> sqlx::Result<()> {
+    dge_store::audit(
+        &mut tx,
+        account_id,
+        "login.refused_inactive",
+        account_id,
+        &format!("upstream={provider} status=suspended"),
+        now,
+    )
+    .await?;
+    tx.commit().await
+}
+
+async fn account_suspended(conn: &mut AnyConnection, account_id: &str) -> sqlx::Result<bool> {
+    Ok(
+        sqlx::query("SELECT 1 AS found FROM accounts WHERE id = $1 AND status = 'suspended'")
+            .bind(account_id)
+            .fetch_optional(&mut *conn)
+            .await?
+            .is_some(),
+    )
 }
 
 async fn insert_link(

@@ -263,3 +263,77 @@ async fn an_offer_dies_after_five_wrong_proofs() {
         ));
     }
 }
+
+#[tokio::test]
+async fn a_suspended_account_is_refused_through_its_upstream_and_cannot_be_linked() {
+    for engine in ENGINES {
+        let (b, _, _database) = broker(engine).await;
+        let jeanne = agent("s1", "jeanne@dreal.fr", None);
+        let id = logged_in(&b, &jeanne).await;
+        // An offer to link a new identity to Claire's account, made before she is
+        // suspended.
+        let Outcome::LinkOffered(offer) = settle(&b, &agent("s9", "claire@nancy.fr", None)).await
+        else {
+            panic!("expected a link offer on {engine:?}");
+        };
+        for account in [id.as_str(), "local-1"] {
+            sqlx::query("UPDATE accounts SET status = 'suspended' WHERE id = $1")
+                .bind(account)
+                .execute(b.db.pool())
+                .await
+                .unwrap();
+        }
+
+        let p = &b.providers()[0];
+        let renamed = Profile {
+            family_name: "Dupont-Weber".into(),
+            ..jeanne.clone()
+        };
+        let refused = b
+            .settle(p, &renamed, "header.payload.signature", None)
+            .await;
+        assert!(
+            matches!(refused, Err(BrokerError::Suspended)),
+            "{engine:?}: {refused:?}"
+        );
+        let name = one_string(&b, "SELECT family_name FROM accounts WHERE id = $1", &id).await;
+        assert_eq!(name, ["Dupont"], "{engine:?}: nothing refreshed");
+
+        let token = offer.token.expose().clone();
+        b.send_link_code(&token).await.unwrap();
+        let refused = b.accept_offer(&token, "local-1", Proof::EmailedCode).await;
+        assert!(
+            matches!(refused, Err(BrokerError::Suspended)),
+            "{engine:?}: {refused:?}"
+        );
+        let links = one_string(
+            &b,
+            "SELECT subject FROM federated_links WHERE account_id = $1",
+            "local-1",
+        )
+        .await;
+        assert!(links.is_empty(), "{engine:?}: not linked");
+        // Both refusals are in the audit log, as a refused password login is.
+        for account in [id.as_str(), "local-1"] {
+            let details = one_string(
+                &b,
+                "SELECT detail FROM audit_events WHERE subject = $1 AND action = 'login.refused_inactive'",
+                account,
+            )
+            .await;
+            assert_eq!(details.len(), 1, "{engine:?}: {account}: {details:?}");
+            assert!(
+                details[0].starts_with("upstream=") && details[0].ends_with("status=suspended"),
+                "{engine:?}: {details:?}"
+            );
+        }
+
+        // Reactivated, the same identity logs in again.
+        sqlx::query("UPDATE accounts SET status = 'active' WHERE id = $1")
+            .bind(&id)
+            .execute(b.db.pool())
+            .await
+            .unwrap();
+        assert_eq!(logged_in(&b, &jeanne).await, id, "{engine:?}");
+    }
+}

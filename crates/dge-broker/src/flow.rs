@@ -74,6 +74,10 @@ pub enum BrokerError {
     /// The address belongs to another account; linking needs the owner's proof.
     #[error("email address already belongs to another account")]
     EmailInUse,
+    /// The account is suspended by an administrator: no login until it is
+    /// reactivated, and no new link to it.
+    #[error("account is suspended")]
+    Suspended,
     /// The link offer is unknown, used up or expired.
     #[error("unknown or expired link offer")]
     BadOffer,

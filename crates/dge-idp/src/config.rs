@@ -427,6 +427,7 @@ impl PortalConfig {
         portal.primary_color.clone_from(&self.primary_color);
         portal.tagline.clone_from(&self.tagline);
         portal.footer_text.clone_from(&self.footer_text);
+        portal.support_email.clone_from(&self.support_email);
         portal.footer_links = self
             .footer_links
             .iter()

@@ -215,7 +215,7 @@ async fn refresh_gauges(db: &Db) -> sqlx::Result<()> {
         (
             "accounts",
             "dge_accounts",
-            &["unconfirmed", "pending", "active", "rejected"][..],
+            &["unconfirmed", "pending", "active", "rejected", "suspended"][..],
         ),
         (
             "outbox",

@@ -47,6 +47,9 @@ const KINDS: &[(&str, &str, &str, &str)] = &[
     // Security (issue 9): two-step verification turned on or off.
     kind!("mfa_enabled"),
     kind!("mfa_disabled"),
+    // Administration: an account suspended, then reactivated.
+    kind!("account_suspended"),
+    kind!("account_reactivated"),
 ];
 
 /// Templates the kinds extend or import.

@@ -19,6 +19,8 @@ pub struct Portal {
     pub tagline: String,
     /// Sentence after the portal's name in the footer.
     pub footer_text: String,
+    /// Where people write for help (`portal.support_email`); empty: none given.
+    pub support_email: String,
     /// Links of the footer, after the link back to the portal.
     pub footer_links: Vec<FooterLink>,
     /// The logo, served by us at [`LOGO_PATH`] (the CSP allows images from us only).
@@ -77,6 +79,7 @@ impl Default for Portal {
             primary_color: "#000091".into(),
             tagline: "Espace d'identification".into(),
             footer_text: "la plateforme régionale des données publiques en Grand Est.".into(),
+            support_email: "contact@datagrandest.fr".into(),
             footer_links: Vec::new(),
             logo: None,
             logo_url: None,

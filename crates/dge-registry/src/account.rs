@@ -11,8 +11,8 @@ use dge_core::{MaskedEmail, Secret, Violations};
 use serde_json::{Value, json};
 use sqlx::{AnyConnection, Row};
 
-use crate::domain::Account;
 use crate::domain::signup::{normalise_email, person_fields};
+use crate::domain::{Account, AccountStatus};
 use crate::reset::revoke_everything;
 use crate::{Error, Registry, Result, store};
 
@@ -476,7 +476,8 @@ impl Registry {
     /// replaces the old one, which is told. Returns the account.
     ///
     /// # Errors
-    /// [`Error::BadToken`] when unknown, used, expired or the address was taken since.
+    /// [`Error::BadToken`] when unknown, used, expired, the address was taken since,
+    /// or the account is not active (suspended).
     pub async fn confirm_email_change(&self, token: &str) -> Result<Account> {
         let now = self.clock.now();
         let mut tx = self.db.begin().await?;
@@ -492,8 +493,12 @@ impl Registry {
         let account_id: String = row.try_get("account_id")?;
         let new_email: String = row.try_get("new_email")?;
         let new_key: String = row.try_get("new_email_key")?;
+        // A suspension cancels pending changes; refusing any account that is not
+        // active also covers a link confirmed while the suspension commits; the
+        // answer is that of a bad link.
         let old = store::find_account_in(&mut tx, &account_id)
             .await?
+            .filter(|a| a.status == AccountStatus::Active)
             .ok_or(Error::BadToken)?;
         sqlx::query("UPDATE email_changes SET used_at = $1, updated_at = $1 WHERE token_hash = $2")
             .bind(now)

@@ -38,6 +38,7 @@ pub fn status_to_proto(status: AccountStatus) -> pb::AccountStatus {
         AccountStatus::Pending => pb::AccountStatus::Pending,
         AccountStatus::Active => pb::AccountStatus::Active,
         AccountStatus::Rejected => pb::AccountStatus::Rejected,
+        AccountStatus::Suspended => pb::AccountStatus::Suspended,
     }
 }
 
@@ -174,6 +175,7 @@ impl AccountRegistry for AccountRegistryService {
             Ok(pb::AccountStatus::Pending) => Some(AccountStatus::Pending),
             Ok(pb::AccountStatus::Active) => Some(AccountStatus::Active),
             Ok(pb::AccountStatus::Rejected) => Some(AccountStatus::Rejected),
+            Ok(pb::AccountStatus::Suspended) => Some(AccountStatus::Suspended),
             Err(_) => {
                 let mut v = Violations::new();
                 v.add("status", "unknown", "statut inconnu");

@@ -75,8 +75,12 @@ pub(crate) async fn provider_label(
     }))
 }
 
-/// Ends every way the account is logged in: sessions, access and refresh tokens.
-pub(crate) async fn revoke_everything(
+/// Ends every way the account is logged in: sessions, access and refresh tokens, in
+/// the caller's transaction. Call [`Registry::everything_revoked`] after the commit.
+///
+/// # Errors
+/// The database failed.
+pub async fn revoke_everything(
     conn: &mut AnyConnection,
     account_id: &str,
     now: i64,
@@ -97,7 +101,7 @@ pub(crate) async fn revoke_everything(
 impl Registry {
     /// After the commit of [`revoke_everything`]: every replica's `Check` caches forget
     /// the account, its Redis sessions are freed, and the emails queued with it leave.
-    pub(crate) async fn everything_revoked(&self, account_id: &str) {
+    pub async fn everything_revoked(&self, account_id: &str) {
         self.db.access_changed().await;
         self.sessions.forget_account(account_id).await;
         self.outbox.wake();

@@ -39,7 +39,7 @@ use dge_store::ephemeral::Ephemeral;
 use serde_json::json;
 
 use crate::service::LoginError;
-use crate::{Account, Registry, Result, store};
+use crate::{Account, AccountStatus, Registry, Result, store};
 
 /// Settings of the login throttle, with defaults fit for production.
 #[derive(Debug, Clone)]
@@ -352,6 +352,24 @@ impl Registry {
         let mut conn = self.db.pool().acquire().await?;
         dge_store::audit(&mut conn, actor, action, subject, detail, self.clock.now()).await?;
         Ok(())
+    }
+
+    /// Records a login refused because the account is not active on a path past the
+    /// password form (the two-step code, the end of an upstream login), as the form
+    /// does: `login.refused_inactive`, with the first step (`via`: `password` or the
+    /// upstream's name) and the status in the detail.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn audit_refused_inactive(
+        &self,
+        account_id: &str,
+        via: &str,
+        status: AccountStatus,
+    ) -> Result<()> {
+        let detail = format!("via={via} status={}", status.as_str());
+        self.audit_login(account_id, "login.refused_inactive", &detail)
+            .await
     }
 
     async fn audit_login(&self, actor: &str, action: &str, detail: &str) -> Result<()> {

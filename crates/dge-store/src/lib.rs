@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
-use sqlx::{AnyPool, ConnectOptions};
+use sqlx::{AnyPool, ConnectOptions, Row};
 
 pub use sqlx::{Any, AnyConnection, Transaction};
 
@@ -45,6 +45,9 @@ pub enum Error {
     /// A migration failed.
     #[error("migration failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// After the migrations, rows refer to rows that do not exist.
+    #[error("migrations left broken foreign keys: {0}")]
+    ForeignKeys(String),
 }
 
 /// Result alias for this crate.
@@ -172,11 +175,67 @@ impl Db {
     /// # Errors
     /// Fails when a migration fails or a landed one was edited.
     pub async fn migrate(&self) -> Result<()> {
-        let migrator = match self.backend {
-            Backend::Sqlite => &SQLITE_MIGRATIONS,
-            Backend::Postgres => &POSTGRES_MIGRATIONS,
-        };
-        migrator.run(&self.pool).await?;
+        match self.backend {
+            Backend::Sqlite => self.migrate_sqlite().await,
+            Backend::Postgres => {
+                POSTGRES_MIGRATIONS.run(&self.pool).await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// The SQLite migrations, on one connection with foreign keys off, then checked.
+    ///
+    /// SQLite changes a CHECK constraint only by rebuilding the table, and dropping
+    /// the old `accounts` with foreign keys on would delete the rows of every table
+    /// that refers to it `ON DELETE CASCADE`. The pragma is a no-op inside a
+    /// transaction, and sqlx runs each migration in one: it is set here, around
+    /// them all, as SQLite's own procedure does
+    /// (<https://www.sqlite.org/lang_altertable.html#otheralter>). When migrations
+    /// ran, a dangling reference they left fails the start (the check reads every
+    /// table, so a start with nothing to apply skips it).
+    async fn migrate_sqlite(&self) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        // If this future is dropped (a start cancelled) while foreign keys are off,
+        // the connection must not go back to the pool: it is closed instead, and the
+        // pool opens a fresh one with the pragmas of `after_connect`.
+        conn.close_on_drop();
+        // Pending: an embedded version not applied successfully. No table yet on a
+        // fresh database: everything is to apply.
+        let applied: Vec<i64> =
+            sqlx::query("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+                .fetch_all(&mut *conn)
+                .await
+                .and_then(|rows| rows.iter().map(|r| r.try_get("version")).collect())
+                .unwrap_or_default();
+        let pending = SQLITE_MIGRATIONS
+            .iter()
+            .any(|m| applied.binary_search(&m.version).is_err());
+        if !pending {
+            // Still run: it checks that no applied migration was edited.
+            SQLITE_MIGRATIONS.run(&mut *conn).await?;
+            return Ok(());
+        }
+        sqlx::query("PRAGMA foreign_keys = OFF")
+            .execute(&mut *conn)
+            .await?;
+        let ran = SQLITE_MIGRATIONS.run(&mut *conn).await;
+        let checked = sqlx::query("PRAGMA foreign_key_check")
+            .fetch_all(&mut *conn)
+            .await;
+        let restored = sqlx::query("PRAGMA foreign_keys = ON")
+            .execute(&mut *conn)
+            .await;
+        ran?;
+        restored?;
+        let dangling = checked?;
+        if let Some(row) = dangling.first() {
+            let table: String = row.try_get(0).unwrap_or_default();
+            return Err(Error::ForeignKeys(format!(
+                "{} row(s) refer to missing rows after the migrations (first in table {table})",
+                dangling.len()
+            )));
+        }
         Ok(())
     }
 

@@ -48,6 +48,10 @@ fn check_may_administer(account: &Account) -> Result<()> {
             "rejected",
             "ce compte a été refusé : il ne peut pas devenir administrateur",
         ),
+        AccountStatus::Suspended => (
+            "suspended",
+            "ce compte est suspendu : il ne peut pas devenir administrateur",
+        ),
     };
     Err(Error::field("account", code, message))
 }

@@ -364,6 +364,37 @@ impl ValidationWorkflow for ValidationWorkflowService {
         }))
     }
 
+    async fn suspend_account(
+        &self,
+        request: Request<pb::SuspendAccountRequest>,
+    ) -> GrpcResult<pb::SuspendAccountResponse> {
+        let actor = self.actor(&request).await?;
+        actor.require_admin()?;
+        let r = request.into_inner();
+        require(&[("account", &r.account), ("reason", &r.reason)])?;
+        let account = self.workflow.suspend(&actor, &r.account, &r.reason).await?;
+        Ok(Response::new(pb::SuspendAccountResponse {
+            account: Some(account_to_proto(account)),
+        }))
+    }
+
+    async fn reactivate_account(
+        &self,
+        request: Request<pb::ReactivateAccountRequest>,
+    ) -> GrpcResult<pb::ReactivateAccountResponse> {
+        let actor = self.actor(&request).await?;
+        actor.require_admin()?;
+        let r = request.into_inner();
+        require(&[("account", &r.account)])?;
+        let account = self
+            .workflow
+            .reactivate(&actor, &r.account, &r.reason)
+            .await?;
+        Ok(Response::new(pb::ReactivateAccountResponse {
+            account: Some(account_to_proto(account)),
+        }))
+    }
+
     async fn list_admins(
         &self,
         request: Request<pb::ListAdminsRequest>,

@@ -6,6 +6,7 @@
 //! - [`service`]: approval and rejection, one by one or in bulk.
 //! - [`queue`]: the pending queue, filtered and paginated.
 //! - [`admins`]: global administrators, granted and revoked over gRPC.
+//! - [`suspension`]: accounts suspended and reactivated by a global administrator.
 //! - [`organisations`]: the directory, proposed organisations, CSV import.
 //! - [`siret`]: SIRET checksums.
 //! - [`rights`]: modules, rights, role bundles, grants, the audit log, and the
@@ -22,6 +23,7 @@ pub mod queue;
 pub mod rights;
 pub mod service;
 pub mod siret;
+pub mod suspension;
 
 pub use access::Actor;
 pub use service::Workflow;

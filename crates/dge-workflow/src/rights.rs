@@ -156,10 +156,13 @@ pub(crate) fn check_reason(reason: &str) -> Result<()> {
 
 /// Rights go to accounts whose address is confirmed: active ones, and pending ones so
 /// that an administrator can grant while approving (issue 4). An unconfirmed sign-up
-/// may belong to someone who does not own the address; a rejected one is closed.
+/// may belong to someone who does not own the address; a rejected one is closed. A
+/// suspended account keeps its rights, and may be given more, for its reactivation:
+/// `Check` refuses them all while it is suspended, and `WatchRights` streams them at
+/// the reactivation, not at the grant.
 fn check_grantable(account: &Account) -> Result<()> {
     match account.status {
-        AccountStatus::Active | AccountStatus::Pending => Ok(()),
+        AccountStatus::Active | AccountStatus::Pending | AccountStatus::Suspended => Ok(()),
         AccountStatus::Unconfirmed => Err(Error::field(
             "account",
             "unconfirmed",
@@ -282,7 +285,10 @@ impl Workflow {
         tx.commit().await?;
         self.db().access_changed().await;
         if granted {
-            self.publish(&account.id, right, true, now).await;
+            // A suspended account's grants are streamed at its reactivation.
+            if account.status != AccountStatus::Suspended {
+                self.publish(&account.id, right, true, now).await;
+            }
             tracing::info!(account_id = %account.id, right, "right granted");
         }
         Ok(granted)
@@ -354,8 +360,10 @@ impl Workflow {
         }
         tx.commit().await?;
         self.db().access_changed().await;
-        for right in &granted {
-            self.publish(&account.id, right, true, now).await;
+        if account.status != AccountStatus::Suspended {
+            for right in &granted {
+                self.publish(&account.id, right, true, now).await;
+            }
         }
         Ok(granted)
     }

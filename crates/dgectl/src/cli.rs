@@ -361,6 +361,30 @@ pub(crate) enum AccountsCommand {
         #[command(flatten)]
         confirm: ConfirmOpts,
     },
+
+    /// Suspend an active account: no more logins, its sessions and tokens end at once;
+    /// its rights are kept for a reactivation; the person is emailed
+    Suspend {
+        /// Login, email address or account id
+        login: String,
+
+        /// Why (kept in the audit log for administrators; not sent to the person)
+        #[arg(long, value_parser = NonEmptyStringValueParser::new())]
+        reason: String,
+
+        #[command(flatten)]
+        confirm: ConfirmOpts,
+    },
+
+    /// Reactivate a suspended account, with the rights it held; the person is emailed
+    Reactivate {
+        /// Login, email address or account id
+        login: String,
+
+        /// Why (kept in the audit log)
+        #[arg(long)]
+        reason: Option<String>,
+    },
 }
 
 /// Arguments of `dgectl accounts pending`.
@@ -884,6 +908,41 @@ mod tests {
         let err = parse(&["accounts", "list", "--status", "asleep"]).expect_err("bad status");
         assert_eq!(err.kind(), ErrorKind::InvalidValue);
         assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn suspend_requires_a_reason_and_reactivate_does_not() {
+        let err = parse(&["accounts", "suspend", "alice"]).expect_err("no reason");
+        assert_eq!(err.kind(), ErrorKind::MissingRequiredArgument);
+        let err = parse(&["accounts", "suspend", "alice", "--reason", ""]).expect_err("empty");
+        assert_eq!(err.exit_code(), 2);
+        let cli = parse(&[
+            "accounts", "suspend", "alice", "--reason", "départ", "--yes",
+        ])
+        .expect("valid arguments");
+        let Command::Accounts(AccountsCommand::Suspend {
+            login,
+            reason,
+            confirm,
+        }) = cli.command
+        else {
+            panic!("parsed as {:?}", cli.command);
+        };
+        assert_eq!((login.as_str(), reason.as_str()), ("alice", "départ"));
+        assert!(confirm.yes);
+        let cli = parse(&["accounts", "reactivate", "alice"]).expect("valid arguments");
+        assert!(matches!(
+            cli.command,
+            Command::Accounts(AccountsCommand::Reactivate { reason: None, .. })
+        ));
+        let cli = parse(&["accounts", "list", "--status", "suspended"]).expect("valid");
+        assert!(matches!(
+            cli.command,
+            Command::Accounts(AccountsCommand::List {
+                status: Some(AccountStatusArg::Suspended),
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -15,6 +15,8 @@ pub(crate) enum AccountStatusArg {
     Active,
     /// Refused by an administrator.
     Rejected,
+    /// Suspended by an administrator; can be reactivated.
+    Suspended,
 }
 
 impl From<AccountStatusArg> for AccountStatus {
@@ -24,6 +26,7 @@ impl From<AccountStatusArg> for AccountStatus {
             AccountStatusArg::Pending => Self::Pending,
             AccountStatusArg::Active => Self::Active,
             AccountStatusArg::Rejected => Self::Rejected,
+            AccountStatusArg::Suspended => Self::Suspended,
         }
     }
 }
@@ -63,6 +66,7 @@ pub(crate) fn account_status_name(raw: i32) -> String {
         Ok(AccountStatus::Pending) => "pending".to_owned(),
         Ok(AccountStatus::Active) => "active".to_owned(),
         Ok(AccountStatus::Rejected) => "rejected".to_owned(),
+        Ok(AccountStatus::Suspended) => "suspended".to_owned(),
         Err(_) => format!("unknown({raw})"),
     }
 }
@@ -136,6 +140,10 @@ mod tests {
         assert_eq!(
             AccountStatus::from(AccountStatusArg::Rejected),
             AccountStatus::Rejected
+        );
+        assert_eq!(
+            AccountStatus::from(AccountStatusArg::Suspended),
+            AccountStatus::Suspended
         );
     }
 

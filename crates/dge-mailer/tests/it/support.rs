@@ -124,7 +124,9 @@ pub(crate) fn sample_context(kind: &str) -> Value {
             "valid_hours": 48,
             "login": "cmartin",
         }),
-        "account_activated" => json!({ "login_url": "https://idp.example.org/login" }),
+        "account_activated" | "account_reactivated" => {
+            json!({ "login_url": "https://idp.example.org/login" })
+        }
         "account_rejected" => json!({ "reason": "Organisme inconnu : écrivez-nous <svp>." }),
         "signup_existing" => json!({
             "login_url": "https://idp.example.org/login",

@@ -44,3 +44,47 @@ async fn every_template_names_the_configured_portal_and_addresses() {
         assert!(html.contains("mailto:aide@portail.example.org"), "{kind}");
     }
 }
+
+#[tokio::test]
+async fn suspension_emails_name_the_portal_once_and_the_reactivation_ends_with_the_login_link() {
+    let (url, _database) = fresh_url(Engine::Sqlite).await;
+    let db = Db::connect(&url, 2).await.unwrap();
+    let outbox = Outbox::new(MailSettings {
+        portal_name: "Portail Ouvert".into(),
+        home_url: "https://portail.example.org/accueil".into(),
+        support_email: "aide@portail.example.org".into(),
+        from: "Portail Ouvert <ne-pas-repondre@portail.example.org>".into(),
+    });
+    for kind in ["account_suspended", "account_reactivated"] {
+        enqueue(&db, &outbox, kind, "zoe@nancy.fr", "Zoé").await;
+        let text: String = sqlx::query("SELECT body_text FROM outbox WHERE kind = $1")
+            .bind(kind)
+            .fetch_one(db.pool())
+            .await
+            .unwrap()
+            .get("body_text");
+        assert!(
+            !text.contains("votre compte Portail Ouvert"),
+            "{kind}: the portal named twice in a sentence: {text}"
+        );
+        assert_eq!(
+            text.to_lowercase()
+                .matches("l'équipe portail ouvert")
+                .count(),
+            2,
+            "{kind}: once in the text, once in the signature: {text}"
+        );
+        assert_eq!(text.matches("Portail Ouvert").count(), 3, "{kind}: {text}");
+    }
+    let text: String =
+        sqlx::query("SELECT body_text FROM outbox WHERE kind = 'account_reactivated'")
+            .fetch_one(db.pool())
+            .await
+            .unwrap()
+            .get("body_text");
+    assert!(
+        text.contains("Pour vous connecter : https://idp.example.org/login"),
+        "{text}"
+    );
+    assert!(text.contains("connectez-vous de nouveau"), "{text}");
+}

@@ -2,6 +2,8 @@
 //! offering to link an upstream identity to an existing account, and the return
 //! from an upstream logout.
 
+use std::borrow::Cow;
+
 use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -12,7 +14,7 @@ use dge_broker::accounts::{PendingOffer, Proof};
 use dge_broker::{BrokerError, FederatedLogin, Hints, LinkOffer, Outcome};
 use dge_core::Secret;
 use dge_core::token::constant_time_eq;
-use dge_registry::LoginError;
+use dge_registry::{AccountStatus, LoginError};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -66,6 +68,7 @@ pub(crate) struct LoggedOutQuery {
 
 fn failure(pages: &Pages, provider: &str, err: &BrokerError) -> Response {
     count_login(pages, provider, "refused");
+    let suspended = super::login::suspended_message(pages.render.portal());
     let (status, message) = match err {
         BrokerError::UnknownProvider => {
             (StatusCode::NOT_FOUND, "Ce mode de connexion n'existe pas.")
@@ -106,6 +109,7 @@ fn failure(pages: &Pages, provider: &str, err: &BrokerError) -> Response {
             "Votre fournisseur d'identité indique que votre adresse électronique n'est pas encore \
              vérifiée. Vérifiez-la auprès de lui, puis reconnectez-vous. Aucun compte n'a été créé.",
         ),
+        BrokerError::Suspended => (StatusCode::FORBIDDEN, suspended.as_str()),
         BrokerError::BadState | BrokerError::BadOffer | BrokerError::WrongCode => (
             StatusCode::BAD_REQUEST,
             "Cette connexion a expiré ou a déjà été utilisée. Recommencez depuis la page de connexion.",
@@ -383,7 +387,8 @@ pub(crate) async fn link(
             match pages.broker.check_link_code(&token, code).await {
                 Ok(()) => Ok(Proof::EmailedCode),
                 Err(BrokerError::WrongCode) => Err(
-                    "Code incorrect. Vérifiez le dernier courriel reçu, ou demandez un nouveau code.",
+                    "Code incorrect. Vérifiez le dernier courriel reçu, ou demandez un nouveau code."
+                        .into(),
                 ),
                 Err(BrokerError::Store(e)) => return internal(&pages, &e),
                 Err(e) => return failure(&pages, &offer.provider, &e),
@@ -406,7 +411,7 @@ pub(crate) async fn link(
         },
         Err(error) => {
             tracing::info!(account_id = %offer.account_id, upstream = %offer.provider, "link proof refused");
-            link_page(&pages, jar, StatusCode::UNAUTHORIZED, &view, Some(error))
+            link_page(&pages, jar, StatusCode::UNAUTHORIZED, &view, Some(&error))
         }
     }
 }
@@ -417,7 +422,7 @@ async fn password_proof(
     token: &str,
     offer: &PendingOffer,
     password: &Secret<String>,
-) -> Result<Result<Proof, &'static str>, Response> {
+) -> Result<Result<Proof, Cow<'static, str>>, Response> {
     let checked = match pages.registry.check_password(&offer.email, password).await {
         Ok(o) => o,
         Err(dge_registry::Error::Busy) => return Err(busy(pages)),
@@ -425,13 +430,16 @@ async fn password_proof(
     };
     let error = match checked {
         Ok(account) if account.id == offer.account_id => return Ok(Ok(Proof::Password)),
-        Ok(_) | Err(LoginError::BadCredentials) => "Mot de passe incorrect.",
+        Ok(_) | Err(LoginError::BadCredentials) => "Mot de passe incorrect.".into(),
+        Err(LoginError::NotActive(AccountStatus::Suspended)) => {
+            super::login::suspended_message(pages.render.portal()).into()
+        }
         Err(LoginError::NotActive(_)) => {
-            "Ce compte n'est pas actif : il ne peut pas être lié pour le moment."
+            "Ce compte n'est pas actif : il ne peut pas être lié pour le moment.".into()
         }
         // The link proof is bounded by the offer's own attempt count; a lock only
         // comes from `Registry::login`, not used here.
-        Err(LoginError::Locked) => "Mot de passe incorrect.",
+        Err(LoginError::Locked) => "Mot de passe incorrect.".into(),
     };
     if let Err(e) = pages.broker.offer_failed(token).await {
         return Err(internal(pages, &e));

@@ -1,5 +1,7 @@
 //! The login page and the local login form.
 
+use std::borrow::Cow;
+
 use axum::Form;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -14,7 +16,7 @@ use serde_json::json;
 use super::broker::UpstreamHints;
 use super::{busy, csrf_refused, foreign_request, internal, see_other};
 use crate::client::ClientAddr;
-use crate::{Pages, binding, csrf};
+use crate::{Pages, Portal, binding, csrf};
 
 /// `?req=` on the login and sign-up pages.
 #[derive(Debug, Deserialize, Default)]
@@ -118,8 +120,29 @@ pub(crate) async fn show(
     login_page_with_hints(&pages, jar, StatusCode::OK, &req, &hint, None, &hints)
 }
 
-fn not_active_message(status: AccountStatus) -> &'static str {
-    match status {
+/// What a suspended account is told, whichever way it tries to log in (password,
+/// ProConnect, the Région), with the support address when one is configured. Only
+/// after a right password or an upstream's proof, so that it tells nothing to
+/// someone who does not hold the account.
+pub(crate) fn suspended_message(portal: &Portal) -> String {
+    let address = portal.support_email.trim();
+    if address.is_empty() {
+        format!(
+            "Votre compte est suspendu. Pour en savoir plus, écrivez à l'équipe {}.",
+            portal.name
+        )
+    } else {
+        format!(
+            "Votre compte est suspendu. Pour en savoir plus, écrivez à l'équipe {} à l'adresse \
+             {address}.",
+            portal.name
+        )
+    }
+}
+
+pub(crate) fn not_active_message(portal: &Portal, status: AccountStatus) -> Cow<'static, str> {
+    Cow::Borrowed(match status {
+        AccountStatus::Suspended => return Cow::Owned(suspended_message(portal)),
         AccountStatus::Unconfirmed => {
             "Votre adresse électronique n'est pas encore confirmée : ouvrez le lien du courriel \
              de confirmation que nous vous avons envoyé, ou demandez-en un nouveau depuis la page \
@@ -133,7 +156,7 @@ fn not_active_message(status: AccountStatus) -> &'static str {
             "Votre demande de compte n'a pas été acceptée. Le courriel que vous avez reçu en \
              donne le motif."
         }
-    }
+    })
 }
 
 /// The answer to a locked identifier or address, the same whether the account exists.
@@ -213,7 +236,7 @@ pub(crate) async fn submit(
                 StatusCode::FORBIDDEN,
                 &form.req,
                 &form.identifier,
-                Some(not_active_message(status)),
+                Some(&not_active_message(pages.render.portal(), status)),
             );
         }
     };
@@ -268,5 +291,27 @@ pub(crate) async fn finish_login(
         )
             .into_response(),
         Err(e) => internal(pages, &e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_suspended_person_is_given_the_support_address_when_there_is_one() {
+        let mut portal = Portal::default();
+        portal.name = "Portail Ouvert".into();
+        portal.support_email = "aide@portail.example.org".into();
+        assert_eq!(
+            not_active_message(&portal, AccountStatus::Suspended),
+            "Votre compte est suspendu. Pour en savoir plus, écrivez à l'équipe Portail Ouvert \
+             à l'adresse aide@portail.example.org."
+        );
+        portal.support_email = String::new();
+        assert_eq!(
+            suspended_message(&portal),
+            "Votre compte est suspendu. Pour en savoir plus, écrivez à l'équipe Portail Ouvert."
+        );
     }
 }

@@ -94,6 +94,35 @@ pub(crate) async fn after_first_step(
 
 /// Opens the session of a login whose steps all passed, and goes on.
 async fn open_and_finish(pages: &Pages, jar: CookieJar, pending: &PendingLogin) -> Response {
+    let account = match pages.registry.own_account(&pending.account_id).await {
+        Ok(a) => a,
+        Err(e) => return internal(pages, &e),
+    };
+    // Suspended (or otherwise closed) since the first step, during the code step, or
+    // reached through an upstream: no session.
+    if account.status != dge_registry::AccountStatus::Active {
+        tracing::info!(account_id = %account.id, status = account.status.as_str(), "login refused: account not active");
+        let via = pending.upstream.as_deref().unwrap_or("password");
+        if let Err(e) = pages
+            .registry
+            .audit_refused_inactive(&account.id, via, account.status)
+            .await
+        {
+            // The person is refused all the same; only the audit row is missing.
+            tracing::error!(error = %dge_core::ErrorChain(&e), "refused login not audited");
+        }
+        return super::login::login_page(
+            pages,
+            jar,
+            StatusCode::FORBIDDEN,
+            &pending.req,
+            "",
+            Some(&super::login::not_active_message(
+                pages.render.portal(),
+                account.status,
+            )),
+        );
+    }
     let now = pages.provider.now();
     let session = match pages.provider.open_session(&pending.account_id, now).await {
         Ok(s) => s,
@@ -110,12 +139,16 @@ async fn open_and_finish(pages: &Pages, jar: CookieJar, pending: &PendingLogin) 
             return internal(pages, &e);
         }
     }
-    let name = match pages.registry.own_account(&pending.account_id).await {
-        Ok(a) => a.given_name,
-        Err(e) => return internal(pages, &e),
-    };
     let jar = jar.add(session_cookie(session, pages.secure_cookies));
-    finish_login(pages, jar, &pending.req, &pending.account_id, &name, now).await
+    finish_login(
+        pages,
+        jar,
+        &pending.req,
+        &pending.account_id,
+        &account.given_name,
+        now,
+    )
+    .await
 }
 
 fn expired(pages: &Pages) -> Response {

@@ -65,6 +65,9 @@ pub enum AccountStatus {
     Active,
     /// Refused by an administrator.
     Rejected,
+    /// Was active; an administrator suspended it. Cannot log in and its tokens are
+    /// refused, but it keeps its rights until it is reactivated.
+    Suspended,
 }
 
 impl AccountStatus {
@@ -76,6 +79,7 @@ impl AccountStatus {
             Self::Pending => "pending",
             Self::Active => "active",
             Self::Rejected => "rejected",
+            Self::Suspended => "suspended",
         }
     }
 
@@ -87,6 +91,7 @@ impl AccountStatus {
             "pending" => Some(Self::Pending),
             "active" => Some(Self::Active),
             "rejected" => Some(Self::Rejected),
+            "suspended" => Some(Self::Suspended),
             _ => None,
         }
     }

@@ -10,4 +10,5 @@
 mod admins;
 mod backends;
 mod journey;
+mod suspension;
 mod workflow;

@@ -1,9 +1,9 @@
-//! `dgectl accounts list|pending|show|unlock|approve|reject`.
+//! `dgectl accounts list|pending|show|unlock|approve|reject|suspend|reactivate`.
 
 use dge_proto::v1::{
     Account, AccountStatus, ApproveAccountRequest, DecideAccountsRequest, Decision, DecisionResult,
-    GetAccountRequest, ListAccountsRequest, ListPendingRequest, RejectAccountRequest,
-    UnlockAccountRequest,
+    GetAccountRequest, ListAccountsRequest, ListPendingRequest, ReactivateAccountRequest,
+    RejectAccountRequest, SuspendAccountRequest, UnlockAccountRequest,
 };
 use serde_json::{Value, json};
 
@@ -28,6 +28,10 @@ pub(super) async fn run(
         AccountsCommand::Unlock { login } => unlock(api, out, login).await,
         AccountsCommand::Approve { logins, grants } => approve(api, out, logins, grants).await,
         AccountsCommand::Reject { logins, reason, .. } => reject(api, out, logins, reason).await,
+        AccountsCommand::Suspend { login, reason, .. } => suspend(api, out, login, reason).await,
+        AccountsCommand::Reactivate { login, reason } => {
+            reactivate(api, out, login, reason.unwrap_or_default()).await
+        }
     }
 }
 
@@ -203,6 +207,56 @@ async fn reject(
     }
     let results = decide(api, logins, Decision::Reject, reason).await?;
     print_decisions(out, "rejected", &results)
+}
+
+async fn suspend(
+    api: &Api,
+    out: OutputFormat,
+    login: String,
+    reason: String,
+) -> Result<(), CliError> {
+    let response = api
+        .workflow()
+        .suspend_account(SuspendAccountRequest {
+            account: login.clone(),
+            reason,
+        })
+        .await
+        .map_err(|status| api.fail(status))?
+        .into_inner();
+    let note = format!("account {login} suspended; its sessions and tokens are ended");
+    print_one(out, response.account.as_ref(), Some(note))?;
+    // Not in the JSON on stdout, which scripts read: said on stderr there.
+    match out {
+        OutputFormat::Table => output::print_line(API_TOKENS_NOTE)?,
+        OutputFormat::Json => eprintln!("{API_TOKENS_NOTE}"),
+    }
+    Ok(())
+}
+
+/// What a suspension does not end: admin API tokens belong to no account.
+const API_TOKENS_NOTE: &str = "note: administrator API tokens (dgeat_…, such as the bootstrap \
+     token in <data-dir>/admin.token) are not tied to accounts and keep working: if this person \
+     held or could read one, revoke or rotate it separately (no dgectl command does it yet; \
+     see the README, \"Suspending an account\")";
+
+async fn reactivate(
+    api: &Api,
+    out: OutputFormat,
+    login: String,
+    reason: String,
+) -> Result<(), CliError> {
+    let response = api
+        .workflow()
+        .reactivate_account(ReactivateAccountRequest {
+            account: login.clone(),
+            reason,
+        })
+        .await
+        .map_err(|status| api.fail(status))?
+        .into_inner();
+    let note = format!("account {login} reactivated");
+    print_one(out, response.account.as_ref(), Some(note))
 }
 
 /// One bulk decision; each account is decided on its own.

@@ -143,6 +143,13 @@ impl Confirmation {
                 ),
                 confirm,
             ),
+            Command::Accounts(AccountsCommand::Suspend { login, confirm, .. }) => (
+                format!(
+                    "suspend the account {login} (it can no longer log in; its sessions and \
+                     tokens end now)"
+                ),
+                confirm,
+            ),
             Command::Orgs(OrgsCommand::Merge {
                 source,
                 into,
@@ -244,6 +251,15 @@ mod tests {
         assert!(!question.pre_approved);
 
         let cli = Cli::try_parse_args(["dgectl", "admins", "grant", "bob"]).expect("valid");
+        assert!(Confirmation::for_command(&cli.command).is_none());
+
+        let cli = Cli::try_parse_args(["dgectl", "accounts", "suspend", "bob", "--reason", "x"])
+            .expect("valid");
+        let question = Confirmation::for_command(&cli.command).expect("destructive");
+        assert!(question.action.contains("suspend the account bob"));
+        assert!(!question.pre_approved);
+
+        let cli = Cli::try_parse_args(["dgectl", "accounts", "reactivate", "bob"]).expect("valid");
         assert!(Confirmation::for_command(&cli.command).is_none());
 
         let cli = Cli::try_parse_args(["dgectl", "accounts", "approve", "bob"]).expect("valid");

@@ -274,6 +274,20 @@ impl ValidationWorkflow for Fake {
         Err(Status::unimplemented("not faked"))
     }
 
+    async fn suspend_account(
+        &self,
+        _: Request<SuspendAccountRequest>,
+    ) -> Answer<SuspendAccountResponse> {
+        Err(Status::unimplemented("not faked"))
+    }
+
+    async fn reactivate_account(
+        &self,
+        _: Request<ReactivateAccountRequest>,
+    ) -> Answer<ReactivateAccountResponse> {
+        Err(Status::unimplemented("not faked"))
+    }
+
     async fn declare_module(
         &self,
         _: Request<DeclareModuleRequest>,

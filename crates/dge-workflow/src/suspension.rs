@@ -1,0 +1,255 @@
+//! Suspension and reactivation of accounts by a global administrator.
+//!
+//! Rules:
+//! - only a global administrator (an admin API token, or an admin account with
+//!   two-step verification) may suspend or reactivate; delegated organisation
+//!   administrators may not;
+//! - only an active account is suspended, and only a suspended one is reactivated;
+//!   anything else is a wrong state, so two administrators acting at once get
+//!   exactly one outcome;
+//! - a suspension needs a reason, kept in the audit log for the administrators; the
+//!   person's email does not carry it and tells them to write to the team;
+//! - nobody suspends their own account, and the last active administrator account
+//!   is never suspended (as with `RevokeAdmin`), so that someone can still log in
+//!   as administrator;
+//! - the status change, the end of every session and token of the account, the
+//!   cancellation of a pending change of address, the audit event and the email
+//!   share one transaction; after the commit the `Check` caches of every replica
+//!   forget the account and its Redis sessions are freed
+//!   ([`dge_registry::Registry::everything_revoked`]);
+//! - a reactivation ends every session and token again, in its transaction: one
+//!   created while the account was suspended (a refresh or a login racing the
+//!   suspension) does not come back, and the person logs in again;
+//! - rights are kept: `Check` and `ListRights` refuse them while the account is not
+//!   active, and a reactivation gives them back without a new validation.
+//!   `WatchRights` streams `granted = false` for each right held after a suspension,
+//!   and `granted = true` after a reactivation; a grant made to a suspended account
+//!   is streamed only at the reactivation.
+
+use dge_registry::reset::revoke_everything;
+use dge_registry::{Account, AccountStatus, store};
+use serde_json::json;
+use sqlx::Row;
+
+use crate::rights::check_reason;
+use crate::{Actor, Error, Result, Workflow};
+
+/// Audit action of a suspension.
+pub const SUSPENDED: &str = "account.suspended";
+/// Audit action of a reactivation.
+pub const REACTIVATED: &str = "account.reactivated";
+
+impl Workflow {
+    /// The account `key` (id, login or email).
+    async fn suspension_subject(&self, key: &str) -> Result<Account> {
+        store::find_account(self.db(), key)
+            .await?
+            .ok_or(Error::AccountNotFound)
+    }
+
+    /// Suspends an active account: it can no longer log in, every session and token
+    /// of it ends at once, and its rights are kept for a reactivation. The person is
+    /// emailed (without the reason).
+    ///
+    /// # Errors
+    /// [`Error::NotAllowed`] unless `actor` is a global administrator;
+    /// [`Error::Invalid`] without a reason, with a bad one, or for the caller's own
+    /// account; [`Error::AccountNotFound`]; [`Error::WrongState`] for an account
+    /// that is not active, or the last active administrator account; storage errors.
+    pub async fn suspend(&self, actor: &Actor, key: &str, reason: &str) -> Result<Account> {
+        actor.require_admin()?;
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err(Error::field(
+                "reason",
+                "required",
+                "le motif de la suspension est obligatoire",
+            ));
+        }
+        check_reason(reason)?;
+        let account = self.suspension_subject(key).await?;
+        if matches!(actor, Actor::Admin { account_id: Some(me), .. } if *me == account.id) {
+            return Err(Error::field(
+                "account",
+                "self",
+                "vous ne pouvez pas suspendre votre propre compte : demandez-le à un autre administrateur",
+            ));
+        }
+        if account.status != AccountStatus::Active {
+            return Err(not_active(account.status));
+        }
+        let now = self.registry.now();
+        let mut tx = self.db().begin().await?;
+        if account.is_admin {
+            // Lock every administrator row first (a no-op update: row locks on
+            // PostgreSQL, the write lock on SQLite), as `revoke_admin` does, so that
+            // two suspensions at once cannot leave no active administrator.
+            sqlx::query("UPDATE accounts SET is_admin = 1 WHERE is_admin = 1")
+                .execute(&mut *tx)
+                .await?;
+            let others: i64 = sqlx::query(
+                "SELECT COUNT(*) AS n FROM accounts WHERE is_admin = 1 AND status = 'active' AND id <> $1",
+            )
+            .bind(&account.id)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("n")?;
+            if others == 0 {
+                return Err(Error::WrongState(
+                    "this is the last active administrator account: name another administrator \
+                     before suspending it"
+                        .into(),
+                ));
+            }
+        }
+        let changed = sqlx::query(
+            "UPDATE accounts SET status = 'suspended', updated_at = $1 \
+             WHERE id = $2 AND status = 'active'",
+        )
+        .bind(now)
+        .bind(&account.id)
+        .execute(&mut *tx)
+        .await?;
+        if changed.rows_affected() != 1 {
+            let current = store::find_account_in(&mut tx, &account.id)
+                .await?
+                .ok_or(Error::AccountNotFound)?;
+            return Err(not_active(current.status));
+        }
+        revoke_everything(&mut tx, &account.id, now).await?;
+        // A pending change of address must not be confirmed while suspended.
+        sqlx::query(
+            "UPDATE email_changes SET used_at = $1, updated_at = $1 \
+             WHERE account_id = $2 AND used_at IS NULL",
+        )
+        .bind(now)
+        .bind(&account.id)
+        .execute(&mut *tx)
+        .await?;
+        let rights = held_rights(&mut tx, &account.id, now).await?;
+        dge_store::audit(&mut tx, actor.label(), SUSPENDED, &account.id, reason, now).await?;
+        self.registry
+            .outbox()
+            .enqueue(
+                &mut tx,
+                "account_suspended",
+                &account.email,
+                &account.given_name,
+                json!({}),
+                now,
+            )
+            .await?;
+        tx.commit().await?;
+        // Every replica's `Check` caches forget the account, its Redis sessions go,
+        // and the email leaves.
+        self.registry.everything_revoked(&account.id).await;
+        // `WatchRights` caches drop the rights `Check` now refuses.
+        for right in &rights {
+            self.publish(&account.id, right, false, now).await;
+        }
+        tracing::info!(account_id = %account.id, "account suspended; sessions and tokens ended");
+        store::find_account(self.db(), &account.id)
+            .await?
+            .ok_or(Error::AccountNotFound)
+    }
+
+    /// Returns a suspended account to active, with the rights it held. The person
+    /// is emailed. `reason` is optional and goes to the audit log.
+    ///
+    /// # Errors
+    /// [`Error::NotAllowed`] unless `actor` is a global administrator;
+    /// [`Error::Invalid`] for a bad reason; [`Error::AccountNotFound`];
+    /// [`Error::WrongState`] for an account that is not suspended; storage errors.
+    pub async fn reactivate(&self, actor: &Actor, key: &str, reason: &str) -> Result<Account> {
+        actor.require_admin()?;
+        let reason = reason.trim();
+        check_reason(reason)?;
+        let account = self.suspension_subject(key).await?;
+        if account.status != AccountStatus::Suspended {
+            return Err(not_suspended(account.status));
+        }
+        let now = self.registry.now();
+        let mut tx = self.db().begin().await?;
+        let changed = sqlx::query(
+            "UPDATE accounts SET status = 'active', updated_at = $1 \
+             WHERE id = $2 AND status = 'suspended'",
+        )
+        .bind(now)
+        .bind(&account.id)
+        .execute(&mut *tx)
+        .await?;
+        if changed.rows_affected() != 1 {
+            let current = store::find_account_in(&mut tx, &account.id)
+                .await?
+                .ok_or(Error::AccountNotFound)?;
+            return Err(not_suspended(current.status));
+        }
+        // A session or token created while suspended (a refresh or a login that
+        // raced the suspension) must not come back: the person logs in again.
+        revoke_everything(&mut tx, &account.id, now).await?;
+        let rights = held_rights(&mut tx, &account.id, now).await?;
+        dge_store::audit(
+            &mut tx,
+            actor.label(),
+            REACTIVATED,
+            &account.id,
+            reason,
+            now,
+        )
+        .await?;
+        self.registry
+            .outbox()
+            .enqueue(
+                &mut tx,
+                "account_reactivated",
+                &account.email,
+                &account.given_name,
+                json!({ "login_url": format!("{}/login", self.public_url) }),
+                now,
+            )
+            .await?;
+        tx.commit().await?;
+        self.registry.everything_revoked(&account.id).await;
+        for right in &rights {
+            self.publish(&account.id, right, true, now).await;
+        }
+        tracing::info!(account_id = %account.id, "account reactivated; the person logs in again");
+        store::find_account(self.db(), &account.id)
+            .await?
+            .ok_or(Error::AccountNotFound)
+    }
+}
+
+/// The rights `account_id` holds at `now`, as `Check` sees them.
+async fn held_rights(
+    conn: &mut sqlx::AnyConnection,
+    account_id: &str,
+    now: i64,
+) -> Result<Vec<String>> {
+    let rows = sqlx::query(
+        "SELECT right_name FROM grants WHERE account_id = $1 \
+         AND (expires_at IS NULL OR expires_at > $2) ORDER BY right_name",
+    )
+    .bind(account_id)
+    .bind(now)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| r.try_get("right_name"))
+        .collect::<sqlx::Result<_>>()?)
+}
+
+fn not_active(status: AccountStatus) -> Error {
+    Error::WrongState(format!(
+        "account is {}, not active: only an active account can be suspended",
+        status.as_str()
+    ))
+}
+
+fn not_suspended(status: AccountStatus) -> Error {
+    Error::WrongState(format!(
+        "account is {}, not suspended: only a suspended account can be reactivated",
+        status.as_str()
+    ))
+}

@@ -1,0 +1,849 @@
+//! Accounts suspended and reactivated by an administrator, through the gRPC
+//! service: who may, bad input and wrong states, the end of every session and token
+//! (sessions in Redis on PostgreSQL, as in production), `Check` refusing at once,
+//! logins refused without telling a wrong password apart, and rights given back.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use dge_authz::caller::{ADMIN_SCOPE, create_api_token};
+use dge_authz::grants::{IssuedAccess, NewRefresh, find_refresh, issue_refresh, record_access};
+use dge_authz::grpc::AuthorizationService;
+use dge_authz::keys::KeyEncryptionKey;
+use dge_authz::tokens::{ACCESS_TOKEN_TYPE, AccessClaims};
+use dge_authz::{Authenticator, Keys};
+use dge_core::Secret;
+use dge_proto::v1 as pb;
+use dge_proto::v1::authorization_server::Authorization;
+use dge_proto::v1::validation_workflow_server::ValidationWorkflow;
+use dge_registry::store::find_account;
+use dge_registry::{AccountStatus, LoginError, Registry};
+use dge_store::ephemeral::Ephemeral;
+use dge_store::sessions::Sessions;
+use dge_workflow::grpc::ValidationWorkflowService;
+use dge_workflow::rights::AuditFilter;
+use dge_workflow::{Workflow, suspension};
+use sqlx::Row;
+use tonic::{Code, Request, Status};
+use tonic_types::StatusExt;
+
+use crate::backends::{ENGINES, Engine, NOW, Services, services};
+use crate::journey::{admin, confirmation_token, form, outbox_kinds};
+
+const ISSUER: &str = "http://127.0.0.1:8080";
+const PASSWORD: &str = "Correct-Horse-9";
+
+/// The services with sessions where production keeps them, `Check`, and the gRPC
+/// face of the workflow.
+struct World {
+    s: Services,
+    registry: Registry,
+    workflow: Workflow,
+    sessions: Sessions,
+    keys: Arc<Keys>,
+    grpc: ValidationWorkflowService,
+    authz: AuthorizationService,
+    /// An admin API token, for `Check` (it sees every token) and the workflow.
+    admin_token: String,
+}
+
+async fn world(engine: Engine) -> World {
+    let s = services(engine).await;
+    let sessions = match engine {
+        Engine::Sqlite => Sessions::database(s.db.clone()),
+        Engine::Postgres => {
+            let url =
+                std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+            let prefix = format!("dge-test:{}:", uuid::Uuid::new_v4().simple());
+            let shared = Ephemeral::redis(&url, &prefix)
+                .await
+                .expect("Redis must answer on REDIS_URL (default 127.0.0.1:6379)");
+            Sessions::new(s.db.clone(), &shared)
+        }
+    };
+    let registry = s.registry.clone().with_sessions(sessions.clone());
+    let workflow = Workflow::new(registry.clone(), ISSUER.into());
+    let kek = KeyEncryptionKey::from_base64(&STANDARD.encode([7u8; 32])).unwrap();
+    let keys = Arc::new(
+        Keys::load_or_create(s.db.clone(), Arc::new(s.clock.clone()), kek)
+            .await
+            .unwrap(),
+    );
+    let auth = Authenticator::new(
+        s.db.clone(),
+        keys.clone(),
+        Arc::new(s.clock.clone()),
+        ISSUER.into(),
+    );
+    let grpc = ValidationWorkflowService::new(workflow.clone(), auth.clone());
+    let authz = AuthorizationService::new(s.db.clone(), auth);
+    let admin_token = create_api_token(&s.db, "ops", ADMIN_SCOPE, NOW)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO oidc_clients (id, name, redirect_uris, confidential, created_at, updated_at) \
+         VALUES ('datahub', 'DataHub', '[]', 1, 0, 0)",
+    )
+    .execute(s.db.pool())
+    .await
+    .unwrap();
+    World {
+        s,
+        registry,
+        workflow,
+        sessions,
+        keys,
+        grpc,
+        authz,
+        admin_token,
+    }
+}
+
+/// A local account at Nancy, confirmed and approved; returns its id.
+async fn active(w: &World, login: &str) -> String {
+    let email = format!("{login}@nancy.fr");
+    w.registry.sign_up(&form(login, &email)).await.unwrap();
+    let token = confirmation_token(&w.s.db, &email).await;
+    w.registry.confirm_email(&token).await.unwrap();
+    w.workflow.approve(&admin(), login, &[]).await.unwrap().id
+}
+
+/// A session, an access token (returned) and a refresh token (returned), as a login
+/// through the `datahub` module would leave them.
+async fn logged_in(w: &World, account_id: &str) -> (String, String) {
+    let now = w.registry.now();
+    w.sessions
+        .open(
+            &uuid::Uuid::new_v4().to_string(),
+            account_id,
+            now,
+            now + 3600,
+            now,
+        )
+        .await
+        .unwrap();
+    let claims = AccessClaims {
+        iss: ISSUER.into(),
+        sub: account_id.into(),
+        aud: ISSUER.into(),
+        client_id: "datahub".into(),
+        scope: "openid".into(),
+        iat: now,
+        exp: now + 3600,
+        jti: uuid::Uuid::new_v4().to_string(),
+    };
+    let access = w.keys.sign(ACCESS_TOKEN_TYPE, &claims).unwrap();
+    record_access(
+        &w.s.db,
+        &IssuedAccess {
+            jti: &claims.jti,
+            code_hash: None,
+            family_id: None,
+            client_id: "datahub",
+            account_id: Some(account_id),
+            expires_at: claims.exp,
+        },
+        now,
+    )
+    .await
+    .unwrap();
+    let refresh = issue_refresh(
+        &w.s.db,
+        &NewRefresh {
+            family_id: &uuid::Uuid::new_v4().to_string(),
+            code_hash: None,
+            client_id: "datahub",
+            account_id,
+            session_hash: None,
+            scope: "openid offline_access",
+            auth_time: now,
+            expires_at: now + 86_400,
+        },
+        now,
+    )
+    .await
+    .unwrap();
+    (access, refresh)
+}
+
+/// A request carrying `token` as its bearer.
+fn bearer<T>(token: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("ascii"),
+    );
+    request
+}
+
+/// An access token of `account_id` for dgectl, as `dgectl login` leaves it.
+async fn person_token(w: &World, account_id: &str) -> String {
+    let now = w.registry.now();
+    let claims = AccessClaims {
+        iss: ISSUER.into(),
+        sub: account_id.into(),
+        aud: ISSUER.into(),
+        client_id: "dgectl".into(),
+        scope: "openid".into(),
+        iat: now,
+        exp: now + 3600,
+        jti: uuid::Uuid::new_v4().to_string(),
+    };
+    let token = w.keys.sign(ACCESS_TOKEN_TYPE, &claims).unwrap();
+    record_access(
+        &w.s.db,
+        &IssuedAccess {
+            jti: &claims.jti,
+            code_hash: None,
+            family_id: None,
+            client_id: "dgectl",
+            account_id: Some(account_id),
+            expires_at: claims.exp,
+        },
+        now,
+    )
+    .await
+    .unwrap();
+    token
+}
+
+/// Makes `account_id` a global administrator, with two-step verification on or not.
+async fn make_admin(w: &World, account_id: &str, mfa: bool) {
+    sqlx::query("UPDATE accounts SET is_admin = 1 WHERE id = $1")
+        .bind(account_id)
+        .execute(w.s.db.pool())
+        .await
+        .unwrap();
+    if mfa {
+        sqlx::query(
+            "INSERT INTO account_mfa (account_id, secret_sealed, confirmed_at, created_at) \
+             VALUES ($1, 'sealed', $2, $2)",
+        )
+        .bind(account_id)
+        .bind(NOW)
+        .execute(w.s.db.pool())
+        .await
+        .unwrap();
+    }
+}
+
+async fn check(w: &World, access: &str, right: &str) -> pb::CheckResponse {
+    w.authz
+        .check(bearer(
+            &w.admin_token,
+            pb::CheckRequest {
+                access_token: access.into(),
+                right: right.into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+async fn suspend(
+    w: &World,
+    token: &str,
+    account: &str,
+    reason: &str,
+) -> Result<pb::Account, Status> {
+    w.grpc
+        .suspend_account(bearer(
+            token,
+            pb::SuspendAccountRequest {
+                account: account.into(),
+                reason: reason.into(),
+            },
+        ))
+        .await
+        .map(|r| r.into_inner().account.expect("account"))
+}
+
+async fn reactivate(w: &World, token: &str, account: &str) -> Result<pb::Account, Status> {
+    w.grpc
+        .reactivate_account(bearer(
+            token,
+            pb::ReactivateAccountRequest {
+                account: account.into(),
+                reason: String::new(),
+            },
+        ))
+        .await
+        .map(|r| r.into_inner().account.expect("account"))
+}
+
+/// The (field, description) pairs of an INVALID_ARGUMENT's details.
+fn violations(status: &Status) -> Vec<(String, String)> {
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    status
+        .get_details_bad_request()
+        .expect("field violations in the details")
+        .field_violations
+        .into_iter()
+        .map(|v| (v.field, v.description))
+        .collect()
+}
+
+async fn live(w: &World, account_id: &str) -> (usize, i64, i64) {
+    let sessions = w
+        .sessions
+        .of_account(account_id, w.registry.now())
+        .await
+        .unwrap()
+        .len();
+    let count = |table: &'static str| {
+        let db = w.s.db.clone();
+        let id = account_id.to_owned();
+        async move {
+            sqlx::query(&format!(
+                "SELECT COUNT(*) AS n FROM {table} WHERE account_id = $1 AND revoked_at IS NULL"
+            ))
+            .bind(id)
+            .fetch_one(db.pool())
+            .await
+            .unwrap()
+            .get::<i64, _>("n")
+        }
+    };
+    (
+        sessions,
+        count("issued_tokens").await,
+        count("refresh_tokens").await,
+    )
+}
+
+async fn password_login(w: &World, login: &str, password: &str) -> Result<String, LoginError> {
+    w.registry
+        .login(login, &Secret::new(password.to_owned()), "192.0.2.7")
+        .await
+        .unwrap()
+        .map(|a| a.id)
+}
+
+#[tokio::test]
+async fn a_suspension_ends_every_login_and_check_refuses_at_once_then_reactivation_gives_the_rights_back()
+ {
+    for engine in ENGINES {
+        let w = world(engine).await;
+        let id = active(&w, "cmartin").await;
+        w.workflow
+            .grant(&admin(), "cmartin", "datahub:publish", "", None)
+            .await
+            .unwrap();
+        let (access, refresh) = logged_in(&w, &id).await;
+        assert_eq!(live(&w, &id).await, (1, 1, 1), "{engine:?}");
+        // A first answer is cached: the suspension must not be hidden by it.
+        assert!(
+            check(&w, &access, "datahub:publish").await.allowed,
+            "{engine:?}"
+        );
+
+        let account = suspend(&w, &w.admin_token, "cmartin", "usage abusif signalé")
+            .await
+            .unwrap();
+        assert_eq!(
+            account.status,
+            pb::AccountStatus::Suspended as i32,
+            "{engine:?}"
+        );
+        assert_eq!(
+            live(&w, &id).await,
+            (0, 0, 0),
+            "{engine:?}: everything ended"
+        );
+        let denied = check(&w, &access, "datahub:publish").await;
+        assert!(!denied.allowed, "{engine:?}");
+        assert_eq!(
+            denied.reason, "invalid_token",
+            "{engine:?}: the token is revoked"
+        );
+        let stored = find_refresh(&w.s.db, &refresh)
+            .await
+            .unwrap()
+            .expect("kept");
+        assert!(!stored.usable(w.registry.now()), "{engine:?}");
+        // A token issued after the suspension (say, in flight) is refused too.
+        let (late, _) = logged_in(&w, &id).await;
+        assert_eq!(
+            check(&w, &late, "datahub:publish").await.reason,
+            "inactive_account",
+            "{engine:?}"
+        );
+
+        // The rights are kept, and given back by the reactivation.
+        let held: i64 = sqlx::query("SELECT COUNT(*) AS n FROM grants WHERE account_id = $1")
+            .bind(&id)
+            .fetch_one(w.s.db.pool())
+            .await
+            .unwrap()
+            .get("n");
+        assert_eq!(held, 1, "{engine:?}");
+        let account = reactivate(&w, &w.admin_token, "cmartin").await.unwrap();
+        assert_eq!(
+            account.status,
+            pb::AccountStatus::Active as i32,
+            "{engine:?}"
+        );
+        let (fresh, _) = logged_in(&w, &id).await;
+        assert!(
+            check(&w, &fresh, "datahub:publish").await.allowed,
+            "{engine:?}"
+        );
+        assert!(
+            password_login(&w, "cmartin", PASSWORD).await.is_ok(),
+            "{engine:?}"
+        );
+
+        // The person was told both times; the reason stays with the administrators.
+        assert_eq!(
+            outbox_kinds(&w.s.db, "cmartin@nancy.fr").await,
+            [
+                "confirm_email",
+                "account_pending",
+                "account_activated",
+                "account_suspended",
+                "account_reactivated"
+            ],
+            "{engine:?}"
+        );
+        let body: String = sqlx::query(
+            "SELECT body_text FROM outbox WHERE recipient = $1 AND kind = 'account_suspended'",
+        )
+        .bind("cmartin@nancy.fr")
+        .fetch_one(w.s.db.pool())
+        .await
+        .unwrap()
+        .get("body_text");
+        assert!(body.contains("suspendu"), "{body}");
+        assert!(
+            !body.contains("usage abusif"),
+            "{engine:?}: the reason is not emailed"
+        );
+
+        let filter = AuditFilter {
+            subject: id.clone(),
+            limit: 100,
+            ..AuditFilter::default()
+        };
+        let events: Vec<(String, String, String)> = w
+            .workflow
+            .audit_events(&admin(), &filter)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| {
+                e.action.starts_with("account.suspended") || e.action == suspension::REACTIVATED
+            })
+            .map(|e| (e.actor, e.action, e.detail))
+            .collect();
+        assert!(
+            events.contains(&(
+                "token:ops".into(),
+                suspension::SUSPENDED.into(),
+                "usage abusif signalé".into()
+            )),
+            "{engine:?}: {events:?}"
+        );
+        assert!(
+            events.iter().any(|e| e.1 == suspension::REACTIVATED),
+            "{engine:?}: {events:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_suspended_account_is_refused_at_login_only_with_the_right_password() {
+    for engine in ENGINES {
+        let w = world(engine).await;
+        active(&w, "cmartin").await;
+        active(&w, "lbernard").await;
+        suspend(&w, &w.admin_token, "cmartin", "départ de la structure")
+            .await
+            .unwrap();
+
+        assert_eq!(
+            password_login(&w, "cmartin", PASSWORD).await,
+            Err(LoginError::NotActive(AccountStatus::Suspended)),
+            "{engine:?}"
+        );
+        assert_eq!(
+            password_login(&w, "cmartin@nancy.fr", PASSWORD).await,
+            Err(LoginError::NotActive(AccountStatus::Suspended)),
+            "{engine:?}: by email too"
+        );
+        // A wrong password tells nothing: the same answer as for an active account
+        // and for nobody.
+        for login in ["cmartin", "lbernard", "personne"] {
+            assert_eq!(
+                password_login(&w, login, "Pas-le-bon-mot-2!").await,
+                Err(LoginError::BadCredentials),
+                "{engine:?}: {login}"
+            );
+        }
+        // A password reset may be asked for, and done, but does not reactivate.
+        let outcome = w
+            .registry
+            .send_password_reset("cmartin@nancy.fr")
+            .await
+            .unwrap();
+        assert_eq!(
+            outcome,
+            dge_registry::reset::ResetOutcome::LinkSent,
+            "{engine:?}"
+        );
+        let body: String = sqlx::query(
+            "SELECT body_text FROM outbox WHERE recipient = $1 AND kind = 'password_reset'",
+        )
+        .bind("cmartin@nancy.fr")
+        .fetch_one(w.s.db.pool())
+        .await
+        .unwrap()
+        .get("body_text");
+        let start = body.find("token=").unwrap() + "token=".len();
+        let token: String = body[start..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+            .collect();
+        let new = Secret::new("Quetsche-de-Metz-44-?".to_owned());
+        w.registry.reset_password(&token, &new, &new).await.unwrap();
+        let account = find_account(&w.s.db, "cmartin").await.unwrap().unwrap();
+        assert_eq!(account.status, AccountStatus::Suspended, "{engine:?}");
+        assert_eq!(
+            password_login(&w, "cmartin", "Quetsche-de-Metz-44-?").await,
+            Err(LoginError::NotActive(AccountStatus::Suspended)),
+            "{engine:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn only_a_global_administrator_with_two_step_verification_suspends_and_never_themselves() {
+    for engine in ENGINES {
+        let w = world(engine).await;
+        let target = active(&w, "cmartin").await;
+        let nobody = active(&w, "lbernard").await;
+        let boss = active(&w, "adupont").await;
+        let unsure = active(&w, "pgirard").await;
+        make_admin(&w, &boss, true).await;
+        make_admin(&w, &unsure, false).await;
+
+        // A person who administers nothing.
+        let token = person_token(&w, &nobody).await;
+        let err = suspend(&w, &token, "cmartin", "motif").await.unwrap_err();
+        assert_eq!(err.code(), Code::PermissionDenied, "{engine:?}: {err:?}");
+        let err = reactivate(&w, &token, "cmartin").await.unwrap_err();
+        assert_eq!(err.code(), Code::PermissionDenied, "{engine:?}: {err:?}");
+        // A delegated organisation administrator is not enough either.
+        sqlx::query(
+            "INSERT INTO organisation_admins (account_id, organisation_id, created_at) VALUES ($1, 'ville-de-nancy', 0)",
+        )
+        .bind(&nobody)
+        .execute(w.s.db.pool())
+        .await
+        .unwrap();
+        let err = suspend(&w, &token, "cmartin", "motif").await.unwrap_err();
+        assert_eq!(err.code(), Code::PermissionDenied, "{engine:?}: {err:?}");
+        // An administrator without two-step verification has no power yet.
+        let token = person_token(&w, &unsure).await;
+        let err = suspend(&w, &token, "cmartin", "motif").await.unwrap_err();
+        assert_eq!(err.code(), Code::PermissionDenied, "{engine:?}: {err:?}");
+        let field = err
+            .get_details_bad_request()
+            .and_then(|b| b.field_violations.first().map(|v| v.field.clone()));
+        assert_eq!(field.as_deref(), Some("mfa"), "{engine:?}: {err:?}");
+        let account = find_account(&w.s.db, &target).await.unwrap().unwrap();
+        assert_eq!(
+            account.status,
+            AccountStatus::Active,
+            "{engine:?}: nothing changed"
+        );
+
+        // The administrator never suspends their own account.
+        let token = person_token(&w, &boss).await;
+        let err = suspend(&w, &token, "adupont", "essai").await.unwrap_err();
+        let fields = violations(&err);
+        assert_eq!(fields[0].0, "account", "{engine:?}: {fields:?}");
+        assert!(
+            fields[0].1.contains("propre compte"),
+            "{engine:?}: {fields:?}"
+        );
+        // But suspends someone else, and reactivates them.
+        suspend(&w, &token, "cmartin", "motif").await.unwrap();
+        let account = reactivate(&w, &token, "cmartin").await.unwrap();
+        assert_eq!(
+            account.status,
+            pb::AccountStatus::Active as i32,
+            "{engine:?}"
+        );
+        // The tokens of a suspended administrator stop working at once.
+        let token_of_unsure = person_token(&w, &unsure).await;
+        suspend(&w, &w.admin_token, "pgirard", "compte compromis")
+            .await
+            .unwrap();
+        let err = suspend(&w, &token_of_unsure, "cmartin", "motif")
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::Unauthenticated, "{engine:?}: {err:?}");
+    }
+}
+
+#[tokio::test]
+async fn bad_input_unknown_accounts_and_wrong_states_get_their_own_codes() {
+    for engine in ENGINES {
+        let w = world(engine).await;
+        active(&w, "cmartin").await;
+        let t = &w.admin_token;
+
+        let err = suspend(&w, t, "", "").await.unwrap_err();
+        let mut fields: Vec<String> = violations(&err).into_iter().map(|f| f.0).collect();
+        fields.sort();
+        assert_eq!(fields, ["account", "reason"], "{engine:?}");
+        let err = suspend(&w, t, "cmartin", "   ").await.unwrap_err();
+        assert_eq!(violations(&err)[0].0, "reason", "{engine:?}");
+        let err = suspend(&w, t, "cmartin", &"x".repeat(1001))
+            .await
+            .unwrap_err();
+        assert_eq!(violations(&err)[0].0, "reason", "{engine:?}");
+        let err = suspend(&w, t, "cmartin", "motif\u{7}").await.unwrap_err();
+        assert_eq!(violations(&err)[0].0, "reason", "{engine:?}");
+        let err = reactivate(&w, t, " ").await.unwrap_err();
+        assert_eq!(violations(&err)[0].0, "account", "{engine:?}");
+
+        let err = suspend(&w, t, "personne", "motif").await.unwrap_err();
+        assert_eq!(err.code(), Code::NotFound, "{engine:?}: {err:?}");
+        let err = reactivate(&w, t, "personne").await.unwrap_err();
+        assert_eq!(err.code(), Code::NotFound, "{engine:?}: {err:?}");
+
+        let err = reactivate(&w, t, "cmartin").await.unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition, "{engine:?}: {err:?}");
+        assert!(err.message().contains("not suspended"), "{err:?}");
+        suspend(&w, t, "cmartin", "motif").await.unwrap();
+        let err = suspend(&w, t, "cmartin", "encore").await.unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition, "{engine:?}: {err:?}");
+        assert!(
+            err.message().contains("account is suspended, not active"),
+            "{err:?}"
+        );
+
+        // A pending sign-up is neither suspended nor reactivated.
+        w.registry
+            .sign_up(&form("lbernard", "lbernard@nancy.fr"))
+            .await
+            .unwrap();
+        let token = confirmation_token(&w.s.db, "lbernard@nancy.fr").await;
+        w.registry.confirm_email(&token).await.unwrap();
+        let err = suspend(&w, t, "lbernard", "motif").await.unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition, "{engine:?}: {err:?}");
+        assert!(err.message().contains("pending"), "{err:?}");
+        let err = reactivate(&w, t, "lbernard").await.unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition, "{engine:?}: {err:?}");
+
+        // The last active administrator account stays, even for an admin API token.
+        let boss = active(&w, "adupont").await;
+        make_admin(&w, &boss, true).await;
+        let err = suspend(&w, t, "adupont", "motif").await.unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition, "{engine:?}: {err:?}");
+        assert!(
+            err.message().contains("last active administrator"),
+            "{err:?}"
+        );
+        let account = find_account(&w.s.db, &boss).await.unwrap().unwrap();
+        assert_eq!(account.status, AccountStatus::Active, "{engine:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_reactivation_ends_what_was_created_while_suspended_so_the_person_logs_in_again() {
+    for engine in ENGINES {
+        let w = world(engine).await;
+        let id = active(&w, "cmartin").await;
+        suspend(&w, &w.admin_token, "cmartin", "compte compromis")
+            .await
+            .unwrap();
+        // A refresh or a login racing the suspension leaves a session and tokens
+        // created after it.
+        let (_, refresh) = logged_in(&w, &id).await;
+        assert_eq!(live(&w, &id).await, (1, 1, 1), "{engine:?}");
+
+        reactivate(&w, &w.admin_token, "cmartin").await.unwrap();
+        assert_eq!(
+            live(&w, &id).await,
+            (0, 0, 0),
+            "{engine:?}: nothing from the suspension comes back"
+        );
+        let stored = find_refresh(&w.s.db, &refresh)
+            .await
+            .unwrap()
+            .expect("kept");
+        assert!(!stored.usable(w.registry.now()), "{engine:?}");
+        assert!(
+            password_login(&w, "cmartin", PASSWORD).await.is_ok(),
+            "{engine:?}: a new login works"
+        );
+    }
+}
+
+/// The token of the `email_change_confirm` email sent to `email`.
+async fn email_change_token(w: &World, email: &str) -> String {
+    let body: String = sqlx::query(
+        "SELECT body_text FROM outbox WHERE recipient = $1 AND kind = 'email_change_confirm'",
+    )
+    .bind(email)
+    .fetch_one(w.s.db.pool())
+    .await
+    .unwrap()
+    .get("body_text");
+    let start = body.find("token=").expect("link in the email") + "token=".len();
+    body[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect()
+}
+
+#[tokio::test]
+async fn a_suspended_account_cannot_confirm_a_change_of_address() {
+    for engine in ENGINES {
+        let w = world(engine).await;
+        let id = active(&w, "cmartin").await;
+        let secret = || Secret::new(PASSWORD.to_owned());
+
+        // The suspension cancels a pending change: even after the reactivation the
+        // link does nothing.
+        w.registry
+            .request_email_change(&id, "c.martin@example.org", &secret())
+            .await
+            .unwrap();
+        let token = email_change_token(&w, "c.martin@example.org").await;
+        suspend(&w, &w.admin_token, "cmartin", "compte compromis")
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                w.registry.confirm_email_change(&token).await,
+                Err(dge_registry::Error::BadToken)
+            ),
+            "{engine:?}"
+        );
+        reactivate(&w, &w.admin_token, "cmartin").await.unwrap();
+        assert!(
+            matches!(
+                w.registry.confirm_email_change(&token).await,
+                Err(dge_registry::Error::BadToken)
+            ),
+            "{engine:?}: cancelled, not only refused"
+        );
+
+        // A link confirmed while the account is suspended is refused even if the
+        // change is still pending (it raced the suspension).
+        w.registry
+            .request_email_change(&id, "martin.c@example.org", &secret())
+            .await
+            .unwrap();
+        let token = email_change_token(&w, "martin.c@example.org").await;
+        sqlx::query("UPDATE accounts SET status = 'suspended' WHERE id = $1")
+            .bind(&id)
+            .execute(w.s.db.pool())
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                w.registry.confirm_email_change(&token).await,
+                Err(dge_registry::Error::BadToken)
+            ),
+            "{engine:?}"
+        );
+        let account = find_account(&w.s.db, &id).await.unwrap().unwrap();
+        assert_eq!(account.email, "cmartin@nancy.fr", "{engine:?}: unchanged");
+    }
+}
+
+async fn list_rights(w: &World, subject: &str) -> Vec<String> {
+    w.authz
+        .list_rights(bearer(
+            &w.admin_token,
+            pb::ListRightsRequest {
+                subject: subject.into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .rights
+}
+
+#[tokio::test]
+async fn list_rights_is_empty_while_suspended_and_the_rights_come_back() {
+    for engine in ENGINES {
+        let w = world(engine).await;
+        active(&w, "cmartin").await;
+        w.workflow
+            .grant(&admin(), "cmartin", "datahub:publish", "", None)
+            .await
+            .unwrap();
+        assert_eq!(
+            list_rights(&w, "cmartin").await,
+            ["datahub:publish"],
+            "{engine:?}"
+        );
+        suspend(&w, &w.admin_token, "cmartin", "départ")
+            .await
+            .unwrap();
+        assert!(list_rights(&w, "cmartin").await.is_empty(), "{engine:?}");
+        reactivate(&w, &w.admin_token, "cmartin").await.unwrap();
+        assert_eq!(
+            list_rights(&w, "cmartin").await,
+            ["datahub:publish"],
+            "{engine:?}"
+        );
+    }
+}
+
+/// The changes streamed so far, as (right, granted).
+fn streamed(
+    rx: &mut tokio::sync::broadcast::Receiver<dge_workflow::rights::Change>,
+) -> Vec<(String, bool)> {
+    let mut seen = Vec::new();
+    while let Ok(c) = rx.try_recv() {
+        seen.push((c.right, c.granted));
+    }
+    seen
+}
+
+#[tokio::test]
+async fn watch_rights_hears_a_suspension_as_revocations_and_a_reactivation_as_grants() {
+    for engine in ENGINES {
+        let w = world(engine).await;
+        active(&w, "cmartin").await;
+        w.workflow
+            .grant(&admin(), "cmartin", "datahub:publish", "", None)
+            .await
+            .unwrap();
+        let mut rx = w.workflow.watch();
+
+        suspend(&w, &w.admin_token, "cmartin", "départ")
+            .await
+            .unwrap();
+        assert_eq!(
+            streamed(&mut rx),
+            [("datahub:publish".to_owned(), false)],
+            "{engine:?}"
+        );
+        // A grant to the suspended account is not usable yet: not streamed.
+        w.workflow
+            .grant(&admin(), "cmartin", "datahub:dashboards", "", None)
+            .await
+            .unwrap();
+        assert!(streamed(&mut rx).is_empty(), "{engine:?}");
+
+        reactivate(&w, &w.admin_token, "cmartin").await.unwrap();
+        assert_eq!(
+            streamed(&mut rx),
+            [
+                ("datahub:dashboards".to_owned(), true),
+                ("datahub:publish".to_owned(), true)
+            ],
+            "{engine:?}"
+        );
+    }
+}

@@ -1,0 +1,168 @@
+"""An administrator suspends an active account with dgectl, then reactivates it.
+
+While suspended, the person's session, tokens and refresh token are ended at once,
+Check refuses their rights, and the login page says the account is suspended, but only
+to someone who typed the right password: a wrong one gets the same page as for any
+account. The reactivation gives everything back without a new validation.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from authlib.integrations.base_client.errors import OAuthError
+
+import pages
+from dgectl import EXIT_REFUSED, EXIT_USAGE, describe
+from outbox import wait_for_subject
+from portal import (
+    assert_login_refused,
+    log_in,
+    open_login_page,
+    register_active_person,
+    submit_login,
+)
+
+RIGHT = "datahub:publish"
+REASON = "Comptes partagés entre plusieurs agents, signalé par le DPO."
+SUSPENDED_MESSAGE = (
+    "Votre compte est suspendu. Pour en savoir plus, écrivez à l'équipe DataGrandEst "
+    "à l'adresse contact@datagrandest.fr."
+)
+SUSPENDED_SUBJECT = "Votre compte DataGrandEst est suspendu"
+REACTIVATED_SUBJECT = "Votre compte DataGrandEst est de nouveau actif"
+WRONG_PASSWORD = "Pas-du-tout-le-bon-7!"
+
+
+def flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def error_of(answer) -> str:
+    """The refusal the login page shows (its error summary), on one line."""
+    document = pages.parse(answer)
+    alert = document.find(attrs={"role": "alert"}) or document.find(id="error-summary")
+    assert alert is not None, f"no error on the page:\n{pages.page_text(answer)[:1500]}"
+    return flat(pages.text_of(alert))
+
+
+def logged_in(datahub, person) -> tuple:
+    """A browser with a live session at DGE Identity, and the module's tokens."""
+    http = pages.browser()
+    request, callback = log_in(http, datahub, person.login, person.password)
+    return http, datahub.exchange(callback, request)
+
+
+def session_is_open(http, datahub) -> bool:
+    """Whether /authorize goes straight back to the module, without the login page."""
+    answer = pages.get(http, datahub.authorization_request().url)
+    assert answer.status_code == 303, answer.text[:1000]
+    return pages.location(answer).startswith(f"{datahub.redirect_uri}?")
+
+
+def test_suspended_person_is_logged_out_refused_then_reactivated(
+    idp, datahub, dgectl, admin_grpc
+):
+    person = register_active_person(idp, dgectl, datahub)
+    bystander = register_active_person(idp, dgectl, datahub)
+    dgectl.ok("rights", "grant", person.login, RIGHT)
+    http, tokens = logged_in(datahub, person)
+    assert admin_grpc.check(tokens["access_token"], RIGHT).allowed
+    assert session_is_open(http, datahub)
+
+    suspended = dgectl.json("accounts", "suspend", person.login, "--reason", REASON, "--yes")
+    assert suspended["account"]["status"] == "suspended", suspended
+    assert person.login in dgectl.logins_with_status("suspended")
+    assert person.login not in dgectl.logins_with_status("active")
+    shown = dgectl.ok("accounts", "show", person.login, output="table").stdout
+    assert re.search(r"\bsuspended\b", shown), shown
+
+    # Everything the person held ends at once.
+    answer = admin_grpc.check(tokens["access_token"], RIGHT)
+    assert not answer.allowed and answer.reason == "invalid_token", answer
+    assert not session_is_open(http, datahub)
+    with pytest.raises(OAuthError) as refused:
+        datahub.oauth.refresh_token(
+            datahub.discovery["token_endpoint"], refresh_token=tokens["refresh_token"]
+        )
+    assert refused.value.error == "invalid_grant"
+    assert datahub.userinfo(tokens["access_token"]).status_code == 401
+
+    # The right password: told the account is suspended; no code for the module.
+    browser = pages.browser()
+    answer = submit_login(browser, open_login_page(browser, datahub), person.login, person.password)
+    assert_login_refused(answer)
+    assert answer.status_code == 403
+    assert SUSPENDED_MESSAGE in flat(pages.page_text(answer)), pages.page_text(answer)[:1500]
+    by_email = submit_login(browser, open_login_page(browser, datahub), person.email, person.password)
+    assert SUSPENDED_MESSAGE in flat(pages.page_text(by_email))
+
+    # A wrong password: exactly what any account, or none, gets.
+    wrong = {}
+    for name, identifier in (
+        ("suspended", person.login),
+        ("active", bystander.login),
+        ("nobody", f"{person.login}x"),
+    ):
+        other = pages.browser()
+        wrong[name] = submit_login(other, open_login_page(other, datahub), identifier, WRONG_PASSWORD)
+    assert {name: a.status_code for name, a in wrong.items()} == {
+        "suspended": 401,
+        "active": 401,
+        "nobody": 401,
+    }
+    errors = {name: error_of(a) for name, a in wrong.items()}
+    assert len(set(errors.values())) == 1, errors
+    assert "suspendu" not in errors["suspended"]
+    page_of = {
+        name: flat(pages.page_text(a)) for name, a in wrong.items()
+    }
+    assert page_of["suspended"] == page_of["active"] == page_of["nobody"]
+
+    # The person is told, without the administrators' reason.
+    mail = wait_for_subject(idp.outbox, person.email, SUSPENDED_SUBJECT)
+    assert "suspendu" in mail.body and REASON not in flat(mail.body), mail.body
+    # The reason is in the audit log.
+    events = dgectl.json("audit", "list", "--subject", suspended["account"]["id"])
+    assert any(
+        e["action"] == "account.suspended" and e["detail"] == REASON for e in events["events"]
+    ), events
+
+    # Reactivated: the same account, its right back, no new validation.
+    reactivated = dgectl.json("accounts", "reactivate", person.login)
+    assert reactivated["account"]["status"] == "active", reactivated
+    wait_for_subject(idp.outbox, person.email, REACTIVATED_SUBJECT)
+    http, tokens = logged_in(datahub, person)
+    assert admin_grpc.check(tokens["access_token"], RIGHT).allowed
+
+
+def test_dgectl_refuses_bad_suspensions_with_clear_messages(idp, datahub, dgectl):
+    person = register_active_person(idp, dgectl, datahub)
+
+    missing = dgectl.run("accounts", "suspend", person.login, "--yes")
+    assert missing.returncode == EXIT_USAGE, describe(missing)
+    empty = dgectl.run("accounts", "suspend", person.login, "--reason", "", "--yes")
+    assert empty.returncode == EXIT_USAGE, describe(empty)
+    # Destructive: without a terminal, only with --yes.
+    unconfirmed = dgectl.run("accounts", "suspend", person.login, "--reason", REASON)
+    assert unconfirmed.returncode != 0, describe(unconfirmed)
+    assert person.login in dgectl.logins_with_status("active")
+
+    unknown = dgectl.run("accounts", "suspend", f"{person.login}x", "--reason", REASON, "--yes")
+    assert unknown.returncode == EXIT_REFUSED, describe(unknown)
+    assert "not_found" in unknown.stderr, describe(unknown)
+
+    never = dgectl.run("accounts", "reactivate", person.login)
+    assert never.returncode == EXIT_REFUSED, describe(never)
+    assert "not suspended" in never.stderr, describe(never)
+
+    done = dgectl.ok(
+        "accounts", "suspend", person.login, "--reason", REASON, "--yes", output="table"
+    )
+    # API tokens belong to no account: the administrator is told to revoke them apart.
+    assert "API tokens" in done.stdout and "not tied to accounts" in done.stdout, describe(done)
+    twice = dgectl.run("accounts", "suspend", person.login, "--reason", REASON, "--yes")
+    assert twice.returncode == EXIT_REFUSED, describe(twice)
+    assert "not active" in twice.stderr, describe(twice)
+    dgectl.ok("accounts", "reactivate", person.login)
