@@ -187,6 +187,15 @@ impl Registry {
             .await?;
         let phc = self.hasher.hash(valid.password.expose().clone()).await?;
         let mut tx = self.db.begin().await?;
+        // A fresh sign-up writes `accounts`, one with an address in use
+        // `login_reservations`, and no constraint spans both: two of them racing for one
+        // login take turns on it. SQLite's write lock, taken at `BEGIN`, already does.
+        if self.db.backend() == dge_store::Backend::Postgres {
+            sqlx::query("SELECT 1 AS locked FROM (SELECT pg_advisory_xact_lock(hashtextextended($1, 0))) AS l")
+                .bind(&valid.login_key)
+                .fetch_one(&mut *tx)
+                .await?;
+        }
         self.sign_up_conflicts(&mut tx, &valid).await?;
         let now = self.clock.now();
         if let Some(owner) = store::find_account_in(&mut tx, &valid.email_key).await? {
@@ -520,11 +529,9 @@ impl Registry {
 /// The message for a login already held by an account or a reservation.
 const LOGIN_TAKEN: &str = "Ce login est déjà utilisé ; choisissez-en un autre.";
 
-/// Holds a login for a sign-up that filed no account (its address was in use).
-// FIXME: no constraint spans `accounts.login_key` and `login_reservations.login_key`, so a
-// fresh sign-up and a used-address sign-up racing for one login can both pass the check;
-// the fresh one then shares its login with a reservation that expires on its own. Harmless
-// for enumeration (each answer was the fresh-sign-up answer), but one table would be exact.
+/// Holds a login for a sign-up that filed no account (its address was in use). Sign-ups
+/// take turns on a login (see [`Registry::sign_up`]), so a reservation never shares its
+/// login with an account made meanwhile.
 async fn reserve_login(conn: &mut AnyConnection, login_key: &str, now: i64) -> Result<()> {
     sqlx::query(
         "INSERT INTO login_reservations (login_key, created_at, updated_at) VALUES ($1, $2, $2)",

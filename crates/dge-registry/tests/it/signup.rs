@@ -69,6 +69,49 @@ async fn a_reused_login_answers_the_same_whether_or_not_the_address_had_an_accou
     }
 }
 
+/// Fresh sign-ups and sign-ups with the owner's address racing for the same logins:
+/// each login ends up held once, by an account or by a reservation, never by both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sign_ups_racing_for_a_login_hold_it_once() {
+    for engine in ENGINES {
+        let s = services(engine).await;
+        owner(&s).await;
+        let rounds = 12;
+        let mut racers = Vec::new();
+        for round in 0..rounds {
+            let login = format!("racer{round}");
+            for email in [format!("fresh{round}@nancy.fr"), "jeanne@nancy.fr".into()] {
+                let registry = s.registry.clone();
+                let login = login.clone();
+                racers.push(tokio::spawn(async move {
+                    registry.sign_up(&form(&login, &email)).await
+                }));
+            }
+        }
+        for racer in racers {
+            match racer.await.unwrap() {
+                Ok(()) | Err(Error::Invalid(_)) => {}
+                Err(e) => panic!("{engine:?}: unexpected error: {e}"),
+            }
+        }
+        let doubly_held: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM accounts a JOIN login_reservations r ON r.login_key = a.login_key",
+        )
+        .fetch_one(s.db.pool())
+        .await
+        .unwrap();
+        assert_eq!(doubly_held, 0, "{engine:?}");
+        let held: i64 = sqlx::query_scalar(
+            "SELECT (SELECT COUNT(*) FROM accounts WHERE login_key LIKE 'racer%') \
+             + (SELECT COUNT(*) FROM login_reservations WHERE login_key LIKE 'racer%')",
+        )
+        .fetch_one(s.db.pool())
+        .await
+        .unwrap();
+        assert_eq!(held, rounds, "{engine:?}: each login held once");
+    }
+}
+
 #[tokio::test]
 async fn sign_up_notices_to_an_address_in_use_are_rate_limited() {
     for engine in ENGINES {
