@@ -76,17 +76,18 @@ fn new_signer(alg: &Algorithm, key: &EncodingKey) -> Result<Box<dyn JwtSigner>> 
 }
 
 fn new_verifier(alg: &Algorithm, key: &DecodingKey) -> Result<Box<dyn JwtVerifier>> {
-    let bytes = key.as_bytes();
-    // `ring` takes the uncompressed point (what JWKs and our keys give); other forms
-    // (a compressed point, a PEM's SPKI) go to RustCrypto.
-    if *alg != Algorithm::ES256
-        || key.family() != AlgorithmFamily::Ec
-        || bytes.len() != 65
-        || bytes[0] != 0x04
-    {
+    // The family first: `as_bytes` panics on an RSA key given as modulus and exponent.
+    if *alg != Algorithm::ES256 || key.family() != AlgorithmFamily::Ec {
         return (DEFAULT_PROVIDER.verifier_factory)(alg, key);
     }
-    Ok(Box::new(Es256Verifier(bytes.to_vec())))
+    // `ring` takes the uncompressed point (what JWKs and our keys give); other forms
+    // (a compressed point, a PEM's SPKI) go to RustCrypto.
+    match key.as_bytes() {
+        bytes if bytes.len() == 65 && bytes[0] == 0x04 => {
+            Ok(Box::new(Es256Verifier(bytes.to_vec())))
+        }
+        _ => (DEFAULT_PROVIDER.verifier_factory)(alg, key),
+    }
 }
 
 struct Es256Signer(Arc<EcdsaKeyPair>);
@@ -200,6 +201,24 @@ mod tests {
                 .claims,
             claims
         );
+    }
+
+    #[test]
+    fn rsa_keys_go_to_the_stock_provider_and_never_panic() {
+        use rsa::traits::PublicKeyParts;
+        let private = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).unwrap();
+        let public = private.to_public_key();
+        let b64 = |v: &rsa::BigUint| base64_url(&v.to_bytes_be());
+        // A JWK's RSA key is kept as modulus and exponent, which `as_bytes` cannot give.
+        let rsa = DecodingKey::from_rsa_components(&b64(public.n()), &b64(public.e())).unwrap();
+        assert!(new_verifier(&Algorithm::RS256, &rsa).is_ok());
+        // The ES256 verifier asked with an RSA key (an `alg` swapped by an attacker):
+        // refused, not a panic.
+        assert!(new_verifier(&Algorithm::ES256, &rsa).is_err());
+        let der = rsa::pkcs1::EncodeRsaPrivateKey::to_pkcs1_der(&private).unwrap();
+        let rsa_signing = EncodingKey::from_rsa_der(der.as_bytes());
+        assert!(new_signer(&Algorithm::RS256, &rsa_signing).is_ok());
+        assert!(new_signer(&Algorithm::ES256, &rsa_signing).is_err());
     }
 
     #[test]
