@@ -446,6 +446,7 @@ impl Provider {
             auth_time,
             expires_at: now + self.settings.code_ttl_secs,
             session_hash,
+            epoch: dge_store::sessions::account_epoch(&self.db, account_id).await?,
         };
         self.store_code(&hash_token(&code), &stored).await?;
         let mut params = vec![("code", code.as_str()), ("iss", self.issuer())];

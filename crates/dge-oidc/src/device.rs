@@ -51,7 +51,13 @@ const DEVICE_SCOPES: &[&str] = &["openid", "profile", "email", "offline_access"]
 #[serde(tag = "state", rename_all = "snake_case")]
 enum State {
     Pending,
-    Approved { account_id: String, auth_time: i64 },
+    Approved {
+        account_id: String,
+        auth_time: i64,
+        /// The account's `sessions_epoch` at approval (see [`dge_store::sessions::account_epoch`]).
+        #[serde(default)]
+        epoch: Option<i64>,
+    },
     Denied,
 }
 
@@ -292,6 +298,7 @@ impl Provider {
             State::Approved {
                 account_id: account_id.to_owned(),
                 auth_time,
+                epoch: dge_store::sessions::account_epoch(&self.db, account_id).await?,
             }
         } else {
             State::Denied
@@ -377,6 +384,7 @@ impl Provider {
                 State::Approved {
                     account_id,
                     auth_time,
+                    epoch,
                 },
             ..
         }) = taken
@@ -388,6 +396,12 @@ impl Provider {
         else {
             return Ok(Err(bad_device_code()));
         };
+        // Approved before everything of the account ended (a reset, a suspension…).
+        if epoch.is_none()
+            || epoch != dge_store::sessions::account_epoch(&self.db, &account_id).await?
+        {
+            return Ok(Err(bad_device_code()));
+        }
         let family_id = dge_core::new_id();
         let lineage = Lineage {
             scope: &scope,

@@ -73,6 +73,10 @@ pub struct PendingLogin {
     /// The upstream's raw ID token of a federated login.
     #[serde(default)]
     pub upstream_id_token: Option<String>,
+    /// The account's `sessions_epoch` at the first step, set by
+    /// [`Registry::begin_second_step`]: the login is dropped once it changed.
+    #[serde(default)]
+    pub epoch: Option<i64>,
 }
 
 fn pending_key(token: &str) -> String {
@@ -604,7 +608,9 @@ impl Registry {
     /// Redis errors.
     pub async fn begin_second_step(&self, pending: &PendingLogin) -> Result<String> {
         let token = dge_core::token::random_token();
-        let value = serde_json::to_string(pending).unwrap_or_default();
+        let mut pending = pending.clone();
+        pending.epoch = dge_store::sessions::account_epoch(&self.db, &pending.account_id).await?;
+        let value = serde_json::to_string(&pending).unwrap_or_default();
         self.throttle
             .store
             .put(
@@ -625,7 +631,8 @@ impl Registry {
             return Ok(None);
         }
         let value = self.throttle.store.get(&pending_key(token)).await?;
-        Ok(value.and_then(|v| serde_json::from_str(&v).ok()))
+        self.still_current(value.and_then(|v| serde_json::from_str(&v).ok()))
+            .await
     }
 
     /// Forgets the login waiting under `token`; returns it if it was still there, so
@@ -635,7 +642,18 @@ impl Registry {
     /// Redis errors.
     pub async fn end_second_step(&self, token: &str) -> Result<Option<PendingLogin>> {
         let value = self.throttle.store.take(&pending_key(token)).await?;
-        Ok(value.and_then(|v| serde_json::from_str(&v).ok()))
+        self.still_current(value.and_then(|v| serde_json::from_str(&v).ok()))
+            .await
+    }
+
+    /// A waiting login whose account did not end everything since its first step
+    /// (a reset, a suspension and reactivation…): the others are dropped.
+    async fn still_current(&self, pending: Option<PendingLogin>) -> Result<Option<PendingLogin>> {
+        let Some(pending) = pending else {
+            return Ok(None);
+        };
+        let epoch = dge_store::sessions::account_epoch(&self.db, &pending.account_id).await?;
+        Ok((pending.epoch.is_some() && pending.epoch == epoch).then_some(pending))
     }
 }
 

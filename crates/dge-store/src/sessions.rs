@@ -161,15 +161,14 @@ impl Sessions {
     }
 
     async fn epoch(&self, account_id: &str, active_only: bool) -> Result<Option<i64>> {
-        let sql = if active_only {
-            "SELECT sessions_epoch FROM accounts WHERE id = $1 AND status = 'active'"
-        } else {
-            "SELECT sessions_epoch FROM accounts WHERE id = $1"
-        };
-        let row = sqlx::query(sql)
-            .bind(account_id)
-            .fetch_optional(self.db.pool())
-            .await?;
+        if !active_only {
+            return Ok(account_epoch(&self.db, account_id).await?);
+        }
+        let row =
+            sqlx::query("SELECT sessions_epoch FROM accounts WHERE id = $1 AND status = 'active'")
+                .bind(account_id)
+                .fetch_optional(self.db.pool())
+                .await?;
         Ok(row.map(|r| r.try_get("sessions_epoch")).transpose()?)
     }
 
@@ -473,4 +472,20 @@ impl Sessions {
             tracing::warn!(error = %e, %account_id, "could not delete the ended sessions from redis");
         }
     }
+}
+
+/// The account's `sessions_epoch`: it grows whenever everything the account is logged
+/// in with ends (a reset, a password change, a suspension, a reactivation…). What
+/// is on its way to a session or tokens (an authorization code, an approved device
+/// code, a login waiting for its second step) records it, and is refused once it
+/// changed. `None` for an unknown account.
+///
+/// # Errors
+/// The database failed.
+pub async fn account_epoch(db: &Db, account_id: &str) -> sqlx::Result<Option<i64>> {
+    let row = sqlx::query("SELECT sessions_epoch FROM accounts WHERE id = $1")
+        .bind(account_id)
+        .fetch_optional(db.pool())
+        .await?;
+    row.map(|r| r.try_get("sessions_epoch")).transpose()
 }

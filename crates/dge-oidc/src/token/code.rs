@@ -30,6 +30,10 @@ pub(crate) struct StoredCode {
     /// frees the memory.
     pub(crate) expires_at: i64,
     pub(crate) session_hash: Option<String>,
+    /// The account's `sessions_epoch` when the code was issued: a code issued before
+    /// everything of the account ended (a reset, a suspension…) is refused after.
+    #[serde(default)]
+    pub(crate) epoch: Option<i64>,
 }
 
 fn code_key(code_hash: &str) -> String {
@@ -154,6 +158,10 @@ impl Provider {
             return Ok(Err(bad_grant()));
         };
         if account.status != dge_registry::AccountStatus::Active {
+            return Ok(Err(bad_grant()));
+        }
+        let epoch = dge_store::sessions::account_epoch(&self.db, &account.id).await?;
+        if row.epoch.is_none() || row.epoch != epoch {
             return Ok(Err(bad_grant()));
         }
         let family_id = dge_core::new_id();

@@ -97,6 +97,64 @@ async fn code_replay_revokes_what_the_code_gave(engine: Engine) {
     assert!(!active(&w, tokens.refresh_token.as_deref().unwrap()).await);
 }
 
+/// A code, or an approved device code, issued before everything of the account ended
+/// (a reset, a suspension then a reactivation…) gives nothing after: the person logs
+/// in again.
+async fn codes_issued_before_everything_ended_give_nothing(engine: Engine) {
+    let w = world(engine).await;
+    client(&w, "datahub", true, ClientSettings::default()).await;
+    client(&w, "tool", true, ClientSettings::default()).await;
+    sqlx::query("UPDATE oidc_clients SET redirect_uris = '[]' WHERE id = 'tool'")
+        .execute(w.db.pool())
+        .await
+        .unwrap();
+    let cookie = w.provider.open_session(ACCOUNT, NOW).await.unwrap();
+    let before = code(&w, "datahub", &cookie).await;
+    let tool = dge_oidc::clients::find(&w.db, "tool")
+        .await
+        .unwrap()
+        .unwrap();
+    let device = w
+        .provider
+        .device_authorize(&tool, Some("openid"))
+        .await
+        .unwrap()
+        .map_err(|e| e.error)
+        .unwrap();
+    w.provider
+        .device_decide(&device.user_code, ACCOUNT, NOW, true)
+        .await
+        .unwrap()
+        .expect("the device request");
+    let mut conn = w.db.pool().acquire().await.unwrap();
+    dge_store::sessions::end_all_in(&mut conn, ACCOUNT)
+        .await
+        .unwrap();
+    drop(conn);
+    assert_eq!(
+        grant(&w, "datahub", &code_form(&before)).await.err(),
+        Some("invalid_grant"),
+        "{engine:?}"
+    );
+    let poll = TokenForm {
+        grant_type: Some(dge_oidc::device::DEVICE_GRANT.into()),
+        device_code: Some(device.device_code.clone()),
+        ..TokenForm::default()
+    };
+    assert_eq!(
+        grant(&w, "tool", &poll).await.err(),
+        Some("invalid_grant"),
+        "{engine:?}"
+    );
+    // Codes issued after it work (a new session: the old one ended).
+    let cookie = w.provider.open_session(ACCOUNT, NOW).await.unwrap();
+    let after = code(&w, "datahub", &cookie).await;
+    assert!(
+        grant(&w, "datahub", &code_form(&after)).await.is_ok(),
+        "{engine:?}"
+    );
+}
+
 async fn a_code_is_taken_once_checked_first_and_expires(engine: Engine) {
     let w = world(engine).await;
     client(&w, "datahub", true, ClientSettings::default()).await;
@@ -309,6 +367,13 @@ async fn private_key_jwt_assertions_are_single_use(engine: Engine) {
 async fn code_replay_revokes_what_the_code_gave_on_both_backends() {
     for engine in ENGINES {
         code_replay_revokes_what_the_code_gave(engine).await;
+    }
+}
+
+#[tokio::test]
+async fn codes_issued_before_everything_ended_give_nothing_on_both_backends() {
+    for engine in ENGINES {
+        codes_issued_before_everything_ended_give_nothing(engine).await;
     }
 }
 

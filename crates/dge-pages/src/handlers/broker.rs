@@ -310,6 +310,7 @@ async fn log_in(pages: &Pages, jar: CookieJar, login: &FederatedLogin) -> Respon
         req: login.auth_request.clone().unwrap_or_default(),
         upstream: Some(login.provider.clone()),
         upstream_id_token: Some(login.id_token.expose().clone()),
+        epoch: None,
     };
     super::mfa::after_first_step(pages, jar, pending).await
 }

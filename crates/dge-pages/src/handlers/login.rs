@@ -246,6 +246,7 @@ pub(crate) async fn submit(
         req: form.req,
         upstream: None,
         upstream_id_token: None,
+        epoch: None,
     };
     super::mfa::after_first_step(&pages, jar, pending).await
 }

@@ -429,13 +429,15 @@ async fn disabling_needs_the_password_and_a_code_and_administrators_cannot() {
 
 #[tokio::test]
 async fn a_waiting_login_is_completed_once() {
-    let (_, r, id) = setup(Engine::Sqlite).await;
+    // The services hold the database, which the waiting login now reads.
+    let (_services, r, id) = setup(Engine::Sqlite).await;
     let token = r
         .begin_second_step(&PendingLogin {
             account_id: id.clone(),
             req: "abc".into(),
             upstream: None,
             upstream_id_token: None,
+            epoch: None,
         })
         .await
         .unwrap();
@@ -450,4 +452,43 @@ async fn a_waiting_login_is_completed_once() {
     assert!(r.pending_second_step("forged").await.unwrap().is_none());
     assert_eq!(r.end_second_step(&token).await.unwrap().unwrap().req, "abc");
     assert!(r.end_second_step(&token).await.unwrap().is_none());
+}
+
+/// A login waiting for its code is dropped when everything of the account ends
+/// meanwhile (a reset, a suspension then a reactivation…): the code step cannot open
+/// a session on the strength of a password typed before.
+#[tokio::test]
+async fn a_waiting_login_dies_with_everything_else_of_the_account() {
+    for engine in ENGINES {
+        let (s, r, id) = setup(engine).await;
+        let pending = PendingLogin {
+            account_id: id.clone(),
+            req: String::new(),
+            upstream: None,
+            upstream_id_token: None,
+            epoch: None,
+        };
+        let kept = r.begin_second_step(&pending).await.unwrap();
+        let dropped = r.begin_second_step(&pending).await.unwrap();
+        assert!(r.pending_second_step(&kept).await.unwrap().is_some());
+        let mut conn = s.db.pool().acquire().await.unwrap();
+        dge_store::sessions::end_all_in(&mut conn, &id)
+            .await
+            .unwrap();
+        drop(conn);
+        assert!(
+            r.pending_second_step(&kept).await.unwrap().is_none(),
+            "{engine:?}"
+        );
+        assert!(
+            r.end_second_step(&dropped).await.unwrap().is_none(),
+            "{engine:?}"
+        );
+        // A login begun after it is fine.
+        let fresh = r.begin_second_step(&pending).await.unwrap();
+        assert!(
+            r.end_second_step(&fresh).await.unwrap().is_some(),
+            "{engine:?}"
+        );
+    }
 }
