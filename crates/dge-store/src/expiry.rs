@@ -14,7 +14,8 @@ pub const GRACE_SECS: i64 = 24 * 3600;
 /// Rows deleted per statement.
 const BATCH: i64 = 1000;
 
-/// The tables of expiring rows, with their primary key. Not here: email tokens and
+/// The tables of expiring rows, with their primary key (refresh tokens go with their
+/// whole family, see [`purge_expired`]). Not here: email tokens and
 /// email changes (their expired links still say "expired, ask again"), grants and
 /// API tokens (an administrator's records).
 const TABLES: [(&str, &str); 7] = [
@@ -35,10 +36,21 @@ pub async fn purge_expired(db: &Db, now: i64) -> sqlx::Result<u64> {
     let before = now - GRACE_SECS;
     let mut deleted = 0;
     for (table, key) in TABLES {
-        let sql = format!(
-            "DELETE FROM {table} WHERE {key} IN \
-             (SELECT {key} FROM {table} WHERE expires_at < $1 LIMIT {BATCH})"
-        );
+        let sql = if table == "refresh_tokens" {
+            // A rotated refresh token is kept while its family lives: presenting it
+            // again revokes the family (reuse detection), however old it is.
+            format!(
+                "DELETE FROM {table} WHERE {key} IN \
+                 (SELECT r.{key} FROM {table} r WHERE r.expires_at < $1 AND NOT EXISTS \
+                  (SELECT 1 FROM {table} n WHERE n.family_id = r.family_id AND n.expires_at >= $1) \
+                  LIMIT {BATCH})"
+            )
+        } else {
+            format!(
+                "DELETE FROM {table} WHERE {key} IN \
+                 (SELECT {key} FROM {table} WHERE expires_at < $1 LIMIT {BATCH})"
+            )
+        };
         loop {
             let gone = sqlx::query(&sql)
                 .bind(before)

@@ -73,6 +73,60 @@ async fn only_rows_past_expiry_and_grace_go(db: Db) {
     assert_eq!(count(&db, "issued_tokens").await, 1);
 }
 
+async fn refresh(db: &Db, hash: &str, family: &str, expires_at: i64) {
+    sqlx::query(
+        "INSERT INTO refresh_tokens (token_hash, family_id, client_id, account_id, scope, \
+         auth_time, expires_at, created_at) VALUES ($1, $2, 'c', 'a', 'openid', 0, $3, 0)",
+    )
+    .bind(hash)
+    .bind(family)
+    .bind(expires_at)
+    .execute(db.pool())
+    .await
+    .unwrap();
+}
+
+/// An old rotated refresh token stays while a newer one of its family lives, so that
+/// presenting it still revokes the family; a family wholly expired goes.
+async fn refresh_tokens_go_with_their_whole_family(db: Db) {
+    for sql in [
+        "INSERT INTO oidc_clients (id, name, redirect_uris, confidential, created_at, updated_at) \
+         VALUES ('c', 'c', '[]', 1, 0, 0)",
+        "INSERT INTO accounts (id, kind, email, email_key, given_name, family_name, status, created_at, updated_at) \
+         VALUES ('a', 'local', 'a@x.fr', 'a@x.fr', 'A', 'B', 'active', 0, 0)",
+    ] {
+        sqlx::query(sql).execute(db.pool()).await.unwrap();
+    }
+    let old = NOW - GRACE_SECS - 10;
+    refresh(&db, "rotated", "living", old).await;
+    refresh(&db, "current", "living", NOW + 3600).await;
+    refresh(&db, "dead-1", "dead", old).await;
+    refresh(&db, "dead-2", "dead", old - 5).await;
+    assert_eq!(purge_expired(&db, NOW).await.unwrap(), 2);
+    let left: Vec<String> =
+        sqlx::query_scalar("SELECT token_hash FROM refresh_tokens ORDER BY token_hash")
+            .fetch_all(db.pool())
+            .await
+            .unwrap();
+    assert_eq!(left, vec!["current".to_owned(), "rotated".to_owned()]);
+}
+
+#[tokio::test]
+async fn sqlite_keeps_refresh_families_alive() {
+    let scratch = ScratchDb::sqlite("expiry-refresh");
+    let db = Db::connect(scratch.url(), 1).await.unwrap();
+    db.migrate().await.unwrap();
+    refresh_tokens_go_with_their_whole_family(db).await;
+}
+
+#[tokio::test]
+async fn postgres_keeps_refresh_families_alive() {
+    let scratch = ScratchDb::postgres("expiry_refresh").await;
+    let db = Db::connect(scratch.url(), 1).await.unwrap();
+    db.migrate().await.unwrap();
+    refresh_tokens_go_with_their_whole_family(db).await;
+}
+
 #[tokio::test]
 async fn sqlite_purges_expired_rows() {
     let scratch = ScratchDb::sqlite("expiry");
