@@ -141,10 +141,9 @@ pub(crate) fn check_reason(reason: &str) -> Result<()> {
             "le motif ne peut pas dépasser 1000 caractères",
         ));
     }
-    if reason
-        .chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t')
-    {
+    // Controls, and the invisible format characters that reorder or hide text in
+    // the audit log (U+202E, U+200B…), as in every person's text.
+    if dge_registry::domain::signup::has_hidden_characters_in_lines(reason) {
         return Err(Error::field(
             "reason",
             "control_characters",
@@ -620,5 +619,24 @@ impl Workflow {
             }
         }
         Ok(modules)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_refuse_controls_and_invisible_format_characters_but_keep_lines() {
+        assert!(check_reason("Départ de l'agent\nvoir le ticket 42").is_ok());
+        for hidden in [
+            "a\u{202E}b",
+            "a\u{200B}b",
+            "a\u{2028}b",
+            "a\u{1B}b",
+            "a\u{0}b",
+        ] {
+            assert!(check_reason(hidden).is_err(), "{hidden:?}");
+        }
     }
 }

@@ -119,6 +119,13 @@ pub fn has_hidden_characters(s: &str) -> bool {
     has_control(s, false)
 }
 
+/// [`has_hidden_characters`] for a text of several lines (a reason, a description):
+/// line breaks and tabs are allowed.
+#[must_use]
+pub fn has_hidden_characters_in_lines(s: &str) -> bool {
+    has_control(s, true)
+}
+
 fn has_control(s: &str, allow_newlines: bool) -> bool {
     s.chars().any(|c| {
         (c.is_control() && !(allow_newlines && (c == '\n' || c == '\r' || c == '\t')))
