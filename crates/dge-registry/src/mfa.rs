@@ -647,13 +647,22 @@ impl Registry {
     }
 
     /// A waiting login whose account did not end everything since its first step
-    /// (a reset, a suspension and reactivation…): the others are dropped.
+    /// (a reset, a suspension and reactivation…): the others are dropped. While the
+    /// account is not active the login is kept, so that its end says why (the pages
+    /// refuse it with the account's status, see `open_and_finish`).
     async fn still_current(&self, pending: Option<PendingLogin>) -> Result<Option<PendingLogin>> {
         let Some(pending) = pending else {
             return Ok(None);
         };
-        let epoch = dge_store::sessions::account_epoch(&self.db, &pending.account_id).await?;
-        Ok((pending.epoch.is_some() && pending.epoch == epoch).then_some(pending))
+        let row = sqlx::query("SELECT sessions_epoch, status FROM accounts WHERE id = $1")
+            .bind(&pending.account_id)
+            .fetch_optional(self.db.pool())
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let status: String = row.try_get("status")?;
+        let epoch: i64 = row.try_get("sessions_epoch")?;
+        let current = status != "active" || pending.epoch == Some(epoch);
+        Ok(current.then_some(pending))
     }
 }
 

@@ -490,5 +490,20 @@ async fn a_waiting_login_dies_with_everything_else_of_the_account() {
             r.end_second_step(&fresh).await.unwrap().is_some(),
             "{engine:?}"
         );
+        // While the account is suspended the waiting login is kept, for the page to say
+        // why it is refused; reactivated (everything ended again), it is gone.
+        let waiting = r.begin_second_step(&pending).await.unwrap();
+        for (status, kept) in [("suspended", true), ("active", false)] {
+            sqlx::query(
+                "UPDATE accounts SET status = $1, sessions_epoch = sessions_epoch + 1 WHERE id = $2",
+            )
+            .bind(status)
+            .bind(&id)
+            .execute(s.db.pool())
+            .await
+            .unwrap();
+            let found = r.pending_second_step(&waiting).await.unwrap().is_some();
+            assert_eq!(found, kept, "{engine:?} {status}");
+        }
     }
 }
