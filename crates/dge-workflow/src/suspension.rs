@@ -26,6 +26,7 @@
 //!   and `granted = true` after a reactivation; a grant made to a suspended account
 //!   is streamed only at the reactivation.
 
+use dge_registry::AccountStatus::Suspended;
 use dge_registry::reset::revoke_everything;
 use dge_registry::{Account, AccountStatus, store};
 use serde_json::json;
@@ -102,19 +103,9 @@ impl Workflow {
                 ));
             }
         }
-        let changed = sqlx::query(
-            "UPDATE accounts SET status = 'suspended', updated_at = $1 \
-             WHERE id = $2 AND status = 'active'",
-        )
-        .bind(now)
-        .bind(&account.id)
-        .execute(&mut *tx)
-        .await?;
-        if changed.rows_affected() != 1 {
-            let current = store::find_account_in(&mut tx, &account.id)
-                .await?
-                .ok_or(Error::AccountNotFound)?;
-            return Err(not_active(current.status));
+        let moved = switch_status(&mut tx, &account.id, AccountStatus::Active, Suspended, now);
+        if let Err(current) = moved.await? {
+            return Err(not_active(current));
         }
         revoke_everything(&mut tx, &account.id, now).await?;
         // A pending change of address must not be confirmed while suspended.
@@ -170,19 +161,9 @@ impl Workflow {
         }
         let now = self.registry.now();
         let mut tx = self.db().begin().await?;
-        let changed = sqlx::query(
-            "UPDATE accounts SET status = 'active', updated_at = $1 \
-             WHERE id = $2 AND status = 'suspended'",
-        )
-        .bind(now)
-        .bind(&account.id)
-        .execute(&mut *tx)
-        .await?;
-        if changed.rows_affected() != 1 {
-            let current = store::find_account_in(&mut tx, &account.id)
-                .await?
-                .ok_or(Error::AccountNotFound)?;
-            return Err(not_suspended(current.status));
+        let moved = switch_status(&mut tx, &account.id, Suspended, AccountStatus::Active, now);
+        if let Err(current) = moved.await? {
+            return Err(not_suspended(current));
         }
         // A session or token created while suspended (a refresh or a login that
         // raced the suspension) must not come back: the person logs in again.
@@ -238,6 +219,33 @@ async fn held_rights(
         .iter()
         .map(|r| r.try_get("right_name"))
         .collect::<sqlx::Result<_>>()?)
+}
+
+/// Moves the account from `from` to `to` within `tx`; `Err` with its status when it
+/// was no longer `from` (another administrator changed it meanwhile).
+async fn switch_status(
+    tx: &mut dge_store::AnyConnection,
+    account_id: &str,
+    from: AccountStatus,
+    to: AccountStatus,
+    now: i64,
+) -> Result<std::result::Result<(), AccountStatus>> {
+    let changed = sqlx::query(
+        "UPDATE accounts SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4",
+    )
+    .bind(to.as_str())
+    .bind(now)
+    .bind(account_id)
+    .bind(from.as_str())
+    .execute(&mut *tx)
+    .await?;
+    if changed.rows_affected() == 1 {
+        return Ok(Ok(()));
+    }
+    let current = store::find_account_in(tx, account_id)
+        .await?
+        .ok_or(Error::AccountNotFound)?;
+    Ok(Err(current.status))
 }
 
 fn not_active(status: AccountStatus) -> Error {
