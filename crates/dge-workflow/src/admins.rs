@@ -157,19 +157,7 @@ impl Workflow {
         }
         let now = self.registry.now();
         let mut tx = self.db().begin().await?;
-        // Lock every administrator row first (a no-op update: row locks on
-        // PostgreSQL, the write lock on SQLite), so that two revocations at once
-        // cannot each see the other administrator and leave none.
-        sqlx::query("UPDATE accounts SET is_admin = 1 WHERE is_admin = 1")
-            .execute(&mut *tx)
-            .await?;
-        let others: i64 = sqlx::query(
-            "SELECT COUNT(*) AS n FROM accounts WHERE is_admin = 1 AND status = 'active' AND id <> $1",
-        )
-        .bind(&account.id)
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get("n")?;
+        let others = other_active_admins(&mut tx, &account.id).await?;
         if others == 0 && account.status == AccountStatus::Active {
             return Err(Error::field(
                 "account",
@@ -204,4 +192,24 @@ impl Workflow {
         tracing::info!(account_id = %account.id, "global administrator revoked");
         Ok((true, current))
     }
+}
+
+/// Active administrator accounts other than `account_id`, counted after locking every
+/// administrator row (a no-op update: row locks on PostgreSQL, the write lock on
+/// SQLite), so that two revocations or suspensions at once cannot each see the other
+/// administrator and leave none.
+pub(crate) async fn other_active_admins(
+    tx: &mut dge_store::AnyConnection,
+    account_id: &str,
+) -> Result<i64> {
+    sqlx::query("UPDATE accounts SET is_admin = 1 WHERE is_admin = 1")
+        .execute(&mut *tx)
+        .await?;
+    Ok(sqlx::query(
+        "SELECT COUNT(*) AS n FROM accounts WHERE is_admin = 1 AND status = 'active' AND id <> $1",
+    )
+    .bind(account_id)
+    .fetch_one(&mut *tx)
+    .await?
+    .try_get("n")?)
 }

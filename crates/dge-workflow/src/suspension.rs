@@ -82,19 +82,7 @@ impl Workflow {
         let now = self.registry.now();
         let mut tx = self.db().begin().await?;
         if account.is_admin {
-            // Lock every administrator row first (a no-op update: row locks on
-            // PostgreSQL, the write lock on SQLite), as `revoke_admin` does, so that
-            // two suspensions at once cannot leave no active administrator.
-            sqlx::query("UPDATE accounts SET is_admin = 1 WHERE is_admin = 1")
-                .execute(&mut *tx)
-                .await?;
-            let others: i64 = sqlx::query(
-                "SELECT COUNT(*) AS n FROM accounts WHERE is_admin = 1 AND status = 'active' AND id <> $1",
-            )
-            .bind(&account.id)
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get("n")?;
+            let others = crate::admins::other_active_admins(&mut tx, &account.id).await?;
             if others == 0 {
                 return Err(Error::WrongState(
                     "this is the last active administrator account: name another administrator \
