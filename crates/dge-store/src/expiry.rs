@@ -51,19 +51,36 @@ pub async fn purge_expired(db: &Db, now: i64) -> sqlx::Result<u64> {
                  (SELECT {key} FROM {table} WHERE expires_at < $1 LIMIT {BATCH})"
             )
         };
-        loop {
-            let gone = sqlx::query(&sql)
-                .bind(before)
-                .execute(db.pool())
-                .await?
-                .rows_affected();
-            deleted += gone;
-            if gone < u64::try_from(BATCH).unwrap_or(u64::MAX) {
-                break;
-            }
-            // Let the writers queued meanwhile go first.
-            tokio::task::yield_now().await;
-        }
+        deleted += in_batches(db, &sql, Some(before)).await?;
     }
+    // The clients of a database session (the embedded default; with Redis they live
+    // and expire beside the session there) go once their session is gone, whichever
+    // way it went.
+    let orphans = format!(
+        "DELETE FROM session_clients WHERE session_hash IN \
+         (SELECT c.session_hash FROM session_clients c WHERE NOT EXISTS \
+          (SELECT 1 FROM sessions s WHERE s.id_hash = c.session_hash) LIMIT {BATCH})"
+    );
+    deleted += in_batches(db, &orphans, None).await?;
     Ok(deleted)
+}
+
+/// Runs `sql` (a `DELETE` of at most [`BATCH`] rows, with `before` as `$1` if
+/// given) until it deletes fewer; returns how many went.
+async fn in_batches(db: &Db, sql: &str, before: Option<i64>) -> sqlx::Result<u64> {
+    let mut deleted = 0;
+    loop {
+        let query = sqlx::query(sql);
+        let query = match before {
+            Some(before) => query.bind(before),
+            None => query,
+        };
+        let gone = query.execute(db.pool()).await?.rows_affected();
+        deleted += gone;
+        if gone < u64::try_from(BATCH).unwrap_or(u64::MAX) {
+            return Ok(deleted);
+        }
+        // Let the writers queued meanwhile go first.
+        tokio::task::yield_now().await;
+    }
 }

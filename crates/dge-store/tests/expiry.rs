@@ -86,6 +86,75 @@ async fn refresh(db: &Db, hash: &str, family: &str, expires_at: i64) {
     .unwrap();
 }
 
+/// The clients of a session go with it, whether the purge or a logout removed it;
+/// those of a live session stay.
+async fn session_clients_go_with_their_session(db: Db) {
+    for sql in [
+        "INSERT INTO oidc_clients (id, name, redirect_uris, confidential, created_at, updated_at) \
+         VALUES ('c', 'c', '[]', 1, 0, 0)",
+        "INSERT INTO oidc_clients (id, name, redirect_uris, confidential, created_at, updated_at) \
+         VALUES ('d', 'd', '[]', 1, 0, 0)",
+        "INSERT INTO accounts (id, kind, email, email_key, given_name, family_name, status, created_at, updated_at) \
+         VALUES ('a', 'local', 'a@x.fr', 'a@x.fr', 'A', 'B', 'active', 0, 0)",
+    ] {
+        sqlx::query(sql).execute(db.pool()).await.unwrap();
+    }
+    for (session, expires_at) in [("live", NOW + 3600), ("old", NOW - GRACE_SECS - 10)] {
+        sqlx::query(
+            "INSERT INTO sessions (id_hash, account_id, auth_time, expires_at, created_at) \
+             VALUES ($1, 'a', 0, $2, 0)",
+        )
+        .bind(session)
+        .bind(expires_at)
+        .execute(db.pool())
+        .await
+        .unwrap();
+    }
+    // "closed" has no session row any more (as after an older version's logout).
+    for (session, client) in [
+        ("live", "c"),
+        ("live", "d"),
+        ("old", "c"),
+        ("old", "d"),
+        ("closed", "c"),
+    ] {
+        sqlx::query(
+            "INSERT INTO session_clients (session_hash, client_id, created_at) VALUES ($1, $2, 0)",
+        )
+        .bind(session)
+        .bind(client)
+        .execute(db.pool())
+        .await
+        .unwrap();
+    }
+    // The old session, its two clients and the orphan.
+    assert_eq!(purge_expired(&db, NOW).await.unwrap(), 4);
+    let left: Vec<String> = sqlx::query_scalar(
+        "SELECT session_hash || '/' || client_id FROM session_clients ORDER BY 1",
+    )
+    .fetch_all(db.pool())
+    .await
+    .unwrap();
+    assert_eq!(left, vec!["live/c".to_owned(), "live/d".to_owned()]);
+    assert_eq!(purge_expired(&db, NOW).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn sqlite_purges_the_clients_of_gone_sessions() {
+    let scratch = ScratchDb::sqlite("expiry-session-clients");
+    let db = Db::connect(scratch.url(), 1).await.unwrap();
+    db.migrate().await.unwrap();
+    session_clients_go_with_their_session(db).await;
+}
+
+#[tokio::test]
+async fn postgres_purges_the_clients_of_gone_sessions() {
+    let scratch = ScratchDb::postgres("expiry_session_clients").await;
+    let db = Db::connect(scratch.url(), 1).await.unwrap();
+    db.migrate().await.unwrap();
+    session_clients_go_with_their_session(db).await;
+}
+
 /// An old rotated refresh token stays while a newer one of its family lives, so that
 /// presenting it still revokes the family; a family wholly expired goes.
 async fn refresh_tokens_go_with_their_whole_family(db: Db) {
