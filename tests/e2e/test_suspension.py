@@ -78,6 +78,12 @@ def test_suspended_person_is_logged_out_refused_then_reactivated(
     shown = dgectl.ok("accounts", "show", person.login, output="table").stdout
     assert re.search(r"\bsuspended\b", shown), shown
 
+    # Its rights are kept but count for nothing: dgectl says why the list is empty.
+    listed = dgectl.json("rights", "list", person.login)
+    assert listed["rights"] == [] and listed["account_status"] == "suspended", listed
+    table = dgectl.ok("rights", "list", person.login, output="table").stdout
+    assert f"{person.login} is suspended" in table, table
+
     # Everything the person held ends at once.
     answer = admin_grpc.check(tokens["access_token"], RIGHT)
     assert not answer.allowed and answer.reason == "invalid_token", answer
@@ -132,6 +138,10 @@ def test_suspended_person_is_logged_out_refused_then_reactivated(
     # Reactivated: the same account, its right back, no new validation.
     reactivated = dgectl.json("accounts", "reactivate", person.login)
     assert reactivated["account"]["status"] == "active", reactivated
+    assert dgectl.json("rights", "list", person.login) == {
+        "account": person.login,
+        "rights": [RIGHT],
+    }
     wait_for_subject(idp.outbox, person.email, REACTIVATED_SUBJECT)
     http, tokens = logged_in(datahub, person)
     assert admin_grpc.check(tokens["access_token"], RIGHT).allowed

@@ -1,7 +1,7 @@
 //! `dgectl rights grant|revoke|list|declare|watch`.
 
 use dge_proto::v1::{
-    DeclareRightRequest, GetAccountRequest, GrantRightRequest, ListRightsRequest,
+    AccountStatus, DeclareRightRequest, GetAccountRequest, GrantRightRequest, ListRightsRequest,
     RevokeRightRequest, WatchRightsRequest,
 };
 use serde_json::json;
@@ -10,6 +10,7 @@ use crate::cli::RightsCommand;
 use crate::client::Api;
 use crate::error::CliError;
 use crate::output::{self, OutputFormat};
+use crate::status::account_status_name;
 
 pub(super) async fn run(api: &Api, out: OutputFormat, verb: RightsCommand) -> Result<(), CliError> {
     match verb {
@@ -119,6 +120,20 @@ async fn list(api: &Api, out: OutputFormat, login: String) -> Result<(), CliErro
         .map_err(|status| api.fail(status))?
         .into_inner()
         .rights;
+    // The server lists nothing for an account that is not active (a suspended one keeps
+    // its rights, and they count for nothing): an empty list says why.
+    let inactive = if rights.is_empty() {
+        api.accounts()
+            .get_account(GetAccountRequest { key: login.clone() })
+            .await
+            .map_err(|status| api.fail(status))?
+            .into_inner()
+            .account
+            .filter(|a| a.status != AccountStatus::Active as i32)
+            .map(|a| account_status_name(a.status))
+    } else {
+        None
+    };
     match out {
         OutputFormat::Table => {
             let mut table = output::table(["RIGHT"]);
@@ -126,8 +141,21 @@ async fn list(api: &Api, out: OutputFormat, login: String) -> Result<(), CliErro
                 table.add_row([right]);
             }
             output::print_table(&table)?;
+            if let Some(status) = &inactive {
+                output::print_line(&format!(
+                    "{login} is {status}: rights of an account that is not active are not \
+                     listed and count for nothing; a suspended account gets those it held \
+                     back when it is reactivated"
+                ))?;
+            }
         }
-        OutputFormat::Json => output::print_json(&json!({ "account": login, "rights": rights }))?,
+        OutputFormat::Json => {
+            let mut body = json!({ "account": login, "rights": rights });
+            if let Some(status) = inactive {
+                body["account_status"] = json!(status);
+            }
+            output::print_json(&body)?;
+        }
     }
     Ok(())
 }
