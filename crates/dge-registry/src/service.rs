@@ -484,6 +484,16 @@ impl Registry {
         password: &Secret<String>,
     ) -> Result<Result<Account, LoginError>> {
         let found = store::credentials(&self.db, identifier).await?;
+        self.check_found_password(found, password).await
+    }
+
+    /// [`Self::check_password`] for a caller that already read the account's
+    /// credentials (`store::credentials`): one query less on the login path.
+    pub(crate) async fn check_found_password(
+        &self,
+        found: Option<(String, Option<String>)>,
+        password: &Secret<String>,
+    ) -> Result<Result<Account, LoginError>> {
         let (id, phc) = match found {
             Some((id, phc)) => (Some(id), phc),
             None => (None, None),

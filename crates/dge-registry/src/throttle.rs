@@ -167,17 +167,24 @@ impl Registry {
         address: &str,
     ) -> Result<Result<Account, LoginError>> {
         let t = &*self.throttle;
-        let found = store::credentials(&self.db, identifier)
-            .await?
-            .map(|(id, _)| id);
+        let credentials = store::credentials(&self.db, identifier).await?;
+        let found = credentials.as_ref().map(|(id, _)| id.clone());
         let subject = account_subject(found.as_deref(), identifier);
         let addr = hash_token(address);
         let detail = format!("address={address}");
         let actor = found.clone().unwrap_or_default();
 
-        let known = t.store.get(&known_key(&subject, &addr)).await?.is_some();
-        let account_locked = t.store.get(&lock_key(PASSWORDS, &subject)).await?.is_some();
-        let address_locked = t.store.get(&lock_key("addr", &addr)).await?.is_some();
+        // One round trip for the three markers (Redis in production).
+        let markers = t
+            .store
+            .get_many(&[
+                &known_key(&subject, &addr),
+                &lock_key(PASSWORDS, &subject),
+                &lock_key("addr", &addr),
+            ])
+            .await?;
+        let set = |i: usize| markers.get(i).is_some_and(Option::is_some);
+        let (known, account_locked, address_locked) = (set(0), set(1), set(2));
         // See the module documentation: each lock alone spares a known address.
         let refused = match (address_locked, account_locked) {
             (false, false) => false,
@@ -190,14 +197,18 @@ impl Registry {
             return Ok(Err(LoginError::Locked));
         }
 
-        let outcome = self.check_password(identifier, password).await?;
+        let outcome = self.check_found_password(credentials, password).await?;
         match &outcome {
             Ok(account) => {
                 // The account's failures are forgiven; the address's are not, or an
                 // attacker with an account of their own could clear them between guesses
                 // at others'.
-                t.store.forget(&fail_key(PASSWORDS, &subject)).await?;
-                t.store.forget(&lock_key(PASSWORDS, &subject)).await?;
+                t.store
+                    .forget_many(&[
+                        &fail_key(PASSWORDS, &subject),
+                        &lock_key(PASSWORDS, &subject),
+                    ])
+                    .await?;
                 t.store
                     .put(
                         &known_key(&subject, &addr),
@@ -373,8 +384,7 @@ impl Registry {
     }
 
     async fn audit_login(&self, actor: &str, action: &str, detail: &str) -> Result<()> {
-        let mut conn = self.db.pool().acquire().await?;
-        dge_store::audit(&mut conn, actor, action, actor, detail, self.clock.now()).await?;
+        dge_store::audit_grouped(&self.db, actor, action, actor, detail, self.clock.now()).await?;
         Ok(())
     }
 

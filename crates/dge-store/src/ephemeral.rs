@@ -180,6 +180,33 @@ impl Ephemeral {
         }
     }
 
+    /// Forgets several values (or counters) at once: one round trip to Redis.
+    ///
+    /// # Errors
+    /// Redis failed.
+    pub async fn forget_many(&self, keys: &[&str]) -> Result<(), EphemeralError> {
+        let keys: Vec<String> = keys.iter().map(|k| self.key(k)).collect();
+        match &self.inner {
+            Inner::Local(map) => {
+                let mut map = map.lock().unwrap_or_else(PoisonError::into_inner);
+                for key in &keys {
+                    map.remove(key);
+                }
+                Ok(())
+            }
+            // DEL needs at least one key.
+            Inner::Redis(_) if keys.is_empty() => Ok(()),
+            Inner::Redis(manager) => {
+                let mut conn = manager.clone();
+                redis::cmd("DEL")
+                    .arg(&keys)
+                    .query_async::<()>(&mut conn)
+                    .await?;
+                Ok(())
+            }
+        }
+    }
+
     /// Keeps `value` at `key` for `ttl`, replacing what was there.
     ///
     /// # Errors

@@ -92,6 +92,26 @@ async fn reads_several_values_at_once(a: Ephemeral, b: Ephemeral) {
     assert_eq!(b.get_many(&["many:2"]).await.unwrap(), vec![None]);
 }
 
+async fn forgets_several_values_at_once(a: Ephemeral, b: Ephemeral) {
+    a.put("gone:1", "one", Duration::from_secs(60))
+        .await
+        .unwrap();
+    a.hit("gone:2", Duration::from_secs(60)).await.unwrap();
+    a.put("gone:3", "kept", Duration::from_secs(60))
+        .await
+        .unwrap();
+    // A key that is not there is no error; nothing to forget is no error either.
+    b.forget_many(&["gone:1", "gone:2", "gone:missing"])
+        .await
+        .unwrap();
+    b.forget_many(&[]).await.unwrap();
+    assert_eq!(
+        a.get_many(&["gone:1", "gone:2", "gone:3"]).await.unwrap(),
+        vec![None, None, Some("kept".into())]
+    );
+    assert_eq!(a.hit("gone:2", Duration::from_secs(60)).await.unwrap(), 1);
+}
+
 async fn notices_reach_every_replica(a: Ephemeral, b: Ephemeral) {
     let mut on_a = a.subscribe();
     let mut on_b = b.subscribe();
@@ -171,6 +191,16 @@ async fn redis_reads_several_values_at_once() {
 async fn local_reads_several_values_at_once() {
     let (a, b) = local_pair();
     reads_several_values_at_once(a, b).await;
+}
+#[tokio::test]
+async fn redis_forgets_several_values_at_once() {
+    let (a, b) = redis_pair().await;
+    forgets_several_values_at_once(a, b).await;
+}
+#[tokio::test]
+async fn local_forgets_several_values_at_once() {
+    let (a, b) = local_pair();
+    forgets_several_values_at_once(a, b).await;
 }
 
 #[tokio::test]
