@@ -128,21 +128,28 @@ async fn commit<'s>(
     tx.commit().await
 }
 
-/// Consecutive statements, one SQL text, to run as one.
+/// Statements of one SQL text, to run as one.
 struct Run<'s> {
     sql: &'static str,
     rows: Vec<&'s Statement>,
 }
 
-/// Groups consecutive rows of one mergeable `INSERT`; anything else runs alone.
+/// Groups the rows of each mergeable `INSERT` into the run of its first row;
+/// anything else runs alone, in order. Moving a row up to its run is safe: the
+/// statements of a group come from different callers, each waiting for its own (a
+/// caller has one statement in flight), so their order means nothing. Without it,
+/// the token rows and the audit rows of concurrent requests, interleaved, would be
+/// cut into many small runs.
 fn runs<'s>(statements: impl Iterator<Item = &'s Statement>) -> Vec<Run<'s>> {
     let mut runs: Vec<Run<'s>> = Vec::new();
     for statement in statements {
-        match runs.last_mut() {
-            Some(run) if run.sql == statement.sql && values_tuple(run.sql).is_some() => {
-                run.rows.push(statement);
-            }
-            _ => runs.push(Run {
+        let mergeable = values_tuple(statement.sql).is_some();
+        match runs
+            .iter_mut()
+            .find(|run| mergeable && run.sql == statement.sql)
+        {
+            Some(run) => run.rows.push(statement),
+            None => runs.push(Run {
                 sql: statement.sql,
                 rows: vec![statement],
             }),
@@ -266,11 +273,25 @@ mod tests {
             sql: "INSERT INTO t (id) VALUES (lower($1))",
             args: vec![],
         };
+        let other = Statement {
+            sql: "INSERT INTO u (id) VALUES ($1)",
+            args: vec![],
+        };
         let all = [
             &update, &update, &upsert, &upsert, &returning, &returning, &insert, &insert, &update,
         ];
         let sizes: Vec<usize> = runs(all.into_iter()).iter().map(|r| r.rows.len()).collect();
         assert_eq!(sizes, vec![1, 1, 1, 1, 1, 1, 2, 1]);
+        // Interleaved rows of two mergeable inserts: one run each, in first-seen order.
+        let all = [&insert, &other, &update, &insert, &other, &insert];
+        let merged: Vec<(&str, usize)> = runs(all.into_iter())
+            .iter()
+            .map(|r| (r.sql, r.rows.len()))
+            .collect();
+        assert_eq!(
+            merged,
+            vec![(insert.sql, 3), (other.sql, 2), (update.sql, 1)]
+        );
         assert_eq!(
             multi_row(insert.sql, 2),
             "INSERT INTO t (id) VALUES (lower($1)), (lower($2))"

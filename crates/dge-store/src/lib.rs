@@ -360,6 +360,41 @@ pub fn is_unique_violation(err: &sqlx::Error, name: &str, sqlite_columns: &str) 
     db.constraint() == Some(name) || db.message().contains(sqlite_columns)
 }
 
+/// The statement of [`audit`], for [`audit_grouped`].
+const AUDIT_INSERT: &str = "INSERT INTO audit_events (id, actor, action, subject, detail, created_at) \
+                            VALUES ($1, $2, $3, $4, $5, $6)";
+
+/// [`audit`] outside any transaction of the caller's, committed with the other rows
+/// of the moment ([`Db::execute_grouped`]): the hot paths (every `/token` answer,
+/// every password login) would otherwise each pay a write transaction of their own.
+/// The row is committed when this returns.
+///
+/// # Errors
+/// Fails when the database fails.
+pub async fn audit_grouped(
+    db: &Db,
+    actor: &str,
+    action: &str,
+    subject: &str,
+    detail: &str,
+    now: i64,
+) -> sqlx::Result<()> {
+    use grouped::Arg;
+    let text = |v: &str| Arg::Text(Some(v.to_owned()));
+    db.execute_grouped(grouped::Statement {
+        sql: AUDIT_INSERT,
+        args: vec![
+            text(&dge_core::new_id()),
+            text(actor),
+            text(action),
+            text(subject),
+            text(detail),
+            Arg::Int(Some(now)),
+        ],
+    })
+    .await
+}
+
 /// Appends an event to the audit log, inside the caller's transaction so the event
 /// and the act it records are committed together.
 ///
@@ -373,18 +408,15 @@ pub async fn audit(
     detail: &str,
     now: i64,
 ) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO audit_events (id, actor, action, subject, detail, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(dge_core::new_id())
-    .bind(actor)
-    .bind(action)
-    .bind(subject)
-    .bind(detail)
-    .bind(now)
-    .execute(conn)
-    .await?;
+    sqlx::query(AUDIT_INSERT)
+        .bind(dge_core::new_id())
+        .bind(actor)
+        .bind(action)
+        .bind(subject)
+        .bind(detail)
+        .bind(now)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 

@@ -91,6 +91,62 @@ async fn a_failing_insert_fails_only_its_own_caller(db: Db) {
     assert_eq!(count, 1 + 45);
 }
 
+/// Audit rows of concurrent requests, interleaved with other grouped rows (a token's
+/// row, then its `/token` audit row): every one committed when its caller returns.
+async fn audit_rows_share_the_commits_of_other_rows(db: Db) {
+    db.migrate().await.unwrap();
+    sqlx::query("CREATE TABLE t (id TEXT PRIMARY KEY, n BIGINT)")
+        .execute(db.pool())
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..200_i64)
+        .map(|i| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                db.execute_grouped(insert(&format!("row-{i}"), Some(i)))
+                    .await
+                    .unwrap();
+                let detail = format!("grant=client_credentials n={i}");
+                dge_store::audit_grouped(&db, "svc", "token.issued", "svc", &detail, 1_000 + i)
+                    .await
+                    .unwrap();
+                let at: i64 = sqlx::query_scalar(
+                    "SELECT created_at FROM audit_events WHERE action = 'token.issued' AND detail = $1",
+                )
+                .bind(&detail)
+                .fetch_one(db.pool())
+                .await
+                .unwrap();
+                assert_eq!(at, 1_000 + i);
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let audited: i64 = sqlx::query_scalar(
+        "SELECT COUNT(DISTINCT id) FROM audit_events WHERE action = 'token.issued' AND actor = 'svc'",
+    )
+    .fetch_one(db.pool())
+    .await
+    .unwrap();
+    assert_eq!(audited, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_groups_audit_rows_with_other_rows() {
+    let scratch = ScratchDb::sqlite("grouped-audit");
+    let db = Db::connect(scratch.url(), 4).await.unwrap();
+    audit_rows_share_the_commits_of_other_rows(db).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_groups_audit_rows_with_other_rows() {
+    let scratch = ScratchDb::postgres("grouped_audit").await;
+    let db = Db::connect(scratch.url(), 4).await.unwrap();
+    audit_rows_share_the_commits_of_other_rows(db).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_groups_concurrent_inserts() {
     let (db, _scratch) = fresh(false).await;

@@ -160,8 +160,7 @@ impl Provider {
             Ok(_) => ("token.issued", format!("grant={grant}")),
             Err(e) => ("token.refused", format!("grant={grant} error={}", e.error)),
         };
-        let mut conn = self.db.pool().acquire().await?;
-        dge_store::audit(&mut conn, &claimed, action, &claimed, &detail, self.now()).await?;
+        dge_store::audit_grouped(&self.db, &claimed, action, &claimed, &detail, self.now()).await?;
         Ok(outcome)
     }
 }
