@@ -87,6 +87,12 @@ struct Args {
     /// Keep the server's data directory (logs, SQLite file) instead of removing it.
     #[arg(long)]
     keep: bool,
+    /// The server's log filter (`RUST_LOG`), written to `dge-idp.log` in its data
+    /// directory (see `--keep`). `warn,sqlx::query=trace` lists every SQL statement,
+    /// to count a path's round trips. A verbose filter slows the server: its figures
+    /// then mean nothing.
+    #[arg(long, default_value = "warn")]
+    idp_log: String,
     /// Run only this scenario, with the reference it is compared with (repeat for
     /// several): to profile one path. All of them by default.
     #[arg(long, value_parser = SCENARIOS)]
@@ -197,6 +203,7 @@ async fn measure(
         database_url: database_url.clone(),
         redis_url: database_url.as_ref().map(|_| args.redis_url.clone()),
         redis_prefix: format!("dge-bench-{tag}:"),
+        log_filter: args.idp_log.clone(),
     })
     .await?;
     eprintln!("dge-idp runs as pid {}", idp.pid);

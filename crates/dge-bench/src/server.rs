@@ -36,6 +36,8 @@ pub(crate) struct IdpOptions<'a> {
     pub(crate) database_url: Option<String>,
     pub(crate) redis_url: Option<String>,
     pub(crate) redis_prefix: String,
+    /// `RUST_LOG` of the server.
+    pub(crate) log_filter: String,
 }
 
 impl Idp {
@@ -62,8 +64,9 @@ impl Idp {
             // /authorize (300 a minute by default) would measure the limit, not us.
             .arg("--authorize-max-requests")
             .arg("1000000")
-            // One request log line per request would measure the terminal, not us.
-            .env("RUST_LOG", "warn")
+            // One request log line per request would measure the log, not us: `warn`
+            // unless `--idp-log` says otherwise.
+            .env("RUST_LOG", &options.log_filter)
             .env_remove("DGE_DEV_DATABASE_URL")
             .env_remove("DGE_DEV_REDIS_URL")
             .stdin(Stdio::null())
