@@ -38,9 +38,16 @@ pub struct IssuedAccess<'a> {
 /// # Errors
 /// Fails when the database fails.
 pub async fn record_access(db: &Db, t: &IssuedAccess<'_>, now: i64) -> sqlx::Result<()> {
-    let text = |v: Option<&str>| Arg::Text(v.map(str::to_owned));
     // Grouped with the other issuances of the moment: one commit for many tokens.
-    db.execute_grouped(Statement {
+    db.execute_grouped(access_statement(t, now)).await
+}
+
+/// The row [`record_access`] writes, for a caller that commits it with rows of its
+/// own ([`Db::execute_grouped_all`]).
+#[must_use]
+pub fn access_statement(t: &IssuedAccess<'_>, now: i64) -> Statement {
+    let text = |v: Option<&str>| Arg::Text(v.map(str::to_owned));
+    Statement {
         sql: "INSERT INTO issued_tokens (jti, code_hash, family_id, client_id, account_id, \
               expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         args: vec![
@@ -52,8 +59,7 @@ pub async fn record_access(db: &Db, t: &IssuedAccess<'_>, now: i64) -> sqlx::Res
             Arg::Int(Some(t.expires_at)),
             Arg::Int(Some(now)),
         ],
-    })
-    .await
+    }
 }
 
 /// A stored refresh token.

@@ -46,7 +46,8 @@ pub struct Statement {
     pub args: Vec<Arg>,
 }
 
-type Job = (Statement, oneshot::Sender<sqlx::Result<()>>);
+/// One caller's statements (committed together or not at all), and its answer.
+type Job = (Vec<Statement>, oneshot::Sender<sqlx::Result<()>>);
 
 /// The queue of the writer task.
 #[derive(Debug)]
@@ -62,11 +63,15 @@ impl Writer {
         Self { queue }
     }
 
-    /// Runs `statement` in the next group and waits for its commit.
-    pub(crate) async fn execute(&self, statement: Statement) -> sqlx::Result<()> {
+    /// Runs `statements` in the next group, in one transaction, and waits for their
+    /// commit.
+    pub(crate) async fn execute(&self, statements: Vec<Statement>) -> sqlx::Result<()> {
+        if statements.is_empty() {
+            return Ok(());
+        }
         let (done, committed) = oneshot::channel();
         self.queue
-            .send((statement, done))
+            .send((statements, done))
             .await
             .map_err(|_| sqlx::Error::PoolClosed)?;
         committed.await.map_err(|_| sqlx::Error::PoolClosed)?
@@ -85,7 +90,7 @@ async fn write_groups(pool: AnyPool, backend: Backend, mut jobs: mpsc::Receiver<
                 Err(_) => break,
             }
         }
-        match commit(&pool, backend, group.iter().map(|(s, _)| s)).await {
+        match commit(&pool, backend, group.iter().flat_map(|(s, _)| s)).await {
             Ok(()) => {
                 for (_, done) in group {
                     let _ = done.send(Ok(()));
@@ -98,8 +103,8 @@ async fn write_groups(pool: AnyPool, backend: Backend, mut jobs: mpsc::Receiver<
             }
             Err(e) => {
                 tracing::warn!(error = %e, statements = group.len(), "grouped commit failed; retrying one by one");
-                for (statement, done) in group {
-                    let alone = commit(&pool, backend, std::iter::once(&statement)).await;
+                for (statements, done) in group {
+                    let alone = commit(&pool, backend, statements.iter()).await;
                     let _ = done.send(alone);
                 }
             }
@@ -135,11 +140,12 @@ struct Run<'s> {
 }
 
 /// Groups the rows of each mergeable `INSERT` into the run of its first row;
-/// anything else runs alone, in order. Moving a row up to its run is safe: the
-/// statements of a group come from different callers, each waiting for its own (a
-/// caller has one statement in flight), so their order means nothing. Without it,
-/// the token rows and the audit rows of concurrent requests, interleaved, would be
-/// cut into many small runs.
+/// anything else runs alone, in order. Moving a row up to its run is safe: the jobs
+/// of a group come from different callers, each waiting for its own, so their order
+/// means nothing, and a job's statements are independent inserts (a job is
+/// committed whole or not at all, in whatever order). Without it, the token rows and
+/// the audit rows of concurrent requests, interleaved, would be cut into many small
+/// runs.
 fn runs<'s>(statements: impl Iterator<Item = &'s Statement>) -> Vec<Run<'s>> {
     let mut runs: Vec<Run<'s>> = Vec::new();
     for statement in statements {

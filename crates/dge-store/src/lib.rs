@@ -271,9 +271,22 @@ impl Db {
     /// # Errors
     /// The statement (retried alone when its group failed) or the commit failed.
     pub async fn execute_grouped(&self, statement: grouped::Statement) -> sqlx::Result<()> {
+        self.execute_grouped_all(vec![statement]).await
+    }
+
+    /// Like [`Self::execute_grouped`] for several independent inserts of one caller,
+    /// committed together in the next group or not at all: one commit to wait for
+    /// instead of one per statement.
+    ///
+    /// # Errors
+    /// The statements (retried alone when their group failed) or the commit failed.
+    pub async fn execute_grouped_all(
+        &self,
+        statements: Vec<grouped::Statement>,
+    ) -> sqlx::Result<()> {
         self.writer
             .get_or_init(|| grouped::Writer::start(self.pool.clone(), self.backend))
-            .execute(statement)
+            .execute(statements)
             .await
     }
 
@@ -379,9 +392,22 @@ pub async fn audit_grouped(
     detail: &str,
     now: i64,
 ) -> sqlx::Result<()> {
+    db.execute_grouped(audit_statement(actor, action, subject, detail, now))
+        .await
+}
+
+/// The row [`audit`] writes, as a statement for [`Db::execute_grouped_all`].
+#[must_use]
+pub fn audit_statement(
+    actor: &str,
+    action: &str,
+    subject: &str,
+    detail: &str,
+    now: i64,
+) -> grouped::Statement {
     use grouped::Arg;
     let text = |v: &str| Arg::Text(Some(v.to_owned()));
-    db.execute_grouped(grouped::Statement {
+    grouped::Statement {
         sql: AUDIT_INSERT,
         args: vec![
             text(&dge_core::new_id()),
@@ -391,8 +417,7 @@ pub async fn audit_grouped(
             text(detail),
             Arg::Int(Some(now)),
         ],
-    })
-    .await
+    }
 }
 
 /// Appends an event to the audit log, inside the caller's transaction so the event

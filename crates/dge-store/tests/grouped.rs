@@ -147,6 +147,58 @@ async fn postgres_groups_audit_rows_with_other_rows() {
     audit_rows_share_the_commits_of_other_rows(db).await;
 }
 
+/// A caller's several statements are committed together or not at all, whatever
+/// the others of the group do: a token's row never stays without its audit row.
+async fn a_callers_statements_are_committed_whole_or_not_at_all(db: Db) {
+    db.execute_grouped(insert("taken", None)).await.unwrap();
+    let tasks: Vec<_> = (0..40_i64)
+        .map(|i| {
+            let db = db.clone();
+            // Every fourth caller's second row collides with the row already there.
+            let second = if i % 4 == 0 {
+                "taken".to_owned()
+            } else {
+                format!("second-{i}")
+            };
+            let rows = vec![
+                insert(&format!("first-{i}"), Some(i)),
+                insert(&second, Some(i)),
+            ];
+            tokio::spawn(async move { (i, db.execute_grouped_all(rows).await) })
+        })
+        .collect();
+    for task in tasks {
+        let (i, outcome) = task.await.unwrap();
+        assert_eq!(outcome.is_err(), i % 4 == 0, "caller {i}: {outcome:?}");
+        let first: Option<i64> = sqlx::query_scalar("SELECT n FROM t WHERE id = $1")
+            .bind(format!("first-{i}"))
+            .fetch_optional(db.pool())
+            .await
+            .unwrap()
+            .flatten();
+        assert_eq!(first.is_some(), i % 4 != 0, "caller {i}: first row");
+    }
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(count, 1 + 30 * 2);
+    // Nothing to commit is no error.
+    db.execute_grouped_all(Vec::new()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_commits_a_callers_statements_whole() {
+    let (db, _scratch) = fresh(false).await;
+    a_callers_statements_are_committed_whole_or_not_at_all(db).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_commits_a_callers_statements_whole() {
+    let (db, _scratch) = fresh(true).await;
+    a_callers_statements_are_committed_whole_or_not_at_all(db).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_groups_concurrent_inserts() {
     let (db, _scratch) = fresh(false).await;

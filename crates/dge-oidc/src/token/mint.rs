@@ -4,6 +4,7 @@ use dge_authz::AccessClaims;
 use dge_authz::grants::{self, IssuedAccess, NewRefresh};
 use dge_authz::tokens::ACCESS_TOKEN_TYPE;
 use dge_registry::Account;
+use dge_store::grouped::Statement;
 use serde::Serialize;
 
 use super::TokenResponse;
@@ -63,6 +64,21 @@ impl Provider {
         scope: &str,
         lineage: Option<&Lineage<'_>>,
     ) -> Result<String> {
+        let (token, row) = self.unrecorded_access_token(client, account_id, scope, lineage)?;
+        self.db.execute_grouped(row).await?;
+        Ok(token)
+    }
+
+    /// Signs an access token and returns it with the row that records it: the token
+    /// must not leave before that row is committed (the caller commits it, with rows
+    /// of its own).
+    pub(crate) fn unrecorded_access_token(
+        &self,
+        client: &Client,
+        account_id: Option<&str>,
+        scope: &str,
+        lineage: Option<&Lineage<'_>>,
+    ) -> Result<(String, Statement)> {
         let now = self.now();
         let claims = AccessClaims {
             iss: self.issuer().to_owned(),
@@ -83,8 +99,7 @@ impl Provider {
             account_id,
             expires_at: claims.exp,
         };
-        grants::record_access(&self.db, &issued, now).await?;
-        Ok(token)
+        Ok((token, grants::access_statement(&issued, now)))
     }
 
     /// Signs an ID token for `account`, with the claims its scopes allow.
@@ -152,6 +167,7 @@ impl Provider {
             id_token: Some(id_token),
             refresh_token: Some(refresh_token),
             scope: l.scope.to_owned(),
+            unrecorded: Vec::new(),
         })
     }
 }

@@ -70,6 +70,10 @@ pub struct TokenResponse {
     pub refresh_token: Option<String>,
     /// Granted scopes.
     pub scope: String,
+    /// Rows recording what this response hands out, not committed yet: `exchange`
+    /// commits them with its audit row, before the response leaves.
+    #[serde(skip)]
+    pub(crate) unrecorded: Vec<dge_store::grouped::Statement>,
 }
 
 /// An OAuth error (RFC 6749 §5.2).
@@ -140,7 +144,7 @@ impl Provider {
             .chars()
             .take(100)
             .collect();
-        let outcome = match self.authenticate_client(form, basic, address).await? {
+        let mut outcome = match self.authenticate_client(form, basic, address).await? {
             Ok(client) => match grant {
                 "authorization_code" => self.code_grant(&client, form).await?,
                 "refresh_token" => self.refresh_grant(&client, form).await?,
@@ -160,7 +164,15 @@ impl Provider {
             Ok(_) => ("token.issued", format!("grant={grant}")),
             Err(e) => ("token.refused", format!("grant={grant} error={}", e.error)),
         };
-        dge_store::audit_grouped(&self.db, &claimed, action, &claimed, &detail, self.now()).await?;
+        let audit = dge_store::audit_statement(&claimed, action, &claimed, &detail, self.now());
+        // The token's own row (`client_credentials`) and the audit row share one
+        // commit: one wait instead of two, and the token never leaves unrecorded.
+        let mut rows = match &mut outcome {
+            Ok(response) => std::mem::take(&mut response.unrecorded),
+            Err(_) => Vec::new(),
+        };
+        rows.push(audit);
+        self.db.execute_grouped_all(rows).await?;
         Ok(outcome)
     }
 }

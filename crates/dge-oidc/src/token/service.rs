@@ -37,7 +37,8 @@ impl Provider {
             }
             _ => allowed.join(" "),
         };
-        let access_token = self.access_token(client, None, &scope, None).await?;
+        // Recorded by `exchange`, in the commit of its audit row.
+        let (access_token, row) = self.unrecorded_access_token(client, None, &scope, None)?;
         tracing::info!(client_id = %client.id, scope = %scope, "service token issued");
         Ok(Ok(TokenResponse {
             access_token,
@@ -46,6 +47,7 @@ impl Provider {
             id_token: None,
             refresh_token: None,
             scope,
+            unrecorded: vec![row],
         }))
     }
 }
