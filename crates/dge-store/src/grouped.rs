@@ -69,6 +69,18 @@ impl Writer {
         if statements.is_empty() {
             return Ok(());
         }
+        // PostgreSQL refuses a NUL in text: such a job would fail every group it
+        // joined, and each of its jobs would then be retried alone. It fails alone,
+        // here, whatever the engine.
+        let nul = statements
+            .iter()
+            .flat_map(|s| &s.args)
+            .any(|a| matches!(a, Arg::Text(Some(t)) if t.contains('\0')));
+        if nul {
+            return Err(sqlx::Error::Encode(
+                "a grouped statement holds a NUL character".into(),
+            ));
+        }
         let (done, committed) = oneshot::channel();
         self.queue
             .send((statements, done))
@@ -192,6 +204,10 @@ where
 /// Where the `(…)` of a one-row `INSERT … VALUES (…)` starts, if `sql` is one.
 fn values_tuple(sql: &str) -> Option<usize> {
     let at = sql.rfind("VALUES (")? + "VALUES ".len();
+    // A quoted literal could hold `$` or parentheses: such a tuple is not rewritten.
+    if sql[at..].contains(['\'', '"']) {
+        return None;
+    }
     // The tuple's `(` must close at the very end (no `ON CONFLICT`, `RETURNING`…).
     let mut depth = 0_i32;
     for (i, c) in sql[at..].char_indices() {
@@ -233,7 +249,9 @@ fn multi_row(sql: &str, rows: usize, anonymous: bool) -> String {
             out.push_str(&rest[..dollar]);
             rest = &rest[dollar + 1..];
             let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-            if anonymous && in_order {
+            if digits == 0 {
+                out.push('$');
+            } else if anonymous && in_order {
                 out.push('?');
             } else {
                 let n: usize = rest[..digits].parse().unwrap_or(0);
@@ -279,6 +297,13 @@ mod tests {
         assert_eq!(
             multi_row(wide, 2, true),
             "INSERT INTO t (a, b) VALUES ($10, $9), ($20, $19)"
+        );
+        // A quoted literal is never rewritten; a `$` without digits stays as it is.
+        let quoted = "INSERT INTO t (a, b) VALUES ($1, 'US$')";
+        assert_eq!(multi_row(quoted, 2, true), quoted);
+        assert_eq!(
+            multi_row("INSERT INTO t (a, b) VALUES ($1, $)", 2, false),
+            "INSERT INTO t (a, b) VALUES ($1, $), ($2, $)"
         );
         let twice = "INSERT INTO t (a, b) VALUES ($1, lower($1))";
         assert_eq!(

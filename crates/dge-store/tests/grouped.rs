@@ -187,6 +187,43 @@ async fn a_callers_statements_are_committed_whole_or_not_at_all(db: Db) {
     db.execute_grouped_all(Vec::new()).await.unwrap();
 }
 
+/// A NUL in a value (which PostgreSQL refuses in text) fails its own caller at once
+/// and never the group it would have joined.
+async fn a_nul_fails_alone(db: Db) {
+    let tasks: Vec<_> = (0..60_i64)
+        .map(|i| {
+            let db = db.clone();
+            let id = if i % 6 == 0 {
+                format!("bad-\0-{i}")
+            } else {
+                format!("good-{i}")
+            };
+            tokio::spawn(async move { (i, db.execute_grouped(insert(&id, Some(i))).await) })
+        })
+        .collect();
+    for task in tasks {
+        let (i, outcome) = task.await.unwrap();
+        assert_eq!(outcome.is_err(), i % 6 == 0, "caller {i}: {outcome:?}");
+    }
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(count, 50);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_refuses_a_nul_alone() {
+    let (db, _scratch) = fresh(false).await;
+    a_nul_fails_alone(db).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_refuses_a_nul_alone() {
+    let (db, _scratch) = fresh(true).await;
+    a_nul_fails_alone(db).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_commits_a_callers_statements_whole() {
     let (db, _scratch) = fresh(false).await;

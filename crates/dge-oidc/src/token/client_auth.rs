@@ -80,6 +80,7 @@ fn claimed_client_id(form: &TokenForm, basic: Option<&(String, String)>) -> Stri
         .or_else(from_assertion)
         .unwrap_or_default()
         .chars()
+        .filter(|c| !c.is_control())
         .take(100)
         .collect()
 }

@@ -135,13 +135,16 @@ impl Provider {
                  or urn:ietf:params:oauth:grant-type:device_code",
             )));
         }
-        // The client id as claimed, for the audit log; bounded, as it is the caller's.
+        // The client id as claimed, for the audit log; bounded and without control
+        // characters, as it is the caller's (PostgreSQL refuses a NUL in text, which
+        // would fail the group commit the audit row joins).
         let claimed: String = basic
             .as_ref()
             .map(|(id, _)| id.as_str())
             .or(form.client_id.as_deref())
             .unwrap_or_default()
             .chars()
+            .filter(|c| !c.is_control())
             .take(100)
             .collect();
         let mut outcome = match self.authenticate_client(form, basic, address).await? {

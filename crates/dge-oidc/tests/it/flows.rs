@@ -363,6 +363,38 @@ async fn private_key_jwt_assertions_are_single_use(engine: Engine) {
     assert_eq!(replay.err().map(|e| e.error), Some("invalid_client"));
 }
 
+/// A claimed client id with control characters (a NUL, which PostgreSQL refuses in
+/// text) gets its plain OAuth refusal, and its audit row is written without them.
+async fn a_claimed_client_id_with_a_nul_is_refused_and_audited(engine: Engine) {
+    let w = world(engine).await;
+    let form = TokenForm {
+        grant_type: Some("client_credentials".into()),
+        client_secret: Some("x".into()),
+        ..TokenForm::default()
+    };
+    let basic = Some(("ev\0il\n".to_owned(), "x".to_owned()));
+    let answer = w
+        .provider
+        .exchange(&form, basic, "127.0.0.1")
+        .await
+        .unwrap();
+    assert_eq!(answer.err().map(|e| e.error), Some("invalid_request"));
+    let actors: Vec<String> = sqlx::query_scalar(
+        "SELECT actor FROM audit_events WHERE action = 'token.refused' ORDER BY created_at",
+    )
+    .fetch_all(w.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(actors, vec!["evil".to_owned()]);
+}
+
+#[tokio::test]
+async fn a_claimed_client_id_with_a_nul_is_refused_and_audited_on_both_backends() {
+    for engine in ENGINES {
+        a_claimed_client_id_with_a_nul_is_refused_and_audited(engine).await;
+    }
+}
+
 #[tokio::test]
 async fn code_replay_revokes_what_the_code_gave_on_both_backends() {
     for engine in ENGINES {
