@@ -8,13 +8,15 @@ account. The reactivation gives everything back without a new validation.
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
 from authlib.integrations.base_client.errors import OAuthError
 
 import pages
-from dgectl import EXIT_REFUSED, EXIT_USAGE, describe
+from dgectl import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, describe
+from oidc import register_client, token_request
 from outbox import wait_for_subject
 from portal import (
     assert_login_refused,
@@ -176,3 +178,24 @@ def test_dgectl_refuses_bad_suspensions_with_clear_messages(idp, datahub, dgectl
     assert twice.returncode == EXIT_REFUSED, describe(twice)
     assert "not active" in twice.stderr, describe(twice)
     dgectl.ok("accounts", "reactivate", person.login)
+
+
+def test_a_service_that_may_list_rights_still_gets_an_empty_list(idp, datahub, dgectl):
+    """`authz:rights` lets a service list rights, not read accounts: the status that
+    explains an empty list is left out, and the list is not an error."""
+    person = register_active_person(idp, dgectl, datahub)
+    client = register_client(dgectl, "rights-reader", "--service-scope", "authz:rights")
+    answer = token_request(
+        datahub.discovery,
+        {"grant_type": "client_credentials", "scope": "authz:rights"},
+        auth=(client.id, client.secret),
+    )
+    assert answer.status_code == 200, answer.text
+    token_file = idp.data_dir / f"{client.id}.token"
+    token_file.write_text(answer.json()["access_token"])
+    token_file.chmod(0o600)
+    listed = dgectl.run(
+        "--token-file", str(token_file), "rights", "list", person.login, authenticated=False
+    )
+    assert listed.returncode == EXIT_OK, describe(listed)
+    assert json.loads(listed.stdout) == {"account": person.login, "rights": []}

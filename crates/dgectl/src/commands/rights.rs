@@ -121,16 +121,30 @@ async fn list(api: &Api, out: OutputFormat, login: String) -> Result<(), CliErro
         .into_inner()
         .rights;
     // The server lists nothing for an account that is not active (a suspended one keeps
-    // its rights, and they count for nothing): an empty list says why.
+    // its rights, and they count for nothing): an empty list says why, when the caller
+    // may read accounts (a service token with `authz:rights` may list rights but not
+    // read accounts; an account deleted meanwhile has nothing to say).
     let inactive = if rights.is_empty() {
-        api.accounts()
+        match api
+            .accounts()
             .get_account(GetAccountRequest { key: login.clone() })
             .await
-            .map_err(|status| api.fail(status))?
-            .into_inner()
-            .account
-            .filter(|a| a.status != AccountStatus::Active as i32)
-            .map(|a| account_status_name(a.status))
+        {
+            Ok(answer) => answer
+                .into_inner()
+                .account
+                .filter(|a| a.status != AccountStatus::Active as i32)
+                .map(|a| account_status_name(a.status)),
+            Err(status)
+                if matches!(
+                    status.code(),
+                    tonic::Code::PermissionDenied | tonic::Code::NotFound
+                ) =>
+            {
+                None
+            }
+            Err(status) => return Err(api.fail(status)),
+        }
     } else {
         None
     };
