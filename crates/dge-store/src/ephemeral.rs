@@ -161,23 +161,7 @@ impl Ephemeral {
     /// # Errors
     /// Redis failed.
     pub async fn forget(&self, key: &str) -> Result<(), EphemeralError> {
-        let key = self.key(key);
-        match &self.inner {
-            Inner::Local(map) => {
-                map.lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .remove(&key);
-                Ok(())
-            }
-            Inner::Redis(manager) => {
-                let mut conn = manager.clone();
-                redis::cmd("DEL")
-                    .arg(&key)
-                    .query_async::<()>(&mut conn)
-                    .await?;
-                Ok(())
-            }
-        }
+        self.forget_many(&[key]).await
     }
 
     /// Forgets several values (or counters) at once: one round trip to Redis.
