@@ -16,7 +16,8 @@
 //! If a grouped transaction fails, each of its statements is retried alone, so that
 //! one bad statement fails only its own caller.
 
-use sqlx::{AnyPool, Arguments as _};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool, Arguments as _, Connection as _};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::Backend;
@@ -91,8 +92,26 @@ impl Writer {
 }
 
 /// Until every handle is gone: take what is queued, commit it as one transaction.
+///
+/// While statements keep coming, the writer keeps its connection from one group to
+/// the next: taking one from the pool and giving it back costs a round trip per
+/// group (sqlx tests a returned connection), and one SQLite connection thread stays
+/// warm instead of eight. It gives it back before it waits for work, so that a
+/// quiet writer holds none of the pool, and after any failure (the pool drops a
+/// broken one).
 async fn write_groups(pool: AnyPool, backend: Backend, mut jobs: mpsc::Receiver<Job>) {
-    while let Some(first) = jobs.recv().await {
+    let mut held: Option<PoolConnection<Any>> = None;
+    loop {
+        let first = match jobs.try_recv() {
+            Ok(job) => job,
+            Err(_) => {
+                held = None;
+                match jobs.recv().await {
+                    Some(job) => job,
+                    None => break,
+                }
+            }
+        };
         // No timer: the group is whatever arrived while the previous commit ran, so a
         // lone statement is committed at once and a crowd shares one commit.
         let mut group = vec![first];
@@ -102,7 +121,8 @@ async fn write_groups(pool: AnyPool, backend: Backend, mut jobs: mpsc::Receiver<
                 Err(_) => break,
             }
         }
-        match commit(&pool, backend, group.iter().flat_map(|(s, _)| s)).await {
+        let statements = group.iter().flat_map(|(s, _)| s);
+        match commit(&pool, &mut held, backend, statements).await {
             Ok(()) => {
                 for (_, done) in group {
                     let _ = done.send(Ok(()));
@@ -116,7 +136,7 @@ async fn write_groups(pool: AnyPool, backend: Backend, mut jobs: mpsc::Receiver<
             Err(e) => {
                 tracing::warn!(error = %e, statements = group.len(), "grouped commit failed; retrying one by one");
                 for (statements, done) in group {
-                    let alone = commit(&pool, backend, statements.iter()).await;
+                    let alone = commit(&pool, &mut held, backend, statements.iter()).await;
                     let _ = done.send(alone);
                 }
             }
@@ -124,20 +144,39 @@ async fn write_groups(pool: AnyPool, backend: Backend, mut jobs: mpsc::Receiver<
     }
 }
 
+/// Commits `statements` on the writer's connection (taken from the pool when it
+/// has none); on failure the connection is given back.
 async fn commit<'s>(
     pool: &AnyPool,
+    held: &mut Option<PoolConnection<Any>>,
+    backend: Backend,
+    statements: impl Iterator<Item = &'s Statement>,
+) -> sqlx::Result<()> {
+    let conn = match held {
+        Some(conn) => conn,
+        None => held.insert(pool.acquire().await?),
+    };
+    let result = commit_on(conn, backend, statements).await;
+    if result.is_err() {
+        *held = None;
+    }
+    result
+}
+
+async fn commit_on<'s>(
+    conn: &mut AnyConnection,
     backend: Backend,
     statements: impl Iterator<Item = &'s Statement>,
 ) -> sqlx::Result<()> {
     let runs = runs(statements);
     // One statement in all (the usual case: a crowd of tokens): it is atomic alone.
     if let [run] = runs.as_slice() {
-        return execute(pool, run, backend).await;
+        return execute(&mut *conn, run, backend).await;
     }
     let mut tx = match backend {
         // As in `Db::begin`: take SQLite's write lock up front.
-        Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await?,
-        Backend::Postgres => pool.begin().await?,
+        Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await?,
+        Backend::Postgres => conn.begin().await?,
     };
     for run in &runs {
         execute(&mut *tx, run, backend).await?;

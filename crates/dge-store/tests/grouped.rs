@@ -18,12 +18,17 @@ fn redis_url() -> String {
 /// A fresh database of the test's own with one table `t (id primary key, n)`; the
 /// database goes when the returned [`ScratchDb`] does.
 async fn fresh(postgres: bool) -> (Db, ScratchDb) {
+    fresh_with(postgres, 4).await
+}
+
+/// [`fresh`], with a pool of `connections`.
+async fn fresh_with(postgres: bool, connections: u32) -> (Db, ScratchDb) {
     let scratch = if postgres {
         ScratchDb::postgres("grouped").await
     } else {
         ScratchDb::sqlite("grouped")
     };
-    let db = Db::connect(scratch.url(), 4).await.unwrap();
+    let db = Db::connect(scratch.url(), connections).await.unwrap();
     sqlx::query("CREATE TABLE t (id TEXT PRIMARY KEY, n BIGINT)")
         .execute(db.pool())
         .await
@@ -250,6 +255,32 @@ async fn postgres_groups_concurrent_inserts() {
     concurrent_inserts_are_all_committed_before_their_callers_return(db).await;
     let (db, _scratch) = fresh(true).await;
     a_failing_insert_fails_only_its_own_caller(db).await;
+}
+
+/// The writer keeps a connection only while statements keep coming: with a pool of
+/// one, callers that read after their insert still get it, and so does anyone once
+/// the writer is quiet, after a failed group too.
+async fn a_quiet_writer_gives_its_connection_back(postgres: bool) {
+    let (db, _scratch) = fresh_with(postgres, 1).await;
+    concurrent_inserts_are_all_committed_before_their_callers_return(db.clone()).await;
+    // Far below the pool's 10 s acquire timeout: the connection is free.
+    let quick = Duration::from_secs(2);
+    let conn = tokio::time::timeout(quick, db.pool().acquire()).await;
+    drop(conn.expect("the quiet writer still holds the pool's connection"));
+    assert!(db.execute_grouped(insert("row-1", None)).await.is_err());
+    let conn = tokio::time::timeout(quick, db.pool().acquire()).await;
+    drop(conn.expect("the writer kept the connection of its failed group"));
+    db.execute_grouped(insert("after", Some(1))).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_writer_gives_its_connection_back() {
+    a_quiet_writer_gives_its_connection_back(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_writer_gives_its_connection_back() {
+    a_quiet_writer_gives_its_connection_back(true).await;
 }
 
 /// Two replicas: their own pools, one shared Redis.
