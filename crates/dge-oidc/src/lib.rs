@@ -77,13 +77,18 @@ impl ProviderSettings {
     }
 }
 
-/// The provider's state. Cheap to clone.
+/// The provider. Cheap to clone: one reference count, as axum clones it for every
+/// request.
 #[derive(Clone)]
-pub struct Provider {
+pub struct Provider(Arc<ProviderState>);
+
+/// What a [`Provider`] holds, shared by its clones.
+#[derive(Clone)]
+pub struct ProviderState {
     pub(crate) db: Db,
     pub(crate) keys: Arc<Keys>,
     pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) settings: Arc<ProviderSettings>,
+    pub(crate) settings: ProviderSettings,
     /// Short-lived state shared by the replicas through Redis: authorization codes
     /// (taken exactly once) and device codes.
     pub(crate) ephemeral: Ephemeral,
@@ -94,6 +99,14 @@ pub struct Provider {
     /// same answers cache as `Check`'s (valid for one access generation, at most
     /// 1 s; `clients::set_settings` bumps the generation).
     pub(crate) clients: Arc<dge_authz::cache::Answers<String, clients::Client>>,
+}
+
+impl std::ops::Deref for Provider {
+    type Target = ProviderState;
+
+    fn deref(&self) -> &ProviderState {
+        &self.0
+    }
 }
 
 impl std::fmt::Debug for Provider {
@@ -109,15 +122,15 @@ impl Provider {
     /// process until [`Self::with_ephemeral`] shares them.
     #[must_use]
     pub fn new(db: Db, keys: Arc<Keys>, clock: Arc<dyn Clock>, settings: ProviderSettings) -> Self {
-        Self {
+        Self(Arc::new(ProviderState {
             keys,
             clock,
-            settings: Arc::new(settings),
+            settings,
             ephemeral: Ephemeral::local("dge:"),
             sessions: Sessions::database(db.clone()),
             db,
             clients: Arc::new(dge_authz::cache::Answers::new(dge_authz::cache::CAPACITY)),
-        }
+        }))
     }
 
     /// Keeps short-lived state (authorization and device codes) in `ephemeral`, shared by the replicas,
@@ -125,8 +138,9 @@ impl Provider {
     /// shared through it.
     #[must_use]
     pub fn with_ephemeral(mut self, ephemeral: Ephemeral) -> Self {
-        self.sessions = Sessions::new(self.db.clone(), &ephemeral);
-        self.ephemeral = ephemeral;
+        let state = Arc::make_mut(&mut self.0);
+        state.sessions = Sessions::new(state.db.clone(), &ephemeral);
+        state.ephemeral = ephemeral;
         self
     }
 
