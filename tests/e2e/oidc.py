@@ -178,3 +178,41 @@ def ec_key():
 def write_jwks(path: Path, key) -> Path:
     path.write_text(json.dumps({"keys": [key.as_dict(is_private=False)]}), encoding="utf-8")
     return path
+
+
+class BackchannelReceiver:
+    """A module's back-channel logout endpoint on a loopback port: records each POST."""
+
+    def __init__(self):
+        import http.server
+        import threading
+        from urllib.parse import parse_qs
+
+        received: list[dict] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (the standard library's name)
+                length = int(self.headers.get("Content-Length", "0"))
+                body = self.rfile.read(length).decode()
+                received.append({k: v[0] for k, v in parse_qs(body).items()})
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.received = received
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/backchannel-logout"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        while len(self.received) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return list(self.received)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

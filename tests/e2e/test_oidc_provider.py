@@ -22,6 +22,7 @@ from dgectl import Dgectl
 from grpc_api import IdentityGrpc
 from idp_server import loopback_http
 from oidc import (
+    BackchannelReceiver,
     NodeRelyingParty,
     b64url,
     ec_key,
@@ -612,44 +613,6 @@ def test_discovery_lists_every_endpoint_on_the_server_under_test(idp, datahub):
     assert {"authorization_code", "refresh_token", "client_credentials"} <= set(
         document["grant_types_supported"]
     )
-
-
-class BackchannelReceiver:
-    """A module's back-channel logout endpoint on a loopback port: records each POST."""
-
-    def __init__(self):
-        import http.server
-        import threading
-        from urllib.parse import parse_qs
-
-        received: list[dict] = []
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 (the standard library's name)
-                length = int(self.headers.get("Content-Length", "0"))
-                body = self.rfile.read(length).decode()
-                received.append({k: v[0] for k, v in parse_qs(body).items()})
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.received = received
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/backchannel-logout"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def wait_for(self, count: int, timeout: float = 10.0) -> list[dict]:
-        deadline = time.monotonic() + timeout
-        while len(self.received) < count and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return list(self.received)
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def test_logout_notifies_every_module_of_the_session_on_the_back_channel(

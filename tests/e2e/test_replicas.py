@@ -366,8 +366,7 @@ def signed_in_on(http, replica: Replica) -> bool:
 def test_sessions_are_shared_by_replicas_and_end_everywhere_at_once(replicas, backend_database):
     a, b, c, seed, outbox = replicas
     import psycopg
-    from oidc import register_client, verify_jwt
-    from test_oidc_provider import BackchannelReceiver
+    from oidc import BackchannelReceiver, register_client, verify_jwt
 
     person = active_person_on(a, b, seed, outbox)
     receiver = BackchannelReceiver()
@@ -401,13 +400,37 @@ def test_sessions_are_shared_by_replicas_and_end_everywhere_at_once(replicas, ba
         claims = verify_jwt(datahub.discovery, posts[0]["logout_token"], client.id)
         assert claims["sid"] == sid
         assert not any(signed_in_on(http, r) for r in (a, b, c))
+
+        # Two sessions, opened on A and on B, each used by the module; a password
+        # reset through C ends both and tells the module of each on the back channel.
+        on_a = logged_in_on(a, a, person)
+        on_b = logged_in_on(b, a, person)
+        assert signed_in_on(on_a, b) and signed_in_on(on_b, a)
+        sids = set()
+        for browser in (on_a, on_b):
+            request = module.authorization_request()
+            callback = module.callback_url(pages.get(browser, request.url))
+            tokens = module.exchange(callback, request)
+            sids.add(module.id_token_claims(tokens["id_token"], request.nonce)["sid"])
+        assert len(sids) == 2, sids
+        reset_through_c(a, c, person, outbox)
+        posts = receiver.wait_for(3)[1:]
+        time.sleep(0.5)
+        assert len(receiver.received) == 3, receiver.received
+        told = [verify_jwt(datahub.discovery, p["logout_token"], client.id) for p in posts]
+        assert {t["sid"] for t in told} == sids, told
+        assert all(t["sub"] == claims["sub"] for t in told), told
     finally:
         receiver.close()
+    for browser, name in ((on_a, "A"), (on_b, "B")):
+        for replica in (a, b, c):
+            assert not signed_in_on(browser, replica), f"the session opened on {name} outlived the reset"
+    assert signed_in_on(logged_in_on(c, a, person), a), "the new password opens a session"
 
-    # Two sessions, opened on A and on B; a password reset through C ends both.
-    on_a = logged_in_on(a, a, person)
-    on_b = logged_in_on(b, a, person)
-    assert signed_in_on(on_a, b) and signed_in_on(on_b, a)
+
+def reset_through_c(a, c, person, outbox) -> None:
+    """Resets `person`'s password with the forms and link of replica C (the link names
+    the public URL, A); `person.password` becomes the new one."""
     http = pages.browser()
     page = pages.get(http, f"{c.base_url}/password/forgot")
     answer = pages.submit(http, page, pages.form_with_field(page, "email"), {"email": person.email})
@@ -427,8 +450,4 @@ def test_sessions_are_shared_by_replicas_and_end_everywhere_at_once(replicas, ba
         {"password": password, "password_confirmation": password},
     )
     assert done.status_code == 200, pages.page_text(done)
-    for browser, name in ((on_a, "A"), (on_b, "B")):
-        for replica in (a, b, c):
-            assert not signed_in_on(browser, replica), f"the session opened on {name} outlived the reset"
     person.password = password
-    assert signed_in_on(logged_in_on(c, a, person), a), "the new password opens a session"

@@ -10,15 +10,23 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import pytest
 from authlib.integrations.base_client.errors import OAuthError
 
 import pages
 from dgectl import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, describe
-from oidc import register_client, token_request
+from oidc import (
+    BackchannelReceiver,
+    log_in_and_exchange,
+    register_client,
+    token_request,
+    verify_jwt,
+)
 from outbox import wait_for_subject
 from portal import (
+    Module,
     assert_login_refused,
     log_in,
     open_login_page,
@@ -147,6 +155,36 @@ def test_suspended_person_is_logged_out_refused_then_reactivated(
     wait_for_subject(idp.outbox, person.email, REACTIVATED_SUBJECT)
     http, tokens = logged_in(datahub, person)
     assert admin_grpc.check(tokens["access_token"], RIGHT).allowed
+
+
+def test_a_suspension_logs_the_person_out_of_modules_on_the_back_channel(idp, datahub, dgectl):
+    receiver = BackchannelReceiver()
+    try:
+        client = register_client(
+            dgectl, "bc-suspend", "--first-party", "--backchannel-logout-uri", receiver.url
+        )
+        module = Module(datahub.discovery, client.id, client.redirect_uri, client.secret)
+        person = register_active_person(idp, dgectl, datahub)
+        done = log_in_and_exchange(module, person)
+        id_claims = module.id_token_claims(done.tokens["id_token"], done.request.nonce)
+        # Another person's session with the same module is not touched.
+        bystander = register_active_person(idp, dgectl, datahub)
+        log_in_and_exchange(module, bystander)
+
+        dgectl.json("accounts", "suspend", person.login, "--reason", REASON, "--yes")
+        posts = receiver.wait_for(1)
+        time.sleep(0.5)
+        assert len(receiver.received) == 1, receiver.received
+        # Reactivated, then suspended without a session: nobody to tell.
+        dgectl.json("accounts", "reactivate", person.login)
+        dgectl.json("accounts", "suspend", person.login, "--reason", REASON, "--yes")
+        time.sleep(0.5)
+        assert len(receiver.received) == 1, receiver.received
+    finally:
+        receiver.close()
+    claims = verify_jwt(datahub.discovery, posts[0]["logout_token"], client.id)
+    assert "http://schemas.openid.net/event/backchannel-logout" in claims["events"]
+    assert claims["sid"] == id_claims["sid"] and claims["sub"] == id_claims["sub"]
 
 
 def test_dgectl_refuses_bad_suspensions_with_clear_messages(idp, datahub, dgectl):

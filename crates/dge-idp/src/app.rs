@@ -124,6 +124,19 @@ pub async fn run(
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     let hasher = Hasher::new(settings.hash_params, settings.hash_concurrency, HASH_WAIT);
+    let provider = Provider::new(
+        db.clone(),
+        keys.clone(),
+        clock.clone(),
+        ProviderSettings {
+            token_ttl_secs: settings.token_ttl_secs,
+            device_code_ttl_secs: settings.device_code_ttl_secs,
+            limits: settings.rate_limits,
+            trusted_proxies: settings.trusted_proxies.clone(),
+            ..ProviderSettings::new(settings.public_url.clone())
+        },
+    )
+    .with_ephemeral(ephemeral.clone());
     let registry = Registry::new(
         db.clone(),
         hasher,
@@ -142,7 +155,9 @@ pub async fn run(
     // Sessions go to Redis with the codes when it is configured; the provider picks
     // the same store from `with_ephemeral`.
     .with_sessions(dge_store::sessions::Sessions::new(db.clone(), &ephemeral))
-    .with_mfa_key(settings.key_encryption_key.clone());
+    .with_mfa_key(settings.key_encryption_key.clone())
+    // Account changes that end sessions tell their modules (back-channel logout).
+    .with_sessions_ended(Arc::new(provider.clone()));
     let purge_task = tokio::spawn(purge_loop(registry.clone(), stopped_signal(&stop_rx)));
     let workflow = Workflow::new(registry.clone(), settings.public_url.clone())
         .with_notices(ephemeral.clone());
@@ -152,19 +167,6 @@ pub async fn run(
         settings.notify.clone(),
         stopped_signal(&stop_rx),
     ));
-    let provider = Provider::new(
-        db.clone(),
-        keys.clone(),
-        clock.clone(),
-        ProviderSettings {
-            token_ttl_secs: settings.token_ttl_secs,
-            device_code_ttl_secs: settings.device_code_ttl_secs,
-            limits: settings.rate_limits,
-            trusted_proxies: settings.trusted_proxies.clone(),
-            ..ProviderSettings::new(settings.public_url.clone())
-        },
-    )
-    .with_ephemeral(ephemeral.clone());
     let broker = Broker::new(
         db.clone(),
         clock.clone(),

@@ -176,13 +176,29 @@ impl Provider {
         let Some(account_id) = self.session_account(session_hash).await? else {
             return Ok(());
         };
+        let clients = self.sessions.clients(session_hash).await?;
+        let posts = self
+            .backchannel_posts(&account_id, session_hash, clients)
+            .await?;
+        spawn_posts(posts);
+        Ok(())
+    }
+
+    /// The signed logout tokens of the session `session_hash` of `account_id`, for
+    /// those of `client_ids` that registered a back-channel logout URI.
+    async fn backchannel_posts(
+        &self,
+        account_id: &str,
+        session_hash: &str,
+        client_ids: Vec<String>,
+    ) -> Result<Vec<BackchannelPost>> {
         let sid = crate::session::session_id(session_hash);
         let now = self.now();
         let mut posts = Vec::new();
-        for (client, uri) in self.backchannel_clients(session_hash).await? {
+        for (client, uri) in self.backchannel_clients(client_ids).await? {
             let claims = LogoutClaims {
                 iss: self.issuer(),
-                sub: &account_id,
+                sub: account_id,
                 aud: &client.id,
                 iat: now,
                 exp: now + LOGOUT_TOKEN_TTL_SECS,
@@ -194,39 +210,85 @@ impl Provider {
             let token = self
                 .keys
                 .sign_as(&client.settings.id_token_alg, "logout+jwt", &claims)?;
-            posts.push((client.id, uri, token));
+            posts.push(BackchannelPost {
+                client_id: client.id,
+                uri,
+                token,
+            });
         }
-        if posts.is_empty() {
-            return Ok(());
+        Ok(posts)
+    }
+}
+
+/// One logout token to post to one module.
+struct BackchannelPost {
+    client_id: String,
+    uri: String,
+    token: String,
+}
+
+/// Posts the logout tokens in the background, one module after the other.
+fn spawn_posts(posts: Vec<BackchannelPost>) {
+    if posts.is_empty() {
+        return;
+    }
+    tokio::spawn(async move {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(BACKCHANNEL_TIMEOUT_SECS))
+            .redirect(reqwest::redirect::Policy::none())
+            .build();
+        let Ok(http) = http else {
+            tracing::error!("cannot build the back-channel logout HTTP client");
+            return;
+        };
+        for BackchannelPost {
+            client_id,
+            uri,
+            token,
+        } in posts
+        {
+            let sent = http
+                .post(&uri)
+                .form(&[("logout_token", token.as_str())])
+                .send()
+                .await;
+            match sent {
+                Ok(r) if r.status().is_success() => {
+                    tracing::info!(client_id = %client_id, "back-channel logout delivered");
+                }
+                Ok(r) => {
+                    tracing::warn!(client_id = %client_id, status = %r.status(), "back-channel logout refused");
+                }
+                Err(e) => {
+                    tracing::warn!(client_id = %client_id, error = %e, "back-channel logout failed");
+                }
+            }
         }
+    });
+}
+
+/// Account changes that end every session of an account (a password reset or
+/// change, a suspension, a deletion…) tell the modules of those sessions, as a
+/// logout does. Like a logout's, the posts are not retried: a module that misses
+/// one still sees the person's tokens refused by `Check` and introspection.
+impl dge_store::sessions::SessionsEnded for Provider {
+    fn sessions_ended(&self, account_id: &str, sessions: Vec<dge_store::sessions::EndingSession>) {
+        let provider = self.clone();
+        let account_id = account_id.to_owned();
         tokio::spawn(async move {
-            let http = reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(BACKCHANNEL_TIMEOUT_SECS))
-                .redirect(reqwest::redirect::Policy::none())
-                .build();
-            let Ok(http) = http else {
-                tracing::error!("cannot build the back-channel logout HTTP client");
-                return;
-            };
-            for (client_id, uri, token) in posts {
-                let sent = http
-                    .post(&uri)
-                    .form(&[("logout_token", token.as_str())])
-                    .send()
-                    .await;
-                match sent {
-                    Ok(r) if r.status().is_success() => {
-                        tracing::info!(client_id = %client_id, "back-channel logout delivered");
-                    }
-                    Ok(r) => {
-                        tracing::warn!(client_id = %client_id, status = %r.status(), "back-channel logout refused");
-                    }
+            let mut posts = Vec::new();
+            for session in sessions {
+                match provider
+                    .backchannel_posts(&account_id, &session.hash, session.clients)
+                    .await
+                {
+                    Ok(more) => posts.extend(more),
                     Err(e) => {
-                        tracing::warn!(client_id = %client_id, error = %e, "back-channel logout failed");
+                        tracing::error!(error = %dge_core::ErrorChain(&e), "back-channel logout tokens not made");
                     }
                 }
             }
+            spawn_posts(posts);
         });
-        Ok(())
     }
 }

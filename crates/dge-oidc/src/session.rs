@@ -56,12 +56,11 @@ impl Provider {
         Ok(())
     }
 
-    /// The clients of a session that registered a back-channel logout URI.
+    /// Those of the clients `ids` that registered a back-channel logout URI, with it.
     pub(crate) async fn backchannel_clients(
         &self,
-        session_hash: &str,
+        ids: Vec<String>,
     ) -> Result<Vec<(crate::clients::Client, String)>> {
-        let ids = self.sessions.clients(session_hash).await?;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             if let Some(client) = crate::clients::find(&self.db, &id).await?

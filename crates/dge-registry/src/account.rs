@@ -379,11 +379,12 @@ impl Registry {
             .new_password_hash(&account, password, confirmation)
             .await?;
         let now = self.clock.now();
+        let ending = self.sessions_to_end(&account.id).await;
         let mut tx = self.db.begin().await?;
         self.replace_password(&mut tx, &account, &phc, "account.password_changed", now)
             .await?;
         tx.commit().await?;
-        self.everything_revoked(&account.id).await;
+        self.everything_revoked(&account.id, ending).await;
         tracing::info!(account_id = %account.id, "password changed; sessions and tokens revoked");
         Ok(())
     }
@@ -687,6 +688,7 @@ impl Registry {
             return Err(wrong_password());
         }
         let now = self.clock.now();
+        let ending = self.sessions_to_end(account_id).await;
         let mut tx = self.db.begin().await?;
         revoke_everything(&mut tx, account_id, now).await?;
         sqlx::query("DELETE FROM outbox WHERE recipient = $1")
@@ -717,7 +719,7 @@ impl Registry {
             )
             .await?;
         tx.commit().await?;
-        self.everything_revoked(account_id).await;
+        self.everything_revoked(account_id, ending).await;
         tracing::info!(account_id = %account_id, "account deleted at its owner's request");
         Ok(())
     }

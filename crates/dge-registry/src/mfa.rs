@@ -441,6 +441,7 @@ impl Registry {
         let codes: Vec<String> = (0..RECOVERY_CODES)
             .map(|_| random_recovery_code())
             .collect();
+        let ending = self.sessions_to_end(account_id).await;
         let mut tx = self.db.begin().await?;
         if !self.use_step(&mut tx, account_id, step).await? {
             return Err(wrong_code());
@@ -474,7 +475,7 @@ impl Registry {
             .await?;
         tx.commit().await?;
         // Admin power depends on the enrolment: every replica's Check cache forgets it.
-        self.everything_revoked(account_id).await;
+        self.everything_revoked(account_id, ending).await;
         self.forgive_failures(CODES, account_id).await?;
         tracing::info!(
             account_id = %account_id,

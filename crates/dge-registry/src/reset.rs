@@ -98,11 +98,41 @@ pub async fn revoke_everything(
     Ok(())
 }
 
+/// The sessions [`revoke_everything`] is about to end, read before its transaction
+/// by [`Registry::sessions_to_end`], for their modules' back-channel logout.
+#[derive(Debug, Default)]
+#[must_use = "hand it to everything_revoked after the commit"]
+pub struct SessionsToEnd(Vec<dge_store::sessions::EndingSession>);
+
 impl Registry {
+    /// The live sessions of `account_id` and their modules, before a change that
+    /// ends them. Best effort: when the store cannot say, the change still ends
+    /// them, only without back-channel logout. A session opened between this read
+    /// and the commit is ended too, but its modules are not told.
+    pub async fn sessions_to_end(&self, account_id: &str) -> SessionsToEnd {
+        if self.sessions_ended.is_none() {
+            return SessionsToEnd::default();
+        }
+        match self.sessions.ending(account_id, self.clock.now()).await {
+            Ok(sessions) => SessionsToEnd(sessions),
+            Err(e) => {
+                tracing::warn!(error = %dge_core::ErrorChain(&e), %account_id,
+                    "sessions to end not read: their modules get no back-channel logout");
+                SessionsToEnd::default()
+            }
+        }
+    }
+
     /// After the commit of [`revoke_everything`]: every replica's `Check` caches forget
-    /// the account, its Redis sessions are freed, and the emails queued with it leave.
-    pub async fn everything_revoked(&self, account_id: &str) {
+    /// the account, the modules of its ended sessions are told (back-channel logout),
+    /// its Redis sessions are freed, and the emails queued with it leave.
+    pub async fn everything_revoked(&self, account_id: &str, ended: SessionsToEnd) {
         self.db.access_changed().await;
+        if let Some(hook) = &self.sessions_ended
+            && !ended.0.is_empty()
+        {
+            hook.sessions_ended(account_id, ended.0);
+        }
         self.sessions.forget_account(account_id).await;
         self.outbox.wake();
     }
@@ -297,6 +327,7 @@ impl Registry {
             .new_password_hash(&account, password, confirmation)
             .await?;
         let now = self.clock.now();
+        let ending = self.sessions_to_end(&account.id).await;
         let mut tx = self.db.begin().await?;
         let used = sqlx::query(
             "UPDATE email_tokens SET used_at = $1 \
@@ -312,7 +343,7 @@ impl Registry {
         self.replace_password(&mut tx, &account, &phc, "account.password_reset", now)
             .await?;
         tx.commit().await?;
-        self.everything_revoked(&account.id).await;
+        self.everything_revoked(&account.id, ending).await;
         tracing::info!(account_id = %account.id, "password reset; sessions and tokens revoked");
         Ok(account)
     }

@@ -89,6 +89,8 @@ pub struct Registry {
     pub(crate) sessions: dge_store::sessions::Sessions,
     /// Seals two-step secrets at rest (see [`crate::mfa`]).
     pub(crate) mfa_key: Option<Arc<dge_authz::keys::KeyEncryptionKey>>,
+    /// Told of the sessions an account change ended (back-channel logout).
+    pub(crate) sessions_ended: Option<Arc<dyn dge_store::sessions::SessionsEnded>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -122,6 +124,7 @@ impl Registry {
                 crate::throttle::ThrottleSettings::default(),
             )),
             mfa_key: None,
+            sessions_ended: None,
         }
     }
 
@@ -130,6 +133,17 @@ impl Registry {
     #[must_use]
     pub fn with_sessions(mut self, sessions: dge_store::sessions::Sessions) -> Self {
         self.sessions = sessions;
+        self
+    }
+
+    /// The same registry telling `hook` (the OpenID Connect provider) of the sessions
+    /// that account changes end, so that their modules get a back-channel logout.
+    #[must_use]
+    pub fn with_sessions_ended(
+        mut self,
+        hook: Arc<dyn dge_store::sessions::SessionsEnded>,
+    ) -> Self {
+        self.sessions_ended = Some(hook);
         self
     }
 

@@ -99,6 +99,26 @@ impl Stored {
     }
 }
 
+/// A live session about to be ended by an account change, and the modules (client
+/// ids, sorted) that logged in through it: what back-channel logout needs, read
+/// before the change deletes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndingSession {
+    /// The SHA-256 of the session's cookie.
+    pub hash: String,
+    /// The modules that logged in through it.
+    pub clients: Vec<String>,
+}
+
+/// Told, after the commit of an account change that ended every session of an
+/// account (a password reset or change, a suspension, a deletion…), which sessions
+/// ended: the OpenID Connect provider sends their modules a back-channel logout.
+/// The registry holds one; the provider implements it.
+pub trait SessionsEnded: Send + Sync {
+    /// `sessions` of `account_id` have ended. Must not block: work is spawned.
+    fn sessions_ended(&self, account_id: &str, sessions: Vec<EndingSession>);
+}
+
 /// Ends every session of `account_id` when the caller's transaction commits: bumps
 /// the account's epoch (sessions in Redis) and deletes its rows (sessions in the
 /// database). Call [`Sessions::forget_account`] after the commit.
@@ -414,6 +434,25 @@ impl Sessions {
                 })
                 .collect::<sqlx::Result<_>>()?);
         };
+        let mut out: Vec<SessionTimes> = self
+            .live_in_redis(conn, prefix, account_id, now)
+            .await?
+            .into_iter()
+            .map(|(_, s)| s.times)
+            .collect();
+        out.sort_by_key(|t| t.created_at);
+        Ok(out)
+    }
+
+    /// The live sessions of `account_id` in Redis, with their hashes: of the
+    /// account's current epoch, unexpired.
+    async fn live_in_redis(
+        &self,
+        conn: &redis::aio::ConnectionManager,
+        prefix: &str,
+        account_id: &str,
+        now: i64,
+    ) -> Result<Vec<(String, Stored)>> {
         let Some(epoch) = self.epoch(account_id, false).await? else {
             return Ok(Vec::new());
         };
@@ -431,14 +470,66 @@ impl Sessions {
             .collect();
         let values: Vec<Option<String>> =
             redis::cmd("MGET").arg(&keys).query_async(&mut conn).await?;
-        let mut out: Vec<SessionTimes> = values
-            .iter()
-            .flatten()
-            .filter_map(|v| Stored::decode(v))
-            .filter(|s| s.account_id == account_id && s.epoch == epoch && s.times.expires_at > now)
-            .map(|s| s.times)
+        Ok(hashes
+            .into_iter()
+            .zip(values)
+            .filter_map(|(hash, v)| Some((hash, Stored::decode(v.as_deref()?)?)))
+            .filter(|(_, s)| {
+                s.account_id == account_id && s.epoch == epoch && s.times.expires_at > now
+            })
+            .collect())
+    }
+
+    /// The live sessions of `account_id` that used at least one module, with those
+    /// modules: read before an account change ends them (see [`SessionsEnded`]).
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn ending(&self, account_id: &str, now: i64) -> Result<Vec<EndingSession>> {
+        let Some((conn, prefix)) = &self.redis else {
+            let rows = sqlx::query(
+                "SELECT s.id_hash, c.client_id FROM sessions s \
+                 JOIN session_clients c ON c.session_hash = s.id_hash \
+                 WHERE s.account_id = $1 AND s.expires_at > $2 ORDER BY s.id_hash, c.client_id",
+            )
+            .bind(account_id)
+            .bind(now)
+            .fetch_all(self.db.pool())
+            .await?;
+            let mut out: Vec<EndingSession> = Vec::new();
+            for row in &rows {
+                let hash: String = row.try_get("id_hash")?;
+                let client: String = row.try_get("client_id")?;
+                match out.last_mut() {
+                    Some(last) if last.hash == hash => last.clients.push(client),
+                    _ => out.push(EndingSession {
+                        hash,
+                        clients: vec![client],
+                    }),
+                }
+            }
+            return Ok(out);
+        };
+        let live = self.live_in_redis(conn, prefix, account_id, now).await?;
+        if live.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for (hash, _) in &live {
+            pipe.cmd("SMEMBERS").arg(Self::clients_key(prefix, hash));
+        }
+        let mut conn = conn.clone();
+        let clients: Vec<Vec<String>> = pipe.query_async(&mut conn).await?;
+        let mut out: Vec<EndingSession> = live
+            .into_iter()
+            .zip(clients)
+            .filter(|(_, c)| !c.is_empty())
+            .map(|((hash, _), mut clients)| {
+                clients.sort();
+                EndingSession { hash, clients }
+            })
             .collect();
-        out.sort_by_key(|t| t.created_at);
+        out.sort_by(|a, b| a.hash.cmp(&b.hash));
         Ok(out)
     }
 

@@ -7,7 +7,7 @@
 
 use dge_store::Db;
 use dge_store::ephemeral::Ephemeral;
-use dge_store::sessions::{SessionTimes, Sessions, end_all_in};
+use dge_store::sessions::{EndingSession, SessionTimes, Sessions, end_all_in};
 use dge_testsupport::ScratchDb;
 
 const NOW: i64 = 1_800_000_000;
@@ -151,8 +151,8 @@ async fn an_account_change_ends_its_sessions_at_commit(p: Pair) {
     assert!(p.b.get("h4", NOW + 5).await.unwrap().is_some());
 }
 
-async fn remembers_the_clients_of_a_session(p: Pair) {
-    account(&p.db, "acc-1").await;
+/// The clients `portal` and `datahub`.
+async fn clients(db: &Db) {
     for client in ["portal", "datahub"] {
         sqlx::query(
             "INSERT INTO oidc_clients (id, name, redirect_uris, confidential, created_at, updated_at) \
@@ -160,10 +160,15 @@ async fn remembers_the_clients_of_a_session(p: Pair) {
         )
         .bind(client)
         .bind(NOW)
-        .execute(p.db.pool())
+        .execute(db.pool())
         .await
         .unwrap();
     }
+}
+
+async fn remembers_the_clients_of_a_session(p: Pair) {
+    account(&p.db, "acc-1").await;
+    clients(&p.db).await;
     p.a.open("h1", "acc-1", NOW, NOW + TTL, NOW).await.unwrap();
     for client in ["portal", "datahub", "portal"] {
         p.b.remember_client("h1", client, NOW).await.unwrap();
@@ -202,6 +207,47 @@ async fn lists_an_accounts_live_sessions(p: Pair) {
     assert_eq!(p.a.of_account("acc-1", NOW + 20).await.unwrap().len(), 1);
 }
 
+/// What back-channel logout needs before an account change ends the sessions: the
+/// account's live sessions that used a module, with their modules; expired ones,
+/// ones without a module and other accounts' are left out.
+async fn lists_the_sessions_an_account_change_ends(p: Pair) {
+    account(&p.db, "acc-1").await;
+    account(&p.db, "acc-2").await;
+    clients(&p.db).await;
+    p.a.open("h1", "acc-1", NOW, NOW + TTL, NOW).await.unwrap();
+    p.b.open("h2", "acc-1", NOW, NOW + TTL, NOW).await.unwrap();
+    p.a.open("h3", "acc-1", NOW, NOW + TTL, NOW).await.unwrap();
+    p.a.open("h4", "acc-1", NOW, NOW + 10, NOW).await.unwrap();
+    p.b.open("h5", "acc-2", NOW, NOW + TTL, NOW).await.unwrap();
+    for (hash, client) in [
+        ("h1", "portal"),
+        ("h1", "datahub"),
+        ("h2", "datahub"),
+        ("h4", "portal"),
+        ("h5", "portal"),
+    ] {
+        p.a.remember_client(hash, client, NOW).await.unwrap();
+    }
+    let expected = [
+        EndingSession {
+            hash: "h1".into(),
+            clients: vec!["datahub".into(), "portal".into()],
+        },
+        EndingSession {
+            hash: "h2".into(),
+            clients: vec!["datahub".into()],
+        },
+    ];
+    assert_eq!(p.b.ending("acc-1", NOW + 20).await.unwrap(), expected);
+    assert!(p.a.ending("acc-3", NOW).await.unwrap().is_empty());
+    // Once they are ended, there is nothing left to end.
+    let mut tx = p.db.begin().await.unwrap();
+    end_all_in(&mut tx, "acc-1").await.unwrap();
+    tx.commit().await.unwrap();
+    assert!(p.a.ending("acc-1", NOW + 20).await.unwrap().is_empty());
+    assert_eq!(p.a.ending("acc-2", NOW).await.unwrap().len(), 1);
+}
+
 macro_rules! on_both {
     ($($case:ident),* $(,)?) => {
         mod on_database {
@@ -230,6 +276,7 @@ on_both!(
     an_account_change_ends_its_sessions_at_commit,
     remembers_the_clients_of_a_session,
     lists_an_accounts_live_sessions,
+    lists_the_sessions_an_account_change_ends,
 );
 
 /// In Redis a session is kept under the digest it is given, for as long as it lasts,

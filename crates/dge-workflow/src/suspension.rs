@@ -80,6 +80,7 @@ impl Workflow {
             return Err(not_active(account.status));
         }
         let now = self.registry.now();
+        let ending = self.registry.sessions_to_end(&account.id).await;
         let mut tx = self.db().begin().await?;
         if account.is_admin {
             let others = crate::admins::other_active_admins(&mut tx, &account.id).await?;
@@ -121,7 +122,7 @@ impl Workflow {
         tx.commit().await?;
         // Every replica's `Check` caches forget the account, its Redis sessions go,
         // and the email leaves.
-        self.registry.everything_revoked(&account.id).await;
+        self.registry.everything_revoked(&account.id, ending).await;
         // `WatchRights` caches drop the rights `Check` now refuses.
         for right in &rights {
             self.publish(&account.id, right, false, now).await;
@@ -148,6 +149,7 @@ impl Workflow {
             return Err(not_suspended(account.status));
         }
         let now = self.registry.now();
+        let ending = self.registry.sessions_to_end(&account.id).await;
         let mut tx = self.db().begin().await?;
         let moved = switch_status(&mut tx, &account.id, Suspended, AccountStatus::Active, now);
         if let Err(current) = moved.await? {
@@ -178,7 +180,7 @@ impl Workflow {
             )
             .await?;
         tx.commit().await?;
-        self.registry.everything_revoked(&account.id).await;
+        self.registry.everything_revoked(&account.id, ending).await;
         for right in &rights {
             self.publish(&account.id, right, true, now).await;
         }

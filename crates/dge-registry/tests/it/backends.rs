@@ -1,6 +1,6 @@
 //! A fresh database per test, on either backend, and the registry over it.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dge_core::Secret;
@@ -10,7 +10,7 @@ use dge_registry::hashing::HashParams;
 use dge_registry::{Hasher, Registry, RegistrySettings, SignUpForm};
 use dge_store::Db;
 use dge_store::ephemeral::Ephemeral;
-use dge_store::sessions::Sessions;
+use dge_store::sessions::{EndingSession, Sessions, SessionsEnded};
 use dge_testsupport::ScratchDb;
 use sqlx::Row;
 
@@ -44,6 +44,26 @@ async fn fresh(engine: Engine) -> (Db, ScratchDb) {
     (db, scratch)
 }
 
+/// Records what the registry tells the provider (back-channel logout).
+#[derive(Default)]
+pub(crate) struct EndedLog(Mutex<Vec<(String, Vec<EndingSession>)>>);
+
+impl EndedLog {
+    /// Everything told so far, and forgets it.
+    pub(crate) fn take(&self) -> Vec<(String, Vec<EndingSession>)> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+impl SessionsEnded for EndedLog {
+    fn sessions_ended(&self, account_id: &str, sessions: Vec<EndingSession>) {
+        self.0
+            .lock()
+            .unwrap()
+            .push((account_id.to_owned(), sessions));
+    }
+}
+
 /// The registry under test, on a fresh database, with a clock the test moves.
 pub(crate) struct Services {
     pub(crate) db: Db,
@@ -51,6 +71,8 @@ pub(crate) struct Services {
     pub(crate) registry: Registry,
     /// The registry's sessions: in Redis on PostgreSQL, as in production.
     pub(crate) sessions: Sessions,
+    /// What the registry told of the sessions account changes ended.
+    pub(crate) ended: Arc<EndedLog>,
     /// Removes the database when the case is done; last, after the pools above.
     _scratch: ScratchDb,
 }
@@ -86,12 +108,16 @@ pub(crate) async fn services(engine: Engine) -> Services {
             Sessions::new(db.clone(), &shared)
         }
     };
-    let registry = registry.with_sessions(sessions.clone());
+    let ended = Arc::new(EndedLog::default());
+    let registry = registry
+        .with_sessions(sessions.clone())
+        .with_sessions_ended(ended.clone());
     Services {
         db,
         clock,
         registry,
         sessions,
+        ended,
         _scratch: scratch,
     }
 }

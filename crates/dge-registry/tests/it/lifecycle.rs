@@ -5,6 +5,7 @@ use dge_core::Secret;
 use dge_registry::Error;
 use dge_registry::account::{ProfileForm, ResendOutcome};
 use dge_registry::reset::ResetOutcome;
+use dge_store::sessions::EndingSession;
 use sqlx::Row;
 
 use crate::backends::{
@@ -30,17 +31,12 @@ async fn active(s: &Services, login: &str, email: &str) -> String {
     account.id
 }
 
-/// A session and an access token, as a login would leave them.
-async fn logged_in(s: &Services, account_id: &str) {
+/// A session and an access token, as a login would leave them; the session's hash.
+async fn logged_in(s: &Services, account_id: &str) -> String {
     let now = s.registry.now();
+    let hash = uuid::Uuid::new_v4().to_string();
     s.sessions
-        .open(
-            &uuid::Uuid::new_v4().to_string(),
-            account_id,
-            now,
-            now + 3600,
-            now,
-        )
+        .open(&hash, account_id, now, now + 3600, now)
         .await
         .unwrap();
     sqlx::query(
@@ -53,6 +49,7 @@ async fn logged_in(s: &Services, account_id: &str) {
     .execute(s.db.pool())
     .await
     .unwrap();
+    hash
 }
 
 async fn count(s: &Services, sql: &str, param: &str) -> i64 {
@@ -641,5 +638,77 @@ async fn changing_to_the_same_password_is_refused_and_changes_nothing() {
                 .await
                 .contains(&"password_changed".to_owned())
         );
+    }
+}
+
+/// A session used by the module `portal`, as a login through it would leave it; its
+/// hash.
+async fn logged_in_to_module(s: &Services, account_id: &str) -> String {
+    sqlx::query(
+        "INSERT INTO oidc_clients (id, name, redirect_uris, confidential, created_at, updated_at) \
+         VALUES ('portal', 'Portail', '', 1, 0, 0) ON CONFLICT (id) DO NOTHING",
+    )
+    .execute(s.db.pool())
+    .await
+    .unwrap();
+    let hash = logged_in(s, account_id).await;
+    s.sessions
+        .remember_client(&hash, "portal", s.registry.now())
+        .await
+        .unwrap();
+    hash
+}
+
+/// Each account change that ends every session tells the provider, after its
+/// commit, which sessions ended and through which modules (back-channel logout); a
+/// session no module used is not listed, and a refused change tells nothing.
+#[tokio::test]
+async fn account_changes_tell_which_sessions_they_ended() {
+    const LAST_PASSWORD: &str = "Mirabelle-de-Toul-ef56-3!";
+    for engine in ENGINES {
+        let s = services(engine).await;
+        let email = "camille@nancy.fr";
+        let id = active(&s, "cmartin", email).await;
+        let told = |hash: String| {
+            vec![(
+                id.clone(),
+                vec![EndingSession {
+                    hash,
+                    clients: vec!["portal".into()],
+                }],
+            )]
+        };
+        let used = logged_in_to_module(&s, &id).await;
+        logged_in(&s, &id).await;
+        let new = secret(NEW_PASSWORD);
+        let refused = s
+            .registry
+            .change_password(&id, &secret("Nope-Nope-12!"), &new, &new)
+            .await;
+        assert!(refused.is_err(), "{engine:?}");
+        assert!(
+            s.ended.take().is_empty(),
+            "{engine:?}: a refused change told"
+        );
+        s.registry
+            .change_password(&id, &secret(PASSWORD), &new, &new)
+            .await
+            .unwrap();
+        assert_eq!(s.ended.take(), told(used), "{engine:?}: password change");
+
+        let used = logged_in_to_module(&s, &id).await;
+        s.clock.advance(1);
+        s.registry.send_password_reset(email).await.unwrap();
+        let token = token_in(&s.db, email, "password_reset").await;
+        let last = secret(LAST_PASSWORD);
+        s.registry
+            .reset_password(&token, &last, &last)
+            .await
+            .unwrap();
+        assert_eq!(s.ended.take(), told(used), "{engine:?}: password reset");
+
+        let used = logged_in_to_module(&s, &id).await;
+        s.registry.delete_account(&id, &last, true).await.unwrap();
+        assert_eq!(s.ended.take(), told(used), "{engine:?}: deletion");
     }
 }
