@@ -190,3 +190,77 @@ def test_every_section_can_be_overridden_from_the_environment(tmp_path):
     ):
         refused = check({"DGE_REDIS__URL": "redis://127.0.0.1:6379", variable: value})
         assert refused.returncode != 0 and key in refused.stdout + refused.stderr, refused.stderr
+
+
+TEST_KEY = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+
+
+def test_admin_api_tokens_are_created_listed_and_revoked_from_the_command_line(idp, dgectl, tmp_path):
+    import hashlib
+    import json
+    from datetime import datetime, timedelta, timezone
+
+    from dgectl import EXIT_OK, EXIT_REFUSED, EXIT_UNAUTHENTICATED, EXIT_USAGE, describe
+    from idp_server import dgectl_binary
+
+    # The command-line tools reach the running server's database through a
+    # configuration, as an operator's would.
+    url = idp.extra_env.get("DGE_DEV_DATABASE_URL") or f"sqlite://{idp.data_dir / 'dge-identity.sqlite3'}"
+    config = tmp_path / "dge-idp.toml"
+    config.write_text(
+        f'[server]\npublic_url = "{idp.base_url}"\n'
+        f'[database]\nurl = "{url}"\n'
+        f'[keys]\nencryption_key = "{TEST_KEY}"\n'
+        f'[mail]\nfrom = "DataGrandEst <no-reply@datagrandest.fr>"\noutbox_dir = "{tmp_path / "outbox"}"\n',
+        encoding="utf-8",
+    )
+
+    def idp_cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(idp_binary()), *args], capture_output=True, text=True, env=clean_env(), timeout=60
+        )
+
+    def as_token(token: str, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(dgectl_binary()), "--server", idp.grpc_server_url, "--output", "json", *args],
+            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+            env=clean_env({"DGECTL_TOKEN": token, "XDG_CONFIG_HOME": str(tmp_path / "no-login")}),
+        )
+
+    name = f"ops-{uuid.uuid4().hex[:8]}"
+    created = idp_cli("create-admin-token", "--config", str(config), "--name", name, "--expires-in-days", "30")
+    assert created.returncode == 0, describe(created)
+    token = created.stdout.strip()
+    assert token.startswith("dgeat_"), "the token is not printed alone"
+    assert token not in created.stderr, "the token is logged"
+    assert as_token(token, "clients", "list").returncode == EXIT_OK
+
+    listed = idp_cli("list-admin-tokens", "--config", str(config))
+    assert listed.returncode == 0, describe(listed)
+    lines = {line.split("\t")[0]: line.split("\t") for line in listed.stdout.splitlines()[1:]}
+    assert lines["bootstrap-admin"][3] == "never", listed.stdout
+    expected = (datetime.now(timezone.utc) + timedelta(days=30)).strftime("%Y-%m-%d")
+    assert lines[name][1] == "admin" and lines[name][3].startswith(expected), listed.stdout
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    assert token not in listed.stdout and digest not in listed.stdout.lower()
+
+    revoked = idp_cli("revoke-admin-token", "--config", str(config), "--name", name)
+    assert revoked.returncode == 0, describe(revoked)
+    # Refused at its very next use: API tokens are read at each call, never cached.
+    refused = as_token(token, "clients", "list")
+    assert refused.returncode == EXIT_UNAUTHENTICATED, describe(refused)
+    assert name not in idp_cli("list-admin-tokens", "--config", str(config)).stdout
+
+    again = idp_cli("revoke-admin-token", "--config", str(config), "--name", name)
+    assert again.returncode != 0 and "no API token is named" in again.stderr, describe(again)
+    for bad in ("0", "3651", "soon"):
+        wrong = idp_cli("create-admin-token", "--config", str(config), "--name", f"{name}-x", "--expires-in-days", bad)
+        assert wrong.returncode == EXIT_USAGE and "--expires-in-days" in wrong.stderr, describe(wrong)
+    blank = idp_cli("create-admin-token", "--config", str(config), "--name", "  ")
+    assert blank.returncode == EXIT_REFUSED and "--name" in blank.stderr, describe(blank)
+
+    events = json.loads(dgectl.ok("audit", "list", "--subject", name).stdout)
+    assert any(
+        e["action"] == "api_token.revoked" and e["actor"] == "dge-idp revoke-admin-token"
+        for e in events["events"]
+    ), events

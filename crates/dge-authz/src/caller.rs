@@ -370,17 +370,88 @@ impl Authenticator {
 /// # Errors
 /// Fails when the database fails (a token with the same name already exists, say).
 pub async fn create_api_token(db: &Db, name: &str, scopes: &str, now: i64) -> sqlx::Result<String> {
+    create_api_token_until(db, name, scopes, now, None).await
+}
+
+/// [`create_api_token`], refused from `expires_at` (Unix seconds) on when given.
+///
+/// # Errors
+/// Fails when the database fails (a token with the same name already exists, say).
+pub async fn create_api_token_until(
+    db: &Db,
+    name: &str,
+    scopes: &str,
+    now: i64,
+    expires_at: Option<i64>,
+) -> sqlx::Result<String> {
     let token = format!("{API_TOKEN_PREFIX}{}", dge_core::token::random_token());
     sqlx::query(
-        "INSERT INTO api_tokens (token_hash, name, scopes, created_at) VALUES ($1, $2, $3, $4)",
+        "INSERT INTO api_tokens (token_hash, name, scopes, expires_at, created_at) \
+         VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(hash_token(&token))
     .bind(name)
     .bind(scopes)
+    .bind(expires_at)
     .bind(now)
     .execute(db.pool())
     .await?;
     Ok(token)
+}
+
+/// An API token as administrators see it: never the token nor its digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiTokenInfo {
+    /// Its unique label.
+    pub name: String,
+    /// Space-separated scopes.
+    pub scopes: String,
+    /// When it was made, Unix seconds.
+    pub created_at: i64,
+    /// When it stops working, if ever.
+    pub expires_at: Option<i64>,
+}
+
+/// Every API token, by name.
+///
+/// # Errors
+/// The database failed.
+pub async fn list_api_tokens(db: &Db) -> sqlx::Result<Vec<ApiTokenInfo>> {
+    let rows =
+        sqlx::query("SELECT name, scopes, created_at, expires_at FROM api_tokens ORDER BY name")
+            .fetch_all(db.pool())
+            .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(ApiTokenInfo {
+                name: r.try_get("name")?,
+                scopes: r.try_get("scopes")?,
+                created_at: r.try_get("created_at")?,
+                expires_at: r.try_get("expires_at")?,
+            })
+        })
+        .collect()
+}
+
+/// Deletes the API token `name`, with an audit row by `actor`, in one transaction.
+/// It is refused at its next use on every replica: API tokens are read from the
+/// database at each call, never cached. `Ok(false)` when no token has that name.
+///
+/// # Errors
+/// The database failed.
+pub async fn revoke_api_token(db: &Db, name: &str, actor: &str, now: i64) -> sqlx::Result<bool> {
+    let mut tx = db.begin().await?;
+    let deleted = sqlx::query("DELETE FROM api_tokens WHERE name = $1")
+        .bind(name)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if deleted == 0 {
+        return Ok(false);
+    }
+    dge_store::audit(&mut tx, actor, "api_token.revoked", name, "", now).await?;
+    tx.commit().await?;
+    Ok(true)
 }
 
 /// `PERMISSION_DENIED` for an administrator without two-step verification, with the

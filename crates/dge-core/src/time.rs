@@ -19,16 +19,25 @@ pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
     )
 }
 
+/// `(year, month, day, hour, minute)` in UTC of Unix seconds.
+fn utc_parts(unix: i64) -> (i64, u32, u32, i64, i64) {
+    let (y, m, d) = civil_from_days(unix.div_euclid(86_400));
+    let secs = unix.rem_euclid(86_400);
+    (y, m, d, secs / 3600, (secs % 3600) / 60)
+}
+
 /// `JJ/MM/AAAA HH:MM UTC`, as French readers write dates.
 #[must_use]
 pub fn format_fr(unix: i64) -> String {
-    let (y, m, d) = civil_from_days(unix.div_euclid(86_400));
-    let secs = unix.rem_euclid(86_400);
-    format!(
-        "{d:02}/{m:02}/{y} {:02}:{:02} UTC",
-        secs / 3600,
-        (secs % 3600) / 60
-    )
+    let (y, m, d, hour, minute) = utc_parts(unix);
+    format!("{d:02}/{m:02}/{y} {hour:02}:{minute:02} UTC")
+}
+
+/// `AAAA-MM-JJ HH:MM UTC`, for administrators' tools.
+#[must_use]
+pub fn format_utc(unix: i64) -> String {
+    let (y, m, d, hour, minute) = utc_parts(unix);
+    format!("{y}-{m:02}-{d:02} {hour:02}:{minute:02} UTC")
 }
 
 #[cfg(test)]
@@ -41,5 +50,6 @@ mod tests {
         assert_eq!(format_fr(1_800_000_000), "15/01/2027 08:00 UTC");
         assert_eq!(format_fr(951_782_400), "29/02/2000 00:00 UTC");
         assert_eq!(format_fr(-1), "31/12/1969 23:59 UTC");
+        assert_eq!(format_utc(1_800_000_000), "2027-01-15 08:00 UTC");
     }
 }

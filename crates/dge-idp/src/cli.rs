@@ -30,6 +30,10 @@ pub enum Command {
     ConfigExample,
     /// Creates an administrator API token and prints it once.
     CreateAdminToken(AdminTokenArgs),
+    /// Lists the administrator API tokens: names and dates, never the tokens.
+    ListAdminTokens(ConfigArgs),
+    /// Revokes an administrator API token by name: refused at its next use.
+    RevokeAdminToken(AdminTokenNameArgs),
     /// Exits 0 when `GET URL` answers 200: a health check for images without curl.
     Probe(ProbeArgs),
 }
@@ -56,6 +60,20 @@ pub struct AdminTokenArgs {
     #[command(flatten)]
     pub config: ConfigArgs,
     /// A label for the token, unique (`ops-2027`).
+    #[arg(long)]
+    pub name: String,
+    /// Refused after this many days (1 to 3650); without it, until revoked.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=3650))]
+    pub expires_in_days: Option<u16>,
+}
+
+/// Options of `dge-idp revoke-admin-token`.
+#[derive(Debug, Clone, Args)]
+pub struct AdminTokenNameArgs {
+    /// Configuration, for the database.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// The token's label, as `list-admin-tokens` shows it.
     #[arg(long)]
     pub name: String,
 }

@@ -19,6 +19,8 @@ async fn main() -> ExitCode {
         Command::Migrate(args) => dge_idp::serve::migrate(&args).await,
         Command::ConfigExample => dge_idp::serve::example(),
         Command::CreateAdminToken(args) => dge_idp::serve::create_admin_token(&args).await,
+        Command::ListAdminTokens(args) => dge_idp::serve::list_admin_tokens(&args).await,
+        Command::RevokeAdminToken(args) => dge_idp::serve::revoke_admin_token(&args).await,
         Command::Probe(args) => dge_idp::serve::probe(&args.url).await,
     };
     match result {

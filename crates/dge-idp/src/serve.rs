@@ -1,5 +1,5 @@
-//! Production commands: `serve`, `check-config`, `migrate`, `config-example` and
-//! `create-admin-token`.
+//! Production commands: `serve`, `check-config`, `migrate`, `config-example`, and
+//! `create-admin-token`, `list-admin-tokens` and `revoke-admin-token`.
 
 #![allow(clippy::print_stdout)] // these commands answer on stdout by design
 
@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use dge_core::{Clock, SystemClock};
 
-use crate::cli::{AdminTokenArgs, ConfigArgs};
+use crate::cli::{AdminTokenArgs, AdminTokenNameArgs, ConfigArgs};
 use crate::{app, config, dev, telemetry};
 
 /// Serves until SIGTERM or Ctrl-C, then drains in-flight requests.
@@ -98,18 +98,74 @@ pub fn example() -> anyhow::Result<()> {
 /// # Errors
 /// A bad configuration, an unreachable database, a name already used.
 pub async fn create_admin_token(args: &AdminTokenArgs) -> anyhow::Result<()> {
+    let name = args.name.trim();
+    anyhow::ensure!(
+        !name.is_empty() && name.len() <= 100 && !name.chars().any(char::is_control),
+        "--name must be 1 to 100 characters, without control characters"
+    );
     let settings = config::load(args.config.config.as_deref())?.settings()?;
     let db = app::open_database(&settings).await?;
-    let token = dge_authz::caller::create_api_token(
+    let now = SystemClock.now();
+    let expires_at = args
+        .expires_in_days
+        .map(|days| now + i64::from(days) * 24 * 3600);
+    let token = dge_authz::caller::create_api_token_until(
         &db,
-        args.name.trim(),
+        name,
         dge_authz::caller::ADMIN_SCOPE,
-        SystemClock.now(),
+        now,
+        expires_at,
     )
     .await
     .context("creating the token (is the name already used?)")?;
     println!("{token}");
-    tracing::info!(name = %args.name.trim(), "administrator token created");
+    tracing::info!(%name, "administrator token created");
+    Ok(())
+}
+
+/// Lists the API tokens, one per line: name, scopes, creation and expiry (UTC).
+///
+/// # Errors
+/// A bad configuration, an unreachable database.
+pub async fn list_admin_tokens(args: &ConfigArgs) -> anyhow::Result<()> {
+    let settings = config::load(args.config.as_deref())?.settings()?;
+    let db = app::open_database(&settings).await?;
+    let tokens = dge_authz::caller::list_api_tokens(&db).await?;
+    let date = dge_core::time::format_utc;
+    println!("NAME\tSCOPES\tCREATED\tEXPIRES");
+    for t in tokens {
+        let expires = t.expires_at.map_or_else(|| "never".to_owned(), date);
+        println!(
+            "{}\t{}\t{}\t{expires}",
+            t.name,
+            t.scopes,
+            date(t.created_at)
+        );
+    }
+    Ok(())
+}
+
+/// Revokes the API token `--name`; fails when there is none by that name.
+///
+/// # Errors
+/// A bad configuration, an unreachable database, an unknown name.
+pub async fn revoke_admin_token(args: &AdminTokenNameArgs) -> anyhow::Result<()> {
+    let settings = config::load(args.config.config.as_deref())?.settings()?;
+    let db = app::open_database(&settings).await?;
+    let name = args.name.trim();
+    let revoked = dge_authz::caller::revoke_api_token(
+        &db,
+        name,
+        "dge-idp revoke-admin-token",
+        SystemClock.now(),
+    )
+    .await?;
+    anyhow::ensure!(
+        revoked,
+        "no API token is named {name:?} (dge-idp list-admin-tokens lists them)"
+    );
+    println!("revoked {name}: refused from its next use");
+    tracing::info!(%name, "administrator token revoked");
     Ok(())
 }
 

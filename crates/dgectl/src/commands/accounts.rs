@@ -237,8 +237,8 @@ async fn suspend(
 /// What a suspension does not end: admin API tokens belong to no account.
 const API_TOKENS_NOTE: &str = "note: administrator API tokens (dgeat_…, such as the bootstrap \
      token in <data-dir>/admin.token) are not tied to accounts and keep working: if this person \
-     held or could read one, revoke or rotate it separately (no dgectl command does it yet; \
-     see the README, \"Suspending an account\")";
+     held or could read one, revoke it on the server: dge-idp list-admin-tokens, then \
+     dge-idp revoke-admin-token --name NAME (see the README, \"Suspending an account\")";
 
 async fn reactivate(
     api: &Api,
