@@ -494,7 +494,7 @@ impl ValidationWorkflow for ValidationWorkflowService {
         let only = request.into_inner().account_id;
         // Changes from every replica arrive here through the shared store's notices
         // (see `Workflow::relay_changes`).
-        let stream = tokio_stream::wrappers::BroadcastStream::new(self.workflow.watch())
+        let changes = tokio_stream::wrappers::BroadcastStream::new(self.workflow.watch())
             .filter_map(move |item| match item {
                 Ok(c) if only.is_empty() || c.account_id == only => Some(Ok(pb::RightChange {
                     account_id: c.account_id,
@@ -508,7 +508,14 @@ impl ValidationWorkflow for ValidationWorkflowService {
                     "missed rights changes; reload and watch again",
                 ))),
             });
-        Ok(Response::new(Box::pin(stream)))
+        // Changes lost on their way to this replica (a Redis outage): the same.
+        let missed = tokio_stream::wrappers::BroadcastStream::new(self.workflow.watch_missed())
+            .map(|_| {
+                Err(Status::data_loss(
+                    "rights changes may have been lost (shared store outage); reload and watch again",
+                ))
+            });
+        Ok(Response::new(Box::pin(changes.merge(missed))))
     }
 
     async fn list_audit_events(

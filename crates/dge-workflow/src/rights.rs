@@ -227,13 +227,16 @@ impl Workflow {
                         let _ = self.changes.send(change);
                     }
                 }
-                // Known gap: after a Redis outage (`resync`), changes made meanwhile on other
-                // replicas are lost for this replica's streams, and the streams are not told
-                // (the broadcast channel carries changes only); watchers should reload
-                // their cache when they reconnect.
+                // Back from a Redis outage: changes made meanwhile on other replicas
+                // never reached this one's watchers.
+                Ok(n) if n.topic == "resync" => {
+                    tracing::warn!("rights watchers told to reload: notices may have been lost");
+                    let _ = self.missed.send(());
+                }
                 Ok(_) => {}
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    tracing::warn!(missed, "rights notices missed");
+                    tracing::warn!(missed, "rights notices missed; watchers told to reload");
+                    let _ = self.missed.send(());
                 }
                 Err(broadcast::error::RecvError::Closed) => break,
             }
@@ -244,6 +247,14 @@ impl Workflow {
     #[must_use]
     pub fn watch(&self) -> broadcast::Receiver<Change> {
         self.changes.subscribe()
+    }
+
+    /// Fires when changes may not have reached this replica's watchers: notices lost
+    /// during a Redis outage, or more than this replica could keep up with. A watcher
+    /// must then reload what it holds, and watch again.
+    #[must_use]
+    pub fn watch_missed(&self) -> broadcast::Receiver<()> {
+        self.missed.subscribe()
     }
 
     /// Grants `right`, optionally until `expires_at`. Returns false when already held.

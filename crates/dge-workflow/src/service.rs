@@ -17,6 +17,9 @@ pub struct Workflow {
     pub(crate) registry: Registry,
     pub(crate) public_url: String,
     pub(crate) changes: broadcast::Sender<Change>,
+    /// Fires when this replica's watchers may have missed changes (see
+    /// [`Workflow::watch_missed`]).
+    pub(crate) missed: broadcast::Sender<()>,
     /// Shared notices, so that watchers on every replica hear of every change.
     pub(crate) notices: Option<dge_store::ephemeral::Ephemeral>,
 }
@@ -26,10 +29,12 @@ impl Workflow {
     #[must_use]
     pub fn new(registry: Registry, public_url: String) -> Self {
         let (changes, _) = broadcast::channel(1024);
+        let (missed, _) = broadcast::channel(16);
         Self {
             registry,
             public_url,
             changes,
+            missed,
             notices: None,
         }
     }

@@ -46,12 +46,24 @@ struct World {
     authz: AuthorizationService,
     /// An admin API token, for `Check` (it sees every token) and the workflow.
     admin_token: String,
+    /// The notices the workflow shares its rights changes through with
+    /// [`world_with`] (Redis on PostgreSQL, in-process on SQLite).
+    notices: Ephemeral,
 }
 
 async fn world(engine: Engine) -> World {
+    world_with(engine, false).await
+}
+
+/// [`world`]; with `relayed`, rights changes reach the watchers through the shared
+/// notices and the relay, as in production, rather than directly.
+async fn world_with(engine: Engine, relayed: bool) -> World {
     let s = services(engine).await;
-    let sessions = match engine {
-        Engine::Sqlite => Sessions::database(s.db.clone()),
+    let (sessions, notices) = match engine {
+        Engine::Sqlite => (
+            Sessions::database(s.db.clone()),
+            Ephemeral::local("dge-test:"),
+        ),
         Engine::Postgres => {
             let url =
                 std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
@@ -59,11 +71,15 @@ async fn world(engine: Engine) -> World {
             let shared = Ephemeral::redis(&url, &prefix)
                 .await
                 .expect("Redis must answer on REDIS_URL (default 127.0.0.1:6379)");
-            Sessions::new(s.db.clone(), &shared)
+            (Sessions::new(s.db.clone(), &shared), shared)
         }
     };
     let registry = s.registry.clone().with_sessions(sessions.clone());
-    let workflow = Workflow::new(registry.clone(), ISSUER.into());
+    let mut workflow = Workflow::new(registry.clone(), ISSUER.into());
+    if relayed {
+        workflow = workflow.with_notices(notices.clone());
+        tokio::spawn(workflow.clone().relay_changes(std::future::pending::<()>()));
+    }
     let kek = KeyEncryptionKey::from_base64(&STANDARD.encode([7u8; 32])).unwrap();
     let keys = Arc::new(
         Keys::load_or_create(s.db.clone(), Arc::new(s.clock.clone()), kek)
@@ -97,6 +113,7 @@ async fn world(engine: Engine) -> World {
         grpc,
         authz,
         admin_token,
+        notices,
     }
 }
 
@@ -845,5 +862,51 @@ async fn watch_rights_hears_a_suspension_as_revocations_and_a_reactivation_as_gr
             ],
             "{engine:?}"
         );
+    }
+}
+
+/// After a Redis outage, changes made meanwhile on other replicas never reached this
+/// one (the notices are not kept): its `WatchRights` streams end with `DATA_LOSS`, so
+/// that watchers reload and watch again, instead of waiting on a stream that missed
+/// changes. The relay hears of the outage as a `resync` notice, sent here as the
+/// reconnection sends it.
+#[tokio::test]
+async fn watch_rights_streams_end_with_data_loss_when_notices_were_lost() {
+    use tokio_stream::StreamExt;
+    for engine in ENGINES {
+        let w = world_with(engine, true).await;
+        active(&w, "cmartin").await;
+        let mut stream = w
+            .grpc
+            .watch_rights(bearer(
+                &w.admin_token,
+                pb::WatchRightsRequest {
+                    account_id: String::new(),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        // A change comes through the shared notices: the relay is listening.
+        w.workflow
+            .grant(&admin(), "cmartin", "datahub:publish", "", None)
+            .await
+            .unwrap();
+        let wait = std::time::Duration::from_secs(5);
+        let change = tokio::time::timeout(wait, stream.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(change.right, "datahub:publish", "{engine:?}");
+
+        w.notices.notify("resync", "").await.unwrap();
+        let lost = tokio::time::timeout(wait, stream.next())
+            .await
+            .unwrap()
+            .unwrap();
+        let status = lost.expect_err("a stream that missed changes went on");
+        assert_eq!(status.code(), Code::DataLoss, "{engine:?}");
+        assert!(status.message().contains("reload"), "{status:?}");
     }
 }
