@@ -75,9 +75,6 @@ pub struct Db {
 /// The topic of [`Db::access_changed`]'s notices.
 pub const ACCESS_TOPIC: &str = "access";
 
-/// A pooled connection idle this long is pinged before use (see [`Db::connect`]).
-const IDLE_BEFORE_PING: Duration = Duration::from_secs(10);
-
 /// Tells the caches of authorization answers (`dge-authz`) that something they hold
 /// may be stale: a revocation, a logout, an account's status, a grant, a client.
 /// Every clone of a [`Db`] shares one; other replicas hear of it through the
@@ -142,20 +139,6 @@ impl Db {
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10))
-            // sqlx pings every connection it takes from the pool by default: a round
-            // trip to SQLite's thread or to PostgreSQL before each query, which costs
-            // as much as a short query. Only a connection idle for a while is tested
-            // (a server restarted during a quiet spell); a connection that breaks
-            // while busy fails its query, and sqlx closes it when it comes back.
-            .test_before_acquire(false)
-            .before_acquire(|conn, meta| {
-                Box::pin(async move {
-                    if meta.idle_for >= IDLE_BEFORE_PING {
-                        sqlx::Connection::ping(conn).await?;
-                    }
-                    Ok(true)
-                })
-            })
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
