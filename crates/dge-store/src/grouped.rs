@@ -128,7 +128,10 @@ async fn write_groups(pool: AnyPool, backend: Backend, mut jobs: mpsc::Receiver<
                     let _ = done.send(Ok(()));
                 }
             }
-            Err(e) if group.len() == 1 => {
+            // A lone statement's own failure is its answer; a connection lost under
+            // it (a restart of PostgreSQL) is not: it is tried again below, on a
+            // connection the pool tests first.
+            Err(e) if group.len() == 1 && !connection_lost(&e) => {
                 if let Some((_, done)) = group.pop() {
                     let _ = done.send(Err(e));
                 }
@@ -141,6 +144,19 @@ async fn write_groups(pool: AnyPool, backend: Backend, mut jobs: mpsc::Receiver<
                 }
             }
         }
+    }
+}
+
+/// Whether `e` says the connection is gone rather than the statement refused: an
+/// I/O error, or PostgreSQL's connection exception (class 08) and operator
+/// intervention (class 57P: shutdown, restart, terminated backend).
+fn connection_lost(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+        _ => false,
     }
 }
 
@@ -349,6 +365,14 @@ mod tests {
             multi_row(twice, 2, true),
             "INSERT INTO t (a, b) VALUES ($1, lower($1)), ($2, lower($2))"
         );
+    }
+
+    #[test]
+    fn a_lost_connection_is_told_from_a_refused_statement() {
+        let io = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+        assert!(connection_lost(&io));
+        assert!(!connection_lost(&sqlx::Error::RowNotFound));
+        assert!(!connection_lost(&sqlx::Error::Encode("NUL".into())));
     }
 
     #[test]
