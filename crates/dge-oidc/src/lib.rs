@@ -138,7 +138,8 @@ impl Provider {
     /// shared through it.
     #[must_use]
     pub fn with_ephemeral(mut self, ephemeral: Ephemeral) -> Self {
-        let state = Arc::make_mut(&mut self.0);
+        let state = Arc::get_mut(&mut self.0)
+            .expect("with_ephemeral is called before the provider is cloned");
         state.sessions = Sessions::new(state.db.clone(), &ephemeral);
         state.ephemeral = ephemeral;
         self

@@ -2,9 +2,10 @@
 //!
 //! The sessions live in [`dge_store::sessions`]: in Redis when it is configured
 //! (several replicas), in the database otherwise. Only the cookie's SHA-256 is kept.
-//! A password reset or change, or a deletion, ends all of an account's sessions in
-//! its own transaction (the account's sessions epoch), and each use checks the
-//! account is still active.
+//! A password reset or change, a deletion, a suspension or a two-step enrolment ends
+//! all of an account's sessions in its own transaction (the account's sessions
+//! epoch), then tells their modules on the back channel; each use checks the account
+//! is still active.
 
 use dge_core::token::{hash_token, random_token};
 

@@ -107,8 +107,9 @@ pub struct SessionsToEnd(Vec<dge_store::sessions::EndingSession>);
 impl Registry {
     /// The live sessions of `account_id` and their modules, before a change that
     /// ends them. Best effort: when the store cannot say, the change still ends
-    /// them, only without back-channel logout. A session opened between this read
-    /// and the commit is ended too, but its modules are not told.
+    /// them, only without back-channel logout. A session opened, or a module logging
+    /// in through a session, between this read and the commit is ended too, but not
+    /// told (a durable queue of notifications would be needed).
     pub async fn sessions_to_end(&self, account_id: &str) -> SessionsToEnd {
         if self.sessions_ended.is_none() {
             return SessionsToEnd::default();

@@ -6,7 +6,8 @@
 //! Sessions are known by the SHA-256 of their cookie, never the cookie itself.
 //! What must end with an account change stays in the database: each account has a
 //! `sessions_epoch`, bumped by [`end_all_in`] in the transaction of a password reset
-//! or change or of a deletion. A session records the epoch it was opened at, and
+//! or change, a deletion, a suspension or reactivation, or a two-step enrolment.
+//! Their modules are told after the commit ([`SessionsEnded`]). A session records the epoch it was opened at, and
 //! every use reads the account (it must be active) and compares the epochs, so the
 //! change ends every session at commit, atomically, whatever Redis still holds.
 //! Deleting the Redis entries afterwards ([`Sessions::forget_account`]) only frees
