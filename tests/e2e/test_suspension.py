@@ -237,3 +237,37 @@ def test_a_service_that_may_list_rights_still_gets_an_empty_list(idp, datahub, d
     )
     assert listed.returncode == EXIT_OK, describe(listed)
     assert json.loads(listed.stdout) == {"account": person.login, "rights": []}
+
+
+def test_a_suspension_with_an_end_date_is_shown_and_told_and_bad_dates_are_refused(idp, datahub, dgectl):
+    from datetime import datetime, timedelta, timezone
+
+    from dgectl import EXIT_REFUSED as REFUSED
+
+    person = register_active_person(idp, dgectl, datahub)
+    past = dgectl.run("accounts", "suspend", person.login, "--reason", REASON, "--until", "2020-01-01", "--yes")
+    assert past.returncode == EXIT_USAGE and "already past" in past.stderr, describe(past)
+    far = dgectl.run("accounts", "suspend", person.login, "--reason", REASON, "--until", "2200-01-01", "--yes")
+    assert far.returncode == REFUSED, describe(far)
+    assert "until" in far.stderr and "cinq ans" in far.stderr, describe(far)
+    assert person.login in dgectl.logins_with_status("active"), "a refused suspension changed the account"
+
+    suspended = dgectl.json("accounts", "suspend", person.login, "--reason", REASON, "--until", "30d", "--yes")
+    until = suspended["account"]["suspended_until"]
+    expected = datetime.now(timezone.utc) + timedelta(days=30)
+    assert abs(until - expected.timestamp()) < 120, suspended
+    shown = dgectl.ok("accounts", "show", person.login, output="table").stdout
+    assert "SUSPENDED UNTIL" in shown and expected.strftime("%Y-%m-%d") in shown, shown
+    # The person is told when it ends, in French, still without the reason.
+    mail = wait_for_subject(idp.outbox, person.email, SUSPENDED_SUBJECT)
+    day = datetime.fromtimestamp(until, timezone.utc).strftime("%d/%m/%Y")
+    assert f"prend fin le {day}" in flat(mail.body) and REASON not in flat(mail.body), mail.body
+    events = dgectl.json("audit", "list", "--subject", suspended["account"]["id"])
+    assert any(
+        e["action"] == "account.suspended" and e["detail"].startswith(f"{REASON} (jusqu'au {day}")
+        for e in events["events"]
+    ), events
+
+    # Reactivated by hand before the date: the date goes with the suspension.
+    back = dgectl.json("accounts", "reactivate", person.login)
+    assert back["account"]["status"] == "active" and back["account"]["suspended_until"] is None, back

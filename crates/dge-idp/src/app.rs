@@ -418,7 +418,8 @@ async fn keys_refresh_loop(
     }
 }
 
-/// Tells administrators of new and old sign-ups, once a minute.
+/// Tells administrators of new and old sign-ups, and ends the suspensions that reached
+/// their end date, once a minute.
 async fn notify_loop(
     workflow: Workflow,
     settings: dge_workflow::notify::NotifySettings,
@@ -428,6 +429,14 @@ async fn notify_loop(
     loop {
         if let Err(e) = workflow.notify_admins(&settings).await {
             tracing::error!(error = %dge_core::ErrorChain(&e), "administrator notices failed");
+        }
+        // Suspensions with an end date end within a minute of it.
+        match workflow.end_due_suspensions().await {
+            Ok(0) => {}
+            Ok(count) => tracing::info!(count, "suspensions ended at their date"),
+            Err(e) => {
+                tracing::error!(error = %dge_core::ErrorChain(&e), "ending due suspensions failed");
+            }
         }
         tokio::select! {
             () = &mut stop => break,

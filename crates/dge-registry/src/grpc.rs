@@ -66,6 +66,7 @@ pub fn account_to_proto(a: Account) -> pb::Account {
         created_at: a.created_at,
         email_verified: a.email_verified,
         rejection_reason: a.rejection_reason,
+        suspended_until: a.suspended_until.unwrap_or_default(),
     }
 }
 

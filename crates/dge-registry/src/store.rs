@@ -9,7 +9,7 @@ use crate::domain::{Account, AccountStatus};
 
 const ACCOUNT_COLUMNS: &str = "a.id, a.kind, a.login, a.email, a.given_name, a.family_name, \
     a.phone, a.organisation_id, o.name AS organisation_name, a.function, a.description, \
-    a.status, a.email_verified, a.rejection_reason, a.is_admin, a.created_at";
+    a.status, a.email_verified, a.rejection_reason, a.is_admin, a.created_at, a.suspended_until";
 
 fn account_from_row(row: &AnyRow) -> sqlx::Result<Account> {
     let status: String = row.try_get("status")?;
@@ -32,6 +32,7 @@ fn account_from_row(row: &AnyRow) -> sqlx::Result<Account> {
         rejection_reason: row.try_get("rejection_reason")?,
         is_admin: row.try_get::<i64, _>("is_admin")? == 1,
         created_at: row.try_get("created_at")?,
+        suspended_until: row.try_get("suspended_until")?,
     })
 }
 

@@ -372,7 +372,11 @@ impl ValidationWorkflow for ValidationWorkflowService {
         actor.require_admin()?;
         let r = request.into_inner();
         require(&[("account", &r.account), ("reason", &r.reason)])?;
-        let account = self.workflow.suspend(&actor, &r.account, &r.reason).await?;
+        let until = (r.until != 0).then_some(r.until);
+        let account = self
+            .workflow
+            .suspend_until(&actor, &r.account, &r.reason, until)
+            .await?;
         Ok(Response::new(pb::SuspendAccountResponse {
             account: Some(account_to_proto(account)),
         }))

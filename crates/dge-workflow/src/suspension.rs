@@ -40,6 +40,13 @@ pub const SUSPENDED: &str = "account.suspended";
 /// Audit action of a reactivation.
 pub const REACTIVATED: &str = "account.reactivated";
 
+/// A suspension ends on its own at most this far ahead (five years).
+pub const MAX_SUSPENSION_SECS: i64 = 5 * 365 * 24 * 3600;
+
+/// The actor of the reactivations [`Workflow::end_due_suspensions`] makes, in the
+/// audit log.
+pub const SUSPENSION_END_ACTOR: &str = "system:suspension-end";
+
 impl Workflow {
     /// The account `key` (id, login or email).
     async fn suspension_subject(&self, key: &str) -> Result<Account> {
@@ -58,7 +65,40 @@ impl Workflow {
     /// account; [`Error::AccountNotFound`]; [`Error::WrongState`] for an account
     /// that is not active, or the last active administrator account; storage errors.
     pub async fn suspend(&self, actor: &Actor, key: &str, reason: &str) -> Result<Account> {
+        self.suspend_until(actor, key, reason, None).await
+    }
+
+    /// [`Self::suspend`]; with `until` (Unix seconds, in the future, at most
+    /// [`MAX_SUSPENSION_SECS`] ahead), the account is reactivated on its own then, by
+    /// [`Self::end_due_suspensions`], and the person's email says when.
+    ///
+    /// # Errors
+    /// As [`Self::suspend`]; [`Error::Invalid`] for an end in the past or too far.
+    pub async fn suspend_until(
+        &self,
+        actor: &Actor,
+        key: &str,
+        reason: &str,
+        until: Option<i64>,
+    ) -> Result<Account> {
         actor.require_admin()?;
+        let now = self.registry.now();
+        if let Some(until) = until {
+            if until <= now {
+                return Err(Error::field(
+                    "until",
+                    "in_the_past",
+                    "la date de fin de la suspension doit être dans le futur",
+                ));
+            }
+            if until - now > MAX_SUSPENSION_SECS {
+                return Err(Error::field(
+                    "until",
+                    "too_far",
+                    "la date de fin de la suspension doit être dans les cinq ans",
+                ));
+            }
+        }
         let reason = reason.trim();
         if reason.is_empty() {
             return Err(Error::field(
@@ -79,7 +119,6 @@ impl Workflow {
         if account.status != AccountStatus::Active {
             return Err(not_active(account.status));
         }
-        let now = self.registry.now();
         let ending = self.registry.sessions_to_end(&account.id).await;
         let mut tx = self.db().begin().await?;
         if account.is_admin {
@@ -96,6 +135,7 @@ impl Workflow {
         if let Err(current) = moved.await? {
             return Err(not_active(current));
         }
+        set_suspended_until(&mut tx, &account.id, until).await?;
         revoke_everything(&mut tx, &account.id, now).await?;
         // A pending change of address must not be confirmed while suspended.
         sqlx::query(
@@ -107,7 +147,17 @@ impl Workflow {
         .execute(&mut *tx)
         .await?;
         let rights = held_rights(&mut tx, &account.id, now).await?;
-        dge_store::audit(&mut tx, actor.label(), SUSPENDED, &account.id, reason, now).await?;
+        let (detail, context) = match until {
+            Some(until) => {
+                let until = dge_core::time::format_fr(until);
+                (
+                    format!("{reason} (jusqu'au {until})"),
+                    json!({ "until": until }),
+                )
+            }
+            None => (reason.to_owned(), json!({})),
+        };
+        dge_store::audit(&mut tx, actor.label(), SUSPENDED, &account.id, &detail, now).await?;
         self.registry
             .outbox()
             .enqueue(
@@ -115,7 +165,7 @@ impl Workflow {
                 "account_suspended",
                 &account.email,
                 &account.given_name,
-                json!({}),
+                context,
                 now,
             )
             .await?;
@@ -155,6 +205,7 @@ impl Workflow {
         if let Err(current) = moved.await? {
             return Err(not_suspended(current));
         }
+        set_suspended_until(&mut tx, &account.id, None).await?;
         // A session or token created while suspended (a refresh or a login that
         // raced the suspension) must not come back: the person logs in again.
         revoke_everything(&mut tx, &account.id, now).await?;
@@ -189,6 +240,60 @@ impl Workflow {
             .await?
             .ok_or(Error::AccountNotFound)
     }
+}
+
+impl Workflow {
+    /// Reactivates, as [`Self::reactivate`] does, every suspended account whose
+    /// suspension has reached its end date; returns how many. Several replicas may run
+    /// it at once: the status change is conditional, so each account is reactivated
+    /// once, and the others skip it. One that fails is logged and retried at the next
+    /// run.
+    ///
+    /// # Errors
+    /// Storage errors while listing the accounts.
+    pub async fn end_due_suspensions(&self) -> Result<usize> {
+        let rows = sqlx::query(
+            "SELECT id FROM accounts WHERE status = 'suspended' \
+             AND suspended_until IS NOT NULL AND suspended_until <= $1 ORDER BY suspended_until",
+        )
+        .bind(self.registry.now())
+        .fetch_all(self.db().pool())
+        .await?;
+        let system = Actor::Admin {
+            label: SUSPENSION_END_ACTOR.to_owned(),
+            account_id: None,
+        };
+        let mut ended = 0;
+        for row in rows {
+            let id: String = row.try_get("id")?;
+            match self
+                .reactivate(&system, &id, "fin de la suspension à la date prévue")
+                .await
+            {
+                Ok(_) => ended += 1,
+                // Reactivated meanwhile by an administrator or another replica.
+                Err(Error::WrongState(_)) => {}
+                Err(e) => {
+                    tracing::error!(account_id = %id, error = %dge_core::ErrorChain(&e), "suspension not ended at its date");
+                }
+            }
+        }
+        Ok(ended)
+    }
+}
+
+/// Sets or clears the date a suspension ends on its own.
+async fn set_suspended_until(
+    conn: &mut sqlx::AnyConnection,
+    account_id: &str,
+    until: Option<i64>,
+) -> Result<()> {
+    sqlx::query("UPDATE accounts SET suspended_until = $1 WHERE id = $2")
+        .bind(until)
+        .bind(account_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }
 
 /// The rights `account_id` holds at `now`, as `Check` sees them.

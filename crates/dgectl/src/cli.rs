@@ -372,6 +372,12 @@ pub(crate) enum AccountsCommand {
         #[arg(long, value_parser = NonEmptyStringValueParser::new())]
         reason: String,
 
+        /// When the suspension ends on its own (the account is then reactivated, within
+        /// a minute): a date `YYYY-MM-DD` (00:00 UTC), `YYYY-MM-DDTHH:MM` (UTC) or a
+        /// delay from now such as `30d`; without it, until reactivated by hand
+        #[arg(long, value_name = "WHEN", value_parser = crate::when::parse_expiry)]
+        until: Option<i64>,
+
         #[command(flatten)]
         confirm: ConfirmOpts,
     },
@@ -924,6 +930,7 @@ mod tests {
             login,
             reason,
             confirm,
+            ..
         }) = cli.command
         else {
             panic!("parsed as {:?}", cli.command);

@@ -132,6 +132,8 @@ pub struct Account {
     pub is_admin: bool,
     /// Creation time, Unix seconds.
     pub created_at: i64,
+    /// When a suspension ends on its own (Unix seconds), if it does.
+    pub suspended_until: Option<i64>,
 }
 
 impl Account {

@@ -265,12 +265,24 @@ async fn suspend(
     account: &str,
     reason: &str,
 ) -> Result<pb::Account, Status> {
+    suspend_until(w, token, account, reason, 0).await
+}
+
+/// [`suspend`], ending on its own at `until` (0: never).
+async fn suspend_until(
+    w: &World,
+    token: &str,
+    account: &str,
+    reason: &str,
+    until: i64,
+) -> Result<pb::Account, Status> {
     w.grpc
         .suspend_account(bearer(
             token,
             pb::SuspendAccountRequest {
                 account: account.into(),
                 reason: reason.into(),
+                until,
             },
         ))
         .await
@@ -909,4 +921,84 @@ async fn watch_rights_streams_end_with_data_loss_when_notices_were_lost() {
         assert_eq!(status.code(), Code::DataLoss, "{engine:?}");
         assert!(status.message().contains("reload"), "{status:?}");
     }
+}
+
+/// A suspension with an end date: refused in the past or more than five years ahead,
+/// shown on the account, and ended by the periodic job once due (not before), as a
+/// reactivation by hand would: status, rights, audit. A suspension reactivated by
+/// hand, then made again without a date, is not ended by the old date.
+#[tokio::test]
+async fn a_suspension_with_an_end_date_ends_on_its_own_at_that_date() {
+    for engine in ENGINES {
+        let w = world(engine).await;
+        let id = active(&w, "cmartin").await;
+        w.workflow
+            .grant(&admin(), "cmartin", "datahub:publish", "", None)
+            .await
+            .unwrap();
+        let now = w.registry.now();
+        for (until, code) in [(now, "in_the_past"), (now + 6 * 365 * 86_400, "too_far")] {
+            let refused = suspend_until(&w, &w.admin_token, "cmartin", "départ", until)
+                .await
+                .unwrap_err();
+            let fields = violations(&refused);
+            assert_eq!(fields.len(), 1, "{engine:?}: {fields:?}");
+            assert_eq!(fields[0].0, "until", "{engine:?}: {code}");
+        }
+        let until = now + 3600;
+        let account = suspend_until(&w, &w.admin_token, "cmartin", "congé", until)
+            .await
+            .unwrap();
+        assert_eq!(account.suspended_until, until, "{engine:?}");
+        assert!(list_rights(&w, "cmartin").await.is_empty());
+
+        w.s.clock.advance(3599);
+        assert_eq!(due(&w).await, 0, "{engine:?}: early");
+        w.s.clock.advance(1);
+        assert_eq!(due(&w).await, 1, "{engine:?}");
+        let back = find_account(&w.s.db, &id).await.unwrap().unwrap();
+        assert_eq!(back.status, AccountStatus::Active, "{engine:?}");
+        assert_eq!(back.suspended_until, None);
+        assert_eq!(list_rights(&w, "cmartin").await, ["datahub:publish"]);
+        assert_eq!(due(&w).await, 0, "done once");
+        let filter = AuditFilter {
+            subject: id.clone(),
+            limit: 10,
+            ..AuditFilter::default()
+        };
+        let events = w.workflow.audit_events(&admin(), &filter).await.unwrap();
+        assert!(
+            events.iter().any(|e| e.action == suspension::REACTIVATED
+                && e.actor == suspension::SUSPENSION_END_ACTOR),
+            "{engine:?}: {events:?}"
+        );
+        assert!(
+            events
+                .iter()
+                .any(|e| e.action == suspension::SUSPENDED
+                    && e.detail.starts_with("congé (jusqu'au ")),
+            "{engine:?}: {events:?}"
+        );
+
+        // Reactivated by hand before its date, then suspended with none: the old
+        // date is gone with the first suspension.
+        let now = w.registry.now();
+        suspend_until(&w, &w.admin_token, "cmartin", "congé", now + 60)
+            .await
+            .unwrap();
+        reactivate(&w, &w.admin_token, "cmartin").await.unwrap();
+        let again = suspend(&w, &w.admin_token, "cmartin", "départ")
+            .await
+            .unwrap();
+        assert_eq!(again.suspended_until, 0, "{engine:?}");
+        w.s.clock.advance(120);
+        assert_eq!(due(&w).await, 0, "{engine:?}");
+        let still = find_account(&w.s.db, &id).await.unwrap().unwrap();
+        assert_eq!(still.status, AccountStatus::Suspended, "{engine:?}");
+    }
+}
+
+/// The suspensions the periodic job ends now.
+async fn due(w: &World) -> usize {
+    w.workflow.end_due_suspensions().await.unwrap()
 }

@@ -28,7 +28,12 @@ pub(super) async fn run(
         AccountsCommand::Unlock { login } => unlock(api, out, login).await,
         AccountsCommand::Approve { logins, grants } => approve(api, out, logins, grants).await,
         AccountsCommand::Reject { logins, reason, .. } => reject(api, out, logins, reason).await,
-        AccountsCommand::Suspend { login, reason, .. } => suspend(api, out, login, reason).await,
+        AccountsCommand::Suspend {
+            login,
+            reason,
+            until,
+            ..
+        } => suspend(api, out, login, reason, until).await,
         AccountsCommand::Reactivate { login, reason } => {
             reactivate(api, out, login, reason.unwrap_or_default()).await
         }
@@ -214,12 +219,14 @@ async fn suspend(
     out: OutputFormat,
     login: String,
     reason: String,
+    until: Option<i64>,
 ) -> Result<(), CliError> {
     let response = api
         .workflow()
         .suspend_account(SuspendAccountRequest {
             account: login.clone(),
             reason,
+            until: until.unwrap_or_default(),
         })
         .await
         .map_err(|status| api.fail(status))?
@@ -410,6 +417,12 @@ fn account_details(account: &Account) -> comfy_table::Table {
     if !account.rejection_reason.is_empty() {
         rows.push(("REJECTION REASON", account.rejection_reason.clone()));
     }
+    if account.suspended_until != 0 {
+        rows.push((
+            "SUSPENDED UNTIL",
+            format!("{} UTC", output::utc_minutes(account.suspended_until)),
+        ));
+    }
     let mut table = output::table(["FIELD", "VALUE"]);
     for (field, value) in rows {
         table.add_row([field.to_owned(), value]);
@@ -453,6 +466,7 @@ pub(super) fn account_json(account: &Account) -> Value {
         "created_at": account.created_at,
         "email_verified": account.email_verified,
         "rejection_reason": account.rejection_reason,
+        "suspended_until": (account.suspended_until != 0).then_some(account.suspended_until),
     })
 }
 
