@@ -172,3 +172,42 @@ pub(crate) async fn token_in(db: &Db, email: &str, kind: &str) -> String {
         .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
         .collect()
 }
+
+/// A session and an access token, as a login would leave them; the session's hash.
+pub(crate) async fn logged_in(s: &Services, account_id: &str) -> String {
+    let now = s.registry.now();
+    let hash = uuid::Uuid::new_v4().to_string();
+    s.sessions
+        .open(&hash, account_id, now, now + 3600, now)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO issued_tokens (jti, client_id, account_id, expires_at, created_at) VALUES ($1, 'datahub', $2, $3, $4)",
+    )
+    .bind(uuid::Uuid::new_v4().to_string())
+    .bind(account_id)
+    .bind(s.registry.now() + 3600)
+    .bind(s.registry.now())
+    .execute(s.db.pool())
+    .await
+    .unwrap();
+    hash
+}
+
+/// A session used by the module `portal`, as a login through it would leave it; its
+/// hash.
+pub(crate) async fn logged_in_to_module(s: &Services, account_id: &str) -> String {
+    sqlx::query(
+        "INSERT INTO oidc_clients (id, name, redirect_uris, confidential, created_at, updated_at) \
+         VALUES ('portal', 'Portail', '', 1, 0, 0) ON CONFLICT (id) DO NOTHING",
+    )
+    .execute(s.db.pool())
+    .await
+    .unwrap();
+    let hash = logged_in(s, account_id).await;
+    s.sessions
+        .remember_client(&hash, "portal", s.registry.now())
+        .await
+        .unwrap();
+    hash
+}

@@ -9,7 +9,8 @@ use dge_store::sessions::EndingSession;
 use sqlx::Row;
 
 use crate::backends::{
-    ENGINES, NOW, PASSWORD, Services, form, last_mail, outbox_kinds, services, token_in,
+    ENGINES, NOW, PASSWORD, Services, form, last_mail, logged_in, logged_in_to_module,
+    outbox_kinds, services, token_in,
 };
 
 const NEW_PASSWORD: &str = "Quetsche-du-Sundgau-cd34-9?";
@@ -29,27 +30,6 @@ async fn active(s: &Services, login: &str, email: &str) -> String {
         .await
         .unwrap();
     account.id
-}
-
-/// A session and an access token, as a login would leave them; the session's hash.
-async fn logged_in(s: &Services, account_id: &str) -> String {
-    let now = s.registry.now();
-    let hash = uuid::Uuid::new_v4().to_string();
-    s.sessions
-        .open(&hash, account_id, now, now + 3600, now)
-        .await
-        .unwrap();
-    sqlx::query(
-        "INSERT INTO issued_tokens (jti, client_id, account_id, expires_at, created_at) VALUES ($1, 'datahub', $2, $3, $4)",
-    )
-    .bind(uuid::Uuid::new_v4().to_string())
-    .bind(account_id)
-    .bind(s.registry.now() + 3600)
-    .bind(s.registry.now())
-    .execute(s.db.pool())
-    .await
-    .unwrap();
-    hash
 }
 
 async fn count(s: &Services, sql: &str, param: &str) -> i64 {
@@ -639,24 +619,6 @@ async fn changing_to_the_same_password_is_refused_and_changes_nothing() {
                 .contains(&"password_changed".to_owned())
         );
     }
-}
-
-/// A session used by the module `portal`, as a login through it would leave it; its
-/// hash.
-async fn logged_in_to_module(s: &Services, account_id: &str) -> String {
-    sqlx::query(
-        "INSERT INTO oidc_clients (id, name, redirect_uris, confidential, created_at, updated_at) \
-         VALUES ('portal', 'Portail', '', 1, 0, 0) ON CONFLICT (id) DO NOTHING",
-    )
-    .execute(s.db.pool())
-    .await
-    .unwrap();
-    let hash = logged_in(s, account_id).await;
-    s.sessions
-        .remember_client(&hash, "portal", s.registry.now())
-        .await
-        .unwrap();
-    hash
 }
 
 /// Each account change that ends every session tells the provider, after its

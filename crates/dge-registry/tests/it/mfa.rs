@@ -10,8 +10,10 @@ use dge_store::ephemeral::Ephemeral;
 use sqlx::Row;
 
 use crate::backends::{
-    ENGINES, Engine, NOW, PASSWORD, Services, form, outbox_kinds, services, token_in,
+    ENGINES, Engine, NOW, PASSWORD, Services, form, logged_in_to_module, outbox_kinds, services,
+    token_in,
 };
+use dge_store::sessions::EndingSession;
 
 const EMAIL: &str = "camille.martin@nancy.fr";
 
@@ -126,11 +128,18 @@ async fn enrolment_needs_a_right_code_then_seals_the_secret_and_ends_sessions() 
             .execute(s.db.pool())
             .await
             .unwrap();
+        let used = logged_in_to_module(&s, &id).await;
         let codes = r
             .confirm_mfa_enrolment(&id, &mfa::code_at(&secret, step(&s)))
             .await
             .unwrap();
         assert_eq!(codes.len(), mfa::RECOVERY_CODES);
+        // The module of the session that ends is told (back-channel logout).
+        let told = vec![EndingSession {
+            hash: used,
+            clients: vec!["portal".into()],
+        }];
+        assert_eq!(s.ended.take(), [(id.clone(), told)], "{engine:?}");
         let state = r.mfa_state(&id).await.unwrap();
         assert!(state.enabled && !state.required);
         assert_eq!(state.recovery_codes_left, 10);
