@@ -26,13 +26,30 @@ type GrpcResult<T> = Result<Response<T>, Status>;
 pub struct ValidationWorkflowService {
     workflow: Workflow,
     auth: Authenticator,
+    /// How often a `WatchRights` stream checks its caller again.
+    recheck: std::time::Duration,
 }
+
+/// A `WatchRights` stream checks its caller again this often: a revoked or expired
+/// token, or a suspended account, stops receiving changes within this delay.
+pub const WATCH_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl ValidationWorkflowService {
     /// A new service.
     #[must_use]
     pub fn new(workflow: Workflow, auth: Authenticator) -> Self {
-        Self { workflow, auth }
+        Self {
+            workflow,
+            auth,
+            recheck: WATCH_RECHECK,
+        }
+    }
+
+    /// The same service, checking `WatchRights` callers again every `every` (tests).
+    #[must_use]
+    pub fn with_recheck(mut self, every: std::time::Duration) -> Self {
+        self.recheck = every;
+        self
     }
 
     async fn actor<T>(&self, request: &Request<T>) -> Result<Actor, Status> {
@@ -495,6 +512,25 @@ impl ValidationWorkflow for ValidationWorkflowService {
         self.auth
             .require_scope(request.metadata(), dge_authz::caller::RIGHTS_SCOPE)
             .await?;
+        // The caller is checked again while the stream lasts: a token revoked or
+        // expired since, or an account suspended, ends it.
+        let (ended, end) = tokio::sync::mpsc::channel(1);
+        let (auth, metadata, every) = (self.auth.clone(), request.metadata().clone(), self.recheck);
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = ended.closed() => return,
+                    () = tokio::time::sleep(every) => {}
+                }
+                let again = auth
+                    .require_scope(&metadata, dge_authz::caller::RIGHTS_SCOPE)
+                    .await;
+                if let Err(status) = again {
+                    let _ = ended.send(Err(status)).await;
+                    return;
+                }
+            }
+        });
         let only = request.into_inner().account_id;
         // Changes from every replica arrive here through the shared store's notices
         // (see `Workflow::relay_changes`).
@@ -516,10 +552,13 @@ impl ValidationWorkflow for ValidationWorkflowService {
         let missed = tokio_stream::wrappers::BroadcastStream::new(self.workflow.watch_missed())
             .map(|_| {
                 Err(Status::data_loss(
-                    "rights changes may have been lost (shared store outage); reload and watch again",
+                    "rights changes may have been lost on their way to this server; reload and watch again",
                 ))
             });
-        Ok(Response::new(Box::pin(changes.merge(missed))))
+        let revoked = tokio_stream::wrappers::ReceiverStream::new(end);
+        Ok(Response::new(Box::pin(
+            changes.merge(missed).merge(revoked),
+        )))
     }
 
     async fn list_audit_events(

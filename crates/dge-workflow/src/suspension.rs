@@ -40,8 +40,9 @@ pub const SUSPENDED: &str = "account.suspended";
 /// Audit action of a reactivation.
 pub const REACTIVATED: &str = "account.reactivated";
 
-/// A suspension ends on its own at most this far ahead (five years).
-pub const MAX_SUSPENSION_SECS: i64 = 5 * 365 * 24 * 3600;
+/// A suspension ends on its own at most this far ahead: five years, leap days
+/// included whatever the dates.
+pub const MAX_SUSPENSION_SECS: i64 = 5 * 366 * 24 * 3600;
 
 /// The actor of the reactivations [`Workflow::end_due_suspensions`] makes, in the
 /// audit log.
@@ -149,7 +150,8 @@ impl Workflow {
         let rights = held_rights(&mut tx, &account.id, now).await?;
         let (detail, context) = match until {
             Some(until) => {
-                let until = dge_core::time::format_fr(until);
+                // « 15/01/2027 à 08:00 UTC »
+                let until = dge_core::time::format_fr(until).replacen(' ', " à ", 1);
                 (
                     format!("{reason} (jusqu'au {until})"),
                     json!({ "until": until }),
@@ -191,6 +193,19 @@ impl Workflow {
     /// [`Error::Invalid`] for a bad reason; [`Error::AccountNotFound`];
     /// [`Error::WrongState`] for an account that is not suspended; storage errors.
     pub async fn reactivate(&self, actor: &Actor, key: &str, reason: &str) -> Result<Account> {
+        self.reactivate_when(actor, key, reason, false).await
+    }
+
+    /// [`Self::reactivate`]; with `only_if_due`, only a suspension whose end date has
+    /// come is ended: one made again meanwhile (by hand, without a date or with a
+    /// later one) is left alone, as [`Error::WrongState`].
+    async fn reactivate_when(
+        &self,
+        actor: &Actor,
+        key: &str,
+        reason: &str,
+        only_if_due: bool,
+    ) -> Result<Account> {
         actor.require_admin()?;
         let reason = reason.trim();
         check_reason(reason)?;
@@ -201,6 +216,11 @@ impl Workflow {
         let now = self.registry.now();
         let ending = self.registry.sessions_to_end(&account.id).await;
         let mut tx = self.db().begin().await?;
+        if only_if_due && !still_due(&mut tx, &account.id, now).await? {
+            return Err(Error::WrongState(
+                "the suspension no longer ends now: it was changed meanwhile".into(),
+            ));
+        }
         let moved = switch_status(&mut tx, &account.id, Suspended, AccountStatus::Active, now);
         if let Err(current) = moved.await? {
             return Err(not_suspended(current));
@@ -259,17 +279,10 @@ impl Workflow {
         .bind(self.registry.now())
         .fetch_all(self.db().pool())
         .await?;
-        let system = Actor::Admin {
-            label: SUSPENSION_END_ACTOR.to_owned(),
-            account_id: None,
-        };
         let mut ended = 0;
         for row in rows {
             let id: String = row.try_get("id")?;
-            match self
-                .reactivate(&system, &id, "fin de la suspension à la date prévue")
-                .await
-            {
+            match self.end_suspension_if_due(&id).await {
                 Ok(_) => ended += 1,
                 // Reactivated meanwhile by an administrator or another replica.
                 Err(Error::WrongState(_)) => {}
@@ -280,6 +293,47 @@ impl Workflow {
         }
         Ok(ended)
     }
+}
+
+impl Workflow {
+    /// Ends the suspension of `key` if its end date has come, as
+    /// [`Self::end_due_suspensions`] does for each account it lists: checked again
+    /// under the row's lock, so a suspension made again after the listing (without a
+    /// date, or with a later one) is left alone.
+    ///
+    /// # Errors
+    /// [`Error::WrongState`] when the account is not suspended or its suspension is
+    /// not due; [`Error::AccountNotFound`]; storage errors.
+    pub async fn end_suspension_if_due(&self, key: &str) -> Result<Account> {
+        let system = Actor::Admin {
+            label: SUSPENSION_END_ACTOR.to_owned(),
+            account_id: None,
+        };
+        self.reactivate_when(&system, key, "fin de la suspension à la date prévue", true)
+            .await
+    }
+}
+
+/// Whether the suspension of `account_id` is due to end at `now`, read with the row
+/// locked until the transaction ends (PostgreSQL), or under SQLite's write lock
+/// (taken by `BEGIN IMMEDIATE`): a suspension made again meanwhile is not ended.
+async fn still_due(conn: &mut sqlx::AnyConnection, account_id: &str, now: i64) -> Result<bool> {
+    let sql = match conn.backend_name() {
+        "PostgreSQL" => {
+            "SELECT 1 AS due FROM accounts WHERE id = $1 AND status = 'suspended' \
+             AND suspended_until IS NOT NULL AND suspended_until <= $2 FOR UPDATE"
+        }
+        _ => {
+            "SELECT 1 AS due FROM accounts WHERE id = $1 AND status = 'suspended' \
+             AND suspended_until IS NOT NULL AND suspended_until <= $2"
+        }
+    };
+    let row = sqlx::query(sql)
+        .bind(account_id)
+        .bind(now)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(row.is_some())
 }
 
 /// Sets or clears the date a suspension ends on its own.

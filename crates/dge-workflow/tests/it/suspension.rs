@@ -92,7 +92,8 @@ async fn world_with(engine: Engine, relayed: bool) -> World {
         Arc::new(s.clock.clone()),
         ISSUER.into(),
     );
-    let grpc = ValidationWorkflowService::new(workflow.clone(), auth.clone());
+    let grpc = ValidationWorkflowService::new(workflow.clone(), auth.clone())
+        .with_recheck(std::time::Duration::from_millis(200));
     let authz = AuthorizationService::new(s.db.clone(), auth);
     let admin_token = create_api_token(&s.db, "ops", ADMIN_SCOPE, NOW)
         .await
@@ -941,9 +942,16 @@ async fn a_suspension_with_an_end_date_ends_on_its_own_at_that_date() {
             let refused = suspend_until(&w, &w.admin_token, "cmartin", "départ", until)
                 .await
                 .unwrap_err();
+            assert_eq!(refused.code(), Code::InvalidArgument, "{engine:?}: {code}");
             let fields = violations(&refused);
             assert_eq!(fields.len(), 1, "{engine:?}: {fields:?}");
             assert_eq!(fields[0].0, "until", "{engine:?}: {code}");
+            let text = if code == "too_far" {
+                "cinq ans"
+            } else {
+                "futur"
+            };
+            assert!(fields[0].1.contains(text), "{engine:?}: {fields:?}");
         }
         let until = now + 3600;
         let account = suspend_until(&w, &w.admin_token, "cmartin", "congé", until)
@@ -987,6 +995,8 @@ async fn a_suspension_with_an_end_date_ends_on_its_own_at_that_date() {
             .await
             .unwrap();
         reactivate(&w, &w.admin_token, "cmartin").await.unwrap();
+        let cleared = find_account(&w.s.db, &id).await.unwrap().unwrap();
+        assert_eq!(cleared.suspended_until, None, "{engine:?}");
         let again = suspend(&w, &w.admin_token, "cmartin", "départ")
             .await
             .unwrap();
@@ -995,10 +1005,60 @@ async fn a_suspension_with_an_end_date_ends_on_its_own_at_that_date() {
         assert_eq!(due(&w).await, 0, "{engine:?}");
         let still = find_account(&w.s.db, &id).await.unwrap().unwrap();
         assert_eq!(still.status, AccountStatus::Suspended, "{engine:?}");
+        // Listed as due by the job just before that new suspension, the account is
+        // still not reactivated: the date is checked again under the row's lock.
+        let late = w.workflow.end_suspension_if_due(&id).await;
+        assert!(
+            matches!(late, Err(dge_workflow::Error::WrongState(_))),
+            "{engine:?}: {late:?}"
+        );
+        let still = find_account(&w.s.db, &id).await.unwrap().unwrap();
+        assert_eq!(still.status, AccountStatus::Suspended, "{engine:?}");
     }
 }
 
 /// The suspensions the periodic job ends now.
 async fn due(w: &World) -> usize {
     w.workflow.end_due_suspensions().await.unwrap()
+}
+
+/// A `WatchRights` stream outlives neither its token: revoked while the stream is
+/// open, it ends the stream with UNAUTHENTICATED (checked again every 200 ms here,
+/// 30 s in production).
+#[tokio::test]
+async fn a_watch_rights_stream_ends_when_its_token_is_revoked() {
+    use tokio_stream::StreamExt;
+    for engine in ENGINES {
+        let w = world(engine).await;
+        let token = create_api_token(&w.s.db, "watcher", ADMIN_SCOPE, NOW)
+            .await
+            .unwrap();
+        let mut stream = w
+            .grpc
+            .watch_rights(bearer(
+                &token,
+                pb::WatchRightsRequest {
+                    account_id: String::new(),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        let wait = std::time::Duration::from_secs(1);
+        assert!(
+            tokio::time::timeout(wait, stream.next()).await.is_err(),
+            "{engine:?}: the stream ended while its token was valid"
+        );
+        assert!(
+            dge_authz::caller::revoke_api_token(&w.s.db, "watcher", "test", NOW)
+                .await
+                .unwrap()
+        );
+        let ended = tokio::time::timeout(wait * 5, stream.next())
+            .await
+            .expect("the stream went on after its token was revoked")
+            .unwrap();
+        let status = ended.expect_err("a change instead of the end");
+        assert_eq!(status.code(), Code::Unauthenticated, "{engine:?}");
+    }
 }
