@@ -259,8 +259,10 @@ def test_admin_api_tokens_are_created_listed_and_revoked_from_the_command_line(i
     blank = idp_cli("create-admin-token", "--config", str(config), "--name", "  ")
     assert blank.returncode == EXIT_REFUSED and "--name" in blank.stderr, describe(blank)
 
-    events = json.loads(dgectl.ok("audit", "list", "--subject", name).stdout)
-    assert any(
-        e["action"] == "api_token.revoked" and e["actor"] == "dge-idp revoke-admin-token"
-        for e in events["events"]
-    ), events
+    # Both ends are in the audit log, with the command and who ran it.
+    events = json.loads(dgectl.ok("audit", "list", "--subject", name).stdout)["events"]
+    actions = {e["action"]: e for e in events}
+    assert actions["api_token.created"]["actor"].startswith("dge-idp create-admin-token"), events
+    assert "expires_at=" in actions["api_token.created"]["detail"], events
+    assert actions["api_token.revoked"]["actor"].startswith("dge-idp revoke-admin-token"), events
+    assert token not in json.dumps(events)

@@ -370,10 +370,21 @@ impl Authenticator {
 /// # Errors
 /// Fails when the database fails (a token with the same name already exists, say).
 pub async fn create_api_token(db: &Db, name: &str, scopes: &str, now: i64) -> sqlx::Result<String> {
-    create_api_token_until(db, name, scopes, now, None).await
+    let token = format!("{API_TOKEN_PREFIX}{}", dge_core::token::random_token());
+    sqlx::query(
+        "INSERT INTO api_tokens (token_hash, name, scopes, created_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(hash_token(&token))
+    .bind(name)
+    .bind(scopes)
+    .bind(now)
+    .execute(db.pool())
+    .await?;
+    Ok(token)
 }
 
-/// [`create_api_token`], refused from `expires_at` (Unix seconds) on when given.
+/// [`create_api_token`], refused from `expires_at` (Unix seconds) on when given,
+/// with an `api_token.created` audit row by `actor` in the same transaction.
 ///
 /// # Errors
 /// Fails when the database fails (a token with the same name already exists, say).
@@ -383,8 +394,10 @@ pub async fn create_api_token_until(
     scopes: &str,
     now: i64,
     expires_at: Option<i64>,
+    actor: &str,
 ) -> sqlx::Result<String> {
     let token = format!("{API_TOKEN_PREFIX}{}", dge_core::token::random_token());
+    let mut tx = db.begin().await?;
     sqlx::query(
         "INSERT INTO api_tokens (token_hash, name, scopes, expires_at, created_at) \
          VALUES ($1, $2, $3, $4, $5)",
@@ -394,8 +407,14 @@ pub async fn create_api_token_until(
     .bind(scopes)
     .bind(expires_at)
     .bind(now)
-    .execute(db.pool())
+    .execute(&mut *tx)
     .await?;
+    let detail = match expires_at {
+        Some(at) => format!("scopes={scopes} expires_at={at}"),
+        None => format!("scopes={scopes}"),
+    };
+    dge_store::audit(&mut tx, actor, "api_token.created", name, &detail, now).await?;
+    tx.commit().await?;
     Ok(token)
 }
 

@@ -100,7 +100,7 @@ pub fn example() -> anyhow::Result<()> {
 pub async fn create_admin_token(args: &AdminTokenArgs) -> anyhow::Result<()> {
     let name = args.name.trim();
     anyhow::ensure!(
-        !name.is_empty() && name.len() <= 100 && !name.chars().any(char::is_control),
+        !name.is_empty() && name.chars().count() <= 100 && !name.chars().any(char::is_control),
         "--name must be 1 to 100 characters, without control characters"
     );
     let settings = config::load(args.config.config.as_deref())?.settings()?;
@@ -115,6 +115,7 @@ pub async fn create_admin_token(args: &AdminTokenArgs) -> anyhow::Result<()> {
         dge_authz::caller::ADMIN_SCOPE,
         now,
         expires_at,
+        &cli_actor("create-admin-token"),
     )
     .await
     .context("creating the token (is the name already used?)")?;
@@ -132,9 +133,14 @@ pub async fn list_admin_tokens(args: &ConfigArgs) -> anyhow::Result<()> {
     let db = app::open_database(&settings).await?;
     let tokens = dge_authz::caller::list_api_tokens(&db).await?;
     let date = dge_core::time::format_utc;
+    let now = SystemClock.now();
     println!("NAME\tSCOPES\tCREATED\tEXPIRES");
     for t in tokens {
-        let expires = t.expires_at.map_or_else(|| "never".to_owned(), date);
+        let expires = match t.expires_at {
+            None => "never".to_owned(),
+            Some(at) if at <= now => format!("{} (expired)", date(at)),
+            Some(at) => date(at),
+        };
         println!(
             "{}\t{}\t{}\t{expires}",
             t.name,
@@ -156,7 +162,7 @@ pub async fn revoke_admin_token(args: &AdminTokenNameArgs) -> anyhow::Result<()>
     let revoked = dge_authz::caller::revoke_api_token(
         &db,
         name,
-        "dge-idp revoke-admin-token",
+        &cli_actor("revoke-admin-token"),
         SystemClock.now(),
     )
     .await?;
@@ -167,6 +173,19 @@ pub async fn revoke_admin_token(args: &AdminTokenNameArgs) -> anyhow::Result<()>
     println!("revoked {name}: refused from its next use");
     tracing::info!(%name, "administrator token revoked");
     Ok(())
+}
+
+/// The audit actor of a command run on the server: the command, and the system user
+/// who ran it when the environment names one.
+fn cli_actor(command: &str) -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .ok()
+        .filter(|u| !u.is_empty() && u.len() <= 64 && !u.chars().any(char::is_control));
+    match user {
+        Some(user) => format!("dge-idp {command} (system user {user})"),
+        None => format!("dge-idp {command}"),
+    }
 }
 
 /// `GET url` over plain HTTP/1.0; succeeds on a 200 answer within 3 seconds.

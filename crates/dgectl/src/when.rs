@@ -36,6 +36,10 @@ pub(crate) fn parse_date_time(s: &str) -> Option<i64> {
     };
     let mut parts = date.splitn(3, '-');
     let year: i64 = parts.next()?.parse().ok()?;
+    // Far enough for any date a person means, small enough for no overflow below.
+    if !(1..=9999).contains(&year) {
+        return None;
+    }
     let month: i64 = parts.next()?.parse().ok()?;
     let day: i64 = parts.next()?.parse().ok()?;
     if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
@@ -64,7 +68,10 @@ pub(crate) fn parse_date_time(s: &str) -> Option<i64> {
 pub(crate) fn parse_expiry(s: &str) -> Result<i64, String> {
     let at = match parse_date_time(s) {
         Some(at) => at,
-        None => now() + parse_duration(s).map_err(|_| expected(s))?,
+        None => parse_duration(s)
+            .ok()
+            .and_then(|delay| now().checked_add(delay))
+            .ok_or_else(|| expected(s))?,
     };
     if at <= now() {
         return Err(format!("{s:?} is already past"));
@@ -133,9 +140,13 @@ mod tests {
             "2027-01-01T24:00",
             "demain",
             "2027-01",
+            "99999999999999-01-01",
+            "0-01-01",
         ] {
             assert_eq!(parse_date_time(bad), None, "{bad:?}");
         }
+        // Huge delays are refused, not wrapped around.
+        assert!(parse_expiry("9223372036854775000").is_err());
     }
 
     #[test]
