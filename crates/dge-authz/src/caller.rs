@@ -370,17 +370,8 @@ impl Authenticator {
 /// # Errors
 /// Fails when the database fails (a token with the same name already exists, say).
 pub async fn create_api_token(db: &Db, name: &str, scopes: &str, now: i64) -> sqlx::Result<String> {
-    let token = format!("{API_TOKEN_PREFIX}{}", dge_core::token::random_token());
-    sqlx::query(
-        "INSERT INTO api_tokens (token_hash, name, scopes, created_at) VALUES ($1, $2, $3, $4)",
-    )
-    .bind(hash_token(&token))
-    .bind(name)
-    .bind(scopes)
-    .bind(now)
-    .execute(db.pool())
-    .await?;
-    Ok(token)
+    let mut conn = db.pool().acquire().await?;
+    insert_api_token(&mut conn, name, scopes, now, None).await
 }
 
 /// [`create_api_token`], refused from `expires_at` (Unix seconds) on when given,
@@ -396,8 +387,26 @@ pub async fn create_api_token_until(
     expires_at: Option<i64>,
     actor: &str,
 ) -> sqlx::Result<String> {
-    let token = format!("{API_TOKEN_PREFIX}{}", dge_core::token::random_token());
     let mut tx = db.begin().await?;
+    let token = insert_api_token(&mut tx, name, scopes, now, expires_at).await?;
+    let detail = match expires_at {
+        Some(at) => format!("scopes={scopes} expires_at={at}"),
+        None => format!("scopes={scopes}"),
+    };
+    dge_store::audit(&mut tx, actor, "api_token.created", name, &detail, now).await?;
+    tx.commit().await?;
+    Ok(token)
+}
+
+/// A new API token's row; the token, which only this call ever sees.
+async fn insert_api_token(
+    conn: &mut dge_store::AnyConnection,
+    name: &str,
+    scopes: &str,
+    now: i64,
+    expires_at: Option<i64>,
+) -> sqlx::Result<String> {
+    let token = format!("{API_TOKEN_PREFIX}{}", dge_core::token::random_token());
     sqlx::query(
         "INSERT INTO api_tokens (token_hash, name, scopes, expires_at, created_at) \
          VALUES ($1, $2, $3, $4, $5)",
@@ -407,14 +416,8 @@ pub async fn create_api_token_until(
     .bind(scopes)
     .bind(expires_at)
     .bind(now)
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
-    let detail = match expires_at {
-        Some(at) => format!("scopes={scopes} expires_at={at}"),
-        None => format!("scopes={scopes}"),
-    };
-    dge_store::audit(&mut tx, actor, "api_token.created", name, &detail, now).await?;
-    tx.commit().await?;
     Ok(token)
 }
 

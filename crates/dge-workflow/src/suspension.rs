@@ -293,9 +293,7 @@ impl Workflow {
         }
         Ok(ended)
     }
-}
 
-impl Workflow {
     /// Ends the suspension of `key` if its end date has come, as
     /// [`Self::end_due_suspensions`] does for each account it lists: checked again
     /// under the row's lock, so a suspension made again after the listing (without a
@@ -318,17 +316,16 @@ impl Workflow {
 /// locked until the transaction ends (PostgreSQL), or under SQLite's write lock
 /// (taken by `BEGIN IMMEDIATE`): a suspension made again meanwhile is not ended.
 async fn still_due(conn: &mut sqlx::AnyConnection, account_id: &str, now: i64) -> Result<bool> {
-    let sql = match conn.backend_name() {
-        "PostgreSQL" => {
-            "SELECT 1 AS due FROM accounts WHERE id = $1 AND status = 'suspended' \
-             AND suspended_until IS NOT NULL AND suspended_until <= $2 FOR UPDATE"
-        }
-        _ => {
-            "SELECT 1 AS due FROM accounts WHERE id = $1 AND status = 'suspended' \
-             AND suspended_until IS NOT NULL AND suspended_until <= $2"
-        }
+    let lock = if conn.backend_name() == "PostgreSQL" {
+        " FOR UPDATE"
+    } else {
+        ""
     };
-    let row = sqlx::query(sql)
+    let sql = format!(
+        "SELECT 1 AS due FROM accounts WHERE id = $1 AND status = 'suspended' \
+         AND suspended_until IS NOT NULL AND suspended_until <= $2{lock}"
+    );
+    let row = sqlx::query(&sql)
         .bind(account_id)
         .bind(now)
         .fetch_optional(&mut *conn)
