@@ -227,44 +227,49 @@ struct BackchannelPost {
     token: String,
 }
 
-/// Posts the logout tokens in the background, one module after the other.
+/// Posts the logout tokens in the background (see [`post_all`]).
 fn spawn_posts(posts: Vec<BackchannelPost>) {
+    if !posts.is_empty() {
+        tokio::spawn(post_all(posts));
+    }
+}
+
+/// Posts the logout tokens, one module after the other; failures are logged.
+async fn post_all(posts: Vec<BackchannelPost>) {
     if posts.is_empty() {
         return;
     }
-    tokio::spawn(async move {
-        let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(BACKCHANNEL_TIMEOUT_SECS))
-            .redirect(reqwest::redirect::Policy::none())
-            .build();
-        let Ok(http) = http else {
-            tracing::error!("cannot build the back-channel logout HTTP client");
-            return;
-        };
-        for BackchannelPost {
-            client_id,
-            uri,
-            token,
-        } in posts
-        {
-            let sent = http
-                .post(&uri)
-                .form(&[("logout_token", token.as_str())])
-                .send()
-                .await;
-            match sent {
-                Ok(r) if r.status().is_success() => {
-                    tracing::info!(client_id = %client_id, "back-channel logout delivered");
-                }
-                Ok(r) => {
-                    tracing::warn!(client_id = %client_id, status = %r.status(), "back-channel logout refused");
-                }
-                Err(e) => {
-                    tracing::warn!(client_id = %client_id, error = %e, "back-channel logout failed");
-                }
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(BACKCHANNEL_TIMEOUT_SECS))
+        .redirect(reqwest::redirect::Policy::none())
+        .build();
+    let Ok(http) = http else {
+        tracing::error!("cannot build the back-channel logout HTTP client");
+        return;
+    };
+    for BackchannelPost {
+        client_id,
+        uri,
+        token,
+    } in posts
+    {
+        let sent = http
+            .post(&uri)
+            .form(&[("logout_token", token.as_str())])
+            .send()
+            .await;
+        match sent {
+            Ok(r) if r.status().is_success() => {
+                tracing::info!(client_id = %client_id, "back-channel logout delivered");
+            }
+            Ok(r) => {
+                tracing::warn!(client_id = %client_id, status = %r.status(), "back-channel logout refused");
+            }
+            Err(e) => {
+                tracing::warn!(client_id = %client_id, error = %e, "back-channel logout failed");
             }
         }
-    });
+    }
 }
 
 /// Account changes that end every session of an account (a password reset or
@@ -288,7 +293,7 @@ impl dge_store::sessions::SessionsEnded for Provider {
                     }
                 }
             }
-            spawn_posts(posts);
+            post_all(posts).await;
         });
     }
 }
