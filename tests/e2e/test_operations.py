@@ -57,10 +57,27 @@ def test_probes_request_ids_and_metrics(start_idp, grpc_pb):
     assert refused.status_code == 401
     channel = grpc.insecure_channel(server.grpc_addr, options=[("grpc.enable_http_proxy", 0)])
     stub = grpc_pb.authorization_grpc.AuthorizationStub(channel)
-    try:
+    with pytest.raises(grpc.RpcError) as refused_call:
         stub.Check(grpc_pb.authorization.CheckRequest(access_token="x", right="datahub:publish"), timeout=5)
-    except grpc.RpcError as error:
-        assert error.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.INVALID_ARGUMENT)
+    assert refused_call.value.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.INVALID_ARGUMENT)
+    # gRPC answers carry one too (sent as a never-indexed HTTP/2 header), fresh each
+    # time or the caller's own; a refusal's headers come with its status, as trailers.
+    def answered_id(error: grpc.RpcError) -> str:
+        return dict([*error.initial_metadata(), *error.trailing_metadata()])["x-request-id"]
+
+    grpc_ids = []
+    for _ in range(3):
+        with pytest.raises(grpc.RpcError) as again:
+            stub.Check(grpc_pb.authorization.CheckRequest(access_token="x", right="datahub:publish"), timeout=5)
+        grpc_ids.append(answered_id(again.value))
+    assert len({str(uuid.UUID(i)) for i in grpc_ids}) == 3, grpc_ids
+    with pytest.raises(grpc.RpcError) as traced:
+        stub.Check(
+            grpc_pb.authorization.CheckRequest(access_token="x", right="datahub:publish"),
+            metadata=[("x-request-id", mine)],
+            timeout=5,
+        )
+    assert answered_id(traced.value) == mine
     channel.close()
 
     # The gauges are read from the database at each scrape.
@@ -80,6 +97,24 @@ def test_probes_request_ids_and_metrics(start_idp, grpc_pb):
     http.get(f"{server.base_url}/no-such-page-{uuid.uuid4().hex}", timeout=5)
     text = http.get(f"http://{metrics_addr}/metrics", timeout=5).text
     assert "no-such-page" not in text
+
+
+def test_worker_threads_are_set_by_option_and_checked(start_idp):
+    server = start_idp({"DGE_WORKER_THREADS": "3"})
+    # Written to a file, the log holds no terminal colour codes.
+    assert "\x1b[" not in server.log()
+    assert re.search(r"dge-idp ready.*worker_threads=3", server.log()), server.log_tail()
+    for bad in ("0", "1025", "deux"):
+        result = subprocess.run(
+            [str(idp_binary()), "--worker-threads", bad, "config-example"],
+            env=clean_env(),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert result.returncode == 2, result
+        assert f"invalid value '{bad}' for '--worker-threads" in result.stderr, result.stderr
+        assert result.stdout == ""
 
 
 def test_check_config_names_each_bad_key_and_never_a_secret(tmp_path):

@@ -318,6 +318,7 @@ pub async fn run(
         http = %listeners.http.local_addr()?,
         grpc = %listeners.grpc.local_addr()?,
         issuer = %settings.public_url,
+        worker_threads = tokio::runtime::Handle::current().metrics().num_workers(),
         "dge-idp ready"
     );
     let grpc_task = tokio::spawn(grpc.serve_with_incoming_shutdown(

@@ -9,6 +9,12 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "dge-idp", version, about)]
 pub struct Cli {
+    /// Threads running requests (default: one per core available to the process).
+    /// Fewer on a machine whose cores other busy processes share, such as a
+    /// database or a load generator: with more busy threads than cores, requests
+    /// wait for the processor in turn and their slowest times grow.
+    #[arg(long, global = true, env = "DGE_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub worker_threads: Option<u16>,
     /// What to run.
     #[command(subcommand)]
     pub command: Command,
@@ -204,4 +210,31 @@ pub enum AdminNotices {
     PerSignup,
     /// One email a day.
     DailyDigest,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::Cli;
+
+    #[test]
+    fn worker_threads_go_before_or_after_the_command() {
+        let threads = |args: &[&str]| Cli::try_parse_from(args).map(|cli| cli.worker_threads);
+        assert_eq!(threads(&["dge-idp", "config-example"]).ok(), Some(None));
+        assert_eq!(
+            threads(&["dge-idp", "--worker-threads", "2", "config-example"]).ok(),
+            Some(Some(2))
+        );
+        assert_eq!(
+            threads(&["dge-idp", "dev", "--worker-threads", "1"]).ok(),
+            Some(Some(1))
+        );
+        for bad in ["0", "1025", "-1", "two"] {
+            assert!(
+                threads(&["dge-idp", "--worker-threads", bad, "dev"]).is_err(),
+                "{bad}"
+            );
+        }
+    }
 }

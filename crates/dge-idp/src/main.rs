@@ -6,12 +6,26 @@ use clap::Parser;
 
 use dge_idp::cli::{Cli, Command};
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     // Before anything signs or verifies a token (see the module).
     dge_authz::jose::install();
     dge_idp::telemetry::init();
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if let Some(threads) = cli.worker_threads {
+        runtime.worker_threads(usize::from(threads));
+    }
+    match runtime.build() {
+        Ok(runtime) => runtime.block_on(run(cli)),
+        Err(e) => {
+            tracing::error!(error = %e, "dge-idp could not start its threads");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Dev(args) => dge_idp::dev::run(*args).await,
         Command::Serve(args) => dge_idp::serve::run(&args).await,
