@@ -60,6 +60,10 @@ def test_every_scenario_runs_and_succeeds(backend):
         "4",
         "--overload-factor",
         "2",
+        "--load-threads",
+        "1",
+        "--server-workers",
+        "2",
     ]
     link = REPO_ROOT / "tests" / "bench" / "node_modules"
     if not link.exists():
@@ -80,5 +84,8 @@ def test_every_scenario_runs_and_succeeds(backend):
         assert row["ok"] > 0, f"{name} had no success\n{report}"
         assert row["errors"] == 0, f"{name} had errors\n{report}"
     assert f"backend {backend}, 200 accounts" in result.stdout
+    assert "load generator on 1 thread(s), server on 2 worker thread(s)" in result.stdout, report
+    for grpc_row in ("grpc_empty (health)", "grpc_check", "grpc_introspect"):
+        assert re.search(rf"^latency of {re.escape(grpc_row)}: p90 [0-9.]+ ms, .* p99\.9 [0-9.]+ ms", result.stdout, re.M), report
     for target in ("client_credentials >=", "grpc_check >=", "password_login >=", "memory:", "start to ready"):
         assert target in result.stdout, report

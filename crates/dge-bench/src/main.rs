@@ -62,6 +62,15 @@ struct Args {
     /// Concurrent connections (the targets are set at 64).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1024))]
     concurrency: u64,
+    /// Threads of the load generator (default: half the cores, at least one).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    load_threads: Option<u16>,
+    /// The server's `--worker-threads` (default: the cores the load generator
+    /// leaves, at least one). With as many as the cores, the server's threads and
+    /// the load generator's take turns on them and the gRPC calls' slowest times
+    /// about double (docs/performance.md, runs 20 to 22).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    server_workers: Option<u16>,
     /// Password logins are also run at this many times the concurrency.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=20))]
     overload_factor: u64,
@@ -117,11 +126,31 @@ impl Args {
     fn runs(&self, scenario: &str) -> bool {
         self.only.is_empty() || self.only.iter().any(|s| s == scenario)
     }
+
+    /// The load generator's threads and the server's, as given or by default.
+    fn threads(&self) -> (usize, usize) {
+        split_cores(
+            std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+            self.load_threads.map(usize::from),
+            self.server_workers.map(usize::from),
+        )
+    }
+}
+
+/// Shares `cores` between the load generator (half, at least one) and the server
+/// (the rest, at least one) unless told otherwise: on the same machine, both at
+/// one thread per core oversubscribe it.
+fn split_cores(cores: usize, load: Option<usize>, server: Option<usize>) -> (usize, usize) {
+    let load = load.unwrap_or((cores / 2).max(1));
+    let server = server.unwrap_or(cores.saturating_sub(load).max(1));
+    (load, server)
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let (load_threads, _) = args.threads();
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(load_threads)
         .enable_all()
         .build()?;
     let ok = runtime.block_on(run(args))?;
@@ -204,6 +233,7 @@ async fn measure(
         redis_url: database_url.as_ref().map(|_| args.redis_url.clone()),
         redis_prefix: format!("dge-bench-{tag}:"),
         log_filter: args.idp_log.clone(),
+        worker_threads: args.threads().1,
     })
     .await?;
     eprintln!("dge-idp runs as pid {}", idp.pid);
@@ -442,6 +472,7 @@ async fn scenarios_on(
     tokio::time::sleep(Duration::from_secs(2)).await;
     Ok(report::Report {
         backend: format!("{:?}", args.backend).to_lowercase(),
+        threads: args.threads(),
         accounts: args.accounts,
         concurrency,
         duration,
@@ -544,6 +575,16 @@ async fn argon2_ceiling(duration: Duration) -> anyhow::Result<Stats> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shares_the_cores_between_load_and_server() {
+        assert_eq!(split_cores(2, None, None), (1, 1));
+        assert_eq!(split_cores(1, None, None), (1, 1));
+        assert_eq!(split_cores(8, None, None), (4, 4));
+        assert_eq!(split_cores(2, None, Some(2)), (1, 2));
+        assert_eq!(split_cores(4, Some(3), None), (3, 1));
+        assert_eq!(split_cores(2, Some(4), None), (4, 1));
+    }
 
     #[test]
     fn replaces_the_database_of_a_url() {

@@ -44,6 +44,8 @@ impl Row {
 #[derive(Debug)]
 pub(crate) struct Report {
     pub(crate) backend: String,
+    /// Threads of the load generator, and the server's worker threads.
+    pub(crate) threads: (usize, usize),
     pub(crate) accounts: u64,
     pub(crate) concurrency: usize,
     pub(crate) duration: Duration,
@@ -77,11 +79,13 @@ impl Report {
 
     pub(crate) fn print(&self) {
         println!(
-            "backend {}, {} accounts, {} connections, {:.0} s per scenario",
+            "backend {}, {} accounts, {} connections, {:.0} s per scenario, load generator on {} thread(s), server on {} worker thread(s)",
             self.backend,
             self.accounts,
             self.concurrency,
-            self.duration.as_secs_f64()
+            self.duration.as_secs_f64(),
+            self.threads.0,
+            self.threads.1,
         );
         println!();
         println!(
@@ -125,6 +129,19 @@ impl Report {
                     row.stats.refused_ms(0.99),
                 );
             }
+        }
+        // The tail of the gRPC calls, where the `Check` target's p99 is read.
+        for row in self.rows.iter().filter(|r| r.name.starts_with("grpc_")) {
+            let s = &row.stats;
+            println!(
+                "latency of {}: p90 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
+                row.name,
+                s.ok_ms(0.90),
+                s.ok_ms(0.95),
+                s.ok_ms(0.99),
+                s.ok_ms(0.999),
+                s.ok_ms(1.0),
+            );
         }
         println!(
             "start to ready {:.0} ms (spawn to /readyz 200, migrations included); idle RSS {:.1} MiB before the load, {:.1} MiB after; seeding {:.1} s; whole run {:.0} s",

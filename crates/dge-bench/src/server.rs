@@ -38,6 +38,8 @@ pub(crate) struct IdpOptions<'a> {
     pub(crate) redis_prefix: String,
     /// `RUST_LOG` of the server.
     pub(crate) log_filter: String,
+    /// The server's `--worker-threads`.
+    pub(crate) worker_threads: usize,
 }
 
 impl Idp {
@@ -64,6 +66,9 @@ impl Idp {
             // /authorize (300 a minute by default) would measure the limit, not us.
             .arg("--authorize-max-requests")
             .arg("1000000")
+            .arg("--worker-threads")
+            .arg(options.worker_threads.to_string())
+            .env_remove("DGE_WORKER_THREADS")
             // One request log line per request would measure the log, not us: `warn`
             // unless `--idp-log` says otherwise.
             .env("RUST_LOG", &options.log_filter)
