@@ -363,6 +363,34 @@ async fn private_key_jwt_assertions_are_single_use(engine: Engine) {
     assert_eq!(replay.err().map(|e| e.error), Some("invalid_client"));
 }
 
+/// Introspection reads the account with the token: a person's tokens are inactive
+/// while the account is not active, and active again with it.
+async fn introspection_follows_the_account(engine: Engine) {
+    let w = world(engine).await;
+    client(&w, "datahub", true, ClientSettings::default()).await;
+    let cookie = w.provider.open_session(ACCOUNT, NOW).await.unwrap();
+    let code = code(&w, "datahub", &cookie).await;
+    let tokens = grant(&w, "datahub", &code_form(&code)).await.unwrap();
+    let refresh = tokens.refresh_token.as_deref().unwrap();
+    assert!(active(&w, &tokens.access_token).await, "{engine:?}");
+    for status in ["suspended", "active", "rejected", "active"] {
+        sqlx::query("UPDATE accounts SET status = $1 WHERE id = $2")
+            .bind(status)
+            .bind(ACCOUNT)
+            .execute(w.db.pool())
+            .await
+            .unwrap();
+        let expected = status == "active";
+        let access = active(&w, &tokens.access_token).await;
+        assert_eq!(access, expected, "{engine:?}: access token, {status}");
+        assert_eq!(
+            active(&w, refresh).await,
+            expected,
+            "{engine:?}: refresh, {status}"
+        );
+    }
+}
+
 /// A claimed client id with control characters (a NUL, which PostgreSQL refuses in
 /// text) gets its plain OAuth refusal, and its audit row is written without them.
 async fn a_claimed_client_id_with_a_nul_is_refused_and_audited(engine: Engine) {
@@ -441,5 +469,12 @@ async fn logout_closes_the_session_and_forgets_its_modules_on_both_backends() {
 async fn private_key_jwt_assertions_are_single_use_on_both_backends() {
     for engine in ENGINES {
         private_key_jwt_assertions_are_single_use(engine).await;
+    }
+}
+
+#[tokio::test]
+async fn introspection_follows_the_account_on_both_backends() {
+    for engine in ENGINES {
+        introspection_follows_the_account(engine).await;
     }
 }
