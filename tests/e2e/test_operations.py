@@ -99,7 +99,9 @@ def test_probes_request_ids_and_metrics(start_idp, grpc_pb):
     assert "no-such-page" not in text
 
 
-def test_worker_threads_are_set_by_option_and_checked(start_idp):
+def test_worker_threads_are_set_by_option_and_checked(start_idp, monkeypatch):
+    # NO_COLOR would hide colour codes whatever the server does with a file.
+    monkeypatch.delenv("NO_COLOR", raising=False)
     server = start_idp({"DGE_WORKER_THREADS": "3"})
     # Written to a file, the log holds no terminal colour codes.
     assert "\x1b[" not in server.log()

@@ -25,10 +25,13 @@ static EXPORT_SLOT: OnceLock<reload::Handle<Option<OtelLayer>, Registry>> = Once
 pub fn init() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let (otel, slot) = reload::Layer::new(None::<OtelLayer>);
-    // Colours only for a terminal: not as escape codes in a file or a journal.
+    // Colours only for a terminal (not as escape codes in a file or a journal), and
+    // not there either when `NO_COLOR` is set.
+    let colours = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+        .with_ansi(colours);
     let json = std::env::var("DGE_LOG_FORMAT").is_ok_and(|v| v == "json");
     let fmt = if json {
         fmt.json().boxed()
