@@ -214,13 +214,19 @@ pub enum AdminNotices {
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser as _;
+    use clap::{CommandFactory as _, FromArgMatches as _};
 
     use super::Cli;
 
     #[test]
     fn worker_threads_go_before_or_after_the_command() {
-        let threads = |args: &[&str]| Cli::try_parse_from(args).map(|cli| cli.worker_threads);
+        // Without the variable, so that a `DGE_WORKER_THREADS` of the shell is not read.
+        let threads = |args: &[&str]| {
+            let matches = Cli::command()
+                .mut_arg("worker_threads", |a| a.env(None))
+                .try_get_matches_from(args)?;
+            Cli::from_arg_matches(&matches).map(|cli| cli.worker_threads)
+        };
         assert_eq!(threads(&["dge-idp", "config-example"]).ok(), Some(None));
         assert_eq!(
             threads(&["dge-idp", "--worker-threads", "2", "config-example"]).ok(),
@@ -231,8 +237,11 @@ mod tests {
             Some(Some(1))
         );
         for bad in ["0", "1025", "-1", "two"] {
-            assert!(
-                threads(&["dge-idp", "--worker-threads", bad, "dev"]).is_err(),
+            let arg = format!("--worker-threads={bad}");
+            let refused = threads(&["dge-idp", &arg, "dev"]).expect_err(bad);
+            assert_eq!(
+                refused.kind(),
+                clap::error::ErrorKind::ValueValidation,
                 "{bad}"
             );
         }
