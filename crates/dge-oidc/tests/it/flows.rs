@@ -364,10 +364,21 @@ async fn private_key_jwt_assertions_are_single_use(engine: Engine) {
 }
 
 /// Introspection reads the account with the token: a person's tokens are inactive
-/// while the account is not active, and active again with it.
+/// while the account is not active, active again with it, inactive once it is
+/// deleted; a service's token, which has no account, stays active throughout.
 async fn introspection_follows_the_account(engine: Engine) {
     let w = world(engine).await;
     client(&w, "datahub", true, ClientSettings::default()).await;
+    let service = ClientSettings {
+        service_scopes: vec!["authz:check".into()],
+        ..ClientSettings::default()
+    };
+    client(&w, "svc", true, service).await;
+    let service_form = TokenForm {
+        grant_type: Some("client_credentials".into()),
+        ..TokenForm::default()
+    };
+    let service_token = grant(&w, "svc", &service_form).await.unwrap().access_token;
     let cookie = w.provider.open_session(ACCOUNT, NOW).await.unwrap();
     let code = code(&w, "datahub", &cookie).await;
     let tokens = grant(&w, "datahub", &code_form(&code)).await.unwrap();
@@ -388,7 +399,27 @@ async fn introspection_follows_the_account(engine: Engine) {
             expected,
             "{engine:?}: refresh, {status}"
         );
+        assert!(
+            active(&w, &service_token).await,
+            "{engine:?}: service, {status}"
+        );
     }
+    // The access token's row outlives the account (no foreign key): its account is
+    // then missing, and the token inactive.
+    sqlx::query("DELETE FROM accounts WHERE id = $1")
+        .bind(ACCOUNT)
+        .execute(w.db.pool())
+        .await
+        .unwrap();
+    assert!(
+        !active(&w, &tokens.access_token).await,
+        "{engine:?}: deleted"
+    );
+    assert!(!active(&w, refresh).await, "{engine:?}: deleted");
+    assert!(
+        active(&w, &service_token).await,
+        "{engine:?}: service, deleted"
+    );
 }
 
 /// A claimed client id with control characters (a NUL, which PostgreSQL refuses in
