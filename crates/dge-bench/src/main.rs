@@ -67,8 +67,8 @@ struct Args {
     load_threads: Option<u16>,
     /// The server's `--worker-threads` (default: the cores the load generator
     /// leaves, at least one). With as many as the cores, the server's threads and
-    /// the load generator's take turns on them and the gRPC calls' slowest times
-    /// about double (docs/performance.md, runs 20 to 22).
+    /// the load generator's take turns on them and the gRPC calls' p99 is 1.5 to 1.7
+    /// times longer (docs/performance.md, runs 20 to 24).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
     server_workers: Option<u16>,
     /// Password logins are also run at this many times the concurrency.
