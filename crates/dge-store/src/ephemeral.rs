@@ -10,6 +10,7 @@
 //! notifications); what must last stays in the database.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -39,6 +40,9 @@ pub struct Ephemeral {
     inner: Inner,
     prefix: String,
     notices: broadcast::Sender<Notice>,
+    /// A notice failed to reach Redis and a `resync` is being retried (one task at
+    /// a time, shared by the clones).
+    resync_owed: Arc<AtomicBool>,
 }
 
 #[derive(Clone)]
@@ -72,6 +76,7 @@ impl Ephemeral {
             inner: Inner::Local(Arc::default()),
             prefix: prefix.to_owned(),
             notices,
+            resync_owed: Arc::default(),
         }
     }
 
@@ -92,6 +97,7 @@ impl Ephemeral {
             inner: Inner::Redis(manager),
             prefix: prefix.to_owned(),
             notices,
+            resync_owed: Arc::default(),
         })
     }
 
@@ -323,9 +329,12 @@ impl Ephemeral {
 
     /// Tells every replica (this one included) that `topic` changed.
     ///
+    /// When Redis cannot take the notice, every replica is sent a `resync` once it
+    /// can (retried every second in the background): what listens for notices
+    /// reloads, as after an outage of Redis itself.
+    ///
     /// # Errors
-    /// Redis failed; the notice is then lost, and replicas rely on their periodic
-    /// refresh.
+    /// Redis failed; the notice itself is lost.
     pub async fn notify(&self, topic: &str, payload: &str) -> Result<(), EphemeralError> {
         match &self.inner {
             Inner::Local(_) => {
@@ -337,13 +346,16 @@ impl Ephemeral {
                 Ok(())
             }
             Inner::Redis(manager) => {
-                let mut conn = manager.clone();
-                redis::cmd("PUBLISH")
-                    .arg(format!("{}notices", self.prefix))
-                    .arg(format!("{topic}\n{payload}"))
-                    .query_async::<()>(&mut conn)
-                    .await?;
-                Ok(())
+                let channel = format!("{}notices", self.prefix);
+                let published = publish(manager.clone(), &channel, topic, payload).await;
+                if published.is_err() && !self.resync_owed.swap(true, Ordering::AcqRel) {
+                    tokio::spawn(publish_resync(
+                        manager.clone(),
+                        channel,
+                        self.resync_owed.clone(),
+                    ));
+                }
+                Ok(published?)
             }
         }
     }
@@ -364,6 +376,46 @@ impl Ephemeral {
 fn purge_expired(map: &mut HashMap<String, (String, Instant)>, key: &str, now: Instant) {
     if map.len() >= 1024 && map.len().is_power_of_two() && !map.contains_key(key) {
         map.retain(|_, (_, expires)| *expires > now);
+    }
+}
+
+async fn publish(
+    mut conn: redis::aio::ConnectionManager,
+    channel: &str,
+    topic: &str,
+    payload: &str,
+) -> Result<(), redis::RedisError> {
+    redis::cmd("PUBLISH")
+        .arg(channel)
+        .arg(format!("{topic}\n{payload}"))
+        .query_async::<()>(&mut conn)
+        .await
+}
+
+/// After a notice that could not be published: a `resync` to every replica as
+/// soon as Redis takes it, so that none keeps what the lost notice changed.
+async fn publish_resync(
+    conn: redis::aio::ConnectionManager,
+    channel: String,
+    owed: Arc<AtomicBool>,
+) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        // Cleared first: a notice failing from now on owes another one.
+        owed.store(false, Ordering::Release);
+        match publish(conn.clone(), &channel, "resync", "").await {
+            Ok(()) => {
+                tracing::info!("replicas told to reload after a lost notice");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "redis still refuses notices");
+                if owed.swap(true, Ordering::AcqRel) {
+                    // Another failure already started a task of its own.
+                    return;
+                }
+            }
+        }
     }
 }
 

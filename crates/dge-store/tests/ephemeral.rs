@@ -223,3 +223,109 @@ async fn prefixes_keep_deployments_apart() {
     assert_eq!(other.take("k").await.unwrap(), None);
     assert_eq!(one.take("k").await.unwrap(), Some("v".into()));
 }
+
+/// A TCP relay to Redis that can be cut: while cut, it ends every connection that
+/// goes through it and closes new ones at once, as a network fault would.
+struct Gate {
+    addr: std::net::SocketAddr,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    cut: tokio::sync::watch::Sender<u64>,
+}
+
+impl Gate {
+    async fn start(target: String) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (cut, _) = tokio::sync::watch::channel(0_u64);
+        let (gate_open, cuts) = (open.clone(), cut.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !gate_open.load(Ordering::Acquire) {
+                    continue; // dropped: closed at once
+                }
+                let target = target.clone();
+                let mut cut = cuts.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+        Self { addr, open, cut }
+    }
+
+    fn cut(&self) {
+        self.open.store(false, std::sync::atomic::Ordering::Release);
+        self.cut.send_modify(|n| *n += 1);
+    }
+
+    fn reopen(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::Release);
+    }
+}
+
+/// `host:port` of `REDIS_URL`.
+fn redis_addr() -> String {
+    let url = redis_url();
+    let rest = url.strip_prefix("redis://").unwrap_or(&url);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    rest.split('/').next().unwrap_or(rest).to_owned()
+}
+
+/// A replica whose notice Redis did not take owes the others a `resync`: without
+/// it, their `WatchRights` streams would never learn what the notice said.
+#[tokio::test]
+async fn a_notice_redis_refused_is_followed_by_a_resync_of_every_replica() {
+    let prefix = prefix();
+    let gate = Gate::start(redis_addr()).await;
+    let a = Ephemeral::redis(&format!("redis://{}", gate.addr), &prefix)
+        .await
+        .expect("Redis must answer on REDIS_URL (default 127.0.0.1:6379)");
+    let b = Ephemeral::redis(&redis_url(), &prefix).await.unwrap();
+    let mut heard = b.subscribe();
+    a.notify("rights", "before").await.unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(5), heard.recv())
+        .await
+        .expect("the first notice")
+        .unwrap();
+    assert_eq!(first.payload, "before");
+
+    gate.cut();
+    let refused = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if a.notify("rights", "lost").await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(refused.is_ok(), "a notice went through a cut connection");
+    // Nothing told `b` yet.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        heard.try_recv().is_err(),
+        "b heard something while a was cut off"
+    );
+
+    gate.reopen();
+    let resync = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let notice = heard.recv().await.unwrap();
+            assert_ne!(notice.payload, "lost", "the lost notice itself came back");
+            if notice.topic == "resync" {
+                return notice;
+            }
+        }
+    })
+    .await
+    .expect("b told to resync once Redis took notices from a again");
+    assert_eq!(resync.payload, "");
+}
