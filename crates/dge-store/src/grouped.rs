@@ -15,6 +15,11 @@
 //!
 //! If a grouped transaction fails, each of its statements is retried alone, so that
 //! one bad statement fails only its own caller.
+//!
+//! Statements insert rows whose unique keys are fresh random ids (a token's `jti`,
+//! an audit row's id): when the connection was lost under a group, the group may have
+//! committed before the answer was lost, and a retried job whose row then already
+//! exists is told it succeeded (its group was one transaction: all of it is there).
 
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Arguments as _, Connection as _};
@@ -137,10 +142,11 @@ async fn write_groups(pool: AnyPool, backend: Backend, mut jobs: mpsc::Receiver<
                 }
             }
             Err(e) => {
+                let lost = connection_lost(&e);
                 tracing::warn!(error = %e, statements = group.len(), "grouped commit failed; retrying one by one");
                 for (statements, done) in group {
                     let alone = commit(&pool, &mut held, backend, statements.iter()).await;
-                    let _ = done.send(alone);
+                    let _ = done.send(settle(lost, alone));
                 }
             }
         }
@@ -157,6 +163,21 @@ fn connection_lost(e: &sqlx::Error) -> bool {
             .code()
             .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
         _ => false,
+    }
+}
+
+/// A job's answer once retried alone after its group failed: a unique violation
+/// after a lost connection means the group's commit went through (module
+/// documentation), so the job succeeded; anything else stands.
+fn settle(connection_was_lost: bool, alone: sqlx::Result<()>) -> sqlx::Result<()> {
+    match alone {
+        Err(sqlx::Error::Database(db)) if connection_was_lost && db.is_unique_violation() => {
+            tracing::info!(
+                "a retried statement was already committed before the connection was lost"
+            );
+            Ok(())
+        }
+        other => other,
     }
 }
 
@@ -373,6 +394,25 @@ mod tests {
         assert!(connection_lost(&io));
         assert!(!connection_lost(&sqlx::Error::RowNotFound));
         assert!(!connection_lost(&sqlx::Error::Encode("NUL".into())));
+    }
+
+    #[tokio::test]
+    async fn a_row_already_there_after_a_lost_connection_is_a_success() {
+        sqlx::any::install_default_drivers();
+        let mut conn: AnyConnection = sqlx::Connection::connect("sqlite::memory:").await.unwrap();
+        sqlx::query("CREATE TABLE t (id TEXT PRIMARY KEY)")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let mut run = async |sql: &str| sqlx::query(sql).execute(&mut conn).await.map(drop);
+        let insert = "INSERT INTO t (id) VALUES ('x')";
+        run(insert).await.unwrap();
+        assert!(settle(true, run(insert).await).is_ok());
+        // Without a lost connection the row was someone else's: the error stands.
+        assert!(settle(false, run(insert).await).is_err());
+        let refused = run("INSERT INTO nowhere (id) VALUES ('x')").await;
+        assert!(settle(true, refused).is_err());
+        assert!(settle(true, Ok(())).is_ok());
     }
 
     #[test]

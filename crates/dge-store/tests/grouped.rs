@@ -321,12 +321,11 @@ async fn the_writer_survives_a_restart_under_load(callers: i64) {
         done > callers * 10,
         "only {done} inserts: the restart fell outside the load"
     );
-    // With many callers, one statement may have committed just before its connection
-    // died, unseen: its retry then collides with itself. Anything more is the writer
+    // A statement committed just before its connection died, unseen, collides with
+    // itself when retried: the writer counts that as done. Any failure is the writer
     // failing callers.
-    let allowed = usize::from(callers > 1);
     assert!(
-        failed.len() <= allowed,
+        failed.is_empty(),
         "{} inserts failed: {:?}",
         failed.len(),
         failed.first()
