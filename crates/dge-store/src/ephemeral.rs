@@ -87,6 +87,11 @@ impl Ephemeral {
     /// A malformed URL, or Redis does not answer now.
     pub async fn redis(url: &str, prefix: &str) -> Result<Self, EphemeralError> {
         let client = redis::Client::open(url)?;
+        // Missing: a deadline per call. A Redis that stops answering without closing
+        // its connections (a silent network fault) holds calls until TCP gives up;
+        // the manager's own timeouts (`ConnectionManagerConfig`) did not bound even the
+        // start against a listener that never answers (tried on 2026-12-05), so each
+        // call would need its own `tokio::time::timeout`.
         let manager = client.get_connection_manager().await?;
         let (notices, _) = broadcast::channel(NOTICE_BACKLOG);
         let channel = format!("{prefix}notices");
@@ -347,6 +352,10 @@ impl Ephemeral {
             }
             Inner::Redis(manager) => {
                 let channel = format!("{}notices", self.prefix);
+                // Not tried twice: during an outage the second try would wait for the
+                // manager's reconnection, holding the request up. A resync ends every
+                // `WatchRights` stream of every replica, so a Redis that closes idle
+                // clients (`timeout` other than 0) would cost one each time.
                 let published = publish(manager.clone(), &channel, topic, payload).await;
                 if published.is_err() && !self.resync_owed.swap(true, Ordering::AcqRel) {
                     tokio::spawn(publish_resync(
@@ -401,6 +410,10 @@ async fn publish_resync(
 ) {
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
+        if Arc::strong_count(&owed) == 1 {
+            // Every handle is gone: nobody is left to notify for.
+            return;
+        }
         // Cleared first: a notice failing from now on owes another one.
         owed.store(false, Ordering::Release);
         match publish(conn.clone(), &channel, "resync", "").await {

@@ -42,7 +42,8 @@ pub enum Arg {
     Int(Option<i64>),
 }
 
-/// One statement with its values.
+/// One statement with its values: an insert whose unique keys are fresh random ids
+/// (module documentation).
 #[derive(Debug, Clone)]
 pub struct Statement {
     /// The SQL, with `$1`… placeholders. An `INSERT … VALUES ($1, …, $k)` of one row

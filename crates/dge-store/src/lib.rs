@@ -268,6 +268,10 @@ impl Db {
     /// Runs an insert through group commit ([`grouped`]): with others queued at the
     /// same time, in one transaction; returns once it is committed.
     ///
+    /// Only for rows whose unique keys are fresh random ids ([`dge_core::new_id`]): after
+    /// a lost connection, a retried row found already there counts as committed, which
+    /// would hide a real duplicate of a natural key (an address, a name).
+    ///
     /// # Errors
     /// The statement (retried alone when its group failed) or the commit failed.
     pub async fn execute_grouped(&self, statement: grouped::Statement) -> sqlx::Result<()> {
