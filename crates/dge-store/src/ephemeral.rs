@@ -88,10 +88,11 @@ impl Ephemeral {
     pub async fn redis(url: &str, prefix: &str) -> Result<Self, EphemeralError> {
         let client = redis::Client::open(url)?;
         // Missing: a deadline per call. A Redis that stops answering without closing
-        // its connections (a silent network fault) holds calls until TCP gives up;
-        // the manager's own timeouts (`ConnectionManagerConfig`) did not bound even the
-        // start against a listener that never answers (tried on 2026-12-05), so each
-        // call would need its own `tokio::time::timeout`.
+        // its connections (a silent network fault) holds calls until TCP gives up.
+        // With the manager's own timeouts set (`ConnectionManagerConfig`), this
+        // function still waited over 60 s for a listener that never answers (tried on
+        // 2026-12-05; the manager's retries or the subscription below, not told
+        // apart), so each call would need its own `tokio::time::timeout`.
         let manager = client.get_connection_manager().await?;
         let (notices, _) = broadcast::channel(NOTICE_BACKLOG);
         let channel = format!("{prefix}notices");
