@@ -68,7 +68,6 @@ impl Idp {
             .arg("1000000")
             .arg("--worker-threads")
             .arg(options.worker_threads.to_string())
-            .env_remove("DGE_WORKER_THREADS")
             // One request log line per request would measure the log, not us: `warn`
             // unless `--idp-log` says otherwise.
             .env("RUST_LOG", &options.log_filter)
