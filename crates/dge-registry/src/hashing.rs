@@ -1,24 +1,31 @@
 //! Password hashing with argon2id.
 //!
-//! Hashing is CPU-bound and deliberately slow, so it runs on the blocking pool,
-//! never on an async worker, and a semaphore bounds how many run at once: a flood
-//! of logins waits briefly, then is refused, instead of exhausting memory
-//! (each hash holds 19 MiB). A caller that could not get a slot within half the
-//! wait, judging by the queue ahead of it and the time a hash takes, is refused at
-//! once; the other half is the margin for that estimate, which lags when the load
-//! changes, so that an admitted caller is seldom refused after waiting.
+//! Hashing is CPU-bound and deliberately slow, so it runs on threads of its own,
+//! never on an async worker: `concurrency` of them, each taking the next waiting
+//! hash as soon as it is done with one. A caller waits at most `wait` for a thread
+//! to take its hash, then is refused, instead of queueing without limit (each hash
+//! holds 19 MiB). A caller that could not be taken within half the wait, judging by
+//! the queue ahead of it and the time a hash takes, is refused at once; the other
+//! half is the margin for that estimate, which lags when the load changes, so that
+//! an admitted caller is seldom refused after waiting.
 //!
-//! The 19 MiB of each hash are kept and reused by the next one instead of being
-//! allocated every time: the allocator would otherwise keep such blocks in every
-//! blocking thread's arena, and the process grew by hundreds of MiB under logins.
+//! The threads are the pool's own rather than tokio's blocking pool: a thread that
+//! finishes a hash starts the next one at once, where handing a permit back to an
+//! async task that then spawns a blocking job cost two thread wake-ups per hash and
+//! left the core idle in between (docs/performance.md, run 25). Each thread keeps
+//! its 19 MiB and reuses them for its next hash instead of allocating them every
+//! time: the allocator would otherwise keep such blocks in every thread's arena, and
+//! the process grew by hundreds of MiB under logins.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use argon2::password_hash::{Output, ParamsString, PasswordHash, PasswordHasher, Salt, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
-use tokio::sync::Semaphore;
+use tokio::sync::oneshot;
 
 use crate::{Error, Result};
 
@@ -48,18 +55,145 @@ impl Default for HashParams {
 #[derive(Debug, Clone)]
 pub struct Hasher {
     params: HashParams,
-    permits: Arc<Semaphore>,
     concurrency: usize,
     wait: Duration,
-    /// Callers waiting for a slot.
-    waiting: Arc<AtomicUsize>,
-    /// A moving average of how long one hash takes, in microseconds (0: unknown yet).
-    hash_micros: Arc<AtomicU64>,
-    /// argon2 memory kept between hashes: at most one per slot.
-    memory: Arc<Mutex<Vec<Vec<Block>>>>,
+    /// The hashing threads' queue; they stop when the last clone is dropped.
+    pool: Arc<PoolHandle>,
     /// A hash of a random password, verified when the account does not exist so
     /// that "unknown login" costs the same time as "wrong password".
     dummy: Arc<String>,
+}
+
+/// What the hashing threads share with the callers.
+#[derive(Default)]
+struct Pool {
+    queue: Mutex<Queue>,
+    /// Signalled when a job is queued or the pool closes.
+    filled: Condvar,
+    /// Callers whose job no thread has taken yet.
+    waiting: AtomicUsize,
+    /// A moving average of how long one hash takes, in microseconds (0: unknown yet).
+    hash_micros: AtomicU64,
+    /// argon2 memory areas allocated, one at most per thread.
+    buffers: AtomicUsize,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("waiting", &self.waiting)
+            .field("hash_micros", &self.hash_micros)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
+struct Queue {
+    jobs: VecDeque<Job>,
+    closed: bool,
+}
+
+/// What a hashing thread runs, in its own argon2 memory.
+type Work = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
+
+/// A hash waiting for a thread.
+struct Job {
+    state: Arc<AtomicU8>,
+    work: Work,
+}
+
+/// A job's states: only one of the thread and the caller moves it out of `QUEUED`.
+const QUEUED: u8 = 0;
+const TAKEN: u8 = 1;
+const ABANDONED: u8 = 2;
+
+/// Closes the pool when the last [`Hasher`] clone goes.
+#[derive(Debug)]
+struct PoolHandle(Arc<Pool>);
+
+impl Drop for PoolHandle {
+    fn drop(&mut self) {
+        let mut queue = self.0.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        queue.closed = true;
+        queue.jobs.clear();
+        drop(queue);
+        self.0.filled.notify_all();
+    }
+}
+
+impl Pool {
+    /// One hashing thread: takes jobs until the pool closes.
+    fn serve(&self) {
+        let mut blocks = Vec::new();
+        loop {
+            let job = {
+                let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+                loop {
+                    if let Some(job) = queue.jobs.pop_front() {
+                        break job;
+                    }
+                    if queue.closed {
+                        return;
+                    }
+                    queue = self
+                        .filled
+                        .wait(queue)
+                        .unwrap_or_else(PoisonError::into_inner);
+                }
+            };
+            if job
+                .state
+                .compare_exchange(QUEUED, TAKEN, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+            {
+                // Its caller gave up (timed out or went away).
+                continue;
+            }
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+            let allocated = blocks.capacity() > 0;
+            let started = Instant::now();
+            // A panic drops the job's sender, so its caller gets `Error::Hash`, and
+            // this thread goes on with the next job.
+            let _ = std::panic::catch_unwind(AssertUnwindSafe(|| (job.work)(&mut blocks)));
+            if !allocated && blocks.capacity() > 0 {
+                self.buffers.fetch_add(1, Ordering::Relaxed);
+            }
+            let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            let old = self.hash_micros.load(Ordering::Relaxed);
+            let average = if old == 0 {
+                took
+            } else {
+                old - old / 8 + took / 8
+            };
+            self.hash_micros.store(average, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A caller's place in the queue: withdrawn when dropped before a thread took it.
+struct Ticket<'a> {
+    state: Arc<AtomicU8>,
+    waiting: &'a AtomicUsize,
+}
+
+impl Ticket<'_> {
+    /// Withdraws the job; `false` when a thread already took it.
+    fn withdraw(&self) -> bool {
+        let withdrawn = self
+            .state
+            .compare_exchange(QUEUED, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if withdrawn {
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+        }
+        withdrawn
+    }
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        self.withdraw();
+    }
 }
 
 impl Hasher {
@@ -67,7 +201,8 @@ impl Hasher {
     /// most `wait` for a slot before [`Error::Busy`].
     ///
     /// # Panics
-    /// When `params` are outside argon2's bounds (a configuration bug caught at start).
+    /// When `params` are outside argon2's bounds (a configuration bug caught at start),
+    /// or when the system refuses a thread.
     #[must_use]
     pub fn new(params: HashParams, concurrency: usize, wait: Duration) -> Self {
         let argon = argon(params);
@@ -76,22 +211,28 @@ impl Hasher {
             .hash_password(dge_core::token::random_token().as_bytes(), &salt)
             .map(|h| h.to_string())
             .unwrap_or_else(|e| panic!("argon2 parameters rejected: {e}"));
+        let concurrency = concurrency.max(1);
+        let pool = Arc::new(Pool::default());
+        for n in 0..concurrency {
+            let pool = pool.clone();
+            std::thread::Builder::new()
+                .name(format!("argon2-{n}"))
+                .spawn(move || pool.serve())
+                .unwrap_or_else(|e| panic!("no hashing thread: {e}"));
+        }
         Self {
             params,
-            permits: Arc::new(Semaphore::new(concurrency.max(1))),
-            concurrency: concurrency.max(1),
+            concurrency,
             wait,
-            waiting: Arc::new(AtomicUsize::new(0)),
-            hash_micros: Arc::new(AtomicU64::new(0)),
-            memory: Arc::new(Mutex::new(Vec::new())),
+            pool: Arc::new(PoolHandle(pool)),
             dummy: Arc::new(dummy),
         }
     }
 
-    /// Whether a newcomer behind `ahead` waiting callers would not get a slot
+    /// Whether a newcomer behind `ahead` waiting callers would not be taken
     /// within half the wait (see the module documentation).
     fn hopeless(&self, ahead: usize) -> bool {
-        let per_hash = self.hash_micros.load(Ordering::Relaxed);
+        let per_hash = self.pool.0.hash_micros.load(Ordering::Relaxed);
         let wait = u64::try_from(self.wait.as_micros() / 2).unwrap_or(u64::MAX);
         let rounds = (ahead / self.concurrency) as u64 + 1;
         per_hash > 0 && rounds.saturating_mul(per_hash) > wait
@@ -101,42 +242,35 @@ impl Hasher {
         &self,
         f: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
     ) -> Result<T> {
-        let queued = Queued::join(&self.waiting);
-        if self.hopeless(queued.ahead) {
+        let pool = &self.pool.0;
+        let ahead = pool.waiting.fetch_add(1, Ordering::Relaxed);
+        let ticket = Ticket {
+            state: Arc::new(AtomicU8::new(QUEUED)),
+            waiting: &pool.waiting,
+        };
+        if self.hopeless(ahead) {
             return Err(Error::Busy);
         }
-        let permit = tokio::time::timeout(self.wait, self.permits.clone().acquire_owned())
-            .await
-            .map_err(|_| Error::Busy)?
-            .map_err(|_| Error::Busy)?;
-        drop(queued);
-        let memory = self.memory.clone();
-        let hash_micros = self.hash_micros.clone();
-        let out = tokio::task::spawn_blocking(move || {
-            let started = Instant::now();
-            let mut blocks = memory
-                .lock()
-                .ok()
-                .and_then(|mut kept| kept.pop())
-                .unwrap_or_default();
-            let out = f(&mut blocks);
-            if let Ok(mut kept) = memory.lock() {
-                kept.push(blocks);
-            }
-            let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-            let old = hash_micros.load(Ordering::Relaxed);
-            let average = if old == 0 {
-                took
-            } else {
-                old - old / 8 + took / 8
-            };
-            hash_micros.store(average, Ordering::Relaxed);
-            drop(permit);
-            out
-        })
-        .await
-        .map_err(|_| Error::Hash)?;
-        Ok(out)
+        let (tx, mut rx) = oneshot::channel();
+        let job = Job {
+            state: ticket.state.clone(),
+            work: Box::new(move |blocks| {
+                // The caller may have gone: nobody to tell.
+                let _ = tx.send(f(blocks));
+            }),
+        };
+        pool.queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .jobs
+            .push_back(job);
+        pool.filled.notify_one();
+        match tokio::time::timeout(self.wait, &mut rx).await {
+            Ok(out) => out.map_err(|_| Error::Hash),
+            Err(_) if ticket.withdraw() => Err(Error::Busy),
+            // Taken just as the wait ran out: its result is on the way.
+            Err(_) => rx.await.map_err(|_| Error::Hash),
+        }
     }
 
     /// Hashes a password into a PHC string.
@@ -193,26 +327,6 @@ impl Hasher {
     }
 }
 
-/// Waiting for a slot; leaving the queue when dropped.
-struct Queued<'a> {
-    waiting: &'a AtomicUsize,
-    /// Callers that were already waiting.
-    ahead: usize,
-}
-
-impl<'a> Queued<'a> {
-    fn join(waiting: &'a AtomicUsize) -> Self {
-        let ahead = waiting.fetch_add(1, Ordering::Relaxed);
-        Self { waiting, ahead }
-    }
-}
-
-impl Drop for Queued<'_> {
-    fn drop(&mut self) {
-        self.waiting.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 /// argon2 of `password` with `salt`, in `blocks` (grown when too small).
 fn compute(
     argon: &Argon2<'_>,
@@ -238,9 +352,10 @@ fn compute(
 }
 
 /// Whether `password` matches the PHC string `phc`, with the parameters it names,
-/// as `PasswordVerifier::verify_password` decides but in reused memory. `Output`
-/// compares in constant time.
-fn matches(password: &[u8], phc: &str, blocks: &mut Vec<Block>) -> bool {
+/// as `PasswordVerifier::verify_password` decides but in reused memory `blocks`
+/// (grown when too small). `Output` compares in constant time. Public for the
+/// benchmark's ceiling, which hashes as the server does.
+pub fn matches(password: &[u8], phc: &str, blocks: &mut Vec<Block>) -> bool {
     let Ok(hash) = PasswordHash::new(phc) else {
         return false;
     };
@@ -360,13 +475,9 @@ mod tests {
                     .unwrap()
             );
         }
-        let kept = hasher.memory.lock().unwrap();
-        assert!(
-            !kept.is_empty() && kept.len() <= 2,
-            "{} buffers kept",
-            kept.len()
-        );
-        assert!(kept.iter().all(|b| b.len() == 19 * 1024));
+        // Eight hashes on two threads: one or two memory areas, each reused.
+        let buffers = hasher.pool.0.buffers.load(Ordering::Relaxed);
+        assert!((1..=2).contains(&buffers), "{buffers} buffers allocated");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -374,16 +485,20 @@ mod tests {
         // A hash is known to take about a second and the wait is 100 ms: with one
         // caller already queued, the next one gets Busy without waiting.
         let hasher = Hasher::new(HashParams::default(), 1, Duration::from_millis(100));
-        hasher.hash_micros.store(1_000_000, Ordering::Relaxed);
-        let queued = Queued::join(&hasher.waiting);
+        hasher
+            .pool
+            .0
+            .hash_micros
+            .store(1_000_000, Ordering::Relaxed);
+        hasher.pool.0.waiting.fetch_add(1, Ordering::Relaxed);
         let started = std::time::Instant::now();
         assert!(matches!(
             hasher.verify("Wrong-Horse-9".into(), None).await,
             Err(Error::Busy)
         ));
         assert!(started.elapsed() < Duration::from_millis(50));
-        drop(queued);
-        assert_eq!(hasher.waiting.load(Ordering::Relaxed), 0);
+        hasher.pool.0.waiting.fetch_sub(1, Ordering::Relaxed);
+        assert_eq!(hasher.pool.0.waiting.load(Ordering::Relaxed), 0);
     }
 
     #[test]
@@ -392,17 +507,17 @@ mod tests {
         // behind one, in 80 ms, within the wait but not within its half, which keeps
         // the other half for a wrong estimate: refused at once.
         let hasher = Hasher::new(HashParams::default(), 1, Duration::from_millis(100));
-        hasher.hash_micros.store(40_000, Ordering::Relaxed);
+        hasher.pool.0.hash_micros.store(40_000, Ordering::Relaxed);
         assert!(!hasher.hopeless(0));
         assert!(hasher.hopeless(1));
         // Unknown hash time (no hash yet): nobody is refused by the estimate.
-        hasher.hash_micros.store(0, Ordering::Relaxed);
+        hasher.pool.0.hash_micros.store(0, Ordering::Relaxed);
         assert!(!hasher.hopeless(1000));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_flood_of_logins_is_refused_fast_beyond_the_hash_permits() {
-        // One permit, 20 ms of patience: of 8 simultaneous checks, most are refused
+    async fn a_flood_of_logins_is_refused_fast_beyond_the_hashing_threads() {
+        // One thread, 20 ms of patience: of 8 simultaneous checks, most are refused
         // as Busy instead of queueing (each would hold 19 MiB).
         let hasher = Hasher::new(HashParams::default(), 1, Duration::from_millis(20));
         let started = std::time::Instant::now();
@@ -422,5 +537,67 @@ mod tests {
         }
         assert!(busy >= 4, "only {busy} of 8 refused");
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_job_whose_caller_gave_up_is_never_run() {
+        use std::sync::atomic::AtomicBool;
+
+        // One thread, busy for 300 ms; a second caller waits 50 ms, is refused, and
+        // its job is skipped when the thread gets to it; a third is served after.
+        let hasher = Hasher::new(HashParams::default(), 1, Duration::from_millis(50));
+        let busy = {
+            let h = hasher.clone();
+            tokio::spawn(async move {
+                // On the hashing thread, as a hash would hold it.
+                #[allow(clippy::disallowed_methods)]
+                h.run(|_| std::thread::sleep(Duration::from_millis(300)))
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let ran = Arc::new(AtomicBool::new(false));
+        let flag = ran.clone();
+        let started = Instant::now();
+        let refused = hasher
+            .run(move |_| flag.store(true, Ordering::SeqCst))
+            .await;
+        assert!(matches!(refused, Err(Error::Busy)), "{refused:?}");
+        assert!(started.elapsed() < Duration::from_millis(250));
+        assert_eq!(hasher.pool.0.waiting.load(Ordering::Relaxed), 0);
+        // Let the busy job finish, then queue a third with more patience.
+        assert!(busy.await.unwrap().is_ok());
+        let patient = Hasher {
+            wait: Duration::from_secs(5),
+            ..hasher.clone()
+        };
+        assert_eq!(patient.run(|_| 7).await.unwrap(), 7);
+        assert!(!ran.load(Ordering::SeqCst), "a withdrawn job ran");
+    }
+
+    #[tokio::test]
+    async fn a_panicking_job_fails_its_caller_and_spares_the_thread() {
+        let hasher = Hasher::new(HashParams::default(), 1, Duration::from_secs(5));
+        let failed = hasher.run(|_| -> u8 { panic!("boom") }).await;
+        assert!(matches!(failed, Err(Error::Hash)), "{failed:?}");
+        // The only thread still serves.
+        assert_eq!(hasher.run(|_| 3).await.unwrap(), 3);
+    }
+
+    #[test]
+    #[allow(clippy::disallowed_methods)] // a plain test thread, no runtime to block
+    fn the_threads_stop_with_the_last_hasher() {
+        let hasher = Hasher::new(HashParams::default(), 2, Duration::from_secs(5));
+        let pool = Arc::downgrade(&hasher.pool.0);
+        let copy = hasher.clone();
+        drop(hasher);
+        assert!(pool.upgrade().is_some(), "a clone still uses it");
+        drop(copy);
+        // Each thread holds the pool until it has seen the close.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while pool.upgrade().is_some() {
+            assert!(Instant::now() < deadline, "hashing threads still running");
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }
