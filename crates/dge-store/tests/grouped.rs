@@ -229,6 +229,80 @@ async fn postgres_refuses_a_nul_alone() {
     a_nul_fails_alone(db).await;
 }
 
+/// Callers whose rows go to two tables: on SQLite their group is sent as one text
+/// (`BEGIN IMMEDIATE; …; COMMIT`). A failing row inside it fails only its caller, and
+/// what the text began is rolled back: no row of the group stays, and no transaction
+/// is left open on the connection, which goes back to the pool.
+async fn a_group_over_two_tables_fails_and_rolls_back_cleanly(db: Db) {
+    sqlx::query("CREATE TABLE u (id TEXT PRIMARY KEY)")
+        .execute(db.pool())
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO u (id) VALUES ('taken')")
+        .execute(db.pool())
+        .await
+        .unwrap();
+    let in_u = |id: &str| Statement {
+        sql: "INSERT INTO u (id) VALUES ($1)",
+        args: vec![Arg::Text(Some(id.to_owned()))],
+    };
+    for round in 0..3 {
+        let tasks: Vec<_> = (0..40_i64)
+            .map(|i| {
+                let db = db.clone();
+                let second = if i % 4 == 0 {
+                    "taken".to_owned()
+                } else {
+                    format!("u-{round}-{i}")
+                };
+                let rows = vec![insert(&format!("t-{round}-{i}"), Some(i)), in_u(&second)];
+                tokio::spawn(async move { (i, db.execute_grouped_all(rows).await) })
+            })
+            .collect();
+        for task in tasks {
+            let (i, outcome) = task.await.unwrap();
+            assert_eq!(outcome.is_err(), i % 4 == 0, "caller {i}: {outcome:?}");
+        }
+    }
+    // Every connection of the pool writes at once: none is stuck in an open
+    // transaction holding SQLite's write lock (the busy timeout would fail these).
+    let writes: Vec<_> = (0..8)
+        .map(|i| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                sqlx::query("INSERT INTO u (id) VALUES ($1)")
+                    .bind(format!("after-{i}"))
+                    .execute(db.pool())
+                    .await
+            })
+        })
+        .collect();
+    for write in writes {
+        write.await.unwrap().unwrap();
+    }
+    let t: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    let u: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM u")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    assert_eq!((t, u), (3 * 30, 1 + 3 * 30 + 8));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_rolls_back_a_failed_group_over_two_tables() {
+    let (db, _scratch) = fresh_with(false, 2).await;
+    a_group_over_two_tables_fails_and_rolls_back_cleanly(db).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_rolls_back_a_failed_group_over_two_tables() {
+    let (db, _scratch) = fresh_with(true, 2).await;
+    a_group_over_two_tables_fails_and_rolls_back_cleanly(db).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_commits_a_callers_statements_whole() {
     let (db, _scratch) = fresh(false).await;
