@@ -212,9 +212,11 @@ impl Hasher {
             .map(|h| h.to_string())
             .unwrap_or_else(|e| panic!("argon2 parameters rejected: {e}"));
         let concurrency = concurrency.max(1);
-        let pool = Arc::new(Pool::default());
+        // Made first: if a thread cannot be started, its drop in the panic stops
+        // those already running.
+        let handle = PoolHandle(Arc::new(Pool::default()));
         for n in 0..concurrency {
-            let pool = pool.clone();
+            let pool = handle.0.clone();
             std::thread::Builder::new()
                 .name(format!("argon2-{n}"))
                 .spawn(move || pool.serve())
@@ -224,7 +226,7 @@ impl Hasher {
             params,
             concurrency,
             wait,
-            pool: Arc::new(PoolHandle(pool)),
+            pool: Arc::new(handle),
             dummy: Arc::new(dummy),
         }
     }
@@ -482,23 +484,26 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_caller_that_cannot_be_served_in_time_is_refused_at_once() {
-        // A hash is known to take about a second and the wait is 100 ms: with one
-        // caller already queued, the next one gets Busy without waiting.
+        // A hash is known to take 40 ms and the wait is 100 ms: behind one caller
+        // already waiting (simulated), a newcomer would be served in 80 ms, beyond
+        // half the wait: Busy at once, and nothing of it stays queued.
         let hasher = Hasher::new(HashParams::default(), 1, Duration::from_millis(100));
-        hasher
-            .pool
-            .0
-            .hash_micros
-            .store(1_000_000, Ordering::Relaxed);
-        hasher.pool.0.waiting.fetch_add(1, Ordering::Relaxed);
+        let pool = &hasher.pool.0;
+        pool.hash_micros.store(40_000, Ordering::Relaxed);
+        pool.waiting.fetch_add(1, Ordering::Relaxed);
         let started = std::time::Instant::now();
         assert!(matches!(
             hasher.verify("Wrong-Horse-9".into(), None).await,
             Err(Error::Busy)
         ));
         assert!(started.elapsed() < Duration::from_millis(50));
-        hasher.pool.0.waiting.fetch_sub(1, Ordering::Relaxed);
-        assert_eq!(hasher.pool.0.waiting.load(Ordering::Relaxed), 0);
+        assert!(pool.queue.lock().unwrap().jobs.is_empty());
+        assert_eq!(pool.waiting.load(Ordering::Relaxed), 1);
+        // Alone, the same caller is admitted and served.
+        pool.waiting.fetch_sub(1, Ordering::Relaxed);
+        let served = hasher.verify("Wrong-Horse-9".into(), None).await;
+        assert!(matches!(served, Ok(false)), "{served:?}");
+        assert_eq!(pool.waiting.load(Ordering::Relaxed), 0);
     }
 
     #[test]
@@ -543,34 +548,36 @@ mod tests {
     async fn a_job_whose_caller_gave_up_is_never_run() {
         use std::sync::atomic::AtomicBool;
 
-        // One thread, busy for 300 ms; a second caller waits 50 ms, is refused, and
-        // its job is skipped when the thread gets to it; a third is served after.
+        // The only thread is held by a first job until released; a second caller,
+        // with 50 ms of patience, is refused, and its job is skipped when the thread
+        // gets to it; a third is served after.
         let hasher = Hasher::new(HashParams::default(), 1, Duration::from_millis(50));
+        let patient = Hasher {
+            wait: Duration::from_secs(30),
+            ..hasher.clone()
+        };
+        let (started, on_thread) = oneshot::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
         let busy = {
-            let h = hasher.clone();
+            let h = patient.clone();
             tokio::spawn(async move {
-                // On the hashing thread, as a hash would hold it.
-                #[allow(clippy::disallowed_methods)]
-                h.run(|_| std::thread::sleep(Duration::from_millis(300)))
-                    .await
+                h.run(move |_| {
+                    let _ = started.send(());
+                    let _ = released.recv();
+                })
+                .await
             })
         };
-        tokio::time::sleep(Duration::from_millis(30)).await;
+        on_thread.await.unwrap();
         let ran = Arc::new(AtomicBool::new(false));
         let flag = ran.clone();
-        let started = Instant::now();
         let refused = hasher
             .run(move |_| flag.store(true, Ordering::SeqCst))
             .await;
         assert!(matches!(refused, Err(Error::Busy)), "{refused:?}");
-        assert!(started.elapsed() < Duration::from_millis(250));
         assert_eq!(hasher.pool.0.waiting.load(Ordering::Relaxed), 0);
-        // Let the busy job finish, then queue a third with more patience.
+        release.send(()).unwrap();
         assert!(busy.await.unwrap().is_ok());
-        let patient = Hasher {
-            wait: Duration::from_secs(5),
-            ..hasher.clone()
-        };
         assert_eq!(patient.run(|_| 7).await.unwrap(), 7);
         assert!(!ran.load(Ordering::SeqCst), "a withdrawn job ran");
     }
