@@ -190,15 +190,38 @@ async fn commit<'s>(
     backend: Backend,
     statements: impl Iterator<Item = &'s Statement>,
 ) -> sqlx::Result<()> {
-    let conn = match held {
-        Some(conn) => conn,
-        None => held.insert(pool.acquire().await?),
-    };
-    let result = commit_on(conn, backend, statements).await;
-    if result.is_err() {
-        *held = None;
+    if held.is_none() {
+        *held = Some(pool.acquire().await?);
     }
+    let mut guard = CloseUnlessSettled {
+        held,
+        settled: false,
+    };
+    let result = match guard.held.as_mut() {
+        Some(conn) => commit_on(conn, backend, statements).await,
+        None => Err(sqlx::Error::PoolClosed),
+    };
+    guard.settled = result.is_ok();
     result
+}
+
+/// Closes the writer's connection instead of giving it back, after a failure or when
+/// the commit is dropped half-way (its future cancelled): whatever it left on the
+/// connection (a transaction SQLite keeps open after a failed statement, or one
+/// whose `COMMIT` never ran) goes with it; the pool opens a fresh one.
+struct CloseUnlessSettled<'a> {
+    held: &'a mut Option<PoolConnection<Any>>,
+    settled: bool,
+}
+
+impl Drop for CloseUnlessSettled<'_> {
+    fn drop(&mut self) {
+        if !self.settled
+            && let Some(mut conn) = self.held.take()
+        {
+            conn.close_on_drop();
+        }
+    }
 }
 
 async fn commit_on<'s>(
@@ -240,12 +263,15 @@ fn one_trip(runs: &[Run<'_>]) -> Option<String> {
     for run in runs {
         let text = multi_row(run.sql, run.rows.len(), true);
         // A numbered placeholder would be bound by its number, from the first value
-        // of the whole text: such a group takes the usual way.
-        if text.contains('$') {
+        // of the whole text; and a statement with a wrong count of values would shift
+        // every later one into other rows: such a group takes the usual way, where
+        // each statement is bound alone.
+        let values: usize = run.rows.iter().map(|r| r.args.len()).sum();
+        if text.contains('$') || text.matches('?').count() != values {
             return None;
         }
         sql.push_str(&text);
-        sql.push_str("; ");
+        sql.push_str(";\n");
     }
     sql.push_str("COMMIT");
     Some(sql)
@@ -264,8 +290,9 @@ async fn commit_in_one_trip(
         .execute(&mut *conn)
         .await;
     if let Err(e) = result {
-        // "No transaction is active" when the failure was the BEGIN itself; a lost
-        // connection is dropped by the caller.
+        // "No transaction is active" when the failure was the BEGIN itself. The
+        // caller closes the connection after any failure, so a failed ROLLBACK
+        // leaves nothing behind.
         let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
         return Err(e);
     }
@@ -519,22 +546,29 @@ mod tests {
 
     #[test]
     fn a_group_goes_to_sqlite_as_one_text_when_bound_by_position() {
+        let text = |v: &str| Arg::Text(Some(v.to_owned()));
         let token = Statement {
             sql: "INSERT INTO t (id, n) VALUES ($1, $2)",
-            args: vec![],
+            args: vec![text("j"), Arg::Int(Some(1))],
         };
         let audit = Statement {
             sql: "INSERT INTO a (id) VALUES ($1)",
-            args: vec![],
+            args: vec![text("a")],
         };
         let grouped = runs([&token, &audit, &token].into_iter());
         assert_eq!(
             one_trip(&grouped).as_deref(),
             Some(
-                "BEGIN IMMEDIATE; INSERT INTO t (id, n) VALUES (?, ?), (?, ?); \
-                 INSERT INTO a (id) VALUES (?); COMMIT"
+                "BEGIN IMMEDIATE; INSERT INTO t (id, n) VALUES (?, ?), (?, ?);\n\
+                 INSERT INTO a (id) VALUES (?);\nCOMMIT"
             )
         );
+        // One value short: bound by position, it would shift the audit row's.
+        let short = Statement {
+            sql: token.sql,
+            args: vec![text("k")],
+        };
+        assert_eq!(one_trip(&runs([&token, &short, &audit].into_iter())), None);
         // A placeholder bound by number would take the text's first values.
         let numbered = Statement {
             sql: "INSERT INTO t (a, b) VALUES ($2, $1)",
