@@ -25,6 +25,7 @@ SCENARIOS = (
     "ref: oidc-provider discovery",
     "discovery",
     "ref: argon2id verify, all cores",
+    "ref: argon2id verify, all cores, memory reused",
     "password_login",
     "password_login x2",
     "signup",
