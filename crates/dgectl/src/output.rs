@@ -73,83 +73,23 @@ pub(crate) fn created(unix_seconds: i64) -> String {
     }
 }
 
-/// Formats Unix time (seconds) as `YYYY-MM-DD HH:MM` in UTC.
+/// Formats Unix time (seconds) as `YYYY-MM-DD HH:MM` in UTC; a time beyond the
+/// years 1 to 9999 (never one the server means) as its raw seconds.
 pub(crate) fn utc_minutes(unix_seconds: i64) -> String {
-    let days = unix_seconds.div_euclid(86_400);
-    let seconds_of_day = unix_seconds.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(days);
-    let hour = seconds_of_day / 3_600;
-    let minute = seconds_of_day % 3_600 / 60;
-    format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02}")
-}
-
-/// The proleptic Gregorian date `(year, month, day)` of a count of days since
-/// 1970-01-01.
-///
-/// Howard Hinnant's `civil_from_days` ("chrono-Compatible Low-Level Date
-/// Algorithms"): shift the epoch to 0000-03-01 so that the leap day ends the
-/// year, split into 400-year eras of 146,097 days, then find the year of the
-/// era, the day of that March-based year and the month from it.
-pub(crate) fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    // In [0, 146096].
-    let day_of_era = z - era * 146_097;
-    // In [0, 399].
-    let year_of_era =
-        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    // In [0, 365], counted from March 1st.
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    // In [0, 11], March first.
-    let month_from_march = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
-    let month = if month_from_march < 10 {
-        month_from_march + 3
-    } else {
-        month_from_march - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    time::OffsetDateTime::from_unix_timestamp(unix_seconds)
+        .ok()
+        .and_then(|t| {
+            t.format(time::macros::format_description!(
+                "[year]-[month]-[day] [hour]:[minute]"
+            ))
+            .ok()
+        })
+        .unwrap_or_else(|| format!("@{unix_seconds}"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn civil_from_days_matches_known_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(-1), (1969, 12, 31));
-        assert_eq!(civil_from_days(59), (1970, 3, 1));
-        // 2000 is a leap year (divisible by 400), 1900 and 2100 are not.
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-        assert_eq!(civil_from_days(11_017), (2000, 3, 1));
-        assert_eq!(civil_from_days(-25_508), (1900, 3, 1));
-        assert_eq!(civil_from_days(47_540), (2100, 2, 28));
-        assert_eq!(civil_from_days(47_541), (2100, 3, 1));
-        assert_eq!(civil_from_days(19_782), (2024, 2, 29));
-        assert_eq!(civil_from_days(-719_468), (0, 3, 1));
-    }
-
-    #[test]
-    fn civil_from_days_walks_every_day_in_order() {
-        // Each day from 1900 to 2100 follows the previous one by exactly one day.
-        let mut previous = civil_from_days(-25_567);
-        assert_eq!(previous, (1900, 1, 1));
-        for days in -25_566..=47_846 {
-            let (y, m, d) = civil_from_days(days);
-            let (py, pm, pd) = previous;
-            let next_day = (y, m, d) == (py, pm, pd + 1);
-            let next_month = (y, m, d) == (py, pm + 1, 1);
-            let next_year = (y, m, d) == (py + 1, 1, 1) && (pm, pd) == (12, 31);
-            assert!(
-                next_day || next_month || next_year,
-                "{previous:?} -> {y}-{m}-{d}"
-            );
-            previous = (y, m, d);
-        }
-        assert_eq!(previous, (2100, 12, 31));
-    }
 
     #[test]
     fn utc_minutes_formats_unix_seconds() {
@@ -170,8 +110,9 @@ mod tests {
 
     #[test]
     fn extreme_times_do_not_overflow() {
-        assert!(utc_minutes(i64::MAX).ends_with("15:30"));
-        assert!(!utc_minutes(i64::MIN).is_empty());
+        assert_eq!(utc_minutes(i64::MAX), format!("@{}", i64::MAX));
+        assert_eq!(utc_minutes(i64::MIN), format!("@{}", i64::MIN));
+        assert_eq!(utc_minutes(253_402_300_740), "9999-12-31 23:59");
     }
 
     #[test]

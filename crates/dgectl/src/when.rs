@@ -40,16 +40,20 @@ pub(crate) fn parse_date_time(s: &str) -> Option<i64> {
     if !(1..=9999).contains(&year) {
         return None;
     }
-    let month: i64 = parts.next()?.parse().ok()?;
-    let day: i64 = parts.next()?.parse().ok()?;
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
-        return None;
-    }
-    let days = days_from_civil(year, month, day);
-    // Refuse 2027-02-31 and the like instead of rolling over.
-    if crate::output::civil_from_days(days) != (year, month, day) {
-        return None;
-    }
+    let month: u8 = parts.next()?.parse().ok()?;
+    let day: u8 = parts.next()?.parse().ok()?;
+    // Refuses 2027-02-31 and the like instead of rolling over.
+    let date = time::Date::from_calendar_date(
+        i32::try_from(year).ok()?,
+        time::Month::try_from(month).ok()?,
+        day,
+    )
+    .ok()?;
+    let days = date
+        .midnight()
+        .assume_utc()
+        .unix_timestamp()
+        .div_euclid(86_400);
     let seconds_of_day = match time {
         None => 0,
         Some(time) => {
@@ -91,30 +95,9 @@ fn expected(s: &str) -> String {
     format!("expected YYYY-MM-DD, YYYY-MM-DDTHH:MM (UTC) or a delay such as 30d, not {s:?}")
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date: the inverse of
-/// [`crate::output::civil_from_days`] (Howard Hinnant's `days_from_civil`).
-pub(crate) fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let year_of_era = y - era * 400;
-    let month_from_march = (month + 9) % 12;
-    let day_of_year = (153 * month_from_march + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::output::civil_from_days;
-
-    #[test]
-    fn days_from_civil_inverts_civil_from_days() {
-        for days in -800_000..800_000 {
-            let (y, m, d) = civil_from_days(days);
-            assert_eq!(days_from_civil(y, m, d), days, "{y}-{m}-{d}");
-        }
-    }
 
     #[test]
     fn durations_have_units() {
@@ -134,8 +117,14 @@ mod tests {
         assert_eq!(parse_date_time("1970-01-02"), Some(86_400));
         assert_eq!(parse_date_time("2023-11-14T22:13"), Some(1_699_999_980));
         assert_eq!(parse_date_time("2000-02-29 23:59"), Some(951_868_740));
+        assert_eq!(parse_date_time("1969-12-31"), Some(-86_400));
+        assert_eq!(parse_date_time("2024-2-29"), Some(1_709_164_800));
+        assert_eq!(parse_date_time("2027-01-31T18:00Z"), Some(1_801_418_400));
         for bad in [
             "2027-02-31",
+            "2100-02-29",
+            "2027-00-10",
+            "2027-01-00",
             "2027-13-01",
             "2027-01-01T24:00",
             "demain",
