@@ -4,9 +4,10 @@ use time::OffsetDateTime;
 use time::format_description::BorrowedFormatItem;
 use time::macros::format_description;
 
-/// `unix` with `format`; a time outside years 1 to 9999 (a bug upstream, never a
-/// date a person was told) as its raw seconds.
-fn format(unix: i64, format: &[BorrowedFormatItem<'_>]) -> String {
+/// `unix` in UTC with `format`; a time outside years 1 to 9999 (a bug upstream, never
+/// a date a person was told) as its raw seconds.
+#[must_use]
+pub fn format(unix: i64, format: &[BorrowedFormatItem<'_>]) -> String {
     OffsetDateTime::from_unix_timestamp(unix)
         .ok()
         .and_then(|t| t.format(format).ok())

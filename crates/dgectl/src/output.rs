@@ -76,15 +76,10 @@ pub(crate) fn created(unix_seconds: i64) -> String {
 /// Formats Unix time (seconds) as `YYYY-MM-DD HH:MM` in UTC; a time beyond the
 /// years 1 to 9999 (never one the server means) as its raw seconds.
 pub(crate) fn utc_minutes(unix_seconds: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix_seconds)
-        .ok()
-        .and_then(|t| {
-            t.format(time::macros::format_description!(
-                "[year]-[month]-[day] [hour]:[minute]"
-            ))
-            .ok()
-        })
-        .unwrap_or_else(|| format!("@{unix_seconds}"))
+    dge_core::time::format(
+        unix_seconds,
+        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]"),
+    )
 }
 
 #[cfg(test)]

@@ -35,37 +35,26 @@ pub(crate) fn parse_date_time(s: &str) -> Option<i64> {
         None => (s, None),
     };
     let mut parts = date.splitn(3, '-');
-    let year: i64 = parts.next()?.parse().ok()?;
-    // Far enough for any date a person means, small enough for no overflow below.
+    let year: i32 = parts.next()?.parse().ok()?;
+    // Far enough for any date a person means.
     if !(1..=9999).contains(&year) {
         return None;
     }
     let month: u8 = parts.next()?.parse().ok()?;
     let day: u8 = parts.next()?.parse().ok()?;
-    // Refuses 2027-02-31 and the like instead of rolling over.
-    let date = time::Date::from_calendar_date(
-        i32::try_from(year).ok()?,
-        time::Month::try_from(month).ok()?,
-        day,
-    )
-    .ok()?;
-    let days = date
-        .midnight()
-        .assume_utc()
-        .unix_timestamp()
-        .div_euclid(86_400);
-    let seconds_of_day = match time {
-        None => 0,
+    let (hour, minute) = match time {
+        None => (0, 0),
         Some(time) => {
             let (hour, minute) = time.trim_end_matches('Z').split_once(':')?;
-            let (hour, minute): (i64, i64) = (hour.parse().ok()?, minute.parse().ok()?);
-            if !(0..24).contains(&hour) || !(0..60).contains(&minute) {
-                return None;
-            }
-            hour * 3_600 + minute * 60
+            (hour.parse().ok()?, minute.parse().ok()?)
         }
     };
-    Some(days * 86_400 + seconds_of_day)
+    // Refuses 2027-02-31, 24:00 and the like instead of rolling over.
+    let at = time::Date::from_calendar_date(year, time::Month::try_from(month).ok()?, day)
+        .ok()?
+        .with_hms(hour, minute, 0)
+        .ok()?;
+    Some(at.assume_utc().unix_timestamp())
 }
 
 /// When a grant ends: a date, a date and time, or a delay from now; never in the past.
