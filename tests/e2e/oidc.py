@@ -171,8 +171,19 @@ class NodeRelyingParty:
         self.process.wait(timeout=RP_TIMEOUT_SECS)
 
 
-def ec_key():
-    return JsonWebKey.generate_key("EC", "P-256", is_private=True, options={"kid": "k1"})
+def ec_key(kid: str = "k1"):
+    """A P-256 key whose public JWK has full-length coordinates (RFC 7518 §6.2.1.2).
+
+    authlib writes a coordinate without its leading zero bytes (one key in ~128):
+    verifiers that follow the RFC refuse such a key, so the tests that need a plain key
+    draw again (`test_private_key_jwt_with_an_authlib_key_missing_leading_zeros` uses
+    a short one on purpose).
+    """
+    while True:
+        key = JsonWebKey.generate_key("EC", "P-256", is_private=True, options={"kid": kid})
+        public = key.as_dict(is_private=False)
+        if all(len(base64.urlsafe_b64decode(public[c] + "==")) == 32 for c in ("x", "y")):
+            return key
 
 
 def write_jwks(path: Path, key) -> Path:

@@ -17,9 +17,10 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from authlib.jose import JsonWebKey, jwt
+from authlib.jose import jwt
 
 from idp_server import free_port
+from oidc import ec_key
 
 BASE_PATH = "/api/v2"
 KID = "rogue-es256"
@@ -44,10 +45,8 @@ class RogueUpstream:
     def __init__(self, client_id: str) -> None:
         self.client_id = client_id
         self.port = free_port()
-        self.key = JsonWebKey.generate_key("EC", "P-256", is_private=True, options={"kid": KID})
-        self.other_key = JsonWebKey.generate_key(
-            "EC", "P-256", is_private=True, options={"kid": KID}
-        )
+        self.key = ec_key(KID)
+        self.other_key = ec_key(KID)
         self.mode = "ok"
         self.person: dict = {}
         self.nonces: dict[str, str] = {}  # code -> nonce of its authorization request

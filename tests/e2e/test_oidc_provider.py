@@ -8,6 +8,7 @@ import base64
 import hashlib
 import hmac
 import json
+import secrets
 import time
 from urllib.parse import quote
 
@@ -450,9 +451,55 @@ def test_private_key_jwt_authenticates_once_per_assertion(dgectl, datahub, tmp_p
     answer = token_request(datahub.discovery, data)
     assert answer.status_code == 200, answer.text
     assert_oauth_error(token_request(datahub.discovery, data), "invalid_client", 401)
-    stranger = JsonWebKey.generate_key("EC", "P-256", is_private=True, options={"kid": "k1"})
+    stranger = ec_key()
     forged = {**data, "client_assertion": service_assertion(datahub.discovery, client.id, stranger)}
     assert_oauth_error(token_request(datahub.discovery, forged), "invalid_client", 401)
+
+
+def short_coordinate_key():
+    """An authlib key whose JWK has a coordinate shorter than 32 bytes: authlib drops
+    leading zero bytes (one key in ~128), which jsonwebtoken alone cannot use."""
+    for _ in range(20_000):
+        key = JsonWebKey.generate_key("EC", "P-256", is_private=True, options={"kid": "k1"})
+        public = key.as_dict(is_private=False)
+        lengths = [len(base64.urlsafe_b64decode(public[c] + "==")) for c in ("x", "y")]
+        if min(lengths) < 32:
+            return key
+    raise AssertionError("no authlib key with a short coordinate in 20 000 draws")
+
+
+def test_private_key_jwt_with_an_authlib_key_missing_leading_zeros(dgectl, datahub, tmp_path):
+    key = short_coordinate_key()
+    client = register_client(
+        dgectl,
+        "pkjwt-short",
+        "--service-scope",
+        "authz:check",
+        "--jwks-file",
+        str(write_jwks(tmp_path / "jwks.json", key)),
+    )
+    assert client.document["client"]["settings"]["private_key_jwt"] is True
+    data = {
+        "grant_type": "client_credentials",
+        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        "client_assertion": service_assertion(datahub.discovery, client.id, key),
+    }
+    answer = token_request(datahub.discovery, data)
+    assert answer.status_code == 200, answer.text
+
+
+def test_a_jwks_with_a_private_key_is_refused_with_its_reason(dgectl, tmp_path):
+    key = ec_key()
+    path = tmp_path / "private.json"
+    path.write_text(json.dumps({"keys": [key.as_dict(is_private=True)]}), encoding="utf-8")
+    before = dgectl.client_ids()
+    result = dgectl.run(
+        "clients", "add", f"leak-{secrets.token_hex(3)}", "--redirect-uri",
+        "http://localhost:9999/callback", "--jwks-file", str(path),
+    )
+    assert result.returncode != 0
+    assert "jwks" in result.stderr and 'private member "d"' in result.stderr, result.stderr
+    assert dgectl.client_ids() == before
 
 
 # --- Per-client signing, UserInfo as JWT ----------------------------------------------------

@@ -82,7 +82,10 @@ fn client_from_row(row: &AnyRow) -> sqlx::Result<Client> {
             userinfo_signed: row.try_get::<i64, _>("userinfo_signed")? == 1,
             id_token_alg: row.try_get("id_token_alg")?,
             backchannel_logout_uri: row.try_get("backchannel_logout_uri")?,
-            jwks: row.try_get("jwks")?,
+            // Normalised again as read: rows stored before normalisation existed.
+            jwks: row
+                .try_get::<Option<String>, _>("jwks")?
+                .map(|j| normalize_jwks(&j).unwrap_or(j)),
         },
     })
 }
@@ -124,12 +127,87 @@ pub fn check_settings(s: &ClientSettings) -> dge_core::Violations {
             "an absolute https URI (http only on loopback), without fragment",
         );
     }
-    if let Some(jwks) = &s.jwks
-        && serde_json::from_str::<jsonwebtoken::jwk::JwkSet>(jwks).is_err()
-    {
-        v.add("jwks", "invalid", "not a JSON Web Key Set");
+    if let Some(Err(why)) = s.jwks.as_deref().map(normalize_jwks) {
+        v.add("jwks", "invalid", why);
     }
     v
+}
+
+/// Members that only a private JWK holds (RFC 7518 §6.2.2, §6.3.2, §6.4.1).
+const PRIVATE_JWK_MEMBERS: [&str; 7] = ["d", "p", "q", "dp", "dq", "qi", "oth"];
+
+/// Bytes of a P-256 coordinate.
+const P256_COORDINATE_LEN: usize = 32;
+
+/// A client's JWKS as stored and used for `private_key_jwt`: every key public, EC on
+/// P-256 or RSA, and able to verify a signature. EC coordinates shorter than 32 bytes
+/// are left-padded with zeros: RFC 7518 §6.2.1.2 wants the full length, but some
+/// libraries (authlib among them) drop leading zero bytes, about one key in 128, and
+/// such a key is still unambiguous; refusing it would fail a module's authentication
+/// at random. The error says which key is wrong and why, for the administrator.
+///
+/// # Errors
+/// A message naming the first key refused.
+pub fn normalize_jwks(text: &str) -> Result<String, String> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use serde_json::Value;
+
+    let mut set: Value =
+        serde_json::from_str(text).map_err(|_| "not JSON: a JSON Web Key Set is expected")?;
+    let keys = set
+        .get_mut("keys")
+        .and_then(Value::as_array_mut)
+        .ok_or("not a JSON Web Key Set: no \"keys\" array")?;
+    if keys.is_empty() {
+        return Err("the JSON Web Key Set holds no key".into());
+    }
+    for (n, key) in keys.iter_mut().enumerate() {
+        let n = n + 1;
+        let members = key
+            .as_object_mut()
+            .ok_or_else(|| format!("key {n}: not a JSON object"))?;
+        if let Some(m) = PRIVATE_JWK_MEMBERS
+            .iter()
+            .find(|m| members.contains_key(**m))
+        {
+            return Err(format!(
+                "key {n} holds the private member \"{m}\": register the public keys only"
+            ));
+        }
+        match members.get("kty").and_then(Value::as_str) {
+            Some("EC") => {
+                if members.get("crv").and_then(Value::as_str) != Some("P-256") {
+                    return Err(format!("key {n}: EC keys must be on curve P-256 (ES256)"));
+                }
+                let mut point = vec![0x04];
+                for name in ["x", "y"] {
+                    let bytes = members
+                        .get(name)
+                        .and_then(Value::as_str)
+                        .and_then(|c| URL_SAFE_NO_PAD.decode(c.trim_end_matches('=')).ok())
+                        .filter(|b| !b.is_empty() && b.len() <= P256_COORDINATE_LEN)
+                        .ok_or_else(|| format!("key {n}: \"{name}\" is not a P-256 coordinate"))?;
+                    let mut full = vec![0; P256_COORDINATE_LEN - bytes.len()];
+                    full.extend_from_slice(&bytes);
+                    members.insert(name.into(), URL_SAFE_NO_PAD.encode(&full).into());
+                    point.extend_from_slice(&full);
+                }
+                if p256::PublicKey::from_sec1_bytes(&point).is_err() {
+                    return Err(format!("key {n}: the point is not on curve P-256"));
+                }
+            }
+            Some("RSA") => {}
+            _ => return Err(format!("key {n}: \"kty\" must be EC or RSA")),
+        }
+        let usable = serde_json::from_value::<jsonwebtoken::jwk::Jwk>(key.clone())
+            .ok()
+            .is_some_and(|jwk| jsonwebtoken::DecodingKey::from_jwk(&jwk).is_ok());
+        if !usable {
+            return Err(format!("key {n}: not a usable public JSON Web Key"));
+        }
+    }
+    serde_json::to_string(&set).map_err(|e| format!("cannot write the key set: {e}"))
 }
 
 /// Stores a client's settings.
@@ -138,6 +216,10 @@ pub fn check_settings(s: &ClientSettings) -> dge_core::Violations {
 /// [`AddError::Invalid`] for bad settings, storage errors.
 pub async fn set_settings(db: &Db, id: &str, s: &ClientSettings, now: i64) -> Result<(), AddError> {
     check_settings(s).into_result().map_err(AddError::Invalid)?;
+    let jwks = s
+        .jwks
+        .as_deref()
+        .map(|j| normalize_jwks(j).unwrap_or_else(|_| j.to_owned()));
     sqlx::query(
         "UPDATE oidc_clients SET service_scopes = $1, userinfo_signed = $2, id_token_alg = $3, \
          backchannel_logout_uri = $4, jwks = $5, updated_at = $6 WHERE id = $7",
@@ -146,7 +228,7 @@ pub async fn set_settings(db: &Db, id: &str, s: &ClientSettings, now: i64) -> Re
     .bind(i64::from(s.userinfo_signed))
     .bind(&s.id_token_alg)
     .bind(&s.backchannel_logout_uri)
-    .bind(&s.jwks)
+    .bind(jwks)
     .bind(now)
     .bind(id)
     .execute(db.pool())
@@ -335,6 +417,132 @@ mod tests {
             first_party: true,
             settings: ClientSettings::default(),
         }
+    }
+
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    /// The public JWK of `secret` as authlib writes it: coordinates without their
+    /// leading zero bytes.
+    fn jwk_without_leading_zeros(secret: &p256::SecretKey) -> serde_json::Value {
+        let point = p256::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(
+            &secret.public_key(),
+            false,
+        );
+        let trimmed = |c: &[u8]| {
+            let start = c.iter().position(|b| *b != 0).unwrap_or(c.len());
+            URL_SAFE_NO_PAD.encode(&c[start..])
+        };
+        serde_json::json!({
+            "kty": "EC", "crv": "P-256", "kid": "k1",
+            "x": trimmed(point.x().unwrap()), "y": trimmed(point.y().unwrap()),
+        })
+    }
+
+    fn set(keys: &[serde_json::Value]) -> String {
+        serde_json::json!({ "keys": keys }).to_string()
+    }
+
+    #[test]
+    fn a_short_ec_coordinate_is_padded_and_the_key_verifies() {
+        use p256::pkcs8::EncodePrivateKey as _;
+        let mut rng = p256::elliptic_curve::rand_core::OsRng;
+        // About one key in 256 has an x with a leading zero byte.
+        let secret = std::iter::repeat_with(|| p256::SecretKey::random(&mut rng))
+            .take(20_000)
+            .find(|k| {
+                let point = p256::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(
+                    &k.public_key(),
+                    false,
+                );
+                point.x().unwrap()[0] == 0
+            })
+            .expect("a key with a short x within 20 000 draws");
+        let short = jwk_without_leading_zeros(&secret);
+        assert!(
+            URL_SAFE_NO_PAD
+                .decode(short["x"].as_str().unwrap())
+                .unwrap()
+                .len()
+                < 32
+        );
+        let text = set(&[short]);
+        // jsonwebtoken alone cannot use the short key.
+        let as_sent: jsonwebtoken::jwk::JwkSet = serde_json::from_str(&text).unwrap();
+        let der = secret.to_pkcs8_der().unwrap();
+        let token = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256),
+            &serde_json::json!({ "sub": "svc" }),
+            &jsonwebtoken::EncodingKey::from_ec_der(der.as_bytes()),
+        )
+        .unwrap();
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+        validation.required_spec_claims.clear();
+        validation.validate_exp = false;
+        let verifies = |set: &jsonwebtoken::jwk::JwkSet| {
+            jsonwebtoken::DecodingKey::from_jwk(&set.keys[0]).is_ok_and(|key| {
+                jsonwebtoken::decode::<serde_json::Value>(&token, &key, &validation).is_ok()
+            })
+        };
+        assert!(!verifies(&as_sent));
+        let normalized: jsonwebtoken::jwk::JwkSet =
+            serde_json::from_str(&normalize_jwks(&text).unwrap()).unwrap();
+        assert!(verifies(&normalized));
+        let stored: serde_json::Value =
+            serde_json::from_str(&normalize_jwks(&text).unwrap()).unwrap();
+        for c in ["x", "y"] {
+            let bytes = URL_SAFE_NO_PAD.decode(stored["keys"][0][c].as_str().unwrap());
+            assert_eq!(bytes.unwrap().len(), 32, "{c}");
+        }
+        assert_eq!(stored["keys"][0]["kid"], "k1");
+    }
+
+    #[test]
+    fn a_jwks_that_cannot_serve_private_key_jwt_is_refused_with_its_reason() {
+        let secret = p256::SecretKey::random(&mut p256::elliptic_curve::rand_core::OsRng);
+        let good = jwk_without_leading_zeros(&secret);
+        let with = |name: &str, value: serde_json::Value| {
+            let mut key = good.clone();
+            key[name] = value;
+            set(&[key])
+        };
+        let long = URL_SAFE_NO_PAD.encode([1u8; 33]);
+        let off_curve = URL_SAFE_NO_PAD.encode([7u8; 32]);
+        for (text, expected) in [
+            ("{".to_owned(), "not JSON"),
+            (r#"{"kty":"EC"}"#.to_owned(), "no \"keys\" array"),
+            (set(&[]), "holds no key"),
+            (set(&[serde_json::json!("k")]), "key 1: not a JSON object"),
+            (with("d", "AAAA".into()), "private member \"d\""),
+            (with("crv", "P-384".into()), "curve P-256"),
+            (with("kty", "oct".into()), "\"kty\" must be EC or RSA"),
+            (with("x", long.into()), "\"x\" is not a P-256 coordinate"),
+            (with("y", "!!".into()), "\"y\" is not a P-256 coordinate"),
+            (with("x", off_curve.into()), "not on curve P-256"),
+            (
+                set(&[good.clone(), serde_json::json!({"kty": "RSA"})]),
+                "key 2: not a usable",
+            ),
+        ] {
+            let why = normalize_jwks(&text).unwrap_err();
+            assert!(why.contains(expected), "{text}: {why}");
+        }
+        // RFC 7517 appendix A.1's RSA public key passes as it is.
+        let rsa = serde_json::json!({"kty": "RSA", "kid": "2011-04-29", "e": "AQAB",
+            "n": "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw"});
+        let kept: serde_json::Value =
+            serde_json::from_str(&normalize_jwks(&set(std::slice::from_ref(&rsa))).unwrap())
+                .unwrap();
+        assert_eq!(kept["keys"][0], rsa);
+        // The check of settings reports the reason on the `jwks` field.
+        let settings = ClientSettings {
+            id_token_alg: "ES256".into(),
+            jwks: Some(with("d", "AAAA".into())),
+            ..ClientSettings::default()
+        };
+        let violations = check_settings(&settings);
+        let why = violations.message_for("jwks").unwrap();
+        assert!(why.contains("private member"), "{why}");
     }
 
     #[test]
