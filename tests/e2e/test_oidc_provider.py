@@ -456,27 +456,33 @@ def test_private_key_jwt_authenticates_once_per_assertion(dgectl, datahub, tmp_p
     assert_oauth_error(token_request(datahub.discovery, forged), "invalid_client", 401)
 
 
-def short_coordinate_key():
-    """An authlib key whose JWK has a coordinate shorter than 32 bytes: authlib drops
-    leading zero bytes (one key in ~128), which jsonwebtoken alone cannot use."""
+def short_coordinate_key(path):
+    """A key whose x coordinate has a leading zero byte, and `path` holding its JWKS
+    written as authlib 1.9 writes it: the coordinate without that byte, which
+    jsonwebtoken alone cannot use. Trimmed here rather than by authlib, so that the
+    case stays whatever authlib's next version does."""
     for _ in range(20_000):
         key = JsonWebKey.generate_key("EC", "P-256", is_private=True, options={"kid": "k1"})
-        public = key.as_dict(is_private=False)
-        lengths = [len(base64.urlsafe_b64decode(public[c] + "==")) for c in ("x", "y")]
-        if min(lengths) < 32:
-            return key
-    raise AssertionError("no authlib key with a short coordinate in 20 000 draws")
+        numbers = key.get_public_key().public_numbers()
+        if numbers.x.bit_length() <= 248:
+            break
+    else:
+        raise AssertionError("no key with a short x in 20 000 draws")
+
+    def trimmed(value: int) -> str:
+        raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    public = {**key.as_dict(is_private=False), "x": trimmed(numbers.x), "y": trimmed(numbers.y)}
+    assert len(base64.urlsafe_b64decode(public["x"] + "==")) < 32
+    path.write_text(json.dumps({"keys": [public]}), encoding="utf-8")
+    return key, path
 
 
 def test_private_key_jwt_with_an_authlib_key_missing_leading_zeros(dgectl, datahub, tmp_path):
-    key = short_coordinate_key()
+    key, jwks_file = short_coordinate_key(tmp_path / "jwks.json")
     client = register_client(
-        dgectl,
-        "pkjwt-short",
-        "--service-scope",
-        "authz:check",
-        "--jwks-file",
-        str(write_jwks(tmp_path / "jwks.json", key)),
+        dgectl, "pkjwt-short", "--service-scope", "authz:check", "--jwks-file", str(jwks_file)
     )
     assert client.document["client"]["settings"]["private_key_jwt"] is True
     data = {

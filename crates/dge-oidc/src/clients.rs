@@ -85,9 +85,22 @@ fn client_from_row(row: &AnyRow) -> sqlx::Result<Client> {
             // Normalised again as read: rows stored before normalisation existed.
             jwks: row
                 .try_get::<Option<String>, _>("jwks")?
-                .map(|j| normalize_jwks(&j).unwrap_or(j)),
+                .map(|j| stored_jwks(&row.try_get::<String, _>("id").unwrap_or_default(), j)),
         },
     })
+}
+
+/// A stored JWKS, normalised; one that the checks of today refuse (stored before
+/// them) is kept as it is, with a warning: its keys may still verify, and only an
+/// administrator can replace it.
+fn stored_jwks(client_id: &str, jwks: String) -> String {
+    match normalize_jwks(&jwks) {
+        Ok(normalized) => normalized,
+        Err(why) => {
+            tracing::warn!(client_id = %client_id, reason = %why, "stored JWKS of a client fails the registration checks; register its keys again");
+            jwks
+        }
+    }
 }
 
 fn split_scopes(s: &str) -> Vec<String> {
@@ -102,7 +115,7 @@ const COLUMNS: &str = "id, name, secret_hash, redirect_uris, post_logout_redirec
      backchannel_logout_uri, jwks";
 
 /// Checks settings: known service scopes, a known algorithm, an acceptable
-/// back-channel URI, a parseable JWKS.
+/// back-channel URI, a JWKS that [`normalize_jwks`] accepts.
 #[must_use]
 pub fn check_settings(s: &ClientSettings) -> dge_core::Violations {
     let mut v = dge_core::Violations::new();
@@ -139,20 +152,39 @@ const PRIVATE_JWK_MEMBERS: [&str; 7] = ["d", "p", "q", "dp", "dq", "qi", "oth"];
 /// Bytes of a P-256 coordinate.
 const P256_COORDINATE_LEN: usize = 32;
 
-/// A client's JWKS as stored and used for `private_key_jwt`: every key public, EC on
-/// P-256 or RSA, and able to verify a signature. EC coordinates shorter than 32 bytes
-/// are left-padded with zeros: RFC 7518 §6.2.1.2 wants the full length, but some
-/// libraries (authlib among them) drop leading zero bytes, about one key in 128, and
-/// such a key is still unambiguous; refusing it would fail a module's authentication
-/// at random. The error says which key is wrong and why, for the administrator.
+/// The smallest RSA modulus accepted, in bits (NIST SP 800-131A).
+const MIN_RSA_BITS: usize = 2048;
+
+/// At most this many keys in a client's JWKS (a rotation needs two or three).
+const MAX_JWKS_KEYS: usize = 16;
+
+/// At most this many bytes of JWKS: it is checked again each time the client is read.
+const MAX_JWKS_BYTES: usize = 64 * 1024;
+
+type JsonObject = serde_json::Map<String, serde_json::Value>;
+
+/// A client's JWKS as stored and used for `private_key_jwt`: at most 16 keys, each
+/// public, for signatures (`use`, `key_ops` and `alg` when present must say so), EC
+/// on P-256 or RSA of 2048 bits or more, and able to verify a signature; a `kid` on
+/// each when there are several, all different. Base64url values are written back
+/// without padding, RSA integers without leading zero bytes, and EC coordinates
+/// shorter than 32 bytes are left-padded with zeros: RFC 7518 §6.2.1.2 wants the
+/// full length, but some libraries (authlib among them) drop leading zero bytes,
+/// about one key in 128, and such a key is still unambiguous; refusing it would fail
+/// a module's authentication at random. The error names the key and says why, for
+/// the administrator.
 ///
 /// # Errors
 /// A message naming the first key refused.
 pub fn normalize_jwks(text: &str) -> Result<String, String> {
-    use base64::Engine as _;
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use serde_json::Value;
 
+    if text.len() > MAX_JWKS_BYTES {
+        return Err(format!(
+            "the JSON Web Key Set is larger than {} KiB",
+            MAX_JWKS_BYTES / 1024
+        ));
+    }
     let mut set: Value =
         serde_json::from_str(text).map_err(|_| "not JSON: a JSON Web Key Set is expected")?;
     let keys = set
@@ -162,6 +194,14 @@ pub fn normalize_jwks(text: &str) -> Result<String, String> {
     if keys.is_empty() {
         return Err("the JSON Web Key Set holds no key".into());
     }
+    if keys.len() > MAX_JWKS_KEYS {
+        return Err(format!(
+            "the JSON Web Key Set holds {} keys, at most {MAX_JWKS_KEYS} are accepted",
+            keys.len()
+        ));
+    }
+    let several = keys.len() > 1;
+    let mut kids = std::collections::HashSet::new();
     for (n, key) in keys.iter_mut().enumerate() {
         let n = n + 1;
         let members = key
@@ -175,30 +215,32 @@ pub fn normalize_jwks(text: &str) -> Result<String, String> {
                 "key {n} holds the private member \"{m}\": register the public keys only"
             ));
         }
-        match members.get("kty").and_then(Value::as_str) {
-            Some("EC") => {
-                if members.get("crv").and_then(Value::as_str) != Some("P-256") {
-                    return Err(format!("key {n}: EC keys must be on curve P-256 (ES256)"));
-                }
-                let mut point = vec![0x04];
-                for name in ["x", "y"] {
-                    let bytes = members
-                        .get(name)
-                        .and_then(Value::as_str)
-                        .and_then(|c| URL_SAFE_NO_PAD.decode(c.trim_end_matches('=')).ok())
-                        .filter(|b| !b.is_empty() && b.len() <= P256_COORDINATE_LEN)
-                        .ok_or_else(|| format!("key {n}: \"{name}\" is not a P-256 coordinate"))?;
-                    let mut full = vec![0; P256_COORDINATE_LEN - bytes.len()];
-                    full.extend_from_slice(&bytes);
-                    members.insert(name.into(), URL_SAFE_NO_PAD.encode(&full).into());
-                    point.extend_from_slice(&full);
-                }
-                if p256::PublicKey::from_sec1_bytes(&point).is_err() {
-                    return Err(format!("key {n}: the point is not on curve P-256"));
-                }
+        check_key_purpose(members, n)?;
+        match members.get("kid") {
+            None if several => {
+                return Err(format!(
+                    "key {n}: each key needs a \"kid\" when the set holds several"
+                ));
             }
-            Some("RSA") => {}
+            Some(Value::String(kid)) if !kids.insert(kid.clone()) => {
+                return Err(format!("key {n}: the \"kid\" {kid:?} is already used"));
+            }
+            None | Some(Value::String(_)) => {}
+            Some(_) => return Err(format!("key {n}: \"kid\" must be a string")),
+        }
+        let alg = match members.get("kty").and_then(Value::as_str) {
+            Some("EC") => {
+                normalize_ec_key(members, n)?;
+                "ES256"
+            }
+            Some("RSA") => {
+                normalize_rsa_key(members, n)?;
+                "RS256"
+            }
             _ => return Err(format!("key {n}: \"kty\" must be EC or RSA")),
+        };
+        if members.get("alg").is_some_and(|a| a.as_str() != Some(alg)) {
+            return Err(format!("key {n}: \"alg\" must be {alg} for this key"));
         }
         let usable = serde_json::from_value::<jsonwebtoken::jwk::Jwk>(key.clone())
             .ok()
@@ -208,6 +250,85 @@ pub fn normalize_jwks(text: &str) -> Result<String, String> {
         }
     }
     serde_json::to_string(&set).map_err(|e| format!("cannot write the key set: {e}"))
+}
+
+/// `use` and `key_ops`, when present, must allow verifying signatures.
+fn check_key_purpose(members: &JsonObject, n: usize) -> Result<(), String> {
+    use serde_json::Value;
+    if members
+        .get("use")
+        .is_some_and(|u| u.as_str() != Some("sig"))
+    {
+        return Err(format!("key {n}: \"use\" must be \"sig\""));
+    }
+    let verifies = |ops: &Value| {
+        ops.as_array()
+            .is_some_and(|ops| ops.iter().any(|op| op.as_str() == Some("verify")))
+    };
+    if members.get("key_ops").is_some_and(|ops| !verifies(ops)) {
+        return Err(format!("key {n}: \"key_ops\" must include \"verify\""));
+    }
+    Ok(())
+}
+
+/// The bytes of base64url member `name`, with or without padding.
+fn base64url_member(members: &JsonObject, name: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    let text = members.get(name)?.as_str()?;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text.trim_end_matches('='))
+        .ok()
+}
+
+fn base64url(bytes: &[u8]) -> serde_json::Value {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(bytes)
+        .into()
+}
+
+/// An EC key on P-256, its coordinates written back at their full 32 bytes.
+fn normalize_ec_key(members: &mut JsonObject, n: usize) -> Result<(), String> {
+    if members.get("crv").and_then(serde_json::Value::as_str) != Some("P-256") {
+        return Err(format!("key {n}: EC keys must be on curve P-256 (ES256)"));
+    }
+    let mut point = vec![0x04];
+    for name in ["x", "y"] {
+        let bytes = base64url_member(members, name)
+            .filter(|b| !b.is_empty() && b.len() <= P256_COORDINATE_LEN)
+            .ok_or_else(|| format!("key {n}: \"{name}\" is not a P-256 coordinate"))?;
+        let mut full = vec![0; P256_COORDINATE_LEN - bytes.len()];
+        full.extend_from_slice(&bytes);
+        members.insert(name.into(), base64url(&full));
+        point.extend_from_slice(&full);
+    }
+    if p256::PublicKey::from_sec1_bytes(&point).is_err() {
+        return Err(format!("key {n}: the point is not on curve P-256"));
+    }
+    Ok(())
+}
+
+/// An RSA public key the `rsa` crate accepts, of [`MIN_RSA_BITS`] or more, its
+/// integers written back without padding or leading zero bytes.
+fn normalize_rsa_key(members: &mut JsonObject, n: usize) -> Result<(), String> {
+    use rsa::traits::PublicKeyParts as _;
+    let integer = |name: &str| {
+        base64url_member(members, name)
+            .filter(|b| !b.is_empty())
+            .map(|b| rsa::BigUint::from_bytes_be(&b))
+            .ok_or_else(|| format!("key {n}: \"{name}\" is not a base64url integer"))
+    };
+    let key = rsa::RsaPublicKey::new(integer("n")?, integer("e")?)
+        .map_err(|e| format!("key {n}: not an RSA public key ({e})"))?;
+    if key.n().bits() < MIN_RSA_BITS {
+        return Err(format!(
+            "key {n}: RSA keys need at least {MIN_RSA_BITS} bits, this one has {}",
+            key.n().bits()
+        ));
+    }
+    members.insert("n".into(), base64url(&key.n().to_bytes_be()));
+    members.insert("e".into(), base64url(&key.e().to_bytes_be()));
+    Ok(())
 }
 
 /// Stores a client's settings.
@@ -506,6 +627,8 @@ mod tests {
             key[name] = value;
             set(&[key])
         };
+        let mut no_kid = good.clone();
+        no_kid.as_object_mut().unwrap().remove("kid");
         let long = URL_SAFE_NO_PAD.encode([1u8; 33]);
         let off_curve = URL_SAFE_NO_PAD.encode([7u8; 32]);
         for (text, expected) in [
@@ -519,9 +642,44 @@ mod tests {
             (with("x", long.into()), "\"x\" is not a P-256 coordinate"),
             (with("y", "!!".into()), "\"y\" is not a P-256 coordinate"),
             (with("x", off_curve.into()), "not on curve P-256"),
+            (with("use", "enc".into()), "\"use\" must be \"sig\""),
             (
-                set(&[good.clone(), serde_json::json!({"kty": "RSA"})]),
-                "key 2: not a usable",
+                with("key_ops", serde_json::json!(["sign"])),
+                "must include \"verify\"",
+            ),
+            (with("alg", "HS256".into()), "\"alg\" must be ES256"),
+            (with("kid", 5.into()), "\"kid\" must be a string"),
+            (
+                set(&[good.clone(), good.clone()]),
+                "key 2: the \"kid\" \"k1\" is already used",
+            ),
+            (
+                set(&[no_kid.clone(), good.clone()]),
+                "key 1: each key needs a \"kid\"",
+            ),
+            (set(&vec![good.clone(); 17]), "holds 17 keys, at most 16"),
+            (
+                set(&[serde_json::json!({"kty": "EC", "x": "A".repeat(70_000)})]),
+                "larger than 64 KiB",
+            ),
+            (
+                set(&[
+                    good.clone(),
+                    serde_json::json!({"kty": "RSA", "kid": "r", "e": "AQAB"}),
+                ]),
+                "key 2: \"n\" is not a base64url integer",
+            ),
+            (
+                set(&[serde_json::json!({"kty": "RSA", "e": "AQAB",
+                    "n": URL_SAFE_NO_PAD.encode([0xffu8; 64])})]),
+                "RSA keys need at least 2048 bits, this one has 512",
+            ),
+            (
+                set(&[
+                    serde_json::json!({"kty": "RSA", "e": "AQAB", "alg": "ES256",
+                    "n": URL_SAFE_NO_PAD.encode([0xffu8; 256])}),
+                ]),
+                "\"alg\" must be RS256",
             ),
         ] {
             let why = normalize_jwks(&text).unwrap_err();
@@ -534,6 +692,25 @@ mod tests {
             serde_json::from_str(&normalize_jwks(&set(std::slice::from_ref(&rsa))).unwrap())
                 .unwrap();
         assert_eq!(kept["keys"][0], rsa);
+        // Written with padding, a leading zero byte and the members of a signing key,
+        // it is accepted and written back in the canonical form.
+        let mut padded = rsa.clone();
+        let n = URL_SAFE_NO_PAD.decode(rsa["n"].as_str().unwrap()).unwrap();
+        padded["n"] = base64::engine::general_purpose::URL_SAFE
+            .encode([&[0u8][..], &n].concat())
+            .into();
+        padded["e"] = "AQAB====".into();
+        padded["use"] = "sig".into();
+        padded["alg"] = "RS256".into();
+        padded["key_ops"] = serde_json::json!(["verify"]);
+        let kept: serde_json::Value =
+            serde_json::from_str(&normalize_jwks(&set(&[padded])).unwrap()).unwrap();
+        assert_eq!(kept["keys"][0]["n"], rsa["n"]);
+        assert_eq!(kept["keys"][0]["e"], "AQAB");
+        // Several keys, each with its own kid.
+        let mut other = good.clone();
+        other["kid"] = "k2".into();
+        assert!(normalize_jwks(&set(&[good.clone(), other, rsa.clone()])).is_ok());
         // The check of settings reports the reason on the `jwks` field.
         let settings = ClientSettings {
             id_token_alg: "ES256".into(),
