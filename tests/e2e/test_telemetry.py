@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
-from idp_server import free_port, loopback_http
+from idp_server import free_ports, loopback_http
 from test_replicas import KEY, Replica
 
 
@@ -86,7 +86,8 @@ def write_config(tmp_path: Path, public_url: str, telemetry: str = "") -> Path:
 
 
 def new_replica(tmp_path: Path, name: str) -> Replica:
-    return Replica(name, f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}", tmp_path / f"{name}.log")
+    http_port, grpc_port = free_ports(2)
+    return Replica(name, f"127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}", tmp_path / f"{name}.log")
 
 
 def test_spans_reach_the_configured_collector(tmp_path, collector):
