@@ -9,7 +9,9 @@
 //! sooner ([`Registry::unlock`]).
 //!
 //! An address from which the account logged in successfully within
-//! `known_address_secs` is "known" to it, and each lock alone spares it:
+//! `known_address_secs` is "known" to it (the mark is written again only once less than
+//! half of that time is left: an address stays known at least half of it after the
+//! last login there), and each lock alone spares it:
 //!
 //! - the account lock does not stop the account's known addresses, so that an attacker
 //!   elsewhere cannot keep the owner out;
@@ -174,17 +176,28 @@ impl Registry {
         let detail = format!("address={address}");
         let actor = found.clone().unwrap_or_default();
 
-        // One round trip for the three markers (Redis in production).
+        // One round trip for the markers and the account's failures (Redis in
+        // production): a right password then writes nothing more to the store unless
+        // there are failures to forgive or the known mark is half-way to its expiry.
         let markers = t
             .store
             .get_many(&[
                 &known_key(&subject, &addr),
                 &lock_key(PASSWORDS, &subject),
                 &lock_key("addr", &addr),
+                &fail_key(PASSWORDS, &subject),
             ])
             .await?;
         let set = |i: usize| markers.get(i).is_some_and(Option::is_some);
-        let (known, account_locked, address_locked) = (set(0), set(1), set(2));
+        let (known, account_locked, address_locked, failed) = (set(0), set(1), set(2), set(3));
+        // The known mark holds its own expiry (older ones hold "1": refreshed).
+        let known_until = markers
+            .first()
+            .and_then(Option::as_deref)
+            .and_then(|v| v.parse::<i64>().ok());
+        let known_secs = i64::try_from(t.settings.known_address_secs).unwrap_or(i64::MAX);
+        let known_fresh =
+            known_until.is_some_and(|until| until - self.clock.now() > known_secs / 2);
         // See the module documentation: each lock alone spares a known address.
         let refused = match (address_locked, account_locked) {
             (false, false) => false,
@@ -203,19 +216,25 @@ impl Registry {
                 // The account's failures are forgiven; the address's are not, or an
                 // attacker with an account of their own could clear them between guesses
                 // at others'.
-                t.store
-                    .forget_many(&[
-                        &fail_key(PASSWORDS, &subject),
-                        &lock_key(PASSWORDS, &subject),
-                    ])
-                    .await?;
-                t.store
-                    .put(
-                        &known_key(&subject, &addr),
-                        "1",
-                        Duration::from_secs(t.settings.known_address_secs),
-                    )
-                    .await?;
+                // A failure counted between the read above and here stays counted.
+                if failed || account_locked {
+                    t.store
+                        .forget_many(&[
+                            &fail_key(PASSWORDS, &subject),
+                            &lock_key(PASSWORDS, &subject),
+                        ])
+                        .await?;
+                }
+                if !known_fresh {
+                    let until = self.clock.now().saturating_add(known_secs);
+                    t.store
+                        .put(
+                            &known_key(&subject, &addr),
+                            &until.to_string(),
+                            Duration::from_secs(t.settings.known_address_secs),
+                        )
+                        .await?;
+                }
                 self.audit_login(&account.id, "login.succeeded", &detail)
                     .await?;
             }

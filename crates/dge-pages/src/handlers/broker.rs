@@ -312,7 +312,7 @@ async fn log_in(pages: &Pages, jar: CookieJar, login: &FederatedLogin) -> Respon
         upstream_id_token: Some(login.id_token.expose().clone()),
         epoch: None,
     };
-    super::mfa::after_first_step(pages, jar, pending).await
+    super::mfa::after_first_step(pages, jar, pending, None).await
 }
 
 fn offer_page(pages: &Pages, jar: CookieJar, offer: &LinkOffer) -> Response {

@@ -242,13 +242,13 @@ pub(crate) async fn submit(
     };
     // The session opens now, or after the code of two-step verification.
     let pending = dge_registry::mfa::PendingLogin {
-        account_id: account.id,
+        account_id: account.id.clone(),
         req: form.req,
         upstream: None,
         upstream_id_token: None,
         epoch: None,
     };
-    super::mfa::after_first_step(&pages, jar, pending).await
+    super::mfa::after_first_step(&pages, jar, pending, Some(account)).await
 }
 
 /// After any successful login: back to the portal module, or a confirmation page.

@@ -66,13 +66,14 @@ pub(crate) async fn after_first_step(
     pages: &Pages,
     jar: CookieJar,
     pending: PendingLogin,
+    read_now: Option<dge_registry::Account>,
 ) -> Response {
     let state = match pages.registry.mfa_state(&pending.account_id).await {
         Ok(s) => s,
         Err(e) => return internal(pages, &e),
     };
     if !state.enabled && !state.required {
-        return open_and_finish(pages, jar, &pending).await;
+        return open_and_finish(pages, jar, &pending, read_now).await;
     }
     let token = match pages.registry.begin_second_step(&pending).await {
         Ok(t) => t,
@@ -92,11 +93,21 @@ pub(crate) async fn after_first_step(
     (jar.add(cookie), see_other(next)).into_response()
 }
 
-/// Opens the session of a login whose steps all passed, and goes on.
-async fn open_and_finish(pages: &Pages, jar: CookieJar, pending: &PendingLogin) -> Response {
-    let account = match pages.registry.own_account(&pending.account_id).await {
-        Ok(a) => a,
-        Err(e) => return internal(pages, &e),
+/// Opens the session of a login whose steps all passed, and goes on. `read_now` is
+/// the account as this same request read it (a password login without a second step):
+/// read again otherwise, as time passed since the first step.
+async fn open_and_finish(
+    pages: &Pages,
+    jar: CookieJar,
+    pending: &PendingLogin,
+    read_now: Option<dge_registry::Account>,
+) -> Response {
+    let account = match read_now.filter(|a| a.id == pending.account_id) {
+        Some(a) => a,
+        None => match pages.registry.own_account(&pending.account_id).await {
+            Ok(a) => a,
+            Err(e) => return internal(pages, &e),
+        },
     };
     // Suspended (or otherwise closed) since the first step, during the code step, or
     // reached through an upstream: no session.
@@ -256,7 +267,7 @@ pub(crate) async fn code_submit(
         Ok(None) => return expired(&pages),
         Err(e) => return internal(&pages, &e),
     }
-    open_and_finish(&pages, forget_waiting(jar), &pending).await
+    open_and_finish(&pages, forget_waiting(jar), &pending, None).await
 }
 
 // ---- enrolment (at login for administrators, and from the profile) ----
@@ -403,7 +414,7 @@ pub(crate) async fn login_setup_submit(
         Ok(_) => {}
         Err(e) => return internal(&pages, &e),
     }
-    let finished = open_and_finish(&pages, forget_waiting(jar), &pending).await;
+    let finished = open_and_finish(&pages, forget_waiting(jar), &pending, None).await;
     show_codes_then(&pages, finished, &codes)
 }
 

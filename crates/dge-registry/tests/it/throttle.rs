@@ -325,6 +325,75 @@ async fn both_locks_stop_even_a_known_address(backend: Backend) {
     );
 }
 
+/// A right password writes to the store only when it has something to do: failures to
+/// forgive, or a known-address mark missing, of the old kind ("1") or past half its life.
+async fn a_right_password_writes_to_the_store_only_when_needed(backend: Backend) {
+    let (s, _, _) = setup(backend).await;
+    let (store, _) = stores(backend).await;
+    let one = s.registry.clone().with_throttle(store.clone(), settings());
+    let id: String = sqlx::query("SELECT id FROM accounts WHERE login = 'cmartin'")
+        .fetch_one(s.db.pool())
+        .await
+        .unwrap()
+        .get("id");
+    let subject = dge_core::token::hash_token(&id);
+    let address = "192.0.2.44";
+    let known = format!(
+        "login:known:{subject}:{}",
+        dge_core::token::hash_token(address)
+    );
+    let failures = format!("login:fail:acct:{subject}");
+    let known_secs = i64::try_from(ThrottleSettings::default().known_address_secs).unwrap();
+    let now = || dge_core::clock::Clock::now(&s.clock);
+    let mark = || async { store.get(&known).await.unwrap() };
+    let log_in = || async {
+        let r = one
+            .login("cmartin", &secret(PASSWORD), address)
+            .await
+            .unwrap();
+        assert_eq!(outcome(&r), Ok("cmartin"), "{backend:?}");
+    };
+    let renewed = || Some((now() + known_secs).to_string());
+
+    log_in().await;
+    let first = mark().await;
+    assert_eq!(first, renewed(), "{backend:?}");
+    // Within the first half of its life, the mark is left as it is.
+    s.clock.advance(known_secs / 2 - 10);
+    log_in().await;
+    assert_eq!(mark().await, first, "{backend:?}");
+    // Past it, written again.
+    s.clock.advance(20);
+    log_in().await;
+    assert_eq!(mark().await, renewed(), "{backend:?}");
+    // A mark of the old kind is written again.
+    store
+        .put(&known, "1", Duration::from_secs(3600))
+        .await
+        .unwrap();
+    log_in().await;
+    assert_eq!(mark().await, renewed(), "{backend:?}");
+    // A failure is forgiven by the next right password.
+    let r = one
+        .login("cmartin", &secret("Pas-le-bon-mot-de-passe-1"), address)
+        .await
+        .unwrap();
+    assert_eq!(outcome(&r), Err(&LoginError::BadCredentials));
+    assert_eq!(store.get(&failures).await.unwrap().as_deref(), Some("1"));
+    log_in().await;
+    assert_eq!(store.get(&failures).await.unwrap(), None, "{backend:?}");
+}
+
+#[tokio::test]
+async fn local_a_right_password_writes_to_the_store_only_when_needed() {
+    a_right_password_writes_to_the_store_only_when_needed(Backend::Local).await;
+}
+
+#[tokio::test]
+async fn redis_a_right_password_writes_to_the_store_only_when_needed() {
+    a_right_password_writes_to_the_store_only_when_needed(Backend::Redis).await;
+}
+
 #[tokio::test]
 async fn local_both_locks_stop_even_a_known_address() {
     both_locks_stop_even_a_known_address(Backend::Local).await;
