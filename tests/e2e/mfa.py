@@ -45,6 +45,15 @@ def fresh_code(login: str) -> str:
     return totp(SECRETS[login], step)
 
 
+def wrong_code(secret_b32: str) -> str:
+    """A code wrong at every step the server may accept now (one of skew either side, and
+    one more for a step turning meanwhile): a fixed "000000" is right about three times in
+    a million."""
+    now = current_step()
+    right = {totp(secret_b32, step) for step in range(now - 2, now + 3)}
+    return next(c for c in ("000000", "111111", "222222", "333333", "444444", "555555") if c not in right)
+
+
 def needs_second_step(url: str) -> bool:
     return urlsplit(url).path in SECOND_STEP_PATHS
 

@@ -105,7 +105,8 @@ def test_an_administrator_has_no_power_until_enrolled_and_then_logs_in_with_code
     text = pages.page_text(setup)
     assert "Votre compte est administrateur" in text and "obligatoire" in text, text
     assert pages.parse(setup).select_one(".qr-code svg") is not None
-    wrong = type_code(http, setup, "000000")
+    shown = pages.parse(setup).find(id="mfa-secret").get_text().replace(" ", "")
+    wrong = type_code(http, setup, mfa.wrong_code(shown))
     assert wrong.status_code == 400 and "Code incorrect ou expiré" in pages.page_text(wrong)
     assert pages.is_french_page(wrong)
     codes_page = mfa.enrol_on(http, wrong, person.login)
@@ -180,7 +181,10 @@ def test_a_person_turns_two_step_verification_on_and_off_from_the_profile(idp, d
     assert len(mfa.recovery_codes(codes_page)) == 10
 
     form = pages.parse(profile).find("form", action="/account/mfa/disable")
-    wrong = pages.submit(http, profile, form, {"current_password": person.password, "code": "000000"})
+    wrong = pages.submit(
+        http, profile, form,
+        {"current_password": person.password, "code": mfa.wrong_code(mfa.SECRETS[person.login])},
+    )
     assert wrong.status_code == 400 and "Code incorrect ou expiré" in pages.page_text(wrong)
     form = pages.parse(wrong).find("form", action="/account/mfa/disable")
     done = pages.submit(http, wrong, form, {"current_password": person.password,

@@ -60,6 +60,20 @@ fn step(s: &Services) -> i64 {
     s.clock.now() / 30
 }
 
+/// A code wrong at every step the check accepts now (one either side): "000000" is
+/// right for a random secret about three times in a million.
+fn wrong_code(secret: &[u8], s: &Services) -> String {
+    let now = step(s);
+    let right: Vec<String> = (now - 1..=now + 1)
+        .map(|t| mfa::code_at(secret, t))
+        .collect();
+    ["000000", "111111", "222222", "333333"]
+        .into_iter()
+        .find(|c| !right.iter().any(|r| r == c))
+        .unwrap_or("444444")
+        .to_owned()
+}
+
 async fn audit(s: &Services, id: &str) -> Vec<String> {
     sqlx::query("SELECT action FROM audit_events WHERE subject = $1 AND action LIKE 'mfa.%' ORDER BY created_at, id")
         .bind(id)
@@ -104,7 +118,7 @@ async fn enrolment_needs_a_right_code_then_seals_the_secret_and_ends_sessions() 
         assert!(stored.starts_with("a256gcm:"), "{engine:?}");
         assert!(!stored.contains(&e.secret_base32.expose().replace(' ', "")));
         // A wrong code leaves it off.
-        let wrong = r.confirm_mfa_enrolment(&id, "000000").await;
+        let wrong = r.confirm_mfa_enrolment(&id, &wrong_code(&secret, &s)).await;
         assert!(
             matches!(wrong, Err(dge_registry::Error::Invalid(_))),
             "{engine:?}"
@@ -268,7 +282,7 @@ async fn a_right_password_does_not_forgive_wrong_codes() {
                     .unwrap()
                     .is_ok()
             );
-            outcomes.push(r.verify_mfa(&id, "000000").await.unwrap());
+            outcomes.push(r.verify_mfa(&id, &wrong_code(&secret, &s)).await.unwrap());
         }
         assert_eq!(
             outcomes,
@@ -307,7 +321,7 @@ async fn a_right_password_does_not_forgive_wrong_codes() {
             Ok(())
         );
         assert_eq!(
-            r.verify_mfa(&id, "000000").await.unwrap(),
+            r.verify_mfa(&id, &wrong_code(&secret, &s)).await.unwrap(),
             Err(CodeError::Wrong)
         );
     }
@@ -401,7 +415,11 @@ async fn disabling_needs_the_password_and_a_code_and_administrators_cannot() {
                 .await
                 .is_err()
         );
-        assert!(r.disable_mfa(&id, &pw, "000000").await.is_err());
+        assert!(
+            r.disable_mfa(&id, &pw, &wrong_code(&secret, &s))
+                .await
+                .is_err()
+        );
         assert!(r.mfa_state(&id).await.unwrap().enabled, "{engine:?}");
         // An administrator must keep it.
         sqlx::query("UPDATE accounts SET is_admin = 1 WHERE id = $1")
