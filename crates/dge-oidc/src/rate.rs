@@ -127,7 +127,8 @@ impl Provider {
         // The known marker holds its own expiry (older ones hold "1": refreshed).
         let known_until = known.as_deref().and_then(|v| v.parse::<i64>().ok());
         let fresh = known_until.is_some_and(|until| {
-            until - self.now() > i64::try_from(KNOWN_ADDRESS_SECS / 2).unwrap_or(i64::MAX)
+            until.saturating_sub(self.now())
+                > i64::try_from(KNOWN_ADDRESS_SECS / 2).unwrap_or(i64::MAX)
         });
         let mut gate = ClientAuthGate {
             retry_after: None,

@@ -196,8 +196,8 @@ impl Registry {
             .and_then(Option::as_deref)
             .and_then(|v| v.parse::<i64>().ok());
         let known_secs = i64::try_from(t.settings.known_address_secs).unwrap_or(i64::MAX);
-        let known_fresh =
-            known_until.is_some_and(|until| until - self.clock.now() > known_secs / 2);
+        let known_fresh = known_until
+            .is_some_and(|until| until.saturating_sub(self.clock.now()) > known_secs / 2);
         // See the module documentation: each lock alone spares a known address.
         let refused = match (address_locked, account_locked) {
             (false, false) => false,

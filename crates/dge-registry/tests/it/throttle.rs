@@ -184,6 +184,12 @@ async fn a_known_address_and_an_administrator_get_past_the_lock(backend: Backend
         Ok("cmartin"),
         "{backend:?}: owner not locked out"
     );
+    // And the owner's right password lifted the lock: from a new address too.
+    let r = one
+        .login("cmartin", &secret(PASSWORD), "198.51.100.77")
+        .await
+        .unwrap();
+    assert_eq!(outcome(&r), Ok("cmartin"), "{backend:?}: lock lifted");
     // Lock again, then an administrator lifts it on the other replica.
     for _ in 0..3 {
         let _ = one.login("cmartin", &wrong, "203.0.113.66").await.unwrap();
@@ -343,7 +349,7 @@ async fn a_right_password_writes_to_the_store_only_when_needed(backend: Backend)
         dge_core::token::hash_token(address)
     );
     let failures = format!("login:fail:acct:{subject}");
-    let known_secs = i64::try_from(ThrottleSettings::default().known_address_secs).unwrap();
+    let known_secs = i64::try_from(settings().known_address_secs).unwrap();
     let now = || dge_core::clock::Clock::now(&s.clock);
     let mark = || async { store.get(&known).await.unwrap() };
     let log_in = || async {
