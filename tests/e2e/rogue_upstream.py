@@ -19,7 +19,6 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 from authlib.jose import jwt
 
-from idp_server import free_port
 from oidc import ec_key
 
 BASE_PATH = "/api/v2"
@@ -44,7 +43,7 @@ def b64(data: dict) -> str:
 class RogueUpstream:
     def __init__(self, client_id: str) -> None:
         self.client_id = client_id
-        self.port = free_port()
+        self.port = 0  # chosen by the kernel when start() binds
         self.key = ec_key(KID)
         self.other_key = ec_key(KID)
         self.mode = "ok"
@@ -69,7 +68,10 @@ class RogueUpstream:
             def do_POST(self) -> None:
                 rogue.handle(self, "POST")
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        # Port 0: bound at once to a port the kernel picks, never one that another
+        # process could take between a choice and the bind.
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def stop(self) -> None:
