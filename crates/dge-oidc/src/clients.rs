@@ -337,10 +337,8 @@ fn normalize_rsa_key(members: &mut JsonObject, n: usize) -> Result<(), String> {
 /// [`AddError::Invalid`] for bad settings, storage errors.
 pub async fn set_settings(db: &Db, id: &str, s: &ClientSettings, now: i64) -> Result<(), AddError> {
     check_settings(s).into_result().map_err(AddError::Invalid)?;
-    let jwks = s
-        .jwks
-        .as_deref()
-        .map(|j| normalize_jwks(j).unwrap_or_else(|_| j.to_owned()));
+    // check_settings accepted it: normalising cannot fail here.
+    let jwks = s.jwks.as_deref().and_then(|j| normalize_jwks(j).ok());
     sqlx::query(
         "UPDATE oidc_clients SET service_scopes = $1, userinfo_signed = $2, id_token_alg = $3, \
          backchannel_logout_uri = $4, jwks = $5, updated_at = $6 WHERE id = $7",

@@ -20,6 +20,7 @@
 use std::time::Duration;
 
 use dge_core::token::hash_token;
+use dge_store::ephemeral::{mark_is_fresh, mark_until};
 
 use crate::{Provider, Result};
 
@@ -124,12 +125,7 @@ impl Provider {
                 .is_some_and(|c| c >= l.client_auth_max_failures)
         };
         let (addr_over, id_over) = (over(addr_count), over(id_count));
-        // The known marker holds its own expiry (older ones hold "1": refreshed).
-        let known_until = known.as_deref().and_then(|v| v.parse::<i64>().ok());
-        let fresh = known_until.is_some_and(|until| {
-            until.saturating_sub(self.now())
-                > i64::try_from(KNOWN_ADDRESS_SECS / 2).unwrap_or(i64::MAX)
-        });
+        let fresh = mark_is_fresh(known.as_deref(), self.now(), KNOWN_ADDRESS_SECS);
         let mut gate = ClientAuthGate {
             retry_after: None,
             fresh_known_for: fresh.then(|| client_id.to_owned()),
@@ -198,11 +194,10 @@ impl Provider {
         if gate.fresh_known_for.as_deref() == Some(client_id) {
             return Ok(());
         }
-        let until = self.now() + i64::try_from(KNOWN_ADDRESS_SECS).unwrap_or(i64::MAX);
         self.ephemeral
             .put(
                 &client_known_key(client_id, address),
-                &until.to_string(),
+                &mark_until(self.now(), KNOWN_ADDRESS_SECS),
                 Duration::from_secs(KNOWN_ADDRESS_SECS),
             )
             .await?;

@@ -37,7 +37,7 @@ use std::time::Duration;
 
 use dge_core::token::hash_token;
 use dge_core::{MaskedEmail, Secret};
-use dge_store::ephemeral::Ephemeral;
+use dge_store::ephemeral::{Ephemeral, mark_is_fresh, mark_until};
 use serde_json::json;
 
 use crate::service::LoginError;
@@ -190,14 +190,11 @@ impl Registry {
             .await?;
         let set = |i: usize| markers.get(i).is_some_and(Option::is_some);
         let (known, account_locked, address_locked, failed) = (set(0), set(1), set(2), set(3));
-        // The known mark holds its own expiry (older ones hold "1": refreshed).
-        let known_until = markers
-            .first()
-            .and_then(Option::as_deref)
-            .and_then(|v| v.parse::<i64>().ok());
-        let known_secs = i64::try_from(t.settings.known_address_secs).unwrap_or(i64::MAX);
-        let known_fresh = known_until
-            .is_some_and(|until| until.saturating_sub(self.clock.now()) > known_secs / 2);
+        let known_fresh = mark_is_fresh(
+            markers.first().and_then(Option::as_deref),
+            self.clock.now(),
+            t.settings.known_address_secs,
+        );
         // See the module documentation: each lock alone spares a known address.
         let refused = match (address_locked, account_locked) {
             (false, false) => false,
@@ -226,11 +223,10 @@ impl Registry {
                         .await?;
                 }
                 if !known_fresh {
-                    let until = self.clock.now().saturating_add(known_secs);
                     t.store
                         .put(
                             &known_key(&subject, &addr),
-                            &until.to_string(),
+                            &mark_until(self.clock.now(), t.settings.known_address_secs),
                             Duration::from_secs(t.settings.known_address_secs),
                         )
                         .await?;

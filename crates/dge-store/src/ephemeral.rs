@@ -67,6 +67,24 @@ impl std::fmt::Debug for Ephemeral {
 /// How many notices a slow subscriber may fall behind before it misses some.
 const NOTICE_BACKLOG: usize = 256;
 
+/// A mark that holds its own expiry (unix seconds), so that its holder can tell
+/// when it is worth writing again: see [`mark_is_fresh`].
+#[must_use]
+pub fn mark_until(now: i64, lifetime_secs: u64) -> String {
+    now.saturating_add(i64::try_from(lifetime_secs).unwrap_or(i64::MAX))
+        .to_string()
+}
+
+/// Whether a mark written by [`mark_until`] has more than half of `lifetime_secs`
+/// left at `now`: then it needs no rewrite, and a busy caller writes nothing. A mark
+/// of another kind (an older "1") is not fresh.
+#[must_use]
+pub fn mark_is_fresh(mark: Option<&str>, now: i64, lifetime_secs: u64) -> bool {
+    let half = i64::try_from(lifetime_secs / 2).unwrap_or(i64::MAX);
+    mark.and_then(|v| v.parse::<i64>().ok())
+        .is_some_and(|until| until.saturating_sub(now) > half)
+}
+
 impl Ephemeral {
     /// The in-process store of a single replica.
     #[must_use]
@@ -486,6 +504,19 @@ async fn relay(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_mark_is_fresh_for_the_first_half_of_its_lifetime() {
+        let mark = mark_until(1_000, 100);
+        assert_eq!(mark, "1100");
+        assert!(mark_is_fresh(Some(&mark), 1_000, 100));
+        assert!(mark_is_fresh(Some(&mark), 1_049, 100));
+        assert!(!mark_is_fresh(Some(&mark), 1_050, 100));
+        assert!(!mark_is_fresh(Some("1"), 1_000, 100), "an older mark");
+        assert!(!mark_is_fresh(None, 1_000, 100));
+        // A stored value out of range does not overflow.
+        assert!(mark_is_fresh(Some(&i64::MAX.to_string()), -10, 100));
+    }
 
     #[test]
     fn the_local_map_is_swept_once_per_doubling_not_at_every_write() {
