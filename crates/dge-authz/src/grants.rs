@@ -125,25 +125,36 @@ pub struct NewRefresh<'a> {
 /// # Errors
 /// Fails when the database fails.
 pub async fn issue_refresh(db: &Db, r: &NewRefresh<'_>, now: i64) -> sqlx::Result<String> {
-    let token = format!("{REFRESH_TOKEN_PREFIX}{}", random_token());
-    sqlx::query(
-        "INSERT INTO refresh_tokens (token_hash, family_id, code_hash, client_id, account_id, \
-         session_hash, scope, auth_time, expires_at, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-    )
-    .bind(hash_token(&token))
-    .bind(r.family_id)
-    .bind(r.code_hash)
-    .bind(r.client_id)
-    .bind(r.account_id)
-    .bind(r.session_hash)
-    .bind(r.scope)
-    .bind(r.auth_time)
-    .bind(r.expires_at)
-    .bind(now)
-    .execute(db.pool())
-    .await?;
+    let (token, row) = refresh_statement(r, now);
+    db.execute_grouped(row).await?;
     Ok(token)
+}
+
+/// A new refresh token and the row [`issue_refresh`] writes for it, for a caller that
+/// commits it with rows of its own ([`Db::execute_grouped_all`]): the token must not
+/// leave before.
+#[must_use]
+pub fn refresh_statement(r: &NewRefresh<'_>, now: i64) -> (String, Statement) {
+    let token = format!("{REFRESH_TOKEN_PREFIX}{}", random_token());
+    let text = |v: Option<&str>| Arg::Text(v.map(str::to_owned));
+    let row = Statement {
+        sql: "INSERT INTO refresh_tokens (token_hash, family_id, code_hash, client_id, account_id, \
+              session_hash, scope, auth_time, expires_at, created_at) \
+              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        args: vec![
+            text(Some(&hash_token(&token))),
+            text(Some(r.family_id)),
+            text(r.code_hash),
+            text(Some(r.client_id)),
+            text(Some(r.account_id)),
+            text(r.session_hash),
+            text(Some(r.scope)),
+            Arg::Int(Some(r.auth_time)),
+            Arg::Int(Some(r.expires_at)),
+            Arg::Int(Some(now)),
+        ],
+    };
+    (token, row)
 }
 
 /// The refresh token `token`, whatever its state.

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use sqlx::Row;
 use url::Url;
 
-use crate::{Provider, Result, clients};
+use crate::{Provider, Result};
 
 /// Query parameters of `/authorize`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -188,7 +188,7 @@ impl Provider {
                 "La demande ne précise pas le service (client_id manquant).".into(),
             ));
         };
-        let Some(client) = clients::find(&self.db, client_id).await? else {
+        let Some(client) = self.client(client_id).await? else {
             return Ok(AuthorizeOutcome::ErrorPage(
                 "Ce service n'est pas enregistré auprès du fournisseur d'identité.".into(),
             ));
@@ -305,7 +305,7 @@ impl Provider {
             }
             (Some((account_id, auth_time)), "" | "none" | "consent") => {
                 Ok(AuthorizeOutcome::Redirect(
-                    self.issue_code(&pending, &account_id, auth_time, cookie)
+                    self.issue_code(&pending, &account_id, auth_time, cookie, None)
                         .await?,
                 ))
             }
@@ -374,7 +374,8 @@ impl Provider {
     /// Completes a stored request once the person has logged in: the request is
     /// consumed and the client gets a code. Returns the redirect URL (the consent
     /// page first for a client the person has not consented to), or `None` when the
-    /// request was already used or has expired.
+    /// request was already used or has expired. `epoch` is the account's
+    /// `sessions_epoch` as the login read it, if it did (read here otherwise).
     ///
     /// # Errors
     /// Storage or signing errors.
@@ -384,18 +385,19 @@ impl Provider {
         account_id: &str,
         auth_time: i64,
         cookie: Option<&str>,
+        epoch: Option<i64>,
     ) -> Result<Option<String>> {
         let Some(pending) = self.pending_request(req).await? else {
             return Ok(None);
         };
-        if let Some(client) = clients::find(&self.db, &pending.client_id).await?
+        if let Some(client) = self.client(&pending.client_id).await?
             && self
                 .needs_consent(&client, account_id, &pending.scope)
                 .await?
         {
             return Ok(Some(format!("/consent?req={req}")));
         }
-        self.finish_request(req, &pending, account_id, auth_time, cookie)
+        self.finish_request(req, &pending, account_id, auth_time, cookie, epoch)
             .await
     }
 
@@ -407,6 +409,7 @@ impl Provider {
         account_id: &str,
         auth_time: i64,
         cookie: Option<&str>,
+        epoch: Option<i64>,
     ) -> Result<Option<String>> {
         let gone = sqlx::query("DELETE FROM auth_requests WHERE id_hash = $1")
             .bind(hash_token(req))
@@ -416,19 +419,23 @@ impl Provider {
             return Ok(None);
         }
         Ok(Some(
-            self.issue_code(pending, account_id, auth_time, cookie)
+            self.issue_code(pending, account_id, auth_time, cookie, epoch)
                 .await?,
         ))
     }
 
     /// Issues a single-use code and returns the client's redirect URL with it. The
-    /// session (if any) remembers the client, for back-channel logout.
+    /// session (if any) remembers the client, for back-channel logout. The code
+    /// records the account's `sessions_epoch`: `epoch` when the caller read it during
+    /// this login (an epoch read earlier can only make the code refused, never
+    /// accepted after everything ended), else read now.
     async fn issue_code(
         &self,
         p: &PendingRequest,
         account_id: &str,
         auth_time: i64,
         cookie: Option<&str>,
+        epoch: Option<i64>,
     ) -> Result<String> {
         let code = random_token();
         let now = self.now();
@@ -446,7 +453,10 @@ impl Provider {
             auth_time,
             expires_at: now + self.settings.code_ttl_secs,
             session_hash,
-            epoch: dge_store::sessions::account_epoch(&self.db, account_id).await?,
+            epoch: match epoch {
+                Some(e) => Some(e),
+                None => dge_store::sessions::account_epoch(&self.db, account_id).await?,
+            },
         };
         self.store_code(&hash_token(&code), &stored).await?;
         let mut params = vec![("code", code.as_str()), ("iss", self.issuer())];

@@ -86,7 +86,7 @@ impl Provider {
         }
         self.remember_consent(&account_id, &pending).await?;
         tracing::info!(client_id = %pending.client_id, "consent granted");
-        self.finish_request(req, &pending, &account_id, auth_time, Some(cookie))
+        self.finish_request(req, &pending, &account_id, auth_time, Some(cookie), None)
             .await
     }
 

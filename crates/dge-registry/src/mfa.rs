@@ -112,6 +112,22 @@ pub struct MfaState {
     pub recovery_codes_left: i64,
 }
 
+/// The columns of [`MfaState`] beside `a.is_admin`, for a query on `accounts a`.
+pub(crate) const MFA_COLUMNS: &str = "\
+    (SELECT COUNT(*) FROM account_mfa m \
+      WHERE m.account_id = a.id AND m.confirmed_at IS NOT NULL) AS mfa_enabled, \
+    (SELECT COUNT(*) FROM account_recovery_codes r \
+      WHERE r.account_id = a.id AND r.used_at IS NULL) AS mfa_codes_left";
+
+/// [`MfaState`] from a row with `is_admin` and [`MFA_COLUMNS`].
+pub(crate) fn mfa_from_row(row: &sqlx::any::AnyRow) -> sqlx::Result<MfaState> {
+    Ok(MfaState {
+        enabled: row.try_get::<i64, _>("mfa_enabled")? > 0,
+        required: row.try_get::<i64, _>("is_admin")? == 1,
+        recovery_codes_left: row.try_get("mfa_codes_left")?,
+    })
+}
+
 fn totp(secret: Vec<u8>) -> TOTP {
     // 20 random bytes always meet the checks of `TOTP::new`; `new_unchecked` spares
     // an error path that cannot happen.
@@ -240,15 +256,11 @@ impl Registry {
     /// # Errors
     /// Storage errors.
     pub async fn mfa_state(&self, account_id: &str) -> Result<MfaState> {
-        // One round trip: every login with a password or an upstream reads it.
-        let row = sqlx::query(
-            "SELECT a.is_admin, \
-                    (SELECT COUNT(*) FROM account_mfa m \
-                      WHERE m.account_id = a.id AND m.confirmed_at IS NOT NULL) AS enabled, \
-                    (SELECT COUNT(*) FROM account_recovery_codes r \
-                      WHERE r.account_id = a.id AND r.used_at IS NULL) AS codes_left \
-             FROM accounts a WHERE a.id = $1",
-        )
+        // One round trip: every login through an upstream reads it (a password login
+        // reads it with the account, `store::login_state`).
+        let row = sqlx::query(&format!(
+            "SELECT a.is_admin, {MFA_COLUMNS} FROM accounts a WHERE a.id = $1"
+        ))
         .bind(account_id)
         .fetch_optional(self.db.pool())
         .await?;
@@ -259,11 +271,7 @@ impl Registry {
                 recovery_codes_left: 0,
             });
         };
-        Ok(MfaState {
-            enabled: row.try_get::<i64, _>("enabled")? > 0,
-            required: row.try_get::<i64, _>("is_admin")? == 1,
-            recovery_codes_left: row.try_get("codes_left")?,
-        })
+        Ok(mfa_from_row(&row)?)
     }
 
     /// Queues the email telling the owner two-step verification went on or off

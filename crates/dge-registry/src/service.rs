@@ -37,6 +37,20 @@ pub enum LoginError {
     Locked,
 }
 
+/// An account whose password was just found right, with what the rest of its login
+/// needs, read in the same query: whether a second step follows, and the
+/// `sessions_epoch` that its session and authorization code record. Read after the
+/// hash, so that a change made while it ran is seen.
+#[derive(Debug, Clone)]
+pub struct LoginState {
+    /// The account.
+    pub account: Account,
+    /// Its two-step verification.
+    pub mfa: crate::mfa::MfaState,
+    /// Its `sessions_epoch` ([`dge_store::sessions::account_epoch`]).
+    pub sessions_epoch: i64,
+}
+
 /// Lifetimes and limits of the account life cycle, with sensible defaults; set with
 /// [`Registry::with_lifetimes`].
 #[derive(Debug, Clone)]
@@ -498,7 +512,10 @@ impl Registry {
         password: &Secret<String>,
     ) -> Result<Result<Account, LoginError>> {
         let found = store::credentials(&self.db, identifier).await?;
-        self.check_found_password(found, password).await
+        Ok(self
+            .check_found_password(found, password)
+            .await?
+            .map(|state| state.account))
     }
 
     /// [`Self::check_password`] for a caller that already read the account's
@@ -507,7 +524,7 @@ impl Registry {
         &self,
         found: Option<(String, Option<String>)>,
         password: &Secret<String>,
-    ) -> Result<Result<Account, LoginError>> {
+    ) -> Result<Result<LoginState, LoginError>> {
         let (id, phc) = match found {
             Some((id, phc)) => (Some(id), phc),
             None => (None, None),
@@ -523,13 +540,13 @@ impl Registry {
             store::set_password_hash(&self.db, &id, &new, self.clock.now()).await?;
             tracing::info!(account_id = %id, "password hash upgraded to current parameters");
         }
-        let account = store::find_account(&self.db, &id)
+        let state = store::login_state(&self.db, &id)
             .await?
             .ok_or(Error::BadToken)?;
-        if account.status == AccountStatus::Active {
-            Ok(Ok(account))
+        if state.account.status == AccountStatus::Active {
+            Ok(Ok(state))
         } else {
-            Ok(Err(LoginError::NotActive(account.status)))
+            Ok(Err(LoginError::NotActive(state.account.status)))
         }
     }
 

@@ -6,6 +6,8 @@ use sqlx::{AnyConnection, Row};
 
 use crate::domain::signup::lookup_key;
 use crate::domain::{Account, AccountStatus};
+use crate::mfa::{MFA_COLUMNS, mfa_from_row};
+use crate::service::LoginState;
 
 const ACCOUNT_COLUMNS: &str = "a.id, a.kind, a.login, a.email, a.given_name, a.family_name, \
     a.phone, a.organisation_id, o.name AS organisation_name, a.function, a.description, \
@@ -52,6 +54,42 @@ pub async fn find_account(db: &Db, key: &str) -> sqlx::Result<Option<Account>> {
         .fetch_optional(db.pool())
         .await?;
     row.as_ref().map(account_from_row).transpose()
+}
+
+/// The account `id` with its `sessions_epoch` ([`dge_store::sessions::account_epoch`])
+/// in one read, for a code exchange, which checks both.
+///
+/// # Errors
+/// Fails when the database fails.
+pub async fn account_with_epoch(db: &Db, id: &str) -> sqlx::Result<Option<(Account, i64)>> {
+    let sql = format!(
+        "SELECT {ACCOUNT_COLUMNS}, a.sessions_epoch FROM accounts a \
+         LEFT JOIN organisations o ON o.id = a.organisation_id WHERE a.id = $1"
+    );
+    let row = sqlx::query(&sql).bind(id).fetch_optional(db.pool()).await?;
+    row.map(|r| Ok((account_from_row(&r)?, r.try_get("sessions_epoch")?)))
+        .transpose()
+}
+
+/// What a login reads of the account once its password is checked, in one query:
+/// see [`LoginState`].
+///
+/// # Errors
+/// Fails when the database fails.
+pub async fn login_state(db: &Db, id: &str) -> sqlx::Result<Option<LoginState>> {
+    let sql = format!(
+        "SELECT {ACCOUNT_COLUMNS}, a.sessions_epoch, {MFA_COLUMNS} FROM accounts a \
+         LEFT JOIN organisations o ON o.id = a.organisation_id WHERE a.id = $1"
+    );
+    let row = sqlx::query(&sql).bind(id).fetch_optional(db.pool()).await?;
+    row.map(|r| {
+        Ok(LoginState {
+            account: account_from_row(&r)?,
+            mfa: mfa_from_row(&r)?,
+            sessions_epoch: r.try_get("sessions_epoch")?,
+        })
+    })
+    .transpose()
 }
 
 /// Like [`find_account`], inside a transaction.

@@ -40,7 +40,7 @@ use dge_core::{MaskedEmail, Secret};
 use dge_store::ephemeral::{Ephemeral, mark_is_fresh, mark_until};
 use serde_json::json;
 
-use crate::service::LoginError;
+use crate::service::{LoginError, LoginState};
 use crate::{Account, AccountStatus, Registry, Result, store};
 
 /// Settings of the login throttle, with defaults fit for production.
@@ -168,6 +168,24 @@ impl Registry {
         password: &Secret<String>,
         address: &str,
     ) -> Result<Result<Account, LoginError>> {
+        Ok(self
+            .login_with_state(identifier, password, address)
+            .await?
+            .map(|state| state.account))
+    }
+
+    /// [`Self::login`], answering with what the rest of the login needs, read with
+    /// the account ([`LoginState`]): the pages open the session and issue the code
+    /// without reading the account again.
+    ///
+    /// # Errors
+    /// As [`Self::login`].
+    pub async fn login_with_state(
+        &self,
+        identifier: &str,
+        password: &Secret<String>,
+        address: &str,
+    ) -> Result<Result<LoginState, LoginError>> {
         let t = &*self.throttle;
         let credentials = store::credentials(&self.db, identifier).await?;
         let found = credentials.as_ref().map(|(id, _)| id.clone());
@@ -209,7 +227,7 @@ impl Registry {
 
         let outcome = self.check_found_password(credentials, password).await?;
         match &outcome {
-            Ok(account) => {
+            Ok(LoginState { account, .. }) => {
                 // The account's failures are forgiven; the address's are not, or an
                 // attacker with an account of their own could clear them between guesses
                 // at others'.

@@ -155,8 +155,9 @@ impl Provider {
     }
 
     /// The client `id`, from the cache of answers or the database. Unknown ids are
-    /// not cached, so that random ones cannot fill it.
-    async fn client(&self, id: &str) -> Result<Option<Client>> {
+    /// not cached, so that random ones cannot fill it. A client's settings change
+    /// only through `clients::set_settings`, which drops the cache on every replica.
+    pub(crate) async fn client(&self, id: &str) -> Result<Option<Client>> {
         let generation = self.db.access_generation();
         let key = id.to_owned();
         if let Some(client) = self.clients.get(&key, generation) {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use dge_authz::grants;
 use dge_core::token::hash_token;
-use dge_registry::store::find_account;
+use dge_registry::store::account_with_epoch;
 use oxide_auth::code_grant::extensions::Pkce;
 use oxide_auth::primitives::grant::Value;
 use serde::{Deserialize, Serialize};
@@ -154,14 +154,13 @@ impl Provider {
             self.revoke_code_family(&code_hash).await?;
             return Ok(Err(bad_grant()));
         }
-        let Some(account) = find_account(&self.db, &row.account_id).await? else {
+        let Some((account, epoch)) = account_with_epoch(&self.db, &row.account_id).await? else {
             return Ok(Err(bad_grant()));
         };
         if account.status != dge_registry::AccountStatus::Active {
             return Ok(Err(bad_grant()));
         }
-        let epoch = dge_store::sessions::account_epoch(&self.db, &account.id).await?;
-        if row.epoch.is_none() || row.epoch != epoch {
+        if row.epoch != Some(epoch) {
             return Ok(Err(bad_grant()));
         }
         let family_id = dge_core::new_id();

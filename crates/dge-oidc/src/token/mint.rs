@@ -56,19 +56,6 @@ pub(crate) struct Lineage<'a> {
 }
 
 impl Provider {
-    /// Signs an access token for `sub` and records it.
-    pub(crate) async fn access_token(
-        &self,
-        client: &Client,
-        account_id: Option<&str>,
-        scope: &str,
-        lineage: Option<&Lineage<'_>>,
-    ) -> Result<String> {
-        let (token, row) = self.unrecorded_access_token(client, account_id, scope, lineage)?;
-        self.db.execute_grouped(row).await?;
-        Ok(token)
-    }
-
     /// Signs an access token and returns it with the row that records it: the token
     /// must not leave before that row is committed (the caller commits it, with rows
     /// of its own).
@@ -134,7 +121,9 @@ impl Provider {
             .sign_as(&client.settings.id_token_alg, "JWT", &id)?)
     }
 
-    /// Access, ID and refresh tokens for a person.
+    /// Access, ID and refresh tokens for a person, with the rows that record the
+    /// access and refresh tokens: `exchange` commits them with its audit row, in one
+    /// group, before the answer leaves.
     pub(crate) async fn person_tokens(
         &self,
         client: &Client,
@@ -142,9 +131,8 @@ impl Provider {
         l: &Lineage<'_>,
     ) -> Result<TokenResponse> {
         let now = self.now();
-        let access_token = self
-            .access_token(client, Some(&account.id), l.scope, Some(l))
-            .await?;
+        let (access_token, access_row) =
+            self.unrecorded_access_token(client, Some(&account.id), l.scope, Some(l))?;
         // A client registered for RS256 at run time gets its key on first use.
         self.keys.ensure_alg(&client.settings.id_token_alg).await?;
         let id_token = self.id_token(client, account, l)?;
@@ -158,7 +146,7 @@ impl Provider {
             auth_time: l.auth_time,
             expires_at: now + self.settings.refresh_ttl_secs,
         };
-        let refresh_token = grants::issue_refresh(&self.db, &refresh, now).await?;
+        let (refresh_token, refresh_row) = grants::refresh_statement(&refresh, now);
         tracing::info!(client_id = %client.id, account_id = %account.id, "tokens issued");
         Ok(TokenResponse {
             access_token,
@@ -167,7 +155,7 @@ impl Provider {
             id_token: Some(id_token),
             refresh_token: Some(refresh_token),
             scope: l.scope.to_owned(),
-            unrecorded: Vec::new(),
+            unrecorded: vec![access_row, refresh_row],
         })
     }
 }

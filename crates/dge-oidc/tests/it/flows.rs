@@ -155,6 +155,52 @@ async fn codes_issued_before_everything_ended_give_nothing(engine: Engine) {
     );
 }
 
+/// The login form passes on the `sessions_epoch` it read after the password check:
+/// when everything of the account ended after that reading, the code it gets is
+/// refused, and a login with the current epoch works.
+async fn a_code_completed_with_an_epoch_read_before_an_ending_gives_nothing(engine: Engine) {
+    let w = world(engine).await;
+    client(&w, "datahub", true, ClientSettings::default()).await;
+    let login = async || match w.provider.authorize(params("datahub"), None).await.unwrap() {
+        AuthorizeOutcome::Login { req, .. } => req,
+        other => panic!("expected the login page, got {other:?}"),
+    };
+    let complete = async |req: &str, epoch: Option<i64>| {
+        let cookie = w.provider.open_session(ACCOUNT, NOW).await.unwrap();
+        let url = w
+            .provider
+            .complete(req, ACCOUNT, NOW, Some(&cookie), epoch)
+            .await
+            .unwrap()
+            .expect("the request is still pending");
+        query_param(&url, "code").expect("a code")
+    };
+    let read = dge_store::sessions::account_epoch(&w.db, ACCOUNT)
+        .await
+        .unwrap();
+    let req = login().await;
+    let mut conn = w.db.pool().acquire().await.unwrap();
+    dge_store::sessions::end_all_in(&mut conn, ACCOUNT)
+        .await
+        .unwrap();
+    drop(conn);
+    let code = complete(&req, read).await;
+    assert_eq!(
+        grant(&w, "datahub", &code_form(&code)).await.err(),
+        Some("invalid_grant"),
+        "{engine:?}"
+    );
+    let now = dge_store::sessions::account_epoch(&w.db, ACCOUNT)
+        .await
+        .unwrap();
+    assert!(now > read, "{engine:?}");
+    let code = complete(&login().await, now).await;
+    assert!(
+        grant(&w, "datahub", &code_form(&code)).await.is_ok(),
+        "{engine:?}"
+    );
+}
+
 async fn a_code_is_taken_once_checked_first_and_expires(engine: Engine) {
     let w = world(engine).await;
     client(&w, "datahub", true, ClientSettings::default()).await;
@@ -511,6 +557,13 @@ async fn code_replay_revokes_what_the_code_gave_on_both_backends() {
 async fn codes_issued_before_everything_ended_give_nothing_on_both_backends() {
     for engine in ENGINES {
         codes_issued_before_everything_ended_give_nothing(engine).await;
+    }
+}
+
+#[tokio::test]
+async fn a_code_completed_with_an_epoch_read_before_an_ending_gives_nothing_on_both_backends() {
+    for engine in ENGINES {
+        a_code_completed_with_an_epoch_read_before_an_ending_gives_nothing(engine).await;
     }
 }
 

@@ -179,7 +179,7 @@ pub(crate) async fn submit(
     }
     let outcome = match pages
         .registry
-        .login(&form.identifier, &form.password, &address)
+        .login_with_state(&form.identifier, &form.password, &address)
         .await
     {
         Ok(o) => o,
@@ -193,8 +193,8 @@ pub(crate) async fn submit(
         Err(LoginError::Locked) => "locked",
     };
     metrics::counter!("dge_logins_total", "method" => "password", "outcome" => label).increment(1);
-    let account = match outcome {
-        Ok(a) => a,
+    let state = match outcome {
+        Ok(s) => s,
         Err(LoginError::BadCredentials) => {
             // An address that logs in through an upstream has no local password: say
             // which button to use rather than leave the person stuck. This tells that
@@ -242,16 +242,17 @@ pub(crate) async fn submit(
     };
     // The session opens now, or after the code of two-step verification.
     let pending = dge_registry::mfa::PendingLogin {
-        account_id: account.id.clone(),
+        account_id: state.account.id.clone(),
         req: form.req,
         upstream: None,
         upstream_id_token: None,
         epoch: None,
     };
-    super::mfa::after_first_step(&pages, jar, pending, Some(account)).await
+    super::mfa::after_first_step(&pages, jar, pending, Some(state)).await
 }
 
 /// After any successful login: back to the portal module, or a confirmation page.
+/// `epoch` is the account's `sessions_epoch` if this request read it.
 pub(crate) async fn finish_login(
     pages: &Pages,
     jar: CookieJar,
@@ -259,6 +260,7 @@ pub(crate) async fn finish_login(
     account_id: &str,
     name: &str,
     auth_time: i64,
+    epoch: Option<i64>,
 ) -> Response {
     if req.is_empty() {
         // A person sent here from the device page goes back there.
@@ -276,7 +278,7 @@ pub(crate) async fn finish_login(
     let cookie = jar.get(SESSION_COOKIE).map(|c| c.value().to_owned());
     match pages
         .provider
-        .complete(req, account_id, auth_time, cookie.as_deref())
+        .complete(req, account_id, auth_time, cookie.as_deref(), epoch)
         .await
     {
         Ok(Some(url)) => (jar, see_other(&url)).into_response(),

@@ -15,6 +15,7 @@ use axum_extra::extract::CookieJar;
 use axum_extra::extract::cookie::{Cookie, SameSite};
 use dge_broker::FederatedLogin;
 use dge_core::Secret;
+use dge_registry::LoginState;
 use dge_registry::domain::Account;
 use dge_registry::mfa::{CodeError, Enrolment, PendingLogin};
 use serde::Deserialize;
@@ -61,16 +62,21 @@ const WRONG_CODE: &str = "Code incorrect ou expiré : saisissez le code à 6 chi
 
 /// After the first step of a login (password or upstream): the session at once for
 /// an account without two-step verification, else the code page (or the enrolment
-/// page for an administrator who has none yet).
+/// page for an administrator who has none yet). `read_now` is what a password
+/// login read of the account after its password check, in this same request.
 pub(crate) async fn after_first_step(
     pages: &Pages,
     jar: CookieJar,
     pending: PendingLogin,
-    read_now: Option<dge_registry::Account>,
+    read_now: Option<LoginState>,
 ) -> Response {
-    let state = match pages.registry.mfa_state(&pending.account_id).await {
-        Ok(s) => s,
-        Err(e) => return internal(pages, &e),
+    let read_now = read_now.filter(|s| s.account.id == pending.account_id);
+    let state = match &read_now {
+        Some(s) => s.mfa,
+        None => match pages.registry.mfa_state(&pending.account_id).await {
+            Ok(s) => s,
+            Err(e) => return internal(pages, &e),
+        },
     };
     if !state.enabled && !state.required {
         return open_and_finish(pages, jar, &pending, read_now).await;
@@ -100,12 +106,12 @@ async fn open_and_finish(
     pages: &Pages,
     jar: CookieJar,
     pending: &PendingLogin,
-    read_now: Option<dge_registry::Account>,
+    read_now: Option<LoginState>,
 ) -> Response {
-    let account = match read_now.filter(|a| a.id == pending.account_id) {
-        Some(a) => a,
+    let (account, epoch) = match read_now.filter(|s| s.account.id == pending.account_id) {
+        Some(s) => (s.account, Some(s.sessions_epoch)),
         None => match pages.registry.own_account(&pending.account_id).await {
-            Ok(a) => a,
+            Ok(a) => (a, None),
             Err(e) => return internal(pages, &e),
         },
     };
@@ -158,6 +164,7 @@ async fn open_and_finish(
         &pending.account_id,
         &account.given_name,
         now,
+        epoch,
     )
     .await
 }

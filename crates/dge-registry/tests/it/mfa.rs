@@ -96,6 +96,59 @@ async fn enrolled(engine: Engine) -> (Services, Registry, String, Vec<u8>, Vec<S
     (s, r, id, secret, codes)
 }
 
+/// A password login answers with what the rest of the login needs, read with the
+/// account after the password check: the same two-step state and epoch as the
+/// separate reads it spares.
+#[tokio::test]
+async fn a_password_login_answers_with_the_two_step_state_and_epoch_of_the_account() {
+    for engine in ENGINES {
+        let (s, r, id) = setup(engine).await;
+        let password = Secret::new(PASSWORD.to_owned());
+        let login = async |r: &Registry| {
+            r.login_with_state("cmartin", &password, "192.0.2.7")
+                .await
+                .unwrap()
+                .unwrap()
+        };
+        let state = login(&r).await;
+        assert_eq!(state.account.id, id, "{engine:?}");
+        assert!(!state.mfa.enabled && !state.mfa.required, "{engine:?}");
+        assert_eq!(state.mfa, r.mfa_state(&id).await.unwrap(), "{engine:?}");
+        let epoch = dge_store::sessions::account_epoch(&s.db, &id)
+            .await
+            .unwrap();
+        assert_eq!(Some(state.sessions_epoch), epoch, "{engine:?}");
+
+        // Enrolment ends every session: the epoch grows, and the login sees it.
+        let e = r.start_mfa_enrolment(&id, "DataGrandEst").await.unwrap();
+        let codes = r
+            .confirm_mfa_enrolment(&id, &mfa::code_at(&secret_of(&e), step(&s)))
+            .await
+            .unwrap();
+        sqlx::query("UPDATE accounts SET is_admin = 1 WHERE id = $1")
+            .bind(&id)
+            .execute(s.db.pool())
+            .await
+            .unwrap();
+        let state = login(&r).await;
+        assert!(state.mfa.enabled && state.mfa.required, "{engine:?}");
+        assert_eq!(
+            state.mfa.recovery_codes_left,
+            codes.len() as i64,
+            "{engine:?}"
+        );
+        assert_eq!(state.mfa, r.mfa_state(&id).await.unwrap(), "{engine:?}");
+        assert!(Some(state.sessions_epoch) > epoch, "{engine:?}");
+        assert_eq!(
+            Some(state.sessions_epoch),
+            dge_store::sessions::account_epoch(&s.db, &id)
+                .await
+                .unwrap(),
+            "{engine:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn enrolment_needs_a_right_code_then_seals_the_secret_and_ends_sessions() {
     for engine in ENGINES {
