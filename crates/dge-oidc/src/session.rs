@@ -27,6 +27,21 @@ impl Provider {
     /// # Errors
     /// Storage errors.
     pub async fn open_session(&self, account_id: &str, auth_time: i64) -> Result<String> {
+        self.open_session_at_epoch(account_id, auth_time, None)
+            .await
+    }
+
+    /// [`Self::open_session`] with the account's `sessions_epoch` as this login read
+    /// it, if it did ([`dge_store::sessions::Sessions::open`]).
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn open_session_at_epoch(
+        &self,
+        account_id: &str,
+        auth_time: i64,
+        epoch: Option<i64>,
+    ) -> Result<String> {
         let id = random_token();
         let now = self.now();
         self.sessions
@@ -36,6 +51,7 @@ impl Provider {
                 auth_time,
                 now + self.settings.session_ttl_secs,
                 now,
+                epoch,
             )
             .await?;
         Ok(id)

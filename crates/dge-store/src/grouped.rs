@@ -239,6 +239,17 @@ async fn commit_on<'s>(
     {
         return commit_in_one_trip(conn, &sql, &runs).await;
     }
+    if backend == Backend::Postgres
+        && let Some(sql) = one_statement(&runs)
+    {
+        let args = arguments(runs.iter().flat_map(|r| &r.rows).flat_map(|s| &s.args))?;
+        // Each mix of runs and sizes is its own text: not kept prepared.
+        sqlx::query_with(&sql, args)
+            .persistent(false)
+            .execute(&mut *conn)
+            .await?;
+        return Ok(());
+    }
     let mut tx = match backend {
         // As in `Db::begin`: take SQLite's write lock up front.
         Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await?,
@@ -275,6 +286,64 @@ fn one_trip(runs: &[Run<'_>]) -> Option<String> {
     }
     sql.push_str("COMMIT");
     Some(sql)
+}
+
+/// PostgreSQL: the inserts of `runs` as one statement, every run but the last in a
+/// `WITH` clause, their placeholders numbered on across the runs. A statement is
+/// atomic alone: one round trip instead of `BEGIN`, one per run and `COMMIT`, each a
+/// wait for PostgreSQL and a turn of the writer task (a code exchange commits its
+/// access and refresh tokens' rows and its audit row; `client_credentials` its
+/// token's row and its audit row). Rows inserted in one statement's `WITH` clauses
+/// cannot see one another, which a job's independent inserts never need. `None`
+/// (the usual transaction then) for anything but plain one-row inserts, or
+/// placeholders that do not number the values of their run exactly.
+fn one_statement(runs: &[Run<'_>]) -> Option<String> {
+    let mut parts = Vec::with_capacity(runs.len());
+    let mut offset = 0;
+    for run in runs {
+        values_tuple(run.sql)?;
+        let text = multi_row(run.sql, run.rows.len(), false);
+        let values: usize = run.rows.iter().map(|r| r.args.len()).sum();
+        parts.push(shift_placeholders(&text, offset, values)?);
+        offset += values;
+    }
+    let (last, with) = parts.split_last()?;
+    if with.is_empty() {
+        return Some(last.clone());
+    }
+    let mut sql = String::from("WITH ");
+    for (i, part) in with.iter().enumerate() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!("w{i} AS ({part})"));
+    }
+    sql.push(' ');
+    sql.push_str(last);
+    Some(sql)
+}
+
+/// `text` with each `$n` made `$(n + offset)`, if its placeholders are exactly `$1`
+/// to `$values` (each at least once) and it holds no quoted literal.
+fn shift_placeholders(text: &str, offset: usize, values: usize) -> Option<String> {
+    if text.contains(['\'', '"']) {
+        return None;
+    }
+    let mut seen = vec![false; values];
+    let mut out = String::with_capacity(text.len() + values);
+    let mut rest = text;
+    while let Some(dollar) = rest.find('$') {
+        out.push_str(&rest[..dollar]);
+        rest = &rest[dollar + 1..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let n: usize = rest[..digits].parse().ok()?;
+        *seen.get_mut(n.checked_sub(1)?)? = true;
+        out.push('$');
+        out.push_str(&(n + offset).to_string());
+        rest = &rest[digits..];
+    }
+    out.push_str(rest);
+    seen.iter().all(|s| *s).then_some(out)
 }
 
 /// Runs `sql` (see [`one_trip`]) with the values of `runs`; on failure, rolls back
@@ -544,17 +613,69 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_group_goes_to_sqlite_as_one_text_when_bound_by_position() {
-        let text = |v: &str| Arg::Text(Some(v.to_owned()));
+    /// A token's row (two values) and an audit row (one).
+    fn token_and_audit() -> (Statement, Statement) {
         let token = Statement {
             sql: "INSERT INTO t (id, n) VALUES ($1, $2)",
-            args: vec![text("j"), Arg::Int(Some(1))],
+            args: vec![Arg::Text(Some("j".into())), Arg::Int(Some(1))],
         };
         let audit = Statement {
             sql: "INSERT INTO a (id) VALUES ($1)",
-            args: vec![text("a")],
+            args: vec![Arg::Text(Some("a".into()))],
         };
+        (token, audit)
+    }
+
+    #[test]
+    fn a_group_goes_to_postgresql_as_one_statement_numbered_across_its_runs() {
+        let text = |v: &str| Arg::Text(Some(v.to_owned()));
+        let (token, audit) = token_and_audit();
+        let grouped = runs([&token, &audit, &token].into_iter());
+        assert_eq!(
+            one_statement(&grouped).as_deref(),
+            Some(
+                "WITH w0 AS (INSERT INTO t (id, n) VALUES ($1, $2), ($3, $4)) \
+                 INSERT INTO a (id) VALUES ($5)"
+            )
+        );
+        let three = runs([&audit, &token, &audit, &audit].into_iter());
+        assert_eq!(
+            one_statement(&three).as_deref(),
+            Some(
+                "WITH w0 AS (INSERT INTO a (id) VALUES ($1), ($2), ($3)) \
+                 INSERT INTO t (id, n) VALUES ($4, $5)"
+            )
+        );
+        // A run whose placeholders do not number its values exactly, an upsert or a
+        // quoted literal: the usual transaction.
+        let short = Statement {
+            sql: token.sql,
+            args: vec![text("k")],
+        };
+        assert_eq!(one_statement(&runs([&audit, &short].into_iter())), None);
+        let upsert = Statement {
+            sql: "INSERT INTO t (id) VALUES ($1) ON CONFLICT DO NOTHING",
+            args: vec![text("u")],
+        };
+        assert_eq!(one_statement(&runs([&audit, &upsert].into_iter())), None);
+        let quoted = Statement {
+            sql: "INSERT INTO t (id, n) VALUES ($1, 'x')",
+            args: vec![text("q")],
+        };
+        assert_eq!(one_statement(&runs([&audit, &quoted].into_iter())), None);
+        assert_eq!(shift_placeholders("f($1, $3)", 0, 3), None);
+        assert_eq!(
+            shift_placeholders("f($1, $2, $2)", 4, 2).as_deref(),
+            Some("f($5, $6, $6)")
+        );
+        assert_eq!(shift_placeholders("f($0)", 0, 1), None);
+        assert_eq!(shift_placeholders("f($)", 0, 0), None);
+    }
+
+    #[test]
+    fn a_group_goes_to_sqlite_as_one_text_when_bound_by_position() {
+        let text = |v: &str| Arg::Text(Some(v.to_owned()));
+        let (token, audit) = token_and_audit();
         let grouped = runs([&token, &audit, &token].into_iter());
         assert_eq!(
             one_trip(&grouped).as_deref(),

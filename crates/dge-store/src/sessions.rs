@@ -206,7 +206,11 @@ impl Sessions {
     }
 
     /// Opens the session `hash` (the SHA-256 of its cookie) for `account_id`, until
-    /// `expires_at`.
+    /// `expires_at`. `epoch` is the account's `sessions_epoch` as the caller read it
+    /// during this login, if it did (a session of Redis records it, read here
+    /// otherwise; in the database the row is written only if the epoch still holds):
+    /// if everything of the account ended since that reading, the session is born
+    /// ended.
     ///
     /// # Errors
     /// Storage errors.
@@ -217,25 +221,39 @@ impl Sessions {
         auth_time: i64,
         expires_at: i64,
         now: i64,
+        epoch: Option<i64>,
     ) -> Result<()> {
         let Some((conn, prefix)) = &self.redis else {
-            sqlx::query(
+            // With the epoch the login read, the row is written only if nothing ended
+            // everything of the account since: as in Redis, the session is then born
+            // ended.
+            let sql = if epoch.is_some() {
                 "INSERT INTO sessions (id_hash, account_id, auth_time, expires_at, created_at) \
-                 VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(hash)
-            .bind(account_id)
-            .bind(auth_time)
-            .bind(expires_at)
-            .bind(now)
-            .execute(self.db.pool())
-            .await?;
+                 SELECT $1, $2, $3, $4, $5 FROM accounts WHERE id = $2 AND sessions_epoch = $6"
+            } else {
+                "INSERT INTO sessions (id_hash, account_id, auth_time, expires_at, created_at) \
+                 VALUES ($1, $2, $3, $4, $5)"
+            };
+            let mut query = sqlx::query(sql)
+                .bind(hash)
+                .bind(account_id)
+                .bind(auth_time)
+                .bind(expires_at)
+                .bind(now);
+            if let Some(epoch) = epoch {
+                query = query.bind(epoch);
+            }
+            query.execute(self.db.pool()).await?;
             return Ok(());
         };
         // Read before writing: a reset committed in between bumps the epoch, so this
         // session is born already ended.
-        let Some(epoch) = self.epoch(account_id, false).await? else {
-            return Err(sqlx::Error::RowNotFound.into());
+        let epoch = match epoch {
+            Some(e) => e,
+            None => self
+                .epoch(account_id, false)
+                .await?
+                .ok_or(sqlx::Error::RowNotFound)?,
         };
         let stored = Stored {
             account_id: account_id.to_owned(),

@@ -77,7 +77,7 @@ async fn redis_pair() -> Pair {
 
 async fn opens_reads_and_closes(p: Pair) {
     account(&p.db, "acc-1").await;
-    p.a.open("h1", "acc-1", NOW - 5, NOW + TTL, NOW)
+    p.a.open("h1", "acc-1", NOW - 5, NOW + TTL, NOW, None)
         .await
         .unwrap();
     assert_eq!(
@@ -95,14 +95,18 @@ async fn opens_reads_and_closes(p: Pair) {
 
 async fn ends_at_its_expiry(p: Pair) {
     account(&p.db, "acc-1").await;
-    p.a.open("h1", "acc-1", NOW, NOW + TTL, NOW).await.unwrap();
+    p.a.open("h1", "acc-1", NOW, NOW + TTL, NOW, None)
+        .await
+        .unwrap();
     assert!(p.b.get("h1", NOW + TTL - 1).await.unwrap().is_some());
     assert_eq!(p.b.get("h1", NOW + TTL).await.unwrap(), None);
 }
 
 async fn refused_while_the_account_is_not_active(p: Pair) {
     account(&p.db, "acc-1").await;
-    p.a.open("h1", "acc-1", NOW, NOW + TTL, NOW).await.unwrap();
+    p.a.open("h1", "acc-1", NOW, NOW + TTL, NOW, None)
+        .await
+        .unwrap();
     let status = |s: &'static str| {
         sqlx::query("UPDATE accounts SET status = $1 WHERE id = 'acc-1'")
             .bind(s)
@@ -122,11 +126,15 @@ async fn refused_while_the_account_is_not_active(p: Pair) {
 async fn an_account_change_ends_its_sessions_at_commit(p: Pair) {
     account(&p.db, "acc-1").await;
     account(&p.db, "acc-2").await;
-    p.a.open("h1", "acc-1", NOW, NOW + TTL, NOW).await.unwrap();
-    p.b.open("h2", "acc-1", NOW, NOW + TTL, NOW + 1)
+    p.a.open("h1", "acc-1", NOW, NOW + TTL, NOW, None)
         .await
         .unwrap();
-    p.a.open("h3", "acc-2", NOW, NOW + TTL, NOW).await.unwrap();
+    p.b.open("h2", "acc-1", NOW, NOW + TTL, NOW + 1, None)
+        .await
+        .unwrap();
+    p.a.open("h3", "acc-2", NOW, NOW + TTL, NOW, None)
+        .await
+        .unwrap();
     let mut tx = p.db.begin().await.unwrap();
     end_all_in(&mut tx, "acc-1").await.unwrap();
     // Not yet committed: the sessions still hold.
@@ -145,10 +153,37 @@ async fn an_account_change_ends_its_sessions_at_commit(p: Pair) {
     p.b.forget_account("acc-1").await;
     assert_eq!(p.a.account("h1").await.unwrap(), None, "forgotten");
     // A session opened after the change is valid.
-    p.a.open("h4", "acc-1", NOW + 5, NOW + TTL, NOW + 5)
+    p.a.open("h4", "acc-1", NOW + 5, NOW + TTL, NOW + 5, None)
         .await
         .unwrap();
     assert!(p.b.get("h4", NOW + 5).await.unwrap().is_some());
+}
+
+/// A session opened with the epoch a login read before everything of the account
+/// ended is born ended; with the current epoch it holds.
+async fn a_session_opened_at_an_epoch_read_before_an_ending_is_born_ended(p: Pair) {
+    account(&p.db, "acc-1").await;
+    let read = dge_store::sessions::account_epoch(&p.db, "acc-1")
+        .await
+        .unwrap();
+    let mut tx = p.db.begin().await.unwrap();
+    end_all_in(&mut tx, "acc-1").await.unwrap();
+    tx.commit().await.unwrap();
+    p.a.open("h1", "acc-1", NOW, NOW + TTL, NOW, read)
+        .await
+        .unwrap();
+    assert_eq!(p.b.get("h1", NOW).await.unwrap(), None, "born ended");
+    let now = dge_store::sessions::account_epoch(&p.db, "acc-1")
+        .await
+        .unwrap();
+    assert!(now > read);
+    p.a.open("h2", "acc-1", NOW, NOW + TTL, NOW, now)
+        .await
+        .unwrap();
+    assert_eq!(
+        p.b.get("h2", NOW).await.unwrap(),
+        Some(("acc-1".to_owned(), NOW))
+    );
 }
 
 /// The clients `portal` and `datahub`.
@@ -169,7 +204,9 @@ async fn clients(db: &Db) {
 async fn remembers_the_clients_of_a_session(p: Pair) {
     account(&p.db, "acc-1").await;
     clients(&p.db).await;
-    p.a.open("h1", "acc-1", NOW, NOW + TTL, NOW).await.unwrap();
+    p.a.open("h1", "acc-1", NOW, NOW + TTL, NOW, None)
+        .await
+        .unwrap();
     for client in ["portal", "datahub", "portal"] {
         p.b.remember_client("h1", client, NOW).await.unwrap();
     }
@@ -182,13 +219,15 @@ async fn remembers_the_clients_of_a_session(p: Pair) {
 async fn lists_an_accounts_live_sessions(p: Pair) {
     account(&p.db, "acc-1").await;
     account(&p.db, "acc-2").await;
-    p.a.open("h2", "acc-1", NOW - 100, NOW + 20, NOW + 10)
+    p.a.open("h2", "acc-1", NOW - 100, NOW + 20, NOW + 10, None)
         .await
         .unwrap();
-    p.b.open("h1", "acc-1", NOW - 100, NOW + TTL, NOW)
+    p.b.open("h1", "acc-1", NOW - 100, NOW + TTL, NOW, None)
         .await
         .unwrap();
-    p.b.open("h3", "acc-2", NOW, NOW + TTL, NOW).await.unwrap();
+    p.b.open("h3", "acc-2", NOW, NOW + TTL, NOW, None)
+        .await
+        .unwrap();
     assert_eq!(
         p.a.of_account("acc-1", NOW + 15).await.unwrap(),
         [
@@ -214,11 +253,21 @@ async fn lists_the_sessions_an_account_change_ends(p: Pair) {
     account(&p.db, "acc-1").await;
     account(&p.db, "acc-2").await;
     clients(&p.db).await;
-    p.a.open("h1", "acc-1", NOW, NOW + TTL, NOW).await.unwrap();
-    p.b.open("h2", "acc-1", NOW, NOW + TTL, NOW).await.unwrap();
-    p.a.open("h3", "acc-1", NOW, NOW + TTL, NOW).await.unwrap();
-    p.a.open("h4", "acc-1", NOW, NOW + 10, NOW).await.unwrap();
-    p.b.open("h5", "acc-2", NOW, NOW + TTL, NOW).await.unwrap();
+    p.a.open("h1", "acc-1", NOW, NOW + TTL, NOW, None)
+        .await
+        .unwrap();
+    p.b.open("h2", "acc-1", NOW, NOW + TTL, NOW, None)
+        .await
+        .unwrap();
+    p.a.open("h3", "acc-1", NOW, NOW + TTL, NOW, None)
+        .await
+        .unwrap();
+    p.a.open("h4", "acc-1", NOW, NOW + 10, NOW, None)
+        .await
+        .unwrap();
+    p.b.open("h5", "acc-2", NOW, NOW + TTL, NOW, None)
+        .await
+        .unwrap();
     for (hash, client) in [
         ("h1", "portal"),
         ("h1", "datahub"),
@@ -274,6 +323,7 @@ on_both!(
     ends_at_its_expiry,
     refused_while_the_account_is_not_active,
     an_account_change_ends_its_sessions_at_commit,
+    a_session_opened_at_an_epoch_read_before_an_ending_is_born_ended,
     remembers_the_clients_of_a_session,
     lists_an_accounts_live_sessions,
     lists_the_sessions_an_account_change_ends,
@@ -290,7 +340,7 @@ async fn redis_keys_are_prefixed_digests_with_the_sessions_ttl() {
     let sessions = Sessions::new(db, &shared);
     let hash = "0f".repeat(32);
     sessions
-        .open(&hash, "acc-1", NOW, NOW + TTL, NOW)
+        .open(&hash, "acc-1", NOW, NOW + TTL, NOW, None)
         .await
         .unwrap();
     let client = redis::Client::open(redis_url()).unwrap();

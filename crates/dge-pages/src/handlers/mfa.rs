@@ -141,7 +141,11 @@ async fn open_and_finish(
         );
     }
     let now = pages.provider.now();
-    let session = match pages.provider.open_session(&pending.account_id, now).await {
+    let session = match pages
+        .provider
+        .open_session_at_epoch(&pending.account_id, now, epoch)
+        .await
+    {
         Ok(s) => s,
         Err(e) => return internal(pages, &e),
     };

@@ -178,7 +178,7 @@ pub(crate) async fn logged_in(s: &Services, account_id: &str) -> String {
     let now = s.registry.now();
     let hash = uuid::Uuid::new_v4().to_string();
     s.sessions
-        .open(&hash, account_id, now, now + 3600, now)
+        .open(&hash, account_id, now, now + 3600, now, None)
         .await
         .unwrap();
     sqlx::query(

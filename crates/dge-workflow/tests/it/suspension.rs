@@ -138,6 +138,7 @@ async fn logged_in(w: &World, account_id: &str) -> (String, String) {
             now,
             now + 3600,
             now,
+            None,
         )
         .await
         .unwrap();
