@@ -38,16 +38,17 @@ pub enum LoginError {
 }
 
 /// An account whose password was just found right, with what the rest of its login
-/// needs, read in the same query: whether a second step follows, and the
-/// `sessions_epoch` that its session and authorization code record. Read after the
-/// hash, so that a change made while it ran is seen.
+/// needs: whether a second step follows (read with the account after the hash, so
+/// that a change made while it ran is seen), and the `sessions_epoch` that its
+/// session and authorization code record (read with the credentials, before the
+/// hash, so that a reset committed while it ran ends them).
 #[derive(Debug, Clone)]
 pub struct LoginState {
     /// The account.
     pub account: Account,
     /// Its two-step verification.
     pub mfa: crate::mfa::MfaState,
-    /// Its `sessions_epoch` ([`dge_store::sessions::account_epoch`]).
+    /// Its `sessions_epoch` ([`dge_store::sessions::account_epoch`]) before the hash.
     pub sessions_epoch: i64,
 }
 
@@ -522,12 +523,12 @@ impl Registry {
     /// credentials (`store::credentials`): one query less on the login path.
     pub(crate) async fn check_found_password(
         &self,
-        found: Option<(String, Option<String>)>,
+        found: Option<store::Credentials>,
         password: &Secret<String>,
     ) -> Result<Result<LoginState, LoginError>> {
-        let (id, phc) = match found {
-            Some((id, phc)) => (Some(id), phc),
-            None => (None, None),
+        let (id, phc, epoch) = match found {
+            Some(c) => (Some(c.id), c.password_hash, c.sessions_epoch),
+            None => (None, None, 0),
         };
         let password: String =
             unicode_normalization::UnicodeNormalization::nfkc(password.expose().as_str()).collect();
@@ -535,19 +536,22 @@ impl Registry {
         let (true, Some(id)) = (ok, id) else {
             return Ok(Err(LoginError::BadCredentials));
         };
-        if phc.as_deref().is_some_and(|p| self.hasher.needs_rehash(p)) {
+        if let Some(old) = phc.as_deref().filter(|p| self.hasher.needs_rehash(p)) {
             let new = self.hasher.hash(password).await?;
-            store::set_password_hash(&self.db, &id, &new, self.clock.now()).await?;
+            store::upgrade_password_hash(&self.db, &id, old, &new, self.clock.now()).await?;
             tracing::info!(account_id = %id, "password hash upgraded to current parameters");
         }
-        let state = store::login_state(&self.db, &id)
+        let (account, mfa) = store::account_and_mfa(&self.db, &id)
             .await?
             .ok_or(Error::BadToken)?;
-        if state.account.status == AccountStatus::Active {
-            Ok(Ok(state))
-        } else {
-            Ok(Err(LoginError::NotActive(state.account.status)))
+        if account.status != AccountStatus::Active {
+            return Ok(Err(LoginError::NotActive(account.status)));
         }
+        Ok(Ok(LoginState {
+            account,
+            mfa,
+            sessions_epoch: epoch,
+        }))
     }
 
     /// Active organisations, for the sign-up list, sorted by name.

@@ -6,8 +6,7 @@ use sqlx::{AnyConnection, Row};
 
 use crate::domain::signup::lookup_key;
 use crate::domain::{Account, AccountStatus};
-use crate::mfa::{MFA_COLUMNS, mfa_from_row};
-use crate::service::LoginState;
+use crate::mfa::{MFA_COLUMNS, MfaState, mfa_from_row};
 
 const ACCOUNT_COLUMNS: &str = "a.id, a.kind, a.login, a.email, a.given_name, a.family_name, \
     a.phone, a.organisation_id, o.name AS organisation_name, a.function, a.description, \
@@ -72,24 +71,18 @@ pub async fn account_with_epoch(db: &Db, id: &str) -> sqlx::Result<Option<(Accou
 }
 
 /// What a login reads of the account once its password is checked, in one query:
-/// see [`LoginState`].
+/// the account and its two-step state.
 ///
 /// # Errors
 /// Fails when the database fails.
-pub async fn login_state(db: &Db, id: &str) -> sqlx::Result<Option<LoginState>> {
+pub async fn account_and_mfa(db: &Db, id: &str) -> sqlx::Result<Option<(Account, MfaState)>> {
     let sql = format!(
-        "SELECT {ACCOUNT_COLUMNS}, a.sessions_epoch, {MFA_COLUMNS} FROM accounts a \
+        "SELECT {ACCOUNT_COLUMNS}, {MFA_COLUMNS} FROM accounts a \
          LEFT JOIN organisations o ON o.id = a.organisation_id WHERE a.id = $1"
     );
     let row = sqlx::query(&sql).bind(id).fetch_optional(db.pool()).await?;
-    row.map(|r| {
-        Ok(LoginState {
-            account: account_from_row(&r)?,
-            mfa: mfa_from_row(&r)?,
-            sessions_epoch: r.try_get("sessions_epoch")?,
-        })
-    })
-    .transpose()
+    row.map(|r| Ok((account_from_row(&r)?, mfa_from_row(&r)?)))
+        .transpose()
 }
 
 /// Like [`find_account`], inside a transaction.
@@ -144,36 +137,65 @@ pub async fn list_admins(db: &Db) -> sqlx::Result<Vec<Account>> {
     rows.iter().map(account_from_row).collect()
 }
 
-/// The password hash and status of the local account named by login or email.
+/// What a login reads of the local account named by login or email before its
+/// password hash is checked.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    /// The account.
+    pub id: String,
+    /// Its password hash (none for an account that logs in through an upstream only).
+    pub password_hash: Option<String>,
+    /// Its `sessions_epoch` at this reading, before the hash: whatever ends everything
+    /// of the account after it (a reset committed while the hash runs) makes the
+    /// session and code of this login born ended.
+    pub sessions_epoch: i64,
+}
+
+/// The credentials of the local account named by login or email.
 ///
 /// # Errors
 /// Fails when the database fails.
-pub async fn credentials(
-    db: &Db,
-    identifier: &str,
-) -> sqlx::Result<Option<(String, Option<String>)>> {
+pub async fn credentials(db: &Db, identifier: &str) -> sqlx::Result<Option<Credentials>> {
     let key = lookup_key(identifier);
     let row = sqlx::query(
-        "SELECT id, password_hash FROM accounts WHERE kind = 'local' AND (login_key = $1 OR email_key = $1)",
+        "SELECT id, password_hash, sessions_epoch FROM accounts \
+         WHERE kind = 'local' AND (login_key = $1 OR email_key = $1)",
     )
     .bind(key)
     .fetch_optional(db.pool())
     .await?;
-    row.map(|r| Ok((r.try_get("id")?, r.try_get("password_hash")?)))
-        .transpose()
+    row.map(|r| {
+        Ok(Credentials {
+            id: r.try_get("id")?,
+            password_hash: r.try_get("password_hash")?,
+            sessions_epoch: r.try_get("sessions_epoch")?,
+        })
+    })
+    .transpose()
 }
 
-/// Replaces an account's password hash.
+/// Replaces the password hash `old` of an account by `new` (a hash of the same
+/// password with today's parameters), unless it changed meanwhile: a reset or a
+/// change committed while the new hash was computed keeps its own.
 ///
 /// # Errors
 /// Fails when the database fails.
-pub async fn set_password_hash(db: &Db, account_id: &str, phc: &str, now: i64) -> sqlx::Result<()> {
-    sqlx::query("UPDATE accounts SET password_hash = $1, updated_at = $2 WHERE id = $3")
-        .bind(phc)
-        .bind(now)
-        .bind(account_id)
-        .execute(db.pool())
-        .await?;
+pub async fn upgrade_password_hash(
+    db: &Db,
+    account_id: &str,
+    old: &str,
+    new: &str,
+    now: i64,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE accounts SET password_hash = $1, updated_at = $2 WHERE id = $3 AND password_hash = $4",
+    )
+    .bind(new)
+    .bind(now)
+    .bind(account_id)
+    .bind(old)
+    .execute(db.pool())
+    .await?;
     Ok(())
 }
 

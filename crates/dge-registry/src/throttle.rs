@@ -188,7 +188,7 @@ impl Registry {
     ) -> Result<Result<LoginState, LoginError>> {
         let t = &*self.throttle;
         let credentials = store::credentials(&self.db, identifier).await?;
-        let found = credentials.as_ref().map(|(id, _)| id.clone());
+        let found = credentials.as_ref().map(|c| c.id.clone());
         let subject = account_subject(found.as_deref(), identifier);
         let addr = hash_token(address);
         let detail = format!("address={address}");

@@ -226,13 +226,25 @@ impl Sessions {
         let Some((conn, prefix)) = &self.redis else {
             // With the epoch the login read, the row is written only if nothing ended
             // everything of the account since: as in Redis, the session is then born
-            // ended.
-            let sql = if epoch.is_some() {
-                "INSERT INTO sessions (id_hash, account_id, auth_time, expires_at, created_at) \
-                 SELECT $1, $2, $3, $4, $5 FROM accounts WHERE id = $2 AND sessions_epoch = $6"
-            } else {
-                "INSERT INTO sessions (id_hash, account_id, auth_time, expires_at, created_at) \
-                 VALUES ($1, $2, $3, $4, $5)"
+            // ended. On PostgreSQL the account's row is locked for share: an ending
+            // in progress (`end_all_in` bumps the epoch, then deletes the sessions)
+            // holds it, so the insert waits for its commit and sees the new epoch,
+            // rather than slipping in between its bump and its delete's snapshot.
+            let sql = match (epoch.is_some(), self.db.backend()) {
+                (true, crate::Backend::Postgres) => {
+                    "INSERT INTO sessions (id_hash, account_id, auth_time, expires_at, created_at) \
+                     SELECT $1, $2, $3, $4, $5 FROM accounts WHERE id = $2 AND sessions_epoch = $6 \
+                     FOR SHARE"
+                }
+                // SQLite serialises writers: the ending commits wholly before or after.
+                (true, crate::Backend::Sqlite) => {
+                    "INSERT INTO sessions (id_hash, account_id, auth_time, expires_at, created_at) \
+                     SELECT $1, $2, $3, $4, $5 FROM accounts WHERE id = $2 AND sessions_epoch = $6"
+                }
+                (false, _) => {
+                    "INSERT INTO sessions (id_hash, account_id, auth_time, expires_at, created_at) \
+                     VALUES ($1, $2, $3, $4, $5)"
+                }
             };
             let mut query = sqlx::query(sql)
                 .bind(hash)

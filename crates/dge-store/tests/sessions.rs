@@ -48,6 +48,18 @@ struct Pair {
 
 async fn database_pair() -> Pair {
     let (db, scratch) = database().await;
+    pair_on(db, scratch)
+}
+
+/// Sessions in PostgreSQL (a single replica without Redis).
+async fn postgres_pair() -> Pair {
+    let scratch = ScratchDb::postgres("sessions").await;
+    let db = Db::connect(scratch.url(), 4).await.unwrap();
+    db.migrate().await.unwrap();
+    pair_on(db, scratch)
+}
+
+fn pair_on(db: Db, scratch: ScratchDb) -> Pair {
     let a = Sessions::database(db.clone());
     assert!(!a.is_shared());
     Pair {
@@ -159,15 +171,24 @@ async fn an_account_change_ends_its_sessions_at_commit(p: Pair) {
     assert!(p.b.get("h4", NOW + 5).await.unwrap().is_some());
 }
 
-/// A session opened with the epoch a login read before everything of the account
-/// ended is born ended; with the current epoch it holds.
-async fn a_session_opened_at_an_epoch_read_before_an_ending_is_born_ended(p: Pair) {
+/// The account `acc-1`, its epoch as a login reads it, then an ending of everything of
+/// the account in a transaction not yet committed.
+async fn ending_after_a_reading(
+    p: &Pair,
+) -> (Option<i64>, dge_store::Transaction<'static, dge_store::Any>) {
     account(&p.db, "acc-1").await;
     let read = dge_store::sessions::account_epoch(&p.db, "acc-1")
         .await
         .unwrap();
     let mut tx = p.db.begin().await.unwrap();
     end_all_in(&mut tx, "acc-1").await.unwrap();
+    (read, tx)
+}
+
+/// A session opened with the epoch a login read before everything of the account
+/// ended is born ended; with the current epoch it holds.
+async fn a_session_opened_at_an_epoch_read_before_an_ending_is_born_ended(p: Pair) {
+    let (read, tx) = ending_after_a_reading(&p).await;
     tx.commit().await.unwrap();
     p.a.open("h1", "acc-1", NOW, NOW + TTL, NOW, read)
         .await
@@ -184,6 +205,24 @@ async fn a_session_opened_at_an_epoch_read_before_an_ending_is_born_ended(p: Pai
         p.b.get("h2", NOW).await.unwrap(),
         Some(("acc-1".to_owned(), NOW))
     );
+}
+
+/// PostgreSQL: a session opened while an ending of its account is in progress (the
+/// epoch bumped, not yet committed) waits for it and is born ended.
+#[tokio::test]
+async fn on_postgres_a_session_opened_during_an_ending_waits_for_it_and_is_born_ended() {
+    let p = postgres_pair().await;
+    let (read, tx) = ending_after_a_reading(&p).await;
+    let opening = {
+        let a = p.a.clone();
+        tokio::spawn(async move { a.open("h1", "acc-1", NOW, NOW + TTL, NOW, read).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!opening.is_finished(), "the insert waits for the ending");
+    tx.commit().await.unwrap();
+    opening.await.unwrap().unwrap();
+    assert_eq!(p.b.get("h1", NOW).await.unwrap(), None, "born ended");
+    assert_eq!(p.a.account("h1").await.unwrap(), None, "no row written");
 }
 
 /// The clients `portal` and `datahub`.
@@ -304,6 +343,14 @@ macro_rules! on_both {
                 #[tokio::test]
                 async fn $case() {
                     super::$case(super::database_pair().await).await;
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case(super::postgres_pair().await).await;
                 }
             )*
         }
