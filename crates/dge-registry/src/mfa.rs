@@ -257,7 +257,7 @@ impl Registry {
     /// Storage errors.
     pub async fn mfa_state(&self, account_id: &str) -> Result<MfaState> {
         // One round trip: every login through an upstream reads it (a password login
-        // reads it with the account, `store::login_state`).
+        // reads it with the account, `store::account_and_mfa`).
         let row = sqlx::query(&format!(
             "SELECT a.is_admin, {MFA_COLUMNS} FROM accounts a WHERE a.id = $1"
         ))

@@ -63,7 +63,7 @@ const WRONG_CODE: &str = "Code incorrect ou expiré : saisissez le code à 6 chi
 /// After the first step of a login (password or upstream): the session at once for
 /// an account without two-step verification, else the code page (or the enrolment
 /// page for an administrator who has none yet). `read_now` is what a password
-/// login read of the account after its password check, in this same request.
+/// login read of the account with its password check, in this same request.
 pub(crate) async fn after_first_step(
     pages: &Pages,
     jar: CookieJar,
