@@ -61,13 +61,19 @@ pub async fn find_account(db: &Db, key: &str) -> sqlx::Result<Option<Account>> {
 /// # Errors
 /// Fails when the database fails.
 pub async fn account_with_epoch(db: &Db, id: &str) -> sqlx::Result<Option<(Account, i64)>> {
-    let sql = format!(
-        "SELECT {ACCOUNT_COLUMNS}, a.sessions_epoch FROM accounts a \
-         LEFT JOIN organisations o ON o.id = a.organisation_id WHERE a.id = $1"
-    );
-    let row = sqlx::query(&sql).bind(id).fetch_optional(db.pool()).await?;
+    let row = account_row_with(db, id, "a.sessions_epoch").await?;
     row.map(|r| Ok((account_from_row(&r)?, r.try_get("sessions_epoch")?)))
         .transpose()
+}
+
+/// The row of the account `id`: its [`ACCOUNT_COLUMNS`], then `extra` (columns of
+/// `accounts a`).
+async fn account_row_with(db: &Db, id: &str, extra: &str) -> sqlx::Result<Option<AnyRow>> {
+    let sql = format!(
+        "SELECT {ACCOUNT_COLUMNS}, {extra} FROM accounts a \
+         LEFT JOIN organisations o ON o.id = a.organisation_id WHERE a.id = $1"
+    );
+    sqlx::query(&sql).bind(id).fetch_optional(db.pool()).await
 }
 
 /// What a login reads of the account once its password is checked, in one query:
@@ -76,11 +82,7 @@ pub async fn account_with_epoch(db: &Db, id: &str) -> sqlx::Result<Option<(Accou
 /// # Errors
 /// Fails when the database fails.
 pub async fn account_and_mfa(db: &Db, id: &str) -> sqlx::Result<Option<(Account, MfaState)>> {
-    let sql = format!(
-        "SELECT {ACCOUNT_COLUMNS}, {MFA_COLUMNS} FROM accounts a \
-         LEFT JOIN organisations o ON o.id = a.organisation_id WHERE a.id = $1"
-    );
-    let row = sqlx::query(&sql).bind(id).fetch_optional(db.pool()).await?;
+    let row = account_row_with(db, id, MFA_COLUMNS).await?;
     row.map(|r| Ok((account_from_row(&r)?, mfa_from_row(&r)?)))
         .transpose()
 }
