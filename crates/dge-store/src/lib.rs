@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
-use sqlx::{AnyPool, ConnectOptions, Row};
+use sqlx::{AnyPool, ConnectOptions, Connection as _, Row};
 
 pub use sqlx::{Any, AnyConnection, Transaction};
 
@@ -158,6 +158,27 @@ impl Db {
                             .await?;
                     }
                     Ok(())
+                })
+            })
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    // sqlx 0.8 leaves a transaction open when a custom `BEGIN` (ours:
+                    // `BEGIN IMMEDIATE` on SQLite) is cancelled after the database ran it
+                    // but before the `Transaction` existed: a client hanging up at that
+                    // moment left SQLite's write lock held for good. Such a connection
+                    // is closed (which rolls back) instead of going back to the pool.
+                    if !conn.is_in_transaction() {
+                        return Ok(true);
+                    }
+                    // A dropped `Transaction` queues its rollback: let it run first.
+                    conn.ping().await?;
+                    if conn.is_in_transaction() {
+                        tracing::warn!(
+                            "a connection came back inside a transaction nobody owns; closed"
+                        );
+                        return Ok(false);
+                    }
+                    Ok(true)
                 })
             })
             .connect_with(options)
