@@ -93,9 +93,13 @@ pub async fn run(
         .context("loading signing keys")?,
     );
     let ephemeral = match &settings.redis_url {
-        Some(url) => dge_store::ephemeral::Ephemeral::redis(url.expose(), &settings.redis_prefix)
-            .await
-            .context("connecting to Redis")?,
+        Some(url) => dge_store::ephemeral::Ephemeral::redis_with_deadline(
+            url.expose(),
+            &settings.redis_prefix,
+            settings.redis_timeout,
+        )
+        .await
+        .context("connecting to Redis")?,
         None => dge_store::ephemeral::Ephemeral::local(&settings.redis_prefix),
     };
     // Revocations, status changes and grants reach every replica's `Check` caches.

@@ -119,6 +119,10 @@ pub struct RedisConfig {
     /// Prefix of every key (`dge:` by default), so that several deployments (or test
     /// runs) can share one Redis: 1 to 64 of `A-Za-z0-9_:.-`.
     pub prefix: Option<String>,
+    /// How long one call to Redis may take, in milliseconds (2000 by default, 50 to
+    /// 60000): past it the call fails and the request that needed it is answered
+    /// "unavailable" instead of waiting for a Redis that went silent.
+    pub timeout_ms: Option<u64>,
 }
 
 /// `[telemetry]`: spans exported over OTLP/HTTP (protobuf) to a collector.
@@ -902,6 +906,11 @@ impl Config {
         {
             errors.push("redis.prefix: 1 to 64 of A-Za-z0-9_:.-".into());
         }
+        if let Some(ms) = self.redis.timeout_ms
+            && !(50..=60_000).contains(&ms)
+        {
+            errors.push("redis.timeout_ms: 50 to 60000 (milliseconds)".into());
+        }
         if !(1..=1000).contains(&self.database.max_connections) {
             errors.push("database.max_connections: 1 to 1000".into());
         }
@@ -1083,6 +1092,10 @@ impl Config {
             hash_concurrency: self.accounts.hash_concurrency,
             redis_url: self.redis.url.clone(),
             redis_prefix: self.redis.prefix.clone().unwrap_or_else(|| "dge:".into()),
+            redis_timeout: self.redis.timeout_ms.map_or(
+                dge_store::DEFAULT_REDIS_DEADLINE,
+                std::time::Duration::from_millis,
+            ),
             hash_params: HashParams {
                 memory_kib: self.accounts.hash_memory_kib,
                 iterations: self.accounts.hash_iterations,
@@ -1197,6 +1210,27 @@ mod tests {
         for bad in ["", "dge prod:", &"x".repeat(65)] {
             let err = with(bad).unwrap_err().to_string();
             assert!(err.contains("redis.prefix: 1 to 64"), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_redis_deadline_defaults_to_two_seconds_and_is_bounded() {
+        let minimal = include_str!("../../../fuzz/corpus/config/minimal.toml");
+        assert_eq!(
+            parse_toml(minimal).unwrap().redis_timeout,
+            std::time::Duration::from_secs(2)
+        );
+        let with = |ms: &str| parse_toml(&format!("{minimal}\n[redis]\ntimeout_ms = {ms}\n"));
+        assert_eq!(
+            with("250").unwrap().redis_timeout,
+            std::time::Duration::from_millis(250)
+        );
+        for bad in ["0", "49", "60001"] {
+            let err = with(bad).unwrap_err().to_string();
+            assert!(
+                err.contains("redis.timeout_ms: 50 to 60000"),
+                "{bad}: {err}"
+            );
         }
     }
 

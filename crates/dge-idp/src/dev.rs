@@ -78,6 +78,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         hash_concurrency: 2,
         redis_url: args.redis_url.clone().map(Secret::new),
         redis_prefix: args.redis_prefix.clone(),
+        redis_timeout: dge_store::DEFAULT_REDIS_DEADLINE,
         throttle: dge_registry::ThrottleSettings {
             free_failures: args.login_free_failures,
             delay_base_ms: args.login_delay_base_ms,

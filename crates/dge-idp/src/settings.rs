@@ -86,6 +86,8 @@ pub struct Settings {
     pub redis_url: Option<dge_core::Secret<String>>,
     /// Prefix of every key in Redis (`dge:`), so that deployments can share one.
     pub redis_prefix: String,
+    /// How long one call to Redis may take before it fails as unavailable.
+    pub redis_timeout: std::time::Duration,
     /// argon2id cost of new password hashes; older hashes are redone at login.
     pub hash_params: dge_registry::hashing::HashParams,
     /// Least delay between publishing a rotated signing key and its first signature.

@@ -48,7 +48,7 @@ pub struct Ephemeral {
 #[derive(Clone)]
 enum Inner {
     Local(Arc<Mutex<HashMap<String, (String, Instant)>>>),
-    Redis(redis::aio::ConnectionManager),
+    Redis(crate::redis_conn::RedisConn),
 }
 
 impl std::fmt::Debug for Ephemeral {
@@ -98,27 +98,39 @@ impl Ephemeral {
         }
     }
 
-    /// Connects to Redis and starts relaying its notifications to [`Self::subscribe`].
-    /// The relay reconnects by itself when Redis goes away.
+    /// Connects to Redis and starts relaying its notifications to [`Self::subscribe`],
+    /// with calls that end within [`crate::DEFAULT_REDIS_DEADLINE`]. The relay
+    /// reconnects by itself when Redis goes away.
     ///
     /// # Errors
     /// A malformed URL, or Redis does not answer now.
     pub async fn redis(url: &str, prefix: &str) -> Result<Self, EphemeralError> {
+        Self::redis_with_deadline(url, prefix, crate::DEFAULT_REDIS_DEADLINE).await
+    }
+
+    /// As [`Self::redis`], every call to Redis ending within `deadline`: past it, the
+    /// call fails as if Redis had refused it, and the connection is rebuilt. The
+    /// notifications' connection is pinged every five deadlines and rebuilt (with a
+    /// `resync` to this replica) when a ping gets no answer within `deadline`.
+    ///
+    /// # Errors
+    /// A malformed URL, or Redis does not answer within a few seconds.
+    pub async fn redis_with_deadline(
+        url: &str,
+        prefix: &str,
+        deadline: Duration,
+    ) -> Result<Self, EphemeralError> {
         let client = redis::Client::open(url)?;
-        // Missing: a deadline per call. A Redis that stops answering without closing
-        // its connections (a silent network fault) holds calls until TCP gives up.
-        // With the manager's own timeouts set (`ConnectionManagerConfig`), this
-        // function still waited over 60 s for a listener that never answers (tried on
-        // 2026-12-05; the manager's retries or the subscription below, not told
-        // apart), so each call would need its own `tokio::time::timeout`.
-        let manager = client.get_connection_manager().await?;
+        let conn = crate::redis_conn::RedisConn::connect(client.clone(), deadline).await?;
         let (notices, _) = broadcast::channel(NOTICE_BACKLOG);
         let channel = format!("{prefix}notices");
         // Subscribe before answering, so that a notice sent right after start-up is seen.
-        let pubsub = subscribe(&client, &channel).await?;
-        tokio::spawn(relay(client, channel, pubsub, notices.clone()));
+        let pubsub =
+            crate::redis_conn::within(crate::redis_conn::START_LIMIT, subscribe(&client, &channel))
+                .await?;
+        tokio::spawn(relay(client, channel, pubsub, notices.clone(), deadline));
         Ok(Self {
-            inner: Inner::Redis(manager),
+            inner: Inner::Redis(conn),
             prefix: prefix.to_owned(),
             notices,
             resync_owed: Arc::default(),
@@ -132,7 +144,7 @@ impl Ephemeral {
     }
 
     /// The Redis connection and key prefix, when shared through Redis.
-    pub(crate) fn redis_handle(&self) -> Option<(redis::aio::ConnectionManager, &str)> {
+    pub(crate) fn redis_handle(&self) -> Option<(crate::redis_conn::RedisConn, &str)> {
         match &self.inner {
             Inner::Redis(manager) => Some((manager.clone(), &self.prefix)),
             Inner::Local(_) => None,
@@ -408,7 +420,7 @@ fn purge_expired(map: &mut HashMap<String, (String, Instant)>, key: &str, now: I
 }
 
 async fn publish(
-    mut conn: redis::aio::ConnectionManager,
+    mut conn: crate::redis_conn::RedisConn,
     channel: &str,
     topic: &str,
     payload: &str,
@@ -423,7 +435,7 @@ async fn publish(
 /// After a notice that could not be published: a `resync` to every replica as
 /// soon as Redis takes it, so that none keeps what the lost notice changed.
 async fn publish_resync(
-    conn: redis::aio::ConnectionManager,
+    conn: crate::redis_conn::RedisConn,
     channel: String,
     owed: Arc<AtomicBool>,
 ) {
@@ -461,17 +473,52 @@ async fn subscribe(
 }
 
 /// Relays Redis notifications to the local subscribers, reconnecting with a delay
-/// when the connection drops, until no handle is left.
+/// when the connection drops or stops answering pings, until no handle is left.
 async fn relay(
     client: redis::Client,
     channel: String,
-    mut pubsub: redis::aio::PubSub,
+    pubsub: redis::aio::PubSub,
     notices: broadcast::Sender<Notice>,
+    deadline: Duration,
 ) {
+    let mut pubsub = Some(pubsub);
     loop {
-        {
-            let mut messages = pubsub.on_message();
-            while let Some(message) = messages.next().await {
+        if let Some(live) = pubsub.take() {
+            relay_until_silent(live, &notices, deadline).await;
+            tracing::warn!("redis notifications interrupted; reconnecting");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        match crate::redis_conn::within(deadline, subscribe(&client, &channel)).await {
+            Ok(fresh) => {
+                pubsub = Some(fresh);
+                // Whatever changed while disconnected: every replica reloads.
+                drop(notices.send(Notice {
+                    topic: "resync".to_owned(),
+                    payload: String::new(),
+                }));
+            }
+            Err(e) => tracing::warn!(error = %e, "redis still unreachable"),
+        }
+    }
+}
+
+/// Passes the messages of `pubsub` on until its connection ends or a ping gets no
+/// answer within `deadline`.
+async fn relay_until_silent(
+    pubsub: redis::aio::PubSub,
+    notices: &broadcast::Sender<Notice>,
+    deadline: Duration,
+) {
+    let (mut sink, mut messages) = pubsub.split();
+    // Every five deadlines (10 s by default): a connection that went silent is
+    // found within six, and the pings cost Redis nothing worth counting.
+    let mut ping = tokio::time::interval(deadline.saturating_mul(5));
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ping.tick().await;
+    loop {
+        tokio::select! {
+            message = messages.next() => {
+                let Some(message) = message else { return };
                 let Ok(body) = message.get_payload::<String>() else {
                     continue;
                 };
@@ -481,21 +528,13 @@ async fn relay(
                     payload: payload.to_owned(),
                 }));
             }
-        }
-        tracing::warn!("redis notifications interrupted; reconnecting");
-        loop {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            match subscribe(&client, &channel).await {
-                Ok(fresh) => {
-                    pubsub = fresh;
-                    // Whatever changed while disconnected: every replica reloads.
-                    drop(notices.send(Notice {
-                        topic: "resync".to_owned(),
-                        payload: String::new(),
-                    }));
-                    break;
+            _ = ping.tick() => {
+                // The answer comes back on the message stream's connection; the sink
+                // waits for it, so a silent Redis shows here.
+                let answered = tokio::time::timeout(deadline, sink.ping::<redis::Value>()).await;
+                if !matches!(answered, Ok(Ok(_))) {
+                    return;
                 }
-                Err(e) => tracing::warn!(error = %e, "redis still unreachable"),
             }
         }
     }

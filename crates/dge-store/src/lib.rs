@@ -7,6 +7,7 @@
 //!
 //! - [`Db`]: the pool and the backend it talks to.
 //! - [`is_unique_violation`]: recognises a named unique constraint in an error.
+//! - [`is_unreachable`]: recognises a store that did not answer in time.
 //! - [`ephemeral`]: short-lived state shared by replicas (Redis, or in-process).
 //! - [`sessions`]: the single sign-on sessions (Redis when configured, else the database).
 //! - [`grouped`]: group commit of small independent inserts.
@@ -14,7 +15,10 @@
 pub mod ephemeral;
 pub mod expiry;
 pub mod grouped;
+mod redis_conn;
 pub mod sessions;
+
+pub use redis_conn::DEFAULT_DEADLINE as DEFAULT_REDIS_DEADLINE;
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -382,6 +386,31 @@ impl Db {
 
 /// Whether `err` is a violation of the unique constraint or index named `name`.
 ///
+/// Whether `err`, or an error it was caused by, says that a store could not be
+/// reached in time (Redis silent or gone, no database connection free or possible):
+/// a passing condition, worth "unavailable, retry" rather than "internal error".
+#[must_use]
+pub fn is_unreachable(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(err);
+    while let Some(e) = cause {
+        if let Some(r) = e.downcast_ref::<redis::RedisError>()
+            && (r.is_timeout()
+                || r.is_io_error()
+                || r.is_connection_dropped()
+                || r.is_connection_refusal())
+        {
+            return true;
+        }
+        if let Some(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) =
+            e.downcast_ref::<sqlx::Error>()
+        {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
 /// PostgreSQL names the constraint; SQLite names the columns, so callers pass the
 /// column list too (`accounts.email_key`).
 #[must_use]
@@ -473,6 +502,22 @@ pub async fn audit(
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
+
+    #[test]
+    fn a_store_that_did_not_answer_is_told_from_other_failures() {
+        let silent = redis::RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "no answer",
+        ));
+        assert!(super::is_unreachable(&silent));
+        // Through the errors that carry it, as the pages and services see it.
+        let wrapped = crate::ephemeral::EphemeralError::from(silent);
+        assert!(super::is_unreachable(&wrapped));
+        assert!(super::is_unreachable(&sqlx::Error::PoolTimedOut));
+        let refused = redis::RedisError::from((redis::ErrorKind::ResponseError, "WRONGTYPE"));
+        assert!(!super::is_unreachable(&refused));
+        assert!(!super::is_unreachable(&sqlx::Error::RowNotFound));
+    }
 
     #[cfg(unix)]
     #[tokio::test]

@@ -47,7 +47,7 @@ pub struct SessionTimes {
 #[derive(Clone)]
 pub struct Sessions {
     db: Db,
-    redis: Option<(redis::aio::ConnectionManager, String)>,
+    redis: Option<(crate::redis_conn::RedisConn, String)>,
 }
 
 impl std::fmt::Debug for Sessions {
@@ -479,7 +479,7 @@ impl Sessions {
     /// account's current epoch, unexpired.
     async fn live_in_redis(
         &self,
-        conn: &redis::aio::ConnectionManager,
+        conn: &crate::redis_conn::RedisConn,
         prefix: &str,
         account_id: &str,
         now: i64,

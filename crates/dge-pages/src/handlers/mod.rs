@@ -21,9 +21,25 @@ use dge_oidc::session::SESSION_COOKIE;
 
 use crate::Pages;
 
-/// The page shown when something failed on our side; the cause is logged once.
+/// The page shown when something failed on our side; the cause is logged once. A
+/// store that did not answer in time (Redis silent, no database connection) is a
+/// passing outage: 503 with `Retry-After`, and nothing was done.
 pub(crate) fn internal(pages: &Pages, err: &(dyn std::error::Error + 'static)) -> Response {
     tracing::error!(error = %dge_core::ErrorChain(err), "page failed");
+    if dge_store::is_unreachable(err) {
+        let mut page = pages.render.error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Service momentanément indisponible",
+            "Le service ne peut pas répondre pour le moment. Réessayez dans quelques secondes : \
+             rien n'a été enregistré.",
+            None,
+        );
+        page.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from_static(UNREACHABLE_RETRY_SECS),
+        );
+        return page;
+    }
     pages.render.error(
         StatusCode::INTERNAL_SERVER_ERROR,
         "Le service rencontre un problème",
@@ -31,6 +47,9 @@ pub(crate) fn internal(pages: &Pages, err: &(dyn std::error::Error + 'static)) -
         None,
     )
 }
+
+/// `Retry-After` of an answer given while a store does not answer.
+pub(crate) const UNREACHABLE_RETRY_SECS: &str = "5";
 
 /// Refused forms: the CSRF token is missing or wrong.
 pub(crate) fn csrf_refused(pages: &Pages) -> Response {
