@@ -187,6 +187,18 @@ fn check_label(field: &'static str, label: &str) -> Result<()> {
     Ok(())
 }
 
+/// The label to store and whether one was given: the given one, checked, else the
+/// name, for a new entry; an upsert keeps a stored label when none is given
+/// (`label_given` is 0), so that declaring again without one changes nothing.
+fn label_or_name<'a>(label: &'a str, name: &'a str) -> Result<(&'a str, i64)> {
+    let label = label.trim();
+    if label.is_empty() {
+        return Ok((name, 0));
+    }
+    check_label("label", label)?;
+    Ok((label, 1))
+}
+
 impl Workflow {
     /// Tells every replica's watchers of a grant or revocation: through the shared
     /// store when there is one (Redis pub/sub between replicas), else in-process.
@@ -396,24 +408,20 @@ impl Workflow {
                 "lettres minuscules, chiffres ou tirets, 64 au plus",
             ));
         }
-        check_label("label", label)?;
+        let (label, label_given) = label_or_name(label, name)?;
         let now = self.registry.now();
         let mut tx = self.db().begin().await?;
-        sqlx::query("INSERT INTO modules (name, label, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE SET label = $2")
-            .bind(name)
-            .bind(label.trim())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        dge_store::audit(
-            &mut tx,
-            actor.label(),
-            "module.declared",
-            name,
-            label.trim(),
-            now,
+        sqlx::query(
+            "INSERT INTO modules (name, label, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET label = CASE WHEN $4 = 1 THEN $2 ELSE modules.label END",
         )
+        .bind(name)
+        .bind(label)
+        .bind(now)
+        .bind(label_given)
+        .execute(&mut *tx)
         .await?;
+        dge_store::audit(&mut tx, actor.label(), "module.declared", name, label, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -431,7 +439,7 @@ impl Workflow {
                 "un droit s'écrit module:droit",
             ));
         }
-        check_label("label", label)?;
+        let (label, label_given) = label_or_name(label, name)?;
         let module = name.split(':').next().unwrap_or_default();
         let now = self.registry.now();
         let mut tx = self.db().begin().await?;
@@ -448,23 +456,16 @@ impl Workflow {
         }
         sqlx::query(
             "INSERT INTO rights (name, module, label, created_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (name) DO UPDATE SET label = $3",
+             ON CONFLICT (name) DO UPDATE SET label = CASE WHEN $5 = 1 THEN $3 ELSE rights.label END",
         )
         .bind(name)
         .bind(module)
-        .bind(label.trim())
+        .bind(label)
         .bind(now)
+        .bind(label_given)
         .execute(&mut *tx)
         .await?;
-        dge_store::audit(
-            &mut tx,
-            actor.label(),
-            "right.declared",
-            name,
-            label.trim(),
-            now,
-        )
-        .await?;
+        dge_store::audit(&mut tx, actor.label(), "right.declared", name, label, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -493,7 +494,7 @@ impl Workflow {
                 "lettres minuscules, chiffres, - ou _, 64 au plus",
             ));
         }
-        check_label("label", label)?;
+        let (label, label_given) = label_or_name(label, name)?;
         if rights.is_empty() {
             return Err(Error::field("rights", "required", "au moins un droit"));
         }
@@ -501,11 +502,13 @@ impl Workflow {
         let mut tx = self.db().begin().await?;
         sqlx::query(
             "INSERT INTO roles (name, label, created_at, updated_at) VALUES ($1, $2, $3, $3) \
-             ON CONFLICT (name) DO UPDATE SET label = $2, updated_at = $3",
+             ON CONFLICT (name) DO UPDATE \
+             SET label = CASE WHEN $4 = 1 THEN $2 ELSE roles.label END, updated_at = $3",
         )
         .bind(name)
-        .bind(label.trim())
+        .bind(label)
         .bind(now)
+        .bind(label_given)
         .execute(&mut *tx)
         .await?;
         sqlx::query("DELETE FROM role_rights WHERE role = $1")

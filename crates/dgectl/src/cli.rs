@@ -473,7 +473,8 @@ pub(crate) enum RightsCommand {
         /// `module:right`, for example `communautes:space:mobilite`
         name: String,
 
-        /// What the right allows, shown to administrators
+        /// What the right allows, shown to administrators (default: the name; declaring
+        /// again without it keeps the label stored before)
         #[arg(long)]
         label: Option<String>,
     },
@@ -508,7 +509,8 @@ pub(crate) enum RolesCommand {
         #[arg(required = true, num_args = 1..)]
         rights: Vec<String>,
 
-        /// What the role is for
+        /// What the role is for (default: its name; defining it again without it keeps
+        /// the label stored before)
         #[arg(long)]
         label: Option<String>,
     },
@@ -673,7 +675,8 @@ pub(crate) enum ModulesCommand {
         /// Module name, for example `datahub`
         name: String,
 
-        /// Display name
+        /// Display name (default: the name; declaring again without it keeps the label
+        /// stored before)
         #[arg(long)]
         label: Option<String>,
     },

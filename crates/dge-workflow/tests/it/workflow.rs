@@ -680,3 +680,80 @@ async fn a_grant_needs_a_confirmed_account_a_future_end_and_a_bounded_reason() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_label_is_optional_and_declaring_again_without_one_keeps_it() {
+    for engine in ENGINES {
+        let s = services(engine).await;
+        let labels = |modules: &[dge_proto::v1::Module]| -> Vec<(String, String)> {
+            modules
+                .iter()
+                .filter(|m| m.name == "cartes")
+                .flat_map(|m| {
+                    std::iter::once((m.name.clone(), m.label.clone()))
+                        .chain(m.rights.iter().map(|r| (r.name.clone(), r.label.clone())))
+                })
+                .collect()
+        };
+        // Without a label, a new entry is named after itself.
+        s.workflow
+            .declare_module(&admin(), "cartes", "")
+            .await
+            .unwrap();
+        s.workflow
+            .declare_right(&admin(), "cartes:editer", " ")
+            .await
+            .unwrap();
+        assert_eq!(
+            labels(&s.workflow.modules().await.unwrap()),
+            [
+                ("cartes".to_owned(), "cartes".to_owned()),
+                ("cartes:editer".to_owned(), "cartes:editer".to_owned())
+            ],
+            "{engine:?}"
+        );
+        // A label given replaces it; declaring again without one keeps it.
+        s.workflow
+            .declare_module(&admin(), "cartes", "Cartes")
+            .await
+            .unwrap();
+        s.workflow
+            .declare_right(&admin(), "cartes:editer", "Éditer les cartes")
+            .await
+            .unwrap();
+        s.workflow
+            .declare_module(&admin(), "cartes", "")
+            .await
+            .unwrap();
+        s.workflow
+            .declare_right(&admin(), "cartes:editer", "")
+            .await
+            .unwrap();
+        assert_eq!(
+            labels(&s.workflow.modules().await.unwrap()),
+            [
+                ("cartes".to_owned(), "Cartes".to_owned()),
+                ("cartes:editer".to_owned(), "Éditer les cartes".to_owned())
+            ],
+            "{engine:?}"
+        );
+        // Roles too; a label given is still checked.
+        s.workflow
+            .define_role(&admin(), "cartographe", "", &["cartes:editer".into()])
+            .await
+            .unwrap();
+        assert_eq!(
+            refusal(
+                s.workflow
+                    .define_role(
+                        &admin(),
+                        "cartographe",
+                        &"x".repeat(201),
+                        &["cartes:editer".into()]
+                    )
+                    .await
+            ),
+            [("label", "invalid")]
+        );
+    }
+}
