@@ -405,6 +405,13 @@ impl Registry {
         let account = self.own_account(account_id).await?;
         let (address, key) =
             normalise_email(new_email).ok_or_else(|| invalid_email("new_email"))?;
+        if !crate::domain::signup::is_deliverable_everywhere(&address) {
+            return Err(invalid(
+                "new_email",
+                "non_ascii",
+                crate::domain::signup::NON_ASCII_LOCAL_PART,
+            ));
+        }
         if key == account.email.to_lowercase() {
             return Err(invalid(
                 "new_email",

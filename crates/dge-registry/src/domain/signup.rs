@@ -206,6 +206,20 @@ pub fn normalise_email(raw: &str) -> Option<(String, String)> {
     Some((address, key))
 }
 
+/// Whether mail to `address` (as [`normalise_email`] gives it) can go through any
+/// mail server: its part before the `@` is ASCII. Accents there need SMTPUTF8,
+/// which many servers refuse, so the confirmation would never arrive (the domain is
+/// IDNA-encoded, hence always ASCII).
+#[must_use]
+pub fn is_deliverable_everywhere(address: &str) -> bool {
+    address.is_ascii()
+}
+
+/// The message of an address refused by [`is_deliverable_everywhere`].
+pub const NON_ASCII_LOCAL_PART: &str = "Cette adresse contient des accents ou des caractères \
+    spéciaux avant le « @ » : la plupart des messageries ne peuvent pas y écrire, et le courriel \
+    de confirmation n'arriverait pas. Utilisez une adresse sans accents avant le « @ ».";
+
 /// Why a phone number was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PhoneProblem {
@@ -381,6 +395,11 @@ impl SignUpForm {
                 "invalid",
                 "L'adresse électronique n'est pas valide (exemple : prenom.nom@exemple.fr).",
             );
+        } else if email
+            .as_ref()
+            .is_some_and(|(address, _)| !is_deliverable_everywhere(address))
+        {
+            v.add("email", "non_ascii", NON_ASCII_LOCAL_PART);
         }
         let organisation_id = self.organisation_id.trim().to_owned();
         let proposed = text_field(
@@ -640,5 +659,16 @@ mod tests {
         ] {
             assert_eq!(normalise_email(email), None, "{email}");
         }
+    }
+
+    #[test]
+    fn an_accented_part_before_the_at_sign_is_refused_with_its_own_message() {
+        let mut form = good();
+        form.email = "élise@exemple.fr".into();
+        assert_eq!(fields(&form), [("email", "non_ascii")]);
+        // Accents in the domain are fine: it is sent IDNA-encoded.
+        form.email = "elise@exémple.fr".into();
+        let ok = form.validate().expect("valid");
+        assert_eq!(ok.email, "elise@xn--exmple-cva.fr");
     }
 }

@@ -370,6 +370,18 @@ async fn an_email_change_waits_for_the_new_address_and_tells_the_old_one() {
             .request_email_change(&id, new, &secret("nope"))
             .await;
         assert!(matches!(wrong, Err(Error::Invalid(_))), "{engine:?}");
+        // An address no mail server without SMTPUTF8 could write to.
+        let accented = s
+            .registry
+            .request_email_change(&id, "élise@exemple.fr", &secret(PASSWORD))
+            .await;
+        match accented {
+            Err(Error::Invalid(v)) => assert_eq!(
+                v.iter().map(|x| (x.field, x.code)).collect::<Vec<_>>(),
+                [("new_email", "non_ascii")]
+            ),
+            other => panic!("{engine:?}: {other:?}"),
+        }
         // An address in use: the same answer, and no link goes to it.
         s.registry
             .request_email_change(&id, "JEANNE@nancy.fr", &secret(PASSWORD))
