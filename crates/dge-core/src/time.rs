@@ -32,9 +32,36 @@ pub fn format_utc(unix: i64) -> String {
     )
 }
 
+/// A lifetime as a French reader says it: « 48 heures », « 1 heure et 30 minutes »,
+/// « 20 minutes »; under a minute, « 1 minute » (a link never lasts less for the
+/// reader). Rounded down to the minute, never up: a link is not promised longer
+/// than it lasts.
+#[must_use]
+pub fn duration_fr(secs: i64) -> String {
+    let minutes = (u64::try_from(secs).unwrap_or(0) / 60).max(1);
+    let (hours, minutes) = (minutes / 60, minutes % 60);
+    let unit = |n: u64, word: &str| format!("{n} {word}{}", if n > 1 { "s" } else { "" });
+    match (hours, minutes) {
+        (0, m) => unit(m, "minute"),
+        (h, 0) => unit(h, "heure"),
+        (h, m) => format!("{} et {}", unit(h, "heure"), unit(m, "minute")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lifetimes_read_in_french_and_are_never_rounded_up() {
+        assert_eq!(duration_fr(172_800), "48 heures");
+        assert_eq!(duration_fr(3_600), "1 heure");
+        assert_eq!(duration_fr(5_400), "1 heure et 30 minutes");
+        assert_eq!(duration_fr(7_260), "2 heures et 1 minute");
+        assert_eq!(duration_fr(3_599), "59 minutes");
+        assert_eq!(duration_fr(120), "2 minutes");
+        assert_eq!(duration_fr(2), "1 minute");
+    }
 
     #[test]
     fn known_dates() {

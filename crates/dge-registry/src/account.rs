@@ -176,14 +176,14 @@ impl Registry {
         .execute(&mut *tx)
         .await?;
         let link = format!("{}/confirm?token={token}", self.settings.public_url);
-        let hours = (self.settings.confirmation_ttl_secs / 3600).max(1);
+        let valid_for = dge_core::time::duration_fr(self.settings.confirmation_ttl_secs);
         self.outbox
             .enqueue(
                 &mut tx,
                 "confirm_email",
                 &email,
                 &given_name,
-                json!({ "link": link, "valid_hours": hours, "login": login }),
+                json!({ "link": link, "valid_for": valid_for, "login": login }),
                 now,
             )
             .await?;
@@ -450,7 +450,7 @@ impl Registry {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-            let hours = (self.lifetimes.email_change_ttl_secs / 3600).max(1);
+            let valid_for = dge_core::time::duration_fr(self.lifetimes.email_change_ttl_secs);
             self.outbox
                 .enqueue(
                     &mut tx,
@@ -459,7 +459,7 @@ impl Registry {
                     &account.given_name,
                     json!({
                         "link": format!("{}/account/email/confirm?token={token}", self.settings.public_url),
-                        "valid_hours": hours,
+                        "valid_for": valid_for,
                     }),
                     now,
                 )

@@ -326,14 +326,14 @@ impl Registry {
         .execute(&mut *conn)
         .await?;
         let link = format!("{}/confirm?token={token}", self.settings.public_url);
-        let hours = (self.settings.confirmation_ttl_secs / 3600).max(1);
+        let valid_for = dge_core::time::duration_fr(self.settings.confirmation_ttl_secs);
         self.outbox
             .enqueue(
                 conn,
                 "confirm_email",
                 &valid.email,
                 &valid.given_name,
-                json!({ "link": link, "valid_hours": hours, "login": valid.login }),
+                json!({ "link": link, "valid_for": valid_for, "login": valid.login }),
                 now,
             )
             .await?;

@@ -121,7 +121,7 @@ pub(crate) fn sample_context(kind: &str) -> Value {
     match kind {
         "confirm_email" | "email_change_confirm" => json!({
             "link": "https://idp.example.org/confirm?token=abc&x=1",
-            "valid_hours": 48,
+            "valid_for": "48 heures",
             "login": "cmartin",
         }),
         "account_activated" | "account_reactivated" => {
