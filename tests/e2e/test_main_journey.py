@@ -179,7 +179,10 @@ def test_main_journey(start_idp, grpc_pb, backend):
     assert person.password not in answer.text, "the password appears on the sign-up answer"
 
     # 4. The confirmation email; a GET of its link confirms nothing, the button does.
-    link = confirmation_link(wait_for_subject(server.outbox, person.email, CONFIRM_SUBJECT))
+    mail = wait_for_subject(server.outbox, person.email, CONFIRM_SUBJECT)
+    # The link's lifetime as configured (48 h by default), in words.
+    assert "Ce lien est valable 48 heures." in mail.body, mail.body
+    link = confirmation_link(mail)
     assert link.startswith(f"{server.base_url}/confirm?token="), link
     confirmation_page = pages.get(http, link)
     assert confirmation_page.status_code == 200
@@ -189,6 +192,14 @@ def test_main_journey(start_idp, grpc_pb, backend):
     assert confirmed.status_code == 200, pages.page_text(confirmed)
     assert person.login in admin.logins_with_status("pending")
     assert person.login not in admin.logins_with_status("unconfirmed")
+    # The used link now says so, and offers a fresh one rather than a new sign-up
+    # (which would find the login and address taken).
+    used = press_confirm(http, confirmation_page)
+    assert used.status_code == 400, pages.page_text(used)
+    assert "Lien de confirmation invalide" in pages.page_text(used)
+    resend = pages.control_leading_to(used, "/signup/resend")
+    assert resend.get_text(strip=True) == "Renvoyer le courriel de confirmation", resend
+    assert person.login in admin.logins_with_status("pending")
 
     # A pending account cannot log in yet.
     assert_login_refused(

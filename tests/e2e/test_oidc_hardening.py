@@ -199,6 +199,20 @@ def test_a_login_request_from_another_browser_is_refused(idp, datahub, active_pe
     assert tokens["access_token"]
 
 
+def test_the_login_page_of_a_finished_request_says_it_is_over(idp, datahub, active_person):
+    http = pages.browser()
+    request = datahub.authorization_request()
+    login_page = follow_to_login(http, request.url, idp.base_url)
+    answer = submit_login(http, login_page, active_person.login, active_person.password)
+    assert datahub.exchange(datahub.callback_url(answer), request)["access_token"]
+    # The back button: the same login page again, for a request now finished.
+    again = pages.get(http, login_page.response.url)
+    assert again.status_code == 400, pages.page_text(again)
+    assert pages.is_french_page(again)
+    assert "Demande de connexion expirée" in pages.page_text(again)
+    assert 'name="password"' not in again.text, "a form that could only fail"
+
+
 def test_several_tabs_of_one_browser_each_finish_their_login(idp, datahub, active_person):
     http = pages.browser()
     first = datahub.authorization_request()

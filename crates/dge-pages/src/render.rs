@@ -264,6 +264,23 @@ impl Renderer {
             json!({ "title": title, "message": message, "back_url": back_url }),
         )
     }
+
+    /// An error page whose main button is `label`, to `url`: what to do next.
+    #[must_use]
+    pub fn error_with_action(
+        &self,
+        status: StatusCode,
+        title: &str,
+        message: &str,
+        url: &str,
+        label: &str,
+    ) -> Response {
+        self.page(
+            status,
+            "error.html",
+            json!({ "title": title, "message": message, "back_url": url, "back_label": label }),
+        )
+    }
 }
 
 #[cfg(test)]

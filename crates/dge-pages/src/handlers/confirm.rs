@@ -27,12 +27,16 @@ pub(crate) struct ConfirmForm {
 }
 
 fn invalid_link(pages: &Pages) -> Response {
-    pages.render.error(
+    // Signing up again would find the login and address still held by the waiting
+    // account: a fresh link is what the person needs.
+    pages.render.error_with_action(
         StatusCode::BAD_REQUEST,
         "Lien de confirmation invalide",
-        "Ce lien de confirmation n'est pas valide ou a expiré. Si vous venez de vous inscrire, \
-         utilisez le lien du dernier courriel reçu ; sinon, inscrivez-vous à nouveau.",
-        Some("/signup"),
+        "Ce lien de confirmation n'est pas valide ou a expiré. Si vous avez reçu plusieurs \
+         courriels, utilisez le lien du dernier ; sinon, demandez un nouveau lien avec votre \
+         adresse électronique.",
+        "/signup/resend",
+        "Renvoyer le courriel de confirmation",
     )
 }
 

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::login::ReqQuery;
-use super::{csrf_refused, foreign_request, internal, see_other};
+use super::{csrf_refused, expired_request as expired, foreign_request, internal, see_other};
 use crate::{Pages, binding, csrf};
 
 /// The consent form.
@@ -33,15 +33,6 @@ pub(crate) fn describe(scope: &str) -> String {
         "offline_access" => "un accès qui dure après votre déconnexion".into(),
         other => format!("l'accès « {other} »"),
     }
-}
-
-fn expired(pages: &Pages) -> Response {
-    pages.render.error(
-        StatusCode::BAD_REQUEST,
-        "Demande de connexion expirée",
-        "La demande du service a expiré. Retournez sur le service et cliquez à nouveau sur « Se connecter ».",
-        None,
-    )
 }
 
 /// `GET /consent?req=`: the scopes asked, with Autoriser and Refuser.

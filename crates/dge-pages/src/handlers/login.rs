@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::broker::UpstreamHints;
-use super::{busy, csrf_refused, foreign_request, internal, see_other};
+use super::{busy, csrf_refused, expired_request, foreign_request, internal, see_other};
 use crate::client::ClientAddr;
 use crate::{Pages, Portal, binding, csrf};
 
@@ -113,7 +113,11 @@ pub(crate) async fn show(
         return foreign_request(&pages);
     }
     let hint = match pages.provider.pending_request(&req).await {
-        Ok(p) => p.and_then(|p| p.login_hint).unwrap_or_default(),
+        Ok(Some(p)) => p.login_hint.unwrap_or_default(),
+        // A finished request (the back button after logging in) or an expired one:
+        // its form could only fail.
+        Ok(None) if !req.is_empty() => return expired_request(&pages),
+        Ok(None) => String::new(),
         Err(e) => return internal(&pages, &e),
     };
     let hints = q.hints.as_query();

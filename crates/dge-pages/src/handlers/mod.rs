@@ -75,6 +75,18 @@ pub(crate) fn foreign_request(pages: &Pages) -> Response {
     )
 }
 
+/// A pending authorization request that is gone: finished (a page opened again with
+/// the back button) or expired.
+pub(crate) fn expired_request(pages: &Pages) -> Response {
+    pages.render.error(
+        StatusCode::BAD_REQUEST,
+        "Demande de connexion expirée",
+        "Cette demande de connexion est terminée ou a expiré. Retournez sur le service et \
+         cliquez à nouveau sur « Se connecter ».",
+        None,
+    )
+}
+
 /// Too many password checks at once: refuse fast with `Retry-After`.
 pub(crate) fn busy(pages: &Pages) -> Response {
     let mut resp = pages.render.error(
