@@ -234,12 +234,17 @@ pub enum PhoneProblem {
 ///
 /// # Errors
 /// [`PhoneProblem::Extension`] when the number carries an extension, else
-/// [`PhoneProblem::Invalid`] when it is not a valid number.
+/// [`PhoneProblem::Invalid`] when it is not a valid number or holds letters.
 pub fn parse_phone(raw: &str) -> Result<String, PhoneProblem> {
     let number = phonenumber::parse(Some(phonenumber::country::Id::FR), raw.trim())
         .map_err(|_| PhoneProblem::Invalid)?;
     if number.extension().is_some() {
         return Err(PhoneProblem::Extension);
+    }
+    // The parser reads letters as keypad digits (`06 AB…` is `06 22…`): a typo or a
+    // vanity number would be stored as some other number.
+    if raw.chars().any(char::is_alphabetic) {
+        return Err(PhoneProblem::Invalid);
     }
     phonenumber::is_valid(&number)
         .then(|| number.format().mode(phonenumber::Mode::E164).to_string())
@@ -615,6 +620,22 @@ mod tests {
             assert_eq!(fields(&f), [("phone", "extension")], "{raw}");
         }
         assert_eq!(parse_phone("06 12 34 56 78"), Ok("+33612345678".into()));
+    }
+
+    #[test]
+    fn letters_in_a_phone_number_are_refused_not_read_as_digits() {
+        for raw in [
+            "+33 6 AB CD EF GH",
+            "06 12 34 56 AB",
+            "06 12 34 56 7B",
+            "01 DATAGRANDEST",
+            "0612345678a",
+        ] {
+            assert_eq!(parse_phone(raw), Err(PhoneProblem::Invalid), "{raw}");
+            let mut f = good();
+            f.phone = raw.into();
+            assert_eq!(fields(&f), [("phone", "invalid")], "{raw}");
+        }
     }
 
     #[test]
