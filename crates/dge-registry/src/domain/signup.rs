@@ -236,7 +236,47 @@ pub enum PhoneProblem {
 /// [`PhoneProblem::Extension`] when the number carries an extension, else
 /// [`PhoneProblem::Invalid`] when it is not a valid number or holds letters.
 pub fn parse_phone(raw: &str) -> Result<String, PhoneProblem> {
-    let number = phonenumber::parse(Some(phonenumber::country::Id::FR), raw.trim())
+    let raw = raw.trim();
+    if before_french_poste(raw).is_some_and(|number| parse_plain_phone(number).is_ok()) {
+        return Err(PhoneProblem::Extension);
+    }
+    parse_plain_phone(raw)
+}
+
+/// What comes before a French extension at the end of `raw` (`poste 12`, `Poste: 12`,
+/// `p. 12`), which the parser does not know: it reads `poste` as keypad digits.
+/// The caller still checks that this is a whole number, so that a bare `p.` is a
+/// poste only after one.
+fn before_french_poste(raw: &str) -> Option<&str> {
+    let digits = raw.len() - raw.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    // At most 7 digits, as the parser allows after `ext`.
+    if !(1..=7).contains(&digits) {
+        return None;
+    }
+    let rest = raw[..raw.len() - digits].trim_end();
+    let (rest, punctuated) = match rest.strip_suffix(['.', ':']) {
+        Some(rest) => (rest.trim_end(), true),
+        None => (rest, false),
+    };
+    let marker = if ends_with_ignoring_case(rest, "poste") {
+        "poste"
+    } else if punctuated && ends_with_ignoring_case(rest, "p") {
+        "p"
+    } else {
+        return None;
+    };
+    Some(rest[..rest.len() - marker.len()].trim_end_matches([' ', ',', '-']))
+}
+
+fn ends_with_ignoring_case(s: &str, suffix: &str) -> bool {
+    s.len()
+        .checked_sub(suffix.len())
+        .and_then(|start| s.get(start..))
+        .is_some_and(|end| end.eq_ignore_ascii_case(suffix))
+}
+
+fn parse_plain_phone(raw: &str) -> Result<String, PhoneProblem> {
+    let number = phonenumber::parse(Some(phonenumber::country::Id::FR), raw)
         .map_err(|_| PhoneProblem::Invalid)?;
     if number.extension().is_some() {
         return Err(PhoneProblem::Extension);
@@ -620,6 +660,38 @@ mod tests {
             assert_eq!(fields(&f), [("phone", "extension")], "{raw}");
         }
         assert_eq!(parse_phone("06 12 34 56 78"), Ok("+33612345678".into()));
+    }
+
+    #[test]
+    fn a_phone_with_a_french_poste_gets_the_extension_message() {
+        for raw in [
+            "06 12 34 56 78 poste 12",
+            "06 12 34 56 78 POSTE 12",
+            "06 12 34 56 78 Poste: 12",
+            "06 12 34 56 78 poste : 1234",
+            "06 12 34 56 78 poste. 12",
+            "06 12 34 56 78, poste 12",
+            "0612345678poste12",
+            "+33 6 12 34 56 78 p. 12",
+            "06 12 34 56 78 P.12",
+        ] {
+            assert_eq!(parse_phone(raw), Err(PhoneProblem::Extension), "{raw}");
+            let mut f = good();
+            f.phone = raw.into();
+            assert_eq!(fields(&f), [("phone", "extension")], "{raw}");
+        }
+        // Only after a whole number is `poste` or `p.` a poste; otherwise the number is
+        // simply invalid.
+        for raw in [
+            "06 12 34 poste 12",
+            "06 12 34 56 78 p 12",
+            "06 12 34 56 78 poste",
+            "06 12 34 56 78 poste 12345678",
+            "poste 12",
+            "06 12 34 56 78 app. 12",
+        ] {
+            assert_eq!(parse_phone(raw), Err(PhoneProblem::Invalid), "{raw}");
+        }
     }
 
     #[test]
