@@ -462,6 +462,15 @@ impl SignUpForm {
                 "Choisissez votre organisme dans la liste, ou cochez « Mon organisme n'apparaît pas \
                  dans la liste » et indiquez son nom.",
             );
+        } else if !organisation_id.is_empty() && !proposed.is_empty() {
+            // The page's checkbox sends one or the other; a gRPC caller can send both,
+            // and keeping one silently would file the person under the wrong one.
+            v.add(
+                "proposed_organisation",
+                "exclusive",
+                "Choisissez votre organisme dans la liste ou indiquez le nom d'un organisme \
+                 absent de la liste, pas les deux.",
+            );
         }
         let description = text_field(
             &mut v,
@@ -616,6 +625,16 @@ mod tests {
         assert_eq!(fields(&f), [("organisation_id", "required")]);
         f.proposed_organisation = "Syndicat des eaux".into();
         assert!(f.validate().is_ok());
+    }
+
+    #[test]
+    fn an_organisation_and_a_proposal_together_are_refused() {
+        let mut f = good();
+        f.proposed_organisation = "Syndicat des eaux".into();
+        assert_eq!(fields(&f), [("proposed_organisation", "exclusive")]);
+        // A blank proposal is no proposal.
+        f.proposed_organisation = "  ".into();
+        assert_eq!(fields(&f), []);
     }
 
     #[test]

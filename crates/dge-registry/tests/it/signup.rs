@@ -1,9 +1,23 @@
 //! Sign-ups with an address already in use: they must answer, and hold their login,
-//! exactly like fresh ones, and must not flood the owner's mailbox.
+//! exactly like fresh ones, and must not flood the owner's mailbox. And gRPC sign-ups
+//! the page's form cannot send.
 
+use std::sync::Arc;
+
+use dge_authz::caller::create_api_token;
+use dge_authz::keys::KeyEncryptionKey;
+use dge_authz::{Authenticator, Keys};
+use dge_proto::v1 as pb;
+use dge_proto::v1::account_registry_server::AccountRegistry;
 use dge_registry::Error;
+use dge_registry::grpc::AccountRegistryService;
+use sqlx::Row;
+use tonic::{Code, Request};
+use tonic_types::StatusExt;
 
-use crate::backends::{ENGINES, Services, form, last_mail, outbox_kinds, services, token_in};
+use crate::backends::{
+    ENGINES, NOW, PASSWORD, Services, form, last_mail, outbox_kinds, services, token_in,
+};
 
 /// What a sign-up answered: `None` when accepted, else its (field, code) pairs.
 async fn answer(
@@ -167,5 +181,77 @@ async fn a_sign_up_over_an_unconfirmed_one_names_nobody_and_gives_the_purge_date
         assert!(body.contains("/signup/resend"), "{body}");
         let purge = dge_core::time::format_fr(created + 7 * 24 * 3600);
         assert!(body.contains(&purge), "{purge} in {body}");
+    }
+}
+
+async fn count(s: &Services, table: &str) -> i64 {
+    sqlx::query(&format!("SELECT COUNT(*) AS n FROM {table}"))
+        .fetch_one(s.db.pool())
+        .await
+        .unwrap()
+        .get::<i64, _>("n")
+}
+
+/// The gRPC service over the registry, and an API token to call it with.
+async fn grpc(s: &Services) -> (AccountRegistryService, String) {
+    // 32 bytes of 7, base64: a fixed key-encryption key for the test's keys.
+    let kek =
+        KeyEncryptionKey::from_base64("BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=").unwrap();
+    let clock = Arc::new(s.clock.clone());
+    let keys = Keys::load_or_create(s.db.clone(), clock.clone(), kek)
+        .await
+        .unwrap();
+    let auth = Authenticator::new(
+        s.db.clone(),
+        Arc::new(keys),
+        clock,
+        "http://127.0.0.1:8080".into(),
+    );
+    let token = create_api_token(&s.db, "portal", "", NOW).await.unwrap();
+    (AccountRegistryService::new(s.registry.clone(), auth), token)
+}
+
+#[tokio::test]
+async fn grpc_sign_up_with_an_organisation_and_a_proposal_is_refused_and_creates_nothing() {
+    for engine in ENGINES {
+        let s = services(engine).await;
+        let (service, token) = grpc(&s).await;
+        let mut request = Request::new(pb::SignUpRequest {
+            given_name: "Camille".into(),
+            family_name: "Martin".into(),
+            email: "camille@nancy.fr".into(),
+            phone: "06 12 34 56 78".into(),
+            organisation_id: "ville-de-nancy".into(),
+            proposed_organisation: "Syndicat des eaux de Nancy".into(),
+            login: "cmartin".into(),
+            password: PASSWORD.into(),
+            password_confirmation: PASSWORD.into(),
+            ..pb::SignUpRequest::default()
+        });
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        let status = service.sign_up(request).await.unwrap_err();
+        assert_eq!(
+            status.code(),
+            Code::InvalidArgument,
+            "{engine:?}: {status:?}"
+        );
+        let details = status.get_error_details();
+        let violations = &details.bad_request().unwrap().field_violations;
+        assert_eq!(violations.len(), 1, "{engine:?}: {violations:?}");
+        assert_eq!(violations[0].field, "proposed_organisation");
+        assert!(
+            violations[0].description.starts_with("exclusive: ")
+                && violations[0].description.ends_with("pas les deux."),
+            "{violations:?}"
+        );
+        assert_eq!(count(&s, "accounts").await, 0, "{engine:?}");
+        assert_eq!(
+            count(&s, "organisations").await,
+            1,
+            "{engine:?}: the seeded one"
+        );
+        assert!(outbox_kinds(&s.db, "camille@nancy.fr").await.is_empty());
     }
 }
