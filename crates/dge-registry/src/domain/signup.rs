@@ -13,6 +13,10 @@ use super::password::{PasswordContext, check_new_password};
 /// Login length bounds.
 pub const LOGIN_CHARS: std::ops::RangeInclusive<usize> = 3..=32;
 pub(crate) const NAME_MAX: usize = 100;
+/// Combining marks allowed in a row on one letter of a name, after NFC: French and
+/// most European letters are precomposed and keep none; a few keep one or two
+/// (Lithuanian i + U+0307 + U+0303, Yoruba ẹ + U+0301).
+const NAME_COMBINING_RUN_MAX: usize = 2;
 pub(crate) const FUNCTION_MAX: usize = 150;
 const DESCRIPTION_MAX: usize = 2000;
 const ORGANISATION_MAX: usize = 200;
@@ -157,6 +161,39 @@ pub(crate) fn text_field(
             field,
             "control_characters",
             "Ce champ contient des caractères non autorisés.",
+        );
+    }
+    value
+}
+
+/// The longest run of combining marks (Mn, Mc, Me) in `s`.
+fn longest_combining_run(s: &str) -> usize {
+    use unicode_properties::{GeneralCategoryGroup, UnicodeGeneralCategory};
+    let mut run = 0;
+    let mut longest = 0;
+    for c in s.chars() {
+        run = if c.general_category_group() == GeneralCategoryGroup::Mark {
+            run + 1
+        } else {
+            0
+        };
+        longest = longest.max(run);
+    }
+    longest
+}
+
+/// A required person name: [`text_field`], and no pile of combining marks, which
+/// ("Zalgo" text) spills over the lines above and below the name wherever it is shown.
+fn name_field(v: &mut Violations, field: &'static str, raw: &str, required: &str) -> String {
+    let value = text_field(v, field, raw, Some(required), NAME_MAX, false);
+    if v.message_for(field).is_none() && longest_combining_run(&value) > NAME_COMBINING_RUN_MAX {
+        v.add(
+            field,
+            "combining_marks",
+            format!(
+                "Trop d'accents ou de signes superposés sur une même lettre \
+                 ({NAME_COMBINING_RUN_MAX} au plus)."
+            ),
         );
     }
     value
@@ -315,22 +352,8 @@ pub(crate) fn person_fields(
     phone: &str,
     function: &str,
 ) -> PersonFields {
-    let given_name = text_field(
-        v,
-        "given_name",
-        given_name,
-        Some("Le prénom est obligatoire."),
-        NAME_MAX,
-        false,
-    );
-    let family_name = text_field(
-        v,
-        "family_name",
-        family_name,
-        Some("Le nom est obligatoire."),
-        NAME_MAX,
-        false,
-    );
+    let given_name = name_field(v, "given_name", given_name, "Le prénom est obligatoire.");
+    let family_name = name_field(v, "family_name", family_name, "Le nom est obligatoire.");
     let parsed = parse_phone(phone);
     if phone.trim().is_empty() {
         v.add("phone", "required", "Le téléphone est obligatoire.");
@@ -616,6 +639,52 @@ mod tests {
         let mut f = good();
         f.family_name = "Cle\u{301}ment".into();
         assert_eq!(f.validate().expect("valid").family_name, "Cl\u{e9}ment");
+    }
+
+    #[test]
+    fn names_with_piles_of_combining_marks_are_refused() {
+        let flood = format!("e{}", "\u{301}".repeat(99));
+        for (field, name) in [
+            ("given_name", flood.as_str()),
+            ("family_name", flood.as_str()),
+            // Marks with no precomposed letter stay separate after NFC.
+            ("given_name", "Jx\u{301}\u{302}\u{303}anne"),
+            ("family_name", "Dupont\u{20DD}\u{20DD}\u{20DD}"),
+            // `e` + 4 acute accents: NFC makes `é` + 3.
+            ("family_name", "Cle\u{301}\u{301}\u{301}\u{301}ment"),
+        ] {
+            let mut f = good();
+            if field == "given_name" {
+                f.given_name = name.into();
+            } else {
+                f.family_name = name.into();
+            }
+            assert_eq!(fields(&f), [(field, "combining_marks")], "{name:?}");
+        }
+        // The profile shares the rule.
+        let mut v = Violations::new();
+        person_fields(&mut v, &flood, "Dupont", "06 12 34 56 78", "");
+        assert_eq!(
+            v.iter().map(|x| x.code).collect::<Vec<_>>(),
+            ["combining_marks"]
+        );
+    }
+
+    #[test]
+    fn names_with_a_few_combining_marks_are_accepted() {
+        for name in [
+            "Cle\u{301}ment",
+            "Nguye\u{302}\u{303}n",
+            "Žemaite\u{307}",
+            // Lithuanian ĩ with its dot: two marks, no precomposed letter.
+            "Ji\u{307}\u{303}",
+            // Yoruba e with dot below and acute: one mark left after NFC.
+            "Adé\u{323}",
+        ] {
+            let mut f = good();
+            f.given_name = name.into();
+            assert_eq!(fields(&f), [], "{name:?}");
+        }
     }
 
     #[test]
