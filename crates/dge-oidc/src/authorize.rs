@@ -411,17 +411,17 @@ impl Provider {
         cookie: Option<&str>,
         epoch: Option<i64>,
     ) -> Result<Option<String>> {
+        // The code first, the request consumed after: a store failing while the code
+        // is written leaves the request for another try. A code issued for a request
+        // that another tab consumed meanwhile is never given out, and expires.
+        let redirect = self
+            .issue_code(pending, account_id, auth_time, cookie, epoch)
+            .await?;
         let gone = sqlx::query("DELETE FROM auth_requests WHERE id_hash = $1")
             .bind(hash_token(req))
             .execute(self.db.pool())
             .await?;
-        if gone.rows_affected() != 1 {
-            return Ok(None);
-        }
-        Ok(Some(
-            self.issue_code(pending, account_id, auth_time, cookie, epoch)
-                .await?,
-        ))
+        Ok((gone.rows_affected() == 1).then_some(redirect))
     }
 
     /// Issues a single-use code and returns the client's redirect URL with it. The

@@ -326,7 +326,7 @@ impl Registry {
             .await?;
         if ok {
             self.forgive_failures(crate::throttle::PASSWORDS, account_id)
-                .await?;
+                .await;
         } else if self.count_failure(account_id).await? {
             return Err(locked());
         }

@@ -66,12 +66,6 @@ impl From<Error> for tonic::Status {
             Error::Invalid(v) => v.into_status(),
             Error::BadToken => tonic::Status::failed_precondition("invalid or expired token"),
             Error::Busy => tonic::Status::resource_exhausted("too many concurrent logins"),
-            Error::Store(_) | Error::Shared(_) | Error::Sessions(_)
-                if dge_store::is_unreachable(&err) =>
-            {
-                tracing::error!(error = %dge_core::ErrorChain(&err), "registry call failed");
-                tonic::Status::unavailable("a store did not answer in time; retry")
-            }
             Error::Store(_)
             | Error::Mail(_)
             | Error::Shared(_)
@@ -82,19 +76,5 @@ impl From<Error> for tonic::Status {
                 tonic::Status::internal("internal error")
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Error;
-
-    #[test]
-    fn a_store_that_did_not_answer_is_unavailable_and_other_failures_internal() {
-        // (Which errors mean "did not answer": `dge_store::is_unreachable`'s test.)
-        let status = tonic::Status::from(Error::Store(sqlx::Error::PoolTimedOut));
-        assert_eq!(status.code(), tonic::Code::Unavailable);
-        let status = tonic::Status::from(Error::Store(sqlx::Error::RowNotFound));
-        assert_eq!(status.code(), tonic::Code::Internal);
     }
 }

@@ -484,7 +484,7 @@ impl Registry {
         tx.commit().await?;
         // Admin power depends on the enrolment: every replica's Check cache forgets it.
         self.everything_revoked(account_id, ending).await;
-        self.forgive_failures(CODES, account_id).await?;
+        self.forgive_failures(CODES, account_id).await;
         tracing::info!(
             account_id = %account_id,
             email = %MaskedEmail(&account.email),
@@ -543,7 +543,7 @@ impl Registry {
                 },
             ));
         }
-        self.forgive_failures(CODES, account_id).await?;
+        self.forgive_failures(CODES, account_id).await;
         Ok(Ok(()))
     }
 

@@ -304,14 +304,14 @@ impl Registry {
             .is_some())
     }
 
-    /// Forgets the account's `kind` failures after a right password or code.
-    pub(crate) async fn forgive_failures(&self, kind: &str, account_id: &str) -> Result<()> {
+    /// Forgets the account's `kind` failures after a right password or code. Best
+    /// effort: callers have often committed by then (a code used up, an enrolment),
+    /// and failures left counted only expire with their window.
+    pub(crate) async fn forgive_failures(&self, kind: &str, account_id: &str) {
         let subject = account_subject(Some(account_id), account_id);
-        self.throttle
-            .store
-            .forget(&fail_key(kind, &subject))
-            .await?;
-        Ok(())
+        if let Err(e) = self.throttle.store.forget(&fail_key(kind, &subject)).await {
+            tracing::warn!(error = %dge_core::ErrorChain(&e), kind, "failures not forgiven");
+        }
     }
 
     /// Counts a wrong current password on the account's login counter (the one

@@ -128,12 +128,22 @@ impl Ephemeral {
         let pubsub =
             crate::redis_conn::within(crate::redis_conn::START_LIMIT, subscribe(&client, &channel))
                 .await?;
-        tokio::spawn(relay(client, channel, pubsub, notices.clone(), deadline));
+        let resync_owed = Arc::<AtomicBool>::default();
+        tokio::spawn(relay(
+            client,
+            channel,
+            pubsub,
+            Relayed {
+                notices: notices.clone(),
+                handles: Arc::downgrade(&resync_owed),
+            },
+            deadline,
+        ));
         Ok(Self {
             inner: Inner::Redis(conn),
             prefix: prefix.to_owned(),
             notices,
-            resync_owed: Arc::default(),
+            resync_owed,
         })
     }
 
@@ -472,22 +482,41 @@ async fn subscribe(
     Ok(pubsub)
 }
 
+/// Where the relay passes notices on, and how it tells that every [`Ephemeral`]
+/// handle is gone (their shared `resync_owed`): then it stops.
+struct Relayed {
+    notices: broadcast::Sender<Notice>,
+    handles: std::sync::Weak<AtomicBool>,
+}
+
+impl Relayed {
+    fn nobody_left(&self) -> bool {
+        self.handles.strong_count() == 0
+    }
+}
+
 /// Relays Redis notifications to the local subscribers, reconnecting with a delay
 /// when the connection drops or stops answering pings, until no handle is left.
 async fn relay(
     client: redis::Client,
     channel: String,
     pubsub: redis::aio::PubSub,
-    notices: broadcast::Sender<Notice>,
+    to: Relayed,
     deadline: Duration,
 ) {
+    let notices = &to.notices;
     let mut pubsub = Some(pubsub);
     loop {
         if let Some(live) = pubsub.take() {
-            relay_until_silent(live, &notices, deadline).await;
+            if relay_until_silent(live, &to, deadline).await {
+                return;
+            }
             tracing::warn!("redis notifications interrupted; reconnecting");
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
+        if to.nobody_left() {
+            return;
+        }
         match crate::redis_conn::within(deadline, subscribe(&client, &channel)).await {
             Ok(fresh) => {
                 pubsub = Some(fresh);
@@ -502,38 +531,39 @@ async fn relay(
     }
 }
 
-/// Passes the messages of `pubsub` on until its connection ends or a ping gets no
-/// answer within `deadline`.
-async fn relay_until_silent(
-    pubsub: redis::aio::PubSub,
-    notices: &broadcast::Sender<Notice>,
-    deadline: Duration,
-) {
+/// Passes the messages of `pubsub` on until its connection ends or a ping goes
+/// unanswered (false), or until no handle is left (true).
+async fn relay_until_silent(pubsub: redis::aio::PubSub, to: &Relayed, deadline: Duration) -> bool {
     let (mut sink, mut messages) = pubsub.split();
-    // Every five deadlines (10 s by default): a connection that went silent is
-    // found within six, and the pings cost Redis nothing worth counting.
+    // A ping every five deadlines (10 s by default), each given at least 5 s: a
+    // connection gone silent is found within 15 s, while a Redis pausing for a
+    // second (a fork for a snapshot) does not make every replica resync at once.
+    let patience = deadline.saturating_mul(2).max(Duration::from_secs(5));
     let mut ping = tokio::time::interval(deadline.saturating_mul(5));
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ping.tick().await;
     loop {
         tokio::select! {
             message = messages.next() => {
-                let Some(message) = message else { return };
+                let Some(message) = message else { return false };
                 let Ok(body) = message.get_payload::<String>() else {
                     continue;
                 };
                 let (topic, payload) = body.split_once('\n').unwrap_or((&body, ""));
-                drop(notices.send(Notice {
+                drop(to.notices.send(Notice {
                     topic: topic.to_owned(),
                     payload: payload.to_owned(),
                 }));
             }
             _ = ping.tick() => {
+                if to.nobody_left() {
+                    return true;
+                }
                 // The answer comes back on the message stream's connection; the sink
                 // waits for it, so a silent Redis shows here.
-                let answered = tokio::time::timeout(deadline, sink.ping::<redis::Value>()).await;
+                let answered = tokio::time::timeout(patience, sink.ping::<redis::Value>()).await;
                 if !matches!(answered, Ok(Ok(_))) {
-                    return;
+                    return false;
                 }
             }
         }

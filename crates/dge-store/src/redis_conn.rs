@@ -37,7 +37,8 @@ impl RedisConn {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(deadline)
             .set_response_timeout(deadline)
-            .set_number_of_retries(2);
+            .set_number_of_retries(2)
+            .set_tcp_settings(tcp_settings(deadline));
         let manager = within(
             START_LIMIT,
             client.get_connection_manager_with_config(config),
@@ -45,6 +46,23 @@ impl RedisConn {
         .await?;
         Ok(Self { manager, deadline })
     }
+}
+
+/// No Nagle delay (small commands go out at once; redis leaves it on unless built
+/// with `tcp_nodelay`). On Linux, a connection whose bytes go unacknowledged for five
+/// deadlines (at least 10 s) is dropped by the kernel, so that the manager connects
+/// again: a call that only times out leaves the connection in place, and a Redis
+/// host gone from the network would otherwise keep it until TCP gives up, minutes
+/// later. (A Redis process that is stuck while its host answers keeps the
+/// connection; its calls time out until it answers.)
+fn tcp_settings(deadline: Duration) -> redis::io::tcp::TcpSettings {
+    let settings = redis::io::tcp::TcpSettings::default().set_nodelay(true);
+    #[cfg(target_os = "linux")]
+    let settings =
+        settings.set_user_timeout(deadline.saturating_mul(5).max(Duration::from_secs(10)));
+    #[cfg(not(target_os = "linux"))]
+    let _ = deadline;
+    settings
 }
 
 /// `call`, or a timeout error once `limit` has passed.

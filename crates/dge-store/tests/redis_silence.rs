@@ -151,10 +151,10 @@ async fn notices_resume_with_a_resync_after_a_silence() {
     let mut heard = store.subscribe();
 
     proxy.freeze(true);
-    // The relay pings every five deadlines and gives up on a ping after one: within
-    // six it has found the silence and tries a fresh connection (which the proxy
-    // also holds). A notice sent meanwhile cannot reach it.
-    tokio::time::sleep(DEADLINE * 8).await;
+    // The relay pings every five deadlines (1.5 s here) and gives up on a ping after
+    // 5 s: within 6.5 s it has found the silence and tries a fresh connection (which
+    // the proxy also holds). A notice sent meanwhile cannot reach it.
+    tokio::time::sleep(Duration::from_secs(8)).await;
     direct.notify("rights", "account-1").await.unwrap();
     proxy.freeze(false);
 

@@ -421,7 +421,9 @@ impl Workflow {
         .bind(label_given)
         .execute(&mut *tx)
         .await?;
-        dge_store::audit(&mut tx, actor.label(), "module.declared", name, label, now).await?;
+        // The label given, if any (without one, the stored label was kept).
+        let detail = if label_given == 1 { label } else { "" };
+        dge_store::audit(&mut tx, actor.label(), "module.declared", name, detail, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -465,7 +467,9 @@ impl Workflow {
         .bind(label_given)
         .execute(&mut *tx)
         .await?;
-        dge_store::audit(&mut tx, actor.label(), "right.declared", name, label, now).await?;
+        // The label given, if any (without one, the stored label was kept).
+        let detail = if label_given == 1 { label } else { "" };
+        dge_store::audit(&mut tx, actor.label(), "right.declared", name, detail, now).await?;
         tx.commit().await?;
         Ok(())
     }

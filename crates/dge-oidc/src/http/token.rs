@@ -44,17 +44,8 @@ pub(super) fn oauth_error(e: OAuthError) -> Response {
 
 pub(super) fn server_error(e: &crate::Error) -> Response {
     tracing::error!(error = %dge_core::ErrorChain(e), "token endpoint failed");
-    if dge_store::is_unreachable(e) {
-        // A passing outage (Redis silent, no database connection): retry soon.
-        let body = oauth("temporarily_unavailable", "a store did not answer; retry");
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(header::RETRY_AFTER, "5")],
-            NO_STORE,
-            Json(body),
-        )
-            .into_response();
-    }
+    // Not 503 for a store that did not answer: clients retry those by themselves,
+    // and a code or refresh token may already be spent by the call that timed out.
     let body = oauth("server_error", "internal error");
     (StatusCode::INTERNAL_SERVER_ERROR, NO_STORE, Json(body)).into_response()
 }

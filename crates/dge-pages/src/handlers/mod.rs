@@ -23,15 +23,15 @@ use crate::Pages;
 
 /// The page shown when something failed on our side; the cause is logged once. A
 /// store that did not answer in time (Redis silent, no database connection) is a
-/// passing outage: 503 with `Retry-After`, and nothing was done.
+/// passing outage: 503 with `Retry-After`. It does not say that nothing was done: a
+/// call that timed out may still have run, or a step before it committed.
 pub(crate) fn internal(pages: &Pages, err: &(dyn std::error::Error + 'static)) -> Response {
     tracing::error!(error = %dge_core::ErrorChain(err), "page failed");
     if dge_store::is_unreachable(err) {
         let mut page = pages.render.error(
             StatusCode::SERVICE_UNAVAILABLE,
             "Service momentanément indisponible",
-            "Le service ne peut pas répondre pour le moment. Réessayez dans quelques secondes : \
-             rien n'a été enregistré.",
+            "Le service ne peut pas répondre pour le moment. Réessayez dans quelques secondes.",
             None,
         );
         page.headers_mut().insert(

@@ -13,10 +13,12 @@ use super::password::{PasswordContext, check_new_password};
 /// Login length bounds.
 pub const LOGIN_CHARS: std::ops::RangeInclusive<usize> = 3..=32;
 pub(crate) const NAME_MAX: usize = 100;
-/// Combining marks allowed in a row on one letter of a name, after NFC: French and
-/// most European letters are precomposed and keep none; a few keep one or two
-/// (Lithuanian i + U+0307 + U+0303, Yoruba ẹ + U+0301).
-const NAME_COMBINING_RUN_MAX: usize = 2;
+/// Stacked marks (Mn, Me) allowed in a row on one letter of a name, after NFC:
+/// French and most European letters are precomposed and keep none; some keep one or
+/// two (Lithuanian i + U+0307 + U+0303, Yoruba ẹ + U+0301), pointed Hebrew up to three.
+/// Spacing marks (Mc, the vowel signs of Burmese or Hindi) sit beside their letter,
+/// not on it, and are not counted.
+const NAME_COMBINING_RUN_MAX: usize = 3;
 pub(crate) const FUNCTION_MAX: usize = 150;
 const DESCRIPTION_MAX: usize = 2000;
 const ORGANISATION_MAX: usize = 200;
@@ -166,16 +168,17 @@ pub(crate) fn text_field(
     value
 }
 
-/// The longest run of combining marks (Mn, Mc, Me) in `s`.
+/// The longest run of stacked marks (Mn, Me) in `s`; a spacing mark (Mc) between
+/// them neither counts nor breaks the run.
 fn longest_combining_run(s: &str) -> usize {
-    use unicode_properties::{GeneralCategoryGroup, UnicodeGeneralCategory};
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
     let mut run = 0;
     let mut longest = 0;
     for c in s.chars() {
-        run = if c.general_category_group() == GeneralCategoryGroup::Mark {
-            run + 1
-        } else {
-            0
+        run = match c.general_category() {
+            GeneralCategory::NonspacingMark | GeneralCategory::EnclosingMark => run + 1,
+            GeneralCategory::SpacingMark => run,
+            _ => 0,
         };
         longest = longest.max(run);
     }
@@ -648,10 +651,10 @@ mod tests {
             ("given_name", flood.as_str()),
             ("family_name", flood.as_str()),
             // Marks with no precomposed letter stay separate after NFC.
-            ("given_name", "Jx\u{301}\u{302}\u{303}anne"),
-            ("family_name", "Dupont\u{20DD}\u{20DD}\u{20DD}"),
-            // `e` + 4 acute accents: NFC makes `é` + 3.
-            ("family_name", "Cle\u{301}\u{301}\u{301}\u{301}ment"),
+            ("given_name", "Jx\u{301}\u{302}\u{303}\u{304}anne"),
+            ("family_name", "Dupont\u{20DD}\u{20DD}\u{20DD}\u{20DD}"),
+            // `e` + 5 acute accents: NFC makes `é` + 4.
+            ("family_name", "Cle\u{301}\u{301}\u{301}\u{301}\u{301}ment"),
         ] {
             let mut f = good();
             if field == "given_name" {
@@ -680,6 +683,10 @@ mod tests {
             "Ji\u{307}\u{303}",
             // Yoruba e with dot below and acute: one mark left after NFC.
             "Adé\u{323}",
+            // Burmese « Kyaw »: three spacing vowel signs and one stacked mark.
+            "\u{1000}\u{103B}\u{1031}\u{102C}\u{103A}",
+            // Pointed Hebrew: shin with dagesh, qamats and its dot (three stacked).
+            "\u{05E9}\u{05BC}\u{05B8}\u{05C1}",
         ] {
             let mut f = good();
             f.given_name = name.into();
