@@ -109,9 +109,10 @@ impl Ephemeral {
     }
 
     /// As [`Self::redis`], every call to Redis ending within `deadline`: past it, the
-    /// call fails as if Redis had refused it, and the connection is rebuilt. The
-    /// notifications' connection is pinged every five deadlines and rebuilt (with a
-    /// `resync` to this replica) when a ping gets no answer within `deadline`.
+    /// call fails as if Redis had refused it (the connection stays; see
+    /// `redis_conn` for when it is rebuilt). The notifications' connection is pinged
+    /// every five deadlines and rebuilt (with a `resync` to this replica) when a ping
+    /// gets no answer within twice the deadline, at least 5 s.
     ///
     /// # Errors
     /// A malformed URL, or Redis does not answer within a few seconds.
