@@ -28,17 +28,12 @@ use crate::Pages;
 pub(crate) fn internal(pages: &Pages, err: &(dyn std::error::Error + 'static)) -> Response {
     tracing::error!(error = %dge_core::ErrorChain(err), "page failed");
     if dge_store::is_unreachable(err) {
-        let mut page = pages.render.error(
-            StatusCode::SERVICE_UNAVAILABLE,
+        return unavailable(
+            pages,
             "Service momentanément indisponible",
             "Le service ne peut pas répondre pour le moment. Réessayez dans quelques secondes.",
-            None,
+            "5",
         );
-        page.headers_mut().insert(
-            header::RETRY_AFTER,
-            HeaderValue::from_static(UNREACHABLE_RETRY_SECS),
-        );
-        return page;
     }
     pages.render.error(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -48,8 +43,15 @@ pub(crate) fn internal(pages: &Pages, err: &(dyn std::error::Error + 'static)) -
     )
 }
 
-/// `Retry-After` of an answer given while a store does not answer.
-pub(crate) const UNREACHABLE_RETRY_SECS: &str = "5";
+/// A French 503 page with `Retry-After: retry_secs`.
+fn unavailable(pages: &Pages, title: &str, message: &str, retry_secs: &'static str) -> Response {
+    let mut page = pages
+        .render
+        .error(StatusCode::SERVICE_UNAVAILABLE, title, message, None);
+    page.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static(retry_secs));
+    page
+}
 
 /// Refused forms: the CSRF token is missing or wrong.
 pub(crate) fn csrf_refused(pages: &Pages) -> Response {
@@ -89,15 +91,12 @@ pub(crate) fn expired_request(pages: &Pages) -> Response {
 
 /// Too many password checks at once: refuse fast with `Retry-After`.
 pub(crate) fn busy(pages: &Pages) -> Response {
-    let mut resp = pages.render.error(
-        StatusCode::SERVICE_UNAVAILABLE,
+    unavailable(
+        pages,
         "Service très sollicité",
         "Le service est très sollicité en ce moment. Réessayez dans quelques secondes.",
-        None,
-    );
-    resp.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
-    resp
+        "2",
+    )
 }
 
 /// A 303 to `url`.
