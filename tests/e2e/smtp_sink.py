@@ -156,6 +156,9 @@ def serve(args: argparse.Namespace) -> None:
             options["ssl_context"] = context
         else:
             options["server_kwargs"] = {"tls_context": context, "require_starttls": True}
+    if args.no_smtputf8:
+        # aiosmtpd's Controller offers SMTPUTF8 unless told not to; many servers do not.
+        options.setdefault("server_kwargs", {})["enable_SMTPUTF8"] = False
     if args.auth:
         user, password = args.auth.split(":", 1)
         kwargs = options.setdefault("server_kwargs", {})
@@ -182,6 +185,7 @@ def main() -> None:
     run.add_argument("--cert")
     run.add_argument("--key")
     run.add_argument("--auth")
+    run.add_argument("--no-smtputf8", action="store_true")
     certs = commands.add_parser("certs")
     certs.add_argument("folder")
     args = parser.parse_args()

@@ -194,12 +194,17 @@ fn holds_a_pem_certificate(pem: &[u8]) -> bool {
 
 /// A 5xx answer is permanent, except those about our own credentials (530, 534,
 /// 535, 538): an operator fixes the configuration and the queue then drains.
+/// An address lettre will not send because the server lacks SMTPUTF8 is
+/// permanent too: the same server gives the same answer on every retry.
 fn classify(e: lettre::transport::smtp::Error) -> SendError {
     let reason = e.to_string();
     let auth_problem = e
         .status()
         .is_some_and(|code| matches!(code.to_string().as_str(), "530" | "534" | "535" | "538"));
-    if e.is_permanent() && !auth_problem {
+    // lettre gives this refusal no kind of its own, only a client error with
+    // these words; `tests/it/smtp.rs` fails if a new lettre changes them.
+    let needs_smtputf8 = e.is_client() && reason.contains("SMTPUTF8");
+    if (e.is_permanent() && !auth_problem) || needs_smtputf8 {
         SendError::Permanent(reason)
     } else {
         SendError::Transient(reason)

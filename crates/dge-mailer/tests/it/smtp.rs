@@ -239,6 +239,78 @@ async fn a_permanently_refused_recipient_is_marked_failed_with_the_servers_reaso
 }
 
 #[tokio::test]
+async fn an_accented_address_a_server_without_smtputf8_cannot_take_fails_at_once() {
+    // Sign-up refuses such addresses, but an upstream provider may hand one over.
+    for engine in ENGINES {
+        let (url, _database) = fresh_url(engine).await;
+        let db = Db::connect(&url, 2).await.unwrap();
+        let outbox = Outbox::new(mail_settings());
+        let accented = enqueue(
+            &db,
+            &outbox,
+            "federated_link_added",
+            "élise@nancy.fr",
+            "Élise",
+        )
+        .await;
+        let plain = enqueue(
+            &db,
+            &outbox,
+            "federated_link_added",
+            "elise@nancy.fr",
+            "Élise",
+        )
+        .await;
+        let sink = Sink::start(free_port(), &["--no-smtputf8"]);
+        let clock = ManualClock::new(NOW);
+        let d = dispatcher(
+            &url,
+            smtp(&format!("smtp://127.0.0.1:{}", sink.port)),
+            &clock,
+            DispatchSettings::default(),
+        )
+        .await;
+        while d.run_once().await.unwrap() > 0 {}
+
+        let r = row(&db, &accented).await;
+        assert_eq!(
+            (r.status.as_str(), r.attempts),
+            ("failed", 1),
+            "no retry for a refusal that cannot change: {r:?}"
+        );
+        assert!(r.last_error.contains("SMTPUTF8"), "{r:?}");
+        assert_eq!(row(&db, &plain).await.status, "sent");
+        assert_eq!(sink.messages().len(), 1);
+        sink.stop();
+
+        // A server that offers SMTPUTF8 takes it.
+        let again = enqueue(
+            &db,
+            &outbox,
+            "federated_link_added",
+            "élise@nancy.fr",
+            "Élise",
+        )
+        .await;
+        let sink = Sink::start(free_port(), &[]);
+        let d = dispatcher(
+            &url,
+            smtp(&format!("smtp://127.0.0.1:{}", sink.port)),
+            &clock,
+            DispatchSettings::default(),
+        )
+        .await;
+        while d.run_once().await.unwrap() > 0 {}
+        assert_eq!(row(&db, &again).await.status, "sent");
+        assert_eq!(
+            sink.messages()[0]["rcpt_tos"],
+            serde_json::json!(["élise@nancy.fr"])
+        );
+        sink.stop();
+    }
+}
+
+#[tokio::test]
 async fn starttls_with_authentication_and_implicit_tls_deliver() {
     let certs = scratch();
     make_certs(&certs);
