@@ -27,7 +27,8 @@ pub(crate) fn login(i: u64) -> String {
 /// When the database refuses.
 pub(crate) async fn accounts(database_url: &str, count: u64) -> anyhow::Result<Duration> {
     let started = Instant::now();
-    let db = Db::connect(database_url, 2)
+    // A million rows in one statement may take longer than a serving statement may.
+    let db = Db::connect_bounded(database_url, 2, Duration::from_secs(3600))
         .await
         .context("connecting to the server's database to seed it")?;
     let phc = Hasher::new(HashParams::default(), 1, Duration::from_secs(60))

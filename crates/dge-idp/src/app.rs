@@ -62,9 +62,10 @@ pub struct Listeners {
 /// # Errors
 /// Fails when the database cannot be reached or a migration fails.
 pub async fn open_database(settings: &Settings) -> anyhow::Result<Db> {
-    let db = Db::connect(
+    let db = Db::connect_bounded(
         settings.database_url.expose(),
         settings.database_max_connections,
+        settings.database_statement_timeout,
     )
     .await
     .context("connecting to the database")?;
@@ -505,8 +506,12 @@ fn http_router(
         .layer(crate::request_id::layers())
 }
 
+/// How long `/readyz` waits for the database (probes usually give up after 1 to
+/// 5 s).
+const READY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
+
 async fn ready(State(db): State<Db>) -> StatusCode {
-    if db.ping().await {
+    if db.ready(READY_DEADLINE).await {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

@@ -210,6 +210,10 @@ pub struct DatabaseConfig {
     /// Pool size of each replica.
     #[serde(default = "default_pool")]
     pub max_connections: u32,
+    /// How long PostgreSQL lets one statement run, lock waits included, in
+    /// milliseconds (30000 by default, 100 to 600000); a session idle inside a
+    /// transaction is ended after twice that. Not used by SQLite.
+    pub statement_timeout_ms: Option<u64>,
 }
 
 /// `[mail]`: exactly one of `smtp_url` and `outbox_dir`.
@@ -911,6 +915,11 @@ impl Config {
         {
             errors.push("redis.timeout_ms: 50 to 60000 (milliseconds)".into());
         }
+        if let Some(ms) = self.database.statement_timeout_ms
+            && !(100..=600_000).contains(&ms)
+        {
+            errors.push("database.statement_timeout_ms: 100 to 600000 (milliseconds)".into());
+        }
         if !(1..=1000).contains(&self.database.max_connections) {
             errors.push("database.max_connections: 1 to 1000".into());
         }
@@ -1092,6 +1101,10 @@ impl Config {
             hash_concurrency: self.accounts.hash_concurrency,
             redis_url: self.redis.url.clone(),
             redis_prefix: self.redis.prefix.clone().unwrap_or_else(|| "dge:".into()),
+            database_statement_timeout: self.database.statement_timeout_ms.map_or(
+                dge_store::DEFAULT_STATEMENT_TIMEOUT,
+                std::time::Duration::from_millis,
+            ),
             redis_timeout: self.redis.timeout_ms.map_or(
                 dge_store::DEFAULT_REDIS_DEADLINE,
                 std::time::Duration::from_millis,
@@ -1229,6 +1242,33 @@ mod tests {
             let err = with(bad).unwrap_err().to_string();
             assert!(
                 err.contains("redis.timeout_ms: 50 to 60000"),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_statement_timeout_defaults_to_thirty_seconds_and_is_bounded() {
+        let minimal = include_str!("../../../fuzz/corpus/config/minimal.toml");
+        assert_eq!(
+            parse_toml(minimal).unwrap().database_statement_timeout,
+            std::time::Duration::from_secs(30)
+        );
+        let with = |extra: &str| {
+            parse_toml(&minimal.replace("[database]\n", &format!("[database]\n{extra}\n")))
+        };
+        assert_eq!(
+            with("statement_timeout_ms = 5000")
+                .unwrap()
+                .database_statement_timeout,
+            std::time::Duration::from_secs(5)
+        );
+        for bad in ["99", "600001"] {
+            let err = with(&format!("statement_timeout_ms = {bad}"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("database.statement_timeout_ms: 100 to 600000"),
                 "{bad}: {err}"
             );
         }

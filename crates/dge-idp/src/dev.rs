@@ -79,6 +79,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         redis_url: args.redis_url.clone().map(Secret::new),
         redis_prefix: args.redis_prefix.clone(),
         redis_timeout: dge_store::DEFAULT_REDIS_DEADLINE,
+        database_statement_timeout: dge_store::DEFAULT_STATEMENT_TIMEOUT,
         throttle: dge_registry::ThrottleSettings {
             free_failures: args.login_free_failures,
             delay_base_ms: args.login_delay_base_ms,

@@ -88,6 +88,8 @@ pub struct Settings {
     pub redis_prefix: String,
     /// How long one call to Redis may take before it fails as unavailable.
     pub redis_timeout: std::time::Duration,
+    /// How long PostgreSQL lets one statement run (SQLite: unused).
+    pub database_statement_timeout: std::time::Duration,
     /// argon2id cost of new password hashes; older hashes are redone at login.
     pub hash_params: dge_registry::hashing::HashParams,
     /// Least delay between publishing a rotated signing key and its first signature.

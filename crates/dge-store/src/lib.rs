@@ -122,13 +122,37 @@ fn private_sqlite_file(url: &str) -> std::io::Result<()> {
     Ok(())
 }
 
+/// How long PostgreSQL lets one statement of a [`Db`] run, lock waits included,
+/// unless [`Db::connect_bounded`] says otherwise.
+pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+
 impl Db {
-    /// Connects to `url` (`sqlite://path?mode=rwc` or `postgres://…`).
+    /// Connects to `url` (`sqlite://path?mode=rwc` or `postgres://…`), statements
+    /// bounded by [`DEFAULT_STATEMENT_TIMEOUT`].
     ///
     /// # Errors
     /// Fails on an unknown scheme or when the database cannot be reached.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
+        Self::connect_bounded(url, max_connections, DEFAULT_STATEMENT_TIMEOUT).await
+    }
+
+    /// [`Self::connect`], with PostgreSQL ending any statement that runs longer than
+    /// `statement_timeout` (a lock held by a stuck session, a query gone wrong) and
+    /// any session left idle inside a transaction for twice that, so one stuck
+    /// replica cannot hold rows the others wait for.
+    /// Migrations are not bounded. SQLite waits at most 5 s for its write lock
+    /// (`busy_timeout`) and has no other wait.
+    ///
+    /// # Errors
+    /// Fails on an unknown scheme or when the database cannot be reached.
+    pub async fn connect_bounded(
+        url: &str,
+        max_connections: u32,
+        statement_timeout: Duration,
+    ) -> Result<Self> {
         sqlx::any::install_default_drivers();
+        let statement_ms = statement_timeout.as_millis().max(1);
+        let idle_ms = statement_ms * 2;
         let backend = match url.split(':').next().unwrap_or_default() {
             "sqlite" => Backend::Sqlite,
             "postgres" | "postgresql" => Backend::Postgres,
@@ -160,6 +184,15 @@ impl Db {
                         sqlx::query("PRAGMA synchronous = NORMAL")
                             .execute(&mut *conn)
                             .await?;
+                    } else {
+                        sqlx::query(&format!("SET statement_timeout = {statement_ms}"))
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query(&format!(
+                            "SET idle_in_transaction_session_timeout = {idle_ms}"
+                        ))
+                        .execute(&mut *conn)
+                        .await?;
                     }
                     Ok(())
                 })
@@ -203,7 +236,14 @@ impl Db {
         match self.backend {
             Backend::Sqlite => self.migrate_sqlite().await,
             Backend::Postgres => {
-                POSTGRES_MIGRATIONS.run(&self.pool).await?;
+                // A migration may rewrite a large table: no statement limit on its
+                // connection, which is closed afterwards rather than pooled.
+                let mut conn = self.pool.acquire().await?;
+                conn.close_on_drop();
+                sqlx::query("SET statement_timeout = 0")
+                    .execute(&mut *conn)
+                    .await?;
+                POSTGRES_MIGRATIONS.run(&mut *conn).await?;
                 Ok(())
             }
         }
@@ -378,9 +418,39 @@ impl Db {
         }
     }
 
-    /// Whether the database answers, for readiness.
-    pub async fn ping(&self) -> bool {
-        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    /// Whether the database would take a write within `deadline`, for readiness:
+    /// SQLite's write lock can be had (a lock held for good answers reads but
+    /// refuses every write); PostgreSQL is a primary and not read-only (a
+    /// fail-over left us on a standby, or `default_transaction_read_only`).
+    /// Nothing is written: the probe's transaction is rolled back.
+    pub async fn ready(&self, deadline: Duration) -> bool {
+        let probe = async {
+            let mut tx = self.begin().await?;
+            let writable = match self.backend {
+                Backend::Sqlite => true,
+                Backend::Postgres => {
+                    sqlx::query_scalar::<_, bool>(
+                        "SELECT NOT pg_is_in_recovery() \
+                         AND current_setting('transaction_read_only') = 'off'",
+                    )
+                    .fetch_one(&mut *tx)
+                    .await?
+                }
+            };
+            tx.rollback().await?;
+            Ok::<_, sqlx::Error>(writable)
+        };
+        match tokio::time::timeout(deadline, probe).await {
+            Ok(Ok(writable)) => writable,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "not ready: the database refused the probe");
+                false
+            }
+            Err(_) => {
+                tracing::warn!(?deadline, "not ready: the database did not answer in time");
+                false
+            }
+        }
     }
 }
 
@@ -401,10 +471,16 @@ pub fn is_unreachable(err: &(dyn std::error::Error + 'static)) -> bool {
         {
             return true;
         }
-        if let Some(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) =
-            e.downcast_ref::<sqlx::Error>()
-        {
-            return true;
+        match e.downcast_ref::<sqlx::Error>() {
+            Some(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => return true,
+            // PostgreSQL's statement timeout (57014), SQLite's busy timeout (SQLITE_BUSY
+            // and its extended codes).
+            Some(sqlx::Error::Database(db))
+                if matches!(db.code().as_deref(), Some("57014" | "5" | "517" | "773")) =>
+            {
+                return true;
+            }
+            _ => {}
         }
         cause = e.source();
     }
