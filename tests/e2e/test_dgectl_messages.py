@@ -81,7 +81,7 @@ def test_wildcard_looking_redirect_uris_are_refused(dgectl: Dgectl, uri):
     result = dgectl.run("clients", "add", client_id, "--redirect-uri", uri, output="table")
     assert result.returncode == 1, result.stderr
     assert "redirect_uris:" in result.stderr, result.stderr
-    assert "no wildcard (*): redirect URIs are matched exactly" in result.stderr, result.stderr
+    assert "pas de joker (*) : les adresses de retour sont comparées à l'identique" in result.stderr, result.stderr
     assert client_id not in dgectl.client_ids()
 
 
@@ -98,8 +98,32 @@ def test_a_bad_post_logout_uri_is_reported_on_its_own_field(dgectl: Dgectl):
         output="table",
     )
     assert result.returncode == 1, result.stderr
-    assert "post_logout_redirect_uris: invalid: http://module.exemple.fr/: must be https" in result.stderr, (
+    assert "post_logout_redirect_uris: invalid: http://module.exemple.fr/: doit être en https" in result.stderr, (
         result.stderr
     )
     assert "\n  redirect_uris:" not in result.stderr, result.stderr
     assert client_id not in dgectl.client_ids()
+
+
+def test_every_broken_rule_of_a_new_client_is_named_at_once_and_nothing_is_created(dgectl: Dgectl):
+    suffix = secrets.token_hex(3)
+    result = dgectl.run(
+        "clients",
+        "add",
+        f"Module-{suffix}",
+        "--redirect-uri",
+        "https://module.exemple.fr/callback",
+        "--service-scope",
+        "tout",
+        "--backchannel-logout-uri",
+        "http://module.exemple.fr/logout",
+        output="table",
+    )
+    assert result.returncode == 1, result.stderr
+    for field, words in [
+        ("id", "un nom de module canonique"),
+        ("service_scopes", "portée de service inconnue : tout"),
+        ("backchannel_logout_uri", "une adresse absolue en https"),
+    ]:
+        assert f"{field}: invalid: {words}" in result.stderr, result.stderr
+    assert not [c for c in dgectl.client_ids() if suffix in c.lower()]

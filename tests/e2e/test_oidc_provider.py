@@ -504,7 +504,7 @@ def test_a_jwks_with_a_private_key_is_refused_with_its_reason(dgectl, tmp_path):
         "http://localhost:9999/callback", "--jwks-file", str(path),
     )
     assert result.returncode != 0
-    assert "jwks" in result.stderr and 'private member "d"' in result.stderr, result.stderr
+    assert "jwks" in result.stderr and 'membre privé "d"' in result.stderr, result.stderr
     assert dgectl.client_ids() == before
 
 

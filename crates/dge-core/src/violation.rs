@@ -37,6 +37,11 @@ impl Violations {
         });
     }
 
+    /// Adds the violations of another check after these.
+    pub fn extend(&mut self, other: Self) {
+        self.0.extend(other.0);
+    }
+
     /// Whether no rule was broken.
     #[must_use]
     pub fn is_empty(&self) -> bool {

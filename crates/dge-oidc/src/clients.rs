@@ -124,12 +124,12 @@ pub fn check_settings(s: &ClientSettings) -> dge_core::Violations {
             v.add(
                 "service_scopes",
                 "invalid",
-                format!("unknown service scope: {scope}"),
+                format!("portée de service inconnue : {scope}"),
             );
         }
     }
     if !matches!(s.id_token_alg.as_str(), "ES256" | "RS256") {
-        v.add("id_token_alg", "invalid", "ES256 or RS256");
+        v.add("id_token_alg", "invalid", "ES256 ou RS256");
     }
     if let Some(uri) = &s.backchannel_logout_uri
         && !valid_redirect_uri(uri)
@@ -137,7 +137,7 @@ pub fn check_settings(s: &ClientSettings) -> dge_core::Violations {
         v.add(
             "backchannel_logout_uri",
             "invalid",
-            "an absolute https URI (http only on loopback), without fragment",
+            "une adresse absolue en https (http seulement sur la boucle locale), sans fragment",
         );
     }
     if let Some(Err(why)) = s.jwks.as_deref().map(normalize_jwks) {
@@ -181,22 +181,22 @@ pub fn normalize_jwks(text: &str) -> Result<String, String> {
 
     if text.len() > MAX_JWKS_BYTES {
         return Err(format!(
-            "the JSON Web Key Set is larger than {} KiB",
+            "le JSON Web Key Set dépasse {} Kio",
             MAX_JWKS_BYTES / 1024
         ));
     }
     let mut set: Value =
-        serde_json::from_str(text).map_err(|_| "not JSON: a JSON Web Key Set is expected")?;
+        serde_json::from_str(text).map_err(|_| "pas du JSON : un JSON Web Key Set est attendu")?;
     let keys = set
         .get_mut("keys")
         .and_then(Value::as_array_mut)
-        .ok_or("not a JSON Web Key Set: no \"keys\" array")?;
+        .ok_or("pas un JSON Web Key Set : il n'a pas de tableau \"keys\"")?;
     if keys.is_empty() {
-        return Err("the JSON Web Key Set holds no key".into());
+        return Err("le JSON Web Key Set ne contient aucune clé".into());
     }
     if keys.len() > MAX_JWKS_KEYS {
         return Err(format!(
-            "the JSON Web Key Set holds {} keys, at most {MAX_JWKS_KEYS} are accepted",
+            "le JSON Web Key Set contient {} clés, {MAX_JWKS_KEYS} au plus sont acceptées",
             keys.len()
         ));
     }
@@ -206,27 +206,27 @@ pub fn normalize_jwks(text: &str) -> Result<String, String> {
         let n = n + 1;
         let members = key
             .as_object_mut()
-            .ok_or_else(|| format!("key {n}: not a JSON object"))?;
+            .ok_or_else(|| format!("clé {n} : pas un objet JSON"))?;
         if let Some(m) = PRIVATE_JWK_MEMBERS
             .iter()
             .find(|m| members.contains_key(**m))
         {
             return Err(format!(
-                "key {n} holds the private member \"{m}\": register the public keys only"
+                "la clé {n} contient le membre privé \"{m}\" : n'enregistrez que les clés publiques"
             ));
         }
         check_key_purpose(members, n)?;
         match members.get("kid") {
             None if several => {
                 return Err(format!(
-                    "key {n}: each key needs a \"kid\" when the set holds several"
+                    "clé {n} : chaque clé doit avoir un \"kid\" quand le jeu en contient plusieurs"
                 ));
             }
             Some(Value::String(kid)) if !kids.insert(kid.clone()) => {
-                return Err(format!("key {n}: the \"kid\" {kid:?} is already used"));
+                return Err(format!("clé {n} : le \"kid\" {kid:?} est déjà utilisé"));
             }
             None | Some(Value::String(_)) => {}
-            Some(_) => return Err(format!("key {n}: \"kid\" must be a string")),
+            Some(_) => return Err(format!("clé {n} : \"kid\" doit être une chaîne")),
         }
         let alg = match members.get("kty").and_then(Value::as_str) {
             Some("EC") => {
@@ -237,19 +237,21 @@ pub fn normalize_jwks(text: &str) -> Result<String, String> {
                 normalize_rsa_key(members, n)?;
                 "RS256"
             }
-            _ => return Err(format!("key {n}: \"kty\" must be EC or RSA")),
+            _ => return Err(format!("clé {n} : \"kty\" doit valoir EC ou RSA")),
         };
         if members.get("alg").is_some_and(|a| a.as_str() != Some(alg)) {
-            return Err(format!("key {n}: \"alg\" must be {alg} for this key"));
+            return Err(format!(
+                "clé {n} : \"alg\" doit valoir {alg} pour cette clé"
+            ));
         }
         let usable = serde_json::from_value::<jsonwebtoken::jwk::Jwk>(key.clone())
             .ok()
             .is_some_and(|jwk| jsonwebtoken::DecodingKey::from_jwk(&jwk).is_ok());
         if !usable {
-            return Err(format!("key {n}: not a usable public JSON Web Key"));
+            return Err(format!("clé {n} : pas une clé publique JWK utilisable"));
         }
     }
-    serde_json::to_string(&set).map_err(|e| format!("cannot write the key set: {e}"))
+    serde_json::to_string(&set).map_err(|e| format!("impossible d'écrire le jeu de clés : {e}"))
 }
 
 /// `use` and `key_ops`, when present, must allow verifying signatures.
@@ -259,14 +261,14 @@ fn check_key_purpose(members: &JsonObject, n: usize) -> Result<(), String> {
         .get("use")
         .is_some_and(|u| u.as_str() != Some("sig"))
     {
-        return Err(format!("key {n}: \"use\" must be \"sig\""));
+        return Err(format!("clé {n} : \"use\" doit valoir \"sig\""));
     }
     let verifies = |ops: &Value| {
         ops.as_array()
             .is_some_and(|ops| ops.iter().any(|op| op.as_str() == Some("verify")))
     };
     if members.get("key_ops").is_some_and(|ops| !verifies(ops)) {
-        return Err(format!("key {n}: \"key_ops\" must include \"verify\""));
+        return Err(format!("clé {n} : \"key_ops\" doit contenir \"verify\""));
     }
     Ok(())
 }
@@ -290,20 +292,22 @@ fn base64url(bytes: &[u8]) -> serde_json::Value {
 /// An EC key on P-256, its coordinates written back at their full 32 bytes.
 fn normalize_ec_key(members: &mut JsonObject, n: usize) -> Result<(), String> {
     if members.get("crv").and_then(serde_json::Value::as_str) != Some("P-256") {
-        return Err(format!("key {n}: EC keys must be on curve P-256 (ES256)"));
+        return Err(format!(
+            "clé {n} : les clés EC doivent être sur la courbe P-256 (ES256)"
+        ));
     }
     let mut point = vec![0x04];
     for name in ["x", "y"] {
         let bytes = base64url_member(members, name)
             .filter(|b| !b.is_empty() && b.len() <= P256_COORDINATE_LEN)
-            .ok_or_else(|| format!("key {n}: \"{name}\" is not a P-256 coordinate"))?;
+            .ok_or_else(|| format!("clé {n} : \"{name}\" n'est pas une coordonnée P-256"))?;
         let mut full = vec![0; P256_COORDINATE_LEN - bytes.len()];
         full.extend_from_slice(&bytes);
         members.insert(name.into(), base64url(&full));
         point.extend_from_slice(&full);
     }
     if p256::PublicKey::from_sec1_bytes(&point).is_err() {
-        return Err(format!("key {n}: the point is not on curve P-256"));
+        return Err(format!("clé {n} : le point n'est pas sur la courbe P-256"));
     }
     Ok(())
 }
@@ -316,13 +320,13 @@ fn normalize_rsa_key(members: &mut JsonObject, n: usize) -> Result<(), String> {
         base64url_member(members, name)
             .filter(|b| !b.is_empty())
             .map(|b| rsa::BigUint::from_bytes_be(&b))
-            .ok_or_else(|| format!("key {n}: \"{name}\" is not a base64url integer"))
+            .ok_or_else(|| format!("clé {n} : \"{name}\" n'est pas un entier en base64url"))
     };
     let key = rsa::RsaPublicKey::new(integer("n")?, integer("e")?)
-        .map_err(|e| format!("key {n}: not an RSA public key ({e})"))?;
+        .map_err(|e| format!("clé {n} : pas une clé publique RSA ({e})"))?;
     if key.n().bits() < MIN_RSA_BITS {
         return Err(format!(
-            "key {n}: RSA keys need at least {MIN_RSA_BITS} bits, this one has {}",
+            "clé {n} : les clés RSA doivent avoir au moins {MIN_RSA_BITS} bits, celle-ci en a {}",
             key.n().bits()
         ));
     }
@@ -425,31 +429,29 @@ pub fn redirect_uri_problem(uri: &str) -> Option<&'static str> {
     // Redirect URIs are compared byte for byte: a `*` would never act as a wildcard,
     // and whoever typed one expects it to.
     if uri.contains('*') {
-        return Some("no wildcard (*): redirect URIs are matched exactly, list each one");
+        return Some(
+            "pas de joker (*) : les adresses de retour sont comparées à l'identique, donnez chacune",
+        );
     }
     let Ok(url) = url::Url::parse(uri) else {
-        return Some("not an absolute URI");
+        return Some("pas une adresse absolue");
     };
     let loopback = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
     if url.host_str().is_none()
         || !(url.scheme() == "https" || (url.scheme() == "http" && loopback))
     {
-        return Some("must be https (plain http only on localhost, 127.0.0.1 or [::1])");
+        return Some("doit être en https (http seulement sur localhost, 127.0.0.1 ou [::1])");
     }
     // Credentials in a redirect URI would be sent along with every code.
     if !url.username().is_empty() || url.password().is_some() {
-        return Some("no user name or password in a redirect URI");
+        return Some("pas de nom d'utilisateur ni de mot de passe dans une adresse de retour");
     }
     if url.fragment().is_some() {
-        return Some("no fragment (#…) in a redirect URI");
+        return Some("pas de fragment (#…) dans une adresse de retour");
     }
     None
 }
 
-/// Registers a client. Returns its secret (confidential clients), shown once.
-///
-/// # Errors
-/// [`AddError::Invalid`], [`AddError::Exists`], storage errors.
 /// Whether `id` is a canonical client id. Client ids are the portal's module names, so
 /// only one spelling is accepted: `DATAHUB` beside `datahub` would be a second client
 /// passing for the first in logs, consent screens and audit.
@@ -466,14 +468,39 @@ pub fn is_client_id(id: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'))
 }
 
+/// Registers a client with the default settings. Returns its secret (confidential
+/// clients), shown once.
+///
+/// # Errors
+/// [`AddError::Invalid`], [`AddError::Exists`], storage errors.
 pub async fn add(db: &Db, new: NewClient, now: i64) -> Result<Option<String>, AddError> {
+    let defaults = ClientSettings {
+        id_token_alg: "ES256".into(),
+        ..ClientSettings::default()
+    };
+    add_with_settings(db, new, &defaults, now).await
+}
+
+/// Registers a client and its settings in one statement, so that a failure leaves
+/// no client behind with default settings. Every broken rule, of the client and of
+/// its settings, is answered at once. Returns its secret (confidential clients),
+/// shown once.
+///
+/// # Errors
+/// [`AddError::Invalid`], [`AddError::Exists`], storage errors.
+pub async fn add_with_settings(
+    db: &Db,
+    new: NewClient,
+    settings: &ClientSettings,
+    now: i64,
+) -> Result<Option<String>, AddError> {
     let mut v = dge_core::Violations::new();
     if !is_client_id(&new.id) {
         v.add(
             "id",
             "invalid",
-            "a canonical module name: lower-case letters, digits, '-', '_' or '.', \
-             starting with a letter or digit, 1 to 64 characters",
+            "un nom de module canonique : lettres minuscules, chiffres, « - », « _ » ou « . », \
+             commençant par une lettre ou un chiffre, de 1 à 64 caractères",
         );
     }
     // No redirect URI: a tool without a browser (such as `dgectl`), which may only use
@@ -489,7 +516,13 @@ pub async fn add(db: &Db, new: NewClient, now: i64) -> Result<Option<String>, Ad
             }
         }
     }
+    v.extend(check_settings(settings));
     v.into_result().map_err(AddError::Invalid)?;
+    // check_settings accepted it: normalising cannot fail here.
+    let jwks = settings
+        .jwks
+        .as_deref()
+        .and_then(|j| normalize_jwks(j).ok());
     let secret = new
         .confidential
         .then(|| new.secret.clone().unwrap_or_else(random_token));
@@ -500,7 +533,9 @@ pub async fn add(db: &Db, new: NewClient, now: i64) -> Result<Option<String>, Ad
     };
     let inserted = sqlx::query(
         "INSERT INTO oidc_clients (id, name, secret_hash, redirect_uris, post_logout_redirect_uris, \
-         confidential, first_party, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+         confidential, first_party, service_scopes, userinfo_signed, id_token_alg, \
+         backchannel_logout_uri, jwks, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)",
     )
     .bind(&new.id)
     .bind(name)
@@ -509,11 +544,19 @@ pub async fn add(db: &Db, new: NewClient, now: i64) -> Result<Option<String>, Ad
     .bind(serde_json::to_string(&new.post_logout_redirect_uris).unwrap_or_else(|_| "[]".into()))
     .bind(i64::from(new.confidential))
     .bind(i64::from(new.first_party))
+    .bind(settings.service_scopes.join(" "))
+    .bind(i64::from(settings.userinfo_signed))
+    .bind(&settings.id_token_alg)
+    .bind(&settings.backchannel_logout_uri)
+    .bind(jwks)
     .bind(now)
     .execute(db.pool())
     .await;
     match inserted {
-        Ok(_) => Ok(secret),
+        Ok(_) => {
+            db.access_changed().await;
+            Ok(secret)
+        }
         Err(e) if dge_store::is_unique_violation(&e, "oidc_clients_pkey", "oidc_clients.id") => {
             Err(AddError::Exists)
         }
@@ -630,54 +673,60 @@ mod tests {
         let long = URL_SAFE_NO_PAD.encode([1u8; 33]);
         let off_curve = URL_SAFE_NO_PAD.encode([7u8; 32]);
         for (text, expected) in [
-            ("{".to_owned(), "not JSON"),
-            (r#"{"kty":"EC"}"#.to_owned(), "no \"keys\" array"),
-            (set(&[]), "holds no key"),
-            (set(&[serde_json::json!("k")]), "key 1: not a JSON object"),
-            (with("d", "AAAA".into()), "private member \"d\""),
-            (with("crv", "P-384".into()), "curve P-256"),
-            (with("kty", "oct".into()), "\"kty\" must be EC or RSA"),
-            (with("x", long.into()), "\"x\" is not a P-256 coordinate"),
-            (with("y", "!!".into()), "\"y\" is not a P-256 coordinate"),
-            (with("x", off_curve.into()), "not on curve P-256"),
-            (with("use", "enc".into()), "\"use\" must be \"sig\""),
+            ("{".to_owned(), "pas du JSON"),
+            (r#"{"kty":"EC"}"#.to_owned(), "pas de tableau \"keys\""),
+            (set(&[]), "ne contient aucune clé"),
+            (set(&[serde_json::json!("k")]), "clé 1 : pas un objet JSON"),
+            (with("d", "AAAA".into()), "membre privé \"d\""),
+            (with("crv", "P-384".into()), "courbe P-256"),
+            (with("kty", "oct".into()), "\"kty\" doit valoir EC ou RSA"),
+            (
+                with("x", long.into()),
+                "\"x\" n'est pas une coordonnée P-256",
+            ),
+            (
+                with("y", "!!".into()),
+                "\"y\" n'est pas une coordonnée P-256",
+            ),
+            (with("x", off_curve.into()), "pas sur la courbe P-256"),
+            (with("use", "enc".into()), "\"use\" doit valoir \"sig\""),
             (
                 with("key_ops", serde_json::json!(["sign"])),
-                "must include \"verify\"",
+                "doit contenir \"verify\"",
             ),
-            (with("alg", "HS256".into()), "\"alg\" must be ES256"),
-            (with("kid", 5.into()), "\"kid\" must be a string"),
+            (with("alg", "HS256".into()), "\"alg\" doit valoir ES256"),
+            (with("kid", 5.into()), "\"kid\" doit être une chaîne"),
             (
                 set(&[good.clone(), good.clone()]),
-                "key 2: the \"kid\" \"k1\" is already used",
+                "clé 2 : le \"kid\" \"k1\" est déjà utilisé",
             ),
             (
                 set(&[no_kid.clone(), good.clone()]),
-                "key 1: each key needs a \"kid\"",
+                "clé 1 : chaque clé doit avoir un \"kid\"",
             ),
-            (set(&vec![good.clone(); 17]), "holds 17 keys, at most 16"),
+            (set(&vec![good.clone(); 17]), "contient 17 clés, 16 au plus"),
             (
                 set(&[serde_json::json!({"kty": "EC", "x": "A".repeat(70_000)})]),
-                "larger than 64 KiB",
+                "dépasse 64 Kio",
             ),
             (
                 set(&[
                     good.clone(),
                     serde_json::json!({"kty": "RSA", "kid": "r", "e": "AQAB"}),
                 ]),
-                "key 2: \"n\" is not a base64url integer",
+                "clé 2 : \"n\" n'est pas un entier en base64url",
             ),
             (
                 set(&[serde_json::json!({"kty": "RSA", "e": "AQAB",
                     "n": URL_SAFE_NO_PAD.encode([0xffu8; 64])})]),
-                "RSA keys need at least 2048 bits, this one has 512",
+                "les clés RSA doivent avoir au moins 2048 bits, celle-ci en a 512",
             ),
             (
                 set(&[
                     serde_json::json!({"kty": "RSA", "e": "AQAB", "alg": "ES256",
                     "n": URL_SAFE_NO_PAD.encode([0xffu8; 256])}),
                 ]),
-                "\"alg\" must be RS256",
+                "\"alg\" doit valoir RS256",
             ),
         ] {
             let why = normalize_jwks(&text).unwrap_err();
@@ -717,7 +766,7 @@ mod tests {
         };
         let violations = check_settings(&settings);
         let why = violations.message_for("jwks").unwrap();
-        assert!(why.contains("private member"), "{why}");
+        assert!(why.contains("membre privé"), "{why}");
     }
 
     #[test]
@@ -785,7 +834,9 @@ mod tests {
         assert!(!valid_redirect_uri("https://a.fr/*"));
         assert_eq!(
             redirect_uri_problem("https://a.fr/cb/*"),
-            Some("no wildcard (*): redirect URIs are matched exactly, list each one")
+            Some(
+                "pas de joker (*) : les adresses de retour sont comparées à l'identique, donnez chacune"
+            )
         );
     }
 }

@@ -51,9 +51,6 @@ impl ClientRegistry for ClientRegistryService {
         let caller = self.auth.require_admin(request.metadata()).await?;
         let r = request.into_inner();
         let settings = r.settings.map(from_proto).unwrap_or_else(default_settings);
-        clients::check_settings(&settings)
-            .into_result()
-            .map_err(dge_core::Violations::into_status)?;
         let new = NewClient {
             id: r.id.trim().to_owned(),
             name: r.name,
@@ -64,20 +61,17 @@ impl ClientRegistry for ClientRegistryService {
             secret: None,
         };
         let id = new.id.clone();
-        let secret = match clients::add(&self.db, new, self.auth.now()).await {
-            Ok(secret) => secret,
-            Err(AddError::Invalid(v)) => return Err(v.into_status()),
-            Err(AddError::Exists) => {
-                return Err(Status::already_exists("a client with this id exists"));
-            }
-            Err(AddError::Store(e)) => return Err(unavailable(e)),
-        };
-        match clients::set_settings(&self.db, &id, &settings, self.auth.now()).await {
-            Ok(()) => {}
-            Err(AddError::Invalid(v)) => return Err(v.into_status()),
-            Err(AddError::Exists) => return Err(Status::internal("settings refused")),
-            Err(AddError::Store(e)) => return Err(unavailable(e)),
-        }
+        let secret =
+            match clients::add_with_settings(&self.db, new, &settings, self.auth.now()).await {
+                Ok(secret) => secret,
+                Err(AddError::Invalid(v)) => return Err(v.into_status()),
+                Err(AddError::Exists) => {
+                    return Err(Status::already_exists(
+                        "un client porte déjà cet identifiant",
+                    ));
+                }
+                Err(AddError::Store(e)) => return Err(unavailable(e)),
+            };
         tracing::info!(client_id = %id, actor = %caller.actor(), "oidc client registered");
         let client = clients::find(&self.db, &id)
             .await

@@ -105,12 +105,11 @@ pub(crate) async fn client(w: &World, id: &str, first_party: bool, settings: Cli
         first_party,
         secret: Some(SECRET.into()),
     };
-    clients::add(&w.db, new, NOW).await.unwrap();
     let settings = ClientSettings {
         id_token_alg: "ES256".into(),
         ..settings
     };
-    clients::set_settings(&w.db, id, &settings, NOW)
+    clients::add_with_settings(&w.db, new, &settings, NOW)
         .await
         .unwrap();
 }

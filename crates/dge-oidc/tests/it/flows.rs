@@ -615,3 +615,58 @@ async fn introspection_follows_the_account_on_both_backends() {
         introspection_follows_the_account(engine).await;
     }
 }
+
+/// A client and its settings are written together: a refusal of either leaves no
+/// client, and every broken rule is answered at once.
+async fn a_client_is_registered_with_its_settings_or_not_at_all(engine: Engine) {
+    use dge_oidc::clients::{self, AddError, NewClient};
+    let w = world(engine).await;
+    let new = |id: &str| NewClient {
+        id: id.into(),
+        name: String::new(),
+        redirect_uris: vec!["https://module.exemple.fr/*".into()],
+        post_logout_redirect_uris: vec![],
+        confidential: true,
+        first_party: false,
+        secret: None,
+    };
+    let bad_settings = ClientSettings {
+        id_token_alg: "ES256".into(),
+        service_scopes: vec!["tout".into()],
+        ..ClientSettings::default()
+    };
+    let Err(AddError::Invalid(v)) =
+        clients::add_with_settings(&w.db, new("Module"), &bad_settings, NOW).await
+    else {
+        panic!("refused");
+    };
+    let fields: Vec<_> = v.iter().map(|v| v.field).collect();
+    assert_eq!(fields, ["id", "redirect_uris", "service_scopes"], "{v:?}");
+    assert_eq!(
+        v.message_for("service_scopes"),
+        Some("portée de service inconnue : tout")
+    );
+    assert!(clients::find(&w.db, "module").await.unwrap().is_none());
+
+    let mut good = new("module");
+    good.redirect_uris = vec!["https://module.exemple.fr/callback".into()];
+    let settings = ClientSettings {
+        id_token_alg: "RS256".into(),
+        userinfo_signed: true,
+        backchannel_logout_uri: Some("https://module.exemple.fr/logout".into()),
+        ..ClientSettings::default()
+    };
+    let secret = clients::add_with_settings(&w.db, good, &settings, NOW)
+        .await
+        .unwrap();
+    assert!(secret.is_some());
+    let stored = clients::find(&w.db, "module").await.unwrap().unwrap();
+    assert_eq!(stored.settings, settings);
+}
+
+#[tokio::test]
+async fn a_client_is_registered_with_its_settings_or_not_at_all_on_both_backends() {
+    for engine in ENGINES {
+        a_client_is_registered_with_its_settings_or_not_at_all(engine).await;
+    }
+}
