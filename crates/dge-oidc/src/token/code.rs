@@ -3,7 +3,6 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
-use dge_authz::grants;
 use dge_core::token::hash_token;
 use dge_registry::store::account_with_epoch;
 use oxide_auth::code_grant::extensions::Pkce;
@@ -11,7 +10,7 @@ use oxide_auth::primitives::grant::Value;
 use serde::{Deserialize, Serialize};
 
 use super::mint::Lineage;
-use super::{Grant, OAuthError, TokenForm, oauth};
+use super::{Grant, OAuthError, ReplayWatch, TokenForm, oauth};
 use crate::clients::Client;
 use crate::{Provider, Result};
 
@@ -82,14 +81,10 @@ impl Provider {
     }
 
     /// Revokes every token issued from a code, after the code was presented twice
-    /// (RFC 6749 §4.1.2: the code may have been stolen).
+    /// (RFC 6749 §4.1.2: the code may have been stolen), those of an exchange still
+    /// under way included ([`ReplayWatch`]).
     async fn revoke_code_family(&self, code_hash: &str) -> Result<()> {
-        let n = grants::revoke_code(&self.db, code_hash, self.now()).await?;
-        tracing::warn!(
-            revoked = n,
-            "authorization code replayed; its tokens are revoked"
-        );
-        Ok(())
+        self.replayed(ReplayWatch::Code(code_hash.to_owned())).await
     }
 
     /// Checks a code row against the request; `Err` is the OAuth error to answer.
@@ -173,6 +168,8 @@ impl Provider {
             family_id: &family_id,
             session_hash: row.session_hash.as_deref(),
         };
-        Ok(Ok(self.person_tokens(client, &account, &lineage).await?))
+        let mut response = self.person_tokens(client, &account, &lineage).await?;
+        response.replay_watch = Some(ReplayWatch::Code(code_hash));
+        Ok(Ok(response))
     }
 }

@@ -156,6 +156,7 @@ impl Provider {
             refresh_token: Some(refresh_token),
             scope: l.scope.to_owned(),
             unrecorded: vec![access_row, refresh_row],
+            replay_watch: None,
         })
     }
 }

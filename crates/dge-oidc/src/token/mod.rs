@@ -74,6 +74,68 @@ pub struct TokenResponse {
     /// commits them with its audit row, before the response leaves.
     #[serde(skip)]
     pub(crate) unrecorded: Vec<dge_store::grouped::Statement>,
+    /// The replay this response must still look for once its rows are committed.
+    #[serde(skip)]
+    pub(crate) replay_watch: Option<ReplayWatch>,
+}
+
+/// A replay of what a response was exchanged for (its code, or the refresh token it
+/// rotates) that arrives while the response is being made finds none of its tokens
+/// to revoke: they are recorded only at the commit, just before the answer. Such a
+/// replay leaves a mark first; the exchange reads it after its commit, and then
+/// revokes what it recorded and answers `invalid_grant`. One of the two always sees
+/// the other: the replay marks, then revokes what is recorded; the exchange records,
+/// then reads the mark.
+#[derive(Debug, Clone)]
+pub(crate) enum ReplayWatch {
+    /// The hash of the code exchanged.
+    Code(String),
+    /// The family of the rotated refresh token.
+    Family(String),
+}
+
+/// How long a replay's mark is kept: far longer than any exchange takes.
+const REPLAY_MARK: std::time::Duration = std::time::Duration::from_secs(600);
+
+fn replay_key(watch: &ReplayWatch) -> String {
+    match watch {
+        ReplayWatch::Code(hash) => format!("oidc:code-replayed:{hash}"),
+        ReplayWatch::Family(id) => format!("oidc:family-replayed:{id}"),
+    }
+}
+
+impl Provider {
+    /// Marks a replay (see [`ReplayWatch`]), then revokes what is recorded of it.
+    pub(crate) async fn replayed(&self, watch: ReplayWatch) -> Result<()> {
+        self.ephemeral
+            .put(&replay_key(&watch), "1", REPLAY_MARK)
+            .await?;
+        self.revoke_replayed(&watch).await
+    }
+
+    async fn revoke_replayed(&self, watch: &ReplayWatch) -> Result<()> {
+        let now = self.now();
+        let revoked = match watch {
+            ReplayWatch::Code(hash) => grants::revoke_code(&self.db, hash, now).await?,
+            ReplayWatch::Family(id) => grants::revoke_family(&self.db, id, now).await?,
+        };
+        let what = match watch {
+            ReplayWatch::Code(_) => "authorization code",
+            ReplayWatch::Family(_) => "refresh token",
+        };
+        tracing::warn!(revoked, "{what} replayed; the tokens it gave are revoked");
+        Ok(())
+    }
+
+    /// After the commit of a response's rows: whether a replay came meanwhile, in
+    /// which case what was just recorded is revoked.
+    async fn replayed_meanwhile(&self, watch: &ReplayWatch) -> Result<bool> {
+        if self.ephemeral.get(&replay_key(watch)).await?.is_none() {
+            return Ok(false);
+        }
+        self.revoke_replayed(watch).await?;
+        Ok(true)
+    }
 }
 
 /// An OAuth error (RFC 6749 §5.2).
@@ -176,6 +238,15 @@ impl Provider {
         };
         rows.push(audit);
         self.db.execute_grouped_all(rows).await?;
+        if let Ok(response) = &outcome
+            && let Some(watch) = &response.replay_watch
+            && self.replayed_meanwhile(watch).await?
+        {
+            return Ok(Err(oauth(
+                "invalid_grant",
+                "the grant was presented twice: what it gave is revoked",
+            )));
+        }
         Ok(outcome)
     }
 }

@@ -6,7 +6,7 @@ use dge_authz::grants;
 use dge_registry::store::find_account;
 
 use super::mint::Lineage;
-use super::{Grant, OAuthError, TokenForm, oauth, subset};
+use super::{Grant, OAuthError, ReplayWatch, TokenForm, oauth, subset};
 use crate::Provider;
 use crate::clients::Client;
 
@@ -32,8 +32,8 @@ impl Provider {
             return Ok(Err(bad_grant()));
         }
         if old.used_at.is_some() {
-            let n = grants::revoke_family(&self.db, &old.family_id, now).await?;
-            tracing::warn!(client_id = %client.id, revoked = n, "refresh token reused; its family is revoked");
+            tracing::warn!(client_id = %client.id, "refresh token reused");
+            self.replayed(ReplayWatch::Family(old.family_id)).await?;
             return Ok(Err(bad_grant()));
         }
         if !old.usable(now) {
@@ -60,7 +60,7 @@ impl Provider {
         }
         if !grants::consume_refresh(&self.db, &old.token_hash, now).await? {
             // Lost a race with another use of the same token: that is a reuse.
-            grants::revoke_family(&self.db, &old.family_id, now).await?;
+            self.replayed(ReplayWatch::Family(old.family_id)).await?;
             return Ok(Err(bad_grant()));
         }
         let lineage = Lineage {
@@ -72,6 +72,8 @@ impl Provider {
             family_id: &old.family_id,
             session_hash: old.session_hash.as_deref(),
         };
-        Ok(Ok(self.person_tokens(client, &account, &lineage).await?))
+        let mut response = self.person_tokens(client, &account, &lineage).await?;
+        response.replay_watch = Some(ReplayWatch::Family(old.family_id.clone()));
+        Ok(Ok(response))
     }
 }

@@ -48,6 +48,7 @@ impl Provider {
             refresh_token: None,
             scope,
             unrecorded: vec![row],
+            replay_watch: None,
         }))
     }
 }

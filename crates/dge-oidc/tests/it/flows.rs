@@ -218,7 +218,9 @@ async fn a_code_is_taken_once_checked_first_and_expires(engine: Engine) {
     );
     assert!(grant(&w, "datahub", &code_form(&code)).await.is_ok());
 
-    // Concurrent exchanges of one code (replicas sharing the store): one wins.
+    // Concurrent exchanges of one code (replicas sharing the store): at most one
+    // gets tokens, and the others, replays, revoke them (checked by
+    // `concurrent_replays_leave_nothing_usable`).
     let code = self::code(&w, "datahub", &cookie).await;
     let attempts = (0..8).map(|_| {
         let provider = w.provider.clone();
@@ -237,7 +239,7 @@ async fn a_code_is_taken_once_checked_first_and_expires(engine: Engine) {
     for attempt in attempts.collect::<Vec<_>>() {
         won += usize::from(attempt.await.unwrap());
     }
-    assert_eq!(won, 1, "{engine:?}");
+    assert!(won <= 1, "{engine:?}: {won}");
 
     // A code unused past its lifetime is refused.
     let code = self::code(&w, "datahub", &cookie).await;
@@ -668,5 +670,50 @@ async fn a_client_is_registered_with_its_settings_or_not_at_all(engine: Engine) 
 async fn a_client_is_registered_with_its_settings_or_not_at_all_on_both_backends() {
     for engine in ENGINES {
         a_client_is_registered_with_its_settings_or_not_at_all(engine).await;
+    }
+}
+
+/// A code, or a refresh token, presented twice at the same moment: whichever
+/// exchange wins, nothing it gave stays usable, even when the replay is refused
+/// before the winner's tokens are recorded (they are recorded only at its commit).
+async fn concurrent_replays_leave_nothing_usable(engine: Engine) {
+    let w = world(engine).await;
+    client(&w, "datahub", true, ClientSettings::default()).await;
+    let cookie = w.provider.open_session(ACCOUNT, NOW).await.unwrap();
+    for round in 0..20 {
+        let c = code(&w, "datahub", &cookie).await;
+        let form = code_form(&c);
+        let (a, b) = tokio::join!(grant(&w, "datahub", &form), grant(&w, "datahub", &form));
+        for tokens in [a, b].into_iter().flatten() {
+            assert!(
+                !active(&w, &tokens.access_token).await,
+                "{engine:?} round {round}: a replayed code's access token still works"
+            );
+            assert!(!active(&w, tokens.refresh_token.as_deref().unwrap()).await);
+        }
+    }
+    for round in 0..20 {
+        let c = code(&w, "datahub", &cookie).await;
+        let first = grant(&w, "datahub", &code_form(&c)).await.unwrap();
+        let form = refresh_form(first.refresh_token.as_deref().unwrap());
+        let (a, b) = tokio::join!(grant(&w, "datahub", &form), grant(&w, "datahub", &form));
+        for tokens in [a, b].into_iter().flatten() {
+            assert!(
+                !active(&w, &tokens.access_token).await,
+                "{engine:?} round {round}: a reused refresh token's access token still works"
+            );
+            assert!(!active(&w, tokens.refresh_token.as_deref().unwrap()).await);
+        }
+        assert!(
+            !active(&w, &first.access_token).await,
+            "the family is revoked"
+        );
+    }
+}
+
+#[tokio::test]
+async fn concurrent_replays_leave_nothing_usable_on_both_backends() {
+    for engine in ENGINES {
+        concurrent_replays_leave_nothing_usable(engine).await;
     }
 }
