@@ -242,6 +242,16 @@ impl Provider {
             && let Some(watch) = &response.replay_watch
             && self.replayed_meanwhile(watch).await?
         {
+            // The row committed above says issued; this one says what became of it.
+            let detail = format!("grant={grant} error=invalid_grant replayed_during_exchange");
+            let refused = dge_store::audit_statement(
+                &claimed,
+                "token.refused",
+                &claimed,
+                &detail,
+                self.now(),
+            );
+            self.db.execute_grouped_all(vec![refused]).await?;
             return Ok(Err(oauth(
                 "invalid_grant",
                 "the grant was presented twice: what it gave is revoked",
