@@ -11,6 +11,11 @@ use crate::Db;
 /// Expired rows are kept this long past their expiry (1 day).
 pub const GRACE_SECS: i64 = 24 * 3600;
 
+/// Back-channel logouts sent or failed are kept this long after their last change
+/// (7 days), for an administrator's questions ("was the module told?"); queued ones
+/// are never deleted here.
+pub const BACKCHANNEL_RETENTION_SECS: i64 = 7 * 24 * 3600;
+
 /// Rows deleted per statement.
 const BATCH: i64 = 1000;
 
@@ -28,7 +33,8 @@ const TABLES: [(&str, &str); 7] = [
     ("upstream_logouts", "state_hash"),
 ];
 
-/// Deletes the rows expired before `now - GRACE_SECS`; returns how many went.
+/// Deletes the rows expired before `now - GRACE_SECS`, and the back-channel
+/// logouts finished before `now - BACKCHANNEL_RETENTION_SECS`; returns how many went.
 ///
 /// # Errors
 /// The database failed; what was deleted before stays deleted.
@@ -62,6 +68,12 @@ pub async fn purge_expired(db: &Db, now: i64) -> sqlx::Result<u64> {
           (SELECT 1 FROM sessions s WHERE s.id_hash = c.session_hash) LIMIT {BATCH})"
     );
     deleted += in_batches(db, &orphans, None).await?;
+    let backchannel = format!(
+        "DELETE FROM backchannel_logouts WHERE id IN \
+         (SELECT id FROM backchannel_logouts WHERE status IN ('sent', 'failed') \
+          AND updated_at < $1 LIMIT {BATCH})"
+    );
+    deleted += in_batches(db, &backchannel, Some(now - BACKCHANNEL_RETENTION_SECS)).await?;
     Ok(deleted)
 }
 

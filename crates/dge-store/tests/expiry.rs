@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use dge_store::Db;
-use dge_store::expiry::{GRACE_SECS, purge_expired};
+use dge_store::expiry::{BACKCHANNEL_RETENTION_SECS, GRACE_SECS, purge_expired};
 use dge_testsupport::ScratchDb;
 
 const NOW: i64 = 1_900_000_000;
@@ -210,4 +210,49 @@ async fn postgres_purges_expired_rows() {
     let db = Db::connect(scratch.url(), 2).await.unwrap();
     db.migrate().await.unwrap();
     only_rows_past_expiry_and_grace_go(db).await;
+}
+
+async fn backchannel_logout(db: &Db, id: &str, status: &str, updated_at: i64) {
+    sqlx::query(
+        "INSERT INTO backchannel_logouts (id, client_id, account_id, sid, status, \
+         next_attempt_at, created_at, updated_at) VALUES ($1, 'c', 'a', 's', $2, 0, 0, $3)",
+    )
+    .bind(id)
+    .bind(status)
+    .bind(updated_at)
+    .execute(db.pool())
+    .await
+    .unwrap();
+}
+
+/// Back-channel logouts sent or failed go a week after their last change; queued
+/// ones stay, however old (a module may still be told).
+async fn finished_backchannel_logouts_go_after_a_week(db: Db) {
+    let old = NOW - BACKCHANNEL_RETENTION_SECS - 1;
+    backchannel_logout(&db, "sent-old", "sent", old).await;
+    backchannel_logout(&db, "failed-old", "failed", old).await;
+    backchannel_logout(&db, "queued-old", "queued", old).await;
+    backchannel_logout(&db, "sent-recent", "sent", NOW - 3600).await;
+    assert_eq!(purge_expired(&db, NOW).await.unwrap(), 2);
+    let left: Vec<String> = sqlx::query_scalar("SELECT id FROM backchannel_logouts ORDER BY id")
+        .fetch_all(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(left, ["queued-old", "sent-recent"]);
+}
+
+#[tokio::test]
+async fn sqlite_purges_finished_backchannel_logouts() {
+    let scratch = ScratchDb::sqlite("expiry-backchannel");
+    let db = Db::connect(scratch.url(), 1).await.unwrap();
+    db.migrate().await.unwrap();
+    finished_backchannel_logouts_go_after_a_week(db).await;
+}
+
+#[tokio::test]
+async fn postgres_purges_finished_backchannel_logouts() {
+    let scratch = ScratchDb::postgres("expiry_backchannel").await;
+    let db = Db::connect(scratch.url(), 1).await.unwrap();
+    db.migrate().await.unwrap();
+    finished_backchannel_logouts_go_after_a_week(db).await;
 }
