@@ -5,6 +5,7 @@
 //! - [`net`]: the client address behind trusted reverse proxies.
 //! - [`clock`]: the injected source of time.
 //! - [`time`]: dates for people.
+//! - [`retry`]: the waits between the attempts of the durable queues.
 //! - [`token`]: random tokens, their at-rest hashes and constant-time comparison.
 //! - [`chain`]: an error with all its causes, for the one log line at the edge.
 //! - [`violation`]: per-field validation errors, in French, mapped to gRPC `BadRequest`.
@@ -13,6 +14,7 @@ pub mod clock;
 pub mod email;
 pub mod net;
 pub mod private_fs;
+pub mod retry;
 pub mod secret;
 pub mod time;
 pub mod token;

@@ -1,10 +1,8 @@
 //! The dispatcher: sends what the outbox holds, once per message.
 //!
-//! A dispatcher claims a message with one conditional `UPDATE` that writes its own
-//! lease id and pushes `next_attempt_at` past the lease. The database runs such
-//! updates one at a time per row (a row lock on PostgreSQL, the single writer on
-//! SQLite) and re-checks the condition, so among replicas racing for a message
-//! exactly one claims it. Only the lease holder records the outcome.
+//! A dispatcher claims a message with a lease ([`dge_store::leases`]), so among
+//! replicas racing for a message exactly one claims it, and only the lease holder
+//! records the outcome.
 //!
 //! A replica that dies mid-send leaves its lease to expire and the message is sent
 //! again, with the same `Message-ID` (built from the outbox id), so receivers can
@@ -16,6 +14,7 @@ use std::time::Duration;
 
 use dge_core::{Clock, MaskedEmail};
 use dge_store::Db;
+use dge_store::leases::{self, Outcome, Queue};
 use lettre::Message;
 use lettre::message::{Mailbox, MultiPart};
 use sqlx::Row;
@@ -73,11 +72,7 @@ impl DispatchSettings {
     /// 4×base … capped at `retry_max_secs`.
     #[must_use]
     pub fn backoff_secs(&self, attempts: i64) -> i64 {
-        let exp = u32::try_from(attempts.clamp(1, 31) - 1).unwrap_or(0);
-        self.retry_base_secs
-            .max(1)
-            .saturating_mul(2_i64.saturating_pow(exp))
-            .min(self.retry_max_secs.max(1))
+        dge_core::retry::backoff_secs(attempts, self.retry_base_secs, self.retry_max_secs)
     }
 }
 
@@ -101,14 +96,6 @@ impl std::fmt::Debug for Dispatcher {
             .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
-}
-
-/// What an attempt leaves on the outbox row.
-struct Record<'a> {
-    status: &'static str,
-    next_attempt_at: i64,
-    last_error: &'a str,
-    sent_at: Option<i64>,
 }
 
 /// A message this dispatcher holds the lease of.
@@ -221,17 +208,15 @@ impl Dispatcher {
     /// # Errors
     /// Fails when the database fails.
     pub async fn run_once(&self) -> sqlx::Result<usize> {
-        let due = sqlx::query(
-            "SELECT id FROM outbox WHERE status = 'queued' AND next_attempt_at <= $1 \
-             ORDER BY next_attempt_at, created_at LIMIT $2",
+        let due = leases::due(
+            &self.db,
+            Queue::Outbox,
+            self.clock.now(),
+            self.settings.batch,
         )
-        .bind(self.clock.now())
-        .bind(self.settings.batch)
-        .fetch_all(self.db.pool())
         .await?;
         let mut handled = 0;
-        for row in due {
-            let id: String = row.try_get("id")?;
+        for id in due {
             if let Some(msg) = self.claim(&id).await? {
                 self.deliver(msg).await?;
                 handled += 1;
@@ -242,20 +227,10 @@ impl Dispatcher {
 
     async fn claim(&self, id: &str) -> sqlx::Result<Option<Claimed>> {
         let now = self.clock.now();
-        let lease = dge_core::new_id();
-        let claimed = sqlx::query(
-            "UPDATE outbox SET lease_id = $1, next_attempt_at = $2, updated_at = $3 \
-             WHERE id = $4 AND status = 'queued' AND next_attempt_at <= $3",
-        )
-        .bind(&lease)
-        .bind(now + self.settings.lease_secs)
-        .bind(now)
-        .bind(id)
-        .execute(self.db.pool())
-        .await?;
-        if claimed.rows_affected() != 1 {
+        let claimed = leases::claim(&self.db, Queue::Outbox, id, now, self.settings.lease_secs);
+        let Some(lease) = claimed.await? else {
             return Ok(None);
-        }
+        };
         let row = sqlx::query(
             "SELECT recipient, subject, body_text, body_html, attempts FROM outbox \
              WHERE id = $1 AND lease_id = $2",
@@ -286,8 +261,9 @@ impl Dispatcher {
         let now = self.clock.now();
         let attempts = msg.attempts + 1;
         let record = match &outcome {
-            Ok(()) => Record {
+            Ok(()) => Outcome {
                 status: "sent",
+                attempts,
                 next_attempt_at: now,
                 last_error: "",
                 sent_at: Some(now),
@@ -295,21 +271,24 @@ impl Dispatcher {
             Err(SendError::Transient(reason))
                 if attempts < i64::from(self.settings.max_attempts) =>
             {
-                Record {
+                Outcome {
                     status: "queued",
+                    attempts,
                     next_attempt_at: now + self.settings.backoff_secs(attempts),
                     last_error: reason,
                     sent_at: None,
                 }
             }
-            Err(SendError::Transient(reason) | SendError::Permanent(reason)) => Record {
+            Err(SendError::Transient(reason) | SendError::Permanent(reason)) => Outcome {
                 status: "failed",
+                attempts,
                 next_attempt_at: now,
                 last_error: reason,
                 sent_at: None,
             },
         };
-        let recorded = self.record(&msg, attempts, &record, now).await?;
+        let recorded =
+            leases::record(&self.db, Queue::Outbox, &msg.id, &msg.lease, &record, now).await?;
         let recipient = MaskedEmail(&msg.recipient);
         let error = mask_addresses(record.last_error);
         match record.status {
@@ -330,32 +309,6 @@ impl Dispatcher {
             tracing::warn!(message_id = %msg.id, "mail outcome not recorded: lease lost");
         }
         Ok(())
-    }
-
-    /// Writes the outcome of an attempt, if this dispatcher still holds the lease.
-    async fn record(
-        &self,
-        msg: &Claimed,
-        attempts: i64,
-        record: &Record<'_>,
-        now: i64,
-    ) -> sqlx::Result<bool> {
-        let done = sqlx::query(
-            "UPDATE outbox SET status = $1, attempts = $2, next_attempt_at = $3, \
-             last_error = $4, sent_at = $5, lease_id = NULL, updated_at = $6 \
-             WHERE id = $7 AND lease_id = $8",
-        )
-        .bind(record.status)
-        .bind(attempts)
-        .bind(record.next_attempt_at)
-        .bind(record.last_error)
-        .bind(record.sent_at)
-        .bind(now)
-        .bind(&msg.id)
-        .bind(&msg.lease)
-        .execute(self.db.pool())
-        .await?;
-        Ok(done.rows_affected() == 1)
     }
 
     fn build(&self, msg: &Claimed) -> Result<Message, String> {

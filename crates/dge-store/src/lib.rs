@@ -11,10 +11,13 @@
 //! - [`ephemeral`]: short-lived state shared by replicas (Redis, or in-process).
 //! - [`sessions`]: the single sign-on sessions (Redis when configured, else the database).
 //! - [`grouped`]: group commit of small independent inserts.
+//! - [`leases`]: rows of the durable queues (emails, back-channel logouts) claimed
+//!   with a lease, so that replicas never both work one.
 
 pub mod ephemeral;
 pub mod expiry;
 pub mod grouped;
+pub mod leases;
 mod redis_conn;
 pub mod sessions;
 
