@@ -203,6 +203,12 @@ pub async fn run(
         outbox.wake_handle(),
     )?;
     let mail_task = tokio::spawn(dispatcher.run(stopped()));
+    // Back-channel logouts queued by logouts and account changes, on every replica.
+    let backchannel = dge_oidc::backchannel::Dispatcher::new(
+        provider.clone(),
+        dge_oidc::backchannel::Settings::default(),
+    )?;
+    let backchannel_task = tokio::spawn(backchannel.run(stopped()));
 
     let pages = dge_pages::Pages {
         render: Arc::new(dge_pages::render::Renderer::new(settings.portal.clone())),
@@ -343,6 +349,7 @@ pub async fn run(
     http_task.await?.context("HTTP server")?;
     grpc_task.await?.context("gRPC server")?;
     mail_task.await?;
+    backchannel_task.await?;
     notify_task.await?;
     keys_task.await?;
     access_task.await?;
@@ -367,7 +374,10 @@ async fn purge_loop(registry: Registry, stop: impl Future<Output = ()>) {
         }
         match dge_store::expiry::purge_expired(registry.db(), registry.now()).await {
             Ok(0) => {}
-            Ok(count) => tracing::info!(count, "expired tokens, sessions and requests purged"),
+            Ok(count) => tracing::info!(
+                count,
+                "expired tokens, sessions, requests and old back-channel logouts purged"
+            ),
             Err(e) => {
                 tracing::error!(error = %dge_core::ErrorChain(&e), "purge of expired rows failed");
             }

@@ -9,12 +9,15 @@
 //! - [`http`]: the JSON endpoints (discovery, JWKS, token, userinfo); the pages
 //!   crate serves `/authorize` and the login form because they render HTML.
 //! - [`logout`]: RP-initiated logout, exact post-logout redirect URIs.
+//! - [`backchannel`]: back-channel logouts to the modules, queued in the database
+//!   and retried until they are acknowledged.
 //! - [`device`]: the device authorization grant (RFC 8628) for `dgectl login`.
 //! - [`grpc`]: the `ClientRegistry` gRPC service.
 //! - [`rate`]: rate limits of `/authorize` and of failed client authentications.
 //! - [`fuzzing`]: entry points for `cargo fuzz`.
 
 pub mod authorize;
+pub mod backchannel;
 pub mod clients;
 pub mod consent;
 pub mod device;
@@ -33,6 +36,7 @@ use dge_core::Clock;
 use dge_store::Db;
 use dge_store::ephemeral::Ephemeral;
 use dge_store::sessions::{SessionError, Sessions};
+use tokio::sync::Notify;
 
 pub use authorize::{AuthorizeOutcome, AuthorizeParams};
 
@@ -99,6 +103,9 @@ pub struct ProviderState {
     /// same answers cache as `Check`'s (valid for one access generation, at most
     /// 1 s; `clients::set_settings` bumps the generation).
     pub(crate) clients: Arc<dge_authz::cache::Answers<String, clients::Client>>,
+    /// Notified when back-channel logouts are queued, so that this replica's
+    /// [`backchannel::Dispatcher`] posts them at once.
+    pub(crate) backchannel_wake: Arc<Notify>,
 }
 
 impl std::ops::Deref for Provider {
@@ -130,6 +137,7 @@ impl Provider {
             sessions: Sessions::database(db.clone()),
             db,
             clients: Arc::new(dge_authz::cache::Answers::new(dge_authz::cache::CAPACITY)),
+            backchannel_wake: Arc::new(Notify::new()),
         }))
     }
 
@@ -185,6 +193,9 @@ pub enum Error {
     /// Signing a token failed.
     #[error("signing failed")]
     Sign(#[from] dge_authz::Error),
+    /// A setting is out of range, or a client cannot be built from the settings.
+    #[error("configuration: {0}")]
+    Config(String),
 }
 
 /// Result alias for this crate.

@@ -10,8 +10,7 @@
 //! log someone out. Logging out revokes every token family the session gave.
 
 use dge_core::token::hash_token;
-use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde::Deserialize;
 use sqlx::Row;
 
 use crate::authorize::with_params;
@@ -130,28 +129,6 @@ impl Provider {
     }
 }
 
-/// The event of a logout token (OIDC Back-Channel Logout 1.0 §2.4).
-const BACKCHANNEL_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
-
-/// Logout tokens are accepted for this long.
-const LOGOUT_TOKEN_TTL_SECS: i64 = 120;
-
-/// How long one module may take to answer a back-channel notification.
-const BACKCHANNEL_TIMEOUT_SECS: u64 = 5;
-
-/// Claims of a logout token (OIDC Back-Channel Logout 1.0 §2.4).
-#[derive(Debug, Serialize)]
-struct LogoutClaims<'a> {
-    iss: &'a str,
-    sub: &'a str,
-    aud: &'a str,
-    iat: i64,
-    exp: i64,
-    jti: String,
-    sid: String,
-    events: serde_json::Value,
-}
-
 impl Provider {
     /// Revokes the access and refresh tokens of every family born in the session.
     async fn revoke_session_tokens(&self, session_hash: &str) -> Result<()> {
@@ -169,131 +146,46 @@ impl Provider {
         Ok(())
     }
 
-    /// Posts a signed logout token to every module of the session that registered a
-    /// back-channel logout URI. The posts run in the background: a slow module must
-    /// not hold the person's logout, and a failure is logged, not retried.
+    /// Queues a back-channel logout for every module of the session that registered
+    /// a back-channel logout URI ([`crate::backchannel`]): the dispatcher posts
+    /// them at once and retries those that fail, so a slow or absent module does not
+    /// hold the person's logout.
     async fn notify_backchannel(&self, session_hash: &str) -> Result<()> {
         let Some(account_id) = self.session_account(session_hash).await? else {
             return Ok(());
         };
         let clients = self.sessions.clients(session_hash).await?;
-        let posts = self
-            .backchannel_posts(&account_id, session_hash, clients)
-            .await?;
-        spawn_posts(posts);
+        if self
+            .queue_backchannel(&account_id, session_hash, clients)
+            .await?
+            > 0
+        {
+            self.wake_backchannel();
+        }
         Ok(())
-    }
-
-    /// The signed logout tokens of the session `session_hash` of `account_id`, for
-    /// those of `client_ids` that registered a back-channel logout URI.
-    async fn backchannel_posts(
-        &self,
-        account_id: &str,
-        session_hash: &str,
-        client_ids: Vec<String>,
-    ) -> Result<Vec<BackchannelPost>> {
-        let sid = crate::session::session_id(session_hash);
-        let now = self.now();
-        let mut posts = Vec::new();
-        for (client, uri) in self.backchannel_clients(client_ids).await? {
-            let claims = LogoutClaims {
-                iss: self.issuer(),
-                sub: account_id,
-                aud: &client.id,
-                iat: now,
-                exp: now + LOGOUT_TOKEN_TTL_SECS,
-                jti: dge_core::new_id(),
-                sid: sid.clone(),
-                events: json!({ BACKCHANNEL_EVENT: {} }),
-            };
-            self.keys.ensure_alg(&client.settings.id_token_alg).await?;
-            let token = self
-                .keys
-                .sign_as(&client.settings.id_token_alg, "logout+jwt", &claims)?;
-            posts.push(BackchannelPost {
-                client_id: client.id,
-                uri,
-                token,
-            });
-        }
-        Ok(posts)
-    }
-}
-
-/// One logout token to post to one module.
-struct BackchannelPost {
-    client_id: String,
-    uri: String,
-    token: String,
-}
-
-/// Posts the logout tokens in the background (see [`post_all`]).
-fn spawn_posts(posts: Vec<BackchannelPost>) {
-    if !posts.is_empty() {
-        tokio::spawn(post_all(posts));
-    }
-}
-
-/// Posts the logout tokens, one module after the other; failures are logged.
-async fn post_all(posts: Vec<BackchannelPost>) {
-    if posts.is_empty() {
-        return;
-    }
-    let http = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(BACKCHANNEL_TIMEOUT_SECS))
-        .redirect(reqwest::redirect::Policy::none())
-        .build();
-    let Ok(http) = http else {
-        tracing::error!("cannot build the back-channel logout HTTP client");
-        return;
-    };
-    for BackchannelPost {
-        client_id,
-        uri,
-        token,
-    } in posts
-    {
-        let sent = http
-            .post(&uri)
-            .form(&[("logout_token", token.as_str())])
-            .send()
-            .await;
-        match sent {
-            Ok(r) if r.status().is_success() => {
-                tracing::info!(client_id = %client_id, "back-channel logout delivered");
-            }
-            Ok(r) => {
-                tracing::warn!(client_id = %client_id, status = %r.status(), "back-channel logout refused");
-            }
-            Err(e) => {
-                tracing::warn!(client_id = %client_id, error = %e, "back-channel logout failed");
-            }
-        }
     }
 }
 
 /// Account changes that end every session of an account (a password reset or
 /// change, a suspension, a deletion…) tell the modules of those sessions, as a
-/// logout does. Like a logout's, the posts are not retried: a module that misses
-/// one still sees the person's tokens refused by `Check` and introspection.
+/// logout does, through the same queue.
 impl dge_store::sessions::SessionsEnded for Provider {
     fn sessions_ended(&self, account_id: &str, sessions: Vec<dge_store::sessions::EndingSession>) {
         let provider = self.clone();
         let account_id = account_id.to_owned();
+        // Queued after the change's commit (this hook must not block, and the
+        // registry's transaction is not ours): a crash between that commit and these
+        // inserts loses the notifications, and the modules are not told.
         tokio::spawn(async move {
-            let mut posts = Vec::new();
             for session in sessions {
-                match provider
-                    .backchannel_posts(&account_id, &session.hash, session.clients)
+                if let Err(e) = provider
+                    .queue_backchannel(&account_id, &session.hash, session.clients)
                     .await
                 {
-                    Ok(more) => posts.extend(more),
-                    Err(e) => {
-                        tracing::error!(error = %dge_core::ErrorChain(&e), "back-channel logout tokens not made");
-                    }
+                    tracing::error!(error = %dge_core::ErrorChain(&e), "back-channel logouts not queued");
                 }
             }
-            post_all(posts).await;
+            provider.wake_backchannel();
         });
     }
 }

@@ -109,7 +109,9 @@ impl Registry {
     /// ends them. Best effort: when the store cannot say, the change still ends
     /// them, only without back-channel logout. A session opened, or a module logging
     /// in through a session, between this read and the commit is ended too, but not
-    /// told (a durable queue of notifications would be needed).
+    /// told: the back-channel queue gets only what this read saw (closing that gap
+    /// would need the sessions read, or the queue written, inside the change's
+    /// transaction, which Redis sessions do not allow).
     pub async fn sessions_to_end(&self, account_id: &str) -> SessionsToEnd {
         if self.sessions_ended.is_none() {
             return SessionsToEnd::default();

@@ -317,7 +317,7 @@ async fn consent_is_asked_once_for_a_third_party(engine: Engine) {
 async fn logout_closes_the_session_and_forgets_its_modules(engine: Engine) {
     let w = world(engine).await;
     let settings = ClientSettings {
-        // Nothing listens there: the notification fails in the background, logged.
+        // Nothing listens there; no dispatcher runs here: the notification stays queued.
         backchannel_logout_uri: Some("http://127.0.0.1:9/backchannel".into()),
         ..ClientSettings::default()
     };
@@ -362,6 +362,12 @@ async fn logout_closes_the_session_and_forgets_its_modules(engine: Engine) {
         LogoutOutcome::Redirect("http://localhost:8081/?state=s".into())
     );
     assert!(w.provider.session(&cookie).await.unwrap().is_none());
+    let queued: Vec<(String, String)> =
+        sqlx::query_as("SELECT client_id, status FROM backchannel_logouts")
+            .fetch_all(w.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(queued, [("datahub".to_owned(), "queued".to_owned())]);
     assert!(!active(&w, tokens.refresh_token.as_deref().unwrap()).await);
     assert!(!active(&w, &tokens.access_token).await);
     assert!(
