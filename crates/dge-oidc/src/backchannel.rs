@@ -14,9 +14,8 @@
 //! Rows are claimed with a lease, as the mail outbox's ([`dge_store::leases`]): among
 //! replicas racing for a row exactly one claims it, and only the lease holder
 //! records the outcome. A replica that dies mid-post leaves its lease to expire and
-//! the row is posted again, with a new token for the same `sid`: a
-//! module must accept a second logout of a session it already ended (the
-//! specification asks it to answer 200 then).
+//! the row is posted again, with a new token (new `jti`) for the same `sid`: a
+//! module may be told twice that a session ended.
 //!
 //! Finished rows are deleted by the expiry job (`dge_store::expiry`) a week after
 //! their last change.
