@@ -417,6 +417,13 @@ def test_sessions_are_shared_by_replicas_and_end_everywhere_at_once(replicas, ba
         posts = receiver.wait_for(3)[1:]
         time.sleep(0.5)
         assert len(receiver.received) == 3, receiver.received
+        # Each went through the queue in PostgreSQL, posted once by one replica.
+        with psycopg.connect(backend_database) as conn:
+            queued = conn.execute(
+                "SELECT status, attempts FROM backchannel_logouts WHERE client_id = %s",
+                (client.id,),
+            ).fetchall()
+        assert queued == [("sent", 1)] * 3, queued
         told = [verify_jwt(datahub.discovery, p["logout_token"], client.id) for p in posts]
         assert {t["sid"] for t in told} == sids, told
         assert all(t["sub"] == claims["sub"] for t in told), told
