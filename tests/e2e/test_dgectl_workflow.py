@@ -349,6 +349,17 @@ def test_modules_rights_roles_grants_and_audit(idp, dgectl, active_person):
     )
     assert expiring["granted"] is True
     assert dgectl.run("rights", "grant", login, "datahub:publish", "--expires", "2001-01-01").returncode == EXIT_USAGE
+    # Granting it again moves its end (here to 60 days), said as such; more than five years is refused.
+    moved = dgectl.ok(
+        "rights", "grant", login, f"communautes:space:mobilite{tag}", "--expires", "60d", output="table"
+    ).stdout
+    assert f"{login} holds communautes:space:mobilite{tag} until " in moved and moved.strip().endswith("now"), moved
+    far = dgectl.run("rights", "grant", login, f"communautes:space:mobilite{tag}", "--expires", "3000d")
+    assert far.returncode == EXIT_REFUSED and "cinq ans" in far.stderr, describe(far)
+    moved_back = dgectl.json(
+        "rights", "grant", login, f"communautes:space:mobilite{tag}", "--expires", "30d",
+    )
+    assert (moved_back["granted"], moved_back["end_changed"]) == (False, True)
 
     grants = {g["right"]: g for g in items(dgectl.json("grants", "list", login), "grants")}
     space = grants[f"communautes:space:mobilite{tag}"]

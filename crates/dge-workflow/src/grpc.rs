@@ -125,11 +125,14 @@ impl ValidationWorkflow for ValidationWorkflowService {
             .into());
         }
         let until = (r.expires_at > 0).then_some(r.expires_at);
-        let granted = self
+        let outcome = self
             .workflow
             .grant(&actor, &r.account, &r.right, &r.reason, until)
             .await?;
-        Ok(Response::new(pb::GrantRightResponse { granted }))
+        Ok(Response::new(pb::GrantRightResponse {
+            granted: outcome == crate::rights::GrantOutcome::Granted,
+            end_changed: outcome == crate::rights::GrantOutcome::EndChanged,
+        }))
     }
 
     async fn revoke_right(

@@ -92,17 +92,51 @@ pub struct AuditFilter {
     pub limit: i64,
 }
 
-/// Inserts a grant inside a transaction; false when already held. The right must
-/// be declared.
+/// What a grant did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantOutcome {
+    /// The account now holds the right (it did not, or its grant had ended).
+    Granted,
+    /// The account held the right; its end date is now the one asked.
+    EndChanged,
+    /// The account held the right, with that end date already.
+    AlreadyHeld,
+}
+
+/// Whether a grant only adds the right, or also sets the end date of one already
+/// held (an administrator's explicit grant: "this right, until then").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WhenHeld {
+    Keep,
+    SetEnd,
+}
+
+/// A grant to write: who gets which right, from whom, why, until when.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NewGrant<'a> {
+    pub(crate) account_id: &'a str,
+    pub(crate) right: &'a str,
+    pub(crate) by: &'a str,
+    pub(crate) reason: &'a str,
+    pub(crate) expires_at: Option<i64>,
+}
+
+/// Grants inside a transaction. The right must be declared. A grant whose end date
+/// has passed is replaced, as if it had been revoked: it no longer counts, and
+/// the person must be able to get the right again.
 pub(crate) async fn insert_grant(
     conn: &mut AnyConnection,
-    account_id: &str,
-    right: &str,
-    by: &str,
-    reason: &str,
-    expires_at: Option<i64>,
+    grant: &NewGrant<'_>,
     now: i64,
-) -> Result<bool> {
+    when_held: WhenHeld,
+) -> Result<GrantOutcome> {
+    let NewGrant {
+        account_id,
+        right,
+        by,
+        reason,
+        expires_at,
+    } = *grant;
     let declared = sqlx::query("SELECT 1 AS found FROM rights WHERE name = $1")
         .bind(right)
         .fetch_optional(&mut *conn)
@@ -110,9 +144,10 @@ pub(crate) async fn insert_grant(
     if declared.is_none() {
         return Err(Error::RightNotFound);
     }
-    let inserted = sqlx::query(
-        "INSERT INTO grants (account_id, right_name, granted_by, reason, expires_at, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (account_id, right_name) DO NOTHING",
+    let renewed = sqlx::query(
+        "UPDATE grants SET granted_by = $3, reason = $4, expires_at = $5, created_at = $6 \
+         WHERE account_id = $1 AND right_name = $2 AND expires_at IS NOT NULL \
+         AND expires_at <= $6",
     )
     .bind(account_id)
     .bind(right)
@@ -122,12 +157,62 @@ pub(crate) async fn insert_grant(
     .bind(now)
     .execute(&mut *conn)
     .await?;
-    if inserted.rows_affected() == 0 {
-        return Ok(false);
+    let inserted = if renewed.rows_affected() == 1 {
+        true
+    } else {
+        sqlx::query(
+            "INSERT INTO grants (account_id, right_name, granted_by, reason, expires_at, \
+             created_at) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (account_id, right_name) DO NOTHING",
+        )
+        .bind(account_id)
+        .bind(right)
+        .bind(by)
+        .bind(reason)
+        .bind(expires_at)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected()
+            == 1
+    };
+    if inserted {
+        dge_store::audit(conn, by, "right.granted", account_id, right, now).await?;
+        return Ok(GrantOutcome::Granted);
     }
-    dge_store::audit(conn, by, "right.granted", account_id, right, now).await?;
-    Ok(true)
+    if when_held == WhenHeld::Keep {
+        return Ok(GrantOutcome::AlreadyHeld);
+    }
+    let held: Option<i64> = sqlx::query_scalar(
+        "SELECT expires_at FROM grants WHERE account_id = $1 AND right_name = $2",
+    )
+    .bind(account_id)
+    .bind(right)
+    .fetch_one(&mut *conn)
+    .await?;
+    if held == expires_at {
+        return Ok(GrantOutcome::AlreadyHeld);
+    }
+    sqlx::query(
+        "UPDATE grants SET granted_by = $3, \
+         reason = CASE WHEN $4 = '' THEN reason ELSE $4 END, expires_at = $5 \
+         WHERE account_id = $1 AND right_name = $2",
+    )
+    .bind(account_id)
+    .bind(right)
+    .bind(by)
+    .bind(reason)
+    .bind(expires_at)
+    .execute(&mut *conn)
+    .await?;
+    let end = |at: Option<i64>| at.map_or_else(|| "none".to_owned(), |t| t.to_string());
+    let detail = format!("{right} until={} was={}", end(expires_at), end(held));
+    dge_store::audit(conn, by, "right.end_changed", account_id, &detail, now).await?;
+    Ok(GrantOutcome::EndChanged)
 }
+
+/// The latest end date a grant may have: five years ahead, as for a suspension.
+pub const GRANT_END_MAX_SECS: i64 = 5 * 366 * 24 * 3600;
 
 /// The longest reason kept with a grant, in characters.
 pub const REASON_MAX_CHARS: usize = 1000;
@@ -269,11 +354,12 @@ impl Workflow {
         self.missed.subscribe()
     }
 
-    /// Grants `right`, optionally until `expires_at`. Returns false when already held.
+    /// Grants `right`, optionally until `expires_at`; a right already held gets
+    /// that end date (none: no end).
     ///
     /// # Errors
     /// [`Error::AccountNotFound`], [`Error::RightNotFound`], [`Error::Invalid`] for an
-    /// end date in the past; storage errors.
+    /// end date in the past or more than five years ahead; storage errors.
     pub async fn grant(
         &self,
         actor: &Actor,
@@ -281,7 +367,7 @@ impl Workflow {
         right: &str,
         reason: &str,
         expires_at: Option<i64>,
-    ) -> Result<bool> {
+    ) -> Result<GrantOutcome> {
         let account = self.managed_account(actor, key).await?;
         check_grantable(&account)?;
         check_reason(reason)?;
@@ -293,27 +379,34 @@ impl Workflow {
                 "la date de fin doit être dans le futur",
             ));
         }
+        if expires_at.is_some_and(|e| e > now.saturating_add(GRANT_END_MAX_SECS)) {
+            return Err(Error::field(
+                "expires_at",
+                "too_far",
+                "la date de fin ne peut pas dépasser cinq ans",
+            ));
+        }
         let mut tx = self.db().begin().await?;
-        let granted = insert_grant(
-            &mut tx,
-            &account.id,
+        let grant = NewGrant {
+            account_id: &account.id,
             right,
-            actor.label(),
-            reason.trim(),
+            by: actor.label(),
+            reason: reason.trim(),
             expires_at,
-            now,
-        )
-        .await?;
+        };
+        let outcome = insert_grant(&mut tx, &grant, now, WhenHeld::SetEnd).await?;
         tx.commit().await?;
         self.db().access_changed().await;
-        if granted {
+        if outcome == GrantOutcome::Granted {
             // A suspended account's grants are streamed at its reactivation.
             if account.status != AccountStatus::Suspended {
                 self.publish(&account.id, right, true, now).await;
             }
             tracing::info!(account_id = %account.id, right, "right granted");
+        } else if outcome == GrantOutcome::EndChanged {
+            tracing::info!(account_id = %account.id, right, "end of a right changed");
         }
-        Ok(granted)
+        Ok(outcome)
     }
 
     /// Revokes `right`. Returns false when it was not held.
@@ -376,7 +469,15 @@ impl Workflow {
         for row in &rows {
             let right: String = row.try_get("right_name")?;
             let why = format!("role {role}: {}", reason.trim());
-            if insert_grant(&mut tx, &account.id, &right, actor.label(), &why, None, now).await? {
+            let grant = NewGrant {
+                account_id: &account.id,
+                right: &right,
+                by: actor.label(),
+                reason: &why,
+                expires_at: None,
+            };
+            let outcome = insert_grant(&mut tx, &grant, now, WhenHeld::Keep).await?;
+            if outcome == GrantOutcome::Granted {
                 granted.push(right);
             }
         }

@@ -130,17 +130,17 @@ impl Workflow {
         }
         let mut granted = Vec::new();
         for right in rights {
-            if crate::rights::insert_grant(
-                &mut tx,
-                &account.id,
+            let grant = crate::rights::NewGrant {
+                account_id: &account.id,
                 right,
-                actor.label(),
-                "granted on approval",
-                None,
-                now,
-            )
-            .await?
-            {
+                by: actor.label(),
+                reason: "granted on approval",
+                expires_at: None,
+            };
+            let outcome =
+                crate::rights::insert_grant(&mut tx, &grant, now, crate::rights::WhenHeld::Keep)
+                    .await?;
+            if outcome == crate::rights::GrantOutcome::Granted {
                 granted.push(right.clone());
             }
         }

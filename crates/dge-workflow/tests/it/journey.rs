@@ -5,6 +5,7 @@ use dge_registry::{AccountStatus, LoginError, SignUpForm};
 use sqlx::Row;
 
 use dge_workflow::Actor;
+use dge_workflow::rights::GrantOutcome;
 
 use crate::backends::{ENGINES, Engine, services};
 
@@ -106,17 +107,19 @@ async fn the_whole_local_journey_holds_on_both_backends() {
                 .await
                 .unwrap()
         );
-        assert!(
+        assert_eq!(
             s.workflow
                 .grant(&admin(), "cmartin", "datahub:publish", "", None)
                 .await
-                .unwrap()
+                .unwrap(),
+            GrantOutcome::Granted
         );
-        assert!(
-            !s.workflow
+        assert_eq!(
+            s.workflow
                 .grant(&admin(), "cmartin", "datahub:publish", "", None)
                 .await
-                .unwrap()
+                .unwrap(),
+            GrantOutcome::AlreadyHeld
         );
         assert!(
             dge_authz::rights::has_right(&s.db, &account.id, "datahub:publish", 1_800_000_001)

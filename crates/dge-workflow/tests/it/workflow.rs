@@ -7,6 +7,7 @@ use dge_workflow::notify::{NoticeMode, NotifySettings};
 use dge_workflow::organisations::NewOrganisation;
 use dge_workflow::queue::PendingFilter;
 use dge_workflow::rights::AuditFilter;
+use dge_workflow::rights::GrantOutcome;
 use sqlx::Row;
 
 use crate::backends::{ENGINES, NOW, Services, services};
@@ -467,7 +468,7 @@ async fn roles_expiring_grants_and_the_change_stream() {
         );
 
         let until = NOW + 3600;
-        assert!(
+        assert_eq!(
             s.workflow
                 .grant(
                     &admin(),
@@ -477,7 +478,8 @@ async fn roles_expiring_grants_and_the_change_stream() {
                     Some(until)
                 )
                 .await
-                .unwrap()
+                .unwrap(),
+            GrantOutcome::Granted
         );
         let past = s
             .workflow
@@ -493,6 +495,72 @@ async fn roles_expiring_grants_and_the_change_stream() {
             !holds(&s, "cmartin", "datahub:dashboards").await,
             "expired grants no longer count"
         );
+
+        // An ended grant is given again, and streamed as a grant.
+        let mut rx = s.workflow.watch();
+        let again = NOW + 3601 + 3600;
+        assert_eq!(
+            s.workflow
+                .grant(
+                    &admin(),
+                    "cmartin",
+                    "datahub:dashboards",
+                    "retour",
+                    Some(again)
+                )
+                .await
+                .unwrap(),
+            GrantOutcome::Granted,
+            "{engine:?}: a right whose end has passed can be granted again"
+        );
+        assert!(holds(&s, "cmartin", "datahub:dashboards").await);
+        let change = rx.try_recv().expect("the new grant is streamed");
+        assert_eq!(
+            (change.right.as_str(), change.granted),
+            ("datahub:dashboards", true)
+        );
+        // Its end can be moved, or lifted, by granting it again; the same end is a no-op.
+        let later = again + 7200;
+        for (end, outcome) in [
+            (Some(later), GrantOutcome::EndChanged),
+            (Some(later), GrantOutcome::AlreadyHeld),
+            (None, GrantOutcome::EndChanged),
+        ] {
+            assert_eq!(
+                s.workflow
+                    .grant(&admin(), "cmartin", "datahub:dashboards", "", end)
+                    .await
+                    .unwrap(),
+                outcome,
+                "{engine:?}: {end:?}"
+            );
+        }
+        s.clock.advance(7200 + 3600);
+        assert!(
+            holds(&s, "cmartin", "datahub:dashboards").await,
+            "{engine:?}: the end was lifted"
+        );
+        let changes: Vec<String> = sqlx::query_scalar(
+            "SELECT detail FROM audit_events WHERE action = 'right.end_changed' ORDER BY created_at, id",
+        )
+        .fetch_all(s.db.pool())
+        .await
+        .unwrap();
+        assert_eq!(changes.len(), 2, "{engine:?}: {changes:?}");
+        assert_eq!(
+            changes[1],
+            format!("datahub:dashboards until=none was={later}")
+        );
+        // No end further than five years ahead.
+        let far = NOW + 6 * 365 * 24 * 3600;
+        let refused = s
+            .workflow
+            .grant(&admin(), "cmartin", "datahub:publish", "", Some(far))
+            .await;
+        assert!(
+            matches!(&refused, Err(dge_workflow::Error::Invalid(v)) if v.message_for("expires_at").is_some()),
+            "{refused:?}"
+        );
         let grants = s.workflow.grants(&admin(), "cmartin").await.unwrap();
         let dash = grants
             .iter()
@@ -504,7 +572,8 @@ async fn roles_expiring_grants_and_the_change_stream() {
                 dash.reason.as_str(),
                 dash.granted_by.as_str()
             ),
-            (Some(until), "essai", "token:test")
+            (None, "retour", "token:test"),
+            "{engine:?}: the reason of the grant is kept when its end changes without one"
         );
 
         assert!(
@@ -663,10 +732,11 @@ async fn a_grant_needs_a_confirmed_account_a_future_end_and_a_bounded_reason() {
         assert!(!holds(&s, "unconf", "datahub:publish").await);
         // A confirmed, pending account may be granted while it waits for approval,
         // with a reason of exactly the limit.
-        assert!(
+        assert_eq!(
             grant("pending", "é".repeat(1000), Some(NOW + 60))
                 .await
                 .unwrap(),
+            GrantOutcome::Granted,
             "{engine:?}"
         );
         assert!(holds(&s, "pending", "datahub:publish").await);

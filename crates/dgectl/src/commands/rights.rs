@@ -54,25 +54,35 @@ async fn grant(
         reason,
         expires_at: expires.unwrap_or(0),
     };
-    let granted = api
+    let answer = api
         .workflow()
         .grant_right(request)
         .await
         .map_err(|status| api.fail(status))?
-        .into_inner()
-        .granted;
+        .into_inner();
+    let until = expires.map_or(String::new(), |at| {
+        format!(" until {} UTC", output::utc_minutes(at))
+    });
     match out {
-        OutputFormat::Table if granted => {
-            let until = expires.map_or(String::new(), |at| {
-                format!(" until {} UTC", output::utc_minutes(at))
-            });
+        OutputFormat::Table if answer.granted => {
             output::print_line(&format!("granted {right} to {login}{until}"))?
         }
-        OutputFormat::Table => output::print_line(&format!("{login} already holds {right}"))?,
+        OutputFormat::Table if answer.end_changed => {
+            let end = if until.is_empty() {
+                " with no end date".to_owned()
+            } else {
+                until
+            };
+            output::print_line(&format!("{login} holds {right}{end} now"))?
+        }
+        OutputFormat::Table => {
+            output::print_line(&format!("{login} already holds {right}{until}"))?
+        }
         OutputFormat::Json => output::print_json(&json!({
             "account": login,
             "right": right,
-            "granted": granted,
+            "granted": answer.granted,
+            "end_changed": answer.end_changed,
             "expires_at": expires.unwrap_or(0),
         }))?,
     }

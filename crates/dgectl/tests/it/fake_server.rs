@@ -388,7 +388,10 @@ impl ValidationWorkflow for Fake {
 
     async fn grant_right(&self, request: Request<GrantRightRequest>) -> Answer<GrantRightResponse> {
         authorise(&request)?;
-        Ok(Response::new(GrantRightResponse { granted: true }))
+        Ok(Response::new(GrantRightResponse {
+            granted: true,
+            end_changed: false,
+        }))
     }
 
     async fn revoke_right(
