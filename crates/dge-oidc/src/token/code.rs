@@ -158,6 +158,15 @@ impl Provider {
         if row.epoch != Some(epoch) {
             return Ok(Err(bad_grant()));
         }
+        // The session the code was issued in must still be open: a logout between the
+        // code and its exchange ends what the code would give (the logout's own
+        // revocation found nothing of it to revoke yet).
+        if let Some(session) = row.session_hash.as_deref() {
+            let live = self.sessions.get(session, self.now()).await?;
+            if live.is_none_or(|(account_id, _)| account_id != row.account_id) {
+                return Ok(Err(bad_grant()));
+            }
+        }
         let family_id = dge_core::new_id();
         let lineage = Lineage {
             scope: &row.scope,

@@ -325,7 +325,7 @@ async fn logout_closes_the_session_and_forgets_its_modules(engine: Engine) {
     let cookie = w.provider.open_session(ACCOUNT, NOW).await.unwrap();
     let first = code(&w, "datahub", &cookie).await;
     let tokens = grant(&w, "datahub", &code_form(&first)).await.unwrap();
-    code(&w, "datahub", &cookie).await;
+    let second = code(&w, "datahub", &cookie).await;
     // On PostgreSQL the world shares Redis, and the session lives there.
     let session_hash = dge_core::token::hash_token(&cookie);
     let modules = w.provider.sessions().clients(&session_hash).await.unwrap();
@@ -370,6 +370,12 @@ async fn logout_closes_the_session_and_forgets_its_modules(engine: Engine) {
     assert_eq!(queued, [("datahub".to_owned(), "queued".to_owned())]);
     assert!(!active(&w, tokens.refresh_token.as_deref().unwrap()).await);
     assert!(!active(&w, &tokens.access_token).await);
+    // A code issued in the session before the logout gives nothing after it.
+    assert_eq!(
+        grant(&w, "datahub", &code_form(&second)).await.err(),
+        Some("invalid_grant"),
+        "{engine:?}"
+    );
     assert!(
         w.provider
             .sessions()
