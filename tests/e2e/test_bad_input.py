@@ -329,7 +329,7 @@ def test_a_client_id_in_another_case_than_lower_case_is_refused(idp, dgectl, adm
         call = lambda r=request: admin_grpc.call(admin_grpc.clients.AddClient, r)  # noqa: E731
         assert refused_fields(call) == {"id"}, client_id
     result = dgectl.run("clients", "add", "DATAHUB", "--redirect-uri", "http://localhost:8099/cb")
-    assert result.returncode == EXIT_REFUSED and "lower-case" in result.stderr, result.stderr
+    assert result.returncode == EXIT_REFUSED and "lettres minuscules" in result.stderr, result.stderr
     assert "DATAHUB" not in dgectl.client_ids()
 
 

@@ -42,6 +42,51 @@ fn valid_domain(d: &str) -> bool {
         })
 }
 
+/// Domains of the largest public mail services used in France: anyone may get an
+/// address there, so they say nothing of an organisation. A trusted organisation
+/// with one of them would hand its quick validation to everyone.
+const PUBLIC_MAIL_DOMAINS: &[&str] = &[
+    "aliceadsl.fr",
+    "aol.com",
+    "aol.fr",
+    "bbox.fr",
+    "club-internet.fr",
+    "free.fr",
+    "gmail.com",
+    "gmail.fr",
+    "gmx.com",
+    "gmx.de",
+    "gmx.fr",
+    "googlemail.com",
+    "hotmail.com",
+    "hotmail.fr",
+    "icloud.com",
+    "laposte.fr",
+    "laposte.net",
+    "live.com",
+    "live.fr",
+    "mac.com",
+    "mail.com",
+    "me.com",
+    "msn.com",
+    "neuf.fr",
+    "numericable.fr",
+    "orange.fr",
+    "outlook.com",
+    "outlook.fr",
+    "proton.me",
+    "protonmail.com",
+    "sfr.fr",
+    "tutanota.com",
+    "wanadoo.fr",
+    "web.de",
+    "yahoo.com",
+    "yahoo.fr",
+    "yandex.com",
+    "ymail.com",
+    "zoho.com",
+];
+
 fn clean(new: &NewOrganisation) -> Result<Clean, Violations> {
     let mut v = Violations::new();
     let name = new.name.trim().to_owned();
@@ -73,7 +118,15 @@ fn clean(new: &NewOrganisation) -> Result<Clean, Violations> {
         if d.is_empty() {
             continue;
         }
-        if valid_domain(&d) {
+        if PUBLIC_MAIL_DOMAINS.contains(&d.as_str()) {
+            v.add(
+                "email_domains",
+                "public_mail",
+                format!(
+                    "{d} est une messagerie ouverte à tous : ce domaine ne désigne pas un organisme"
+                ),
+            );
+        } else if valid_domain(&d) {
             domains.push(d);
         } else {
             v.add(
@@ -119,6 +172,50 @@ async fn siret_taken(conn: &mut AnyConnection, siret: &str, except: &str) -> sql
         .fetch_optional(conn)
         .await?;
     Ok(row.is_some())
+}
+
+/// What another active organisation of the directory already has of `c`: its name
+/// (compared without case), or one of its email domains. `except`: the organisation
+/// being changed.
+async fn clashes(conn: &mut AnyConnection, c: &Clean, except: &str) -> Result<Violations> {
+    let rows = sqlx::query(
+        "SELECT name, name_key, email_domains FROM organisations \
+         WHERE status = 'active' AND id <> $1",
+    )
+    .bind(except)
+    .fetch_all(conn)
+    .await?;
+    let mut v = Violations::new();
+    let key = c.name.to_lowercase();
+    for row in &rows {
+        let name: String = row.try_get("name")?;
+        if row.try_get::<String, _>("name_key")? == key {
+            v.add(
+                "name",
+                "taken",
+                format!("un organisme de l'annuaire porte déjà ce nom : {name}"),
+            );
+        }
+        let theirs: String = row.try_get("email_domains")?;
+        for d in c.domains.split(',').filter(|d| !d.is_empty()) {
+            if theirs.split(',').any(|t| t == d) {
+                v.add(
+                    "email_domains",
+                    "taken",
+                    format!("le domaine {d} est déjà celui de l'organisme {name}"),
+                );
+            }
+        }
+    }
+    Ok(v)
+}
+
+/// The messages of `v`, for an import's report.
+fn joined(v: &Violations) -> String {
+    v.iter()
+        .map(|x| x.message.as_str())
+        .collect::<Vec<_>>()
+        .join(" ; ")
 }
 
 async fn insert(conn: &mut AnyConnection, c: &Clean, now: i64) -> sqlx::Result<String> {
@@ -202,6 +299,10 @@ impl Workflow {
                 "un organisme de l'annuaire a déjà ce SIRET",
             ));
         }
+        clashes(&mut tx, &c, "")
+            .await?
+            .into_result()
+            .map_err(Error::Invalid)?;
         let id = insert(&mut tx, &c, now).await?;
         dge_store::audit(
             &mut tx,
@@ -249,6 +350,10 @@ impl Workflow {
                 "un organisme de l'annuaire a déjà ce SIRET",
             ));
         }
+        clashes(&mut tx, &c, id)
+            .await?
+            .into_result()
+            .map_err(Error::Invalid)?;
         sqlx::query(
             "UPDATE organisations SET name = $1, name_key = $2, siret = $3, trusted = $4, email_domains = $5, \
              updated_at = $6 WHERE id = $7",
@@ -378,12 +483,7 @@ impl Workflow {
             let c = match clean(row) {
                 Ok(c) => c,
                 Err(v) => {
-                    let why = v
-                        .iter()
-                        .map(|x| x.message.clone())
-                        .collect::<Vec<_>>()
-                        .join(" ; ");
-                    report.rejected.push((*line, why));
+                    report.rejected.push((*line, joined(&v)));
                     continue;
                 }
             };
@@ -398,6 +498,12 @@ impl Workflow {
                     report.unchanged += 1;
                     continue;
                 }
+            }
+            // Rows imported earlier in this file are in the directory already.
+            let clash = clashes(&mut tx, &c, "").await?;
+            if !clash.is_empty() {
+                report.rejected.push((*line, joined(&clash)));
+                continue;
             }
             insert(&mut tx, &c, now).await?;
             report.imported += 1;

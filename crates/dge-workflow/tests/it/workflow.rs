@@ -367,9 +367,126 @@ fn row(line: u32, name: &str, siret: &str) -> (u32, NewOrganisation) {
             name: name.into(),
             siret: siret.into(),
             trusted: false,
-            email_domains: vec!["exemple.fr".into()],
+            email_domains: vec![format!("ligne{line}.exemple.fr")],
         },
     )
+}
+
+/// One name, one set of domains per organisation of the directory, and no public
+/// mail service as an organisation's domain.
+#[tokio::test]
+async fn the_directory_refuses_a_second_name_or_domain_and_public_mail_domains() {
+    for engine in ENGINES {
+        let s = services(engine).await;
+        let org = |name: &str, domains: &[&str], trusted: bool| NewOrganisation {
+            name: name.into(),
+            siret: String::new(),
+            trusted,
+            email_domains: domains.iter().map(|d| (*d).to_owned()).collect(),
+        };
+        let refusal = |r: dge_workflow::Result<dge_proto::v1::Organisation>| match r {
+            Err(dge_workflow::Error::Invalid(v)) => v
+                .iter()
+                .map(|v| (v.field, v.code, v.message.clone()))
+                .collect::<Vec<_>>(),
+            other => panic!("{engine:?}: expected a refusal, got {other:?}"),
+        };
+        let metz = s
+            .workflow
+            .create_organisation(&admin(), &org("Ville de Metz", &["metz.fr"], true))
+            .await
+            .unwrap();
+        assert_eq!(
+            refusal(
+                s.workflow
+                    .create_organisation(
+                        &admin(),
+                        &org("VILLE DE METZ", &["mairie-metz.fr"], false)
+                    )
+                    .await
+            ),
+            [(
+                "name",
+                "taken",
+                "un organisme de l'annuaire porte déjà ce nom : Ville de Metz".to_owned()
+            )]
+        );
+        assert_eq!(
+            refusal(
+                s.workflow
+                    .create_organisation(&admin(), &org("Metz Métropole", &["metz.fr"], false))
+                    .await
+            ),
+            [(
+                "email_domains",
+                "taken",
+                "le domaine metz.fr est déjà celui de l'organisme Ville de Metz".to_owned()
+            )]
+        );
+        let gmail = refusal(
+            s.workflow
+                .create_organisation(&admin(), &org("Métropole", &["Gmail.com"], true))
+                .await,
+        );
+        assert_eq!(
+            gmail.iter().map(|v| (v.0, v.1)).collect::<Vec<_>>(),
+            [("email_domains", "public_mail")]
+        );
+        let other = s
+            .workflow
+            .create_organisation(
+                &admin(),
+                &org("Metz Métropole", &["metzmetropole.fr"], false),
+            )
+            .await
+            .unwrap();
+        // Changing one organisation keeps its own name and domains, not another's.
+        s.workflow
+            .update_organisation(&admin(), &metz.id, None, None, Some(false), None)
+            .await
+            .unwrap();
+        let taken = s
+            .workflow
+            .update_organisation(
+                &admin(),
+                &other.id,
+                Some("ville de metz".into()),
+                None,
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(refusal(taken)[0].1, "taken");
+        // An import refuses the line, as it refuses a duplicate SIRET.
+        let report = s
+            .workflow
+            .import_organisations(
+                &admin(),
+                &[
+                    (2, org("Ville de Metz", &[], false)),
+                    (3, org("Commune neuve", &["neuve.fr"], false)),
+                    (4, org("Commune voisine", &["neuve.fr"], false)),
+                ],
+                false,
+            )
+            .await
+            .unwrap();
+        assert_eq!(report.imported, 1, "{engine:?}: {report:?}");
+        assert_eq!(
+            report.rejected.iter().map(|r| r.0).collect::<Vec<_>>(),
+            [2, 4]
+        );
+        assert_eq!(
+            s.workflow
+                .organisations()
+                .await
+                .unwrap()
+                .iter()
+                .filter(|o| o.name.to_lowercase() == "ville de metz")
+                .count(),
+            1
+        );
+    }
 }
 
 #[tokio::test]
