@@ -443,7 +443,10 @@ impl Provider {
         if let Some(hash) = &session_hash {
             self.remember_client(hash, &p.client_id).await?;
         }
+        // Gone meanwhile: its pending request went with it, the code is never given out.
+        let registration = self.client(&p.client_id).await?.map(|c| c.registration);
         let stored = crate::token::code::StoredCode {
+            registration,
             client_id: p.client_id.clone(),
             account_id: account_id.to_owned(),
             redirect_uri: p.redirect_uri.clone(),

@@ -6,6 +6,10 @@ use oxide_auth::primitives::registrar::{ExactUrl, RegisteredUrl};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+pub mod lifecycle;
+
+pub use lifecycle::{ChangeError, ClientChanges, Removed};
+
 /// A registered client.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -25,6 +29,10 @@ pub struct Client {
     pub first_party: bool,
     /// Per-client settings beyond registration.
     pub settings: ClientSettings,
+    /// A random id of this registration, kept in the codes issued to the client so
+    /// that a client registered again under the same id cannot use them; empty for
+    /// clients registered before it existed.
+    pub registration: String,
 }
 
 /// Settings of a client that registration leaves at their defaults.
@@ -87,6 +95,7 @@ fn client_from_row(row: &AnyRow) -> sqlx::Result<Client> {
                 .try_get::<Option<String>, _>("jwks")?
                 .map(|j| stored_jwks(&row.try_get::<String, _>("id").unwrap_or_default(), j)),
         },
+        registration: row.try_get("registration")?,
     })
 }
 
@@ -112,7 +121,7 @@ fn split_scopes(s: &str) -> Vec<String> {
 
 const COLUMNS: &str = "id, name, secret_hash, redirect_uris, post_logout_redirect_uris, \
      confidential, first_party, service_scopes, userinfo_signed, id_token_alg, \
-     backchannel_logout_uri, jwks";
+     backchannel_logout_uri, jwks, registration";
 
 /// Checks settings: known service scopes, a known algorithm, an acceptable
 /// back-channel URI, a JWKS that [`normalize_jwks`] accepts.
@@ -468,6 +477,15 @@ pub fn is_client_id(id: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'))
 }
 
+/// Adds to `v` a violation on `field` for each URI of `uris` that registration refuses.
+fn check_uris(v: &mut dge_core::Violations, field: &'static str, uris: &[String]) {
+    for uri in uris {
+        if let Some(problem) = redirect_uri_problem(uri) {
+            v.add(field, "invalid", format!("{uri}: {problem}"));
+        }
+    }
+}
+
 /// Registers a client with the default settings. Returns its secret (confidential
 /// clients), shown once.
 ///
@@ -505,17 +523,12 @@ pub async fn add_with_settings(
     }
     // No redirect URI: a tool without a browser (such as `dgectl`), which may only use
     // the device grant (see `crate::device`) or `client_credentials`.
-    let fields = [
-        ("redirect_uris", &new.redirect_uris),
-        ("post_logout_redirect_uris", &new.post_logout_redirect_uris),
-    ];
-    for (field, uris) in fields {
-        for uri in uris {
-            if let Some(problem) = redirect_uri_problem(uri) {
-                v.add(field, "invalid", format!("{uri}: {problem}"));
-            }
-        }
-    }
+    check_uris(&mut v, "redirect_uris", &new.redirect_uris);
+    check_uris(
+        &mut v,
+        "post_logout_redirect_uris",
+        &new.post_logout_redirect_uris,
+    );
     v.extend(check_settings(settings));
     v.into_result().map_err(AddError::Invalid)?;
     // check_settings accepted it: normalising cannot fail here.
@@ -534,8 +547,8 @@ pub async fn add_with_settings(
     let inserted = sqlx::query(
         "INSERT INTO oidc_clients (id, name, secret_hash, redirect_uris, post_logout_redirect_uris, \
          confidential, first_party, service_scopes, userinfo_signed, id_token_alg, \
-         backchannel_logout_uri, jwks, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)",
+         backchannel_logout_uri, jwks, registration, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)",
     )
     .bind(&new.id)
     .bind(name)
@@ -549,6 +562,7 @@ pub async fn add_with_settings(
     .bind(&settings.id_token_alg)
     .bind(&settings.backchannel_logout_uri)
     .bind(jwks)
+    .bind(dge_core::new_id())
     .bind(now)
     .execute(db.pool())
     .await;
@@ -578,6 +592,7 @@ mod tests {
             confidential: true,
             first_party: true,
             settings: ClientSettings::default(),
+            registration: String::new(),
         }
     }
 

@@ -65,6 +65,9 @@ enum State {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Record {
     client_id: String,
+    /// The client's registration (see `Client::registration`); `None`: stored before.
+    #[serde(default)]
+    registration: Option<String>,
     scope: String,
     expires_at: i64,
     #[serde(flatten)]
@@ -193,6 +196,7 @@ impl Provider {
         let device_hash = hash_token(&device_code);
         let record = Record {
             client_id: client.id.clone(),
+            registration: Some(client.registration.clone()),
             scope: asked.join(" "),
             expires_at: self.now() + ttl,
             state: State::Pending,
@@ -340,7 +344,12 @@ impl Provider {
             .get(&key)
             .await?
             .and_then(|body| serde_json::from_str::<Record>(&body).ok());
-        let Some(record) = record.filter(|r| r.client_id == client.id) else {
+        let Some(record) = record.filter(|r| {
+            r.client_id == client.id
+                && r.registration
+                    .as_ref()
+                    .is_none_or(|reg| *reg == client.registration)
+        }) else {
             return Ok(Err(bad_device_code()));
         };
         if record.expires_at <= self.now() {

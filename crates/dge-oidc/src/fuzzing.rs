@@ -24,6 +24,7 @@ pub fn redirect_uri(data: &[u8]) {
         confidential: false,
         first_party: false,
         settings: ClientSettings::default(),
+        registration: String::new(),
     };
     let allowed = client.redirect_allowed(requested);
     assert!(

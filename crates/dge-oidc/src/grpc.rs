@@ -7,7 +7,9 @@ use dge_proto::v1::client_registry_server::ClientRegistry;
 use dge_store::Db;
 use tonic::{Request, Response, Status};
 
-use crate::clients::{self, AddError, Client, ClientSettings, NewClient};
+use crate::clients::{
+    self, AddError, ChangeError, Client, ClientChanges, ClientSettings, NewClient,
+};
 
 /// Registration of OIDC clients by administrators.
 #[derive(Debug, Clone)]
@@ -92,6 +94,94 @@ impl ClientRegistry for ClientRegistryService {
         Ok(Response::new(pb::ListClientsResponse {
             clients: clients.into_iter().map(to_proto).collect(),
         }))
+    }
+
+    async fn update_client(
+        &self,
+        request: Request<pb::UpdateClientRequest>,
+    ) -> Result<Response<pb::UpdateClientResponse>, Status> {
+        let caller = self.auth.require_admin(request.metadata()).await?;
+        let r = request.into_inner();
+        let id = r.id.trim().to_owned();
+        let changes = changes_from_proto(r);
+        let actor = caller.actor();
+        let client = clients::lifecycle::update(&self.db, &id, &changes, &actor, self.auth.now())
+            .await
+            .map_err(change_status)?;
+        let fields = changes.fields().join(",");
+        tracing::info!(client_id = %id, actor = %actor, fields = %fields, "oidc client updated");
+        Ok(Response::new(pb::UpdateClientResponse {
+            client: Some(to_proto(client)),
+        }))
+    }
+
+    async fn rotate_client_secret(
+        &self,
+        request: Request<pb::RotateClientSecretRequest>,
+    ) -> Result<Response<pb::RotateClientSecretResponse>, Status> {
+        let caller = self.auth.require_admin(request.metadata()).await?;
+        let id = request.into_inner().id.trim().to_owned();
+        let actor = caller.actor();
+        let secret = clients::lifecycle::rotate_secret(&self.db, &id, &actor, self.auth.now())
+            .await
+            .map_err(change_status)?;
+        tracing::info!(client_id = %id, actor = %actor, "oidc client secret rotated");
+        Ok(Response::new(pb::RotateClientSecretResponse {
+            client_secret: secret,
+        }))
+    }
+
+    async fn remove_client(
+        &self,
+        request: Request<pb::RemoveClientRequest>,
+    ) -> Result<Response<pb::RemoveClientResponse>, Status> {
+        let caller = self.auth.require_admin(request.metadata()).await?;
+        let id = request.into_inner().id.trim().to_owned();
+        let actor = caller.actor();
+        let removed = clients::lifecycle::remove(&self.db, &id, &actor, self.auth.now())
+            .await
+            .map_err(change_status)?;
+        tracing::info!(
+            client_id = %id,
+            actor = %actor,
+            access_tokens_revoked = removed.access_tokens,
+            refresh_tokens_deleted = removed.refresh_tokens,
+            consents_deleted = removed.consents,
+            "oidc client removed"
+        );
+        Ok(Response::new(pb::RemoveClientResponse {
+            access_tokens_revoked: removed.access_tokens,
+            refresh_tokens_deleted: removed.refresh_tokens,
+            consents_deleted: removed.consents,
+        }))
+    }
+}
+
+/// The answer to a refused change.
+fn change_status(e: ChangeError) -> Status {
+    match e {
+        ChangeError::Invalid(v) => v.into_status(),
+        ChangeError::NotFound => Status::not_found("aucun client ne porte cet identifiant"),
+        ChangeError::Public => Status::failed_precondition(
+            "client public : il n'a pas de secret (il s'authentifie par PKCE)",
+        ),
+        ChangeError::Store(e) => unavailable(e),
+    }
+}
+
+/// The changes of an `UpdateClient` request: absent fields are kept.
+fn changes_from_proto(r: pb::UpdateClientRequest) -> ClientChanges {
+    let cleared = |v: String| Some(v).filter(|v| !v.is_empty());
+    ClientChanges {
+        name: r.name,
+        redirect_uris: r.redirect_uris.map(|l| l.values),
+        post_logout_redirect_uris: r.post_logout_redirect_uris.map(|l| l.values),
+        first_party: r.first_party,
+        service_scopes: r.service_scopes.map(|l| l.values),
+        userinfo_signed: r.userinfo_signed,
+        id_token_alg: r.id_token_alg,
+        backchannel_logout_uri: r.backchannel_logout_uri.map(cleared),
+        jwks: r.jwks.map(cleared),
     }
 }
 

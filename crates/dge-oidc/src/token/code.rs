@@ -33,6 +33,10 @@ pub(crate) struct StoredCode {
     /// everything of the account ended (a reset, a suspension…) is refused after.
     #[serde(default)]
     pub(crate) epoch: Option<i64>,
+    /// The client's registration (see `Client::registration`): a client removed and
+    /// registered again under the same id cannot exchange it. `None`: stored before.
+    #[serde(default)]
+    pub(crate) registration: Option<String>,
 }
 
 fn code_key(code_hash: &str) -> String {
@@ -95,6 +99,10 @@ impl Provider {
         now: i64,
     ) -> Result<(), OAuthError> {
         if row.client_id != client.id
+            || row
+                .registration
+                .as_deref()
+                .is_some_and(|r| r != client.registration)
             || row.expires_at <= now
             || form.redirect_uri.as_deref() != Some(row.redirect_uri.as_str())
         {

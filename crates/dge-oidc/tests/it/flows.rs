@@ -11,9 +11,9 @@ use crate::backends::{
     ACCOUNT, ENGINES, Engine, ISSUER, NOW, REDIRECT, SECRET, World, challenge, client, world,
 };
 
-const VERIFIER: &str = "a-verifier-of-more-than-forty-three-characters-0123456789";
+pub(crate) const VERIFIER: &str = "a-verifier-of-more-than-forty-three-characters-0123456789";
 
-fn params(client_id: &str) -> AuthorizeParams {
+pub(crate) fn params(client_id: &str) -> AuthorizeParams {
     AuthorizeParams {
         response_type: Some("code".into()),
         client_id: Some(client_id.into()),
@@ -35,7 +35,7 @@ fn query_param(url: &str, name: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-async fn code(w: &World, client_id: &str, cookie: &str) -> String {
+pub(crate) async fn code(w: &World, client_id: &str, cookie: &str) -> String {
     match w
         .provider
         .authorize(params(client_id), Some(cookie))
@@ -47,7 +47,7 @@ async fn code(w: &World, client_id: &str, cookie: &str) -> String {
     }
 }
 
-fn code_form(code: &str) -> TokenForm {
+pub(crate) fn code_form(code: &str) -> TokenForm {
     TokenForm {
         grant_type: Some("authorization_code".into()),
         code: Some(code.into()),
@@ -57,7 +57,7 @@ fn code_form(code: &str) -> TokenForm {
     }
 }
 
-fn refresh_form(token: &str) -> TokenForm {
+pub(crate) fn refresh_form(token: &str) -> TokenForm {
     TokenForm {
         grant_type: Some("refresh_token".into()),
         refresh_token: Some(token.into()),
@@ -65,7 +65,7 @@ fn refresh_form(token: &str) -> TokenForm {
     }
 }
 
-async fn grant(
+pub(crate) async fn grant(
     w: &World,
     client_id: &str,
     form: &TokenForm,
@@ -78,7 +78,7 @@ async fn grant(
         .map_err(|e| e.error)
 }
 
-async fn active(w: &World, token: &str) -> bool {
+pub(crate) async fn active(w: &World, token: &str) -> bool {
     w.provider.inspect(token).await.unwrap().is_some()
 }
 
@@ -275,13 +275,12 @@ async fn refresh_reuse_revokes_the_family(engine: Engine) {
     assert!(!active(&w, &second.access_token).await);
 }
 
-async fn consent_is_asked_once_for_a_third_party(engine: Engine) {
-    let w = world(engine).await;
-    client(&w, "tiers", false, ClientSettings::default()).await;
-    let cookie = w.provider.open_session(ACCOUNT, NOW).await.unwrap();
+/// A code of third-party client `client_id`, asked for consent first, which the
+/// person gives.
+pub(crate) async fn consented_code(w: &World, client_id: &str, cookie: &str) -> String {
     let AuthorizeOutcome::Consent { req } = w
         .provider
-        .authorize(params("tiers"), Some(&cookie))
+        .authorize(params(client_id), Some(cookie))
         .await
         .unwrap()
     else {
@@ -289,11 +288,18 @@ async fn consent_is_asked_once_for_a_third_party(engine: Engine) {
     };
     let url = w
         .provider
-        .answer_consent(&req, &cookie, true)
+        .answer_consent(&req, cookie, true)
         .await
         .unwrap()
         .unwrap();
-    assert!(query_param(&url, "code").is_some(), "{url}");
+    query_param(&url, "code").unwrap_or_else(|| panic!("a code in {url}"))
+}
+
+async fn consent_is_asked_once_for_a_third_party(engine: Engine) {
+    let w = world(engine).await;
+    client(&w, "tiers", false, ClientSettings::default()).await;
+    let cookie = w.provider.open_session(ACCOUNT, NOW).await.unwrap();
+    consented_code(&w, "tiers", &cookie).await;
     // Remembered; asking again (another consent of the same client) replaces it.
     code(&w, "tiers", &cookie).await;
     let again = AuthorizeParams {

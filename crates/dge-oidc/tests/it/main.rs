@@ -9,3 +9,4 @@
 mod backchannel;
 mod backends;
 mod flows;
+mod lifecycle;

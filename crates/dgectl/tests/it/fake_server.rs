@@ -461,6 +461,32 @@ impl ClientRegistry for Fake {
         authorise(&request)?;
         Ok(Response::new(ListClientsResponse { clients: vec![] }))
     }
+
+    async fn update_client(
+        &self,
+        request: Request<UpdateClientRequest>,
+    ) -> Answer<UpdateClientResponse> {
+        authorise(&request)?;
+        Err(Status::not_found("aucun client ne porte cet identifiant"))
+    }
+
+    async fn rotate_client_secret(
+        &self,
+        request: Request<RotateClientSecretRequest>,
+    ) -> Answer<RotateClientSecretResponse> {
+        authorise(&request)?;
+        Ok(Response::new(RotateClientSecretResponse {
+            client_secret: CLIENT_SECRET.to_owned(),
+        }))
+    }
+
+    async fn remove_client(
+        &self,
+        request: Request<RemoveClientRequest>,
+    ) -> Answer<RemoveClientResponse> {
+        authorise(&request)?;
+        Ok(Response::new(RemoveClientResponse::default()))
+    }
 }
 
 #[tonic::async_trait]

@@ -1,0 +1,363 @@
+//! Clients after registration: updated, their secret rotated, removed, on both
+//! backends; each change holds at once, through the provider's cache of clients.
+
+use dge_oidc::AuthorizeOutcome;
+use dge_oidc::clients::{self, ChangeError, ClientChanges, ClientSettings, NewClient};
+use dge_oidc::token::{TokenForm, TokenResponse};
+
+use crate::backends::{ACCOUNT, ENGINES, Engine, NOW, REDIRECT, SECRET, World, client, world};
+use crate::flows::{active, code, code_form, consented_code, grant, params, refresh_form};
+
+const ADMIN: &str = "account:admin";
+
+async fn grant_with(
+    w: &World,
+    client_id: &str,
+    secret: &str,
+    form: &TokenForm,
+) -> Result<TokenResponse, &'static str> {
+    let basic = Some((client_id.to_owned(), secret.to_owned()));
+    w.provider
+        .exchange(form, basic, "127.0.0.1")
+        .await
+        .unwrap()
+        .map_err(|e| e.error)
+}
+
+fn service_form() -> TokenForm {
+    TokenForm {
+        grant_type: Some("client_credentials".into()),
+        ..TokenForm::default()
+    }
+}
+
+/// The audit rows of `action` about `subject`: (actor, detail).
+async fn audit(w: &World, action: &str, subject: &str) -> Vec<(String, String)> {
+    sqlx::query_as(
+        "SELECT actor, detail FROM audit_events WHERE action = $1 AND subject = $2 \
+         ORDER BY created_at",
+    )
+    .bind(action)
+    .bind(subject)
+    .fetch_all(w.db.pool())
+    .await
+    .unwrap()
+}
+
+async fn count(w: &World, table: &str, client_id: &str) -> i64 {
+    sqlx::query_scalar(&format!(
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM {table} WHERE client_id = $1"
+    ))
+    .bind(client_id)
+    .fetch_one(w.db.pool())
+    .await
+    .unwrap()
+}
+
+/// The fields given change, the others are kept, "empty" differs from "not given",
+/// the cached client is dropped, and a refusal names every broken rule and changes
+/// nothing.
+async fn an_update_changes_the_fields_given_and_only_them(engine: Engine) {
+    let w = world(engine).await;
+    let settings = ClientSettings {
+        backchannel_logout_uri: Some("https://datahub.example.fr/bc".into()),
+        service_scopes: vec!["authz:check".into()],
+        ..ClientSettings::default()
+    };
+    client(&w, "datahub", true, settings).await;
+    let cookie = w.provider.open_session(ACCOUNT, NOW).await.unwrap();
+    // Read once, so that the provider's cache holds the client.
+    code(&w, "datahub", &cookie).await;
+
+    let bad = ClientChanges {
+        redirect_uris: Some(vec!["http://module.example.fr/cb".into()]),
+        id_token_alg: Some("HS256".into()),
+        backchannel_logout_uri: Some(Some("ftp://x".into())),
+        jwks: Some(Some("{".into())),
+        ..ClientChanges::default()
+    };
+    let Err(ChangeError::Invalid(v)) =
+        clients::lifecycle::update(&w.db, "datahub", &bad, ADMIN, NOW).await
+    else {
+        panic!("refused");
+    };
+    let fields: Vec<_> = v.iter().map(|v| v.field).collect();
+    assert_eq!(
+        fields,
+        [
+            "redirect_uris",
+            "id_token_alg",
+            "backchannel_logout_uri",
+            "jwks"
+        ],
+        "{engine:?}"
+    );
+    let unchanged = clients::find(&w.db, "datahub").await.unwrap().unwrap();
+    assert_eq!(unchanged.redirect_uris, [REDIRECT]);
+    assert!(audit(&w, "client.updated", "datahub").await.is_empty());
+
+    let new_uri = "http://localhost:8081/new-callback";
+    let changes = ClientChanges {
+        name: Some("  DataHub v2 ".into()),
+        redirect_uris: Some(vec![new_uri.into()]),
+        first_party: Some(false),
+        backchannel_logout_uri: Some(None),
+        ..ClientChanges::default()
+    };
+    let updated = clients::lifecycle::update(&w.db, "datahub", &changes, ADMIN, NOW + 5)
+        .await
+        .unwrap();
+    assert_eq!(updated.name, "DataHub v2");
+    assert_eq!(updated.redirect_uris, [new_uri]);
+    assert!(!updated.first_party);
+    assert_eq!(updated.settings.backchannel_logout_uri, None);
+    // Kept: not given.
+    assert_eq!(
+        updated.post_logout_redirect_uris,
+        ["http://localhost:8081/"]
+    );
+    assert_eq!(updated.settings.service_scopes, ["authz:check"]);
+    assert_eq!(updated.settings.id_token_alg, "ES256");
+    assert!(updated.secret_matches(SECRET));
+    assert_eq!(
+        audit(&w, "client.updated", "datahub").await,
+        [(
+            ADMIN.to_owned(),
+            "name,redirect_uris,first_party,backchannel_logout_uri".to_owned()
+        )]
+    );
+    // The old URI is refused at once, the new one accepted.
+    let outcome = w
+        .provider
+        .authorize(params("datahub"), Some(&cookie))
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, AuthorizeOutcome::ErrorPage(_)),
+        "{engine:?}: {outcome:?}"
+    );
+    let mut moved = params("datahub");
+    moved.redirect_uri = Some(new_uri.into());
+    let outcome = w.provider.authorize(moved, Some(&cookie)).await.unwrap();
+    assert!(
+        !matches!(outcome, AuthorizeOutcome::ErrorPage(_)),
+        "{engine:?}: {outcome:?}"
+    );
+    // Empty lists are a value, not an absence.
+    let cleared = ClientChanges {
+        service_scopes: Some(vec![]),
+        ..ClientChanges::default()
+    };
+    let updated = clients::lifecycle::update(&w.db, "datahub", &cleared, ADMIN, NOW + 6)
+        .await
+        .unwrap();
+    assert!(updated.settings.service_scopes.is_empty());
+    assert_eq!(updated.redirect_uris, [new_uri]);
+
+    assert!(matches!(
+        clients::lifecycle::update(&w.db, "absent", &changes, ADMIN, NOW).await,
+        Err(ChangeError::NotFound)
+    ));
+}
+
+/// After a rotation, the old secret is refused at once (the provider had the client
+/// cached) and the new one works; a public client has no secret to rotate.
+async fn a_rotated_secret_replaces_the_old_one_at_once(engine: Engine) {
+    let w = world(engine).await;
+    let settings = ClientSettings {
+        service_scopes: vec!["authz:check".into()],
+        ..ClientSettings::default()
+    };
+    client(&w, "svc", true, settings).await;
+    let before = grant_with(&w, "svc", SECRET, &service_form())
+        .await
+        .unwrap();
+    let secret = clients::lifecycle::rotate_secret(&w.db, "svc", ADMIN, NOW)
+        .await
+        .unwrap();
+    assert_ne!(secret, SECRET);
+    assert!(secret.len() >= 32, "{secret}");
+    assert_eq!(
+        grant_with(&w, "svc", SECRET, &service_form()).await.err(),
+        Some("invalid_client"),
+        "{engine:?}"
+    );
+    assert!(
+        grant_with(&w, "svc", &secret, &service_form())
+            .await
+            .is_ok()
+    );
+    // Only the hash is kept.
+    let stored: Option<String> =
+        sqlx::query_scalar("SELECT secret_hash FROM oidc_clients WHERE id = 'svc'")
+            .fetch_one(w.db.pool())
+            .await
+            .unwrap();
+    assert_ne!(stored.as_deref(), Some(secret.as_str()));
+    // Tokens issued before stay valid: the secret, not the tokens, leaked.
+    assert!(active(&w, &before.access_token).await);
+    assert_eq!(
+        audit(&w, "client.secret_rotated", "svc").await,
+        [(ADMIN.to_owned(), String::new())]
+    );
+
+    clients::add(
+        &w.db,
+        NewClient {
+            id: "spa".into(),
+            name: String::new(),
+            redirect_uris: vec![REDIRECT.into()],
+            post_logout_redirect_uris: vec![],
+            confidential: false,
+            first_party: true,
+            secret: None,
+        },
+        NOW,
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        clients::lifecycle::rotate_secret(&w.db, "spa", ADMIN, NOW).await,
+        Err(ChangeError::Public)
+    ));
+    assert!(matches!(
+        clients::lifecycle::rotate_secret(&w.db, "absent", ADMIN, NOW).await,
+        Err(ChangeError::NotFound)
+    ));
+    let spa = clients::find(&w.db, "spa").await.unwrap().unwrap();
+    assert_eq!(spa.secret_hash, None);
+}
+
+/// Registers `tool`, a client without redirect URIs (device grant only).
+async fn device_tool(w: &World) -> dge_oidc::clients::Client {
+    client(w, "tool", true, ClientSettings::default()).await;
+    sqlx::query("UPDATE oidc_clients SET redirect_uris = '[]' WHERE id = 'tool'")
+        .execute(w.db.pool())
+        .await
+        .unwrap();
+    clients::find(&w.db, "tool").await.unwrap().unwrap()
+}
+
+/// A removal ends everything the client was given, in one transaction, and a client
+/// registered later under the same id gets none of it back.
+async fn a_removed_client_leaves_nothing_behind(engine: Engine) {
+    let w = world(engine).await;
+    client(&w, "tiers", false, ClientSettings::default()).await;
+    client(&w, "other", true, ClientSettings::default()).await;
+    let cookie = w.provider.open_session(ACCOUNT, NOW).await.unwrap();
+    let first = consented_code(&w, "tiers", &cookie).await;
+    let tokens = grant(&w, "tiers", &code_form(&first)).await.unwrap();
+    let refresh = tokens.refresh_token.clone().unwrap();
+    // Another client's tokens are left alone.
+    let other_code = code(&w, "other", &cookie).await;
+    let other = grant(&w, "other", &code_form(&other_code)).await.unwrap();
+    assert!(active(&w, &tokens.access_token).await);
+    assert_eq!(count(&w, "consents", "tiers").await, 1);
+    // A code issued and not yet exchanged, and an approved device code.
+    let pending = code(&w, "tiers", &cookie).await;
+    let device = w
+        .provider
+        .device_authorize(&device_tool(&w).await, Some("openid"))
+        .await
+        .unwrap()
+        .map_err(|e| e.error)
+        .unwrap();
+    w.provider
+        .device_decide(&device.user_code, ACCOUNT, NOW, true)
+        .await
+        .unwrap()
+        .expect("the device request");
+
+    let removed = clients::lifecycle::remove(&w.db, "tiers", ADMIN, NOW)
+        .await
+        .unwrap();
+    assert_eq!(removed.access_tokens, 1, "{engine:?}");
+    assert_eq!(removed.refresh_tokens, 1, "{engine:?}");
+    assert_eq!(removed.consents, 1, "{engine:?}");
+    assert!(clients::find(&w.db, "tiers").await.unwrap().is_none());
+    assert!(!active(&w, &tokens.access_token).await, "{engine:?}");
+    assert!(!active(&w, &refresh).await, "{engine:?}");
+    for table in [
+        "consents",
+        "refresh_tokens",
+        "session_clients",
+        "auth_requests",
+    ] {
+        assert_eq!(count(&w, table, "tiers").await, 0, "{engine:?}: {table}");
+    }
+    assert!(active(&w, &other.access_token).await);
+    assert_eq!(
+        audit(&w, "client.removed", "tiers").await,
+        [(
+            ADMIN.to_owned(),
+            "access_tokens_revoked=1 refresh_tokens_deleted=1 consents_deleted=1".to_owned()
+        )]
+    );
+    // The provider had the client cached: it is gone at once.
+    assert_eq!(
+        grant(&w, "tiers", &refresh_form(&refresh)).await.err(),
+        Some("invalid_client")
+    );
+
+    clients::lifecycle::remove(&w.db, "tool", ADMIN, NOW)
+        .await
+        .unwrap();
+    // Registered again under the same id: nothing comes back.
+    client(&w, "tiers", false, ClientSettings::default()).await;
+    device_tool(&w).await;
+    assert!(!active(&w, &tokens.access_token).await, "{engine:?}");
+    assert!(!active(&w, &refresh).await, "{engine:?}");
+    assert_eq!(
+        grant(&w, "tiers", &refresh_form(&refresh)).await.err(),
+        Some("invalid_grant")
+    );
+    assert_eq!(
+        grant(&w, "tiers", &code_form(&pending)).await.err(),
+        Some("invalid_grant"),
+        "{engine:?}: a code of the removed client"
+    );
+    let poll = TokenForm {
+        grant_type: Some(dge_oidc::device::DEVICE_GRANT.into()),
+        device_code: Some(device.device_code.clone()),
+        ..TokenForm::default()
+    };
+    assert_eq!(
+        grant(&w, "tool", &poll).await.err(),
+        Some("invalid_grant"),
+        "{engine:?}: a device code of the removed client"
+    );
+    let outcome = w
+        .provider
+        .authorize(params("tiers"), Some(&cookie))
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, AuthorizeOutcome::Consent { .. }),
+        "consent asked again: {outcome:?}"
+    );
+    assert!(matches!(
+        clients::lifecycle::remove(&w.db, "absent", ADMIN, NOW).await,
+        Err(ChangeError::NotFound)
+    ));
+}
+
+#[tokio::test]
+async fn an_update_changes_the_fields_given_and_only_them_on_both_backends() {
+    for engine in ENGINES {
+        an_update_changes_the_fields_given_and_only_them(engine).await;
+    }
+}
+
+#[tokio::test]
+async fn a_rotated_secret_replaces_the_old_one_at_once_on_both_backends() {
+    for engine in ENGINES {
+        a_rotated_secret_replaces_the_old_one_at_once(engine).await;
+    }
+}
+
+#[tokio::test]
+async fn a_removed_client_leaves_nothing_behind_on_both_backends() {
+    for engine in ENGINES {
+        a_removed_client_leaves_nothing_behind(engine).await;
+    }
+}
