@@ -726,6 +726,78 @@ pub(crate) enum ClientsCommand {
 
     /// List the registered clients
     List,
+
+    /// Change a client's fields; those not given are kept
+    Update(ClientUpdateArgs),
+
+    /// Give a confidential client a new secret, printed once; the old one is refused
+    /// at once
+    RotateSecret {
+        /// Client id
+        id: String,
+    },
+
+    /// Remove a client: its access tokens are revoked, its refresh tokens, consents
+    /// and pending logins deleted
+    Remove {
+        /// Client id
+        id: String,
+
+        #[command(flatten)]
+        confirm: ConfirmOpts,
+    },
+}
+
+/// Arguments of `dgectl clients update`.
+#[derive(Debug, Args)]
+pub(crate) struct ClientUpdateArgs {
+    /// Client id
+    pub(crate) id: String,
+
+    /// Display name (empty: the client id)
+    #[arg(long)]
+    pub(crate) name: Option<String>,
+
+    /// Exact redirect URIs, replacing the registered ones (repeat or list several)
+    #[arg(long = "redirect-uri", value_name = "URI", num_args = 1..)]
+    pub(crate) redirect_uris: Option<Vec<String>>,
+
+    /// Exact post-logout redirect URIs, replacing the registered ones
+    #[arg(long = "post-logout-redirect-uri", value_name = "URI", num_args = 1..)]
+    pub(crate) post_logout_redirect_uris: Option<Vec<String>>,
+
+    /// First-party client: skips the consent screen
+    #[arg(long, value_name = "yes|no", value_parser = parse_yes_no)]
+    pub(crate) first_party: Option<bool>,
+
+    /// Scopes of client_credentials, replacing the registered ones
+    #[arg(long = "service-scope", value_name = "SCOPE", num_args = 1..)]
+    pub(crate) service_scopes: Option<Vec<String>>,
+
+    /// How its ID tokens are signed: `ES256` or `RS256`
+    #[arg(long, value_name = "ALG")]
+    pub(crate) id_token_alg: Option<String>,
+
+    /// UserInfo answers this client with a signed JWT instead of JSON
+    #[arg(long, value_name = "yes|no", value_parser = parse_yes_no)]
+    pub(crate) userinfo_signed: Option<bool>,
+
+    /// Where back-channel logout tokens are posted
+    #[arg(long, value_name = "URI")]
+    pub(crate) backchannel_logout_uri: Option<String>,
+
+    /// No back-channel logout any more
+    #[arg(long, conflicts_with = "backchannel_logout_uri")]
+    pub(crate) no_backchannel_logout_uri: bool,
+
+    /// File holding the client's public keys (a JWKS) for private_key_jwt, replacing
+    /// the registered ones
+    #[arg(long, value_name = "FILE")]
+    pub(crate) jwks_file: Option<std::path::PathBuf>,
+
+    /// No private_key_jwt any more: the registered keys are dropped
+    #[arg(long, conflicts_with = "jwks_file")]
+    pub(crate) no_jwks: bool,
 }
 
 /// Arguments of `dgectl clients add`.
@@ -1018,6 +1090,53 @@ mod tests {
         assert!(!args.first_party);
         assert_eq!(args.post_logout_redirect_uris, ["http://geo.example/"]);
         assert_eq!(args.name, None);
+    }
+
+    #[test]
+    fn clients_update_tells_absent_from_given() {
+        let cli = parse(&[
+            "clients",
+            "update",
+            "geo",
+            "--redirect-uri",
+            "https://geo.example/cb",
+            "--first-party",
+            "no",
+            "--no-jwks",
+        ])
+        .expect("valid arguments");
+        let Command::Clients(ClientsCommand::Update(args)) = cli.command else {
+            panic!("parsed as {:?}", cli.command);
+        };
+        assert_eq!(
+            args.redirect_uris.as_deref(),
+            Some(&["https://geo.example/cb".to_owned()][..])
+        );
+        assert_eq!(args.first_party, Some(false));
+        assert!(args.no_jwks && args.jwks_file.is_none());
+        assert_eq!(args.post_logout_redirect_uris, None);
+        assert_eq!(args.name, None);
+        assert!(!args.no_backchannel_logout_uri);
+        let err = parse(&[
+            "clients",
+            "update",
+            "geo",
+            "--no-backchannel-logout-uri",
+            "--backchannel-logout-uri",
+            "https://geo.example/bc",
+        ])
+        .expect_err("both");
+        assert_eq!(err.kind(), ErrorKind::ArgumentConflict);
+    }
+
+    #[test]
+    fn clients_remove_asks_by_default() {
+        let cli = parse(&["clients", "remove", "geo"]).expect("valid");
+        let Command::Clients(ClientsCommand::Remove { id, confirm }) = cli.command else {
+            panic!("parsed as {:?}", cli.command);
+        };
+        assert_eq!(id, "geo");
+        assert!(!confirm.yes);
     }
 
     #[test]

@@ -1,9 +1,12 @@
-//! `dgectl clients add|list`.
+//! `dgectl clients add|list|update|rotate-secret|remove`.
 
-use dge_proto::v1::{AddClientRequest, Client, ClientSettings, ListClientsRequest};
+use dge_proto::v1::{
+    AddClientRequest, Client, ClientSettings, ListClientsRequest, RemoveClientRequest,
+    RotateClientSecretRequest, StringList, UpdateClientRequest,
+};
 use serde_json::{Value, json};
 
-use crate::cli::{ClientAddArgs, ClientsCommand};
+use crate::cli::{ClientAddArgs, ClientUpdateArgs, ClientsCommand};
 use crate::client::Api;
 use crate::error::CliError;
 use crate::output::{self, OutputFormat};
@@ -16,15 +19,109 @@ pub(super) async fn run(
     match verb {
         ClientsCommand::Add(args) => add(api, out, args).await,
         ClientsCommand::List => list(api, out).await,
+        ClientsCommand::Update(args) => update(api, out, args).await,
+        ClientsCommand::RotateSecret { id } => rotate_secret(api, out, id).await,
+        // Confirmed before the connection (see `Confirmation`).
+        ClientsCommand::Remove { id, .. } => remove(api, out, id).await,
     }
+}
+
+fn read_jwks(path: &std::path::Path) -> Result<String, CliError> {
+    std::fs::read_to_string(path)
+        .map_err(|e| CliError::Usage(format!("cannot read the JWKS file {}: {e}", path.display())))
+}
+
+/// The request of `clients update`: the options not given are left out, so the
+/// server keeps those fields; `--no-…` send an empty value, which clears them.
+fn update_request(args: ClientUpdateArgs) -> Result<UpdateClientRequest, CliError> {
+    let list = |values: Option<Vec<String>>| values.map(|values| StringList { values });
+    let jwks = match (&args.jwks_file, args.no_jwks) {
+        (Some(path), _) => Some(read_jwks(path)?),
+        (None, true) => Some(String::new()),
+        (None, false) => None,
+    };
+    let backchannel_logout_uri = if args.no_backchannel_logout_uri {
+        Some(String::new())
+    } else {
+        args.backchannel_logout_uri
+    };
+    Ok(UpdateClientRequest {
+        id: args.id,
+        name: args.name,
+        redirect_uris: list(args.redirect_uris),
+        post_logout_redirect_uris: list(args.post_logout_redirect_uris),
+        first_party: args.first_party,
+        service_scopes: list(args.service_scopes),
+        userinfo_signed: args.userinfo_signed,
+        id_token_alg: args.id_token_alg,
+        backchannel_logout_uri,
+        jwks,
+    })
+}
+
+async fn update(api: &Api, out: OutputFormat, args: ClientUpdateArgs) -> Result<(), CliError> {
+    let request = update_request(args)?;
+    let response = api
+        .clients()
+        .update_client(request)
+        .await
+        .map_err(|status| api.fail(status))?
+        .into_inner();
+    let client = response.client.unwrap_or_default();
+    match out {
+        OutputFormat::Table => output::print_line(&format!("client {} updated", client.id))?,
+        OutputFormat::Json => output::print_json(&json!({ "client": client_json(&client) }))?,
+    }
+    Ok(())
+}
+
+async fn rotate_secret(api: &Api, out: OutputFormat, id: String) -> Result<(), CliError> {
+    let secret = api
+        .clients()
+        .rotate_client_secret(RotateClientSecretRequest { id: id.clone() })
+        .await
+        .map_err(|status| api.fail(status))?
+        .into_inner()
+        .client_secret;
+    match out {
+        OutputFormat::Table => output::print_line(&format!(
+            "{}\nThe old secret is refused from now on.",
+            added_text(&id, &secret)
+        ))?,
+        OutputFormat::Json => {
+            output::print_json(&json!({ "client_id": id, "client_secret": secret }))?;
+        }
+    }
+    Ok(())
+}
+
+async fn remove(api: &Api, out: OutputFormat, id: String) -> Result<(), CliError> {
+    let removed = api
+        .clients()
+        .remove_client(RemoveClientRequest { id: id.clone() })
+        .await
+        .map_err(|status| api.fail(status))?
+        .into_inner();
+    match out {
+        OutputFormat::Table => output::print_line(&format!(
+            "client {id} removed: {} access token(s) revoked, {} refresh token(s) and \
+             {} consent(s) deleted",
+            removed.access_tokens_revoked, removed.refresh_tokens_deleted, removed.consents_deleted
+        ))?,
+        OutputFormat::Json => output::print_json(&json!({
+            "client_id": id,
+            "access_tokens_revoked": removed.access_tokens_revoked,
+            "refresh_tokens_deleted": removed.refresh_tokens_deleted,
+            "consents_deleted": removed.consents_deleted,
+        }))?,
+    }
+    Ok(())
 }
 
 /// The per-client settings given on the command line; `None` keeps the defaults.
 fn settings(args: &ClientAddArgs) -> Result<Option<ClientSettings>, CliError> {
     let jwks = match &args.jwks_file {
-        Some(path) => std::fs::read_to_string(path).map_err(|e| {
-            CliError::Usage(format!("cannot read the JWKS file {}: {e}", path.display()))
-        })?,
+        Some(path) => read_jwks(path)?,
         None => String::new(),
     };
     let settings = ClientSettings {

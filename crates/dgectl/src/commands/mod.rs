@@ -25,7 +25,8 @@ use std::io::{self, BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
 use crate::cli::{
-    AccountsCommand, AdminsCommand, Cli, Command, LinksCommand, OrgsCommand, RightsCommand,
+    AccountsCommand, AdminsCommand, Cli, ClientsCommand, Command, LinksCommand, OrgsCommand,
+    RightsCommand,
 };
 use crate::client::{Api, BearerAuth, answers_http1, resolve_token};
 use crate::error::CliError;
@@ -174,6 +175,14 @@ impl Confirmation {
                 ..
             }) => (
                 format!("remove the {provider} identity from {login}"),
+                confirm,
+            ),
+            Command::Clients(ClientsCommand::Remove { id, confirm }) => (
+                format!(
+                    "remove the client {id} (its access tokens are revoked, its refresh \
+                     tokens, consents and pending logins deleted; its users must log in \
+                     again once it is registered anew)"
+                ),
                 confirm,
             ),
             _ => return None,

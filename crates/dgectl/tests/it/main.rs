@@ -231,6 +231,53 @@ async fn a_confidential_client_secret_is_shown_once() {
 }
 
 #[tokio::test]
+async fn a_rotated_secret_is_shown_once() {
+    let (addr, _) = fake_server::start().await;
+    let run = admin(addr, &["clients", "rotate-secret", "geo"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("client id:     geo"));
+    assert!(
+        run.stdout
+            .contains(&format!("client secret: {CLIENT_SECRET}"))
+    );
+    assert!(run.stdout.contains("shown only once"));
+    assert!(run.stdout.contains("old secret is refused"));
+}
+
+#[tokio::test]
+async fn removing_a_client_needs_yes_and_says_what_ends() {
+    let (addr, _) = fake_server::start().await;
+    let run = admin(addr, &["clients", "remove", "geo"]).await;
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("remove the client geo")
+            && run.stderr.contains("access tokens are revoked")
+            && run.stderr.contains("add --yes"),
+        "{}",
+        run.stderr
+    );
+    let run = admin(addr, &["clients", "remove", "geo", "--yes"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.starts_with("client geo removed"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[tokio::test]
+async fn updating_an_unknown_client_fails_with_not_found() {
+    let (addr, _) = fake_server::start().await;
+    let run = admin(
+        addr,
+        &["clients", "update", "nobody", "--first-party", "yes"],
+    )
+    .await;
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.starts_with("error: not_found"), "{}", run.stderr);
+}
+
+#[tokio::test]
 async fn check_exits_0_when_allowed_and_1_when_denied() {
     let (addr, _) = fake_server::start().await;
     let run = admin(addr, &["check", GOOD_ACCESS_TOKEN, "datahub:publish"]).await;
