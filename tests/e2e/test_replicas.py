@@ -458,3 +458,40 @@ def reset_through_c(a, c, person, outbox) -> None:
     )
     assert done.status_code == 200, pages.page_text(done)
     person.password = password
+
+
+def test_a_rotated_client_secret_is_refused_on_every_replica(replicas):
+    """The replicas cache clients for a second; a rotation on A drops them on B and C at
+    once (the notice through Redis, well within half of that second), and a removal too."""
+    a, b, c, seed, _ = replicas
+    client_id = f"svc-{secrets.token_hex(3)}"
+    added = admin_on(seed, a).json(
+        "clients", "add", client_id, "--device", "--service-scope", "authz:introspect"
+    )
+    old = (client_id, added["client_secret"])
+    data = {"grant_type": "client_credentials", "scope": "authz:introspect"}
+
+    def token_on(replica: Replica, auth) -> int:
+        return post_form(f"{replica.base_url}/token", data, auth).status_code
+
+    # Each replica answers once with the old secret, and so has the client cached.
+    for replica in (a, b, c):
+        assert token_on(replica, old) == 200, replica.name
+    rotated = admin_on(seed, a).json("clients", "rotate-secret", client_id)
+    changed = time.monotonic()
+    new = (client_id, rotated["client_secret"])
+    assert token_on(a, old) == 401, "A still takes the old secret"
+    for replica in (b, c):
+        while token_on(replica, old) != 401:
+            assert time.monotonic() - changed < 0.5, f"{replica.name} took the old secret after 0.5 s"
+            time.sleep(0.02)
+        assert token_on(replica, new) == 200, replica.name
+
+    for replica in (a, b, c):
+        assert token_on(replica, new) == 200, replica.name
+    admin_on(seed, a).json("clients", "remove", client_id, "--yes")
+    removed = time.monotonic()
+    for replica in (a, b, c):
+        while token_on(replica, new) != 401:
+            assert time.monotonic() - removed < 0.5, f"{replica.name} took the removed client after 0.5 s"
+            time.sleep(0.02)
