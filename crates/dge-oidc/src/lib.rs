@@ -101,7 +101,7 @@ pub struct ProviderState {
     pub(crate) sessions: Sessions,
     /// Clients authenticated at `/token`, `/introspect` and `/revoke`, by id: the
     /// same answers cache as `Check`'s (valid for one access generation, at most
-    /// 1 s; `clients::set_settings` bumps the generation).
+    /// 1 s; `clients::set_settings` and `clients::lifecycle` bump the generation).
     pub(crate) clients: Arc<dge_authz::cache::Answers<String, clients::Client>>,
     /// Notified when back-channel logouts are queued, so that this replica's
     /// [`backchannel::Dispatcher`] posts them at once.
