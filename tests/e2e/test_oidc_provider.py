@@ -286,6 +286,54 @@ def test_one_session_serves_every_module(idp, datahub, active_person):
     assert claims["sub"] == first["sub"]
 
 
+# --- id_token_hint at the authorization endpoint -------------------------------------------
+
+def test_an_id_token_hint_of_someone_else_asks_to_log_in(idp, dgectl, datahub, active_person):
+    hinted = log_in_and_exchange(datahub, active_person)
+    hint = hinted.tokens["id_token"]
+    other = register_active_person(idp, dgectl, datahub)
+    someone_else = log_in_and_exchange(datahub, other)
+    issuer = datahub.discovery["issuer"]
+    for http in (someone_else.http, pages.browser()):
+        # prompt=none: login_required, never a code for the person logged in.
+        request = datahub.authorization_request(prompt="none", id_token_hint=hint)
+        target = pages.location(pages.get(http, request.url))
+        assert target.startswith(f"{DATAHUB_REDIRECT_URI}?"), target
+        assert pages.query_of(target)["error"] == "login_required", target
+        assert pages.query_of(target)["state"] == request.state
+        assert pages.query_of(target)["iss"] == issuer
+        # Without prompt=none: the login page.
+        assert authorize_target(datahub, http, id_token_hint=hint).startswith(f"{issuer}/login?")
+    # The session of the hinted person: a code, and the ID token names that person.
+    request = datahub.authorization_request(prompt="none", id_token_hint=hint)
+    tokens = datahub.exchange(datahub.callback_url(pages.get(hinted.http, request.url)), request)
+    claims = datahub.id_token_claims(tokens["id_token"], request.nonce)
+    assert claims["sub"] == datahub.id_token_claims(hint, hinted.request.nonce)["sub"]
+    # The session of the other person still serves requests without a hint.
+    assert session_is_open(someone_else.http, datahub)
+
+
+def test_an_id_token_hint_we_did_not_issue_to_the_client_is_invalid_request(
+    datahub, active_person, other_client
+):
+    done = log_in_and_exchange(datahub, active_person)
+    head, body, signature = done.tokens["id_token"].split(".")
+    claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    modified = f"{head}.{b64url(json.dumps({**claims, 'sub': 'quelqu-un'}).encode())}.{signature}"
+    theirs = Module(datahub.discovery, other_client.id, other_client.redirect_uri, other_client.secret)
+    for hint in (modified, "eyJhbGciOiJub25lIn0.e30.", "pas-un-jeton"):
+        request = datahub.authorization_request(id_token_hint=hint)
+        target = pages.location(pages.get(done.http, request.url))
+        assert target.startswith(f"{DATAHUB_REDIRECT_URI}?"), target
+        assert pages.query_of(target)["error"] == "invalid_request", (hint, target)
+        assert pages.query_of(target)["state"] == request.state
+        assert pages.query_of(target)["iss"] == datahub.discovery["issuer"]
+    # datahub's ID token, presented by another client.
+    request = theirs.authorization_request(id_token_hint=done.tokens["id_token"])
+    target = pages.location(pages.get(done.http, request.url))
+    assert pages.query_of(target)["error"] == "invalid_request", target
+
+
 # --- Token endpoint -------------------------------------------------------------------------
 
 

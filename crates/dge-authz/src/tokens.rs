@@ -132,7 +132,7 @@ pub async fn is_revoked(db: &dge_store::Db, jti: &str) -> sqlx::Result<bool> {
     Ok(row.is_some())
 }
 
-/// The claims of an `id_token_hint` that matter to logout.
+/// The claims of an `id_token_hint` that matter to `/authorize` and `/logout`.
 #[derive(Debug, Deserialize)]
 struct HintClaims {
     sub: String,
@@ -141,7 +141,8 @@ struct HintClaims {
 
 impl Keys {
     /// The client (`aud`) and subject of an ID token this provider signed, even past
-    /// its expiry, as RP-initiated logout allows (OIDC RP-Initiated Logout §2).
+    /// its expiry, as the authorization request and RP-initiated logout allow (OIDC
+    /// Core §3.1.2.1, RP-Initiated Logout §2).
     /// `None` for anything not signed by one of our published keys.
     #[must_use]
     pub fn id_token_hint(&self, token: &str, issuer: &str) -> Option<(String, String)> {

@@ -38,6 +38,9 @@ pub struct AuthorizeParams {
     pub prompt: Option<String>,
     /// Pre-fills the login form.
     pub login_hint: Option<String>,
+    /// An ID token we issued to this client, naming the person it expects: a session
+    /// of anyone else is not used (OIDC Core §3.1.2.1).
+    pub id_token_hint: Option<String>,
     /// Seconds since the person last authenticated beyond which they log in again.
     pub max_age: Option<String>,
     /// An upstream provider (`proconnect`, …) to send the person straight to.
@@ -278,9 +281,30 @@ impl Provider {
                 state,
             ));
         }
-        // A session older than max_age counts as no session (OIDC Core §3.1.2.1).
+        // OIDC Core §3.1.2.1: the hint must be an ID token we issued to this client
+        // (an expired one will do); the person it names is the one the client expects.
+        let hinted = match p.id_token_hint.as_deref().filter(|h| !h.is_empty()) {
+            None => None,
+            Some(hint) => match self.id_token_hint(hint) {
+                Some((aud, sub)) if aud == client.id => Some(sub),
+                _ => {
+                    return Ok(self.error_redirect(
+                        redirect_uri,
+                        "invalid_request",
+                        "id_token_hint is not an ID token this provider issued to this client",
+                        state,
+                    ));
+                }
+            },
+        };
+        // A session older than max_age counts as no session (OIDC Core §3.1.2.1), and
+        // so does the session of someone other than the hinted person: they log in
+        // (`login_required` with prompt=none) rather than get a code for someone else.
         let now = self.now();
-        let session = session.filter(|(_, auth_time)| max_age.is_none_or(|m| now - auth_time <= m));
+        let session = session.filter(|(account_id, auth_time)| {
+            max_age.is_none_or(|m| now - auth_time <= m)
+                && hinted.as_ref().is_none_or(|sub| sub == account_id)
+        });
         match (session, prompt) {
             (Some((account_id, _)), "none")
                 if self
@@ -310,7 +334,12 @@ impl Provider {
                 ))
             }
             (_, "none") => {
-                Ok(self.error_redirect(redirect_uri, "login_required", "no active session", state))
+                let description = if hinted.is_some() {
+                    "no active session of the person named by id_token_hint"
+                } else {
+                    "no active session"
+                };
+                Ok(self.error_redirect(redirect_uri, "login_required", description, state))
             }
             _ => {
                 let req = self.store_request(&pending).await?;

@@ -176,6 +176,14 @@ impl Provider {
     pub fn now(&self) -> i64 {
         self.clock.now()
     }
+
+    /// The client (`aud`) and subject of an `id_token_hint`: an ID token signed by
+    /// one of our keys with our issuer, even past its expiry (OIDC Core §3.1.2.1,
+    /// RP-Initiated Logout §2). `None` for anything else. `/authorize` and `/logout`
+    /// both check their hints here.
+    pub(crate) fn id_token_hint(&self, hint: &str) -> Option<(String, String)> {
+        self.keys.id_token_hint(hint, self.issuer())
+    }
 }
 
 /// Errors of the provider's storage and signing.

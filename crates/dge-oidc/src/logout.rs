@@ -60,7 +60,7 @@ impl Provider {
     ) -> Result<LogoutOutcome> {
         let mut hinted_sub = None;
         let hinted = match p.id_token_hint.as_deref().filter(|h| !h.is_empty()) {
-            Some(hint) => match self.keys.id_token_hint(hint, self.issuer()) {
+            Some(hint) => match self.id_token_hint(hint) {
                 Some((aud, sub)) => {
                     hinted_sub = Some(sub);
                     Some(aud)

@@ -37,17 +37,24 @@ async fn fresh(engine: Engine) -> (Db, ScratchDb) {
     let url = scratch.url();
     let db = Db::connect(url, 4).await.expect("connect");
     db.migrate().await.expect("migrate");
+    seed_account(&db, ACCOUNT, "cmartin").await;
+    (db, scratch)
+}
+
+/// An active local account `id` with login `login`.
+pub(crate) async fn seed_account(db: &Db, id: &str, login: &str) {
+    let email = format!("{login}@example.org");
     sqlx::query(
         "INSERT INTO accounts (id, kind, login, login_key, email, email_key, given_name, \
          family_name, status, email_verified, created_at, updated_at) VALUES \
-         ($1, 'local', 'cmartin', 'cmartin', 'c@example.org', 'c@example.org', 'Claire', \
-         'Martin', 'active', 1, 0, 0)",
+         ($1, 'local', $2, $2, $3, $3, 'Claire', 'Martin', 'active', 1, 0, 0)",
     )
-    .bind(ACCOUNT)
+    .bind(id)
+    .bind(login)
+    .bind(&email)
     .execute(db.pool())
     .await
     .expect("seed account");
-    (db, scratch)
 }
 
 /// The provider under test, its database and its clock.

@@ -8,7 +8,8 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use p256::pkcs8::EncodePrivateKey;
 
 use crate::backends::{
-    ACCOUNT, ENGINES, Engine, ISSUER, NOW, REDIRECT, SECRET, World, challenge, client, world,
+    ACCOUNT, ENGINES, Engine, ISSUER, NOW, REDIRECT, SECRET, World, challenge, client,
+    seed_account, world,
 };
 
 pub(crate) const VERIFIER: &str = "a-verifier-of-more-than-forty-three-characters-0123456789";
@@ -396,6 +397,113 @@ async fn logout_closes_the_session_and_forgets_its_modules(engine: Engine) {
     );
 }
 
+/// A second person, for the sessions an `id_token_hint` does not name.
+const OTHER: &str = "acc-2";
+
+/// An ID token of `ACCOUNT` issued to `client_id`.
+async fn id_token(w: &World, client_id: &str) -> String {
+    let cookie = w
+        .provider
+        .open_session(ACCOUNT, w.provider.now())
+        .await
+        .unwrap();
+    let code = code(w, client_id, &cookie).await;
+    let tokens = grant(w, client_id, &code_form(&code)).await.unwrap();
+    tokens.id_token.expect("an ID token")
+}
+
+/// The `error` of an error redirect, checked to carry `state` and `iss`.
+fn redirected_error(outcome: AuthorizeOutcome) -> String {
+    let AuthorizeOutcome::Redirect(url) = outcome else {
+        panic!("expected a redirect, got {outcome:?}");
+    };
+    assert_eq!(query_param(&url, "state").as_deref(), Some("st"), "{url}");
+    assert_eq!(query_param(&url, "iss").as_deref(), Some(ISSUER), "{url}");
+    assert!(query_param(&url, "code").is_none(), "{url}");
+    query_param(&url, "error").expect("an error")
+}
+
+/// OIDC Core §3.1.2.1: an `id_token_hint` names the person the client expects. A
+/// session of someone else is not used: `login_required` with prompt=none, the login
+/// page otherwise. A hint we did not issue to this client is `invalid_request`.
+async fn an_id_token_hint_names_the_person_to_log_in(engine: Engine) {
+    let w = world(engine).await;
+    client(&w, "datahub", true, ClientSettings::default()).await;
+    client(&w, "tiers", true, ClientSettings::default()).await;
+    seed_account(&w.db, OTHER, "jdupont").await;
+    let hint = id_token(&w, "datahub").await;
+    // Past the ID token's expiry: still a hint (the specification allows it).
+    w.clock.advance(2 * 3600);
+    let hinted = |prompt: Option<&str>, hint: &str| AuthorizeParams {
+        id_token_hint: Some(hint.to_owned()),
+        prompt: prompt.map(str::to_owned),
+        ..params("datahub")
+    };
+
+    let mine = w
+        .provider
+        .open_session(ACCOUNT, w.provider.now())
+        .await
+        .unwrap();
+    for prompt in [None, Some("none")] {
+        let outcome = w
+            .provider
+            .authorize(hinted(prompt, &hint), Some(&mine))
+            .await
+            .unwrap();
+        let AuthorizeOutcome::Redirect(url) = outcome else {
+            panic!("{engine:?}: the hinted person's session gives a code, got {outcome:?}");
+        };
+        assert!(query_param(&url, "code").is_some(), "{url}");
+    }
+
+    let someone_else = w
+        .provider
+        .open_session(OTHER, w.provider.now())
+        .await
+        .unwrap();
+    for cookie in [Some(someone_else.as_str()), None] {
+        let outcome = w
+            .provider
+            .authorize(hinted(Some("none"), &hint), cookie)
+            .await
+            .unwrap();
+        assert_eq!(redirected_error(outcome), "login_required", "{engine:?}");
+        let outcome = w
+            .provider
+            .authorize(hinted(None, &hint), cookie)
+            .await
+            .unwrap();
+        assert!(
+            matches!(outcome, AuthorizeOutcome::Login { .. }),
+            "{engine:?}: {outcome:?}"
+        );
+    }
+    // Without a hint, that session is used as before.
+    let outcome = w
+        .provider
+        .authorize(params("datahub"), Some(&someone_else))
+        .await
+        .unwrap();
+    assert!(matches!(outcome, AuthorizeOutcome::Redirect(ref url) if url.contains("code=")));
+
+    // Tampered, not a JWT, or issued to another client: refused, even with a session
+    // of the person it names.
+    // One character in the middle of the signature changed.
+    let at = hint.len() - 20;
+    let swapped = if &hint[at..=at] == "A" { "B" } else { "A" };
+    let tampered = format!("{}{swapped}{}", &hint[..at], &hint[at + 1..]);
+    let theirs = id_token(&w, "tiers").await;
+    for bad in [tampered.as_str(), "not-a-token", theirs.as_str()] {
+        let outcome = w
+            .provider
+            .authorize(hinted(None, bad), Some(&mine))
+            .await
+            .unwrap();
+        assert_eq!(redirected_error(outcome), "invalid_request", "{engine:?}");
+    }
+}
+
 /// A `client_credentials` request of client `svc` with a `private_key_jwt` assertion
 /// signed by `secret`.
 fn assertion_form(secret: &p256::SecretKey, jti: &str) -> TokenForm {
@@ -563,6 +671,13 @@ async fn a_claimed_client_id_with_a_nul_is_refused_and_audited(engine: Engine) {
 async fn a_claimed_client_id_with_a_nul_is_refused_and_audited_on_both_backends() {
     for engine in ENGINES {
         a_claimed_client_id_with_a_nul_is_refused_and_audited(engine).await;
+    }
+}
+
+#[tokio::test]
+async fn an_id_token_hint_names_the_person_to_log_in_on_both_backends() {
+    for engine in ENGINES {
+        an_id_token_hint_names_the_person_to_log_in(engine).await;
     }
 }
 
