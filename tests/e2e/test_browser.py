@@ -8,16 +8,18 @@ photographed at 375 px and 1280 px (tests/e2e/.artifacts/screenshots/).
 
 from __future__ import annotations
 
+import html
 import re
 import secrets
 import time
+from urllib.parse import parse_qsl
 
 import pytest
 
 from browser import Browser, Tab, chromium_fixture
 from dgectl import Dgectl
 from outbox import ACTIVATED_SUBJECT, CONFIRM_SUBJECT, confirmation_link, wait_for_subject
-from portal import Module, Person, discover, new_person
+from portal import Module, Person, discover, new_person, register_active_person
 
 RESET_SUBJECT = "Réinitialisation de votre mot de passe – DataGrandEst"
 _RESET_LINK = re.compile(r"https?://[^\s\"'<>]+/password/reset\?token=[^\s\"'<>]+")
@@ -399,4 +401,55 @@ def test_sign_up_works_without_javascript(start_idp, chromium):
     tab.goto(link)
     submit(tab, "Confirmer mon adresse")
     tab.check("confirmed")
+    tab.context.close()
+
+
+def module_form_page(request) -> str:
+    """The module's page that posts the authorization request to us as a form (OIDC Core
+    §3.1.2.1), as an auto-submitting page of another site would."""
+    endpoint, query = request.url.split("?", 1)
+    fields = "".join(
+        f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
+        for k, v in parse_qsl(query)
+    )
+    return (
+        '<!doctype html><html lang="fr"><head><title>Module</title></head><body><main>'
+        f'<form method="post" action="{html.escape(endpoint)}">{fields}'
+        "<button>Se connecter</button></form></main></body></html>"
+    )
+
+
+def post_from_module(tab: Tab, module: Module, request) -> None:
+    """Opens the module's form page (on the module's own origin) and submits it."""
+    page_url = f"{MODULES_ORIGIN}formulaire-{secrets.token_hex(4)}"
+    body = module_form_page(request)
+    tab.context.route(
+        page_url,
+        lambda route: route.fulfill(status=200, content_type="text/html; charset=utf-8", body=body),
+    )
+    assert status_of(tab.goto(page_url)) == 200
+    tab.page.get_by_role("button", name="Se connecter").click()
+
+
+def test_an_authorization_request_posted_from_the_modules_site(idp, dgectl, chromium):
+    """A module's form posted to /authorize from its own site: the browser sends none of
+    our SameSite=Lax cookies with that POST, yet the person logs in once and a later
+    posted prompt=none finds the session, as a GET does."""
+    datahub = Module.datahub(idp.base_url)
+    person = register_active_person(idp, dgectl, datahub)
+    tab = new_tab(chromium, idp, "post-authorize")
+    request = datahub.authorization_request()
+    post_from_module(tab, datahub, request)
+    tab.page.wait_for_url(f"{idp.base_url}/login?*")
+    tab.page.fill("#identifier", person.login)
+    tab.page.fill("#password", person.password)
+    tab.page.get_by_role("button", name="Connexion").click()
+    tab.page.wait_for_url(f"{datahub.redirect_uri}?*")
+    tokens = datahub.exchange(tab.callback.urls[-1], request)
+    first = datahub.id_token_claims(tokens["id_token"], request.nonce)
+    again = datahub.authorization_request(prompt="none")
+    post_from_module(tab, datahub, again)
+    tab.page.wait_for_url(f"{datahub.redirect_uri}?*code=*")
+    tokens = datahub.exchange(tab.callback.urls[-1], again)
+    assert datahub.id_token_claims(tokens["id_token"], again.nonce)["sub"] == first["sub"]
     tab.context.close()

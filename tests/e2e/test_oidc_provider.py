@@ -10,7 +10,7 @@ import hmac
 import json
 import secrets
 import time
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import grpc
 import pytest
@@ -43,6 +43,7 @@ from portal import (
     DATAHUB_ID,
     DATAHUB_REDIRECT_URI,
     DATAHUB_SECRET,
+    LoginPage,
     Module,
     register_active_person,
     submit_login,
@@ -286,7 +287,80 @@ def test_one_session_serves_every_module(idp, datahub, active_person):
     assert claims["sub"] == first["sub"]
 
 
-# --- id_token_hint at the authorization endpoint -------------------------------------------
+# --- Authorization request posted as a form, id_token_hint ----------------------------------
+
+MODULE_ORIGIN = "http://localhost:8081"
+
+
+def post_authorization(http, request, body: dict | None = None, query: str = ""):
+    """The module's auto-submitted form (OIDC Core §3.1.2.1): the request's parameters
+    in a form body posted from the module's origin, with no CSRF token of ours. Returns
+    the answer to the GET it leads to."""
+    endpoint = request.url.split("?", 1)[0]
+    data = body if body is not None else dict(parse_qsl(urlsplit(request.url).query))
+    answer = http.post(
+        endpoint + query,
+        data=data,
+        headers={"Origin": MODULE_ORIGIN, "Referer": f"{MODULE_ORIGIN}/"},
+        allow_redirects=False,
+        timeout=pages.HTTP_TIMEOUT_SECS,
+    )
+    target = pages.location(answer)
+    assert answer.status_code == 303 and urlsplit(target).path == "/authorize", target
+    return pages.get(http, target)
+
+
+def test_authorization_request_posted_from_another_origin_logs_in(datahub, active_person):
+    http = pages.browser()
+    request = datahub.authorization_request()
+    to_login = pages.location(post_authorization(http, request))
+    assert to_login.startswith(f"{datahub.discovery['issuer']}/login?"), to_login
+    login_page = pages.get(http, to_login)
+    assert login_page.status_code == 200, login_page.text[:500]
+    answer = submit_login(
+        http,
+        LoginPage(request, pages.query_of(to_login)["req"], login_page),
+        active_person.login,
+        active_person.password,
+    )
+    tokens = datahub.exchange(datahub.callback_url(answer), request)
+    datahub.id_token_claims(tokens["id_token"], request.nonce)
+    # With the session open, a posted prompt=none gives a code at once.
+    again = datahub.authorization_request(prompt="none")
+    tokens = datahub.exchange(datahub.callback_url(post_authorization(http, again)), again)
+    assert datahub.userinfo(tokens["access_token"]).status_code == 200
+    # Errors are the GET's: sent back to the module with state and iss.
+    plain = datahub.authorization_request()
+    body = {**dict(parse_qsl(urlsplit(plain.url).query)), "code_challenge_method": "plain"}
+    target = pages.location(post_authorization(pages.browser(), plain, body=body))
+    assert target.startswith(f"{DATAHUB_REDIRECT_URI}?"), target
+    assert pages.query_of(target)["error"] == "invalid_request"
+    assert pages.query_of(target)["state"] == plain.state
+    assert pages.query_of(target)["iss"] == datahub.discovery["issuer"]
+
+
+def test_a_posted_parameter_given_twice_is_refused_as_in_a_query(datahub):
+    request = datahub.authorization_request()
+    params = dict(parse_qsl(urlsplit(request.url).query))
+    twice_in_body = list(params.items()) + [("state", "autre")]
+    in_query_and_body = f"?state={quote(params['state'])}"
+    for body, query in ((twice_in_body, ""), (params, in_query_and_body)):
+        answer = post_authorization(pages.browser(), request, body=body, query=query)
+        assert answer.status_code == 400 and "Location" not in answer.headers, answer.text[:500]
+        assert pages.is_french_page(answer)
+    # The same refusal as a query with the parameter twice.
+    answer = pages.get(pages.browser(), request.url + "&state=autre")
+    assert answer.status_code == 400 and "Location" not in answer.headers
+    # Not a form: refused on our page, nothing stored.
+    answer = pages.browser().post(
+        request.url.split("?", 1)[0],
+        json=params,
+        headers={"Origin": MODULE_ORIGIN},
+        allow_redirects=False,
+        timeout=pages.HTTP_TIMEOUT_SECS,
+    )
+    assert answer.status_code == 400 and pages.is_french_page(answer), answer.text[:500]
+
 
 def test_an_id_token_hint_of_someone_else_asks_to_log_in(idp, dgectl, datahub, active_person):
     hinted = log_in_and_exchange(datahub, active_person)
@@ -302,8 +376,11 @@ def test_an_id_token_hint_of_someone_else_asks_to_log_in(idp, dgectl, datahub, a
         assert pages.query_of(target)["error"] == "login_required", target
         assert pages.query_of(target)["state"] == request.state
         assert pages.query_of(target)["iss"] == issuer
-        # Without prompt=none: the login page.
+        # Without prompt=none: the login page, posted or not.
+        request = datahub.authorization_request(id_token_hint=hint)
         assert authorize_target(datahub, http, id_token_hint=hint).startswith(f"{issuer}/login?")
+        target = pages.location(post_authorization(http, request))
+        assert target.startswith(f"{issuer}/login?"), target
     # The session of the hinted person: a code, and the ID token names that person.
     request = datahub.authorization_request(prompt="none", id_token_hint=hint)
     tokens = datahub.exchange(datahub.callback_url(pages.get(hinted.http, request.url)), request)

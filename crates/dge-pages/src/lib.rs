@@ -54,7 +54,10 @@ pub struct Pages {
 pub fn router(pages: Pages) -> Router {
     Router::new()
         .route("/", get(handlers::login::home))
-        .route("/authorize", get(handlers::authorize::authorize))
+        .route(
+            "/authorize",
+            get(handlers::authorize::authorize).post(handlers::authorize::authorize_post),
+        )
         .route(
             "/login",
             get(handlers::login::show).post(handlers::login::submit),

@@ -3,8 +3,10 @@
 //! Browsers send `Origin` with every POST; a form posted from another site, or from a
 //! sandboxed or opaque context (`Origin: null`), is refused with a French 403 before
 //! any handler runs. Requests without `Origin` (older clients, tools) go on to the
-//! CSRF token check. `/logout` is left out: OpenID Connect lets a relying party post
-//! its logout request there, and logging out still asks for a confirmation form.
+//! CSRF token check. `/logout` and `/authorize` are left out: OpenID Connect lets a
+//! relying party post its requests there. Logging out still asks for a confirmation
+//! form, and a posted authorization request is only turned into the same request as a
+//! GET, which any site can already send the browser to.
 
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode, header};
@@ -14,7 +16,7 @@ use axum::response::Response;
 use crate::Pages;
 
 /// Paths whose POST may come from another origin.
-const CROSS_ORIGIN_PATHS: [&str; 1] = ["/logout"];
+const CROSS_ORIGIN_PATHS: [&str; 2] = ["/logout", "/authorize"];
 
 /// The ASCII origin (`https://host[:port]`) of `url`; `None` if it has none.
 #[must_use]
@@ -88,9 +90,13 @@ mod tests {
             OURS
         ));
         assert!(allowed(&Method::GET, "/account", Some(b"null"), OURS));
-        assert!(allowed(
+        for path in ["/logout", "/authorize"] {
+            assert!(allowed(&post, path, Some(b"https://module.example"), OURS));
+            assert!(allowed(&post, path, Some(b"null"), OURS));
+        }
+        assert!(!allowed(
             &post,
-            "/logout",
+            "/authorize/x",
             Some(b"https://module.example"),
             OURS
         ));

@@ -1,7 +1,16 @@
-//! `GET /authorize`: where portal modules send people to log in.
+//! `GET|POST /authorize`: where portal modules send people to log in.
+//!
+//! OIDC Core §3.1.2.1 lets a module post the request as a form. A module's form is
+//! posted from its own site, and our cookies are `SameSite=Lax`: the browser sends
+//! them with a cross-site GET navigation but not with a cross-site POST. Answered
+//! there, the request would see no session (a person logged in would log in again,
+//! `prompt=none` would be `login_required`) and would replace the browser's CSRF and
+//! request-binding cookies. So a POST is answered by a 303 to the very same request
+//! as a GET, which the browser follows with its cookies; everything else (checks,
+//! errors, rate limit, binding to the browser) is the GET's.
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::rejection::{FormRejection, QueryRejection};
+use axum::extract::{Form, Query, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::CookieJar;
@@ -46,12 +55,7 @@ pub(crate) async fn authorize(
         Err(e) => return internal(&pages, &e),
     }
     let Ok(Query(params)) = query else {
-        return pages.render.error(
-            StatusCode::BAD_REQUEST,
-            "Demande de connexion invalide",
-            "La demande de connexion envoyée par le service est mal formée.",
-            None,
-        );
+        return malformed(&pages);
     };
     let cookie = jar.get(SESSION_COOKIE).map(|c| c.value().to_owned());
     let outcome = pages.provider.authorize(params, cookie.as_deref()).await;
@@ -92,6 +96,37 @@ pub(crate) async fn authorize(
         Err(e) => internal(&pages, &e),
     };
     (jar, response).into_response()
+}
+
+/// `POST /authorize`: the parameters of the query and of the form body, in that
+/// order, sent back as the query of a GET. Nothing is checked or stored here: a
+/// parameter given twice (in both, or twice in one) is refused by the GET as a
+/// repeated query parameter is. The body is a form within the pages' limits
+/// ([`crate::limits`]); the request may come from another origin
+/// ([`crate::origin`]) and carries no CSRF token of ours: it only starts a login.
+pub(crate) async fn authorize_post(
+    State(pages): State<Pages>,
+    RawQuery(query): RawQuery,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Response {
+    let Ok(Form(body)) = form else {
+        return malformed(&pages);
+    };
+    let query = query.unwrap_or_default();
+    let mut as_get = url::form_urlencoded::Serializer::new(String::new());
+    as_get.extend_pairs(url::form_urlencoded::parse(query.as_bytes()));
+    as_get.extend_pairs(body);
+    see_other(&format!("/authorize?{}", as_get.finish()))
+}
+
+/// The page for a request that cannot be read.
+fn malformed(pages: &Pages) -> Response {
+    pages.render.error(
+        StatusCode::BAD_REQUEST,
+        "Demande de connexion invalide",
+        "La demande de connexion envoyée par le service est mal formée.",
+        None,
+    )
 }
 
 /// `secs` as a French duration: « 45 secondes », « 2 minutes ».
