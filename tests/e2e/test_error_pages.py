@@ -92,6 +92,13 @@ def test_unknown_paths_and_wrong_methods_get_french_pages(idp):
     assert "POST" in wrong.headers.get("Allow", ""), wrong.headers
 
 
+def test_the_consent_page_without_a_request_says_so(idp):
+    http = pages.browser()
+    answer = pages.get(http, f"{idp.base_url}/consent")
+    assert_french_error(answer, 400, "Aucune demande de connexion")
+    assert "ouverte ailleurs" not in pages.page_text(answer)
+
+
 def test_oauth_endpoints_keep_json_errors(idp):
     status, headers, body = declare_huge_body(idp, "/token")
     assert status.startswith("HTTP/1.1 413"), status

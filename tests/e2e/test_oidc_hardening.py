@@ -161,6 +161,31 @@ def test_two_client_authentications_in_one_request_are_invalid_request(
     assert token_request(endpoints, assertion).status_code == 200
 
 
+def test_an_unreadable_token_request_says_why(datahub, service):
+    from oidc import loopback_http
+
+    http = loopback_http()
+    url = datahub.discovery["token_endpoint"]
+    basic = (service.id, service.secret)
+    twice = http.post(
+        url,
+        data="grant_type=client_credentials&grant_type=client_credentials",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+        auth=basic,
+        timeout=10,
+    )
+    assert_oauth_error(twice, "invalid_request")
+    assert "more than once" in twice.json()["error_description"], twice.text
+    as_json = http.post(url, json={"grant_type": "client_credentials"}, auth=basic, timeout=10)
+    assert_oauth_error(as_json, "invalid_request")
+    assert "x-www-form-urlencoded" in as_json.json()["error_description"], as_json.text
+    missing = post_form(
+        datahub.discovery["introspection_endpoint"], {"token_type_hint": "access_token"}, auth=basic
+    )
+    assert_oauth_error(missing, "invalid_request")
+    assert missing.json()["error_description"] == "token is required", missing.text
+
+
 # --- 4. a pending login request belongs to the browser that started it -----------------
 
 

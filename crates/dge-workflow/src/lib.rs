@@ -40,9 +40,12 @@ pub enum Error {
     /// No such organisation.
     #[error("organisation not found")]
     OrganisationNotFound,
-    /// No such right or role.
+    /// No such right.
     #[error("right not found")]
     RightNotFound,
+    /// No such role.
+    #[error("role not found")]
+    RoleNotFound,
     /// The caller may not act on this account or object.
     #[error("not allowed")]
     NotAllowed,
@@ -81,9 +84,10 @@ impl From<Error> for tonic::Status {
     fn from(err: Error) -> Self {
         match err {
             Error::Invalid(v) => v.into_status(),
-            Error::AccountNotFound | Error::OrganisationNotFound | Error::RightNotFound => {
-                tonic::Status::not_found(err.to_string())
-            }
+            Error::AccountNotFound
+            | Error::OrganisationNotFound
+            | Error::RightNotFound
+            | Error::RoleNotFound => tonic::Status::not_found(err.to_string()),
             Error::NotAllowed => tonic::Status::permission_denied("not allowed for this caller"),
             Error::MfaRequired => dge_authz::caller::mfa_enrollment_required(),
             Error::WrongState(_) => tonic::Status::failed_precondition(err.to_string()),

@@ -261,12 +261,20 @@ fn check_grantable(account: &Account) -> Result<()> {
 }
 
 fn check_label(field: &'static str, label: &str) -> Result<()> {
-    if label.trim().is_empty() || label.chars().count() > 200 || label.chars().any(char::is_control)
-    {
+    if label.trim().is_empty() || label.chars().count() > 200 {
         return Err(Error::field(
             field,
             "invalid",
             "libellé obligatoire, 200 caractères au plus",
+        ));
+    }
+    // Labels are shown in dgectl's tables and the audit log: no control character,
+    // nor the invisible ones that reorder or hide text (U+202E, U+200B…).
+    if dge_registry::domain::signup::has_hidden_characters(label) {
+        return Err(Error::field(
+            field,
+            "control_characters",
+            "le libellé contient des caractères non autorisés (invisibles ou de contrôle)",
         ));
     }
     Ok(())
@@ -444,7 +452,7 @@ impl Workflow {
     /// Grants every right of a role bundle, all or nothing. Returns the rights newly granted.
     ///
     /// # Errors
-    /// [`Error::RightNotFound`] for an unknown role, then as [`Self::grant`].
+    /// [`Error::RoleNotFound`] for an unknown role, then as [`Self::grant`].
     pub async fn grant_role(
         &self,
         actor: &Actor,
@@ -463,7 +471,7 @@ impl Workflow {
                 .fetch_all(&mut *tx)
                 .await?;
         if rows.is_empty() {
-            return Err(Error::RightNotFound);
+            return Err(Error::RoleNotFound);
         }
         let mut granted = Vec::new();
         for row in &rows {

@@ -21,8 +21,9 @@ pub(crate) async fn authorize(
     headers: HeaderMap,
     form: Result<Form<TokenForm>, FormRejection>,
 ) -> Response {
-    let Ok(Form(form)) = form else {
-        return bad_body();
+    let form = match form {
+        Ok(Form(form)) => form,
+        Err(rejection) => return bad_body(&rejection),
     };
     let client = match p
         .authenticate_client(&form, basic(&headers), &address)

@@ -57,11 +57,22 @@ pub(super) fn basic(headers: &HeaderMap) -> Option<(String, String)> {
         .and_then(basic_credentials)
 }
 
-pub(super) fn bad_body() -> Response {
-    oauth_error(oauth(
-        "invalid_request",
-        "expected an application/x-www-form-urlencoded body",
-    ))
+/// The answer to a body that is not a form we can read, saying which: the wrong
+/// type, a parameter given twice, or a malformed form.
+pub(super) fn bad_body(rejection: &FormRejection) -> Response {
+    let why = match rejection {
+        FormRejection::FailedToDeserializeForm(e) => Some(e.body_text()),
+        FormRejection::FailedToDeserializeFormBody(e) => Some(e.body_text()),
+        _ => None,
+    };
+    let description = match why {
+        Some(why) if why.contains("duplicate field") => {
+            "a parameter is given more than once (RFC 6749 section 3.2)"
+        }
+        Some(_) => "the form could not be read: a parameter is malformed",
+        None => "expected an application/x-www-form-urlencoded body",
+    };
+    oauth_error(oauth("invalid_request", description))
 }
 
 /// Answers a token request; OAuth errors as RFC 6749 §5.2 JSON.
@@ -71,8 +82,9 @@ pub(crate) async fn token(
     headers: HeaderMap,
     form: Result<Form<TokenForm>, FormRejection>,
 ) -> Response {
-    let Ok(Form(form)) = form else {
-        return bad_body();
+    let form = match form {
+        Ok(Form(form)) => form,
+        Err(rejection) => return bad_body(&rejection),
     };
     match p.exchange(&form, basic(&headers), &address).await {
         Ok(Ok(tokens)) => (StatusCode::OK, NO_STORE, Json(tokens)).into_response(),
@@ -88,8 +100,9 @@ async fn client_and_token(
     headers: &HeaderMap,
     form: Result<Form<TokenForm>, FormRejection>,
 ) -> Result<(Client, String), Response> {
-    let Ok(Form(form)) = form else {
-        return Err(bad_body());
+    let form = match form {
+        Ok(Form(form)) => form,
+        Err(rejection) => return Err(bad_body(&rejection)),
     };
     let client = match p.authenticate_client(&form, basic(headers), address).await {
         Ok(Ok(c)) => c,

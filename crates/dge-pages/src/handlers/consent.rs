@@ -10,7 +10,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::login::ReqQuery;
-use super::{csrf_refused, expired_request as expired, foreign_request, internal, see_other};
+use super::{
+    csrf_refused, expired_request as expired, foreign_request, internal, no_request, see_other,
+};
 use crate::{Pages, binding, csrf};
 
 /// The consent form.
@@ -42,6 +44,9 @@ pub(crate) async fn show(
     Query(q): Query<ReqQuery>,
 ) -> Response {
     let req = q.req.unwrap_or_default();
+    if req.is_empty() {
+        return no_request(&pages);
+    }
     if !binding::is_bound(&jar, &req) {
         return foreign_request(&pages);
     }

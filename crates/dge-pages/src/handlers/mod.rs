@@ -89,6 +89,17 @@ pub(crate) fn expired_request(pages: &Pages) -> Response {
     )
 }
 
+/// A page that only a service's login request opens, reached without one.
+pub(crate) fn no_request(pages: &Pages) -> Response {
+    pages.render.error(
+        StatusCode::BAD_REQUEST,
+        "Aucune demande de connexion",
+        "Cette page s'ouvre quand un service du portail vous demande de vous connecter. \
+         Retournez sur le service et cliquez sur « Se connecter ».",
+        None,
+    )
+}
+
 /// Too many password checks at once: refuse fast with `Retry-After`.
 pub(crate) fn busy(pages: &Pages) -> Response {
     unavailable(

@@ -577,6 +577,22 @@ async fn roles_expiring_grants_and_the_change_stream() {
             "{engine:?}"
         );
         assert!(holds(&s, "cmartin", "datahub:harvest").await);
+        let unknown = s
+            .workflow
+            .grant_role(&admin(), "cmartin", "inconnu", "")
+            .await;
+        assert!(
+            matches!(unknown, Err(dge_workflow::Error::RoleNotFound)),
+            "{unknown:?}"
+        );
+        let hidden = s
+            .workflow
+            .declare_module(&admin(), "cartes", "abc\u{202e}def")
+            .await;
+        assert!(
+            matches!(&hidden, Err(dge_workflow::Error::Invalid(v)) if v.iter().any(|v| v.code == "control_characters")),
+            "{hidden:?}"
+        );
 
         let change = watch.recv().await.unwrap();
         assert_eq!(
