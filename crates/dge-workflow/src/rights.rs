@@ -1,7 +1,7 @@
 //! Modules, rights, role bundles, grants, the audit log, and the stream of changes.
 
 use dge_authz::grpc::is_right_name;
-use dge_registry::{Account, AccountStatus};
+use dge_registry::{Account, AccountStatus, store};
 use sqlx::{AnyConnection, Row};
 use tokio::sync::broadcast;
 
@@ -687,15 +687,42 @@ impl Workflow {
     /// [`Error::NotAllowed`] for a delegated administrator; storage errors.
     pub async fn audit_events(&self, actor: &Actor, f: &AuditFilter) -> Result<Vec<AuditEvent>> {
         actor.require_admin()?;
+        if f.since > 0 && f.until > 0 && f.since > f.until {
+            return Err(Error::field(
+                "until",
+                "before_since",
+                "la fin de la période précède son début",
+            ));
+        }
         let limit = if f.limit <= 0 { 100 } else { f.limit.min(1000) };
+        // A login or an address names its account, as everywhere else: events name
+        // accounts by id, as subject and as actor (`account:ID` for what a person
+        // did through the API, the bare id for a login).
+        let account_id = |key: &str| {
+            let key = key.to_owned();
+            async move {
+                if key.is_empty() {
+                    return Ok::<_, Error>(key);
+                }
+                Ok(store::find_account(self.db(), &key)
+                    .await?
+                    .map_or(key, |a| a.id))
+            }
+        };
+        let subject = account_id(&f.subject).await?;
+        let by = account_id(&f.actor).await?;
         let rows = sqlx::query(
             "SELECT id, actor, action, subject, detail, created_at FROM audit_events \
-             WHERE ($1 = '' OR subject = $1) AND ($2 = '' OR actor = $2) \
-             AND ($3 = 0 OR created_at >= $3) AND ($4 = 0 OR created_at <= $4) \
-             ORDER BY created_at DESC, id DESC LIMIT $5",
+             WHERE ($1 = '' OR subject IN ($1, $2)) \
+             AND ($3 = '' OR actor IN ($3, $4, $5)) \
+             AND ($6 = 0 OR created_at >= $6) AND ($7 = 0 OR created_at <= $7) \
+             ORDER BY created_at DESC, id DESC LIMIT $8",
         )
         .bind(&f.subject)
+        .bind(&subject)
         .bind(&f.actor)
+        .bind(&by)
+        .bind(format!("account:{by}"))
         .bind(f.since)
         .bind(f.until)
         .bind(limit)

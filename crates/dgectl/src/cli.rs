@@ -687,11 +687,12 @@ pub(crate) enum ModulesCommand {
 pub(crate) enum AuditCommand {
     /// List audit events, newest first
     List {
-        /// Only events about this subject (account or organisation id)
+        /// Only events about this subject (account or organisation id; a login or an
+        /// address stands for its account)
         #[arg(long)]
         subject: Option<String>,
 
-        /// Only events by this actor
+        /// Only events by this actor (a login or an address stands for its account)
         #[arg(long)]
         actor: Option<String>,
 

@@ -724,6 +724,40 @@ async fn roles_expiring_grants_and_the_change_stream() {
             (last.right.as_str(), last.granted),
             ("datahub:publish", false)
         );
+
+        // The audit log is searched by login as by id; a period that ends before it
+        // starts is refused rather than answered with nothing.
+        let by_login = s
+            .workflow
+            .audit_events(
+                &admin(),
+                &AuditFilter {
+                    subject: "cmartin".into(),
+                    ..AuditFilter::default()
+                },
+            )
+            .await
+            .unwrap();
+        let actions: Vec<_> = by_login.iter().map(|e| e.action.as_str()).collect();
+        assert!(
+            actions.contains(&"right.granted") && actions.contains(&"right.end_changed"),
+            "{engine:?}: {actions:?}"
+        );
+        let inverted = s
+            .workflow
+            .audit_events(
+                &admin(),
+                &AuditFilter {
+                    since: NOW + 10,
+                    until: NOW,
+                    ..AuditFilter::default()
+                },
+            )
+            .await;
+        assert!(
+            matches!(&inverted, Err(dge_workflow::Error::Invalid(v)) if v.message_for("until").is_some()),
+            "{inverted:?}"
+        );
     }
 }
 
