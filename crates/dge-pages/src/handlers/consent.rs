@@ -32,7 +32,14 @@ pub(crate) fn describe(scope: &str) -> String {
         "profile" => "vos nom et prénom, votre organisation et vos droits".into(),
         "email" => "votre adresse électronique".into(),
         "phone" => "votre numéro de téléphone".into(),
-        "offline_access" => "un accès qui dure après votre déconnexion".into(),
+        // A refresh token comes with every login, offline_access or not, and ends
+        // with the session's logout: the scope asks for nothing more (see
+        // docs/oidc-conformance.md). Tokens that outlive a logout are not offered.
+        "offline_access" => {
+            "un accès renouvelé sans vous redemander de vous connecter, jusqu'à votre \
+             déconnexion (30 jours au plus)"
+                .into()
+        }
         other => format!("l'accès « {other} »"),
     }
 }
