@@ -141,12 +141,12 @@ pub fn check_settings(s: &ClientSettings) -> dge_core::Violations {
         v.add("id_token_alg", "invalid", "ES256 ou RS256");
     }
     if let Some(uri) = &s.backchannel_logout_uri
-        && !valid_redirect_uri(uri)
+        && let Some(problem) = redirect_uri_problem(uri)
     {
         v.add(
             "backchannel_logout_uri",
             "invalid",
-            "une adresse absolue en https (http seulement sur la boucle locale), sans fragment",
+            format!("{}: {problem}", shown(uri)),
         );
     }
     if let Some(Err(why)) = s.jwks.as_deref().map(normalize_jwks) {
@@ -425,40 +425,133 @@ pub enum AddError {
     Store(#[from] sqlx::Error),
 }
 
-/// Checks a redirect URI for registration: absolute http(s), no fragment, and
-/// plain http only on loopback hosts.
+/// At most this many characters in a client's name, as in an organisation's.
+pub const MAX_NAME_CHARS: usize = 200;
+
+/// At most this many bytes in a redirect URI (and a post-logout or back-channel one).
+pub const MAX_URI_BYTES: usize = 2000;
+
+/// At most this many URIs in a list of redirect or post-logout redirect URIs.
+pub const MAX_URIS: usize = 50;
+
+/// At most this many characters of a refused URI are repeated in its message.
+const SHOWN_CHARS: usize = 120;
+
+/// Checks a redirect URI for registration: see [`redirect_uri_problem`].
 #[must_use]
 pub fn valid_redirect_uri(uri: &str) -> bool {
     redirect_uri_problem(uri).is_none()
 }
 
-/// What is wrong with a redirect URI offered for registration, if anything.
+/// What is wrong with a redirect URI (or a post-logout or back-channel logout URI)
+/// offered for registration, if anything: at most [`MAX_URI_BYTES`], absolute
+/// http(s), plain http only on loopback hosts, no credentials, no fragment, an ASCII
+/// host, and written exactly as a URL parser writes it back.
 #[must_use]
-pub fn redirect_uri_problem(uri: &str) -> Option<&'static str> {
+pub fn redirect_uri_problem(uri: &str) -> Option<String> {
+    if uri.len() > MAX_URI_BYTES {
+        return Some(format!(
+            "trop longue : {} octets, {MAX_URI_BYTES} au plus",
+            uri.len()
+        ));
+    }
     // Redirect URIs are compared byte for byte: a `*` would never act as a wildcard,
     // and whoever typed one expects it to.
     if uri.contains('*') {
         return Some(
-            "pas de joker (*) : les adresses de retour sont comparées à l'identique, donnez chacune",
+            "pas de joker (*) : les adresses de retour sont comparées à l'identique, donnez chacune"
+                .into(),
         );
     }
     let Ok(url) = url::Url::parse(uri) else {
-        return Some("pas une adresse absolue");
+        return Some("pas une adresse absolue".into());
     };
     let loopback = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
     if url.host_str().is_none()
         || !(url.scheme() == "https" || (url.scheme() == "http" && loopback))
     {
-        return Some("doit être en https (http seulement sur localhost, 127.0.0.1 ou [::1])");
+        return Some(
+            "doit être en https (http seulement sur localhost, 127.0.0.1 ou [::1])".into(),
+        );
     }
     // Credentials in a redirect URI would be sent along with every code.
     if !url.username().is_empty() || url.password().is_some() {
-        return Some("pas de nom d'utilisateur ni de mot de passe dans une adresse de retour");
+        return Some(
+            "pas de nom d'utilisateur ni de mot de passe dans une adresse de retour".into(),
+        );
     }
     if url.fragment().is_some() {
-        return Some("pas de fragment (#…) dans une adresse de retour");
+        return Some("pas de fragment (#…) dans une adresse de retour".into());
+    }
+    // The parser gives the host in punycode; the client would send either spelling.
+    if !authority(uri).is_ascii() {
+        return Some(format!(
+            "nom d'hôte non ASCII : écrivez-le en punycode, {}",
+            url.host_str().unwrap_or_default()
+        ));
+    }
+    // Compared byte for byte with what the client sends, which its own URL library
+    // has most likely written back: a space, a control character, an upper-case
+    // host, a default port or a missing `/` would make the two differ, or pass
+    // unseen in a log.
+    if uri != url.as_str() {
+        return Some(format!(
+            "pas écrite sous sa forme normalisée (les adresses de retour sont comparées \
+             octet par octet) : écrivez {url}"
+        ));
     }
     None
+}
+
+/// The authority of an absolute URI (`user@host:port`), as written; empty without
+/// one.
+fn authority(uri: &str) -> &str {
+    // Without `//` (`https:a.fr/cb`), the URI differs from its parsed form anyway.
+    let rest = uri.split_once("://").map_or("", |(_, rest)| rest);
+    rest.split(['/', '?', '#', '\\']).next().unwrap_or_default()
+}
+
+/// `text` as repeated in a message: control and invisible format characters written
+/// as `\u{…}` escapes, so that they neither garble the message nor pass unseen, and
+/// cut after [`SHOWN_CHARS`] characters.
+fn shown(text: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in text.chars().enumerate() {
+        if i == SHOWN_CHARS {
+            out.push('…');
+            break;
+        }
+        let mut buf = [0; 4];
+        if dge_registry::domain::signup::has_hidden_characters(c.encode_utf8(&mut buf)) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Adds to `v` a violation on `name` for each rule a client's display name breaks:
+/// at most [`MAX_NAME_CHARS`] characters, and none hidden (controls, bidirectional
+/// overrides, zero-width characters…): the name is shown on the consent page, where
+/// such a character would garble it or let it pass for another client's. The same
+/// rule as for people's and organisations' names.
+fn check_name(v: &mut dge_core::Violations, name: &str) {
+    let name = name.trim();
+    if name.chars().count() > MAX_NAME_CHARS {
+        v.add(
+            "name",
+            "too_long",
+            format!("le nom compte {MAX_NAME_CHARS} caractères au plus"),
+        );
+    }
+    if dge_registry::domain::signup::has_hidden_characters(name) {
+        v.add(
+            "name",
+            "control_characters",
+            "le nom contient des caractères non autorisés (invisibles ou de contrôle)",
+        );
+    }
 }
 
 /// Whether `id` is a canonical client id. Client ids are the portal's module names, so
@@ -477,11 +570,34 @@ pub fn is_client_id(id: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'))
 }
 
-/// Adds to `v` a violation on `field` for each URI of `uris` that registration refuses.
+/// Adds to `v` a violation on `field` for each rule a list of URIs breaks: at most
+/// [`MAX_URIS`] of them, none given twice, each as [`redirect_uri_problem`] wants.
+/// Only the first [`MAX_URIS`] are looked at one by one: the list must be cut anyway.
 fn check_uris(v: &mut dge_core::Violations, field: &'static str, uris: &[String]) {
-    for uri in uris {
+    if uris.len() > MAX_URIS {
+        v.add(
+            field,
+            "too_many",
+            format!("{} adresses : {MAX_URIS} au plus", uris.len()),
+        );
+    }
+    let mut seen: Vec<&str> = Vec::new();
+    let mut repeated: Vec<&str> = Vec::new();
+    for uri in uris.iter().take(MAX_URIS) {
+        if seen.contains(&uri.as_str()) {
+            if !repeated.contains(&uri.as_str()) {
+                repeated.push(uri);
+                v.add(
+                    field,
+                    "duplicate",
+                    format!("{}: donnée plusieurs fois, une suffit", shown(uri)),
+                );
+            }
+            continue;
+        }
+        seen.push(uri);
         if let Some(problem) = redirect_uri_problem(uri) {
-            v.add(field, "invalid", format!("{uri}: {problem}"));
+            v.add(field, "invalid", format!("{}: {problem}", shown(uri)));
         }
     }
 }
@@ -513,6 +629,7 @@ pub async fn add_with_settings(
     now: i64,
 ) -> Result<Option<String>, AddError> {
     let mut v = dge_core::Violations::new();
+    check_name(&mut v, &new.name);
     if !is_client_id(&new.id) {
         v.add(
             "id",
@@ -848,10 +965,148 @@ mod tests {
         assert!(!valid_redirect_uri("https://*.a.fr/cb"));
         assert!(!valid_redirect_uri("https://a.fr/*"));
         assert_eq!(
-            redirect_uri_problem("https://a.fr/cb/*"),
+            redirect_uri_problem("https://a.fr/cb/*").as_deref(),
             Some(
                 "pas de joker (*) : les adresses de retour sont comparées à l'identique, donnez chacune"
             )
+        );
+    }
+
+    #[test]
+    fn a_uri_must_be_written_as_a_parser_writes_it_back() {
+        for ok in [
+            "https://a.fr/cb",
+            "https://a.fr/",
+            "https://a.fr/cb?x=1",
+            "https://a.fr:8443/cb",
+            "http://localhost:8081/callback",
+            "http://127.0.0.1:9/cb",
+            "http://[::1]:9/cb",
+            "https://xn--caf-dma.fr/cb",
+            "https://a.fr/caf%C3%A9",
+        ] {
+            assert_eq!(redirect_uri_problem(ok), None, "{ok}");
+        }
+        for (bad, instead) in [
+            ("https://a.fr/c b", "https://a.fr/c%20b"),
+            ("https://a.fr/c\0b", "https://a.fr/c%00b"),
+            ("https://a.fr/cb\0", "https://a.fr/cb"),
+            ("https://a.fr/c\tb", "https://a.fr/cb"),
+            (" https://a.fr/cb", "https://a.fr/cb"),
+            ("https://a.fr/cb\u{202E}", "https://a.fr/cb%E2%80%AE"),
+            ("https://a.fr/café", "https://a.fr/caf%C3%A9"),
+            ("https://A.fr/cb", "https://a.fr/cb"),
+            ("https://a.fr:443/cb", "https://a.fr/cb"),
+            ("https://a.fr", "https://a.fr/"),
+            ("https://a.fr/x/../cb", "https://a.fr/cb"),
+            ("https:a.fr/café", "https://a.fr/caf%C3%A9"),
+        ] {
+            let why = redirect_uri_problem(bad).unwrap_or_default();
+            assert!(why.contains("forme normalisée"), "{bad:?}: {why}");
+            assert!(
+                why.ends_with(&format!("écrivez {instead}")),
+                "{bad:?}: {why}"
+            );
+        }
+        let why = redirect_uri_problem("https://café.fr/cb").unwrap_or_default();
+        assert_eq!(
+            why,
+            "nom d'hôte non ASCII : écrivez-le en punycode, xn--caf-dma.fr"
+        );
+        let long = format!("https://a.fr/{}", "x".repeat(MAX_URI_BYTES));
+        let why = redirect_uri_problem(&long).unwrap_or_default();
+        assert_eq!(why, "trop longue : 2013 octets, 2000 au plus");
+        let longest = format!("https://a.fr/{}", "x".repeat(MAX_URI_BYTES - 13));
+        assert_eq!(redirect_uri_problem(&longest), None);
+    }
+
+    #[test]
+    fn a_list_of_uris_is_bounded_and_without_repeats() {
+        let uri = |i: usize| format!("https://a.fr/cb{i}");
+        let mut v = dge_core::Violations::new();
+        check_uris(
+            &mut v,
+            "redirect_uris",
+            &(0..MAX_URIS).map(uri).collect::<Vec<_>>(),
+        );
+        assert!(v.is_empty());
+        check_uris(
+            &mut v,
+            "redirect_uris",
+            &(0..=MAX_URIS).map(uri).collect::<Vec<_>>(),
+        );
+        let found: Vec<_> = v
+            .iter()
+            .map(|v| (v.field, v.code, v.message.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            [("redirect_uris", "too_many", "51 adresses : 50 au plus")]
+        );
+
+        let mut v = dge_core::Violations::new();
+        let twice = vec![uri(1), uri(2), uri(1), uri(1), "https://a.fr/c b".into()];
+        check_uris(&mut v, "post_logout_redirect_uris", &twice);
+        let found: Vec<_> = v.iter().map(|v| (v.code, v.message.as_str())).collect();
+        assert_eq!(
+            found,
+            [
+                (
+                    "duplicate",
+                    "https://a.fr/cb1: donnée plusieurs fois, une suffit"
+                ),
+                (
+                    "invalid",
+                    "https://a.fr/c b: pas écrite sous sa forme normalisée (les adresses de \
+                     retour sont comparées octet par octet) : écrivez https://a.fr/c%20b"
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn hidden_characters_are_shown_escaped_and_long_uris_cut() {
+        assert_eq!(
+            shown("https://a.fr/\u{202E}\0x"),
+            "https://a.fr/\\u{202e}\\u{0}x"
+        );
+        assert_eq!(shown(&"é".repeat(500)).chars().count(), SHOWN_CHARS + 1);
+    }
+
+    #[test]
+    fn a_client_name_is_bounded_and_without_hidden_characters() {
+        let codes = |name: &str| {
+            let mut v = dge_core::Violations::new();
+            check_name(&mut v, name);
+            v.iter().map(|v| (v.field, v.code)).collect::<Vec<_>>()
+        };
+        for ok in [
+            "DataHub",
+            "DGE Communautés",
+            "dgectl (outil d'administration)",
+            "",
+            &"é".repeat(MAX_NAME_CHARS),
+            &format!("  {}  ", "a".repeat(MAX_NAME_CHARS)),
+        ] {
+            assert_eq!(codes(ok), [], "{ok}");
+        }
+        for bad in [
+            "Data\u{202E}buHataD",
+            "Data\0Hub",
+            "Data\u{200B}Hub",
+            "Data\nHub",
+            "Data\u{7}Hub",
+            "\u{FEFF}DataHub",
+        ] {
+            assert_eq!(codes(bad), [("name", "control_characters")], "{bad:?}");
+        }
+        assert_eq!(
+            codes(&"a".repeat(MAX_NAME_CHARS + 1)),
+            [("name", "too_long")]
+        );
+        assert_eq!(
+            codes(&format!("\u{202E}{}", "a".repeat(MAX_NAME_CHARS))),
+            [("name", "too_long"), ("name", "control_characters")]
         );
     }
 }

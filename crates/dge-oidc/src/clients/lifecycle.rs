@@ -6,7 +6,7 @@
 use dge_core::token::{hash_token, random_token};
 use dge_store::Db;
 
-use super::{Client, ClientSettings, check_settings, check_uris, find, normalize_jwks};
+use super::{Client, ClientSettings, check_name, check_settings, check_uris, find, normalize_jwks};
 
 /// Audit action of [`update`].
 pub const UPDATED: &str = "client.updated";
@@ -67,6 +67,9 @@ impl ClientChanges {
     /// The rules of registration, for the fields given: every broken one at once.
     fn check(&self) -> dge_core::Violations {
         let mut v = dge_core::Violations::new();
+        if let Some(name) = &self.name {
+            check_name(&mut v, name);
+        }
         if let Some(uris) = &self.redirect_uris {
             check_uris(&mut v, "redirect_uris", uris);
         }

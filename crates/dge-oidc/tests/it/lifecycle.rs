@@ -361,3 +361,107 @@ async fn a_removed_client_leaves_nothing_behind_on_both_backends() {
         a_removed_client_leaves_nothing_behind(engine).await;
     }
 }
+
+/// A name that would garble the consent page and URIs that a client's URL library
+/// would write differently are refused, at registration and at update, each rule on
+/// its field and all at once; nothing is written.
+async fn hidden_characters_and_unparsed_uris_are_refused(engine: Engine) {
+    use dge_oidc::clients::AddError;
+    let w = world(engine).await;
+    let codes = |v: &dge_core::Violations| {
+        v.iter()
+            .map(|v| format!("{}: {}", v.field, v.code))
+            .collect::<Vec<_>>()
+    };
+    let new = NewClient {
+        id: "module".into(),
+        name: "Module \u{202E}lanoitan".into(),
+        redirect_uris: vec![
+            "https://module.example.fr/call back".into(),
+            "https://modulé.example.fr/cb".into(),
+        ],
+        post_logout_redirect_uris: vec![
+            "https://module.example.fr/".into(),
+            "https://module.example.fr/".into(),
+        ],
+        confidential: true,
+        first_party: false,
+        secret: None,
+    };
+    let settings = ClientSettings {
+        id_token_alg: "ES256".into(),
+        backchannel_logout_uri: Some("https://module.example.fr/lo\0gout".into()),
+        ..ClientSettings::default()
+    };
+    let Err(AddError::Invalid(v)) = clients::add_with_settings(&w.db, new, &settings, NOW).await
+    else {
+        panic!("refused");
+    };
+    assert_eq!(
+        codes(&v),
+        [
+            "name: control_characters",
+            "redirect_uris: invalid",
+            "redirect_uris: invalid",
+            "post_logout_redirect_uris: duplicate",
+            "backchannel_logout_uri: invalid",
+        ],
+        "{engine:?}"
+    );
+    let messages: Vec<_> = v.iter().map(|v| v.message.as_str()).collect();
+    assert!(
+        messages[1].ends_with("écrivez https://module.example.fr/call%20back"),
+        "{messages:?}"
+    );
+    assert!(
+        messages[2].ends_with("en punycode, xn--modul-fsa.example.fr"),
+        "{messages:?}"
+    );
+    assert!(
+        messages[4].starts_with("https://module.example.fr/lo\\u{0}gout: "),
+        "{messages:?}"
+    );
+    assert!(clients::find(&w.db, "module").await.unwrap().is_none());
+
+    client(&w, "datahub", true, ClientSettings::default()).await;
+    let bad = ClientChanges {
+        name: Some(format!("Data\u{200B}Hub{}", "!".repeat(200))),
+        redirect_uris: Some(vec!["https://DataHub.example.fr/cb".into()]),
+        post_logout_redirect_uris: Some(
+            (0..51)
+                .map(|i| format!("https://datahub.example.fr/{i}"))
+                .collect(),
+        ),
+        ..ClientChanges::default()
+    };
+    let Err(ChangeError::Invalid(v)) =
+        clients::lifecycle::update(&w.db, "datahub", &bad, ADMIN, NOW).await
+    else {
+        panic!("refused");
+    };
+    assert_eq!(
+        codes(&v),
+        [
+            "name: too_long",
+            "name: control_characters",
+            "redirect_uris: invalid",
+            "post_logout_redirect_uris: too_many",
+        ],
+        "{engine:?}"
+    );
+    let unchanged = clients::find(&w.db, "datahub").await.unwrap().unwrap();
+    assert_eq!(unchanged.name, "datahub");
+    assert_eq!(unchanged.redirect_uris, [REDIRECT]);
+    assert_eq!(
+        unchanged.post_logout_redirect_uris,
+        ["http://localhost:8081/"]
+    );
+    assert!(audit(&w, "client.updated", "datahub").await.is_empty());
+}
+
+#[tokio::test]
+async fn hidden_characters_and_unparsed_uris_are_refused_on_both_backends() {
+    for engine in ENGINES {
+        hidden_characters_and_unparsed_uris_are_refused(engine).await;
+    }
+}
