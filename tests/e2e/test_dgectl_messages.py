@@ -1,16 +1,19 @@
 """dgectl's messages for common mistakes (issue 9): a refused token names the option or
 variable it came from, the web port given for the gRPC one is said as such, and
 redirect URIs that look like wildcards or are bad post-logout URIs are refused on
-their own field."""
+their own field, and so are a client name that would garble the consent page and a URI
+not written as a URL parser writes it back."""
 
 from __future__ import annotations
 
 import secrets
 import subprocess
 
+import grpc
 import pytest
 
 from dgectl import Dgectl
+from grpc_api import bad_request_fields
 from idp_server import clean_env, dgectl_binary
 
 EXIT_UNREACHABLE = 3
@@ -123,7 +126,33 @@ def test_every_broken_rule_of_a_new_client_is_named_at_once_and_nothing_is_creat
     for field, words in [
         ("id", "un nom de module canonique"),
         ("service_scopes", "portée de service inconnue : tout"),
-        ("backchannel_logout_uri", "une adresse absolue en https"),
+        ("backchannel_logout_uri", "http://module.exemple.fr/logout: doit être en https"),
     ]:
         assert f"{field}: invalid: {words}" in result.stderr, result.stderr
     assert not [c for c in dgectl.client_ids() if suffix in c.lower()]
+
+
+def test_a_hidden_character_in_a_name_and_a_space_in_a_uri_are_refused(dgectl: Dgectl, admin_grpc):
+    # U+202E reverses what follows on the consent page; a space is sent %20-encoded by
+    # the module's URL library, so the registered URI would never match.
+    client_id = f"inverse-{secrets.token_hex(3)}"
+    name = "Module \u202elanoitan"
+    uri = "https://module.exemple.fr/mon retour"
+    result = dgectl.run("clients", "add", client_id, "--name", name, "--redirect-uri", uri, output="table")
+    assert result.returncode == 1, result.stderr
+    assert "name: control_characters: le nom contient des caractères non autorisés" in result.stderr, result.stderr
+    assert (
+        f"redirect_uris: invalid: {uri}: pas écrite sous sa forme normalisée"
+        in result.stderr
+    ), result.stderr
+    assert "écrivez https://module.exemple.fr/mon%20retour" in result.stderr, result.stderr
+    assert "\u202e" not in result.stderr, result.stderr
+    assert client_id not in dgectl.client_ids()
+
+    pb = admin_grpc.pb.client_registry
+    request = pb.AddClientRequest(id=client_id, name=name, redirect_uris=[uri, uri], confidential=True)
+    with pytest.raises(grpc.RpcError) as refused:
+        admin_grpc.call(admin_grpc.clients.AddClient, request)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert bad_request_fields(refused.value) == {"name", "redirect_uris"}
+    assert client_id not in dgectl.client_ids()
