@@ -419,10 +419,18 @@ impl Provider {
         let Some(pending) = self.pending_request(req).await? else {
             return Ok(None);
         };
-        if let Some(client) = self.client(&pending.client_id).await?
-            && self
-                .needs_consent(&client, account_id, &pending.scope)
-                .await?
+        let Some(client) = self
+            .client(&pending.client_id)
+            .await?
+            .filter(|c| c.redirect_allowed(&pending.redirect_uri))
+        else {
+            // Removed, or its redirect URI taken off, during the login (see
+            // `finish_request`).
+            return Ok(None);
+        };
+        if self
+            .needs_consent(&client, account_id, &pending.scope)
+            .await?
         {
             return Ok(Some(format!("/consent?req={req}")));
         }
@@ -440,6 +448,16 @@ impl Provider {
         cookie: Option<&str>,
         epoch: Option<i64>,
     ) -> Result<Option<String>> {
+        // A client removed, or its redirect URI taken off, while the person was
+        // logging in gets nothing: the URI may have been dropped because its host
+        // was lost.
+        let still_registered = self
+            .client(&pending.client_id)
+            .await?
+            .is_some_and(|c| c.redirect_allowed(&pending.redirect_uri));
+        if !still_registered {
+            return Ok(None);
+        }
         // The code first, the request consumed after: a store failing while the code
         // is written leaves the request for another try. A code issued for a request
         // that another tab consumed meanwhile is never given out, and expires.

@@ -265,6 +265,17 @@ pub async fn remove(db: &Db, id: &str, actor: &str, now: i64) -> Result<Removed,
     if gone.rows_affected() == 0 {
         return Err(ChangeError::NotFound);
     }
+    // Logouts still waiting for this module end here: a module registered later
+    // under the same id must not be told of sessions it never had.
+    sqlx::query(
+        "UPDATE backchannel_logouts SET status = 'failed', lease_id = NULL, \
+         last_error = 'the client was removed', updated_at = $1 \
+         WHERE client_id = $2 AND status = 'queued'",
+    )
+    .bind(now)
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
     let removed = Removed {
         access_tokens: access,
         refresh_tokens: deleted.first().copied().unwrap_or(0),

@@ -105,6 +105,8 @@ impl Provider {
                 .is_some_and(|r| r != client.registration)
             || row.expires_at <= now
             || form.redirect_uri.as_deref() != Some(row.redirect_uri.as_str())
+            // Still registered: one taken off since the code was issued gets nothing.
+            || !client.redirect_allowed(&row.redirect_uri)
         {
             return Err(bad_grant());
         }

@@ -66,8 +66,14 @@ async fn an_update_changes_the_fields_given_and_only_them(engine: Engine) {
     };
     client(&w, "datahub", true, settings).await;
     let cookie = w.provider.open_session(ACCOUNT, NOW).await.unwrap();
-    // Read once, so that the provider's cache holds the client.
-    code(&w, "datahub", &cookie).await;
+    // Read once, so that the provider's cache holds the client; the code is kept.
+    let issued_before = code(&w, "datahub", &cookie).await;
+    // A login under way for the URI the update will take off.
+    let AuthorizeOutcome::Login { req, .. } =
+        w.provider.authorize(params("datahub"), None).await.unwrap()
+    else {
+        panic!("the login page");
+    };
 
     let bad = ClientChanges {
         redirect_uris: Some(vec!["http://module.example.fr/cb".into()]),
@@ -125,6 +131,20 @@ async fn an_update_changes_the_fields_given_and_only_them(engine: Engine) {
             ADMIN.to_owned(),
             "name,redirect_uris,first_party,backchannel_logout_uri".to_owned()
         )]
+    );
+    // The old URI gets nothing more: not the login under way, nor the code issued.
+    assert_eq!(
+        w.provider
+            .complete(&req, ACCOUNT, NOW + 5, Some(&cookie), None)
+            .await
+            .unwrap(),
+        None,
+        "{engine:?}: a login finished after its redirect URI was taken off"
+    );
+    assert_eq!(
+        grant(&w, "datahub", &code_form(&issued_before)).await.err(),
+        Some("invalid_grant"),
+        "{engine:?}: a code for a redirect URI taken off"
     );
     // The old URI is refused at once, the new one accepted.
     let outcome = w
@@ -268,9 +288,33 @@ async fn a_removed_client_leaves_nothing_behind(engine: Engine) {
         .unwrap()
         .expect("the device request");
 
+    // A logout still waiting for the module (it was down).
+    sqlx::query(
+        "INSERT INTO backchannel_logouts (id, client_id, account_id, sid, status, attempts, \
+         next_attempt_at, created_at, updated_at) \
+         VALUES ('bcl-1', 'tiers', $1, 'sid-1', 'queued', 2, $2, $2, $2)",
+    )
+    .bind(ACCOUNT)
+    .bind(NOW)
+    .execute(w.db.pool())
+    .await
+    .unwrap();
+
     let removed = clients::lifecycle::remove(&w.db, "tiers", ADMIN, NOW)
         .await
         .unwrap();
+    // It ends with the client: a module registered later under the same id must
+    // not be told of sessions it never had.
+    let (status, why): (String, String) =
+        sqlx::query_as("SELECT status, last_error FROM backchannel_logouts WHERE id = 'bcl-1'")
+            .fetch_one(w.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        (status.as_str(), why.as_str()),
+        ("failed", "the client was removed"),
+        "{engine:?}"
+    );
     assert_eq!(removed.access_tokens, 1, "{engine:?}");
     assert_eq!(removed.refresh_tokens, 1, "{engine:?}");
     assert_eq!(removed.consents, 1, "{engine:?}");
