@@ -115,6 +115,28 @@ fn is_invisible_format(c: char) -> bool {
         GeneralCategory::Format
             | GeneralCategory::LineSeparator
             | GeneralCategory::ParagraphSeparator
+    ) || is_blank_letter_or_ignorable(c)
+}
+
+/// Characters outside the format category that show nothing, or nothing but a
+/// blank, yet count as letters or marks: the Hangul fillers, the blank Braille
+/// pattern, the combining grapheme joiner and the variation selectors (default
+/// ignorable code points, Unicode's DerivedCoreProperties). `Data\u{3164}Hub` must
+/// not pass for `DataHub`.
+fn is_blank_letter_or_ignorable(c: char) -> bool {
+    matches!(
+        c,
+        '\u{034F}'
+            | '\u{115F}'
+            | '\u{1160}'
+            | '\u{17B4}'
+            | '\u{17B5}'
+            | '\u{180B}'..='\u{180F}'
+            | '\u{2800}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
+            | '\u{FFA0}'
+            | '\u{E0100}'..='\u{E01EF}'
     )
 }
 
@@ -626,6 +648,13 @@ mod tests {
             "Jea\u{200C}nne",
             "Jea\u{2060}nne",
             "Jea\u{AD}nne",
+            "Jea\u{3164}nne",
+            "Jea\u{115F}nne",
+            "Jea\u{FFA0}nne",
+            "Jea\u{2800}nne",
+            "Jea\u{34F}nne",
+            "Jea\u{FE0F}nne",
+            "Jea\u{180B}nne",
         ] {
             let mut f = good();
             f.given_name = name.into();
