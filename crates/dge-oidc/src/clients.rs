@@ -612,13 +612,14 @@ pub async fn add(db: &Db, new: NewClient, now: i64) -> Result<Option<String>, Ad
         id_token_alg: "ES256".into(),
         ..ClientSettings::default()
     };
-    add_with_settings(db, new, &defaults, now).await
+    add_with_settings(db, new, &defaults, "system", now).await
 }
 
-/// Registers a client and its settings in one statement, so that a failure leaves
-/// no client behind with default settings. Every broken rule, of the client and of
-/// its settings, is answered at once. Returns its secret (confidential clients),
-/// shown once.
+/// Registers a client and its settings in one statement, with its audit row
+/// (`client.registered`, by `actor`) in the same transaction, so that a failure
+/// leaves no client behind with default settings. Every broken rule, of the client
+/// and of its settings, is answered at once. Returns its secret (confidential
+/// clients), shown once.
 ///
 /// # Errors
 /// [`AddError::Invalid`], [`AddError::Exists`], storage errors.
@@ -626,6 +627,7 @@ pub async fn add_with_settings(
     db: &Db,
     new: NewClient,
     settings: &ClientSettings,
+    actor: &str,
     now: i64,
 ) -> Result<Option<String>, AddError> {
     let mut v = dge_core::Violations::new();
@@ -661,6 +663,7 @@ pub async fn add_with_settings(
     } else {
         new.name.trim().to_owned()
     };
+    let mut tx = db.begin().await?;
     let inserted = sqlx::query(
         "INSERT INTO oidc_clients (id, name, secret_hash, redirect_uris, post_logout_redirect_uris, \
          confidential, first_party, service_scopes, userinfo_signed, id_token_alg, \
@@ -681,10 +684,18 @@ pub async fn add_with_settings(
     .bind(jwks)
     .bind(dge_core::new_id())
     .bind(now)
-    .execute(db.pool())
+    .execute(&mut *tx)
     .await;
     match inserted {
         Ok(_) => {
+            let detail = format!(
+                "confidential={} first_party={} redirect_uris={}",
+                new.confidential,
+                new.first_party,
+                new.redirect_uris.len()
+            );
+            dge_store::audit(&mut tx, actor, "client.registered", &new.id, &detail, now).await?;
+            tx.commit().await?;
             db.access_changed().await;
             Ok(secret)
         }

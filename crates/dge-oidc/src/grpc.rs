@@ -63,17 +63,24 @@ impl ClientRegistry for ClientRegistryService {
             secret: None,
         };
         let id = new.id.clone();
-        let secret =
-            match clients::add_with_settings(&self.db, new, &settings, self.auth.now()).await {
-                Ok(secret) => secret,
-                Err(AddError::Invalid(v)) => return Err(v.into_status()),
-                Err(AddError::Exists) => {
-                    return Err(Status::already_exists(
-                        "un client porte déjà cet identifiant",
-                    ));
-                }
-                Err(AddError::Store(e)) => return Err(unavailable(e)),
-            };
+        let secret = match clients::add_with_settings(
+            &self.db,
+            new,
+            &settings,
+            &caller.actor(),
+            self.auth.now(),
+        )
+        .await
+        {
+            Ok(secret) => secret,
+            Err(AddError::Invalid(v)) => return Err(v.into_status()),
+            Err(AddError::Exists) => {
+                return Err(Status::already_exists(
+                    "un client porte déjà cet identifiant",
+                ));
+            }
+            Err(AddError::Store(e)) => return Err(unavailable(e)),
+        };
         tracing::info!(client_id = %id, actor = %caller.actor(), "oidc client registered");
         let client = clients::find(&self.db, &id)
             .await

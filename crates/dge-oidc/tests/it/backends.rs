@@ -116,7 +116,7 @@ pub(crate) async fn client(w: &World, id: &str, first_party: bool, settings: Cli
         id_token_alg: "ES256".into(),
         ..settings
     };
-    clients::add_with_settings(&w.db, new, &settings, NOW)
+    clients::add_with_settings(&w.db, new, &settings, "admin", NOW)
         .await
         .unwrap();
 }

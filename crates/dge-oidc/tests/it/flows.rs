@@ -771,7 +771,7 @@ async fn a_client_is_registered_with_its_settings_or_not_at_all(engine: Engine) 
         ..ClientSettings::default()
     };
     let Err(AddError::Invalid(v)) =
-        clients::add_with_settings(&w.db, new("Module"), &bad_settings, NOW).await
+        clients::add_with_settings(&w.db, new("Module"), &bad_settings, "admin", NOW).await
     else {
         panic!("refused");
     };
@@ -791,12 +791,29 @@ async fn a_client_is_registered_with_its_settings_or_not_at_all(engine: Engine) 
         backchannel_logout_uri: Some("https://module.exemple.fr/logout".into()),
         ..ClientSettings::default()
     };
-    let secret = clients::add_with_settings(&w.db, good, &settings, NOW)
+    let secret = clients::add_with_settings(&w.db, good, &settings, "admin", NOW)
         .await
         .unwrap();
     assert!(secret.is_some());
     let stored = clients::find(&w.db, "module").await.unwrap().unwrap();
     assert_eq!(stored.settings, settings);
+    // Registered, by whom: an audit row in the same transaction (only for the
+    // registration that happened).
+    let audited: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT actor, subject, detail FROM audit_events WHERE action = 'client.registered'",
+    )
+    .fetch_all(w.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        audited,
+        [(
+            "admin".to_owned(),
+            "module".to_owned(),
+            "confidential=true first_party=false redirect_uris=1".to_owned()
+        )],
+        "{engine:?}"
+    );
 }
 
 #[tokio::test]

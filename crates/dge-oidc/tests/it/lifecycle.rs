@@ -437,7 +437,8 @@ async fn hidden_characters_and_unparsed_uris_are_refused(engine: Engine) {
         backchannel_logout_uri: Some("https://module.example.fr/lo\0gout".into()),
         ..ClientSettings::default()
     };
-    let Err(AddError::Invalid(v)) = clients::add_with_settings(&w.db, new, &settings, NOW).await
+    let Err(AddError::Invalid(v)) =
+        clients::add_with_settings(&w.db, new, &settings, ADMIN, NOW).await
     else {
         panic!("refused");
     };
