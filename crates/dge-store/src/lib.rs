@@ -476,10 +476,14 @@ pub fn is_unreachable(err: &(dyn std::error::Error + 'static)) -> bool {
         }
         match e.downcast_ref::<sqlx::Error>() {
             Some(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => return true,
-            // PostgreSQL's statement timeout (57014), SQLite's busy timeout (SQLITE_BUSY
-            // and its extended codes).
+            // PostgreSQL's statement timeout (57014), a read-only PostgreSQL (25006: a
+            // standby during a fail-over), SQLite's busy timeout (SQLITE_BUSY and its
+            // extended codes).
             Some(sqlx::Error::Database(db))
-                if matches!(db.code().as_deref(), Some("57014" | "5" | "517" | "773")) =>
+                if matches!(
+                    db.code().as_deref(),
+                    Some("57014" | "25006" | "5" | "517" | "773")
+                ) =>
             {
                 return true;
             }

@@ -156,6 +156,13 @@ async fn on_postgres_readiness_refuses_a_read_only_database() {
         .await
         .unwrap();
     assert!(!read_only.ready(Duration::from_secs(2)).await);
+    // A write refused there reads as a passing outage (503 on the pages), not as an
+    // internal error.
+    let refused = sqlx::query("CREATE TABLE nope (n BIGINT)")
+        .execute(read_only.pool())
+        .await
+        .unwrap_err();
+    assert!(is_unreachable(&refused), "{refused:?}");
     read_only.pool().close().await;
     db.pool().close().await;
 }

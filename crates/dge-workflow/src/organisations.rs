@@ -186,10 +186,10 @@ async fn clashes(conn: &mut AnyConnection, c: &Clean, except: &str) -> Result<Vi
     .fetch_all(conn)
     .await?;
     let mut v = Violations::new();
-    let key = c.name.to_lowercase();
+    let key = same_name_key(&c.name);
     for row in &rows {
         let name: String = row.try_get("name")?;
-        if row.try_get::<String, _>("name_key")? == key {
+        if same_name_key(&name) == key {
             v.add(
                 "name",
                 "taken",
@@ -208,6 +208,14 @@ async fn clashes(conn: &mut AnyConnection, c: &Clean, except: &str) -> Result<Vi
         }
     }
     Ok(v)
+}
+
+/// What two names that read the same share: compatibility forms folded (NFKC: a
+/// fullwidth `Ｖ` is a `V`), case and runs of spaces ignored.
+fn same_name_key(name: &str) -> String {
+    use unicode_normalization::UnicodeNormalization as _;
+    let folded: String = name.nfkc().collect::<String>().to_lowercase();
+    folded.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// The messages of `v`, for an import's report.

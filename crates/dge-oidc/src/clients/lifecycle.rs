@@ -67,6 +67,14 @@ impl ClientChanges {
     /// The rules of registration, for the fields given: every broken one at once.
     fn check(&self) -> dge_core::Violations {
         let mut v = dge_core::Violations::new();
+        if self.fields().is_empty() {
+            // An update that changes nothing would still be audited as one.
+            v.add(
+                "client",
+                "nothing_to_change",
+                "aucune modification demandée",
+            );
+        }
         if let Some(name) = &self.name {
             check_name(&mut v, name);
         }

@@ -98,6 +98,16 @@ async fn an_update_changes_the_fields_given_and_only_them(engine: Engine) {
         ],
         "{engine:?}"
     );
+    // An update that changes nothing is refused rather than audited.
+    let Err(ChangeError::Invalid(v)) =
+        clients::lifecycle::update(&w.db, "datahub", &ClientChanges::default(), ADMIN, NOW).await
+    else {
+        panic!("an empty update is refused");
+    };
+    assert_eq!(
+        v.iter().map(|v| (v.field, v.code)).collect::<Vec<_>>(),
+        [("client", "nothing_to_change")]
+    );
     let unchanged = clients::find(&w.db, "datahub").await.unwrap().unwrap();
     assert_eq!(unchanged.redirect_uris, [REDIRECT]);
     assert!(audit(&w, "client.updated", "datahub").await.is_empty());

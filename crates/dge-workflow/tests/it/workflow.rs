@@ -411,6 +411,18 @@ async fn the_directory_refuses_a_second_name_or_domain_and_public_mail_domains()
                 "un organisme de l'annuaire porte déjà ce nom : Ville de Metz".to_owned()
             )]
         );
+        for same in ["Ville  de Metz", "\u{FF36}ille de Metz", " ville de  METZ "] {
+            assert_eq!(
+                refusal(
+                    s.workflow
+                        .create_organisation(&admin(), &org(same, &[], false))
+                        .await
+                )[0]
+                .1,
+                "taken",
+                "{engine:?}: {same:?}"
+            );
+        }
         assert_eq!(
             refusal(
                 s.workflow
