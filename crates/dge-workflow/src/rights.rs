@@ -144,10 +144,15 @@ pub(crate) async fn insert_grant(
     if declared.is_none() {
         return Err(Error::RightNotFound);
     }
-    let renewed = sqlx::query(
-        "UPDATE grants SET granted_by = $3, reason = $4, expires_at = $5, created_at = $6 \
-         WHERE account_id = $1 AND right_name = $2 AND expires_at IS NOT NULL \
-         AND expires_at <= $6",
+    // A new grant, or one replacing a grant whose end has passed; a held one is
+    // left for the end-date rule below.
+    let inserted = sqlx::query(
+        "INSERT INTO grants (account_id, right_name, granted_by, reason, expires_at, \
+         created_at) VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (account_id, right_name) DO UPDATE SET granted_by = excluded.granted_by, \
+         reason = excluded.reason, expires_at = excluded.expires_at, \
+         created_at = excluded.created_at \
+         WHERE grants.expires_at IS NOT NULL AND grants.expires_at <= excluded.created_at",
     )
     .bind(account_id)
     .bind(right)
@@ -156,26 +161,9 @@ pub(crate) async fn insert_grant(
     .bind(expires_at)
     .bind(now)
     .execute(&mut *conn)
-    .await?;
-    let inserted = if renewed.rows_affected() == 1 {
-        true
-    } else {
-        sqlx::query(
-            "INSERT INTO grants (account_id, right_name, granted_by, reason, expires_at, \
-             created_at) VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (account_id, right_name) DO NOTHING",
-        )
-        .bind(account_id)
-        .bind(right)
-        .bind(by)
-        .bind(reason)
-        .bind(expires_at)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected()
-            == 1
-    };
+    .await?
+    .rows_affected()
+        == 1;
     if inserted {
         dge_store::audit(conn, by, "right.granted", account_id, right, now).await?;
         return Ok(GrantOutcome::Granted);
