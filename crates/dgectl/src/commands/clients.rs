@@ -27,8 +27,18 @@ pub(super) async fn run(
 }
 
 fn read_jwks(path: &std::path::Path) -> Result<String, CliError> {
-    std::fs::read_to_string(path)
-        .map_err(|e| CliError::Usage(format!("cannot read the JWKS file {}: {e}", path.display())))
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        CliError::Usage(format!("cannot read the JWKS file {}: {e}", path.display()))
+    })?;
+    // An empty value means "no keys" to the server: a wrong path to an empty file
+    // must not remove a module's keys.
+    if text.trim().is_empty() {
+        return Err(CliError::Usage(format!(
+            "the JWKS file {} is empty (to remove the client's keys, use --no-jwks)",
+            path.display()
+        )));
+    }
+    Ok(text)
 }
 
 /// The request of `clients update`: the options not given are left out, so the
@@ -256,6 +266,23 @@ mod tests {
         assert!(text.contains("client id:     geo"));
         assert!(text.contains("client secret: s3cret"));
         assert!(text.contains("shown only once"));
+    }
+
+    #[test]
+    fn an_empty_jwks_file_is_refused_rather_than_read_as_no_keys() {
+        let dir = std::env::temp_dir().join(format!("dgectl-jwks-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let empty = dir.join("empty.json");
+        std::fs::write(&empty, " \n").unwrap();
+        let err = read_jwks(&empty).unwrap_err();
+        assert!(
+            matches!(&err, CliError::Usage(m) if m.contains("is empty") && m.contains("--no-jwks")),
+            "{err:?}"
+        );
+        let keys = dir.join("keys.json");
+        std::fs::write(&keys, "{\"keys\": []}").unwrap();
+        assert_eq!(read_jwks(&keys).unwrap(), "{\"keys\": []}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
