@@ -709,6 +709,70 @@ async fn a_code_is_taken_once_checked_first_and_expires_on_both_backends() {
     }
 }
 
+/// Without `offline_access` a refresh token ends with its session (OIDC Core §11);
+/// with it, the token outlives the session's hours, but not a logout.
+async fn refresh_tokens_end_with_their_session_unless_offline(engine: Engine) {
+    let w = world(engine).await;
+    client(&w, "datahub", true, ClientSettings::default()).await;
+    let cookie = w.provider.open_session(ACCOUNT, NOW).await.unwrap();
+    let refresh_of = |t: &TokenResponse| refresh_form(t.refresh_token.as_deref().unwrap());
+    let online = grant(
+        &w,
+        "datahub",
+        &code_form(&code(&w, "datahub", &cookie).await),
+    )
+    .await
+    .unwrap();
+    let asked = AuthorizeParams {
+        scope: Some("openid offline_access".into()),
+        ..params("datahub")
+    };
+    let offline_code = match w.provider.authorize(asked, Some(&cookie)).await.unwrap() {
+        AuthorizeOutcome::Redirect(url) => query_param(&url, "code").expect("a code"),
+        other => panic!("expected a code, got {other:?}"),
+    };
+    let offline = grant(&w, "datahub", &code_form(&offline_code))
+        .await
+        .unwrap();
+    // Within the session, both renew.
+    let online = grant(&w, "datahub", &refresh_of(&online)).await.unwrap();
+    let offline = grant(&w, "datahub", &refresh_of(&offline)).await.unwrap();
+
+    w.clock.advance(w.provider.settings().session_ttl_secs + 1);
+    assert_eq!(
+        grant(&w, "datahub", &refresh_of(&online)).await.err(),
+        Some("invalid_grant"),
+        "{engine:?}: the session has ended"
+    );
+    let offline = grant(&w, "datahub", &refresh_of(&offline))
+        .await
+        .unwrap_or_else(|e| panic!("{engine:?}: offline_access outlives the session: {e}"));
+    let offline = grant(&w, "datahub", &refresh_of(&offline)).await.unwrap();
+
+    // A logout ends even the offline token.
+    let closed = w
+        .provider
+        .logout(LogoutParams::default(), Some(&cookie), true)
+        .await
+        .unwrap();
+    assert!(
+        !matches!(closed, LogoutOutcome::Refused { .. }),
+        "{closed:?}"
+    );
+    assert_eq!(
+        grant(&w, "datahub", &refresh_of(&offline)).await.err(),
+        Some("invalid_grant"),
+        "{engine:?}: logged out"
+    );
+}
+
+#[tokio::test]
+async fn refresh_tokens_end_with_their_session_unless_offline_on_both_backends() {
+    for engine in ENGINES {
+        refresh_tokens_end_with_their_session_unless_offline(engine).await;
+    }
+}
+
 #[tokio::test]
 async fn refresh_reuse_revokes_the_family_on_both_backends() {
     for engine in ENGINES {

@@ -32,12 +32,13 @@ pub(crate) fn describe(scope: &str) -> String {
         "profile" => "vos nom et prénom, votre organisation et vos droits".into(),
         "email" => "votre adresse électronique".into(),
         "phone" => "votre numéro de téléphone".into(),
-        // A refresh token comes with every login, offline_access or not, and ends
-        // with the session's logout: the scope asks for nothing more (see
-        // docs/oidc-conformance.md). Tokens that outlive a logout are not offered.
+        // A refresh token comes with every login and ends with its session; with
+        // offline_access it outlives the session's hours, not a logout (see
+        // docs/oidc-conformance.md).
         "offline_access" => {
-            "un accès renouvelé sans vous redemander de vous connecter, jusqu'à votre \
-             déconnexion (30 jours au plus)"
+            "un accès renouvelé sans vous redemander de vous connecter, même après la fin \
+             de votre session (30 jours au plus ; une déconnexion ou un changement de mot \
+             de passe y met fin)"
                 .into()
         }
         other => format!("l'accès « {other} »"),
