@@ -133,19 +133,24 @@ pub async fn is_revoked(db: &dge_store::Db, jti: &str) -> sqlx::Result<bool> {
 }
 
 /// The claims of an `id_token_hint` that matter to `/authorize` and `/logout`.
-#[derive(Debug, Deserialize)]
-struct HintClaims {
-    sub: String,
-    aud: String,
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct IdTokenHint {
+    /// The person.
+    pub sub: String,
+    /// The client it was issued to.
+    pub aud: String,
+    /// When it was issued: a client registered again under the same id after that
+    /// is another client, and the hint is not its own.
+    pub iat: i64,
 }
 
 impl Keys {
-    /// The client (`aud`) and subject of an ID token this provider signed, even past
-    /// its expiry, as the authorization request and RP-initiated logout allow (OIDC
+    /// The client (`aud`), subject and issue time of an ID token this provider
+    /// signed, even past its expiry, as the authorization request and RP-initiated logout allow (OIDC
     /// Core §3.1.2.1, RP-Initiated Logout §2).
     /// `None` for anything not signed by one of our published keys.
     #[must_use]
-    pub fn id_token_hint(&self, token: &str, issuer: &str) -> Option<(String, String)> {
+    pub fn id_token_hint(&self, token: &str, issuer: &str) -> Option<IdTokenHint> {
         let header = jsonwebtoken::decode_header(token).ok()?;
         if !matches!(header.alg, Algorithm::ES256 | Algorithm::RS256)
             || header.typ.as_deref() == Some(ACCESS_TOKEN_TYPE)
@@ -161,9 +166,8 @@ impl Keys {
         validation.validate_exp = false;
         validation.validate_aud = false;
         validation.set_required_spec_claims(&["iss", "sub", "aud"]);
-        let claims = jsonwebtoken::decode::<HintClaims>(token, &key, &validation)
-            .ok()?
-            .claims;
-        Some((claims.aud, claims.sub))
+        jsonwebtoken::decode::<IdTokenHint>(token, &key, &validation)
+            .ok()
+            .map(|t| t.claims)
     }
 }

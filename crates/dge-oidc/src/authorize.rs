@@ -286,7 +286,8 @@ impl Provider {
         let hinted = match p.id_token_hint.as_deref().filter(|h| !h.is_empty()) {
             None => None,
             Some(hint) => match self.id_token_hint(hint) {
-                Some((aud, sub)) if aud == client.id => Some(sub),
+                // Issued before this registration: to a removed client of the same id.
+                Some(h) if h.aud == client.id && h.iat >= client.registered_at => Some(h.sub),
                 _ => {
                     return Ok(self.error_redirect(
                         redirect_uri,

@@ -33,6 +33,8 @@ pub struct Client {
     /// that a client registered again under the same id cannot use them; empty for
     /// clients registered before it existed.
     pub registration: String,
+    /// When this registration was made (Unix seconds).
+    pub registered_at: i64,
 }
 
 /// Settings of a client that registration leaves at their defaults.
@@ -96,6 +98,7 @@ fn client_from_row(row: &AnyRow) -> sqlx::Result<Client> {
                 .map(|j| stored_jwks(&row.try_get::<String, _>("id").unwrap_or_default(), j)),
         },
         registration: row.try_get("registration")?,
+        registered_at: row.try_get("created_at")?,
     })
 }
 
@@ -121,7 +124,7 @@ fn split_scopes(s: &str) -> Vec<String> {
 
 const COLUMNS: &str = "id, name, secret_hash, redirect_uris, post_logout_redirect_uris, \
      confidential, first_party, service_scopes, userinfo_signed, id_token_alg, \
-     backchannel_logout_uri, jwks, registration";
+     backchannel_logout_uri, jwks, registration, created_at";
 
 /// Checks settings: known service scopes, a known algorithm, an acceptable
 /// back-channel URI, a JWKS that [`normalize_jwks`] accepts.
@@ -721,6 +724,7 @@ mod tests {
             first_party: true,
             settings: ClientSettings::default(),
             registration: String::new(),
+            registered_at: 0,
         }
     }
 

@@ -264,7 +264,16 @@ impl Provider {
             tracing::warn!(account_id = %account_id, "wrong device user code");
             return Ok(Lookup::Unknown);
         };
-        let client = crate::clients::find(&self.db, &record.client_id).await?;
+        // A client removed since, or registered again under the same id, is not the
+        // one that asked: its code is nobody's to approve.
+        let client = crate::clients::find(&self.db, &record.client_id)
+            .await?
+            .filter(|c| {
+                record
+                    .registration
+                    .as_ref()
+                    .is_none_or(|reg| *reg == c.registration)
+            });
         let Some(client) = client else {
             return Ok(Lookup::Unknown);
         };

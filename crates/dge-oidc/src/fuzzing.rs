@@ -25,6 +25,7 @@ pub fn redirect_uri(data: &[u8]) {
         first_party: false,
         settings: ClientSettings::default(),
         registration: String::new(),
+        registered_at: 0,
     };
     let allowed = client.redirect_allowed(requested);
     assert!(

@@ -177,11 +177,11 @@ impl Provider {
         self.clock.now()
     }
 
-    /// The client (`aud`) and subject of an `id_token_hint`: an ID token signed by
-    /// one of our keys with our issuer, even past its expiry (OIDC Core §3.1.2.1,
-    /// RP-Initiated Logout §2). `None` for anything else. `/authorize` and `/logout`
-    /// both check their hints here.
-    pub(crate) fn id_token_hint(&self, hint: &str) -> Option<(String, String)> {
+    /// The client (`aud`), subject and issue time of an `id_token_hint`: an ID token
+    /// signed by one of our keys with our issuer, even past its expiry (OIDC Core
+    /// §3.1.2.1, RP-Initiated Logout §2). `None` for anything else. `/authorize` and
+    /// `/logout` both check their hints here.
+    pub(crate) fn id_token_hint(&self, hint: &str) -> Option<dge_authz::tokens::IdTokenHint> {
         self.keys.id_token_hint(hint, self.issuer())
     }
 }

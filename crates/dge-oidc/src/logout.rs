@@ -59,11 +59,13 @@ impl Provider {
         confirmed: bool,
     ) -> Result<LogoutOutcome> {
         let mut hinted_sub = None;
+        let mut hinted_iat = None;
         let hinted = match p.id_token_hint.as_deref().filter(|h| !h.is_empty()) {
             Some(hint) => match self.id_token_hint(hint) {
-                Some((aud, sub)) => {
-                    hinted_sub = Some(sub);
-                    Some(aud)
+                Some(h) => {
+                    hinted_sub = Some(h.sub);
+                    hinted_iat = Some(h.iat);
+                    Some(h.aud)
                 }
                 None => {
                     return refused("Le jeton d'identité fourni n'a pas été émis par ce service.");
@@ -89,6 +91,11 @@ impl Provider {
                         "Ce service n'est pas enregistré auprès du fournisseur d'identité.",
                     );
                 };
+                if hinted_iat.is_some_and(|iat| iat < client.registered_at) {
+                    return refused(
+                        "Le jeton d'identité fourni a été émis pour une version retirée de ce service.",
+                    );
+                }
                 if !client.post_logout_redirect_uris.contains(&uri) {
                     tracing::warn!(client_id = %client.id, "logout redirect not registered");
                     return refused(

@@ -297,6 +297,15 @@ async fn a_removed_client_leaves_nothing_behind(engine: Engine) {
         .await
         .unwrap()
         .expect("the device request");
+    // A device code nobody has answered yet, and an ID token the module kept.
+    let waiting = w
+        .provider
+        .device_authorize(&clients::find(&w.db, "tool").await.unwrap().unwrap(), None)
+        .await
+        .unwrap()
+        .map_err(|e| e.error)
+        .unwrap();
+    let hint = tokens.id_token.clone().expect("an ID token");
 
     // A logout still waiting for the module (it was down).
     sqlx::query(
@@ -356,9 +365,54 @@ async fn a_removed_client_leaves_nothing_behind(engine: Engine) {
     clients::lifecycle::remove(&w.db, "tool", ADMIN, NOW)
         .await
         .unwrap();
-    // Registered again under the same id: nothing comes back.
-    client(&w, "tiers", false, ClientSettings::default()).await;
+    // Registered again under the same id, a minute later: nothing comes back.
+    w.clock.advance(60);
+    let again = NewClient {
+        id: "tiers".into(),
+        name: "tiers".into(),
+        redirect_uris: vec![REDIRECT.into()],
+        post_logout_redirect_uris: Vec::new(),
+        confidential: true,
+        first_party: false,
+        secret: Some(SECRET.into()),
+    };
+    let settings = ClientSettings {
+        id_token_alg: "ES256".into(),
+        ..ClientSettings::default()
+    };
+    clients::add_with_settings(&w.db, again, &settings, ADMIN, NOW + 60)
+        .await
+        .unwrap();
     device_tool(&w).await;
+    assert!(
+        matches!(
+            w.provider
+                .device_lookup(&waiting.user_code, ACCOUNT)
+                .await
+                .unwrap(),
+            dge_oidc::device::Lookup::Unknown
+        ),
+        "{engine:?}: the removed client's device code is nobody's to approve"
+    );
+    let logout = dge_oidc::logout::LogoutParams {
+        id_token_hint: Some(hint.clone()),
+        post_logout_redirect_uri: Some(REDIRECT.into()),
+        ..dge_oidc::logout::LogoutParams::default()
+    };
+    let outcome = w.provider.logout(logout, None, false).await.unwrap();
+    assert!(
+        matches!(&outcome, dge_oidc::logout::LogoutOutcome::Refused(m) if m.contains("version retirée")),
+        "{engine:?}: {outcome:?}"
+    );
+    let hinted = dge_oidc::AuthorizeParams {
+        id_token_hint: Some(hint),
+        ..params("tiers")
+    };
+    let outcome = w.provider.authorize(hinted, Some(&cookie)).await.unwrap();
+    assert!(
+        matches!(&outcome, AuthorizeOutcome::Redirect(url) if url.contains("error=invalid_request")),
+        "{engine:?}: an ID token of the removed client is no hint: {outcome:?}"
+    );
     assert!(!active(&w, &tokens.access_token).await, "{engine:?}");
     assert!(!active(&w, &refresh).await, "{engine:?}");
     assert_eq!(
