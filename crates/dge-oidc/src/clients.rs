@@ -554,8 +554,14 @@ fn check_name(v: &mut dge_core::Violations, name: &str) {
             "control_characters",
             "le nom contient des caractères non autorisés (invisibles ou de contrôle)",
         );
+    } else if dge_registry::domain::signup::has_stacked_marks(name) {
+        v.add("name", "combining_marks", STACKED_MARKS);
     }
 }
+
+/// The message for a name that piles up combining marks.
+const STACKED_MARKS: &str = "le nom superpose trop d'accents ou de signes sur une même lettre \
+                             (3 au plus)";
 
 /// Whether `id` is a canonical client id. Client ids are the portal's module names, so
 /// only one spelling is accepted: `DATAHUB` beside `datahub` would be a second client
@@ -1115,6 +1121,13 @@ mod tests {
         ] {
             assert_eq!(codes(bad), [("name", "control_characters")], "{bad:?}");
         }
+        // Three marks on one letter are a language's; four are a pile.
+        assert_eq!(codes("Da\u{301}\u{302}\u{303}taHub"), [], "three");
+        assert_eq!(codes("Donne\u{301}es"), [], "é typed as e + U+0301");
+        assert_eq!(
+            codes("Dx\u{301}\u{302}\u{303}\u{304}taHub"),
+            [("name", "combining_marks")]
+        );
         assert_eq!(
             codes(&"a".repeat(MAX_NAME_CHARS + 1)),
             [("name", "too_long")]

@@ -88,8 +88,16 @@ const PUBLIC_MAIL_DOMAINS: &[&str] = &[
 ];
 
 fn clean(new: &NewOrganisation) -> Result<Clean, Violations> {
+    let (c, v) = clean_parts(new);
+    v.into_result().map(|()| c)
+}
+
+/// The valid parts of `new` and what is wrong with the others: an invalid name is
+/// left empty and an invalid SIRET out, so that what the directory already has can
+/// still be checked and every problem told at once.
+fn clean_parts(new: &NewOrganisation) -> (Clean, Violations) {
     let mut v = Violations::new();
-    let name = new.name.trim().to_owned();
+    let mut name = new.name.trim().to_owned();
     if name.is_empty() || name.chars().count() > 200 {
         v.add(
             "name",
@@ -103,14 +111,24 @@ fn clean(new: &NewOrganisation) -> Result<Clean, Violations> {
             "control_characters",
             "le nom contient des caractères non autorisés (invisibles ou de contrôle)",
         );
+    } else if dge_registry::domain::signup::has_stacked_marks(&name) {
+        v.add(
+            "name",
+            "combining_marks",
+            "le nom superpose trop d'accents ou de signes sur une même lettre (3 au plus)",
+        );
     }
-    let siret = siret::normalise(&new.siret);
+    if !v.is_empty() {
+        name.clear();
+    }
+    let mut siret = siret::normalise(&new.siret);
     if !siret.is_empty() && !siret::is_valid(&siret) {
         v.add(
             "siret",
             "invalid",
             "le SIRET doit compter 14 chiffres et avoir une clé de contrôle valide",
         );
+        siret.clear();
     }
     let mut domains = Vec::new();
     for d in &new.email_domains {
@@ -136,15 +154,36 @@ fn clean(new: &NewOrganisation) -> Result<Clean, Violations> {
             );
         }
     }
-    v.into_result()?;
     domains.sort();
     domains.dedup();
-    Ok(Clean {
+    let c = Clean {
         name,
         siret: (!siret.is_empty()).then_some(siret),
         trusted: new.trusted,
         domains: domains.join(","),
-    })
+    };
+    (c, v)
+}
+
+/// Every problem of `new` at once, its own and what another organisation of the
+/// directory already has (`except`: the one being changed), or its clean form.
+async fn checked(
+    conn: &mut AnyConnection,
+    new: &NewOrganisation,
+    except: &str,
+) -> Result<Result<Clean, Violations>> {
+    let (c, mut v) = clean_parts(new);
+    if let Some(s) = &c.siret
+        && siret_taken(conn, s, except).await?
+    {
+        v.add(
+            "siret",
+            "taken",
+            "un organisme de l'annuaire a déjà ce SIRET",
+        );
+    }
+    v.extend(clashes(conn, &c, except).await?);
+    Ok(v.into_result().map(|()| c))
 }
 
 fn from_row(r: &AnyRow) -> sqlx::Result<Organisation> {
@@ -189,7 +228,7 @@ async fn clashes(conn: &mut AnyConnection, c: &Clean, except: &str) -> Result<Vi
     let key = same_name_key(&c.name);
     for row in &rows {
         let name: String = row.try_get("name")?;
-        if same_name_key(&name) == key {
+        if !key.is_empty() && same_name_key(&name) == key {
             v.add(
                 "name",
                 "taken",
@@ -295,22 +334,9 @@ impl Workflow {
         new: &NewOrganisation,
     ) -> Result<Organisation> {
         actor.require_admin()?;
-        let c = clean(new).map_err(Error::Invalid)?;
         let now = self.registry.now();
         let mut tx = self.db().begin().await?;
-        if let Some(s) = &c.siret
-            && siret_taken(&mut tx, s, "").await?
-        {
-            return Err(Error::field(
-                "siret",
-                "taken",
-                "un organisme de l'annuaire a déjà ce SIRET",
-            ));
-        }
-        clashes(&mut tx, &c, "")
-            .await?
-            .into_result()
-            .map_err(Error::Invalid)?;
+        let c = checked(&mut tx, new, "").await?.map_err(Error::Invalid)?;
         let id = insert(&mut tx, &c, now).await?;
         dge_store::audit(
             &mut tx,
@@ -346,21 +372,10 @@ impl Workflow {
             trusted: trusted.unwrap_or(current.trusted),
             email_domains: domains.unwrap_or(current.email_domains),
         };
-        let c = clean(&merged).map_err(Error::Invalid)?;
         let now = self.registry.now();
         let mut tx = self.db().begin().await?;
-        if let Some(s) = &c.siret
-            && siret_taken(&mut tx, s, id).await?
-        {
-            return Err(Error::field(
-                "siret",
-                "taken",
-                "un organisme de l'annuaire a déjà ce SIRET",
-            ));
-        }
-        clashes(&mut tx, &c, id)
+        let c = checked(&mut tx, &merged, id)
             .await?
-            .into_result()
             .map_err(Error::Invalid)?;
         sqlx::query(
             "UPDATE organisations SET name = $1, name_key = $2, siret = $3, trusted = $4, email_domains = $5, \
@@ -621,5 +636,14 @@ mod tests {
             let codes: Vec<_> = bad.iter().map(|v| (v.field, v.code)).collect();
             assert_eq!(codes, [("name", "control_characters")], "{name:?}");
         }
+        let piled = clean(&NewOrganisation {
+            name: "Mx\u{301}\u{302}\u{303}\u{304}tz".into(),
+            siret: String::new(),
+            trusted: false,
+            email_domains: Vec::new(),
+        })
+        .unwrap_err();
+        let codes: Vec<_> = piled.iter().map(|v| (v.field, v.code)).collect();
+        assert_eq!(codes, [("name", "combining_marks")]);
     }
 }

@@ -265,6 +265,13 @@ fn check_label(field: &'static str, label: &str) -> Result<()> {
             "le libellé contient des caractères non autorisés (invisibles ou de contrôle)",
         ));
     }
+    if dge_registry::domain::signup::has_stacked_marks(label) {
+        return Err(Error::field(
+            field,
+            "combining_marks",
+            "le libellé superpose trop d'accents ou de signes sur une même lettre (3 au plus)",
+        ));
+    }
     Ok(())
 }
 

@@ -18,7 +18,7 @@ pub(crate) const NAME_MAX: usize = 100;
 /// two (Lithuanian i + U+0307 + U+0303, Yoruba ẹ + U+0301), pointed Hebrew up to three.
 /// Spacing marks (Mc, the vowel signs of Burmese or Hindi) sit beside their letter,
 /// not on it, and are not counted.
-const NAME_COMBINING_RUN_MAX: usize = 3;
+pub const NAME_COMBINING_RUN_MAX: usize = 3;
 pub(crate) const FUNCTION_MAX: usize = 150;
 const DESCRIPTION_MAX: usize = 2000;
 const ORGANISATION_MAX: usize = 200;
@@ -188,6 +188,15 @@ pub(crate) fn text_field(
         );
     }
     value
+}
+
+/// Whether `s` piles more than [`NAME_COMBINING_RUN_MAX`] combining marks on one
+/// letter ("Zalgo" text, which spills over the lines above and below wherever the
+/// name is shown): refused in person, organisation and client names and labels.
+#[must_use]
+pub fn has_stacked_marks(s: &str) -> bool {
+    // Counted on the composed form: `é` typed as `e` + U+0301 holds none.
+    longest_combining_run(&s.nfc().collect::<String>()) > NAME_COMBINING_RUN_MAX
 }
 
 /// The longest run of stacked marks (Mn, Me) in `s`; a spacing mark (Mc) between

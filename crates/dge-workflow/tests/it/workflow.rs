@@ -444,6 +444,21 @@ async fn the_directory_refuses_a_second_name_or_domain_and_public_mail_domains()
             gmail.iter().map(|v| (v.0, v.1)).collect::<Vec<_>>(),
             [("email_domains", "public_mail")]
         );
+        // Every problem at once: a bad SIRET does not hide a domain already taken.
+        let mut all = org("Metz Métropole", &["metz.fr", "gmail.com"], false);
+        all.siret = "21670482500018".into();
+        assert_eq!(
+            refusal(s.workflow.create_organisation(&admin(), &all).await)
+                .iter()
+                .map(|v| (v.0, v.1))
+                .collect::<Vec<_>>(),
+            [
+                ("siret", "invalid"),
+                ("email_domains", "public_mail"),
+                ("email_domains", "taken")
+            ],
+            "{engine:?}"
+        );
         let other = s
             .workflow
             .create_organisation(
@@ -604,6 +619,14 @@ async fn roles_expiring_grants_and_the_change_stream() {
         assert!(
             matches!(&hidden, Err(dge_workflow::Error::Invalid(v)) if v.iter().any(|v| v.code == "control_characters")),
             "{hidden:?}"
+        );
+        let piled = s
+            .workflow
+            .declare_module(&admin(), "cartes", "Cx\u{301}\u{302}\u{303}\u{304}rtes")
+            .await;
+        assert!(
+            matches!(&piled, Err(dge_workflow::Error::Invalid(v)) if v.iter().any(|v| v.code == "combining_marks")),
+            "{piled:?}"
         );
 
         let change = watch.recv().await.unwrap();
