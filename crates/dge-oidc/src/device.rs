@@ -57,6 +57,10 @@ enum State {
         /// The account's `sessions_epoch` at approval (see [`dge_store::sessions::account_epoch`]).
         #[serde(default)]
         epoch: Option<i64>,
+        /// Digest of the session the person approved in: the tokens belong to it, so
+        /// that its logout ends them, and without `offline_access` its end too.
+        #[serde(default)]
+        session_hash: Option<String>,
     },
     Denied,
 }
@@ -285,14 +289,16 @@ impl Provider {
         }))
     }
 
-    /// Records the person's answer to a user code. `Ok(None)` when the code is unknown,
-    /// expired, already answered, or the person is throttled.
+    /// Records the person's answer to a user code, given in the session of
+    /// `session_cookie`. `Ok(None)` when the code is unknown, expired, already
+    /// answered, or the person is throttled.
     ///
     /// # Errors
     /// Storage errors.
     pub async fn device_decide(
         &self,
         typed: &str,
+        session_cookie: &str,
         account_id: &str,
         auth_time: i64,
         approve: bool,
@@ -312,6 +318,7 @@ impl Provider {
                 account_id: account_id.to_owned(),
                 auth_time,
                 epoch: dge_store::sessions::account_epoch(&self.db, account_id).await?,
+                session_hash: Some(hash_token(session_cookie)),
             }
         } else {
             State::Denied
@@ -403,6 +410,7 @@ impl Provider {
                     account_id,
                     auth_time,
                     epoch,
+                    session_hash,
                 },
             ..
         }) = taken
@@ -420,6 +428,14 @@ impl Provider {
         {
             return Ok(Err(bad_device_code()));
         }
+        // The session the person approved in must still be open, as for a code.
+        if let Some(session) = session_hash.as_deref() {
+            let live = self.sessions.get(session, self.now()).await?;
+            if live.is_none_or(|(id, _)| id != account_id) {
+                return Ok(Err(bad_device_code()));
+            }
+            self.remember_client(session, &client.id).await?;
+        }
         let family_id = dge_core::new_id();
         let lineage = Lineage {
             scope: &scope,
@@ -428,7 +444,7 @@ impl Provider {
             nonce: None,
             code_hash: None,
             family_id: &family_id,
-            session_hash: None,
+            session_hash: session_hash.as_deref(),
         };
         Ok(Ok(self.person_tokens(client, &account, &lineage).await?))
     }

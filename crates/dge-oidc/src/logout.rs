@@ -80,13 +80,13 @@ impl Provider {
             (Some(a), _) | (None, Some(a)) => Some(a),
             (None, None) => None,
         };
-        let target = match p.post_logout_redirect_uri.filter(|u| !u.is_empty()) {
-            None => None,
-            Some(uri) => {
-                let Some(id) = client_id else {
-                    return refused("La demande ne précise pas le service à qui revenir.");
-                };
-                let Some(client) = clients::find(&self.db, &id).await? else {
+        let redirect = p.post_logout_redirect_uri.filter(|u| !u.is_empty());
+        // The module a hint or a return address names must be registered, and a hint
+        // must come from its current registration: an ID token of a removed client
+        // proves nothing, not even who is logging out.
+        let client = match &client_id {
+            Some(id) if hinted_iat.is_some() || redirect.is_some() => {
+                let Some(client) = clients::find(&self.db, id).await? else {
                     return refused(
                         "Ce service n'est pas enregistré auprès du fournisseur d'identité.",
                     );
@@ -96,6 +96,16 @@ impl Provider {
                         "Le jeton d'identité fourni a été émis pour une version retirée de ce service.",
                     );
                 }
+                Some(client)
+            }
+            _ => None,
+        };
+        let target = match redirect {
+            None => None,
+            Some(uri) => {
+                let Some(client) = client else {
+                    return refused("La demande ne précise pas le service à qui revenir.");
+                };
                 if !client.post_logout_redirect_uris.contains(&uri) {
                     tracing::warn!(client_id = %client.id, "logout redirect not registered");
                     return refused(

@@ -123,7 +123,7 @@ async fn codes_issued_before_everything_ended_give_nothing(engine: Engine) {
         .map_err(|e| e.error)
         .unwrap();
     w.provider
-        .device_decide(&device.user_code, ACCOUNT, NOW, true)
+        .device_decide(&device.user_code, &cookie, ACCOUNT, NOW, true)
         .await
         .unwrap()
         .expect("the device request");
@@ -764,6 +764,104 @@ async fn refresh_tokens_end_with_their_session_unless_offline(engine: Engine) {
         Some("invalid_grant"),
         "{engine:?}: logged out"
     );
+}
+
+/// The tokens of a device login belong to the session the person approved it in:
+/// its logout ends them, and without `offline_access` so does its end.
+async fn device_tokens_belong_to_the_approving_session(engine: Engine) {
+    let w = world(engine).await;
+    client(&w, "tool", true, ClientSettings::default()).await;
+    sqlx::query("UPDATE oidc_clients SET redirect_uris = '[]' WHERE id = 'tool'")
+        .execute(w.db.pool())
+        .await
+        .unwrap();
+    let tool = dge_oidc::clients::find(&w.db, "tool")
+        .await
+        .unwrap()
+        .unwrap();
+    let device_tokens = async |scope: &str, cookie: &str| {
+        let device = w
+            .provider
+            .device_authorize(&tool, Some(scope))
+            .await
+            .unwrap()
+            .map_err(|e| e.error)
+            .unwrap();
+        w.provider
+            .device_decide(&device.user_code, cookie, ACCOUNT, w.provider.now(), true)
+            .await
+            .unwrap()
+            .expect("the device request");
+        let poll = TokenForm {
+            grant_type: Some(dge_oidc::device::DEVICE_GRANT.into()),
+            device_code: Some(device.device_code),
+            ..TokenForm::default()
+        };
+        grant(&w, "tool", &poll).await.unwrap()
+    };
+    let refresh_of = |t: &TokenResponse| refresh_form(t.refresh_token.as_deref().unwrap());
+
+    let cookie = w.provider.open_session(ACCOUNT, NOW).await.unwrap();
+    let online = device_tokens("openid", &cookie).await;
+    let offline = device_tokens("openid offline_access", &cookie).await;
+    let online = grant(&w, "tool", &refresh_of(&online)).await.unwrap();
+    w.clock.advance(w.provider.settings().session_ttl_secs + 1);
+    assert_eq!(
+        grant(&w, "tool", &refresh_of(&online)).await.err(),
+        Some("invalid_grant"),
+        "{engine:?}: the approving session has ended"
+    );
+    let offline = grant(&w, "tool", &refresh_of(&offline)).await.unwrap();
+    w.provider
+        .logout(LogoutParams::default(), Some(&cookie), true)
+        .await
+        .unwrap();
+    assert_eq!(
+        grant(&w, "tool", &refresh_of(&offline)).await.err(),
+        Some("invalid_grant"),
+        "{engine:?}: logged out"
+    );
+    assert!(!active(&w, &offline.access_token).await, "{engine:?}");
+
+    // Approved in a session closed before the tool polled: nothing is issued.
+    let cookie = w
+        .provider
+        .open_session(ACCOUNT, w.provider.now())
+        .await
+        .unwrap();
+    let device = w
+        .provider
+        .device_authorize(&tool, Some("openid"))
+        .await
+        .unwrap()
+        .map_err(|e| e.error)
+        .unwrap();
+    w.provider
+        .device_decide(&device.user_code, &cookie, ACCOUNT, w.provider.now(), true)
+        .await
+        .unwrap()
+        .expect("the device request");
+    w.provider
+        .logout(LogoutParams::default(), Some(&cookie), true)
+        .await
+        .unwrap();
+    let poll = TokenForm {
+        grant_type: Some(dge_oidc::device::DEVICE_GRANT.into()),
+        device_code: Some(device.device_code),
+        ..TokenForm::default()
+    };
+    assert_eq!(
+        grant(&w, "tool", &poll).await.err(),
+        Some("invalid_grant"),
+        "{engine:?}"
+    );
+}
+
+#[tokio::test]
+async fn device_tokens_belong_to_the_approving_session_on_both_backends() {
+    for engine in ENGINES {
+        device_tokens_belong_to_the_approving_session(engine).await;
+    }
 }
 
 #[tokio::test]

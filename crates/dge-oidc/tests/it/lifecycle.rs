@@ -293,7 +293,7 @@ async fn a_removed_client_leaves_nothing_behind(engine: Engine) {
         .map_err(|e| e.error)
         .unwrap();
     w.provider
-        .device_decide(&device.user_code, ACCOUNT, NOW, true)
+        .device_decide(&device.user_code, &cookie, ACCOUNT, NOW, true)
         .await
         .unwrap()
         .expect("the device request");
@@ -400,6 +400,17 @@ async fn a_removed_client_leaves_nothing_behind(engine: Engine) {
         ..dge_oidc::logout::LogoutParams::default()
     };
     let outcome = w.provider.logout(logout, None, false).await.unwrap();
+    assert!(
+        matches!(&outcome, dge_oidc::logout::LogoutOutcome::Refused(m) if m.contains("version retirée")),
+        "{engine:?}: {outcome:?}"
+    );
+    // Without a return address too: the old hint does not stand for the person,
+    // whose session stays open.
+    let bare = dge_oidc::logout::LogoutParams {
+        id_token_hint: Some(hint.clone()),
+        ..dge_oidc::logout::LogoutParams::default()
+    };
+    let outcome = w.provider.logout(bare, Some(&cookie), false).await.unwrap();
     assert!(
         matches!(&outcome, dge_oidc::logout::LogoutOutcome::Refused(m) if m.contains("version retirée")),
         "{engine:?}: {outcome:?}"

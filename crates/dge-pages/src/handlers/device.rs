@@ -120,12 +120,17 @@ pub(crate) async fn submit(
         Ok(None) => return login_first(&pages, jar, Some(&form.user_code)),
         Err(e) => return internal(&pages, &e),
     };
+    let session_cookie = jar
+        .get(dge_oidc::session::SESSION_COOKIE)
+        .map(|c| c.value().to_owned())
+        .unwrap_or_default();
     let typed = form.user_code.chars().take(32).collect::<String>();
     if matches!(form.decision.as_str(), "allow" | "deny") {
         return decide(
             &pages,
             jar,
             &typed,
+            &session_cookie,
             &account_id,
             auth_time,
             form.decision == "allow",
@@ -175,13 +180,14 @@ async fn decide(
     pages: &Pages,
     jar: CookieJar,
     typed: &str,
+    session_cookie: &str,
     account_id: &str,
     auth_time: i64,
     allow: bool,
 ) -> Response {
     match pages
         .provider
-        .device_decide(typed, account_id, auth_time, allow)
+        .device_decide(typed, session_cookie, account_id, auth_time, allow)
         .await
     {
         Ok(Some(request)) => {
