@@ -61,7 +61,6 @@ const PUBLIC_MAIL_DOMAINS: &[&str] = &[
     "hotmail.com",
     "hotmail.fr",
     "icloud.com",
-    "laposte.fr",
     "laposte.net",
     "live.com",
     "live.fr",
@@ -87,9 +86,15 @@ const PUBLIC_MAIL_DOMAINS: &[&str] = &[
     "zoho.com",
 ];
 
-fn clean(new: &NewOrganisation) -> Result<Clean, Violations> {
-    let (c, v) = clean_parts(new);
-    v.into_result().map(|()| c)
+/// Whether `domain` is one of [`PUBLIC_MAIL_DOMAINS`] or below one
+/// (`mail.gmail.com` names no organisation either).
+fn is_public_mail(domain: &str) -> bool {
+    PUBLIC_MAIL_DOMAINS.iter().any(|p| {
+        domain == *p
+            || domain
+                .strip_suffix(p)
+                .is_some_and(|head| head.ends_with('.'))
+    })
 }
 
 /// The valid parts of `new` and what is wrong with the others: an invalid name is
@@ -136,7 +141,7 @@ fn clean_parts(new: &NewOrganisation) -> (Clean, Violations) {
         if d.is_empty() {
             continue;
         }
-        if PUBLIC_MAIL_DOMAINS.contains(&d.as_str()) {
+        if is_public_mail(&d) {
             v.add(
                 "email_domains",
                 "public_mail",
@@ -503,29 +508,20 @@ impl Workflow {
         let mut tx = self.db().begin().await?;
         let mut seen = std::collections::HashSet::new();
         for (line, row) in rows {
-            let c = match clean(row) {
-                Ok(c) => c,
-                Err(v) => {
-                    report.rejected.push((*line, joined(&v)));
-                    continue;
-                }
-            };
+            // Every problem of the line at once, as for a single organisation.
+            let (c, mut v) = clean_parts(row);
             if let Some(s) = &c.siret {
                 if !seen.insert(s.clone()) {
-                    report
-                        .rejected
-                        .push((*line, "SIRET en double dans le fichier".into()));
-                    continue;
-                }
-                if siret_taken(&mut tx, s, "").await? {
+                    v.add("siret", "repeated", "SIRET en double dans le fichier");
+                } else if siret_taken(&mut tx, s, "").await? {
                     report.unchanged += 1;
                     continue;
                 }
             }
             // Rows imported earlier in this file are in the directory already.
-            let clash = clashes(&mut tx, &c, "").await?;
-            if !clash.is_empty() {
-                report.rejected.push((*line, joined(&clash)));
+            v.extend(clashes(&mut tx, &c, "").await?);
+            if !v.is_empty() {
+                report.rejected.push((*line, joined(&v)));
                 continue;
             }
             insert(&mut tx, &c, now).await?;
@@ -598,6 +594,26 @@ impl Workflow {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn clean(new: &NewOrganisation) -> Result<Clean, Violations> {
+        let (c, v) = clean_parts(new);
+        v.into_result().map(|()| c)
+    }
+
+    #[test]
+    fn public_mail_services_and_their_subdomains_name_no_organisation() {
+        for public in [
+            "gmail.com",
+            "mail.gmail.com",
+            "smtp.orange.fr",
+            "laposte.net",
+        ] {
+            assert!(is_public_mail(public), "{public}");
+        }
+        for own in ["laposte.fr", "notgmail.com", "gmail.com.metz.fr", "metz.fr"] {
+            assert!(!is_public_mail(own), "{own}");
+        }
+    }
 
     #[test]
     fn organisations_are_checked_and_normalised() {

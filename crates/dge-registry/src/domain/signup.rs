@@ -110,11 +110,16 @@ pub fn clean_text(s: &str) -> String {
 /// trusted `Région Grand Est`.
 fn is_invisible_format(c: char) -> bool {
     use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+    // Unassigned code points (among them the reserved default ignorables U+2065,
+    // U+FFF0…, U+E0080…, which render as nothing) and private-use ones (a font's
+    // own glyphs, or none) have no place in a name either.
     matches!(
         c.general_category(),
         GeneralCategory::Format
             | GeneralCategory::LineSeparator
             | GeneralCategory::ParagraphSeparator
+            | GeneralCategory::Unassigned
+            | GeneralCategory::PrivateUse
     ) || is_blank_letter_or_ignorable(c)
 }
 
@@ -195,8 +200,9 @@ pub(crate) fn text_field(
 /// name is shown): refused in person, organisation and client names and labels.
 #[must_use]
 pub fn has_stacked_marks(s: &str) -> bool {
-    // Counted on the composed form: `é` typed as `e` + U+0301 holds none.
-    longest_combining_run(&s.nfc().collect::<String>()) > NAME_COMBINING_RUN_MAX
+    // Counted on the decomposed form, so that a precomposed letter does not carry
+    // marks for free: `é` is one, Vietnamese `ễ` two, `é` + 3 × U+0301 four.
+    longest_combining_run(&s.nfd().collect::<String>()) > NAME_COMBINING_RUN_MAX
 }
 
 /// The longest run of stacked marks (Mn, Me) in `s`; a spacing mark (Mc) between
@@ -220,7 +226,7 @@ fn longest_combining_run(s: &str) -> usize {
 /// ("Zalgo" text) spills over the lines above and below the name wherever it is shown.
 fn name_field(v: &mut Violations, field: &'static str, raw: &str, required: &str) -> String {
     let value = text_field(v, field, raw, Some(required), NAME_MAX, false);
-    if v.message_for(field).is_none() && longest_combining_run(&value) > NAME_COMBINING_RUN_MAX {
+    if v.message_for(field).is_none() && has_stacked_marks(&value) {
         v.add(
             field,
             "combining_marks",
@@ -229,8 +235,44 @@ fn name_field(v: &mut Violations, field: &'static str, raw: &str, required: &str
                  ({NAME_COMBINING_RUN_MAX} au plus)."
             ),
         );
+    } else if v.message_for(field).is_none() && !is_plain_name(&value) {
+        v.add(
+            field,
+            "characters",
+            "Un nom s'écrit avec des lettres, et au besoin des espaces, des apostrophes, \
+             des traits d'union ou des points (« J.-P. »).",
+        );
     }
     value
+}
+
+/// Whether `name` reads as a person's name: letters of any script with their
+/// accents, spaces, apostrophes, hyphens, and a dot only after an initial. Names go
+/// into emails sent to addresses nobody has confirmed yet: « Bonjour Votre compte
+/// est suspendu, allez sur https://… » must not be something a stranger can write
+/// there, nor `evil.example`, which mail programs turn into a link.
+fn is_plain_name(name: &str) -> bool {
+    use unicode_properties::{GeneralCategoryGroup, UnicodeGeneralCategory};
+    let mut chars = name.chars().peekable();
+    let mut letters = false;
+    while let Some(c) = chars.next() {
+        let ok = match c {
+            ' ' | '\'' | '\u{2019}' | '-' | '\u{2010}' => true,
+            // An initial's dot: followed by nothing, a space or a hyphen.
+            '.' => chars
+                .peek()
+                .is_none_or(|n| matches!(n, ' ' | '-' | '\u{2010}')),
+            c if c.is_alphabetic() => {
+                letters = true;
+                true
+            }
+            c => c.general_category_group() == GeneralCategoryGroup::Mark,
+        };
+        if !ok {
+            return false;
+        }
+    }
+    letters
 }
 
 /// The key an identifier typed at login (a login or an email) is looked up by:
@@ -664,6 +706,14 @@ mod tests {
             "Jea\u{34F}nne",
             "Jea\u{FE0F}nne",
             "Jea\u{180B}nne",
+            // Unassigned (reserved default ignorables among them), private use,
+            // noncharacters.
+            "Jea\u{2065}nne",
+            "Jea\u{E0080}nne",
+            "Jea\u{FFF0}nne",
+            "Jea\u{E000}nne",
+            "Jea\u{F0000}nne",
+            "Jea\u{FDD0}nne",
         ] {
             let mut f = good();
             f.given_name = name.into();
@@ -672,6 +722,40 @@ mod tests {
                 [("given_name", "control_characters")],
                 "{name:?}"
             );
+        }
+    }
+
+    #[test]
+    fn names_are_written_with_letters() {
+        for bad in [
+            "Votre compte est suspendu, allez sur https://evil.example/reset",
+            "evil.example",
+            "Jean@exemple.fr",
+            "12345",
+            "!!!",
+            "Jean 2",
+            "'-",
+            "<b>Jean</b>",
+        ] {
+            let mut f = good();
+            f.given_name = bad.into();
+            assert_eq!(fields(&f), [("given_name", "characters")], "{bad:?}");
+        }
+        for ok in [
+            "J.-P.",
+            "J. Dupont",
+            "Jean-Pierre",
+            "O'Neil",
+            "D\u{2019}Artagnan",
+            "Anne Marie",
+            "Nguy\u{1EC5}n",
+            "\u{0416}\u{0430}\u{043D}\u{043D}\u{0430}",
+            "\u{5F20}\u{4F1F}",
+            "Ji\u{307}\u{303}",
+        ] {
+            let mut f = good();
+            f.given_name = ok.into();
+            assert_eq!(fields(&f), [], "{ok:?}");
         }
     }
 
@@ -693,6 +777,9 @@ mod tests {
             ("family_name", "Dupont\u{20DD}\u{20DD}\u{20DD}\u{20DD}"),
             // `e` + 5 acute accents: NFC makes `é` + 4.
             ("family_name", "Cle\u{301}\u{301}\u{301}\u{301}\u{301}ment"),
+            // A precomposed letter carries its own marks: `é` + 3 is four, `ệ` + 2 too.
+            ("family_name", "Ze\u{301}\u{301}\u{301}\u{301}"),
+            ("given_name", "Z\u{1EC7}\u{301}\u{301}"),
         ] {
             let mut f = good();
             if field == "given_name" {
@@ -719,7 +806,7 @@ mod tests {
             "Žemaite\u{307}",
             // Lithuanian ĩ with its dot: two marks, no precomposed letter.
             "Ji\u{307}\u{303}",
-            // Yoruba e with dot below and acute: one mark left after NFC.
+            // Yoruba e with dot below and acute: two marks.
             "Adé\u{323}",
             // Burmese « Kyaw »: three spacing vowel signs and one stacked mark.
             "\u{1000}\u{103B}\u{1031}\u{102C}\u{103A}",

@@ -503,6 +503,23 @@ async fn the_directory_refuses_a_second_name_or_domain_and_public_mail_domains()
             report.rejected.iter().map(|r| r.0).collect::<Vec<_>>(),
             [2, 4]
         );
+        // A line with several problems names them all.
+        let mut all = org("VILLE DE METZ", &["metz.fr", "mail.gmail.com"], false);
+        all.siret = "123".into();
+        let report = s
+            .workflow
+            .import_organisations(&admin(), &[(2, all)], false)
+            .await
+            .unwrap();
+        let reason = &report.rejected[0].1;
+        for part in [
+            "SIRET",
+            "messagerie ouverte à tous",
+            "porte déjà ce nom",
+            "le domaine metz.fr est déjà celui",
+        ] {
+            assert!(reason.contains(part), "{engine:?}: {part} in {reason}");
+        }
         assert_eq!(
             s.workflow
                 .organisations()
