@@ -14,6 +14,7 @@
 )]
 
 mod load;
+mod raw_http;
 mod report;
 mod scenarios;
 mod seed;
@@ -369,7 +370,7 @@ async fn scenarios_on(
             idp,
             concurrency,
             duration,
-            scenarios::introspect_http(&target),
+            scenarios::introspect_http(&target, concurrency)?,
         )
         .await?;
         rows.push(ours("introspect_http", stats, peak, None));
@@ -380,33 +381,33 @@ async fn scenarios_on(
         (
             "client_credentials",
             scenarios::client_credentials(
-                http.clone(),
-                format!("{}/token", idp.http),
-                target.service_id.clone(),
-                target.service_secret.clone(),
-            ),
+                &format!("{}/token", idp.http),
+                &target.service_id,
+                &target.service_secret,
+                concurrency,
+            )?,
             scenarios::client_credentials(
-                http.clone(),
-                format!("{}/token", reference.url),
-                "bench-service".into(),
-                "bench-reference-secret-0123456789".into(),
-            ),
+                &format!("{}/token", reference.url),
+                "bench-service",
+                "bench-reference-secret-0123456789",
+                concurrency,
+            )?,
         ),
         (
             "jwks",
-            scenarios::get(http.clone(), format!("{}/jwks", idp.http)),
-            scenarios::get(http.clone(), format!("{}/jwks", reference.url)),
+            scenarios::get(&format!("{}/jwks", idp.http), concurrency)?,
+            scenarios::get(&format!("{}/jwks", reference.url), concurrency)?,
         ),
         (
             "discovery",
             scenarios::get(
-                http.clone(),
-                format!("{}/.well-known/openid-configuration", idp.http),
-            ),
+                &format!("{}/.well-known/openid-configuration", idp.http),
+                concurrency,
+            )?,
             scenarios::get(
-                http.clone(),
-                format!("{}/.well-known/openid-configuration", reference.url),
-            ),
+                &format!("{}/.well-known/openid-configuration", reference.url),
+                concurrency,
+            )?,
         ),
     ];
     for (name, mine, theirs) in pairs {

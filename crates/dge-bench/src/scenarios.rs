@@ -17,6 +17,7 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
 use crate::load::{Call, Outcome};
+use crate::raw_http::Prepared;
 use crate::seed;
 
 /// The demo portal client of `dge-idp dev`: the password logins go through it.
@@ -61,63 +62,66 @@ fn failed(what: &str, e: impl std::fmt::Display) -> Outcome {
     Outcome::Failed(format!("{what}: {e}"))
 }
 
-/// `GET url`, expecting 200.
-pub(crate) fn get(http: Client, url: String) -> Scenario {
-    Arc::new(move |_| {
-        let (http, url) = (http.clone(), url.clone());
+/// `GET url`, expecting 200, from `workers` kept-alive connections.
+///
+/// # Errors
+/// When `url` is not `http://<ip>:<port>/…`.
+pub(crate) fn get(url: &str, workers: usize) -> anyhow::Result<Scenario> {
+    let request = Arc::new(Prepared::get(url, workers)?);
+    Ok(Arc::new(move |worker| {
+        let request = request.clone();
         Box::pin(async move {
-            match http.get(&url).send().await {
-                Ok(r) if r.status() == StatusCode::OK => match r.bytes().await {
-                    Ok(_) => Outcome::Ok,
-                    Err(e) => failed("body", e),
-                },
-                Ok(r) => failed("status", r.status()),
+            match request.send(worker).await {
+                Ok((StatusCode::OK, _)) => Outcome::Ok,
+                Ok((status, _)) => failed("status", status),
                 Err(e) => failed("GET", e),
             }
         })
-    })
+    }))
+}
+
+/// The answer of a prepared request: 200 with `needle` in its body.
+async fn prepared_json(request: &Prepared, worker: usize, needle: &str) -> Outcome {
+    match request.send(worker).await {
+        Ok((StatusCode::OK, body)) => {
+            let body = String::from_utf8_lossy(&body);
+            if body.contains(needle) {
+                Outcome::Ok
+            } else {
+                failed("unexpected body", truncate(&body))
+            }
+        }
+        Ok((status, body)) => failed(
+            &format!("status {status}"),
+            truncate(&String::from_utf8_lossy(&body)),
+        ),
+        Err(e) => failed("POST", e),
+    }
 }
 
 /// `client_credentials` at `token_url` with HTTP Basic client authentication.
+///
+/// # Errors
+/// When `token_url` is not `http://<ip>:<port>/…`.
 pub(crate) fn client_credentials(
-    http: Client,
-    token_url: String,
-    id: String,
-    secret: String,
-) -> Scenario {
-    Arc::new(move |_| {
-        let (http, url, id, secret) = (http.clone(), token_url.clone(), id.clone(), secret.clone());
-        Box::pin(async move {
-            let answer = http
-                .post(&url)
-                .basic_auth(&id, Some(&secret))
-                .form(&[
-                    ("grant_type", "client_credentials"),
-                    ("scope", "authz:check"),
-                ])
-                .send()
-                .await;
-            json_with(answer, "access_token").await
-        })
-    })
-}
-
-async fn json_with(answer: reqwest::Result<reqwest::Response>, needle: &str) -> Outcome {
-    match answer {
-        Ok(r) if r.status() == StatusCode::OK => match r.text().await {
-            Ok(body) if body.contains(needle) => Outcome::Ok,
-            Ok(body) => failed("unexpected body", truncate(&body)),
-            Err(e) => failed("body", e),
-        },
-        Ok(r) => {
-            let status = r.status();
-            failed(
-                &format!("status {status}"),
-                truncate(&r.text().await.unwrap_or_default()),
-            )
-        }
-        Err(e) => failed("POST", e),
-    }
+    token_url: &str,
+    id: &str,
+    secret: &str,
+    workers: usize,
+) -> anyhow::Result<Scenario> {
+    let request = Arc::new(Prepared::post_form(
+        token_url,
+        (id, secret),
+        &[
+            ("grant_type", "client_credentials"),
+            ("scope", "authz:check"),
+        ],
+        workers,
+    )?);
+    Ok(Arc::new(move |worker| {
+        let request = request.clone();
+        Box::pin(async move { prepared_json(&request, worker, "access_token").await })
+    }))
 }
 
 fn truncate(s: &str) -> String {
@@ -125,21 +129,20 @@ fn truncate(s: &str) -> String {
 }
 
 /// RFC 7662 introspection of the person's token by the client it was issued to.
-pub(crate) fn introspect_http(target: &Arc<Target>) -> Scenario {
-    let target = target.clone();
-    Arc::new(move |_| {
-        let target = target.clone();
-        Box::pin(async move {
-            let answer = target
-                .http
-                .post(format!("{}/introspect", target.base))
-                .basic_auth(&target.service_id, Some(&target.service_secret))
-                .form(&[("token", target.user_token.as_str())])
-                .send()
-                .await;
-            json_with(answer, "\"active\":true").await
-        })
-    })
+///
+/// # Errors
+/// When the target's URL is not `http://<ip>:<port>`.
+pub(crate) fn introspect_http(target: &Target, workers: usize) -> anyhow::Result<Scenario> {
+    let request = Arc::new(Prepared::post_form(
+        &format!("{}/introspect", target.base),
+        (&target.service_id, &target.service_secret),
+        &[("token", target.user_token.as_str())],
+        workers,
+    )?);
+    Ok(Arc::new(move |worker| {
+        let request = request.clone();
+        Box::pin(async move { prepared_json(&request, worker, "\"active\":true").await })
+    }))
 }
 
 /// `grpc.health.v1.Health/Check` on the same server: a call that reaches the same
