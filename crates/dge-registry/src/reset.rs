@@ -347,6 +347,7 @@ impl Registry {
             .await?;
         tx.commit().await?;
         self.everything_revoked(&account.id, ending).await;
+        self.lift_password_lock(&account.id).await;
         tracing::info!(account_id = %account.id, "password reset; sessions and tokens revoked");
         Ok(account)
     }

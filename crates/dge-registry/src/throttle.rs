@@ -314,6 +314,20 @@ impl Registry {
         }
     }
 
+    /// Lifts the account's password lock and forgets its password failures after a
+    /// completed password reset, which proves control of the address the lock email
+    /// went to: the new password then works at once, from anywhere. The address
+    /// counts and locks (spraying) stay, and so does the two-step code lock, which a
+    /// reset does not answer. Best effort, as the reset has committed: a lock left in
+    /// place only expires by itself.
+    pub(crate) async fn lift_password_lock(&self, account_id: &str) {
+        let subject = account_subject(Some(account_id), account_id);
+        let keys = [fail_key(PASSWORDS, &subject), lock_key(PASSWORDS, &subject)];
+        if let Err(e) = self.throttle.store.forget_many(&[&keys[0], &keys[1]]).await {
+            tracing::warn!(error = %dge_core::ErrorChain(&e), "password lock not lifted after a reset");
+        }
+    }
+
     /// Counts a wrong current password on the account's login counter (the one
     /// [`Self::login`] uses): waits the same growing delay, and locks the account at
     /// `lock_after`, emailing its owner. Returns whether it is now locked.

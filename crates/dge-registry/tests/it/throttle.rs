@@ -331,6 +331,71 @@ async fn both_locks_stop_even_a_known_address(backend: Backend) {
     );
 }
 
+/// A completed password reset proves control of the address: it lifts the account's
+/// lock and forgets its failures, so that the new password works at once from the
+/// address where the lock was earned. The address's own lock (spraying) stays.
+async fn a_password_reset_lifts_the_account_lock(engine: Engine, backend: Backend) {
+    let s = services(engine).await;
+    let email = "camille.martin@nancy.fr";
+    s.registry.sign_up(&form("cmartin", email)).await.unwrap();
+    let token = token_in(&s.db, email, "confirm_email").await;
+    s.registry.confirm_email(&token).await.unwrap();
+    sqlx::query("UPDATE accounts SET status = 'active' WHERE login = 'cmartin'")
+        .execute(s.db.pool())
+        .await
+        .unwrap();
+    let (a, b) = stores(backend).await;
+    let held = ThrottleSettings {
+        address_lock_after: 5,
+        lock_secs: 600,
+        ..settings()
+    };
+    let one = s.registry.clone().with_throttle(a, held.clone());
+    let two = s.registry.clone().with_throttle(b, held);
+    let wrong = secret("Pas-le-bon-mot-de-passe-1");
+    // Never logged in from there: three failures lock the account.
+    for _ in 0..3 {
+        let _ = one.login("cmartin", &wrong, "203.0.113.9").await.unwrap();
+    }
+    let r = one
+        .login("cmartin", &secret(PASSWORD), "203.0.113.9")
+        .await
+        .unwrap();
+    assert_eq!(outcome(&r), Err(&LoginError::Locked), "{backend:?}: locked");
+    two.send_password_reset(email).await.unwrap();
+    let link = token_in(&s.db, email, "password_reset").await;
+    let new = secret("Quetsche-du-Sundgau-cd34-9?");
+    two.reset_password(&link, &new, &new).await.unwrap();
+    let r = one.login("cmartin", &new, "203.0.113.9").await.unwrap();
+    assert_eq!(
+        outcome(&r),
+        Ok("cmartin"),
+        "{engine:?}/{backend:?}: the reset lifted the lock"
+    );
+    // The failure count went with it: two more failures do not lock again.
+    for _ in 0..2 {
+        let r = one.login("cmartin", &wrong, "203.0.113.9").await.unwrap();
+        assert_eq!(outcome(&r), Err(&LoginError::BadCredentials), "{backend:?}");
+    }
+    // The address's own count is not forgiven by a reset: its fifth failure, just
+    // above, locked it for the accounts never used from there.
+    let r = one
+        .login("anne", &secret(PASSWORD), "203.0.113.9")
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome(&r),
+        Err(&LoginError::Locked),
+        "{backend:?}: the address lock stays"
+    );
+}
+
+#[tokio::test]
+async fn a_password_reset_lifts_the_account_lock_on_both_backends() {
+    a_password_reset_lifts_the_account_lock(Engine::Sqlite, Backend::Local).await;
+    a_password_reset_lifts_the_account_lock(Engine::Postgres, Backend::Redis).await;
+}
+
 /// A right password writes to the store only when it has something to do: failures to
 /// forgive, or a known-address mark missing, of the old kind ("1") or past half its life.
 async fn a_right_password_writes_to_the_store_only_when_needed(backend: Backend) {
