@@ -263,6 +263,37 @@ def test_prompt_login_and_max_age_ask_again_and_auth_time_follows(datahub, activ
     assert again["auth_time"] == first["auth_time"]
 
 
+def test_a_second_login_in_the_same_browser_leaves_no_earlier_session_open(datahub, active_person):
+    done = log_in_and_exchange(datahub, active_person)
+    old_cookie = done.http.cookies.get("dge_session")
+    # prompt=login in the same browser: a new session, which takes over the first.
+    request = datahub.authorization_request(prompt="login")
+    login_page = follow_to_login(done.http, request.url, datahub.discovery["issuer"])
+    answer = submit_login(done.http, login_page, active_person.login, active_person.password)
+    again = datahub.exchange(datahub.callback_url(answer), request)
+    assert done.http.cookies.get("dge_session") not in (None, old_cookie)
+    # The first session's cookie opens nothing any more.
+    stale = pages.browser()
+    stale.cookies.set("dge_session", old_cookie)
+    assert not session_is_open(stale, datahub)
+    # Its refresh token moved to the new session: it works until the logout ends both.
+    endpoints = datahub.discovery
+    renewed = datahub.oauth.refresh_token(
+        endpoints["token_endpoint"], refresh_token=done.tokens["refresh_token"]
+    )
+    logout = pages.get(
+        done.http,
+        f"{endpoints['end_session_endpoint']}?id_token_hint={again['id_token']}"
+        f"&post_logout_redirect_uri={DATAHUB_LOGOUT_URI}",
+    )
+    assert pages.location(logout) == DATAHUB_LOGOUT_URI
+    for token in (renewed["refresh_token"], again["refresh_token"]):
+        assert introspect(endpoints, token)["active"] is False
+    with pytest.raises(OAuthError) as refused:
+        datahub.oauth.refresh_token(endpoints["token_endpoint"], refresh_token=renewed["refresh_token"])
+    assert refused.value.error == "invalid_grant"
+
+
 def test_login_hint_prefills_the_login_form(datahub):
     http = pages.browser()
     request = datahub.authorization_request(login_hint="jdupont")

@@ -124,14 +124,9 @@ impl Provider {
             return Ok(LogoutOutcome::Confirm);
         }
         if let Some(cookie) = cookie {
-            if let Some((account_id, _)) = &session {
-                let mut conn = self.db.pool().acquire().await?;
-                let now = self.now();
-                dge_store::audit(&mut conn, account_id, "logout", account_id, "", now).await?;
-            }
-            self.notify_backchannel(&hash_token(cookie)).await?;
-            self.revoke_session_tokens(&hash_token(cookie)).await?;
-            self.close_session(cookie).await?;
+            let account_id = session.map(|(account_id, _)| account_id);
+            self.end_session(&hash_token(cookie), account_id.as_deref(), "")
+                .await?;
         }
         Ok(match target {
             Some(uri) => {
@@ -147,6 +142,26 @@ impl Provider {
 }
 
 impl Provider {
+    /// Ends the session `session_hash` as a logout does: audited as `logout` (with
+    /// `detail`) for `account_id`, the live session's account if it has one, its
+    /// modules told on the back channel, its tokens revoked, the session closed.
+    pub(crate) async fn end_session(
+        &self,
+        session_hash: &str,
+        account_id: Option<&str>,
+        detail: &str,
+    ) -> Result<()> {
+        if let Some(account_id) = account_id {
+            let mut conn = self.db.pool().acquire().await?;
+            let now = self.now();
+            dge_store::audit(&mut conn, account_id, "logout", account_id, detail, now).await?;
+        }
+        self.notify_backchannel(session_hash).await?;
+        self.revoke_session_tokens(session_hash).await?;
+        self.sessions.close(session_hash).await?;
+        Ok(())
+    }
+
     /// Revokes the access and refresh tokens of every family born in the session.
     async fn revoke_session_tokens(&self, session_hash: &str) -> Result<()> {
         let rows = sqlx::query(

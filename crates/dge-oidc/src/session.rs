@@ -57,6 +57,60 @@ impl Provider {
         Ok(id)
     }
 
+    /// [`Self::open_session_at_epoch`] for a login in a browser that presents the
+    /// cookie `previous` of an earlier session (`prompt=login`, `max_age` exceeded, a
+    /// second login): the earlier session does not survive unseen. If it is live and
+    /// of the same account, its refresh-token families and its modules move to the
+    /// new session and it is closed, so a later logout ends everything this browser
+    /// held. A code issued in it and not yet exchanged is refused (its session is
+    /// closed): codes are kept in the ephemeral store and live a minute, so they
+    /// are not moved; the module asks again. If it is of another account, it is ended as a
+    /// logout would end it (tokens revoked, modules told on the back channel).
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn open_session_replacing(
+        &self,
+        account_id: &str,
+        auth_time: i64,
+        epoch: Option<i64>,
+        previous: Option<&str>,
+    ) -> Result<String> {
+        let id = self
+            .open_session_at_epoch(account_id, auth_time, epoch)
+            .await?;
+        let Some(previous) = previous.filter(|p| !p.is_empty() && *p != id) else {
+            return Ok(id);
+        };
+        // An expired or ended session has nothing left to carry: its tokens without
+        // `offline_access` already died with it, and moving them would revive them.
+        let Some((previous_account, _)) = self.session(previous).await? else {
+            return Ok(id);
+        };
+        let (from, to) = (hash_token(previous), hash_token(&id));
+        if previous_account == account_id {
+            self.carry_over(&from, &to).await?;
+        } else {
+            self.end_session(&from, Some(&previous_account), "replaced_by_another_login")
+                .await?;
+        }
+        Ok(id)
+    }
+
+    /// Moves the refresh-token families and the modules of the session `from` to the
+    /// session `to` of the same account, then closes `from`. A refresh racing this move may still write its new token
+    /// under `from` (it read its parent before the move): without `offline_access`
+    /// that token dies with `from`; with it, it escapes the later logout of `to`.
+    async fn carry_over(&self, from: &str, to: &str) -> Result<()> {
+        sqlx::query("UPDATE refresh_tokens SET session_hash = $1 WHERE session_hash = $2")
+            .bind(to)
+            .bind(from)
+            .execute(self.db.pool())
+            .await?;
+        self.sessions.carry_over(from, to, self.now()).await?;
+        Ok(())
+    }
+
     /// The account and `auth_time` of a live session whose account is still active.
     ///
     /// # Errors

@@ -408,6 +408,46 @@ impl Sessions {
         Ok(clients)
     }
 
+    /// Moves the modules that logged in through the session `from` to the session
+    /// `to` (opened by a new login of the same account in the same browser), then
+    /// ends `from`: a logout of `to` then tells them too. The caller moves what else
+    /// belongs to the session (its refresh-token families).
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn carry_over(&self, from: &str, to: &str, now: i64) -> Result<()> {
+        let Some((conn, prefix)) = &self.redis else {
+            sqlx::query(
+                "INSERT INTO session_clients (session_hash, client_id, created_at) \
+                 SELECT $1, client_id, created_at FROM session_clients WHERE session_hash = $2 \
+                 ON CONFLICT (session_hash, client_id) DO NOTHING",
+            )
+            .bind(to)
+            .bind(from)
+            .execute(self.db.pool())
+            .await?;
+            return self.close(from).await;
+        };
+        if let Some(stored) = self.stored(to).await? {
+            let key = Self::clients_key(prefix, to);
+            let mut conn = conn.clone();
+            redis::pipe()
+                .atomic()
+                .cmd("SUNIONSTORE")
+                .arg(&key)
+                .arg(&key)
+                .arg(Self::clients_key(prefix, from))
+                .ignore()
+                .cmd("PEXPIRE")
+                .arg(&key)
+                .arg(ttl_millis(stored.times.expires_at, now))
+                .ignore()
+                .query_async::<()>(&mut conn)
+                .await?;
+        }
+        self.close(from).await
+    }
+
     /// Ends the session `hash` and forgets its clients.
     ///
     /// # Errors

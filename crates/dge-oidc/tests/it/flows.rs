@@ -397,6 +397,126 @@ async fn logout_closes_the_session_and_forgets_its_modules(engine: Engine) {
     );
 }
 
+/// The modules queued for a back-channel logout, with the account each is for.
+async fn queued_logouts(w: &World) -> Vec<(String, String)> {
+    sqlx::query_as("SELECT client_id, account_id FROM backchannel_logouts ORDER BY created_at, id")
+        .fetch_all(w.db.pool())
+        .await
+        .unwrap()
+}
+
+/// A login in a browser that still presents an earlier session's cookie
+/// (`prompt=login`, `max_age` exceeded): for the same account the earlier session's
+/// tokens, codes and modules move to the new one, so the logout ends them all; for
+/// another account the earlier session is ended as by a logout.
+async fn a_new_login_in_the_same_browser_leaves_no_earlier_session_open(engine: Engine) {
+    let w = world(engine).await;
+    let settings = ClientSettings {
+        // Nothing listens there; no dispatcher runs here: the notification stays queued.
+        backchannel_logout_uri: Some("http://127.0.0.1:9/backchannel".into()),
+        ..ClientSettings::default()
+    };
+    client(&w, "datahub", true, settings).await;
+    seed_account(&w.db, OTHER, "jdupont").await;
+    let refresh_of = |t: &TokenResponse| refresh_form(t.refresh_token.as_deref().unwrap());
+
+    let old = w.provider.open_session(ACCOUNT, NOW).await.unwrap();
+    let tokens = grant(&w, "datahub", &code_form(&code(&w, "datahub", &old).await))
+        .await
+        .unwrap();
+    let pending = code(&w, "datahub", &old).await;
+    let new = w
+        .provider
+        .open_session_replacing(ACCOUNT, NOW, None, Some(&old))
+        .await
+        .unwrap();
+    assert!(
+        w.provider.session(&old).await.unwrap().is_none(),
+        "{engine:?}: the earlier cookie opens nothing any more"
+    );
+    let silent = AuthorizeParams {
+        prompt: Some("none".into()),
+        ..params("datahub")
+    };
+    let outcome = w.provider.authorize(silent, Some(&old)).await.unwrap();
+    assert_eq!(redirected_error(outcome), "login_required", "{engine:?}");
+    // Its refresh tokens now belong to the new session, and still work; a code it
+    // issued and nobody exchanged yet is refused (the module asks again).
+    let tokens = grant(&w, "datahub", &refresh_of(&tokens)).await.unwrap();
+    assert_eq!(
+        grant(&w, "datahub", &code_form(&pending)).await.err(),
+        Some("invalid_grant"),
+        "{engine:?}"
+    );
+    let from_new = grant(&w, "datahub", &code_form(&code(&w, "datahub", &new).await))
+        .await
+        .unwrap();
+    let new_hash = dge_core::token::hash_token(&new);
+    let modules = w.provider.sessions().clients(&new_hash).await.unwrap();
+    assert_eq!(modules, ["datahub"], "{engine:?}");
+    // One logout ends everything this browser held, and tells the module once.
+    w.provider
+        .logout(LogoutParams::default(), Some(&new), true)
+        .await
+        .unwrap();
+    for refresh in [&tokens, &from_new] {
+        assert_eq!(
+            grant(&w, "datahub", &refresh_of(refresh)).await.err(),
+            Some("invalid_grant"),
+            "{engine:?}: logged out"
+        );
+    }
+    assert_eq!(
+        queued_logouts(&w).await,
+        [("datahub".to_owned(), ACCOUNT.to_owned())]
+    );
+
+    // Someone else logs in in that browser: the earlier session ends as by a logout.
+    let mine = w.provider.open_session(ACCOUNT, NOW).await.unwrap();
+    let mine_tokens = grant(&w, "datahub", &code_form(&code(&w, "datahub", &mine).await))
+        .await
+        .unwrap();
+    let theirs = w
+        .provider
+        .open_session_replacing(OTHER, NOW, None, Some(&mine))
+        .await
+        .unwrap();
+    assert!(
+        w.provider.session(&mine).await.unwrap().is_none(),
+        "{engine:?}"
+    );
+    assert_eq!(
+        w.provider
+            .session(&theirs)
+            .await
+            .unwrap()
+            .map(|s| s.0)
+            .as_deref(),
+        Some(OTHER)
+    );
+    assert_eq!(
+        grant(&w, "datahub", &refresh_of(&mine_tokens)).await.err(),
+        Some("invalid_grant"),
+        "{engine:?}: the earlier account's tokens are revoked"
+    );
+    assert!(!active(&w, &mine_tokens.access_token).await, "{engine:?}");
+    assert_eq!(
+        queued_logouts(&w).await,
+        [
+            ("datahub".to_owned(), ACCOUNT.to_owned()),
+            ("datahub".to_owned(), ACCOUNT.to_owned())
+        ],
+        "{engine:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_new_login_in_the_same_browser_leaves_no_earlier_session_open_on_both_backends() {
+    for engine in ENGINES {
+        a_new_login_in_the_same_browser_leaves_no_earlier_session_open(engine).await;
+    }
+}
+
 /// A second person, for the sessions an `id_token_hint` does not name.
 const OTHER: &str = "acc-2";
 

@@ -15,6 +15,7 @@ use axum_extra::extract::CookieJar;
 use axum_extra::extract::cookie::{Cookie, SameSite};
 use dge_broker::FederatedLogin;
 use dge_core::Secret;
+use dge_oidc::session::SESSION_COOKIE;
 use dge_registry::LoginState;
 use dge_registry::domain::Account;
 use dge_registry::mfa::{CodeError, Enrolment, PendingLogin};
@@ -141,9 +142,14 @@ async fn open_and_finish(
         );
     }
     let now = pages.provider.now();
+    // A session this browser already holds is carried over or ended, not left open
+    // behind the new cookie (a logout would miss it). Its upstream session (a
+    // ProConnect login) is not carried over: a later logout does not end that one
+    // upstream.
+    let previous = jar.get(SESSION_COOKIE).map(|c| c.value().to_owned());
     let session = match pages
         .provider
-        .open_session_at_epoch(&pending.account_id, now, epoch)
+        .open_session_replacing(&pending.account_id, now, epoch, previous.as_deref())
         .await
     {
         Ok(s) => s,
