@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import requests
 from authlib.common.security import generate_token
@@ -232,11 +232,21 @@ def open_signup_page(http: requests.Session, login_page: LoginPage) -> requests.
     return page
 
 
+SIGNUP_DONE_PATH = "/signup/done"
+
+
 def submit_signup(
     http: requests.Session, signup_page: requests.Response, fields: dict[str, str]
 ) -> requests.Response:
+    """Posts the sign-up form; a filed sign-up answers 303 to the page that says to read
+    the mailbox (Post/Redirect/Get), which is followed and returned."""
     form = pages.form_with_field(signup_page, "password_confirmation")
-    return pages.submit(http, signup_page, form, fields)
+    answer = pages.submit(http, signup_page, form, fields)
+    if answer.status_code != 303:
+        return answer
+    target = pages.location(answer)
+    assert urlsplit(target).path == SIGNUP_DONE_PATH, f"a sign-up was sent to {target}"
+    return pages.get(http, target)
 
 
 def sign_up(http: requests.Session, module: Module, person: Person) -> requests.Response:

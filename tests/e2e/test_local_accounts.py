@@ -290,6 +290,42 @@ def fullwidth(text: str) -> str:
     return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in text)
 
 
+def test_a_sign_up_sent_twice_answers_the_same_and_files_it_once(idp, datahub, admin_grpc):
+    """Post/Redirect/Get, and the back button then « Envoyer » again (or a double
+    click): the same « check your mailbox » page, one account, one email; alike when
+    the address already had an account."""
+    owner = register_pending_person(idp, datahub)
+    person = new_person()
+    intruder = new_person()
+    intruder.email = owner.email
+    answers = []
+    for someone in (person, intruder):
+        http = pages.browser()
+        page = open_signup_page(http, open_login_page(http, datahub))
+        form = pages.form_with_field(page, "password_confirmation")
+        for _ in range(2):
+            posted = pages.submit(http, page, form, someone.signup_fields())
+            assert posted.status_code == 303, f"{posted.status_code}:\n{pages.page_text(posted)}"
+            done = pages.get(http, pages.location(posted))
+            assert done.status_code == 200
+            assert "Votre demande est enregistrée" in pages.page_text(done)
+            answers.append(re.sub(r"\S*\*\*\*@\S*", "", pages.page_text(done)))
+        # A reload of the answer is a GET: it sends nothing.
+        assert pages.get(http, done.url).status_code == 200
+    assert len(set(answers)) == 1, "the answers differ"
+    wait_for_subject(idp.outbox, person.email, CONFIRM_SUBJECT)
+    time.sleep(1.5)
+    confirmations = [m for m in mails_to(idp.outbox, person.email) if m.subject == CONFIRM_SUBJECT]
+    assert len(confirmations) == 1, "a second confirmation email was sent"
+    assert person.login in admin_grpc.logins() and intruder.login not in admin_grpc.logins()
+    # The login with another address is still taken.
+    other = new_person()
+    other.login = person.login
+    http = pages.browser()
+    taken = submit_signup(http, open_signup_page(http, open_login_page(http, datahub)), other.signup_fields())
+    assert taken.status_code == 400 and "Ce login est déjà utilisé" in pages.page_text(taken)
+
+
 def test_a_fullwidth_address_is_folded_to_its_plain_form(idp, datahub, admin_grpc):
     person = new_person()
     local, domain = person.email.split("@")

@@ -78,6 +78,7 @@ pub fn router(pages: Pages) -> Router {
             "/signup",
             get(handlers::signup::show).post(handlers::signup::submit),
         )
+        .route(handlers::signup::DONE_PATH, get(handlers::signup::done))
         .route(
             "/confirm",
             get(handlers::confirm::show).post(handlers::confirm::submit),

@@ -316,6 +316,7 @@ mod tests {
                 json!({"csrf_token": "t", "req": "", "values": {}, "errors": {}, "organisations": [], "password_rules": []}),
             ),
             ("signup_done.html", json!({"email_masked": "j***@x.fr"})),
+            ("signup_done.html", json!({})),
             ("confirm.html", json!({"csrf_token": "t", "token": "abc"})),
             ("confirmed.html", json!({})),
             ("logged_in.html", json!({"name": "Jeanne"})),

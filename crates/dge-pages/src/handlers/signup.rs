@@ -7,6 +7,7 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::CookieJar;
+use axum_extra::extract::cookie::{Cookie, SameSite};
 use dge_core::{MaskedEmail, Secret, Violations};
 use dge_registry::SignUpForm;
 use dge_registry::domain::PasswordContext;
@@ -15,7 +16,7 @@ use serde_json::{Value, json};
 
 use super::login::ReqQuery;
 use super::password::rules_json;
-use super::{busy, csrf_refused, internal};
+use super::{busy, csrf_refused, internal, see_other};
 use crate::{Pages, csrf};
 
 /// The sign-up form as posted. Not `Debug`: it carries passwords.
@@ -159,6 +160,29 @@ pub(crate) async fn show(
     .await
 }
 
+/// Where a filed sign-up is sent: the page that says to read the mailbox.
+pub(crate) const DONE_PATH: &str = "/signup/done";
+
+/// The masked address the last sign-up of this browser was filed with, hex-encoded,
+/// for [`DONE_PATH`] to show (scoped to it, short-lived).
+const SENT_COOKIE: &str = "dge_signup_sent";
+
+/// `GET /signup/done`: « Votre demande est enregistrée », with the masked address
+/// when the browser has it.
+pub(crate) async fn done(State(pages): State<Pages>, jar: CookieJar) -> Response {
+    let masked = jar
+        .get(SENT_COOKIE)
+        .map(Cookie::value)
+        .filter(|v| v.len() <= 1024)
+        .and_then(|v| hex::decode(v).ok())
+        .and_then(|bytes| String::from_utf8(bytes).ok());
+    pages.render.page(
+        StatusCode::OK,
+        "signup_done.html",
+        json!({ "email_masked": masked }),
+    )
+}
+
 fn errors_by_field(violations: &Violations) -> Value {
     let mut map = BTreeMap::new();
     for v in violations {
@@ -180,13 +204,18 @@ pub(crate) async fn submit(
     }
     let form = fields.to_form();
     match pages.registry.sign_up(&form).await {
+        // Post/Redirect/Get: a reload of the answer sends nothing again. A repeat of
+        // the post itself (the back button) lands here too (see `Registry::sign_up`).
         Ok(()) => {
             let masked = MaskedEmail(form.email.trim()).to_string();
-            pages.render.page(
-                StatusCode::OK,
-                "signup_done.html",
-                json!({ "email_masked": masked }),
-            )
+            let cookie = Cookie::build((SENT_COOKIE, hex::encode(masked)))
+                .http_only(true)
+                .secure(pages.secure_cookies)
+                .same_site(SameSite::Lax)
+                .path(DONE_PATH)
+                .max_age(time::Duration::minutes(10))
+                .build();
+            (jar.add(cookie), see_other(DONE_PATH)).into_response()
         }
         Err(dge_registry::Error::Invalid(violations)) => {
             let errors = errors_by_field(&violations);

@@ -184,6 +184,51 @@ async fn a_sign_up_over_an_unconfirmed_one_names_nobody_and_gives_the_purge_date
     }
 }
 
+/// The sign-up form sent twice (back button, double click): the same answer, one
+/// account, one email. Only with the same login and address of a sign-up still
+/// waiting, and alike whether the first one found the address free or in use.
+#[tokio::test]
+async fn a_repeated_sign_up_answers_the_same_and_files_nothing_more() {
+    for engine in ENGINES {
+        let s = services(engine).await;
+        owner(&s).await;
+        assert_eq!(answer(&s, "camille", "camille@nancy.fr").await, None);
+        assert_eq!(
+            answer(&s, "Camille", "CAMILLE@nancy.fr").await,
+            None,
+            "{engine:?}: a repeat is not « login taken »"
+        );
+        assert_eq!(
+            outbox_kinds(&s.db, "camille@nancy.fr").await,
+            ["confirm_email"],
+            "{engine:?}: no second email"
+        );
+        assert_eq!(count(&s, "accounts").await, 2, "{engine:?}");
+        // The same with the owner's address (the login held by a reservation).
+        assert_eq!(answer(&s, "squat", "jeanne@nancy.fr").await, None);
+        assert_eq!(
+            answer(&s, "squat", "jeanne@nancy.fr").await,
+            None,
+            "{engine:?}"
+        );
+        assert_eq!(count(&s, "login_reservations").await, 1, "{engine:?}");
+        // Another address with the login, or the login of a confirmed sign-up: taken.
+        assert_eq!(
+            answer(&s, "camille", "other@nancy.fr").await.as_deref(),
+            TAKEN
+        );
+        assert_eq!(
+            answer(&s, "squat", "other@nancy.fr").await.as_deref(),
+            TAKEN
+        );
+        assert_eq!(
+            answer(&s, "jdupont", "jeanne@nancy.fr").await.as_deref(),
+            TAKEN,
+            "{engine:?}"
+        );
+    }
+}
+
 async fn count(s: &Services, table: &str) -> i64 {
     sqlx::query(&format!("SELECT COUNT(*) AS n FROM {table}"))
         .fetch_one(s.db.pool())
