@@ -326,6 +326,25 @@ def test_a_sign_up_sent_twice_answers_the_same_and_files_it_once(idp, datahub, a
     assert taken.status_code == 400 and "Ce login est déjà utilisé" in pages.page_text(taken)
 
 
+def test_a_used_or_dead_confirmation_link_says_so_at_once(idp, datahub):
+    person = new_person()
+    http = pages.browser()
+    sign_up(http, datahub, person)
+    page = open_confirmation_page(http, idp.outbox, person)
+    assert "Votre adresse est confirmée" in pages.page_text(press_confirm(http, page))
+    for again in (press_confirm(http, page), pages.get(http, page.url)):
+        text = pages.page_text(again)
+        assert again.status_code == 200, text
+        assert "Adresse déjà confirmée" in text and "invalide" not in text, text
+        assert "token" not in {c.get("name") for c in pages.parse(again).find_all("input")}
+    for dead in ("inconnu", "x" * 64):
+        answer = pages.get(http, f"{idp.base_url}/confirm?token={dead}")
+        assert answer.status_code == 400
+        assert "Lien de confirmation invalide" in pages.page_text(answer)
+        assert "Confirmer mon adresse" not in pages.page_text(answer)
+        pages.control_leading_to(answer, "/signup/resend")
+
+
 def test_a_fullwidth_address_is_folded_to_its_plain_form(idp, datahub, admin_grpc):
     person = new_person()
     local, domain = person.email.split("@")

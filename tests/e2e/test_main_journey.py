@@ -192,14 +192,20 @@ def test_main_journey(start_idp, grpc_pb, backend):
     assert confirmed.status_code == 200, pages.page_text(confirmed)
     assert person.login in admin.logins_with_status("pending")
     assert person.login not in admin.logins_with_status("unconfirmed")
-    # The used link now says so, and offers a fresh one rather than a new sign-up
-    # (which would find the login and address taken).
+    # The button pressed again (or the page reloaded) says the address is confirmed,
+    # rather than "invalid link" and an invitation to ask for a new one.
     used = press_confirm(http, confirmation_page)
-    assert used.status_code == 400, pages.page_text(used)
-    assert "Lien de confirmation invalide" in pages.page_text(used)
-    resend = pages.control_leading_to(used, "/signup/resend")
-    assert resend.get_text(strip=True) == "Renvoyer le courriel de confirmation", resend
+    assert used.status_code == 200, pages.page_text(used)
+    assert "Adresse déjà confirmée" in pages.page_text(used)
+    assert "invalide" not in pages.page_text(used)
     assert person.login in admin.logins_with_status("pending")
+    # A link that never was one says so at once, and offers a fresh one rather than a
+    # new sign-up (which would find the login and address taken).
+    bogus = pages.get(http, f"{server.base_url}/confirm?token=inconnu")
+    assert bogus.status_code == 400, pages.page_text(bogus)
+    assert "Lien de confirmation invalide" in pages.page_text(bogus)
+    resend = pages.control_leading_to(bogus, "/signup/resend")
+    assert resend.get_text(strip=True) == "Renvoyer le courriel de confirmation", resend
 
     # A pending account cannot log in yet.
     assert_login_refused(

@@ -22,7 +22,9 @@ pub mod throttle;
 
 pub use domain::{Account, AccountStatus, SignUpForm};
 pub use hashing::Hasher;
-pub use service::{AccountLifetimes, LoginError, LoginState, Registry, RegistrySettings};
+pub use service::{
+    AccountLifetimes, ConfirmLink, LoginError, LoginState, Registry, RegistrySettings,
+};
 pub use throttle::{Throttle, ThrottleSettings};
 
 /// Errors of the registry.

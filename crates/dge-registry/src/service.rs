@@ -527,6 +527,35 @@ impl Registry {
         Ok(account)
     }
 
+    /// What a confirmation link's token is worth, without using it: the page that
+    /// opens the link says at once when it cannot confirm. "Already confirmed" is told
+    /// only for a token that was sent to the address, which is now confirmed: its
+    /// holder read that mailbox.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn confirmation_link(&self, token: &str) -> Result<ConfirmLink> {
+        let row = sqlx::query(
+            "SELECT t.used_at, t.expires_at, a.status FROM email_tokens t \
+             JOIN accounts a ON a.id = t.account_id \
+             WHERE t.token_hash = $1 AND t.purpose = 'confirm' AND a.email_key = t.email_key",
+        )
+        .bind(hash_token(token.trim()))
+        .fetch_optional(self.db.pool())
+        .await?;
+        let Some(row) = row else {
+            return Ok(ConfirmLink::Invalid);
+        };
+        let used_at: Option<i64> = row.try_get("used_at")?;
+        let expires_at: i64 = row.try_get("expires_at")?;
+        let unconfirmed = row.try_get::<String, _>("status")? == "unconfirmed";
+        Ok(match (used_at, unconfirmed) {
+            (None, true) if expires_at > self.clock.now() => ConfirmLink::Usable,
+            (Some(_), false) => ConfirmLink::AlreadyConfirmed,
+            _ => ConfirmLink::Invalid,
+        })
+    }
+
     /// Checks a login (or email) and password. The answer for an unknown login and
     /// for a wrong password is the same, and takes the same time.
     ///
@@ -594,6 +623,17 @@ impl Registry {
             .map(|r| Ok((r.try_get("id")?, r.try_get("name")?)))
             .collect::<sqlx::Result<_>>()?)
     }
+}
+
+/// What a confirmation link can do (see [`Registry::confirmation_link`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfirmLink {
+    /// It confirms its address when used.
+    Usable,
+    /// It was used, or replaced by a newer link, and the address is confirmed.
+    AlreadyConfirmed,
+    /// Unknown, expired, replaced while the address waits, or for another address.
+    Invalid,
 }
 
 /// The message for a login already held by an account or a reservation.

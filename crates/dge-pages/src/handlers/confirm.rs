@@ -1,11 +1,13 @@
 //! Email confirmation. Opening the link shows a button; only the button (a POST)
-//! confirms, so mail scanners that fetch links cannot use the token up.
+//! confirms, so mail scanners that fetch links cannot use the token up. A link that
+//! cannot confirm says so at once, and a used one that its address is confirmed.
 
 use axum::Form;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::CookieJar;
+use dge_registry::ConfirmLink;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -40,7 +42,34 @@ fn invalid_link(pages: &Pages) -> Response {
     )
 }
 
-/// `GET /confirm?token=…`.
+/// A link already used (the page reloaded, the button pressed twice): the address is
+/// confirmed, nothing more to do. Shown only to the holder of a link sent to it.
+fn already_confirmed(pages: &Pages) -> Response {
+    pages.render.page(
+        StatusCode::OK,
+        "notice.html",
+        json!({
+            "title": "Adresse déjà confirmée",
+            "message": "Votre adresse électronique est déjà confirmée : il n'y a rien d'autre \
+                        à faire. Vous recevrez un courriel dès que votre compte sera actif ; \
+                        s'il l'est déjà, vous pouvez vous connecter.",
+            "next_url": "/login",
+            "next_label": "Aller à la page de connexion",
+        }),
+    )
+}
+
+/// The page for a link that cannot confirm (anymore), or `None` when it can.
+async fn unusable(pages: &Pages, token: &str) -> Option<Response> {
+    match pages.registry.confirmation_link(token).await {
+        Ok(ConfirmLink::Usable) => None,
+        Ok(ConfirmLink::AlreadyConfirmed) => Some(already_confirmed(pages)),
+        Ok(ConfirmLink::Invalid) => Some(invalid_link(pages)),
+        Err(e) => Some(internal(pages, &e)),
+    }
+}
+
+/// `GET /confirm?token=…`: the button, when the link can still confirm.
 pub(crate) async fn show(
     State(pages): State<Pages>,
     jar: CookieJar,
@@ -49,6 +78,9 @@ pub(crate) async fn show(
     let Some(token) = q.token.filter(|t| !t.trim().is_empty() && t.len() <= 128) else {
         return invalid_link(&pages);
     };
+    if let Some(page) = unusable(&pages, &token).await {
+        return page;
+    }
     let (jar, csrf_token) = csrf::token(jar, pages.secure_cookies);
     (
         jar,
@@ -74,7 +106,10 @@ pub(crate) async fn submit(
         Ok(_) => pages
             .render
             .page(StatusCode::OK, "confirmed.html", json!({})),
-        Err(dge_registry::Error::BadToken) => invalid_link(&pages),
+        // Used meanwhile (a second press, a reload) or never usable: say which.
+        Err(dge_registry::Error::BadToken) => unusable(&pages, &form.token)
+            .await
+            .unwrap_or_else(|| invalid_link(&pages)),
         Err(e) => internal(&pages, &e),
     }
 }

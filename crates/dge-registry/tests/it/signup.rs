@@ -229,6 +229,49 @@ async fn a_repeated_sign_up_answers_the_same_and_files_nothing_more() {
     }
 }
 
+/// The confirmation page tells a usable link from a used one (address confirmed) and
+/// from an unknown or expired one, without using it.
+#[tokio::test]
+async fn a_confirmation_link_says_what_it_is_worth() {
+    use dge_registry::ConfirmLink;
+    for engine in ENGINES {
+        let s = services(engine).await;
+        s.registry
+            .sign_up(&form("camille", "camille@nancy.fr"))
+            .await
+            .unwrap();
+        let token = token_in(&s.db, "camille@nancy.fr", "confirm_email").await;
+        let link = s.registry.confirmation_link(&token).await.unwrap();
+        assert_eq!(link, ConfirmLink::Usable, "{engine:?}");
+        assert_eq!(
+            s.registry.confirmation_link(&token).await.unwrap(),
+            ConfirmLink::Usable,
+            "{engine:?}: looking does not use it"
+        );
+        s.registry.confirm_email(&token).await.unwrap();
+        assert_eq!(
+            s.registry.confirmation_link(&token).await.unwrap(),
+            ConfirmLink::AlreadyConfirmed,
+            "{engine:?}"
+        );
+        assert_eq!(
+            s.registry.confirmation_link("inconnu").await.unwrap(),
+            ConfirmLink::Invalid
+        );
+        s.registry
+            .sign_up(&form("paul", "paul@nancy.fr"))
+            .await
+            .unwrap();
+        let late = token_in(&s.db, "paul@nancy.fr", "confirm_email").await;
+        s.clock.advance(48 * 3600 + 1);
+        assert_eq!(
+            s.registry.confirmation_link(&late).await.unwrap(),
+            ConfirmLink::Invalid,
+            "{engine:?}: expired"
+        );
+    }
+}
+
 async fn count(s: &Services, table: &str) -> i64 {
     sqlx::query(&format!("SELECT COUNT(*) AS n FROM {table}"))
         .fetch_one(s.db.pool())
