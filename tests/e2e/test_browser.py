@@ -344,14 +344,25 @@ def test_journey_in_a_real_browser(start_idp, chromium):
     claims = log_in(tab, datahub, person.email, new_password, "login-after-reset")
     assert claims["email"] == person.email
 
-    # Logout: a confirmation page, then the logged-out page; the profile needs a login again.
+    # The home page shows the connected state; /logout typed by hand asks first.
+    assert status_of(tab.goto(f"{server.base_url}/")) == 200
+    assert "Vous êtes connecté(e)" in tab.page.inner_text("main")
+    tab.check("home-signed-in")
     assert status_of(tab.goto(f"{server.base_url}/logout")) == 200
+    assert "Un service demande" not in tab.page.inner_text("main")
     tab.check("logout-confirm")
+    # Logout from the account page's button, then the logged-out page; the profile
+    # needs a login again, which comes back to the profile.
+    assert status_of(tab.goto(f"{server.base_url}/account")) == 200
     submit(tab, "Se déconnecter")
     assert "déconnecté" in tab.page.inner_text("main")
     tab.check("logged-out")
     tab.goto(f"{server.base_url}/account")
     assert "/login" in tab.page.url, f"the profile is still open after logout: {tab.page.url}"
+    tab.page.fill("#identifier", person.email)
+    tab.page.fill("#password", new_password)
+    submit(tab, "Connexion")
+    assert tab.page.url == f"{server.base_url}/account", tab.page.url
     tab.context.close()
     print(f"\nbrowser journey: {time.monotonic() - started:.1f} s")
 

@@ -21,7 +21,7 @@ pub const HOST_PREFIX: &str = "__Host-";
 pub const HOST_COOKIES: [&str; 4] = [
     dge_oidc::session::SESSION_COOKIE,
     crate::csrf::CSRF_COOKIE,
-    crate::handlers::device::NEXT_COOKIE,
+    crate::next::NEXT_COOKIE,
     crate::handlers::mfa::MFA_COOKIE,
 ];
 

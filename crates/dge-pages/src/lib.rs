@@ -7,6 +7,7 @@
 //! - [`csrf`]: double-submit CSRF tokens on every form, bound to the session.
 //! - [`origin`]: form posts from another origin refused.
 //! - [`cookies`]: `__Host-` cookie names over HTTPS.
+//! - [`next`]: where a login started by a page comes back to.
 //! - [`handlers`]: one module per page.
 //! - [`errors`]: French pages (or OAuth JSON) for the framework's own errors.
 //! - [`security`]: response headers (CSP, frame-ancestors, HSTS …).
@@ -19,6 +20,7 @@ pub mod errors;
 pub mod fuzzing;
 pub mod handlers;
 pub mod limits;
+pub mod next;
 pub mod origin;
 pub mod render;
 pub mod security;

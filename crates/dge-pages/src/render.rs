@@ -131,6 +131,7 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/logout_confirm.html"),
     ),
     ("_errors.html", include_str!("../templates/_errors.html")),
+    ("_logout.html", include_str!("../templates/_logout.html")),
     (
         "_new_password.html",
         include_str!("../templates/_new_password.html"),
@@ -317,9 +318,20 @@ mod tests {
             ),
             ("signup_done.html", json!({"email_masked": "j***@x.fr"})),
             ("signup_done.html", json!({})),
+            (
+                "logout_confirm.html",
+                json!({"csrf_token": "t", "requested_by_service": true, "client_id": "c", "id_token_hint": null, "post_logout_redirect_uri": null, "state": null}),
+            ),
+            (
+                "logout_confirm.html",
+                json!({"csrf_token": "t", "requested_by_service": false, "client_id": null, "id_token_hint": null, "post_logout_redirect_uri": null, "state": null}),
+            ),
             ("confirm.html", json!({"csrf_token": "t", "token": "abc"})),
             ("confirmed.html", json!({})),
-            ("logged_in.html", json!({"name": "Jeanne"})),
+            (
+                "logged_in.html",
+                json!({"name": "Jeanne", "csrf_token": "t"}),
+            ),
             ("password_forgot.html", json!({"csrf_token": "t"})),
             ("password_forgot_sent.html", json!({"message": "m"})),
             (

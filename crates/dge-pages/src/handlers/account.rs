@@ -21,8 +21,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::password::{errors_by_field, rules_json};
-use super::{busy, csrf_refused, current_session, internal, see_other};
-use crate::{Pages, csrf};
+use super::{busy, csrf_refused, current_session, internal};
+use crate::{Pages, csrf, next};
 
 /// The resend form.
 #[derive(Deserialize)]
@@ -92,16 +92,21 @@ pub(crate) struct DeleteFields {
     confirm: Option<String>,
 }
 
-/// The signed-in person's account, or the response to send instead (login page).
-pub(super) async fn signed_in(pages: &Pages, jar: &CookieJar) -> Result<Account, Response> {
+/// The signed-in person's account, or the response to send instead: the login page,
+/// which comes back to the account page `back` after the login (see [`crate::next`]).
+pub(super) async fn signed_in(
+    pages: &Pages,
+    jar: &CookieJar,
+    back: &str,
+) -> Result<Account, Response> {
     let id = match current_session(pages, jar).await {
         Ok(Some((id, _))) => id,
-        Ok(None) => return Err(see_other("/login")),
+        Ok(None) => return Err(next::login_first(pages, CookieJar::new(), back)),
         Err(e) => return Err(internal(pages, &e)),
     };
     match pages.registry.own_account(&id).await {
         Ok(a) => Ok(a),
-        Err(dge_registry::Error::BadToken) => Err(see_other("/login")),
+        Err(dge_registry::Error::BadToken) => Err(next::login_first(pages, CookieJar::new(), back)),
         Err(e) => Err(internal(pages, &e)),
     }
 }
@@ -229,7 +234,7 @@ fn values_of(a: &Account) -> Value {
 
 /// `GET /account`.
 pub(crate) async fn show(State(pages): State<Pages>, jar: CookieJar) -> Response {
-    let account = match signed_in(&pages, &jar).await {
+    let account = match signed_in(&pages, &jar, "/account").await {
         Ok(a) => a,
         Err(r) => return r,
     };
@@ -250,7 +255,7 @@ pub(crate) async fn submit(
     if !csrf::verify(&jar, form.csrf_token.as_deref()) {
         return csrf_refused(&pages);
     }
-    let account = match signed_in(&pages, &jar).await {
+    let account = match signed_in(&pages, &jar, "/account").await {
         Ok(a) => a,
         Err(r) => return r,
     };
@@ -297,7 +302,7 @@ pub(crate) async fn submit(
 
 /// `GET /account/password`.
 pub(crate) async fn password(State(pages): State<Pages>, jar: CookieJar) -> Response {
-    let account = match signed_in(&pages, &jar).await {
+    let account = match signed_in(&pages, &jar, "/account/password").await {
         Ok(a) => a,
         Err(r) => return r,
     };
@@ -320,7 +325,7 @@ pub(crate) async fn password_submit(
     if !csrf::verify(&jar, form.csrf_token.as_deref()) {
         return csrf_refused(&pages);
     }
-    let account = match signed_in(&pages, &jar).await {
+    let account = match signed_in(&pages, &jar, "/account/password").await {
         Ok(a) => a,
         Err(r) => return r,
     };
@@ -362,7 +367,7 @@ pub(crate) async fn password_submit(
 
 /// `GET /account/email`.
 pub(crate) async fn email(State(pages): State<Pages>, jar: CookieJar) -> Response {
-    let account = match signed_in(&pages, &jar).await {
+    let account = match signed_in(&pages, &jar, "/account/email").await {
         Ok(a) => a,
         Err(r) => return r,
     };
@@ -388,7 +393,7 @@ pub(crate) async fn email_submit(
     if !csrf::verify(&jar, form.csrf_token.as_deref()) {
         return csrf_refused(&pages);
     }
-    let account = match signed_in(&pages, &jar).await {
+    let account = match signed_in(&pages, &jar, "/account/email").await {
         Ok(a) => a,
         Err(r) => return r,
     };
@@ -480,7 +485,7 @@ pub(crate) async fn email_confirm_submit(
 
 /// `GET /account/export`: every piece of personal data, as a JSON download.
 pub(crate) async fn export(State(pages): State<Pages>, jar: CookieJar) -> Response {
-    let account = match signed_in(&pages, &jar).await {
+    let account = match signed_in(&pages, &jar, "/account").await {
         Ok(a) => a,
         Err(r) => return r,
     };
@@ -508,7 +513,7 @@ pub(crate) async fn export(State(pages): State<Pages>, jar: CookieJar) -> Respon
 
 /// `GET /account/delete`.
 pub(crate) async fn delete(State(pages): State<Pages>, jar: CookieJar) -> Response {
-    let account = match signed_in(&pages, &jar).await {
+    let account = match signed_in(&pages, &jar, "/account/delete").await {
         Ok(a) => a,
         Err(r) => return r,
     };
@@ -534,7 +539,7 @@ pub(crate) async fn delete_submit(
     if !csrf::verify(&jar, form.csrf_token.as_deref()) {
         return csrf_refused(&pages);
     }
-    let account = match signed_in(&pages, &jar).await {
+    let account = match signed_in(&pages, &jar, "/account/delete").await {
         Ok(a) => a,
         Err(r) => return r,
     };

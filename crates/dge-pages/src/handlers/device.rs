@@ -1,24 +1,20 @@
 //! `GET|POST /device`: the person types the user code a tool without a browser
 //! (`dgectl login`) showed them, sees which client asks for what, and approves or
 //! refuses (RFC 8628 §3.3). A signed-in session is needed: without one the person
-//! logs in first and comes back here (see [`NEXT_COOKIE`]).
+//! logs in first and comes back here (see [`crate::next`]).
 
 use axum::Form;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::CookieJar;
-use axum_extra::extract::cookie::{Cookie, SameSite};
 use dge_oidc::device::{Lookup, normalise_user_code};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::consent::describe;
-use super::{csrf_refused, current_session, internal, see_other};
-use crate::{Pages, csrf};
-
-/// Where to come back after logging in: only the device page, checked on the way out.
-pub(crate) const NEXT_COOKIE: &str = "dge_next";
+use super::{csrf_refused, current_session, internal};
+use crate::{Pages, csrf, next};
 
 /// `?user_code=` of the verification URI.
 #[derive(Debug, Deserialize, Default)]
@@ -36,37 +32,9 @@ pub(crate) struct DeviceForm {
     decision: String,
 }
 
-/// The device page for `user_code` (normalised, or nothing).
-fn device_path(user_code: Option<&str>) -> String {
-    match user_code.and_then(normalise_user_code) {
-        Some(code) => format!("/device?user_code={code}"),
-        None => "/device".to_owned(),
-    }
-}
-
-/// The path to go back to after a login, from the jar, when it is a device page.
-pub(crate) fn next_after_login(jar: &CookieJar) -> Option<String> {
-    let value = jar.get(NEXT_COOKIE)?.value();
-    let code = value.strip_prefix("/device?user_code=");
-    // Rebuilt from its parts, so nothing but the device page can come out.
-    (value == "/device" || code.is_some_and(|c| normalise_user_code(c).is_some()))
-        .then(|| device_path(code))
-}
-
-/// Forgets where to go back to.
-pub(crate) fn forget_next(jar: CookieJar) -> CookieJar {
-    jar.remove(Cookie::build(NEXT_COOKIE).path("/"))
-}
-
 /// To the login page, remembering to come back to this device page.
 fn login_first(pages: &Pages, jar: CookieJar, user_code: Option<&str>) -> Response {
-    let cookie = Cookie::build((NEXT_COOKIE, device_path(user_code)))
-        .http_only(true)
-        .secure(pages.secure_cookies)
-        .same_site(SameSite::Lax)
-        .path("/")
-        .build();
-    (jar.add(cookie), see_other("/login")).into_response()
+    next::login_first(pages, jar, &next::device_path(user_code))
 }
 
 fn code_page(
@@ -224,29 +192,5 @@ async fn decide(
             Some(UNKNOWN_CODE),
         ),
         Err(e) => internal(pages, &e),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_a_device_page_is_a_place_to_come_back_to() {
-        let with = |v: &str| CookieJar::new().add(Cookie::new(NEXT_COOKIE, v.to_owned()));
-        assert_eq!(next_after_login(&with("/device")), Some("/device".into()));
-        assert_eq!(
-            next_after_login(&with("/device?user_code=bcdf-ghjk")),
-            Some("/device?user_code=BCDF-GHJK".into())
-        );
-        for bad in [
-            "https://evil.example/",
-            "//evil.example",
-            "/device?user_code=x&y=1",
-            "/account",
-        ] {
-            assert_eq!(next_after_login(&with(bad)), None, "{bad}");
-        }
-        assert_eq!(next_after_login(&CookieJar::new()), None);
     }
 }

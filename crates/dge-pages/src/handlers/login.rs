@@ -14,9 +14,11 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::broker::UpstreamHints;
-use super::{busy, csrf_refused, expired_request, foreign_request, internal, see_other};
+use super::{
+    busy, csrf_refused, current_session, expired_request, foreign_request, internal, see_other,
+};
 use crate::client::ClientAddr;
-use crate::{Pages, Portal, binding, csrf};
+use crate::{Pages, Portal, binding, csrf, next};
 
 /// `?req=` on the login and sign-up pages.
 #[derive(Debug, Deserialize, Default)]
@@ -97,9 +99,36 @@ fn login_page_with_hints(
     (jar, pages.render.page(status, "login.html", context)).into_response()
 }
 
-/// `GET /`: the login page, for people who come to the provider directly.
+/// `GET /`: for people who come to the provider directly, the login page, or with a
+/// live session the connected state (with « Mon compte » and « Se déconnecter »).
 pub(crate) async fn home(State(pages): State<Pages>, jar: CookieJar) -> Response {
-    login_page(&pages, jar, StatusCode::OK, "", "", None)
+    let account_id = match current_session(&pages, &jar).await {
+        Ok(Some((id, _))) => id,
+        Ok(None) => return login_page(&pages, jar, StatusCode::OK, "", "", None),
+        Err(e) => return internal(&pages, &e),
+    };
+    match pages.registry.own_account(&account_id).await {
+        Ok(account) => {
+            let name = format!("{} {}", account.given_name, account.family_name);
+            let name = Some(name.trim())
+                .filter(|n| !n.is_empty())
+                .or(account.login.as_deref())
+                .unwrap_or_default();
+            logged_in_page(&pages, jar, name)
+        }
+        // The account went away with the session still read as live: log in again.
+        Err(dge_registry::Error::BadToken) => login_page(&pages, jar, StatusCode::OK, "", "", None),
+        Err(e) => internal(&pages, &e),
+    }
+}
+
+/// « Vous êtes connecté(e) », with the logout form (its CSRF token is bound to the
+/// session in `jar`).
+fn logged_in_page(pages: &Pages, jar: CookieJar, name: &str) -> Response {
+    let (jar, token) = csrf::token(jar, pages.secure_cookies);
+    let context = json!({ "name": name, "csrf_token": token });
+    let page = pages.render.page(StatusCode::OK, "logged_in.html", context);
+    (jar, page).into_response()
 }
 
 /// `GET /login`.
@@ -267,17 +296,11 @@ pub(crate) async fn finish_login(
     epoch: Option<i64>,
 ) -> Response {
     if req.is_empty() {
-        // A person sent here from the device page goes back there.
-        if let Some(next) = super::device::next_after_login(&jar) {
-            return (super::device::forget_next(jar), see_other(&next)).into_response();
+        // A person sent here from the device page or an account page goes back there.
+        if let Some(next) = next::after_login(&jar) {
+            return (next::forget(jar), see_other(&next)).into_response();
         }
-        return (
-            jar,
-            pages
-                .render
-                .page(StatusCode::OK, "logged_in.html", json!({ "name": name })),
-        )
-            .into_response();
+        return logged_in_page(pages, jar, name);
     }
     let cookie = jar.get(SESSION_COOKIE).map(|c| c.value().to_owned());
     match pages

@@ -12,7 +12,7 @@ use dge_oidc::session::SESSION_COOKIE;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{csrf_refused, internal, see_other};
+use super::{csrf_refused, current_session, internal, see_other};
 use crate::{Pages, csrf};
 
 /// `/logout` parameters, plus the confirmation form's own fields.
@@ -40,9 +40,17 @@ pub(crate) async fn logout(
             None,
         );
     };
-    let confirmed = method == Method::POST && form.confirm.is_some();
+    let mut confirmed = method == Method::POST && form.confirm.is_some();
     if confirmed && !csrf::verify(&jar, form.csrf_token.as_deref()) {
-        return csrf_refused(&pages);
+        // A logout form sent again (twice, or after the back button) finds no session:
+        // its token was bound to the one it ended. It changes nothing then, so it gets
+        // the logged-out answer instead of « Formulaire expiré »; with a live session,
+        // a stale or forged form is refused.
+        match current_session(&pages, &jar).await {
+            Ok(None) => confirmed = false,
+            Ok(Some(_)) => return csrf_refused(&pages),
+            Err(e) => return internal(&pages, &e),
+        }
     }
     let cookie = jar.get(SESSION_COOKIE).map(|c| c.value().to_owned());
     let params = form.params;
@@ -59,8 +67,17 @@ pub(crate) async fn logout(
         ),
         Ok(LogoutOutcome::Confirm) => {
             let (jar, token) = csrf::token(jar, pages.secure_cookies);
+            // Typed by the person, or the account pages' button: no service asked.
+            let requested_by_service = [
+                &params.client_id,
+                &params.id_token_hint,
+                &params.post_logout_redirect_uri,
+            ]
+            .iter()
+            .any(|p| p.as_deref().is_some_and(|v| !v.is_empty()));
             let context = json!({
                 "csrf_token": token,
+                "requested_by_service": requested_by_service,
                 "client_id": params.client_id,
                 "id_token_hint": params.id_token_hint,
                 "post_logout_redirect_uri": params.post_logout_redirect_uri,

@@ -501,7 +501,7 @@ async fn profile_page(
 
 /// `GET /account/mfa`.
 pub(crate) async fn profile(State(pages): State<Pages>, jar: CookieJar) -> Response {
-    let account = match signed_in(&pages, &jar).await {
+    let account = match signed_in(&pages, &jar, "/account/mfa").await {
         Ok(a) => a,
         Err(r) => return r,
     };
@@ -517,7 +517,7 @@ pub(crate) async fn profile_start(
     if !csrf::verify(&jar, form.csrf_token.as_deref()) {
         return csrf_refused(&pages);
     }
-    let account = match signed_in(&pages, &jar).await {
+    let account = match signed_in(&pages, &jar, "/account/mfa").await {
         Ok(a) => a,
         Err(r) => return r,
     };
@@ -552,7 +552,7 @@ pub(crate) async fn profile_confirm(
     if !csrf::verify(&jar, form.csrf_token.as_deref()) {
         return csrf_refused(&pages);
     }
-    let account = match signed_in(&pages, &jar).await {
+    let account = match signed_in(&pages, &jar, "/account/mfa").await {
         Ok(a) => a,
         Err(r) => return r,
     };
@@ -597,7 +597,7 @@ pub(crate) async fn profile_disable(
     if !csrf::verify(&jar, form.csrf_token.as_deref()) {
         return csrf_refused(&pages);
     }
-    let account = match signed_in(&pages, &jar).await {
+    let account = match signed_in(&pages, &jar, "/account/mfa").await {
         Ok(a) => a,
         Err(r) => return r,
     };
