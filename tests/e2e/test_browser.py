@@ -132,6 +132,9 @@ def assert_errors_linked(tab: Tab, fields: list[str]) -> None:
         described = control.get_attribute("aria-describedby") or ""
         message = page.locator(f"#{name}-error")
         assert f"{name}-error" in described.split(), f"{name} is not described by its error"
+        # A field's hint stays announced beside its error.
+        if page.locator(f"#{name}-hint").count():
+            assert f"{name}-hint" in described.split(), f"{name} lost its hint"
         assert message.inner_text().strip(), f"{name}: empty error message"
         assert summary.locator(f"a[href='#{name}']").count() == 1, f"{name} not in the summary"
 

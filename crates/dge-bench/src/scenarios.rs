@@ -465,7 +465,16 @@ pub(crate) fn signup(target: &Arc<Target>) -> Scenario {
                 .send()
                 .await;
             match answer {
-                Ok(r) if r.status() == StatusCode::OK => Outcome::Ok,
+                // Filed: a 303 to the page that says to check the mailbox (whose GET
+                // a browser would make, a static page, is not part of the measure).
+                Ok(r)
+                    if r.status() == StatusCode::SEE_OTHER
+                        && r.headers()
+                            .get(header::LOCATION)
+                            .is_some_and(|l| l == "/signup/done") =>
+                {
+                    Outcome::Ok
+                }
                 Ok(r) if r.status() == StatusCode::SERVICE_UNAVAILABLE => {
                     refused_or(&r, post_started.elapsed(), "")
                 }
