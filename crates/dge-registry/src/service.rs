@@ -203,11 +203,6 @@ impl Registry {
     /// email in one transaction. When the address already belongs to someone, the
     /// answer is the same and the owner is emailed instead (no account enumeration).
     ///
-    /// A repeat (the same login and the same address as a sign-up still waiting for
-    /// its confirmation: the form sent again) answers the same and files and sends
-    /// nothing. It answers so only to whoever knows both values, and equally whether
-    /// the first one filed an account or found the address in use.
-    ///
     /// # Errors
     /// [`Error::Invalid`] with every broken rule; storage errors.
     pub async fn sign_up(&self, form: &SignUpForm) -> Result<()> {
@@ -217,12 +212,8 @@ impl Registry {
         // hash (and its wait for a slot) inside it stalled every other writer, and
         // concurrent sign-ups ended in "database is locked". The checks run again in
         // the transaction, for sign-ups racing for the same login.
-        let repeat = self
-            .sign_up_conflicts(&mut *self.db.pool().acquire().await?, &valid)
+        self.sign_up_conflicts(&mut *self.db.pool().acquire().await?, &valid)
             .await?;
-        if repeat {
-            return Ok(());
-        }
         let phc = self.hasher.hash(valid.password.expose().clone()).await?;
         let mut tx = self.db.begin().await?;
         // A fresh sign-up writes `accounts`, one with an address in use
@@ -234,16 +225,13 @@ impl Registry {
                 .fetch_one(&mut *tx)
                 .await?;
         }
-        if self.sign_up_conflicts(&mut tx, &valid).await? {
-            // The same form, sent twice at once: the other one filed it.
-            return Ok(());
-        }
+        self.sign_up_conflicts(&mut tx, &valid).await?;
         let now = self.clock.now();
         if let Some(owner) = store::find_account_in(&mut tx, &valid.email_key).await? {
             // SECURITY: the login is held as a fresh sign-up would hold it (until the
             // purge of unconfirmed sign-ups), so that reusing it answers "taken" in both
-            // cases, and repeating it with the same address answers "filed" in both.
-            reserve_login(&mut tx, &valid.login_key, &valid.email_key, now).await?;
+            // cases.
+            reserve_login(&mut tx, &valid.login_key, now).await?;
             self.tell_owner(&mut tx, &owner, now).await?;
         } else {
             self.insert_sign_up(&mut tx, &valid, &phc, now).await?;
@@ -253,34 +241,12 @@ impl Registry {
         Ok(())
     }
 
-    /// An unknown organisation or a taken login, as field violations; `true` when the
-    /// sign-up repeats one still waiting (see [`Registry::sign_up`]).
+    /// An unknown organisation or a taken login, as field violations.
     async fn sign_up_conflicts(
         &self,
         conn: &mut sqlx::AnyConnection,
         valid: &ValidSignUp,
-    ) -> Result<bool> {
-        // A login is taken by an account or by a reservation (a sign-up whose address
-        // was in use): both answer the same, so the answer tells nothing of addresses.
-        let holders = sqlx::query(
-            "SELECT email_key, status FROM accounts WHERE login_key = $1 \
-             UNION ALL SELECT email_key, 'reserved' AS status FROM login_reservations \
-             WHERE login_key = $1",
-        )
-        .bind(&valid.login_key)
-        .fetch_all(&mut *conn)
-        .await?;
-        let mut login_taken = false;
-        for row in holders {
-            let email_key: Option<String> = row.try_get("email_key")?;
-            let status: String = row.try_get("status")?;
-            if email_key.as_deref() == Some(valid.email_key.as_str())
-                && (status == "unconfirmed" || status == "reserved")
-            {
-                return Ok(true);
-            }
-            login_taken = true;
-        }
+    ) -> Result<()> {
         let mut v = Violations::new();
         if let Some(org) = &valid.organisation_id {
             let exists = sqlx::query(
@@ -297,11 +263,20 @@ impl Registry {
                 );
             }
         }
-        if login_taken {
+        // A login is taken by an account or by a reservation (a sign-up whose address
+        // was in use): both answer the same, so the answer tells nothing of addresses.
+        let login_taken = sqlx::query(
+            "SELECT 1 AS found FROM accounts WHERE login_key = $1 \
+             UNION ALL SELECT 1 AS found FROM login_reservations WHERE login_key = $1",
+        )
+        .bind(&valid.login_key)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if login_taken.is_some() {
             v.add("login", "taken", LOGIN_TAKEN);
         }
         v.into_result().map_err(Error::Invalid)?;
-        Ok(false)
+        Ok(())
     }
 
     async fn insert_sign_up(
@@ -637,23 +612,20 @@ pub enum ConfirmLink {
 }
 
 /// The message for a login already held by an account or a reservation.
-const LOGIN_TAKEN: &str = "Ce login est déjà utilisé ; choisissez-en un autre.";
+// A repeat of one's own sign-up (the back button, a double click) gets this answer
+// too: telling it apart would confirm a guessed address for a known login. The second
+// sentence guides the person who just filed it.
+const LOGIN_TAKEN: &str = "Ce login est déjà utilisé ; choisissez-en un autre. Si vous venez \
+     d'envoyer ce formulaire, votre demande est bien enregistrée : consultez votre messagerie.";
 
 /// Holds a login for a sign-up that filed no account (its address was in use). Sign-ups
 /// take turns on a login (see [`Registry::sign_up`]), so a reservation never shares its
 /// login with an account made meanwhile.
-async fn reserve_login(
-    conn: &mut AnyConnection,
-    login_key: &str,
-    email_key: &str,
-    now: i64,
-) -> Result<()> {
+async fn reserve_login(conn: &mut AnyConnection, login_key: &str, now: i64) -> Result<()> {
     sqlx::query(
-        "INSERT INTO login_reservations (login_key, email_key, created_at, updated_at) \
-         VALUES ($1, $2, $3, $3)",
+        "INSERT INTO login_reservations (login_key, created_at, updated_at) VALUES ($1, $2, $2)",
     )
     .bind(login_key)
-    .bind(email_key)
     .bind(now)
     .execute(conn)
     .await

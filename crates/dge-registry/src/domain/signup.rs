@@ -247,26 +247,55 @@ fn name_field(v: &mut Violations, field: &'static str, raw: &str, required: &str
 }
 
 /// Whether `name` reads as a person's name: letters of any script with their
-/// accents, spaces, apostrophes, hyphens, and a dot only after an initial. Names go
-/// into emails sent to addresses nobody has confirmed yet: « Bonjour Votre compte
+/// accents, spaces, apostrophes, hyphens and dashes, a middle dot between letters
+/// (`Gal·la`), and a dot only after an initial (`J.-P.`, `J.P.`, `J. Dupont`). Names
+/// go into emails sent to addresses nobody has confirmed yet: « Bonjour Votre compte
 /// est suspendu, allez sur https://… » must not be something a stranger can write
-/// there, nor `evil.example`, which mail programs turn into a link.
+/// there, nor `evil.example` or `J.com`, which mail programs turn into links.
+// Not caught: letters of another script that look like a dot or a slash
+// (`evilꓸexample`); that needs the mixed-script checks of UTS #39.
 fn is_plain_name(name: &str) -> bool {
     use unicode_properties::{GeneralCategoryGroup, UnicodeGeneralCategory};
-    let mut chars = name.chars().peekable();
+    let chars: Vec<char> = name.chars().collect();
+    let letter = |c: char| c.is_alphabetic();
+    let mark = |c: char| c.general_category_group() == GeneralCategoryGroup::Mark;
+    // The letter before `i` (marks aside) starts a word: an initial.
+    let initial_before = |i: usize| {
+        let mut j = i;
+        while j > 0 && mark(chars[j - 1]) {
+            j -= 1;
+        }
+        j > 0 && letter(chars[j - 1]) && (j == 1 || !(letter(chars[j - 2]) || mark(chars[j - 2])))
+    };
+    // After an initial's dot: the end, a space, a hyphen, or another initial.
+    let fine_after_dot = |i: usize| match chars.get(i + 1) {
+        None => true,
+        Some(' ' | '-' | '\u{2010}' | '\u{2011}') => true,
+        Some(&c) if letter(c) => {
+            let mut k = i + 2;
+            while chars.get(k).is_some_and(|&c| mark(c)) {
+                k += 1;
+            }
+            chars.get(k) == Some(&'.')
+        }
+        _ => false,
+    };
+    let between_letters = |i: usize| {
+        i > 0
+            && (letter(chars[i - 1]) || mark(chars[i - 1]))
+            && chars.get(i + 1).is_some_and(|&c| letter(c))
+    };
     let mut letters = false;
-    while let Some(c) = chars.next() {
+    for (i, &c) in chars.iter().enumerate() {
         let ok = match c {
-            ' ' | '\'' | '\u{2019}' | '-' | '\u{2010}' => true,
-            // An initial's dot: followed by nothing, a space or a hyphen.
-            '.' => chars
-                .peek()
-                .is_none_or(|n| matches!(n, ' ' | '-' | '\u{2010}')),
-            c if c.is_alphabetic() => {
+            ' ' | '\'' | '\u{2019}' | '-' | '\u{2010}' | '\u{2011}' | '\u{2013}' => true,
+            '.' => initial_before(i) && fine_after_dot(i),
+            '\u{00B7}' | '\u{30FB}' => between_letters(i),
+            c if letter(c) => {
                 letters = true;
                 true
             }
-            c => c.general_category_group() == GeneralCategoryGroup::Mark,
+            c => mark(c),
         };
         if !ok {
             return false;
@@ -736,6 +765,10 @@ mod tests {
             "Jean 2",
             "'-",
             "<b>Jean</b>",
+            "J.com",
+            "www.impots.fr",
+            "Jean.",
+            "\u{B7}Jean",
         ] {
             let mut f = good();
             f.given_name = bad.into();
@@ -743,7 +776,12 @@ mod tests {
         }
         for ok in [
             "J.-P.",
+            "J.P.",
             "J. Dupont",
+            "Gal\u{B7}la",
+            "Anne\u{2013}Marie",
+            "Jean\u{2011}Luc",
+            "\u{963F}\u{4F9D}\u{53E4}\u{4E3D}\u{B7}\u{4E70}\u{4E70}\u{63D0}",
             "Jean-Pierre",
             "O'Neil",
             "D\u{2019}Artagnan",
