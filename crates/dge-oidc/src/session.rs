@@ -82,6 +82,11 @@ impl Provider {
         let Some(previous) = previous.filter(|p| !p.is_empty() && *p != id) else {
             return Ok(id);
         };
+        // Not covered: two logins sent at the same moment with the same earlier cookie
+        // (scripted, or a browser resending) both find it live; one takes its tokens
+        // into a session whose cookie the browser may then drop, and the logout of
+        // the other does not reach them. Serialising the take-over and following it
+        // at logout needs a successor record per session.
         // An expired or ended session has nothing left to carry: its tokens without
         // `offline_access` already died with it, and moving them would revive them.
         let Some((previous_account, _)) = self.session(previous).await? else {
