@@ -263,6 +263,8 @@ impl Registry {
                 let from_address = t.store.hit(&fail_key("addr", &addr), window).await?;
                 self.audit_login(&actor, "login.failed", &detail).await?;
                 let lock = Duration::from_secs(t.settings.lock_secs);
+                let address_now_locked =
+                    address_locked || from_address >= t.settings.address_lock_after;
                 if from_address >= t.settings.address_lock_after {
                     t.store.put(&lock_key("addr", &addr), "1", lock).await?;
                     t.store.forget(&fail_key("addr", &addr)).await?;
@@ -273,11 +275,20 @@ impl Registry {
                         .put(&lock_key(PASSWORDS, &subject), "1", lock)
                         .await?;
                     t.store.forget(&fail_key(PASSWORDS, &subject)).await?;
-                    self.audit_login(&actor, "login.locked", &detail).await?;
-                    if let Some(id) = &found {
-                        self.email_lock(id).await?;
+                    // Failures from a known address go on while the account is locked
+                    // (the lock spares it): the owner is told of the lock once, not at
+                    // each round of failures there.
+                    if !account_locked {
+                        self.audit_login(&actor, "login.locked", &detail).await?;
+                        if let Some(id) = &found {
+                            self.email_lock(id).await?;
+                        }
                     }
-                    return Ok(Err(LoginError::Locked));
+                    // The lock message only where the lock applies: a known address is
+                    // told of a wrong password, as the next try there is not refused.
+                    if !known || address_now_locked {
+                        return Ok(Err(LoginError::Locked));
+                    }
                 }
                 // Delays follow the account's count: the address's only locks, at a
                 // higher count, so that people behind one shared address are not all

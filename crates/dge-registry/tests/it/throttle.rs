@@ -331,6 +331,56 @@ async fn both_locks_stop_even_a_known_address(backend: Backend) {
     );
 }
 
+/// From an address the account knows, wrong passwords are told as such while the
+/// account is locked elsewhere (the lock spares that address, so the lock message would
+/// be false there), and the owner is emailed once, not at each round of failures.
+async fn a_known_address_is_told_of_wrong_passwords_and_the_lock_is_emailed_once(backend: Backend) {
+    let (s, _, _) = setup(backend).await;
+    let (a, _) = stores(backend).await;
+    let long_lock = ThrottleSettings {
+        delay_base_ms: 1,
+        delay_max_ms: 2,
+        lock_secs: 60,
+        ..settings()
+    };
+    let one = s.registry.clone().with_throttle(a, long_lock);
+    let r = one
+        .login("cmartin", &secret(PASSWORD), "192.0.2.10")
+        .await
+        .unwrap();
+    assert_eq!(outcome(&r), Ok("cmartin"));
+    let wrong = secret("Pas-le-bon-mot-de-passe-1");
+    for round in 0..8 {
+        let r = one.login("cmartin", &wrong, "192.0.2.10").await.unwrap();
+        assert_eq!(
+            outcome(&r),
+            Err(&LoginError::BadCredentials),
+            "{backend:?}: failure {round} from the known address"
+        );
+    }
+    // Elsewhere the account is locked, even with the right password.
+    let r = one
+        .login("cmartin", &secret(PASSWORD), "203.0.113.9")
+        .await
+        .unwrap();
+    assert_eq!(outcome(&r), Err(&LoginError::Locked), "{backend:?}");
+    assert_eq!(
+        outbox_kinds(&s.db, "camille.martin@nancy.fr").await,
+        ["confirm_email", "account_pending", "account_locked"],
+        "{backend:?}: one lock email"
+    );
+}
+
+#[tokio::test]
+async fn local_a_known_address_is_told_of_wrong_passwords_and_the_lock_is_emailed_once() {
+    a_known_address_is_told_of_wrong_passwords_and_the_lock_is_emailed_once(Backend::Local).await;
+}
+
+#[tokio::test]
+async fn redis_a_known_address_is_told_of_wrong_passwords_and_the_lock_is_emailed_once() {
+    a_known_address_is_told_of_wrong_passwords_and_the_lock_is_emailed_once(Backend::Redis).await;
+}
+
 /// A completed password reset proves control of the address: it lifts the account's
 /// lock and forgets its failures, so that the new password works at once from the
 /// address where the lock was earned. The address's own lock (spraying) stays.
