@@ -209,6 +209,11 @@ def test_a_journey_across_replicas(replicas, grpc_pb):
     # "allowed" for this token, within a second.
     everyone = [IdentityGrpc(grpc_pb, r.grpc_addr, seed.admin_token()) for r in (a, b, c)]
     try:
+        # The refresh token (no offline_access) is active while its session is: every
+        # replica's gRPC introspection finds the session in Redis.
+        for replica in everyone:
+            request = grpc_pb.authorization.IntrospectRequest(token=token["refresh_token"])
+            assert replica.call(replica.authorization.Introspect, request).active
         for replica in everyone:
             for _ in range(3):
                 assert replica.check(token["access_token"], RIGHT).allowed

@@ -9,6 +9,7 @@
 use dge_core::token::{hash_token, random_token};
 use dge_store::Db;
 use dge_store::grouped::{Arg, Statement};
+use dge_store::sessions::{SessionError, Sessions};
 use sqlx::Row;
 
 use crate::Keys;
@@ -302,21 +303,24 @@ pub struct TokenInfo {
 }
 
 /// Inspects a token: `Some` only when it is one of ours, valid, unexpired and not
-/// revoked, and its account (if any) is still active. Tokens signed with `none`,
-/// HMAC or an unknown key are inactive (verification accepts ES256 keys only).
+/// revoked, and its account (if any) is still active; a refresh token without
+/// `offline_access` also needs its session open, as the refresh grant does.
+/// Tokens signed with `none`, HMAC or an unknown key are inactive (verification
+/// accepts ES256 keys only).
 ///
 /// # Errors
-/// Fails when the database fails.
+/// Fails when the database or the session store fails.
 pub async fn inspect(
     db: &Db,
+    sessions: &Sessions,
     keys: &Keys,
     issuer: &str,
     now: i64,
     token: &str,
-) -> sqlx::Result<Option<TokenInfo>> {
+) -> Result<Option<TokenInfo>, SessionError> {
     let token = token.trim();
     if token.starts_with(REFRESH_TOKEN_PREFIX) {
-        return inspect_refresh(db, now, token).await;
+        return inspect_refresh(db, sessions, now, token).await;
     }
     let Ok(claims) = keys.verify_access_token(token, issuer, now) else {
         return Ok(None);
@@ -357,12 +361,25 @@ pub async fn inspect(
     }))
 }
 
-async fn inspect_refresh(db: &Db, now: i64, token: &str) -> sqlx::Result<Option<TokenInfo>> {
+async fn inspect_refresh(
+    db: &Db,
+    sessions: &Sessions,
+    now: i64,
+    token: &str,
+) -> Result<Option<TokenInfo>, SessionError> {
     let Some(r) = find_refresh(db, token).await? else {
         return Ok(None);
     };
     if !r.usable(now) || !account_active(db, &r.account_id).await? {
         return Ok(None);
+    }
+    if !r.scope.split(' ').any(|s| s == "offline_access")
+        && let Some(session) = r.session_hash.as_deref()
+    {
+        let live = sessions.get(session, now).await?;
+        if live.is_none_or(|(account_id, _)| account_id != r.account_id) {
+            return Ok(None);
+        }
     }
     Ok(Some(TokenInfo {
         kind: TokenKind::Refresh,

@@ -7,6 +7,7 @@ use dge_proto::v1::{
     ListRightsResponse, RevokeRequest, RevokeResponse,
 };
 use dge_store::Db;
+use dge_store::sessions::Sessions;
 use sqlx::Row;
 use tonic::{Request, Response, Status};
 
@@ -21,13 +22,16 @@ use crate::{Authenticator, rights};
 pub struct AuthorizationService {
     db: Db,
     auth: Authenticator,
+    /// Where the browser sessions live: a refresh token without `offline_access` is
+    /// active only while its session is.
+    sessions: Sessions,
 }
 
 impl AuthorizationService {
     /// A new service.
     #[must_use]
-    pub fn new(db: Db, auth: Authenticator) -> Self {
-        Self { db, auth }
+    pub fn new(db: Db, auth: Authenticator, sessions: Sessions) -> Self {
+        Self { db, auth, sessions }
     }
 
     fn refused(subject: String, reason: &str) -> Response<CheckResponse> {
@@ -205,6 +209,7 @@ impl AuthorizationService {
         }
         grants::inspect(
             &self.db,
+            &self.sessions,
             self.auth.keys(),
             self.auth.issuer(),
             self.auth.now(),

@@ -142,6 +142,9 @@ pub async fn run(
         },
     )
     .with_ephemeral(ephemeral.clone());
+    // Sessions go to Redis with the codes when it is configured; the provider picks
+    // the same store from `with_ephemeral`, and introspection over gRPC reads them.
+    let sessions = dge_store::sessions::Sessions::new(db.clone(), &ephemeral);
     let registry = Registry::new(
         db.clone(),
         hasher,
@@ -157,9 +160,7 @@ pub async fn run(
         ..settings.account_limits.clone()
     })
     .with_throttle(ephemeral.clone(), settings.throttle.clone())
-    // Sessions go to Redis with the codes when it is configured; the provider picks
-    // the same store from `with_ephemeral`.
-    .with_sessions(dge_store::sessions::Sessions::new(db.clone(), &ephemeral))
+    .with_sessions(sessions.clone())
     .with_mfa_key(settings.key_encryption_key.clone())
     // Account changes that end sessions tell their modules (back-channel logout).
     .with_sessions_ended(Arc::new(provider.clone()));
@@ -275,8 +276,12 @@ pub async fn run(
                 .max_decoding_message_size(GRPC_MESSAGE_LIMIT),
         )
         .add_service(
-            AuthorizationServer::new(AuthorizationService::new(db.clone(), auth.clone()))
-                .max_decoding_message_size(GRPC_MESSAGE_LIMIT),
+            AuthorizationServer::new(AuthorizationService::new(
+                db.clone(),
+                auth.clone(),
+                sessions,
+            ))
+            .max_decoding_message_size(GRPC_MESSAGE_LIMIT),
         )
         .add_service(
             ClientRegistryServer::new(ClientRegistryService::new(db.clone(), auth.clone()))

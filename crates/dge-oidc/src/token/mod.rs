@@ -268,7 +268,15 @@ impl Provider {
     /// # Errors
     /// Storage errors; an invalid token is `Ok(None)`.
     pub async fn inspect(&self, token: &str) -> Result<Option<TokenInfo>> {
-        Ok(grants::inspect(&self.db, &self.keys, self.issuer(), self.now(), token).await?)
+        Ok(grants::inspect(
+            &self.db,
+            &self.sessions,
+            &self.keys,
+            self.issuer(),
+            self.now(),
+            token,
+        )
+        .await?)
     }
 
     /// The claims of a person's valid access token.

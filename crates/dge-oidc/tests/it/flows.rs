@@ -858,12 +858,28 @@ async fn refresh_tokens_end_with_their_session_unless_offline(engine: Engine) {
     let online = grant(&w, "datahub", &refresh_of(&online)).await.unwrap();
     let offline = grant(&w, "datahub", &refresh_of(&offline)).await.unwrap();
 
+    let active = |t: &TokenResponse| {
+        let token = t.refresh_token.clone().unwrap();
+        let provider = w.provider.clone();
+        async move { provider.inspect(&token).await.unwrap().is_some() }
+    };
+    assert!(
+        active(&online).await,
+        "{engine:?}: introspected in its session"
+    );
+
     w.clock.advance(w.provider.settings().session_ttl_secs + 1);
     assert_eq!(
         grant(&w, "datahub", &refresh_of(&online)).await.err(),
         Some("invalid_grant"),
         "{engine:?}: the session has ended"
     );
+    // Introspection says what the refresh grant does.
+    assert!(
+        !active(&online).await,
+        "{engine:?}: inactive with its session"
+    );
+    assert!(active(&offline).await, "{engine:?}: offline stays active");
     let offline = grant(&w, "datahub", &refresh_of(&offline))
         .await
         .unwrap_or_else(|e| panic!("{engine:?}: offline_access outlives the session: {e}"));

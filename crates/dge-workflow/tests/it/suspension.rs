@@ -94,7 +94,11 @@ async fn world_with(engine: Engine, relayed: bool) -> World {
     );
     let grpc = ValidationWorkflowService::new(workflow.clone(), auth.clone())
         .with_recheck(std::time::Duration::from_millis(200));
-    let authz = AuthorizationService::new(s.db.clone(), auth);
+    let authz = AuthorizationService::new(
+        s.db.clone(),
+        auth,
+        dge_store::sessions::Sessions::database(s.db.clone()),
+    );
     let admin_token = create_api_token(&s.db, "ops", ADMIN_SCOPE, NOW)
         .await
         .unwrap();
