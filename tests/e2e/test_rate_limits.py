@@ -6,6 +6,7 @@ in-process store and with Redis."""
 from __future__ import annotations
 
 import secrets
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -15,7 +16,20 @@ import pages
 from dgectl import Dgectl
 from grpc_api import IdentityGrpc
 from idp_server import loopback_http
-from portal import DATAHUB_SECRET, Module, log_in, open_login_page, register_active_person, submit_login
+from outbox import mails_to, wait_for_mail
+from portal import (
+    DATAHUB_SECRET,
+    SIGNUP_DONE_PATH,
+    Module,
+    every_rule_broken,
+    log_in,
+    new_person,
+    open_login_page,
+    open_signup_page,
+    register_active_person,
+    submit_login,
+    submit_signup,
+)
 
 LOCKED = "Trop de tentatives de connexion ont échoué."
 WRONG = "Pas-le-bon-mot-de-passe-1"
@@ -183,3 +197,45 @@ def test_a_locked_address_still_lets_in_accounts_known_there(start_idp, store):
     assert answer.status_code == 401, pages.page_text(answer)
     # Another address is not affected.
     log_in(from_address("127.0.0.2", pages.browser()), module, newcomer.login, newcomer.password)
+
+
+TOO_MANY_SIGN_UPS = "Trop de demandes d'inscription ont été envoyées depuis votre connexion."
+
+
+@pytest.mark.parametrize("store", ["local", "redis"])
+def test_sign_ups_from_one_address_are_limited_and_the_form_kept(start_idp, store):
+    server = start_idp(store_env(store, DGE_SIGNUPS_PER_ADDRESS_MAX="2"))
+    module = Module.datahub(server.base_url)
+
+    def signup_page(http):
+        return open_signup_page(http, open_login_page(http, module))
+
+    # A form with errors counts nothing; two filed from 127.0.0.1.
+    http = from_address("127.0.0.1", pages.browser())
+    broken = submit_signup(http, signup_page(http), every_rule_broken(new_person()))
+    assert broken.status_code == 400, pages.page_text(broken)
+    for _ in range(2):
+        filed = submit_signup(http, signup_page(http), new_person().signup_fields())
+        assert filed.status_code == 200 and urlsplit(filed.url).path == SIGNUP_DONE_PATH, filed.url
+
+    # The third: a French 429 with Retry-After, what was typed kept, nothing filed.
+    refused_person = new_person()
+    page = signup_page(http)
+    refused = submit_signup(http, page, refused_person.signup_fields())
+    assert refused.status_code == 429, pages.page_text(refused)
+    assert TOO_MANY_SIGN_UPS in pages.page_text(refused), pages.page_text(refused)
+    assert 0 < int(refused.headers["Retry-After"]) <= 3600, refused.headers
+    kept = pages.form_values(pages.form_with_field(refused, "password_confirmation"))
+    assert kept["email"] == refused_person.email and kept["login"] == refused_person.login, kept
+    assert kept["given_name"] == refused_person.given_name, kept
+
+    # Another address files at once; its email comes, the refused one's never does.
+    other = from_address("127.0.0.2", pages.browser())
+    later = new_person()
+    filed = submit_signup(other, signup_page(other), later.signup_fields())
+    assert filed.status_code == 200, pages.page_text(filed)
+    wait_for_mail(server.outbox, later.email, lambda _: True, "confirmation email")
+    assert mails_to(server.outbox, refused_person.email) == []
+    # The refused person's login was not taken either: from elsewhere it is filed.
+    filed = submit_signup(other, signup_page(other), refused_person.signup_fields())
+    assert filed.status_code == 200, pages.page_text(filed)

@@ -66,6 +66,9 @@ impl Idp {
             // /authorize (300 a minute by default) would measure the limit, not us.
             .arg("--authorize-max-requests")
             .arg("1000000")
+            // The same for the sign-ups filed from one address (10 an hour by default).
+            .arg("--signups-per-address-max")
+            .arg("1000000")
             .arg("--worker-threads")
             .arg(options.worker_threads.to_string())
             // One request log line per request would measure the log, not us: `warn`

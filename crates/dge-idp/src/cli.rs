@@ -148,6 +148,10 @@ pub struct DevArgs {
     /// for the accounts never logged into from it.
     #[arg(long, env = "DGE_ADDRESS_LOCK_AFTER", default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
     pub address_lock_after: u64,
+    /// Sign-ups filed from one client address per hour (an IPv6 address counts by its
+    /// /64); the tests, which sign everyone up from loopback, raise it.
+    #[arg(long, env = "DGE_SIGNUPS_PER_ADDRESS_MAX", default_value_t = 10, value_parser = clap::value_parser!(i64).range(1..=1_000_000))]
+    pub signups_per_address_max: i64,
     /// Requests to /authorize from one address per `authorize_window_secs`.
     #[arg(long, env = "DGE_AUTHORIZE_MAX_REQUESTS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub authorize_max_requests: u64,

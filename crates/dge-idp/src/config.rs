@@ -473,6 +473,11 @@ pub struct AccountsConfig {
     pub signup_notice_max: i64,
     /// The window of `signup_notice_max`, seconds.
     pub signup_notice_window_secs: i64,
+    /// At most this many sign-ups filed from one client address (an IPv6 address
+    /// counts by its /64) per `signups_per_address_window_secs`.
+    pub signups_per_address_max: i64,
+    /// The window of `signups_per_address_max`, seconds.
+    pub signups_per_address_window_secs: i64,
 }
 
 impl Default for AccountsConfig {
@@ -489,6 +494,10 @@ impl Default for AccountsConfig {
             signup_notice_max: dge_registry::AccountLifetimes::default().signup_notice_max,
             signup_notice_window_secs: dge_registry::AccountLifetimes::default()
                 .signup_notice_window_secs,
+            signups_per_address_max: dge_registry::AccountLifetimes::default()
+                .signups_per_address_max,
+            signups_per_address_window_secs: dge_registry::AccountLifetimes::default()
+                .signups_per_address_window_secs,
         }
     }
 }
@@ -987,6 +996,14 @@ impl Config {
         if self.accounts.signup_notice_max < 1 || self.accounts.signup_notice_window_secs < 1 {
             errors.push("accounts.signup_notice_max, signup_notice_window_secs: at least 1".into());
         }
+        if !(1..=1_000_000).contains(&self.accounts.signups_per_address_max)
+            || !(1..=30 * 86_400).contains(&self.accounts.signups_per_address_window_secs)
+        {
+            errors.push(
+                "accounts.signups_per_address_max, signups_per_address_window_secs: 1 to 1000000 and 1 to 2592000"
+                    .into(),
+            );
+        }
         if self.mail.sent_retention_secs < dge_mailer::dispatch::MIN_SENT_RETENTION_SECS
             || self.mail.failed_retention_secs < self.mail.sent_retention_secs
         {
@@ -1080,6 +1097,8 @@ impl Config {
                 resend_max_per_day: self.accounts.resend_max_per_day,
                 signup_notice_max: self.accounts.signup_notice_max,
                 signup_notice_window_secs: self.accounts.signup_notice_window_secs,
+                signups_per_address_max: self.accounts.signups_per_address_max,
+                signups_per_address_window_secs: self.accounts.signups_per_address_window_secs,
                 ..dge_registry::AccountLifetimes::default()
             },
             token_ttl_secs: 3600,
@@ -1370,7 +1389,8 @@ mod tests {
         );
         let body = format!(
             "{head}min_activate_secs = 10\n[mail]\nfrom = \"a@b.fr\"\noutbox_dir = \"/tmp/x\"\n\
-             sent_retention_secs = 60\n[accounts]\nresend_interval_secs = 0\nsignup_notice_max = 0\n"
+             sent_retention_secs = 60\n[accounts]\nresend_interval_secs = 0\nsignup_notice_max = 0\n\
+             signups_per_address_max = 0\n"
         );
         let err = load(Some(&write(&dir, &body))).unwrap_err().to_string();
         for key in [
@@ -1378,13 +1398,15 @@ mod tests {
             "mail.sent_retention_secs",
             "accounts.resend_interval_secs",
             "accounts.signup_notice_max",
+            "accounts.signups_per_address_max",
         ] {
             assert!(err.contains(key), "{key} in {err}");
         }
         let body = format!(
             "{head}min_activate_secs = 600\n[mail]\nfrom = \"a@b.fr\"\noutbox_dir = \"/tmp/x\"\n\
              sent_retention_secs = 7200\n[accounts]\nresend_interval_secs = 120\nresend_max_per_day = 3\n\
-             signup_notice_max = 2\nsignup_notice_window_secs = 86400\n"
+             signup_notice_max = 2\nsignup_notice_window_secs = 86400\n\
+             signups_per_address_max = 40\nsignups_per_address_window_secs = 600\n"
         );
         let settings = load(Some(&write(&dir, &body))).unwrap().settings().unwrap();
         let limits = &settings.account_limits;
@@ -1393,9 +1415,11 @@ mod tests {
                 limits.resend_interval_secs,
                 limits.resend_max_per_day,
                 limits.signup_notice_max,
-                limits.signup_notice_window_secs
+                limits.signup_notice_window_secs,
+                limits.signups_per_address_max,
+                limits.signups_per_address_window_secs,
             ),
-            (120, 3, 2, 86400)
+            (120, 3, 2, 86400, 40, 600)
         );
         assert_eq!(settings.mail_delivery.sent_retention_secs, 7200);
         assert_eq!(settings.mail_delivery.failed_retention_secs, 7 * 86400);

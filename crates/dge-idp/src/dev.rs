@@ -48,7 +48,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         },
         confirmation_ttl_secs: args.confirmation_ttl_secs,
         unconfirmed_ttl_secs: args.unconfirmed_ttl_secs,
-        account_limits: dge_registry::AccountLifetimes::default(),
+        account_limits: dge_registry::AccountLifetimes {
+            signups_per_address_max: args.signups_per_address_max,
+            ..dge_registry::AccountLifetimes::default()
+        },
         token_ttl_secs: args.token_ttl_secs,
         device_code_ttl_secs: args.device_code_ttl_secs,
         // The embedded default listens on loopback over plain HTTP.

@@ -39,6 +39,10 @@ pub enum Error {
     /// Too many password hashes are already running.
     #[error("password hashing is saturated")]
     Busy,
+    /// Too many sign-ups were filed from one client address lately; the value is
+    /// how many seconds until the window ends.
+    #[error("too many sign-ups from one address")]
+    TooManySignUps(u64),
     /// The database failed.
     #[error("storage error")]
     Store(#[from] sqlx::Error),
@@ -68,6 +72,9 @@ impl From<Error> for tonic::Status {
             Error::Invalid(v) => v.into_status(),
             Error::BadToken => tonic::Status::failed_precondition("invalid or expired token"),
             Error::Busy => tonic::Status::resource_exhausted("too many concurrent logins"),
+            Error::TooManySignUps(_) => {
+                tonic::Status::resource_exhausted("too many sign-ups from this address")
+            }
             Error::Store(_)
             | Error::Mail(_)
             | Error::Shared(_)

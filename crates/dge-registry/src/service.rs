@@ -73,6 +73,12 @@ pub struct AccountLifetimes {
     pub signup_notice_max: i64,
     /// The window of `signup_notice_max` (1 h).
     pub signup_notice_window_secs: i64,
+    /// At most this many sign-ups filed from one client address (an IPv6 address
+    /// counts by its /64) per `signups_per_address_window_secs` (10): each sends an
+    /// email to a typed address.
+    pub signups_per_address_max: i64,
+    /// The window of `signups_per_address_max` (1 h).
+    pub signups_per_address_window_secs: i64,
 }
 
 impl Default for AccountLifetimes {
@@ -86,6 +92,8 @@ impl Default for AccountLifetimes {
             email_change_ttl_secs: 48 * 3600,
             signup_notice_max: 1,
             signup_notice_window_secs: 3600,
+            signups_per_address_max: 10,
+            signups_per_address_window_secs: 3600,
         }
     }
 }
@@ -206,6 +214,23 @@ impl Registry {
     /// # Errors
     /// [`Error::Invalid`] with every broken rule; storage errors.
     pub async fn sign_up(&self, form: &SignUpForm) -> Result<()> {
+        self.file_sign_up(form, None).await
+    }
+
+    /// [`Self::sign_up`] from the sign-up page, sent from the client address
+    /// `address`: at most `signups_per_address_max` forms that pass the checks are
+    /// filed from one address per window (counted in the shared store, so across
+    /// replicas); a form with errors counts nothing, so a person correcting it is not
+    /// held back.
+    ///
+    /// # Errors
+    /// [`Error::TooManySignUps`] over the limit, with nothing filed; as
+    /// [`Self::sign_up`] otherwise.
+    pub async fn sign_up_from(&self, form: &SignUpForm, address: &str) -> Result<()> {
+        self.file_sign_up(form, Some(address)).await
+    }
+
+    async fn file_sign_up(&self, form: &SignUpForm, address: Option<&str>) -> Result<()> {
         let valid = form.validate().map_err(Error::Invalid)?;
         // The cheap checks first, so that a form with errors costs no argon2 run; then
         // the hash outside the transaction, which on SQLite holds the write lock: a
@@ -214,6 +239,9 @@ impl Registry {
         // the transaction, for sign-ups racing for the same login.
         self.sign_up_conflicts(&mut *self.db.pool().acquire().await?, &valid)
             .await?;
+        if let Some(address) = address {
+            self.count_sign_up_from(address).await?;
+        }
         let phc = self.hasher.hash(valid.password.expose().clone()).await?;
         let mut tx = self.db.begin().await?;
         // A fresh sign-up writes `accounts`, one with an address in use
@@ -238,6 +266,29 @@ impl Registry {
         }
         tx.commit().await?;
         self.outbox.wake();
+        Ok(())
+    }
+
+    /// Counts a sign-up from `address`; [`Error::TooManySignUps`] past the limit.
+    async fn count_sign_up_from(&self, address: &str) -> Result<()> {
+        let window_secs = self
+            .lifetimes
+            .signups_per_address_window_secs
+            .unsigned_abs()
+            .max(1);
+        let key = format!(
+            "signup:address:{}",
+            hash_token(&dge_core::net::address_bucket(address))
+        );
+        let window = std::time::Duration::from_secs(window_secs);
+        let filed = self.throttle.store.hit(&key, window).await?;
+        if filed > self.lifetimes.signups_per_address_max.unsigned_abs() {
+            tracing::warn!("sign-ups from one address over the rate limit");
+            let left = self.throttle.store.ttl(&key).await?;
+            return Err(Error::TooManySignUps(
+                left.map_or(window_secs, |d| d.as_secs().max(1)),
+            ));
+        }
         Ok(())
     }
 

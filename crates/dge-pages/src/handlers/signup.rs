@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use axum::Form;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::CookieJar;
 use axum_extra::extract::cookie::{Cookie, SameSite};
@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use super::login::ReqQuery;
 use super::password::rules_json;
 use super::{busy, csrf_refused, internal, see_other};
+use crate::client::ClientAddr;
 use crate::{Pages, csrf};
 
 /// The sign-up form as posted. Not `Debug`: it carries passwords.
@@ -196,6 +197,7 @@ fn errors_by_field(violations: &Violations) -> Value {
 /// `POST /signup`.
 pub(crate) async fn submit(
     State(pages): State<Pages>,
+    ClientAddr(address): ClientAddr,
     jar: CookieJar,
     Form(fields): Form<SignUpFields>,
 ) -> Response {
@@ -203,7 +205,7 @@ pub(crate) async fn submit(
         return csrf_refused(&pages);
     }
     let form = fields.to_form();
-    match pages.registry.sign_up(&form).await {
+    match pages.registry.sign_up_from(&form, &address).await {
         // Post/Redirect/Get: a reload of the answer sends nothing again. A repeat of
         // the post itself (the back button) lands here too (see `Registry::sign_up`).
         Ok(()) => {
@@ -231,6 +233,31 @@ pub(crate) async fn submit(
                 form.password_context(),
             )
             .await
+        }
+        Err(dge_registry::Error::TooManySignUps(retry_secs)) => {
+            // Whole minutes: « 59 minutes et 12 secondes » reads like a countdown.
+            let wait = dge_core::time::duration_fr(
+                i64::try_from(retry_secs.div_ceil(60) * 60).unwrap_or(i64::MAX),
+            );
+            let errors = json!({ "form": format!(
+                "Trop de demandes d'inscription ont été envoyées depuis votre connexion. \
+                 Réessayez dans {wait} : votre saisie est conservée ci-dessous."
+            ) });
+            let mut response = page(
+                &pages,
+                jar,
+                StatusCode::TOO_MANY_REQUESTS,
+                &fields.req,
+                fields.kept_values(),
+                errors,
+                None,
+                form.password_context(),
+            )
+            .await;
+            if let Ok(value) = HeaderValue::from_str(&retry_secs.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            response
         }
         Err(dge_registry::Error::Busy) => busy(&pages),
         Err(e) => internal(&pages, &e),

@@ -9,8 +9,8 @@ use dge_authz::keys::KeyEncryptionKey;
 use dge_authz::{Authenticator, Keys};
 use dge_proto::v1 as pb;
 use dge_proto::v1::account_registry_server::AccountRegistry;
-use dge_registry::Error;
 use dge_registry::grpc::AccountRegistryService;
+use dge_registry::{AccountLifetimes, Error};
 use sqlx::Row;
 use tonic::{Code, Request};
 use tonic_types::StatusExt;
@@ -158,6 +158,89 @@ async fn sign_up_notices_to_an_address_in_use_are_rate_limited() {
                 .contains(&"signup_existing".to_owned()),
             "{engine:?}"
         );
+    }
+}
+
+#[tokio::test]
+async fn sign_ups_from_one_address_are_limited_and_the_refused_one_files_nothing() {
+    for engine in ENGINES {
+        let s = services(engine).await;
+        owner(&s).await;
+        let registry = s.registry.clone().with_lifetimes(AccountLifetimes {
+            signups_per_address_max: 3,
+            ..AccountLifetimes::default()
+        });
+        let from = |login: &str, email: &str, address: &str| {
+            let (registry, form) = (registry.clone(), form(login, email));
+            let address = address.to_owned();
+            async move { registry.sign_up_from(&form, &address).await }
+        };
+        // A form with errors counts nothing: the person corrects it.
+        for n in 0..5 {
+            let broken = from(&format!("typo{n}"), "not-an-address", "203.0.113.7").await;
+            assert!(
+                matches!(broken, Err(Error::Invalid(_))),
+                "{engine:?}: {broken:?}"
+            );
+        }
+        // Three filed, one of them with an address in use (counted the same).
+        for (login, email) in [
+            ("alice", "alice@nancy.fr"),
+            ("squat", "jeanne@nancy.fr"),
+            ("bruno", "bruno@nancy.fr"),
+        ] {
+            from(login, email, "203.0.113.7")
+                .await
+                .unwrap_or_else(|e| panic!("{engine:?}: {login} refused: {e}"));
+        }
+        let before = outbox_kinds(&s.db, "jeanne@nancy.fr").await;
+        for (login, email) in [("carla", "carla@nancy.fr"), ("squat2", "jeanne@nancy.fr")] {
+            match from(login, email, "203.0.113.7").await {
+                Err(Error::TooManySignUps(secs)) => {
+                    assert!((1..=3600).contains(&secs), "{engine:?}: {secs}");
+                }
+                other => panic!("{engine:?}: the fourth from one address gave {other:?}"),
+            }
+        }
+        // Nothing filed and nothing sent for the refused ones, whatever the address.
+        assert!(
+            outbox_kinds(&s.db, "carla@nancy.fr").await.is_empty(),
+            "{engine:?}"
+        );
+        assert_eq!(
+            outbox_kinds(&s.db, "jeanne@nancy.fr").await,
+            before,
+            "{engine:?}"
+        );
+        let carla = sqlx::query("SELECT 1 AS x FROM accounts WHERE login_key = 'carla'")
+            .fetch_optional(s.db.pool())
+            .await
+            .unwrap();
+        assert!(
+            carla.is_none(),
+            "{engine:?}: no account for a refused sign-up"
+        );
+        // An IPv6 network counts as one address; another address is not held back;
+        // the gRPC sign-up (an authenticated caller) is not counted here.
+        for (n, address) in ["2001:db8:5:6::1", "2001:db8:5:6::2", "2001:db8:5:6:ffff::9"]
+            .into_iter()
+            .enumerate()
+        {
+            from(&format!("six{n}"), &format!("six{n}@nancy.fr"), address)
+                .await
+                .unwrap();
+        }
+        assert!(matches!(
+            from("six9", "six9@nancy.fr", "2001:db8:5:6:1::1").await,
+            Err(Error::TooManySignUps(_))
+        ));
+        from("carla", "carla@nancy.fr", "198.51.100.2")
+            .await
+            .unwrap();
+        registry
+            .sign_up(&form("dora", "dora@nancy.fr"))
+            .await
+            .unwrap();
     }
 }
 
