@@ -271,13 +271,13 @@ impl Registry {
                     tracing::warn!("client address locked after repeated login failures");
                 }
                 if failures >= t.settings.lock_after {
+                    // Failures from a known address go on while the account is locked
+                    // (the lock spares it), and each one sets the lock again: it ends
+                    // `lock_secs` after the last of them.
                     t.store
                         .put(&lock_key(PASSWORDS, &subject), "1", lock)
                         .await?;
-                    t.store.forget(&fail_key(PASSWORDS, &subject)).await?;
-                    // Failures from a known address go on while the account is locked
-                    // (the lock spares it): the owner is told of the lock once, not at
-                    // each round of failures there.
+                    // The owner is told of the lock once, not at each failure after it.
                     if !account_locked {
                         self.audit_login(&actor, "login.locked", &detail).await?;
                         if let Some(id) = &found {
@@ -287,8 +287,13 @@ impl Registry {
                     // The lock message only where the lock applies: a known address is
                     // told of a wrong password, as the next try there is not refused.
                     if !known || address_now_locked {
+                        // The count starts again once the lock is over.
+                        t.store.forget(&fail_key(PASSWORDS, &subject)).await?;
                         return Ok(Err(LoginError::Locked));
                     }
+                    // At a known address the count goes on, and with it the longest
+                    // delay: starting again at the lock gave a guesser there free
+                    // tries and short delays at every round.
                 }
                 // Delays follow the account's count: the address's only locks, at a
                 // higher count, so that people behind one shared address are not all

@@ -371,6 +371,64 @@ async fn a_known_address_is_told_of_wrong_passwords_and_the_lock_is_emailed_once
     );
 }
 
+/// Past the lock, failures from a known address keep the longest delay: the count
+/// does not start again at the lock, which gave a guesser there free tries and short
+/// delays at every round of `lock_after` failures.
+async fn a_known_address_keeps_the_longest_delay_past_the_lock(backend: Backend) {
+    let (s, _, _) = setup(backend).await;
+    let (a, _) = stores(backend).await;
+    let throttle = ThrottleSettings {
+        lock_secs: 60,
+        ..settings()
+    };
+    let one = s.registry.clone().with_throttle(a, throttle.clone());
+    let r = one
+        .login("cmartin", &secret(PASSWORD), "192.0.2.10")
+        .await
+        .unwrap();
+    assert_eq!(outcome(&r), Ok("cmartin"));
+    let wrong = secret("Pas-le-bon-mot-de-passe-1");
+    for _ in 0..throttle.lock_after {
+        let _ = one.login("cmartin", &wrong, "192.0.2.10").await.unwrap();
+    }
+    let longest = Duration::from_millis(throttle.delay_max_ms);
+    for round in 0..2 {
+        let started = Instant::now();
+        let r = one.login("cmartin", &wrong, "192.0.2.10").await.unwrap();
+        let took = started.elapsed();
+        assert_eq!(outcome(&r), Err(&LoginError::BadCredentials), "{backend:?}");
+        assert!(
+            took >= longest,
+            "{backend:?}: failure {round} past the lock answered after {took:?}"
+        );
+    }
+    // The owner there still gets in, and that forgives the failures and the lock.
+    let r = one
+        .login("cmartin", &secret(PASSWORD), "192.0.2.10")
+        .await
+        .unwrap();
+    assert_eq!(outcome(&r), Ok("cmartin"), "{backend:?}");
+    let r = one
+        .login("cmartin", &secret(PASSWORD), "203.0.113.9")
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome(&r),
+        Ok("cmartin"),
+        "{backend:?}: the lock was lifted"
+    );
+}
+
+#[tokio::test]
+async fn local_a_known_address_keeps_the_longest_delay_past_the_lock() {
+    a_known_address_keeps_the_longest_delay_past_the_lock(Backend::Local).await;
+}
+
+#[tokio::test]
+async fn redis_a_known_address_keeps_the_longest_delay_past_the_lock() {
+    a_known_address_keeps_the_longest_delay_past_the_lock(Backend::Redis).await;
+}
+
 #[tokio::test]
 async fn local_a_known_address_is_told_of_wrong_passwords_and_the_lock_is_emailed_once() {
     a_known_address_is_told_of_wrong_passwords_and_the_lock_is_emailed_once(Backend::Local).await;
