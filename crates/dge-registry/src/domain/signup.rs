@@ -160,10 +160,41 @@ pub fn has_hidden_characters_in_lines(s: &str) -> bool {
 }
 
 fn has_control(s: &str, allow_newlines: bool) -> bool {
-    s.chars().any(|c| {
+    let chars: Vec<char> = s.chars().collect();
+    chars.iter().enumerate().any(|(i, &c)| {
         (c.is_control() && !(allow_newlines && (c == '\n' || c == '\r' || c == '\t')))
-            || is_invisible_format(c)
+            || (is_invisible_format(c) && !is_joiner_in_context(&chars, i))
     })
+}
+
+/// Whether `chars[i]` is a zero-width non-joiner or joiner where a script needs it,
+/// as IDNA allows them (RFC 5892, appendix A.1 and A.2): after a virama (Devanagari,
+/// Bengali…), or, for the non-joiner, between two letters of a joining script (the
+/// Persian `\u{200C}` of `Mohammad\u{200C}reza` written in Arabic letters). Anywhere else
+/// it only hides.
+fn is_joiner_in_context(chars: &[char], i: usize) -> bool {
+    use unicode_script::{Script, UnicodeScript};
+    let c = chars[i];
+    if c != '\u{200C}' && c != '\u{200D}' {
+        return false;
+    }
+    let Some(&before) = i.checked_sub(1).and_then(|j| chars.get(j)) else {
+        return false;
+    };
+    let Some(&after) = chars.get(i + 1) else {
+        return false;
+    };
+    if unicode_normalization::char::canonical_combining_class(before) == 9 {
+        return after.is_alphabetic();
+    }
+    let joining = |ch: char| {
+        ch.is_alphabetic()
+            && matches!(
+                ch.script(),
+                Script::Arabic | Script::Syriac | Script::Nko | Script::Mongolian
+            )
+    };
+    c == '\u{200C}' && joining(before) && joining(after)
 }
 
 pub(crate) fn text_field(
@@ -252,9 +283,26 @@ fn name_field(v: &mut Violations, field: &'static str, raw: &str, required: &str
 /// go into emails sent to addresses nobody has confirmed yet: « Bonjour Votre compte
 /// est suspendu, allez sur https://… » must not be something a stranger can write
 /// there, nor `evil.example` or `J.com`, which mail programs turn into links.
-// Not caught: letters of another script that look like a dot or a slash
-// (`evilꓸexample`); that needs the mixed-script checks of UTS #39.
+/// Each word is of one script (UTS #39 mixed-script detection, Japanese and Korean
+/// mixes allowed): `evilꓸexample`, where a Lisu letter stands for the dot, is not.
+// Not caught: a whole word in another script's lookalikes (`раураl` in Cyrillic);
+// names of any script are welcome, so only a confusables check against the
+// portal's own words could, and none is kept.
 fn is_plain_name(name: &str) -> bool {
+    is_plain_name_text(name)
+        && name
+            .split(|c: char| {
+                !(c.is_alphabetic() || is_mark(c) || c == '\u{200C}' || c == '\u{200D}')
+            })
+            .all(unicode_security::MixedScript::is_single_script)
+}
+
+fn is_mark(c: char) -> bool {
+    use unicode_properties::{GeneralCategoryGroup, UnicodeGeneralCategory};
+    c.general_category_group() == GeneralCategoryGroup::Mark
+}
+
+fn is_plain_name_text(name: &str) -> bool {
     use unicode_properties::{GeneralCategoryGroup, UnicodeGeneralCategory};
     let chars: Vec<char> = name.chars().collect();
     let letter = |c: char| c.is_alphabetic();
@@ -291,6 +339,8 @@ fn is_plain_name(name: &str) -> bool {
             ' ' | '\'' | '\u{2019}' | '-' | '\u{2010}' | '\u{2011}' | '\u{2013}' => true,
             '.' => initial_before(i) && fine_after_dot(i),
             '\u{00B7}' | '\u{30FB}' => between_letters(i),
+            // Kept only where a script needs them (`is_joiner_in_context`).
+            '\u{200C}' | '\u{200D}' => between_letters(i),
             c if letter(c) => {
                 letters = true;
                 true
@@ -769,10 +819,29 @@ mod tests {
             "www.impots.fr",
             "Jean.",
             "\u{B7}Jean",
+            // A Lisu letter for the dot, a syllabics final for the slash.
+            "evil\u{A4F8}example\u{141F}reset",
+            // A Cyrillic letter inside a Latin word.
+            "Pa\u{0443}l",
         ] {
             let mut f = good();
             f.given_name = bad.into();
             assert_eq!(fields(&f), [("given_name", "characters")], "{bad:?}");
+        }
+        // A zero-width (non-)joiner where no script needs it only hides.
+        for hidden in [
+            "Jean\u{200C}ne",
+            "\u{200C}Jean",
+            "Jean\u{200D}",
+            "Ana\u{200D}\u{0644}",
+        ] {
+            let mut f = good();
+            f.given_name = hidden.into();
+            assert_eq!(
+                fields(&f),
+                [("given_name", "control_characters")],
+                "{hidden:?}"
+            );
         }
         for ok in [
             "J.-P.",
@@ -790,6 +859,15 @@ mod tests {
             "\u{0416}\u{0430}\u{043D}\u{043D}\u{0430}",
             "\u{5F20}\u{4F1F}",
             "Ji\u{307}\u{303}",
+            // Persian Alizadeh, with the non-joiner its spelling needs.
+            "\u{0639}\u{0644}\u{06CC}\u{200C}\u{0632}\u{0627}\u{062F}\u{0647}",
+            // Devanagari: a joiner after the virama.
+            "\u{0915}\u{094D}\u{200D}\u{0937}\u{092E}\u{093E}",
+            // Japanese and Korean mixes of scripts within a word are allowed.
+            "\u{7530}\u{4E2D}\u{30BF}\u{30ED}\u{30A6}",
+            "\u{AE40}\u{BBFC}\u{C900}",
+            // Several scripts, each word of one.
+            "Marie \u{674E}",
         ] {
             let mut f = good();
             f.given_name = ok.into();
