@@ -121,6 +121,40 @@ pub(crate) async fn client(w: &World, id: &str, first_party: bool, settings: Cli
         .unwrap();
 }
 
+/// A first-party client `tool` without redirect URIs, as `dgectl` is: it logs in
+/// with the device flow only.
+pub(crate) async fn device_tool(w: &World) -> clients::Client {
+    client(w, "tool", true, ClientSettings::default()).await;
+    sqlx::query("UPDATE oidc_clients SET redirect_uris = '[]' WHERE id = 'tool'")
+        .execute(w.db.pool())
+        .await
+        .unwrap();
+    clients::find(&w.db, "tool").await.unwrap().unwrap()
+}
+
+/// A device code of `tool` for `scope`, approved by the account in the session
+/// `cookie`: the device code the tool then polls with.
+pub(crate) async fn approved_device_code(
+    w: &World,
+    tool: &clients::Client,
+    scope: &str,
+    cookie: &str,
+) -> String {
+    let device = w
+        .provider
+        .device_authorize(tool, Some(scope))
+        .await
+        .unwrap()
+        .map_err(|e| e.error)
+        .unwrap();
+    w.provider
+        .device_decide(&device.user_code, cookie, ACCOUNT, w.provider.now(), true)
+        .await
+        .unwrap()
+        .expect("the device request");
+    device.device_code
+}
+
 /// The S256 challenge of `verifier`.
 pub(crate) fn challenge(verifier: &str) -> String {
     URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()))

@@ -8,8 +8,8 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use p256::pkcs8::EncodePrivateKey;
 
 use crate::backends::{
-    ACCOUNT, ENGINES, Engine, ISSUER, NOW, REDIRECT, SECRET, World, challenge, client,
-    seed_account, world,
+    ACCOUNT, ENGINES, Engine, ISSUER, NOW, REDIRECT, SECRET, World, approved_device_code,
+    challenge, client, device_tool, seed_account, world,
 };
 
 pub(crate) const VERIFIER: &str = "a-verifier-of-more-than-forty-three-characters-0123456789";
@@ -104,29 +104,10 @@ async fn code_replay_revokes_what_the_code_gave(engine: Engine) {
 async fn codes_issued_before_everything_ended_give_nothing(engine: Engine) {
     let w = world(engine).await;
     client(&w, "datahub", true, ClientSettings::default()).await;
-    client(&w, "tool", true, ClientSettings::default()).await;
-    sqlx::query("UPDATE oidc_clients SET redirect_uris = '[]' WHERE id = 'tool'")
-        .execute(w.db.pool())
-        .await
-        .unwrap();
+    let tool = device_tool(&w).await;
     let cookie = w.provider.open_session(ACCOUNT, NOW).await.unwrap();
     let before = code(&w, "datahub", &cookie).await;
-    let tool = dge_oidc::clients::find(&w.db, "tool")
-        .await
-        .unwrap()
-        .unwrap();
-    let device = w
-        .provider
-        .device_authorize(&tool, Some("openid"))
-        .await
-        .unwrap()
-        .map_err(|e| e.error)
-        .unwrap();
-    w.provider
-        .device_decide(&device.user_code, &cookie, ACCOUNT, NOW, true)
-        .await
-        .unwrap()
-        .expect("the device request");
+    let device_code = approved_device_code(&w, &tool, "openid", &cookie).await;
     let mut conn = w.db.pool().acquire().await.unwrap();
     dge_store::sessions::end_all_in(&mut conn, ACCOUNT)
         .await
@@ -139,7 +120,7 @@ async fn codes_issued_before_everything_ended_give_nothing(engine: Engine) {
     );
     let poll = TokenForm {
         grant_type: Some(dge_oidc::device::DEVICE_GRANT.into()),
-        device_code: Some(device.device_code.clone()),
+        device_code: Some(device_code.clone()),
         ..TokenForm::default()
     };
     assert_eq!(
@@ -906,31 +887,11 @@ async fn refresh_tokens_end_with_their_session_unless_offline(engine: Engine) {
 /// its logout ends them, and without `offline_access` so does its end.
 async fn device_tokens_belong_to_the_approving_session(engine: Engine) {
     let w = world(engine).await;
-    client(&w, "tool", true, ClientSettings::default()).await;
-    sqlx::query("UPDATE oidc_clients SET redirect_uris = '[]' WHERE id = 'tool'")
-        .execute(w.db.pool())
-        .await
-        .unwrap();
-    let tool = dge_oidc::clients::find(&w.db, "tool")
-        .await
-        .unwrap()
-        .unwrap();
+    let tool = device_tool(&w).await;
     let device_tokens = async |scope: &str, cookie: &str| {
-        let device = w
-            .provider
-            .device_authorize(&tool, Some(scope))
-            .await
-            .unwrap()
-            .map_err(|e| e.error)
-            .unwrap();
-        w.provider
-            .device_decide(&device.user_code, cookie, ACCOUNT, w.provider.now(), true)
-            .await
-            .unwrap()
-            .expect("the device request");
         let poll = TokenForm {
             grant_type: Some(dge_oidc::device::DEVICE_GRANT.into()),
-            device_code: Some(device.device_code),
+            device_code: Some(approved_device_code(&w, &tool, scope, cookie).await),
             ..TokenForm::default()
         };
         grant(&w, "tool", &poll).await.unwrap()
@@ -965,25 +926,14 @@ async fn device_tokens_belong_to_the_approving_session(engine: Engine) {
         .open_session(ACCOUNT, w.provider.now())
         .await
         .unwrap();
-    let device = w
-        .provider
-        .device_authorize(&tool, Some("openid"))
-        .await
-        .unwrap()
-        .map_err(|e| e.error)
-        .unwrap();
-    w.provider
-        .device_decide(&device.user_code, &cookie, ACCOUNT, w.provider.now(), true)
-        .await
-        .unwrap()
-        .expect("the device request");
+    let device_code = approved_device_code(&w, &tool, "openid", &cookie).await;
     w.provider
         .logout(LogoutParams::default(), Some(&cookie), true)
         .await
         .unwrap();
     let poll = TokenForm {
         grant_type: Some(dge_oidc::device::DEVICE_GRANT.into()),
-        device_code: Some(device.device_code),
+        device_code: Some(device_code),
         ..TokenForm::default()
     };
     assert_eq!(

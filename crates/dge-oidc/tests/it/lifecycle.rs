@@ -5,7 +5,10 @@ use dge_oidc::AuthorizeOutcome;
 use dge_oidc::clients::{self, ChangeError, ClientChanges, ClientSettings, NewClient};
 use dge_oidc::token::{TokenForm, TokenResponse};
 
-use crate::backends::{ACCOUNT, ENGINES, Engine, NOW, REDIRECT, SECRET, World, client, world};
+use crate::backends::{
+    ACCOUNT, ENGINES, Engine, NOW, REDIRECT, SECRET, World, approved_device_code, client,
+    device_tool, world,
+};
 use crate::flows::{active, code, code_form, consented_code, grant, params, refresh_form};
 
 const ADMIN: &str = "account:admin";
@@ -258,16 +261,6 @@ async fn a_rotated_secret_replaces_the_old_one_at_once(engine: Engine) {
     assert_eq!(spa.secret_hash, None);
 }
 
-/// Registers `tool`, a client without redirect URIs (device grant only).
-async fn device_tool(w: &World) -> dge_oidc::clients::Client {
-    client(w, "tool", true, ClientSettings::default()).await;
-    sqlx::query("UPDATE oidc_clients SET redirect_uris = '[]' WHERE id = 'tool'")
-        .execute(w.db.pool())
-        .await
-        .unwrap();
-    clients::find(&w.db, "tool").await.unwrap().unwrap()
-}
-
 /// A removal ends everything the client was given, in one transaction, and a client
 /// registered later under the same id gets none of it back.
 async fn a_removed_client_leaves_nothing_behind(engine: Engine) {
@@ -285,18 +278,8 @@ async fn a_removed_client_leaves_nothing_behind(engine: Engine) {
     assert_eq!(count(&w, "consents", "tiers").await, 1);
     // A code issued and not yet exchanged, and an approved device code.
     let pending = code(&w, "tiers", &cookie).await;
-    let device = w
-        .provider
-        .device_authorize(&device_tool(&w).await, Some("openid"))
-        .await
-        .unwrap()
-        .map_err(|e| e.error)
-        .unwrap();
-    w.provider
-        .device_decide(&device.user_code, &cookie, ACCOUNT, NOW, true)
-        .await
-        .unwrap()
-        .expect("the device request");
+    let tool = device_tool(&w).await;
+    let approved = approved_device_code(&w, &tool, "openid", &cookie).await;
     // A device code nobody has answered yet, and an ID token the module kept.
     let waiting = w
         .provider
@@ -437,7 +420,7 @@ async fn a_removed_client_leaves_nothing_behind(engine: Engine) {
     );
     let poll = TokenForm {
         grant_type: Some(dge_oidc::device::DEVICE_GRANT.into()),
-        device_code: Some(device.device_code.clone()),
+        device_code: Some(approved.clone()),
         ..TokenForm::default()
     };
     assert_eq!(
