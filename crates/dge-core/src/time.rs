@@ -33,14 +33,17 @@ pub fn format_utc(unix: i64) -> String {
 }
 
 /// A lifetime as a French reader says it: « 48 heures », « 1 heure et 30 minutes »,
-/// « 20 minutes »; under a minute, « 1 minute » (a link never lasts less for the
-/// reader). Rounded down to the minute, never up: a link is not promised longer
-/// than it lasts.
+/// « 20 minutes », and under a minute « 20 secondes ». Rounded down to the minute,
+/// never up: a link is not promised longer than it lasts.
 #[must_use]
 pub fn duration_fr(secs: i64) -> String {
-    let minutes = (u64::try_from(secs).unwrap_or(0) / 60).max(1);
-    let (hours, minutes) = (minutes / 60, minutes % 60);
+    let secs = u64::try_from(secs).unwrap_or(0).max(1);
     let unit = |n: u64, word: &str| format!("{n} {word}{}", if n > 1 { "s" } else { "" });
+    if secs < 60 {
+        return unit(secs, "seconde");
+    }
+    let minutes = secs / 60;
+    let (hours, minutes) = (minutes / 60, minutes % 60);
     match (hours, minutes) {
         (0, m) => unit(m, "minute"),
         (h, 0) => unit(h, "heure"),
@@ -60,7 +63,11 @@ mod tests {
         assert_eq!(duration_fr(7_260), "2 heures et 1 minute");
         assert_eq!(duration_fr(3_599), "59 minutes");
         assert_eq!(duration_fr(120), "2 minutes");
-        assert_eq!(duration_fr(2), "1 minute");
+        assert_eq!(duration_fr(60), "1 minute");
+        assert_eq!(duration_fr(59), "59 secondes");
+        assert_eq!(duration_fr(20), "20 secondes");
+        assert_eq!(duration_fr(1), "1 seconde");
+        assert_eq!(duration_fr(0), "1 seconde");
     }
 
     #[test]
