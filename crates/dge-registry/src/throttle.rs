@@ -284,21 +284,26 @@ impl Registry {
                             self.email_lock(id).await?;
                         }
                     }
+                    // The count starts again once the lock is over.
+                    t.store.forget(&fail_key(PASSWORDS, &subject)).await?;
                     // The lock message only where the lock applies: a known address is
                     // told of a wrong password, as the next try there is not refused.
                     if !known || address_now_locked {
-                        // The count starts again once the lock is over.
-                        t.store.forget(&fail_key(PASSWORDS, &subject)).await?;
                         return Ok(Err(LoginError::Locked));
                     }
-                    // At a known address the count goes on, and with it the longest
-                    // delay: starting again at the lock gave a guesser there free
-                    // tries and short delays at every round.
                 }
                 // Delays follow the account's count: the address's only locks, at a
                 // higher count, so that people behind one shared address are not all
-                // slowed by one another's typos.
-                tokio::time::sleep(t.delay(failures)).await;
+                // slowed by one another's typos. While the account is locked, the
+                // failures a known address may still make there get the longest
+                // delay, wherever the lock was earned: the count started again at the
+                // lock would give a guesser there free tries and short delays.
+                let delay = if account_locked {
+                    Duration::from_millis(t.settings.delay_max_ms)
+                } else {
+                    t.delay(failures)
+                };
+                tokio::time::sleep(delay).await;
             }
         }
         Ok(outcome)
