@@ -136,7 +136,7 @@ impl Registry {
         let now = self.clock.now();
         let mut tx = self.db.begin().await?;
         let row = sqlx::query(
-            "SELECT id, email, given_name, login FROM accounts WHERE email_key = $1 AND status = 'unconfirmed'",
+            "SELECT id, email, login FROM accounts WHERE email_key = $1 AND status = 'unconfirmed'",
         )
         .bind(email_key)
         .fetch_optional(&mut *tx)
@@ -146,7 +146,6 @@ impl Registry {
         };
         let id: String = row.try_get("id")?;
         let email: String = row.try_get("email")?;
-        let given_name: String = row.try_get("given_name")?;
         let login: String = row.try_get("login")?;
         let sent = sqlx::query(
             "SELECT COUNT(*) AS n, MAX(created_at) AS last FROM email_tokens \
@@ -182,7 +181,8 @@ impl Registry {
                 &mut tx,
                 "confirm_email",
                 &email,
-                &given_name,
+                // No name for an unconfirmed address (see `Registry::sign_up`).
+                "",
                 json!({ "link": link, "valid_for": valid_for, "login": login }),
                 now,
             )
@@ -456,7 +456,8 @@ impl Registry {
                     &mut tx,
                     "email_change_confirm",
                     &address,
-                    &account.given_name,
+                    // No name for an address not confirmed yet (see `Registry::sign_up`).
+                    "",
                     json!({
                         "link": format!("{}/account/email/confirm?token={token}", self.settings.public_url),
                         "valid_for": valid_for,

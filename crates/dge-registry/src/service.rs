@@ -383,7 +383,10 @@ impl Registry {
                 conn,
                 "confirm_email",
                 &valid.email,
-                &valid.given_name,
+                // SECURITY: no greeting by name in a message to an address nobody has
+                // confirmed: the name was typed by whoever filled the form, maybe a
+                // stranger writing to someone else's mailbox through ours.
+                "",
                 json!({ "link": link, "valid_for": valid_for, "login": valid.login }),
                 now,
             )

@@ -407,6 +407,12 @@ async fn an_email_change_waits_for_the_new_address_and_tells_the_old_one() {
                 .await
                 .contains(&"email_change_requested".to_owned())
         );
+        // No greeting by name to an address not confirmed yet.
+        let body = last_mail(&s.db, stored_new, "email_change_confirm").await;
+        assert!(
+            body.starts_with("Bonjour,") && !body.contains("Camille"),
+            "{body}"
+        );
         let token = token_in(&s.db, stored_new, "email_change_confirm").await;
         let a = s.registry.confirm_email_change(&token).await.unwrap();
         assert_eq!(a.email, stored_new, "{engine:?}");

@@ -161,6 +161,38 @@ async fn sign_up_notices_to_an_address_in_use_are_rate_limited() {
     }
 }
 
+/// The name typed in the form is not in the email to the address nobody has confirmed
+/// yet, first sent or sent again: a stranger could write anything there.
+#[tokio::test]
+async fn the_confirmation_email_greets_nobody_by_name() {
+    for engine in ENGINES {
+        let s = services(engine).await;
+        let mut f = form("alice", "alice@nancy.fr");
+        f.given_name = "Mauricette".into();
+        s.registry.sign_up(&f).await.unwrap();
+        s.clock.advance(3600);
+        s.registry
+            .send_confirmation_again("alice@nancy.fr")
+            .await
+            .unwrap();
+        let bodies: Vec<String> = sqlx::query(
+            "SELECT body_text FROM outbox WHERE recipient = 'alice@nancy.fr' AND kind = 'confirm_email'",
+        )
+        .fetch_all(s.db.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get("body_text"))
+        .collect();
+        assert_eq!(bodies.len(), 2, "{engine:?}: sent, then sent again");
+        for body in bodies {
+            assert!(body.starts_with("Bonjour,"), "{engine:?}: {body}");
+            assert!(!body.contains("Mauricette"), "{engine:?}: {body}");
+            assert!(body.contains("« alice »"), "{engine:?}: the login is told");
+        }
+    }
+}
+
 #[tokio::test]
 async fn sign_ups_from_one_address_are_limited_and_the_refused_one_files_nothing() {
     for engine in ENGINES {
