@@ -257,6 +257,13 @@ fn longest_combining_run(s: &str) -> usize {
 /// ("Zalgo" text) spills over the lines above and below the name wherever it is shown.
 fn name_field(v: &mut Violations, field: &'static str, raw: &str, required: &str) -> String {
     let value = text_field(v, field, raw, Some(required), NAME_MAX, false);
+    // One space between words: sixty spaces in a greeting push what follows out of
+    // sight.
+    let value = value
+        .split(' ')
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
     if v.message_for(field).is_none() && has_stacked_marks(&value) {
         v.add(
             field,
@@ -297,6 +304,27 @@ fn is_plain_name(name: &str) -> bool {
             .all(unicode_security::MixedScript::is_single_script)
 }
 
+fn is_latin(c: char) -> bool {
+    use unicode_script::{Script, UnicodeScript};
+    c.script() == Script::Latin
+}
+
+fn same_script(a: char, b: char) -> bool {
+    use unicode_script::UnicodeScript;
+    a.is_alphabetic() && a.script() == b.script()
+}
+
+/// Whether the letter `c` is confusable with a dot, a slash, a colon or an at sign
+/// (its UTS #39 skeleton is that one character).
+fn looks_like_punctuation(c: char) -> bool {
+    let mut buf = [0_u8; 4];
+    let mut skeleton = unicode_security::confusable_detection::skeleton(c.encode_utf8(&mut buf));
+    matches!(
+        (skeleton.next(), skeleton.next()),
+        (Some('.' | '/' | ':' | '@' | '\\' | '\u{00B7}' | '|'), None)
+    )
+}
+
 fn is_mark(c: char) -> bool {
     use unicode_properties::{GeneralCategoryGroup, UnicodeGeneralCategory};
     c.general_category_group() == GeneralCategoryGroup::Mark
@@ -333,17 +361,49 @@ fn is_plain_name_text(name: &str) -> bool {
             && (letter(chars[i - 1]) || mark(chars[i - 1]))
             && chars.get(i + 1).is_some_and(|&c| letter(c))
     };
+    // A short word before the dot (`Jr.`, `St.`, `Ste.`), then the end or a space.
+    let abbreviation_before = |i: usize| {
+        let mut j = i;
+        while j > 0 && (letter(chars[j - 1]) || mark(chars[j - 1])) {
+            j -= 1;
+        }
+        let word = chars[j..i].iter().filter(|&&c| letter(c)).count();
+        (2..=3).contains(&word) && matches!(chars.get(i + 1), None | Some(' '))
+    };
+    // Both neighbours letters, and neither Latin: the separator of transliterated
+    // names in Chinese (`阿依古丽·买买提`), Japanese (`ジョン・スミス`).
+    let between_non_latin = |i: usize| {
+        between_letters(i)
+            && !is_latin(chars[i - 1])
+            && !chars.get(i + 1).is_some_and(|&c| is_latin(c))
+    };
+    // Catalan's `l·l` (`Gal·la`), whatever the case.
+    let catalan = |i: usize| {
+        i > 0 && matches!(chars[i - 1], 'l' | 'L') && matches!(chars.get(i + 1), Some('l' | 'L'))
+    };
+    // A letter that looks like a dot, a slash or a colon (UTS #39 confusables: `ꞏ`,
+    // `ꓸ`, `ː`) only inside a word of its own script, never Latin: `wwwꞏevilꞏcom` and
+    // `evil ꓸ com` must not read as addresses.
+    let punctuation_like = |i: usize| {
+        let c = chars[i];
+        looks_like_punctuation(c)
+            && (is_latin(c)
+                || i == 0
+                || !same_script(chars[i - 1], c)
+                || !chars.get(i + 1).is_some_and(|&n| same_script(n, c)))
+    };
     let mut letters = false;
     for (i, &c) in chars.iter().enumerate() {
         let ok = match c {
             ' ' | '\'' | '\u{2019}' | '-' | '\u{2010}' | '\u{2011}' | '\u{2013}' => true,
-            '.' => initial_before(i) && fine_after_dot(i),
-            '\u{00B7}' | '\u{30FB}' => between_letters(i),
+            '.' => (initial_before(i) && fine_after_dot(i)) || abbreviation_before(i),
+            '\u{00B7}' => catalan(i) || between_non_latin(i),
+            '\u{30FB}' => between_non_latin(i),
             // Kept only where a script needs them (`is_joiner_in_context`).
             '\u{200C}' | '\u{200D}' => between_letters(i),
             c if letter(c) => {
                 letters = true;
-                true
+                !punctuation_like(i)
             }
             c => mark(c),
         };
@@ -823,6 +883,17 @@ mod tests {
             "evil\u{A4F8}example\u{141F}reset",
             // A Cyrillic letter inside a Latin word.
             "Pa\u{0443}l",
+            // Letters that look like dots or colons (a tester's finds): Latin ones
+            // anywhere, others alone.
+            "www\u{A78F}evil\u{A78F}com",
+            "evil \u{A4F8} com",
+            "https\u{2D0}\u{1C0}\u{1C0}evil",
+            // A middle dot between Latin letters other than Catalan's l·l.
+            "www\u{B7}evil\u{B7}com",
+            "evil\u{30FB}com",
+            // A dot after a long word, or inside one.
+            "Dupont. Jean",
+            "ab.cd",
         ] {
             let mut f = good();
             f.given_name = bad.into();
@@ -868,11 +939,27 @@ mod tests {
             "\u{AE40}\u{BBFC}\u{C900}",
             // Several scripts, each word of one.
             "Marie \u{674E}",
+            // Abbreviations, Catalan's geminate l, Japanese transliteration.
+            "Dupont Jr.",
+            "St. John",
+            "Ste. Marie",
+            "GAL\u{B7}LA",
+            "\u{30B8}\u{30E7}\u{30F3}\u{30FB}\u{30B9}\u{30DF}\u{30B9}",
+            "Gwenc'hlan",
+            "A\u{2BB}isha",
         ] {
             let mut f = good();
             f.given_name = ok.into();
             assert_eq!(fields(&f), [], "{ok:?}");
         }
+    }
+
+    #[test]
+    fn runs_of_spaces_in_names_become_one() {
+        let mut f = good();
+        f.given_name = format!("Jean{}X", " ".repeat(60));
+        let valid = f.validate().unwrap();
+        assert_eq!(valid.given_name, "Jean X");
     }
 
     #[test]
