@@ -28,6 +28,8 @@ pub enum Actor {
         label: String,
         /// Organisation ids.
         organisations: Vec<String>,
+        /// Their own account, which they may not manage.
+        account_id: String,
     },
 }
 
@@ -68,6 +70,7 @@ impl Actor {
         Ok(Self::OrganisationAdmin {
             label: caller.actor(),
             organisations,
+            account_id: id.clone(),
         })
     }
 
@@ -82,12 +85,35 @@ impl Actor {
     /// Whether this actor may decide on and grant rights to `account`.
     #[must_use]
     pub fn may_manage(&self, account: &Account) -> bool {
+        self.may_not_manage(account).is_none()
+    }
+
+    /// Why this actor may not decide on or grant rights to `account`, if so: an
+    /// account outside a delegated administrator's organisations is not found (they
+    /// learn nothing of it); their own account, or a global administrator's in their
+    /// organisation, is not allowed (a delegated administrator granting themselves
+    /// any right, or taking a global administrator's away, was a tester's finding).
+    #[must_use]
+    pub fn may_not_manage(&self, account: &Account) -> Option<Error> {
         match self {
-            Self::Admin { .. } => true,
-            Self::OrganisationAdmin { organisations, .. } => account
-                .organisation_id
-                .as_ref()
-                .is_some_and(|o| organisations.contains(o)),
+            Self::Admin { .. } => None,
+            Self::OrganisationAdmin {
+                organisations,
+                account_id,
+                ..
+            } => {
+                let member = account
+                    .organisation_id
+                    .as_ref()
+                    .is_some_and(|o| organisations.contains(o));
+                if !member {
+                    Some(Error::AccountNotFound)
+                } else if account.id == *account_id || account.is_admin {
+                    Some(Error::NotAllowed)
+                } else {
+                    None
+                }
+            }
         }
     }
 

@@ -65,10 +65,9 @@ impl Workflow {
             .ok_or(Error::AccountNotFound)?;
         // A delegated administrator learns nothing about accounts outside their
         // organisations, not even that they exist.
-        if actor.may_manage(&account) {
-            Ok(account)
-        } else {
-            Err(Error::AccountNotFound)
+        match actor.may_not_manage(&account) {
+            None => Ok(account),
+            Some(refusal) => Err(refusal),
         }
     }
 

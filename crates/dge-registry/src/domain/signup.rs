@@ -640,8 +640,34 @@ fn check_login(v: &mut Violations, raw: &str) -> (String, String) {
             "reserved",
             "Ce login est réservé ; choisissez-en un autre.",
         );
+    } else if looks_like_a_domain(&key) {
+        v.add(
+            "login",
+            "domain_like",
+            "Un login ne peut pas ressembler à une adresse de site (comme « nom.fr ») ; \
+             choisissez-en un autre, par exemple « prenom.nom ».",
+        );
     }
     (login, key)
+}
+
+/// Top-level domains a site address of a phishing message would most likely end
+/// with (France's, the common generic ones, the neighbours').
+// Not every TLD: a list of all (1 500, with `.paris` and `.alsace`) would refuse
+// real logins; these are the ones people read as a site without a second look.
+const SITE_ENDINGS: &[&str] = &[
+    "fr", "com", "net", "org", "eu", "info", "io", "gouv", "gov", "app", "dev", "online", "site",
+    "link", "click", "xyz", "top", "biz", "co", "me", "be", "ch", "lu", "de", "uk",
+];
+
+/// Whether a login (lower case) reads as a site address (`datagrandest-secu.fr`,
+/// `www.x`): the sign-up's confirmation email names the login, and mail programs turn
+/// such names into links, in an email from us to an address nobody has confirmed.
+fn looks_like_a_domain(key: &str) -> bool {
+    key.starts_with("www.")
+        || key
+            .rsplit_once('.')
+            .is_some_and(|(head, end)| !head.is_empty() && SITE_ENDINGS.contains(&end))
 }
 
 impl SignUpForm {
@@ -950,6 +976,32 @@ mod tests {
         ] {
             let mut f = good();
             f.given_name = ok.into();
+            assert_eq!(fields(&f), [], "{ok:?}");
+        }
+    }
+
+    #[test]
+    fn logins_that_read_as_a_site_address_are_refused() {
+        for bad in [
+            "datagrandest-secu.fr",
+            "Evil.COM",
+            "www.impots",
+            "jean.dupont.eu",
+        ] {
+            let mut f = good();
+            f.login = bad.into();
+            assert_eq!(fields(&f), [("login", "domain_like")], "{bad:?}");
+        }
+        for ok in [
+            "jean.dupont",
+            "j.fr-martin",
+            "frcom",
+            "marie_fr",
+            "paul.frank",
+            "fr.dupont",
+        ] {
+            let mut f = good();
+            f.login = ok.into();
             assert_eq!(fields(&f), [], "{ok:?}");
         }
     }

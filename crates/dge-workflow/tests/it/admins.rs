@@ -180,6 +180,31 @@ async fn nobody_but_a_global_administrator_manages_administrators() {
             s.workflow.revoke_admin(&delegated, "alice", "").await,
             Err(Error::NotAllowed)
         ));
+        // No rights to oneself, none given to or taken from a global administrator
+        // of the organisation; a plain member's still are.
+        account(&s, "bruno", true, Some(true)).await;
+        for (who, what) in [("chef", "oneself"), ("alice", "a global administrator")] {
+            assert!(
+                matches!(
+                    s.workflow
+                        .grant(&delegated, who, "datahub:publish", "", None)
+                        .await,
+                    Err(Error::NotAllowed)
+                ),
+                "{engine:?}: a right granted to {what}"
+            );
+            assert!(
+                matches!(
+                    s.workflow.revoke(&delegated, who, "datahub:publish").await,
+                    Err(Error::NotAllowed)
+                ),
+                "{engine:?}: a right revoked from {what}"
+            );
+        }
+        s.workflow
+            .grant(&delegated, "bruno", "datahub:publish", "", None)
+            .await
+            .unwrap();
         assert!(is_admin(&s, "alice").await);
         assert!(!is_admin(&s, "chef").await);
         let plain = Caller::Account {
