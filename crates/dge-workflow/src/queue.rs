@@ -8,6 +8,9 @@ use sqlx::Row;
 
 use crate::{Actor, Error, Result, Workflow};
 
+/// The longest text a search of the queue takes.
+pub const TEXT_MAX: usize = 200;
+
 /// Filters of the pending queue.
 #[derive(Debug, Clone, Default)]
 pub struct PendingFilter {
@@ -35,7 +38,8 @@ impl Workflow {
     /// One page of the pending queue, and the token of the next page.
     ///
     /// # Errors
-    /// [`Error::Invalid`] for a bad page token; storage errors.
+    /// [`Error::Invalid`] for a bad page token or a text over [`TEXT_MAX`]
+    /// characters; storage errors.
     pub async fn pending(
         &self,
         actor: &Actor,
@@ -54,6 +58,19 @@ impl Workflow {
             decode_cursor(page_token)
                 .ok_or_else(|| Error::field("page_token", "invalid", "jeton de page invalide"))?
         };
+        // A search is a few words; SQLite refuses LIKE patterns over 50 000 bytes,
+        // which answered INTERNAL (a tester's finding).
+        if filter
+            .text
+            .as_deref()
+            .is_some_and(|t| t.trim().chars().count() > TEXT_MAX)
+        {
+            return Err(Error::field(
+                "text",
+                "too_long",
+                &format!("le texte cherché ne peut pas dépasser {TEXT_MAX} caractères"),
+            ));
+        }
         let text = filter
             .text
             .as_deref()

@@ -296,12 +296,16 @@ fn name_field(v: &mut Violations, field: &'static str, raw: &str, required: &str
 // names of any script are welcome, so only a confusables check against the
 // portal's own words could, and none is kept.
 fn is_plain_name(name: &str) -> bool {
-    is_plain_name_text(name)
-        && name
-            .split(|c: char| {
-                !(c.is_alphabetic() || is_mark(c) || c == '\u{200C}' || c == '\u{200D}')
-            })
-            .all(unicode_security::MixedScript::is_single_script)
+    is_plain_name_text(name) && !has_mixed_script_words(name)
+}
+
+/// Whether a word of `s` (a run of letters and marks) mixes scripts (UTS #39,
+/// Japanese and Korean mixes allowed): `Ville de Nanсy` with a Cyrillic `с` must not
+/// pass for `Ville de Nancy` in an organisation's or a person's name.
+#[must_use]
+pub fn has_mixed_script_words(s: &str) -> bool {
+    !s.split(|c: char| !(c.is_alphabetic() || is_mark(c) || c == '\u{200C}' || c == '\u{200D}'))
+        .all(unicode_security::MixedScript::is_single_script)
 }
 
 fn is_latin(c: char) -> bool {
@@ -735,6 +739,15 @@ impl SignUpForm {
                 "Choisissez votre organisme dans la liste ou indiquez le nom d'un organisme \
                  absent de la liste, pas les deux.",
             );
+        } else if v.message_for("proposed_organisation").is_none()
+            && has_mixed_script_words(&proposed)
+        {
+            v.add(
+                "proposed_organisation",
+                "mixed_scripts",
+                "Un mot du nom mélange des alphabets différents (par exemple une lettre \
+                 cyrillique parmi des lettres latines) : écrivez-le dans un seul alphabet.",
+            );
         }
         let description = text_field(
             &mut v,
@@ -1004,6 +1017,17 @@ mod tests {
             f.login = ok.into();
             assert_eq!(fields(&f), [], "{ok:?}");
         }
+    }
+
+    #[test]
+    fn a_proposed_organisation_mixing_scripts_in_a_word_is_refused() {
+        let mut f = good();
+        f.organisation_id = String::new();
+        f.proposed_organisation = "R\u{E9}gion Grand \u{415}st".into();
+        assert_eq!(fields(&f), [("proposed_organisation", "mixed_scripts")]);
+        f.proposed_organisation =
+            "Syndicat des eaux \u{2014} \u{41C}\u{43E}\u{441}\u{43A}\u{432}\u{430}".into();
+        assert_eq!(fields(&f), []);
     }
 
     #[test]

@@ -167,6 +167,18 @@ async fn the_pending_queue_filters_and_pages_oldest_first() {
             logins(&s.workflow.pending(&a, &text, 10, "").await.unwrap().0),
             ["chloe"]
         );
+        // A text past its limit is a field error, not a storage failure.
+        let huge = PendingFilter {
+            text: Some("x".repeat(50_001)),
+            ..PendingFilter::default()
+        };
+        match s.workflow.pending(&a, &huge, 10, "").await {
+            Err(dge_workflow::Error::Invalid(v)) => {
+                let codes: Vec<_> = v.iter().map(|x| (x.field, x.code)).collect();
+                assert_eq!(codes, [("text", "too_long")], "{engine:?}");
+            }
+            other => panic!("{engine:?}: {other:?}"),
+        }
         let old = PendingFilter {
             min_age_secs: 250,
             ..PendingFilter::default()

@@ -243,6 +243,20 @@ fn read_csv(
         if record.iter().all(str::is_empty) {
             continue;
         }
+        // More fields than columns: a comma left unquoted in a name or between
+        // domains, and what follows it would be lost without a word.
+        if record.len() > header.len() {
+            unreadable.push(Unreadable {
+                line,
+                reason: format!(
+                    "{} champs pour {} colonnes : mettez entre guillemets un nom qui contient \
+                     une virgule, et séparez les domaines par des espaces",
+                    record.len(),
+                    header.len()
+                ),
+            });
+            continue;
+        }
         let field = |at: Option<usize>| at.and_then(|i| record.get(i)).unwrap_or("").to_owned();
         let Ok(trusted) = parse_yes_no(&field(trusted_at)) else {
             unreadable.push(Unreadable {
@@ -398,7 +412,8 @@ mod tests {
                     \"Ville de Metz, mairie\",oui,21570463000019,metz.fr mairie-metz.fr\n\
                     \n\
                     Commune de Sélestat,peut-être,,\n\
-                    ATMO,0,82064707200017,\n";
+                    ATMO,0,82064707200017,\n\
+                    Ville de Lunéville,,non,luneville.fr,mairie-luneville.fr\n";
         let (rows, unreadable) = read_csv(text, false).expect("header");
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].line, 2);
@@ -409,12 +424,18 @@ mod tests {
         assert!(!rows[0].strict);
         assert_eq!(rows[1].line, 5);
         assert!(!rows[1].trusted);
+        assert_eq!(unreadable.len(), 2, "{unreadable:?}");
         assert_eq!(
-            unreadable,
-            [Unreadable {
+            unreadable[0],
+            Unreadable {
                 line: 4,
                 reason: "trusted : oui/non, yes/no, true/false ou 1/0 attendu".to_owned()
-            }]
+            }
+        );
+        assert_eq!(unreadable[1].line, 6);
+        assert!(
+            unreadable[1].reason.starts_with("5 champs pour 4 colonnes"),
+            "{unreadable:?}"
         );
     }
 }
