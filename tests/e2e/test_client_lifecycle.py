@@ -200,6 +200,14 @@ def test_bad_changes_get_their_status_and_change_nothing(dgectl, admin_grpc, dat
     ]:
         error = refused_status(lambda m=method, r=request: admin_grpc.call(m, r))
         assert error.code() == grpc.StatusCode.NOT_FOUND
+    # An empty id is a field error, not an unknown client.
+    for method, request in [
+        (clients.RotateClientSecret, pb.RotateClientSecretRequest(id=" ")),
+        (clients.RemoveClient, pb.RemoveClientRequest(id="")),
+    ]:
+        error = refused_status(lambda m=method, r=request: admin_grpc.call(m, r))
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert bad_request_fields(error) == {"id"}
 
     public = register_client(dgectl, "public", "--public")
     error = refused_status(

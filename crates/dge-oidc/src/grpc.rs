@@ -128,6 +128,7 @@ impl ClientRegistry for ClientRegistryService {
     ) -> Result<Response<pb::RotateClientSecretResponse>, Status> {
         let caller = self.auth.require_admin(request.metadata()).await?;
         let id = request.into_inner().id.trim().to_owned();
+        required_id(&id)?;
         let actor = caller.actor();
         let secret = clients::lifecycle::rotate_secret(&self.db, &id, &actor, self.auth.now())
             .await
@@ -144,6 +145,7 @@ impl ClientRegistry for ClientRegistryService {
     ) -> Result<Response<pb::RemoveClientResponse>, Status> {
         let caller = self.auth.require_admin(request.metadata()).await?;
         let id = request.into_inner().id.trim().to_owned();
+        required_id(&id)?;
         let actor = caller.actor();
         let removed = clients::lifecycle::remove(&self.db, &id, &actor, self.auth.now())
             .await
@@ -209,4 +211,14 @@ fn from_proto(s: pb::ClientSettings) -> ClientSettings {
         backchannel_logout_uri: some(s.backchannel_logout_uri),
         jwks: some(s.jwks),
     }
+}
+
+/// An empty client id is a field error, not an unknown client.
+fn required_id(id: &str) -> Result<(), Status> {
+    if id.is_empty() {
+        let mut v = dge_core::Violations::new();
+        v.add("id", "required", "l'identifiant du client est obligatoire");
+        return Err(v.into_status());
+    }
+    Ok(())
 }

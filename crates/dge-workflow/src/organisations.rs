@@ -513,7 +513,12 @@ impl Workflow {
         actor.require_admin()?;
         let from = self.organisation(source).await?;
         let into = self.organisation(target).await?;
-        if from.status != "proposed" || from.id == into.id {
+        if from.id == into.id {
+            return Err(Error::WrongState(
+                "an organisation cannot be merged into itself".into(),
+            ));
+        }
+        if from.status != "proposed" {
             return Err(Error::WrongState(
                 "only a proposed organisation can be merged into another".into(),
             ));

@@ -89,11 +89,18 @@ impl Workflow {
     /// [`Error::Invalid`] without a reason, then as [`Self::approve`].
     pub async fn reject(&self, actor: &Actor, key: &str, reason: &str) -> Result<Account> {
         let reason = reason.trim();
-        if reason.is_empty() || reason.chars().count() > REASON_MAX {
+        if reason.is_empty() {
             return Err(Error::field(
                 "reason",
                 "required",
                 "le motif du refus est obligatoire (2000 caractères au plus)",
+            ));
+        }
+        if reason.chars().count() > REASON_MAX {
+            return Err(Error::field(
+                "reason",
+                "too_long",
+                "le motif du refus ne peut pas dépasser 2000 caractères",
             ));
         }
         self.decide(actor, key, AccountStatus::Rejected, reason, &[])
@@ -122,10 +129,15 @@ impl Workflow {
         .execute(&mut *tx)
         .await?;
         if changed.rows_affected() != 1 {
-            return Err(Error::WrongState(format!(
-                "account is {}, not pending",
-                account.status.as_str()
-            )));
+            // Read when the call began: pending then means another decision took it
+            // in between.
+            return Err(Error::WrongState(
+                if account.status == AccountStatus::Pending {
+                    "account was decided meanwhile by another call, not pending any more".into()
+                } else {
+                    format!("account is {}, not pending", account.status.as_str())
+                },
+            ));
         }
         let mut granted = Vec::new();
         for right in rights {
