@@ -314,6 +314,27 @@ impl Registry {
                 );
             }
         }
+        // A proposed organisation that is in the list already (in another case): the
+        // person is sent to the list rather than filed under a copy of it.
+        if let Some(name) = &valid.proposed_organisation {
+            let listed = sqlx::query(
+                "SELECT name FROM organisations WHERE name_key = $1 AND status = 'active'",
+            )
+            .bind(name.to_lowercase())
+            .fetch_optional(&mut *conn)
+            .await?;
+            if let Some(row) = listed {
+                let listed: String = row.try_get("name")?;
+                v.add(
+                    "proposed_organisation",
+                    "listed",
+                    format!(
+                        "« {listed} » figure déjà dans la liste des organismes : \
+                         choisissez-le dans la liste."
+                    ),
+                );
+            }
+        }
         // A login is taken by an account or by a reservation (a sign-up whose address
         // was in use): both answer the same, so the answer tells nothing of addresses.
         let login_taken = sqlx::query(
