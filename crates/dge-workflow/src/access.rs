@@ -1,8 +1,9 @@
 //! Who may act on which account.
 //!
-//! Administrators act on everything. A delegated organisation administrator
-//! validates and manages rights for the members of their own organisations only,
-//! and cannot touch the directory, modules or roles.
+//! Administrators act on everything. A delegated organisation administrator, with
+//! two-step verification, validates and manages rights for the other members of
+//! their own organisations only (not themselves, not global administrators), and
+//! cannot touch the directory, modules or roles.
 
 use dge_authz::Caller;
 use dge_registry::Account;
@@ -66,6 +67,17 @@ impl Actor {
             .collect::<sqlx::Result<Vec<String>>>()?;
         if organisations.is_empty() {
             return Err(Error::NotAllowed);
+        }
+        // They validate accounts and grant rights: two-step verification, as for a
+        // global administrator (before 2026-12-06 a password alone was enough).
+        let enrolled = sqlx::query(
+            "SELECT 1 AS ok FROM account_mfa WHERE account_id = $1 AND confirmed_at IS NOT NULL",
+        )
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await?;
+        if enrolled.is_none() {
+            return Err(Error::MfaRequired);
         }
         Ok(Self::OrganisationAdmin {
             label: caller.actor(),

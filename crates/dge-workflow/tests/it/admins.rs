@@ -49,6 +49,7 @@ fn violation(err: Error) -> (&'static str, &'static str) {
 }
 
 async fn person(s: &Services, id: &str, admin: bool) -> Actor {
+    crate::backends::enrol_mfa(&s.db, id).await;
     let caller = Caller::Account {
         id: id.into(),
         client_id: "dgectl".into(),
@@ -161,6 +162,17 @@ async fn nobody_but_a_global_administrator_manages_administrators() {
             .add_organisation_admin(&admin(), "chef")
             .await
             .unwrap();
+        // Without two-step verification, no power.
+        let bare = Caller::Account {
+            id: chef.clone(),
+            client_id: "dgectl".into(),
+            admin: false,
+            mfa_missing: false,
+        };
+        assert!(matches!(
+            Actor::of(&s.db, &bare).await,
+            Err(Error::MfaRequired)
+        ));
         let delegated = person(&s, &chef, false).await;
         assert!(matches!(delegated, Actor::OrganisationAdmin { .. }));
         assert!(matches!(

@@ -89,3 +89,16 @@ pub(crate) async fn services(engine: Engine) -> Services {
         _scratch: scratch,
     }
 }
+
+/// Marks the account as enrolled in two-step verification (a delegated or global
+/// administrator needs it); the secret is never used by these tests.
+pub(crate) async fn enrol_mfa(db: &Db, account_id: &str) {
+    sqlx::query(
+        "INSERT INTO account_mfa (account_id, secret_sealed, confirmed_at, created_at) \
+         VALUES ($1, 'unused', 0, 0) ON CONFLICT (account_id) DO NOTHING",
+    )
+    .bind(account_id)
+    .execute(db.pool())
+    .await
+    .unwrap();
+}

@@ -228,6 +228,7 @@ async fn a_delegated_administrator_acts_on_their_organisation_only() {
             .unwrap()
             .unwrap()
             .id;
+        crate::backends::enrol_mfa(&s.db, &chef_id).await;
         let caller = dge_authz::Caller::Account {
             id: chef_id,
             client_id: "datahub".into(),
