@@ -98,6 +98,25 @@ impl RefreshToken {
     pub fn usable(&self, now: i64) -> bool {
         self.used_at.is_none() && self.revoked_at.is_none() && self.expires_at > now
     }
+
+    /// Whether the session it came from still holds it. Without `offline_access` a
+    /// refresh token lasts as long as that session (OIDC Core §11): once it has expired
+    /// or been closed, the token is refused by the refresh grant and inactive to
+    /// introspection alike. With it, the token outlives the session's hours, up to its
+    /// own 30 days (a logout still revokes it).
+    ///
+    /// # Errors
+    /// The session store failed.
+    pub async fn session_holds(&self, sessions: &Sessions, now: i64) -> Result<bool, SessionError> {
+        if self.scope.split(' ').any(|s| s == "offline_access") {
+            return Ok(true);
+        }
+        let Some(session) = self.session_hash.as_deref() else {
+            return Ok(true);
+        };
+        let live = sessions.get(session, now).await?;
+        Ok(live.is_some_and(|(account_id, _)| account_id == self.account_id))
+    }
 }
 
 /// A refresh token to issue.
@@ -370,16 +389,11 @@ async fn inspect_refresh(
     let Some(r) = find_refresh(db, token).await? else {
         return Ok(None);
     };
-    if !r.usable(now) || !account_active(db, &r.account_id).await? {
-        return Ok(None);
-    }
-    if !r.scope.split(' ').any(|s| s == "offline_access")
-        && let Some(session) = r.session_hash.as_deref()
+    if !r.usable(now)
+        || !account_active(db, &r.account_id).await?
+        || !r.session_holds(sessions, now).await?
     {
-        let live = sessions.get(session, now).await?;
-        if live.is_none_or(|(account_id, _)| account_id != r.account_id) {
-            return Ok(None);
-        }
+        return Ok(None);
     }
     Ok(Some(TokenInfo {
         kind: TokenKind::Refresh,

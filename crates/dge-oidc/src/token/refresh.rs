@@ -52,17 +52,8 @@ impl Provider {
             }
             _ => old.scope.clone(),
         };
-        // Without `offline_access` a refresh token lasts as long as the session it came
-        // from (OIDC Core §11): once that session has expired or been closed, it is
-        // refused. With it, the token outlives the session's hours, up to its own 30
-        // days (a logout still revokes it).
-        if !granted.contains(&"offline_access")
-            && let Some(session) = old.session_hash.as_deref()
-        {
-            let live = self.sessions.get(session, now).await?;
-            if live.is_none_or(|(account_id, _)| account_id != old.account_id) {
-                return Ok(Err(bad_grant()));
-            }
+        if !old.session_holds(&self.sessions, now).await? {
+            return Ok(Err(bad_grant()));
         }
         let Some(account) = find_account(&self.db, &old.account_id).await? else {
             return Ok(Err(bad_grant()));
