@@ -698,50 +698,44 @@ mod tests {
         .unwrap_err();
         let fields: Vec<_> = bad.iter().map(|v| v.field).collect();
         assert_eq!(fields, ["name", "siret", "email_domains", "email_domains"]);
+        // The codes of what is wrong with an organisation of this name and domains.
+        let refused = |name: &str, email_domains: Vec<String>| {
+            let bad = clean(&NewOrganisation {
+                name: name.into(),
+                siret: String::new(),
+                trusted: false,
+                email_domains,
+            })
+            .unwrap_err();
+            bad.iter().map(|v| (v.field, v.code)).collect::<Vec<_>>()
+        };
         for name in [
             "Région\u{200B} Grand Est",
             "Région\u{2060}Grand Est",
             "Ré\u{AD}gion",
             "Région\nGrand Est",
         ] {
-            let bad = clean(&NewOrganisation {
-                name: name.into(),
-                siret: String::new(),
-                trusted: false,
-                email_domains: Vec::new(),
-            })
-            .unwrap_err();
-            let codes: Vec<_> = bad.iter().map(|v| (v.field, v.code)).collect();
-            assert_eq!(codes, [("name", "control_characters")], "{name:?}");
+            assert_eq!(
+                refused(name, Vec::new()),
+                [("name", "control_characters")],
+                "{name:?}"
+            );
         }
-        let piled = clean(&NewOrganisation {
-            name: "Mx\u{301}\u{302}\u{303}\u{304}tz".into(),
-            siret: String::new(),
-            trusted: false,
-            email_domains: Vec::new(),
-        })
-        .unwrap_err();
-        let codes: Vec<_> = piled.iter().map(|v| (v.field, v.code)).collect();
-        assert_eq!(codes, [("name", "combining_marks")]);
-        let crowded = clean(&NewOrganisation {
-            name: "Ville de Metz".into(),
-            siret: String::new(),
-            trusted: false,
-            email_domains: (0..=DOMAINS_MAX).map(|n| format!("d{n}.metz.fr")).collect(),
-        })
-        .unwrap_err();
-        let codes: Vec<_> = crowded.iter().map(|v| (v.field, v.code)).collect();
-        assert_eq!(codes, [("email_domains", "too_many")]);
+        assert_eq!(
+            refused("Mx\u{301}\u{302}\u{303}\u{304}tz", Vec::new()),
+            [("name", "combining_marks")]
+        );
+        let crowded = (0..=DOMAINS_MAX).map(|n| format!("d{n}.metz.fr")).collect();
+        assert_eq!(
+            refused("Ville de Metz", crowded),
+            [("email_domains", "too_many")]
+        );
         for lookalike in ["Ville de Nan\u{441}y", "R\u{E9}gion Grand \u{415}st"] {
-            let mixed = clean(&NewOrganisation {
-                name: lookalike.into(),
-                siret: String::new(),
-                trusted: false,
-                email_domains: Vec::new(),
-            })
-            .unwrap_err();
-            let codes: Vec<_> = mixed.iter().map(|v| (v.field, v.code)).collect();
-            assert_eq!(codes, [("name", "mixed_scripts")], "{lookalike:?}");
+            assert_eq!(
+                refused(lookalike, Vec::new()),
+                [("name", "mixed_scripts")],
+                "{lookalike:?}"
+            );
         }
     }
 }

@@ -300,21 +300,32 @@ async fn spraying_from_one_address_locks_the_address(backend: Backend) {
     );
 }
 
-async fn both_locks_stop_even_a_known_address(backend: Backend) {
+/// A registry with `throttle` on `backend` whose account `cmartin` has logged in from
+/// `address`, which it therefore knows.
+async fn known_at(
+    backend: Backend,
+    throttle: ThrottleSettings,
+    address: &str,
+) -> (Services, Registry) {
     let (s, _, _) = setup(backend).await;
     let (a, _) = stores(backend).await;
+    let one = s.registry.clone().with_throttle(a, throttle);
+    let r = one
+        .login("cmartin", &secret(PASSWORD), address)
+        .await
+        .unwrap();
+    assert_eq!(outcome(&r), Ok("cmartin"), "{backend:?}");
+    (s, one)
+}
+
+async fn both_locks_stop_even_a_known_address(backend: Backend) {
     let both = ThrottleSettings {
         lock_after: 3,
         address_lock_after: 3,
         lock_secs: 60,
         ..settings()
     };
-    let one = s.registry.clone().with_throttle(a, both);
-    let r = one
-        .login("cmartin", &secret(PASSWORD), "203.0.113.201")
-        .await
-        .unwrap();
-    assert_eq!(outcome(&r), Ok("cmartin"));
+    let (_s, one) = known_at(backend, both, "203.0.113.201").await;
     let wrong = secret("Pas-le-bon-mot-de-passe-1");
     // Three failures on cmartin from its known address: account and address locked.
     for _ in 0..3 {
@@ -335,20 +346,13 @@ async fn both_locks_stop_even_a_known_address(backend: Backend) {
 /// account is locked elsewhere (the lock spares that address, so the lock message would
 /// be false there), and the owner is emailed once, not at each round of failures.
 async fn a_known_address_is_told_of_wrong_passwords_and_the_lock_is_emailed_once(backend: Backend) {
-    let (s, _, _) = setup(backend).await;
-    let (a, _) = stores(backend).await;
     let long_lock = ThrottleSettings {
         delay_base_ms: 1,
         delay_max_ms: 2,
         lock_secs: 60,
         ..settings()
     };
-    let one = s.registry.clone().with_throttle(a, long_lock);
-    let r = one
-        .login("cmartin", &secret(PASSWORD), "192.0.2.10")
-        .await
-        .unwrap();
-    assert_eq!(outcome(&r), Ok("cmartin"));
+    let (s, one) = known_at(backend, long_lock, "192.0.2.10").await;
     let wrong = secret("Pas-le-bon-mot-de-passe-1");
     for round in 0..8 {
         let r = one.login("cmartin", &wrong, "192.0.2.10").await.unwrap();
@@ -375,18 +379,11 @@ async fn a_known_address_is_told_of_wrong_passwords_and_the_lock_is_emailed_once
 /// does not start again at the lock, which gave a guesser there free tries and short
 /// delays at every round of `lock_after` failures.
 async fn a_known_address_keeps_the_longest_delay_past_the_lock(backend: Backend) {
-    let (s, _, _) = setup(backend).await;
-    let (a, _) = stores(backend).await;
     let throttle = ThrottleSettings {
         lock_secs: 60,
         ..settings()
     };
-    let one = s.registry.clone().with_throttle(a, throttle.clone());
-    let r = one
-        .login("cmartin", &secret(PASSWORD), "192.0.2.10")
-        .await
-        .unwrap();
-    assert_eq!(outcome(&r), Ok("cmartin"));
+    let (_s, one) = known_at(backend, throttle.clone(), "192.0.2.10").await;
     let wrong = secret("Pas-le-bon-mot-de-passe-1");
     let longest = Duration::from_millis(throttle.delay_max_ms);
     // The lock earned elsewhere, then at the known address itself.
