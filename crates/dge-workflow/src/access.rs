@@ -94,13 +94,8 @@ impl Actor {
         }
     }
 
-    /// Whether this actor may decide on and grant rights to `account`.
-    #[must_use]
-    pub fn may_manage(&self, account: &Account) -> bool {
-        self.may_not_manage(account).is_none()
-    }
-
-    /// Why this actor may not decide on or grant rights to `account`, if so: an
+    /// Why this actor may not decide on or grant rights to `account`, if so (`None`:
+    /// it may): an
     /// account outside a delegated administrator's organisations is not found (they
     /// learn nothing of it); their own account, or a global administrator's in their
     /// organisation, is not allowed (a delegated administrator granting themselves
