@@ -206,6 +206,12 @@ impl Authenticator {
     /// `UNAUTHENTICATED` without a valid bearer token, `UNAVAILABLE` when the
     /// database cannot be read.
     pub async fn authenticate(&self, metadata: &MetadataMap) -> Result<Caller, Status> {
+        if metadata.get_all("authorization").iter().nth(1).is_some() {
+            // A proxy may have checked the other one: which token is meant is unknowable.
+            return Err(Status::unauthenticated(
+                "more than one authorization header: send exactly one bearer token",
+            ));
+        }
         let token = bearer(metadata).ok_or_else(|| {
             Status::unauthenticated("missing bearer token in the authorization metadata")
         })?;

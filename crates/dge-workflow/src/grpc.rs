@@ -258,6 +258,15 @@ impl ValidationWorkflow for ValidationWorkflowService {
         let actor = self.actor(&request).await?;
         let r = request.into_inner();
         require(&[("id", &r.id)])?;
+        // Domains sent without the flag would be dropped without a word.
+        if !r.set_email_domains && !r.email_domains.is_empty() {
+            return Err(Error::field(
+                "email_domains",
+                "set_email_domains",
+                "pour remplacer les domaines, mettez set_email_domains à vrai",
+            )
+            .into());
+        }
         let domains = r.set_email_domains.then_some(r.email_domains);
         let organisation = self
             .workflow

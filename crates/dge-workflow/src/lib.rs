@@ -40,9 +40,9 @@ pub enum Error {
     /// No such organisation.
     #[error("organisation not found")]
     OrganisationNotFound,
-    /// No such right.
+    /// No such right is declared: the request's field that named it, and the name.
     #[error("right not found")]
-    RightNotFound,
+    RightNotFound(&'static str, String),
     /// No such role.
     #[error("role not found")]
     RoleNotFound,
@@ -84,10 +84,24 @@ impl From<Error> for tonic::Status {
     fn from(err: Error) -> Self {
         match err {
             Error::Invalid(v) => v.into_status(),
-            Error::AccountNotFound
-            | Error::OrganisationNotFound
-            | Error::RightNotFound
-            | Error::RoleNotFound => tonic::Status::not_found(err.to_string()),
+            Error::RightNotFound(field, name) => {
+                use tonic_types::StatusExt;
+                // The name as typed, escaped and cut: it may be anything.
+                let shown: String = name.chars().take(80).collect();
+                let mut details = tonic_types::ErrorDetails::new();
+                details.add_bad_request_violation(
+                    field,
+                    format!("unknown: aucun droit {shown:?} n'est déclaré (dgectl modules list)"),
+                );
+                tonic::Status::with_error_details(
+                    tonic::Code::NotFound,
+                    format!("right not found: {field}"),
+                    details,
+                )
+            }
+            Error::AccountNotFound | Error::OrganisationNotFound | Error::RoleNotFound => {
+                tonic::Status::not_found(err.to_string())
+            }
             Error::NotAllowed => tonic::Status::permission_denied("not allowed for this caller"),
             Error::MfaRequired => dge_authz::caller::mfa_enrollment_required(),
             Error::WrongState(_) => tonic::Status::failed_precondition(err.to_string()),

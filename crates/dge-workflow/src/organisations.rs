@@ -427,16 +427,24 @@ impl Workflow {
         actor.require_admin()?;
         let current = self.organisation(id).await?;
         let merged = NewOrganisation {
-            name: name.unwrap_or(current.name),
-            siret: siret_value.unwrap_or(current.siret),
+            name: name.unwrap_or_else(|| current.name.clone()),
+            siret: siret_value.unwrap_or_else(|| current.siret.clone()),
             trusted: trusted.unwrap_or(current.trusted),
-            email_domains: domains.unwrap_or(current.email_domains),
+            email_domains: domains.unwrap_or_else(|| current.email_domains.clone()),
         };
         let now = self.registry.now();
         let mut tx = self.db().begin().await?;
         let c = checked(&mut tx, &merged, id)
             .await?
             .map_err(Error::Invalid)?;
+        // Nothing would change: no write, and nothing for the audit log to tell.
+        if c.name == current.name
+            && c.siret.as_deref().unwrap_or_default() == current.siret
+            && c.trusted == current.trusted
+            && c.domains == current.email_domains.join(",")
+        {
+            return Ok(current);
+        }
         sqlx::query(
             "UPDATE organisations SET name = $1, name_key = $2, siret = $3, trusted = $4, email_domains = $5, \
              updated_at = $6 WHERE id = $7",

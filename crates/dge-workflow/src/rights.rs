@@ -121,6 +121,22 @@ pub(crate) struct NewGrant<'a> {
     pub(crate) expires_at: Option<i64>,
 }
 
+/// [`Error::RightNotFound`], naming `field`, unless `right` is declared.
+async fn require_declared(
+    conn: &mut AnyConnection,
+    field: &'static str,
+    right: &str,
+) -> Result<()> {
+    let declared = sqlx::query("SELECT 1 AS found FROM rights WHERE name = $1")
+        .bind(right)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if declared.is_none() {
+        return Err(Error::RightNotFound(field, right.to_owned()));
+    }
+    Ok(())
+}
+
 /// Grants inside a transaction. The right must be declared. A grant whose end date
 /// has passed is replaced, as if it had been revoked: it no longer counts, and
 /// the person must be able to get the right again.
@@ -137,13 +153,7 @@ pub(crate) async fn insert_grant(
         reason,
         expires_at,
     } = *grant;
-    let declared = sqlx::query("SELECT 1 AS found FROM rights WHERE name = $1")
-        .bind(right)
-        .fetch_optional(&mut *conn)
-        .await?;
-    if declared.is_none() {
-        return Err(Error::RightNotFound);
-    }
+    require_declared(conn, "right", right).await?;
     // A new grant, or one replacing a grant whose end has passed; a held one is
     // left for the end-date rule below.
     let inserted = sqlx::query(
@@ -415,11 +425,14 @@ impl Workflow {
     /// Revokes `right`. Returns false when it was not held.
     ///
     /// # Errors
-    /// [`Error::AccountNotFound`], storage errors.
+    /// [`Error::AccountNotFound`], [`Error::RightNotFound`] for a right nobody
+    /// declared; storage errors.
     pub async fn revoke(&self, actor: &Actor, key: &str, right: &str) -> Result<bool> {
         let account = self.managed_account(actor, key).await?;
         let now = self.registry.now();
         let mut tx = self.db().begin().await?;
+        // A mistyped right is not "a right the account did not hold".
+        require_declared(&mut tx, "right", right).await?;
         let gone = sqlx::query("DELETE FROM grants WHERE account_id = $1 AND right_name = $2")
             .bind(&account.id)
             .bind(right)
@@ -535,7 +548,7 @@ impl Workflow {
     /// Declares a right `module:name` of an existing module (idempotent).
     ///
     /// # Errors
-    /// [`Error::NotAllowed`], [`Error::Invalid`], [`Error::RightNotFound`] when the module is unknown.
+    /// [`Error::NotAllowed`], [`Error::Invalid`] (also when the module is unknown).
     pub async fn declare_right(&self, actor: &Actor, name: &str, label: &str) -> Result<()> {
         actor.require_admin()?;
         if !is_right_name(name) {
@@ -606,6 +619,20 @@ impl Workflow {
         if rights.is_empty() {
             return Err(Error::field("rights", "required", "au moins un droit"));
         }
+        // Each right once, in the order given.
+        let mut seen = std::collections::HashSet::new();
+        let rights: Vec<&str> = rights
+            .iter()
+            .map(|r| r.trim())
+            .filter(|r| seen.insert(*r))
+            .collect();
+        if rights.iter().any(|r| r.is_empty()) {
+            return Err(Error::field(
+                "rights",
+                "empty",
+                "un droit du rôle est vide : nommez-le module:droit",
+            ));
+        }
         let now = self.registry.now();
         let mut tx = self.db().begin().await?;
         sqlx::query(
@@ -623,14 +650,8 @@ impl Workflow {
             .bind(name)
             .execute(&mut *tx)
             .await?;
-        for right in rights {
-            let known = sqlx::query("SELECT 1 AS found FROM rights WHERE name = $1")
-                .bind(right)
-                .fetch_optional(&mut *tx)
-                .await?;
-            if known.is_none() {
-                return Err(Error::RightNotFound);
-            }
+        for &right in &rights {
+            require_declared(&mut tx, "rights", right).await?;
             sqlx::query("INSERT INTO role_rights (role, right_name) VALUES ($1, $2) ON CONFLICT (role, right_name) DO NOTHING")
                 .bind(name)
                 .bind(right)

@@ -79,8 +79,19 @@ impl Workflow {
     /// [`Error::AccountNotFound`], [`Error::RightNotFound`], [`Error::WrongState`],
     /// storage errors.
     pub async fn approve(&self, actor: &Actor, key: &str, rights: &[String]) -> Result<Account> {
+        if rights.iter().any(|r| r.trim().is_empty()) {
+            return Err(Error::field(
+                "grant_rights",
+                "empty",
+                "un droit à accorder est vide : nommez-le module:droit",
+            ));
+        }
         self.decide(actor, key, AccountStatus::Active, "", rights)
             .await
+            .map_err(|err| match err {
+                Error::RightNotFound(_, name) => Error::RightNotFound("grant_rights", name),
+                other => other,
+            })
     }
 
     /// Rejects a pending account with a reason, emailed to the person.

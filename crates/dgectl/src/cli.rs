@@ -554,6 +554,12 @@ pub(crate) enum OrgsCommand {
     },
 
     /// Change an organisation's name, SIRET, trusted flag or domains
+    #[command(group(
+        clap::ArgGroup::new("change")
+            .required(true)
+            .multiple(true)
+            .args(["name", "siret", "trusted", "domains", "no_domains"])
+    ))]
     Update {
         /// Organisation id
         id: String,
@@ -1055,6 +1061,14 @@ mod tests {
         assert_eq!(logins, ["alice"]);
         assert_eq!(reason, "doublon");
         assert!(confirm.yes);
+    }
+
+    #[test]
+    fn orgs_update_needs_something_to_change() {
+        let err = parse(&["orgs", "update", "org-1"]).expect_err("nothing to change");
+        assert_eq!(err.kind(), ErrorKind::MissingRequiredArgument);
+        assert!(parse(&["orgs", "update", "org-1", "--trusted", "no"]).is_ok());
+        assert!(parse(&["orgs", "update", "org-1", "--no-domains"]).is_ok());
     }
 
     #[test]

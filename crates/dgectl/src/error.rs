@@ -113,26 +113,21 @@ fn innermost_cause(err: &(dyn std::error::Error + 'static)) -> String {
     current.to_string()
 }
 
-/// `<code>: <message>`, followed for `INVALID_ARGUMENT` and `PERMISSION_DENIED` (an
-/// administrator without two-step verification) by one indented line per
-/// `google.rpc.BadRequest` field violation.
+/// `<code>: <message>`, followed by one indented line per `google.rpc.BadRequest`
+/// field violation, whatever the code: `INVALID_ARGUMENT`, `PERMISSION_DENIED` (an
+/// administrator without two-step verification), `NOT_FOUND` (an undeclared right).
 fn describe_status(status: &Status) -> String {
     let mut text = code_name(status.code()).to_owned();
     if !status.message().is_empty() {
         text = format!("{text}: {}", status.message());
     }
-    if matches!(
-        status.code(),
-        Code::InvalidArgument | Code::PermissionDenied
-    ) {
-        let details = status.get_error_details();
-        for violation in details
-            .bad_request()
-            .map_or(&[][..], |b| &b.field_violations)
-        {
-            // Writing to a String cannot fail.
-            let _ = write!(text, "\n  {}: {}", violation.field, violation.description);
-        }
+    let details = status.get_error_details();
+    for violation in details
+        .bad_request()
+        .map_or(&[][..], |b| &b.field_violations)
+    {
+        // Writing to a String cannot fail.
+        let _ = write!(text, "\n  {}: {}", violation.field, violation.description);
     }
     text
 }
@@ -206,6 +201,21 @@ mod tests {
         assert!(
             text.contains("\n  mfa: mfa_enrollment_required: "),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn an_undeclared_right_is_named_with_its_field() {
+        let details = ErrorDetails::with_bad_request(vec![FieldViolation::new(
+            "right",
+            "unknown: aucun droit \"datahub:pubilsh\" n'est déclaré",
+        )]);
+        let status = Status::with_error_details(Code::NotFound, "right not found: right", details);
+        let err = CliError::from_status(status, &server());
+        assert_eq!(
+            err.to_string(),
+            "not_found: right not found: right\n  \
+             right: unknown: aucun droit \"datahub:pubilsh\" n'est déclaré"
         );
     }
 

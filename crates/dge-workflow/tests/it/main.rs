@@ -7,6 +7,7 @@
 // Test helpers outside #[test] functions unwrap too: a failure is a failed test.
 #![allow(clippy::unwrap_used)]
 
+mod admin_input;
 mod admins;
 mod backends;
 mod journey;

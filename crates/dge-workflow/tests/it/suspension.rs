@@ -36,22 +36,22 @@ const PASSWORD: &str = "Correct-Horse-9";
 
 /// The services with sessions where production keeps them, `Check`, and the gRPC
 /// face of the workflow.
-struct World {
-    s: Services,
-    registry: Registry,
-    workflow: Workflow,
+pub(crate) struct World {
+    pub(crate) s: Services,
+    pub(crate) registry: Registry,
+    pub(crate) workflow: Workflow,
     sessions: Sessions,
     keys: Arc<Keys>,
-    grpc: ValidationWorkflowService,
+    pub(crate) grpc: ValidationWorkflowService,
     authz: AuthorizationService,
     /// An admin API token, for `Check` (it sees every token) and the workflow.
-    admin_token: String,
+    pub(crate) admin_token: String,
     /// The notices the workflow shares its rights changes through with
     /// [`world_with`] (Redis on PostgreSQL, in-process on SQLite).
     notices: Ephemeral,
 }
 
-async fn world(engine: Engine) -> World {
+pub(crate) async fn world(engine: Engine) -> World {
     world_with(engine, false).await
 }
 
@@ -123,7 +123,7 @@ async fn world_with(engine: Engine, relayed: bool) -> World {
 }
 
 /// A local account at Nancy, confirmed and approved; returns its id.
-async fn active(w: &World, login: &str) -> String {
+pub(crate) async fn active(w: &World, login: &str) -> String {
     let email = format!("{login}@nancy.fr");
     w.registry.sign_up(&form(login, &email)).await.unwrap();
     let token = confirmation_token(&w.s.db, &email).await;
@@ -191,7 +191,7 @@ async fn logged_in(w: &World, account_id: &str) -> (String, String) {
 }
 
 /// A request carrying `token` as its bearer.
-fn bearer<T>(token: &str, message: T) -> Request<T> {
+pub(crate) fn bearer<T>(token: &str, message: T) -> Request<T> {
     let mut request = Request::new(message);
     request.metadata_mut().insert(
         "authorization",
@@ -309,8 +309,13 @@ async fn reactivate(w: &World, token: &str, account: &str) -> Result<pb::Account
 }
 
 /// The (field, description) pairs of an INVALID_ARGUMENT's details.
-fn violations(status: &Status) -> Vec<(String, String)> {
-    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+pub(crate) fn violations(status: &Status) -> Vec<(String, String)> {
+    violations_of(status, Code::InvalidArgument)
+}
+
+/// The (field, description) pairs of a status of `code` with field details.
+pub(crate) fn violations_of(status: &Status, code: Code) -> Vec<(String, String)> {
+    assert_eq!(status.code(), code, "{status:?}");
     status
         .get_details_bad_request()
         .expect("field violations in the details")
