@@ -105,7 +105,11 @@ pub const DOMAINS_MAX: usize = 100;
 /// still be checked and every problem told at once.
 fn clean_parts(new: &NewOrganisation) -> (Clean, Violations) {
     let mut v = Violations::new();
-    let mut name = new.name.trim().to_owned();
+    // Styled and full-width letters written plainly: `Ｖｉｌｌｅ ｄｅ Ｎａｎｃｙ` is the
+    // directory's `Ville de Nancy`, and clashes with it.
+    let mut name = dge_registry::domain::signup::plain_letters(&new.name)
+        .trim()
+        .to_owned();
     if name.is_empty() || name.chars().count() > 200 {
         v.add(
             "name",

@@ -169,11 +169,12 @@ fn has_control(s: &str, allow_newlines: bool) -> bool {
 
 /// Whether `chars[i]` is a zero-width non-joiner or joiner where a script needs it,
 /// as IDNA allows them (RFC 5892, appendix A.1 and A.2): after a virama (Devanagari,
-/// Bengali…), or, for the non-joiner, between two letters of a joining script (the
-/// Persian `\u{200C}` of `Mohammad\u{200C}reza` written in Arabic letters). Anywhere else
-/// it only hides.
+/// Bengali…), or, for the non-joiner, where it stops two letters from joining (the
+/// Persian `\u{200C}` of `Mohammad\u{200C}reza` written in Arabic letters): a letter
+/// that joins on its left before it and one that joins on its right after it, marks
+/// aside (Unicode joining types). Anywhere else it only hides.
 fn is_joiner_in_context(chars: &[char], i: usize) -> bool {
-    use unicode_script::{Script, UnicodeScript};
+    use unicode_joining_type::{JoiningType, get_joining_type};
     let c = chars[i];
     if c != '\u{200C}' && c != '\u{200D}' {
         return false;
@@ -187,14 +188,21 @@ fn is_joiner_in_context(chars: &[char], i: usize) -> bool {
     if unicode_normalization::char::canonical_combining_class(before) == 9 {
         return after.is_alphabetic();
     }
-    let joining = |ch: char| {
-        ch.is_alphabetic()
-            && matches!(
-                ch.script(),
-                Script::Arabic | Script::Syriac | Script::Nko | Script::Mongolian
-            )
+    let joining = |ch: &char| {
+        let t = get_joining_type(*ch);
+        (t != JoiningType::Transparent).then_some(t)
     };
-    c == '\u{200C}' && joining(before) && joining(after)
+    let left = chars[..i].iter().rev().find_map(joining);
+    let right = chars[i + 1..].iter().find_map(joining);
+    c == '\u{200C}'
+        && matches!(
+            left,
+            Some(JoiningType::LeftJoining | JoiningType::DualJoining)
+        )
+        && matches!(
+            right,
+            Some(JoiningType::RightJoining | JoiningType::DualJoining)
+        )
 }
 
 pub(crate) fn text_field(
@@ -253,10 +261,27 @@ fn longest_combining_run(s: &str) -> usize {
     longest
 }
 
-/// A required person name: [`text_field`], and no pile of combining marks, which
+/// `s` with its styled and compatibility letters written plainly (Unicode NFKC, as
+/// PRECIS does for nicknames, RFC 8266): `𝐄𝐯𝐢𝐥` and the full-width `Ｊｅａｎ` typed
+/// with a Japanese input method become `Evil` and `Jean`, ligatures their letters,
+/// a no-break space a space; every rule then reads plain letters, and a name or an
+/// organisation cannot pass for another one by its style alone.
+#[must_use]
+pub fn plain_letters(s: &str) -> String {
+    s.nfkc().collect()
+}
+
+/// A required person name: [`text_field`] on [`plain_letters`], and no pile of combining marks, which
 /// ("Zalgo" text) spills over the lines above and below the name wherever it is shown.
 fn name_field(v: &mut Violations, field: &'static str, raw: &str, required: &str) -> String {
-    let value = text_field(v, field, raw, Some(required), NAME_MAX, false);
+    let value = text_field(
+        v,
+        field,
+        &plain_letters(raw),
+        Some(required),
+        NAME_MAX,
+        false,
+    );
     // One space between words: sixty spaces in a greeting push what follows out of
     // sight.
     let value = value
@@ -327,6 +352,51 @@ fn looks_like_punctuation(c: char) -> bool {
         (skeleton.next(), skeleton.next()),
         (Some('.' | '/' | ':' | '@' | '\\' | '\u{00B7}' | '|'), None)
     )
+}
+
+/// Small capitals (`ᴇᴠɪʟ`): phonetic letters no name is written with, which only
+/// style a word past the rules for plain letters (NFKC leaves them as they are).
+fn is_small_capital(c: char) -> bool {
+    matches!(
+        c,
+        '\u{0262}'
+            | '\u{026A}'
+            | '\u{0274}'
+            | '\u{0276}'
+            | '\u{0280}'
+            | '\u{0281}'
+            | '\u{028F}'
+            | '\u{0299}'
+            | '\u{029B}'
+            | '\u{029C}'
+            | '\u{029F}'
+            | '\u{1D00}'
+            ..='\u{1D2B}'
+                | '\u{1D7B}'
+                | '\u{1D7E}'
+                | '\u{2C7B}'
+                | '\u{A730}'
+                | '\u{A731}'
+                | '\u{A776}'
+                | '\u{A7AE}'
+                | '\u{A7AF}'
+                | '\u{A7FA}'
+                | '\u{AB46}'
+                | '\u{AB65}'
+                | '\u{1DF02}'
+                | '\u{1DF04}'
+                | '\u{1DF10}'
+    )
+}
+
+/// Marks that style rather than spell: strokes and slashes drawn through a letter
+/// (combining class 1, overlay), circles and boxes around it (enclosing marks), and
+/// lines above or below it (`J̶e̶a̶n̶`, `Ⓙ`-like `J⃝`, `J̲e̲a̲n̲`).
+fn is_styling_mark(c: char) -> bool {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+    unicode_normalization::char::canonical_combining_class(c) == 1
+        || c.general_category() == GeneralCategory::EnclosingMark
+        || matches!(c, '\u{0305}' | '\u{0332}' | '\u{0333}' | '\u{033F}')
 }
 
 fn is_mark(c: char) -> bool {
@@ -407,9 +477,9 @@ fn is_plain_name_text(name: &str) -> bool {
             '\u{200C}' | '\u{200D}' => between_letters(i),
             c if letter(c) => {
                 letters = true;
-                !punctuation_like(i)
+                !punctuation_like(i) && !is_small_capital(c)
             }
-            c => mark(c),
+            c => mark(c) && !is_styling_mark(c),
         };
         if !ok {
             return false;
@@ -718,7 +788,7 @@ impl SignUpForm {
         let proposed = text_field(
             &mut v,
             "proposed_organisation",
-            &self.proposed_organisation,
+            &plain_letters(&self.proposed_organisation),
             None,
             ORGANISATION_MAX,
             false,
@@ -933,6 +1003,12 @@ mod tests {
             // A dot after a long word, or inside one.
             "Dupont. Jean",
             "ab.cd",
+            // Small capitals, strokes through letters, a circle, underlining.
+            "\u{1D07}\u{1D20}\u{026A}\u{029F}",
+            "J\u{336}e\u{336}a\u{336}n\u{336}",
+            "Jea\u{338}n",
+            "Jean\u{20DD}",
+            "J\u{332}e\u{332}a\u{332}n\u{332}",
         ] {
             let mut f = good();
             f.given_name = bad.into();
@@ -944,6 +1020,8 @@ mod tests {
             "\u{200C}Jean",
             "Jean\u{200D}",
             "Ana\u{200D}\u{0644}",
+            // Between Arabic letters that would not join anyway: dal, then alef.
+            "\u{062F}\u{200C}\u{0627}\u{0646}",
         ] {
             let mut f = good();
             f.given_name = hidden.into();
@@ -986,6 +1064,9 @@ mod tests {
             "\u{30B8}\u{30E7}\u{30F3}\u{30FB}\u{30B9}\u{30DF}\u{30B9}",
             "Gwenc'hlan",
             "A\u{2BB}isha",
+            // Letters of African alphabets that look phonetic, and a click.
+            "\u{0186}\u{025B}\u{014B}",
+            "\u{01C2}Garoeb",
         ] {
             let mut f = good();
             f.given_name = ok.into();
@@ -1036,6 +1117,32 @@ mod tests {
         f.given_name = format!("Jean{}X", " ".repeat(60));
         let valid = f.validate().unwrap();
         assert_eq!(valid.given_name, "Jean X");
+    }
+
+    #[test]
+    fn styled_letters_are_written_plainly() {
+        for (typed, plain) in [
+            // Mathematical bold, full width, circled, a ligature, a no-break space.
+            ("\u{1D404}\u{1D42F}\u{1D422}\u{1D425}", "Evil"),
+            ("\u{FF2A}\u{FF45}\u{FF41}\u{FF4E}", "Jean"),
+            ("\u{24BF}\u{24D4}\u{24D0}\u{24DD}", "Jean"),
+            ("\u{FB01}lippi", "filippi"),
+            ("Jean\u{A0}Pierre", "Jean Pierre"),
+            // Catalan's precomposed l with middle dot.
+            ("Ga\u{140}la", "Gal\u{B7}la"),
+        ] {
+            let mut f = good();
+            f.given_name = typed.into();
+            f.proposed_organisation = format!("Mairie {typed}");
+            f.organisation_id = String::new();
+            let valid = f.validate().unwrap_or_else(|v| panic!("{typed:?}: {v:?}"));
+            assert_eq!(valid.given_name, plain, "{typed:?}");
+            assert_eq!(valid.proposed_organisation, Some(format!("Mairie {plain}")));
+        }
+        // Read plainly, the usual rules hold.
+        let mut f = good();
+        f.given_name = "\u{1D41E}\u{1D42F}\u{1D422}\u{1D425}.\u{1D41C}\u{1D428}\u{1D426}".into();
+        assert_eq!(fields(&f), [("given_name", "characters")]);
     }
 
     #[test]

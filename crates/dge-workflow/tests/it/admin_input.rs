@@ -256,3 +256,28 @@ async fn two_authorization_headers_are_refused_whichever_is_valid() {
             .unwrap();
     }
 }
+
+#[tokio::test]
+async fn a_full_width_name_is_the_directory_name_it_looks_like() {
+    for engine in ENGINES {
+        let w = world(engine).await;
+        let err = w
+            .workflow
+            .create_organisation(
+                &admin(),
+                &dge_workflow::organisations::NewOrganisation {
+                    name: "\u{FF36}ille de \u{FF2E}ancy".into(),
+                    siret: String::new(),
+                    trusted: false,
+                    email_domains: Vec::new(),
+                },
+            )
+            .await
+            .unwrap_err();
+        let dge_workflow::Error::Invalid(v) = err else {
+            panic!("{engine:?}: {err:?}");
+        };
+        let fields: Vec<_> = v.into_iter().map(|f| (f.field, f.code)).collect();
+        assert_eq!(fields, [("name", "taken")], "{engine:?}");
+    }
+}
