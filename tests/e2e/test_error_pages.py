@@ -55,6 +55,8 @@ def test_a_body_over_the_limit_gets_a_french_413_with_the_headers(idp):
     assert status.startswith("HTTP/1.1 413"), status
     assert headers["content-type"].startswith("text/html"), headers
     assert '<html lang="fr"' in body and "trop volumineux" in body, body[:300]
+    # The person is told what to do, and that going back keeps what they typed.
+    assert "raccourcissez le texte" in body, body[:600]
     assert "length limit" not in body
     assert "frame-ancestors 'none'" in headers.get("content-security-policy", ""), headers
     assert headers.get("x-frame-options") == "DENY", headers

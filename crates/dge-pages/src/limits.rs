@@ -51,7 +51,10 @@ pub(crate) async fn limit_forms(
         return pages.render.error(
             StatusCode::PAYLOAD_TOO_LARGE,
             "Formulaire trop volumineux",
-            "Le formulaire envoyé est trop volumineux.",
+            "Le formulaire envoyé est trop volumineux : un champ contient beaucoup plus de texte \
+             qu'il n'en admet (la description, par exemple, 2 000 caractères au plus). Revenez \
+             à la page précédente avec votre navigateur, raccourcissez le texte et envoyez de \
+             nouveau le formulaire.",
             None,
         );
     };
