@@ -21,6 +21,7 @@
 //! their last change.
 
 use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -177,6 +178,66 @@ enum Undelivered {
     Permanent(String),
 }
 
+/// Whether the provider must never post to `ip`: link-local addresses (the cloud
+/// metadata service at 169.254.169.254 among them, and fe80::/10), and the
+/// unspecified, multicast and broadcast ones. Loopback and private networks stay
+/// allowed: the portal's modules often live there.
+#[must_use]
+pub fn is_forbidden_target(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            v4.is_link_local() || v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast()
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => is_forbidden_target(IpAddr::V4(v4)),
+            None => {
+                v6.is_unspecified() || v6.is_multicast() || (v6.segments()[0] & 0xffc0) == 0xfe80
+            }
+        },
+    }
+}
+
+/// The IP address written in `uri`'s host, if it is one.
+fn literal_ip(uri: &str) -> Option<IpAddr> {
+    match url::Url::parse(uri).ok()?.host()? {
+        url::Host::Ipv4(v4) => Some(IpAddr::V4(v4)),
+        url::Host::Ipv6(v6) => Some(IpAddr::V6(v6)),
+        url::Host::Domain(_) => None,
+    }
+}
+
+/// Whether `uri` names a forbidden address itself ([`is_forbidden_target`]); a host
+/// name is checked when it is resolved, at each post.
+#[must_use]
+pub fn names_forbidden_target(uri: &str) -> bool {
+    literal_ip(uri).is_some_and(is_forbidden_target)
+}
+
+/// Resolves module host names as the system does, then drops the addresses
+/// [`is_forbidden_target`] refuses: a name pointing at the metadata service reaches
+/// nothing.
+struct GuardedResolver;
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), 0))
+                .await?
+                .filter(|a| !is_forbidden_target(a.ip()))
+                .collect();
+            if addrs.is_empty() {
+                return Err(format!(
+                    "{} resolves to no address a back-channel logout may be posted to",
+                    name.as_str()
+                )
+                .into());
+            }
+            let addrs: reqwest::dns::Addrs = Box::new(addrs.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
 impl Dispatcher {
     /// A dispatcher for `provider`'s queue, woken by its logouts.
     ///
@@ -193,6 +254,7 @@ impl Dispatcher {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(BACKCHANNEL_TIMEOUT_SECS))
             .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(GuardedResolver))
             .build()
             .map_err(|e| {
                 Error::Config(format!(
@@ -364,6 +426,13 @@ impl Dispatcher {
                 "the client no longer has a back-channel logout URI".to_owned(),
             ));
         };
+        // Registered before the rule, or as an address: never posted to.
+        if names_forbidden_target(&uri) {
+            return Err(Undelivered::Permanent(
+                "the back-channel logout URI is a link-local, multicast or unspecified address"
+                    .to_owned(),
+            ));
+        }
         let token = self
             .provider
             .logout_token(&client, &n.account_id, &n.sid)
@@ -385,5 +454,61 @@ impl Dispatcher {
                 dge_core::ErrorChain(&e)
             ))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_local_multicast_and_unspecified_addresses_are_never_posted_to() {
+        for forbidden in [
+            "169.254.169.254",
+            "169.254.0.1",
+            "0.0.0.0",
+            "224.0.0.1",
+            "255.255.255.255",
+            "fe80::1",
+            "febf::1",
+            "::",
+            "ff02::1",
+            "::ffff:169.254.169.254",
+        ] {
+            let ip: IpAddr = forbidden.parse().expect("an address");
+            assert!(is_forbidden_target(ip), "{forbidden}");
+        }
+        for allowed in [
+            "127.0.0.1",
+            "10.0.0.5",
+            "192.168.1.2",
+            "172.16.0.1",
+            "::1",
+            "fd00::1",
+            "2001:db8::1",
+            "fec0::1",
+        ] {
+            let ip: IpAddr = allowed.parse().expect("an address");
+            assert!(!is_forbidden_target(ip), "{allowed}");
+        }
+        assert!(names_forbidden_target(
+            "https://169.254.169.254/latest/meta-data"
+        ));
+        assert!(names_forbidden_target("http://[fe80::1]:8080/bc"));
+        assert!(!names_forbidden_target("https://module.example.fr/bc"));
+        assert!(!names_forbidden_target("http://127.0.0.1:9/bc"));
+    }
+
+    #[tokio::test]
+    async fn the_resolver_keeps_allowed_addresses_of_a_name() {
+        use reqwest::dns::Resolve as _;
+        let name: reqwest::dns::Name = "localhost".parse().expect("a name");
+        let addrs: Vec<SocketAddr> = GuardedResolver
+            .resolve(name)
+            .await
+            .expect("resolved")
+            .collect();
+        assert!(!addrs.is_empty());
+        assert!(addrs.iter().all(|a| a.ip().is_loopback()), "{addrs:?}");
     }
 }

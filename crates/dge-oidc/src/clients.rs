@@ -143,14 +143,25 @@ pub fn check_settings(s: &ClientSettings) -> dge_core::Violations {
     if !matches!(s.id_token_alg.as_str(), "ES256" | "RS256") {
         v.add("id_token_alg", "invalid", "ES256 ou RS256");
     }
-    if let Some(uri) = &s.backchannel_logout_uri
-        && let Some(problem) = redirect_uri_problem(uri)
-    {
-        v.add(
-            "backchannel_logout_uri",
-            "invalid",
-            format!("{}: {problem}", shown(uri)),
-        );
+    if let Some(uri) = &s.backchannel_logout_uri {
+        if let Some(problem) = redirect_uri_problem(uri) {
+            v.add(
+                "backchannel_logout_uri",
+                "invalid",
+                format!("{}: {problem}", shown(uri)),
+            );
+        } else if crate::backchannel::names_forbidden_target(uri) {
+            // The provider itself posts there: not to the cloud's metadata service.
+            v.add(
+                "backchannel_logout_uri",
+                "forbidden_address",
+                format!(
+                    "{}: adresse de lien local, de multidiffusion ou non spécifiée : le \
+                     fournisseur n'y envoie rien",
+                    shown(uri)
+                ),
+            );
+        }
     }
     if let Some(Err(why)) = s.jwks.as_deref().map(normalize_jwks) {
         v.add("jwks", "invalid", why);

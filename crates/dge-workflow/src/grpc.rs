@@ -258,6 +258,14 @@ impl ValidationWorkflow for ValidationWorkflowService {
         let actor = self.actor(&request).await?;
         let r = request.into_inner();
         require(&[("id", &r.id)])?;
+        if r.name.is_none() && r.siret.is_none() && r.trusted.is_none() && !r.set_email_domains {
+            return Err(Error::field(
+                "organisation",
+                "nothing_to_change",
+                "rien à changer : donnez un nom, un SIRET, le statut de membre ou les domaines",
+            )
+            .into());
+        }
         // Domains sent without the flag would be dropped without a word.
         if !r.set_email_domains && !r.email_domains.is_empty() {
             return Err(Error::field(

@@ -101,6 +101,31 @@ async fn an_update_changes_the_fields_given_and_only_them(engine: Engine) {
         ],
         "{engine:?}"
     );
+    // The provider posts back-channel logouts itself: never to the cloud's metadata
+    // service, a link-local, multicast or unspecified address; private ones serve
+    // modules on the portal's own network.
+    for forbidden in [
+        "https://169.254.169.254/latest/meta-data",
+        "https://[fe80::1]/bc",
+        "https://[::ffff:a9fe:a9fe]/bc",
+        "https://0.0.0.0/bc",
+        "https://224.0.0.1/bc",
+    ] {
+        let changes = ClientChanges {
+            backchannel_logout_uri: Some(Some(forbidden.into())),
+            ..ClientChanges::default()
+        };
+        let Err(ChangeError::Invalid(v)) =
+            clients::lifecycle::update(&w.db, "datahub", &changes, ADMIN, NOW).await
+        else {
+            panic!("{forbidden} refused");
+        };
+        assert_eq!(
+            v.iter().map(|v| (v.field, v.code)).collect::<Vec<_>>(),
+            [("backchannel_logout_uri", "forbidden_address")],
+            "{engine:?}: {forbidden}"
+        );
+    }
     // An update that changes nothing is refused rather than audited.
     let Err(ChangeError::Invalid(v)) =
         clients::lifecycle::update(&w.db, "datahub", &ClientChanges::default(), ADMIN, NOW).await

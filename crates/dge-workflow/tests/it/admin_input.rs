@@ -205,7 +205,21 @@ async fn an_organisation_update_that_changes_nothing_writes_nothing_and_stray_do
         assert_eq!(same.name, "Ville de Nancy", "{engine:?}");
         assert_eq!(audit_count(&w, "ville-de-nancy").await, 0, "{engine:?}");
 
+        let err = update(pb::UpdateOrganisationRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            violations(&err)[0],
+            (
+                "organisation".to_owned(),
+                "nothing_to_change: rien à changer : donnez un nom, un SIRET, le statut de \
+                 membre ou les domaines"
+                    .to_owned()
+            ),
+            "{engine:?}"
+        );
         let err = update(pb::UpdateOrganisationRequest {
+            trusted: Some(true),
             email_domains: vec!["mairie-nancy.fr".into()],
             ..Default::default()
         })
