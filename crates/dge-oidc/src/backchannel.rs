@@ -179,21 +179,51 @@ enum Undelivered {
 }
 
 /// Whether the provider must never post to `ip`: link-local addresses (the cloud
-/// metadata service at 169.254.169.254 among them, and fe80::/10), and the
-/// unspecified, multicast and broadcast ones. Loopback and private networks stay
-/// allowed: the portal's modules often live there.
+/// metadata service at 169.254.169.254 among them, and fe80::/10), the metadata
+/// services that sit elsewhere (Alibaba's 100.100.100.200, AWS's fd00:ec2::254), the
+/// unspecified, multicast, broadcast and reserved ones, and an IPv4 address wrapped in
+/// IPv6 (mapped, translated, NAT64 64:ff9b::/96, 6to4 2002::/16) that would be one.
+/// Loopback and private networks stay allowed: the portal's modules often live there.
 #[must_use]
 pub fn is_forbidden_target(ip: IpAddr) -> bool {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    const ALIBABA_METADATA: Ipv4Addr = Ipv4Addr::new(100, 100, 100, 200);
+    const AWS_METADATA_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254);
     match ip {
         IpAddr::V4(v4) => {
-            v4.is_link_local() || v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast()
+            v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+                || v4.octets()[0] >= 240
+                || v4 == ALIBABA_METADATA
         }
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => is_forbidden_target(IpAddr::V4(v4)),
-            None => {
-                v6.is_unspecified() || v6.is_multicast() || (v6.segments()[0] & 0xffc0) == 0xfe80
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            let embedded = |hi: u16, lo: u16| {
+                let [a, b] = hi.to_be_bytes();
+                let [c, d] = lo.to_be_bytes();
+                is_forbidden_target(IpAddr::V4(Ipv4Addr::new(a, b, c, d)))
+            };
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_forbidden_target(IpAddr::V4(v4));
             }
-        },
+            // ::ffff:0:a.b.c.d (translated) and 64:ff9b::a.b.c.d (NAT64).
+            let translated = s[..4] == [0, 0, 0, 0] && s[4] == 0xffff && s[5] == 0;
+            let nat64 = s[..6] == [0x64, 0xff9b, 0, 0, 0, 0];
+            if translated || nat64 {
+                return embedded(s[6], s[7]);
+            }
+            if s[0] == 0x2002 {
+                return embedded(s[1], s[2]);
+            }
+            v6.is_unspecified()
+                || v6.is_multicast()
+                || (s[0] & 0xffc0) == 0xfe80
+                || (s[0] & 0xffc0) == 0xfec0
+                || s[..4] == [0x100, 0, 0, 0]
+                || v6 == AWS_METADATA_V6
+        }
     }
 }
 
@@ -474,6 +504,15 @@ mod tests {
             "::",
             "ff02::1",
             "::ffff:169.254.169.254",
+            // A tester's finds: other wrappings, other clouds, reserved ranges.
+            "64:ff9b::a9fe:a9fe",
+            "::ffff:0:a9fe:a9fe",
+            "2002:a9fe:a9fe::",
+            "fd00:ec2::254",
+            "100.100.100.200",
+            "240.0.0.1",
+            "fec0::1",
+            "100::1",
         ] {
             let ip: IpAddr = forbidden.parse().expect("an address");
             assert!(is_forbidden_target(ip), "{forbidden}");
@@ -486,7 +525,8 @@ mod tests {
             "::1",
             "fd00::1",
             "2001:db8::1",
-            "fec0::1",
+            "64:ff9b::a00:5",
+            "100.64.0.1",
         ] {
             let ip: IpAddr = allowed.parse().expect("an address");
             assert!(!is_forbidden_target(ip), "{allowed}");
