@@ -127,7 +127,7 @@ impl ValidationWorkflow for ValidationWorkflowService {
         let until = (r.expires_at > 0).then_some(r.expires_at);
         let outcome = self
             .workflow
-            .grant(&actor, &r.account, &r.right, &r.reason, until)
+            .grant(&actor, &r.account, r.right.trim(), &r.reason, until)
             .await?;
         Ok(Response::new(pb::GrantRightResponse {
             granted: outcome == crate::rights::GrantOutcome::Granted,
@@ -142,7 +142,10 @@ impl ValidationWorkflow for ValidationWorkflowService {
         let actor = self.actor(&request).await?;
         let r = request.into_inner();
         require(&[("account", &r.account), ("right", &r.right)])?;
-        let revoked = self.workflow.revoke(&actor, &r.account, &r.right).await?;
+        let revoked = self
+            .workflow
+            .revoke(&actor, &r.account, r.right.trim())
+            .await?;
         Ok(Response::new(pb::RevokeRightResponse { revoked }))
     }
 

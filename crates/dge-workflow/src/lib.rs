@@ -40,9 +40,9 @@ pub enum Error {
     /// No such organisation.
     #[error("organisation not found")]
     OrganisationNotFound,
-    /// No such right is declared: the request's field that named it, and the name.
+    /// No such right is declared: the request's field that named them, and the names.
     #[error("right not found")]
-    RightNotFound(&'static str, String),
+    RightNotFound(&'static str, Vec<String>),
     /// No such role.
     #[error("role not found")]
     RoleNotFound,
@@ -84,18 +84,23 @@ impl From<Error> for tonic::Status {
     fn from(err: Error) -> Self {
         match err {
             Error::Invalid(v) => v.into_status(),
-            Error::RightNotFound(field, name) => {
+            Error::RightNotFound(field, names) => {
                 use tonic_types::StatusExt;
-                // The name as typed, escaped and cut: it may be anything.
-                let shown: String = name.chars().take(80).collect();
+                // Each name as typed, escaped and cut: it may be anything.
+                let shown: Vec<String> = names
+                    .iter()
+                    .map(|name| format!("{:?}", name.chars().take(80).collect::<String>()))
+                    .collect();
                 let mut details = tonic_types::ErrorDetails::new();
-                details.add_bad_request_violation(
-                    field,
-                    format!("unknown: aucun droit {shown:?} n'est déclaré (dgectl modules list)"),
-                );
+                for name in &shown {
+                    details.add_bad_request_violation(
+                        field,
+                        format!("unknown: aucun droit {name} n'est déclaré (dgectl modules list)"),
+                    );
+                }
                 tonic::Status::with_error_details(
                     tonic::Code::NotFound,
-                    format!("right not found: {field}"),
+                    format!("right not found ({field}): {}", shown.join(", ")),
                     details,
                 )
             }

@@ -2,6 +2,7 @@
 
 use dge_core::Violations;
 use dge_proto::v1::Organisation;
+use dge_registry::domain::signup::organisation_name_keys;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
@@ -107,9 +108,13 @@ fn clean_parts(new: &NewOrganisation) -> (Clean, Violations) {
     let mut v = Violations::new();
     // Styled and full-width letters written plainly: `Ｖｉｌｌｅ ｄｅ Ｎａｎｃｙ` is the
     // directory's `Ville de Nancy`, and clashes with it.
+    // Runs of spaces become one; a line break or a tab inside is refused below.
     let mut name = dge_registry::domain::signup::plain_letters(&new.name)
         .trim()
-        .to_owned();
+        .split(' ')
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
     if name.is_empty() || name.chars().count() > 200 {
         v.add(
             "name",
@@ -128,6 +133,13 @@ fn clean_parts(new: &NewOrganisation) -> (Clean, Violations) {
             "name",
             "combining_marks",
             "le nom superpose trop d'accents ou de signes sur une même lettre (3 au plus)",
+        );
+    } else if dge_registry::domain::signup::has_styled_letters(&name) {
+        // `Ville de ɴancy`, `Région Grand Est` underlined: a lookalike by style.
+        v.add(
+            "name",
+            "characters",
+            "le nom contient des lettres décorées (petites capitales, lettres barrées, soulignées ou entourées) : écrivez-le en lettres simples",
         );
     } else if dge_registry::domain::signup::has_mixed_script_words(&name) {
         // `Ville de Nanсy` with a Cyrillic `с` beside the real `Ville de Nancy`.
@@ -279,9 +291,10 @@ impl Directory {
     }
 
     fn add(&mut self, name: &str, domains: &str) {
-        let key = same_name_key(name);
-        if !key.is_empty() {
-            self.names.entry(key).or_insert_with(|| name.to_owned());
+        for key in organisation_name_keys(name) {
+            if !key.is_empty() {
+                self.names.entry(key).or_insert_with(|| name.to_owned());
+            }
         }
         for d in domains.split(',').filter(|d| !d.is_empty()) {
             self.domains
@@ -292,8 +305,11 @@ impl Directory {
 
     fn clashes(&self, c: &Clean) -> Violations {
         let mut v = Violations::new();
-        let key = same_name_key(&c.name);
-        if let Some(name) = self.names.get(&key).filter(|_| !key.is_empty()) {
+        let alike = organisation_name_keys(&c.name)
+            .into_iter()
+            .filter(|key| !key.is_empty())
+            .find_map(|key| self.names.get(&key));
+        if let Some(name) = alike {
             v.add(
                 "name",
                 "taken",
@@ -311,14 +327,6 @@ impl Directory {
         }
         v
     }
-}
-
-/// What two names that read the same share: compatibility forms folded (NFKC: a
-/// fullwidth `Ｖ` is a `V`), case and runs of spaces ignored.
-fn same_name_key(name: &str) -> String {
-    use unicode_normalization::UnicodeNormalization as _;
-    let folded: String = name.nfkc().collect::<String>().to_lowercase();
-    folded.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// The messages of `v`, for an import's report.

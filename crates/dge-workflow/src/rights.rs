@@ -132,7 +132,7 @@ async fn require_declared(
         .fetch_optional(&mut *conn)
         .await?;
     if declared.is_none() {
-        return Err(Error::RightNotFound(field, right.to_owned()));
+        return Err(Error::RightNotFound(field, vec![right.to_owned()]));
     }
     Ok(())
 }
@@ -650,8 +650,19 @@ impl Workflow {
             .bind(name)
             .execute(&mut *tx)
             .await?;
+        // Every unknown right named at once.
+        let mut unknown = Vec::new();
         for &right in &rights {
-            require_declared(&mut tx, "rights", right).await?;
+            match require_declared(&mut tx, "rights", right).await {
+                Ok(()) => {}
+                Err(Error::RightNotFound(_, mut names)) => unknown.append(&mut names),
+                Err(other) => return Err(other),
+            }
+        }
+        if !unknown.is_empty() {
+            return Err(Error::RightNotFound("rights", unknown));
+        }
+        for &right in &rights {
             sqlx::query("INSERT INTO role_rights (role, right_name) VALUES ($1, $2) ON CONFLICT (role, right_name) DO NOTHING")
                 .bind(name)
                 .bind(right)

@@ -79,14 +79,21 @@ impl Workflow {
     /// [`Error::AccountNotFound`], [`Error::RightNotFound`], [`Error::WrongState`],
     /// storage errors.
     pub async fn approve(&self, actor: &Actor, key: &str, rights: &[String]) -> Result<Account> {
-        if rights.iter().any(|r| r.trim().is_empty()) {
+        // Each right once, spaces around it dropped, as a role's rights.
+        let mut seen = std::collections::HashSet::new();
+        let rights: Vec<String> = rights
+            .iter()
+            .map(|r| r.trim().to_owned())
+            .filter(|r| seen.insert(r.clone()))
+            .collect();
+        if rights.iter().any(String::is_empty) {
             return Err(Error::field(
                 "grant_rights",
                 "empty",
                 "un droit à accorder est vide : nommez-le module:droit",
             ));
         }
-        self.decide(actor, key, AccountStatus::Active, "", rights)
+        self.decide(actor, key, AccountStatus::Active, "", &rights)
             .await
             .map_err(|err| match err {
                 Error::RightNotFound(_, name) => Error::RightNotFound("grant_rights", name),

@@ -76,7 +76,7 @@ async fn unknown_or_empty_rights_are_named_with_their_field_and_nothing_is_decid
                 .is_empty(),
             "{engine:?}"
         );
-        let approved = approve(&["datahub:publish", "datahub:publish"])
+        let approved = approve(&["datahub:publish", " datahub:publish "])
             .await
             .unwrap()
             .into_inner();
@@ -107,7 +107,7 @@ async fn unknown_or_empty_rights_are_named_with_their_field_and_nothing_is_decid
             "{engine:?}: declared, not held"
         );
         assert!(
-            revoke("datahub:publish")
+            revoke(" datahub:publish")
                 .await
                 .unwrap()
                 .into_inner()
@@ -132,12 +132,15 @@ async fn a_role_names_its_unknown_right_and_keeps_each_right_once() {
                 },
             ))
         };
-        let err = define(&["datahub:publish", "datahub:nope"])
+        let err = define(&["datahub:publish", "datahub:nope", "nomod:x"])
             .await
             .unwrap_err();
         let fields = not_found_fields(&err);
+        assert_eq!(fields.len(), 2, "{engine:?}: every unknown right named");
         assert_eq!(fields[0].0, "rights", "{engine:?}");
         assert!(fields[0].1.contains("\"datahub:nope\""), "{fields:?}");
+        assert!(fields[1].1.contains("\"nomod:x\""), "{fields:?}");
+        assert!(err.message().contains("\"nomod:x\""), "{err:?}");
         assert_eq!(audit_count(&w, "editeur").await, 0, "{engine:?}");
         let err = define(&["datahub:publish", " "]).await.unwrap_err();
         assert_eq!(violations(&err)[0].0, "rights", "{engine:?}");
@@ -272,26 +275,38 @@ async fn two_authorization_headers_are_refused_whichever_is_valid() {
 }
 
 #[tokio::test]
-async fn a_full_width_name_is_the_directory_name_it_looks_like() {
+async fn a_name_that_reads_like_a_directory_name_clashes_and_styled_letters_are_refused() {
     for engine in ENGINES {
-        let w = world(engine).await;
-        let err = w
-            .workflow
-            .create_organisation(
-                &admin(),
-                &dge_workflow::organisations::NewOrganisation {
-                    name: "\u{FF36}ille de \u{FF2E}ancy".into(),
-                    siret: String::new(),
-                    trusted: false,
-                    email_domains: Vec::new(),
-                },
-            )
-            .await
-            .unwrap_err();
-        let dge_workflow::Error::Invalid(v) = err else {
-            panic!("{engine:?}: {err:?}");
+        let w = &world(engine).await;
+        let create = |name: &str| {
+            let new = dge_workflow::organisations::NewOrganisation {
+                name: name.into(),
+                siret: String::new(),
+                trusted: false,
+                email_domains: Vec::new(),
+            };
+            async move { w.workflow.create_organisation(&admin(), &new).await }
         };
-        let fields: Vec<_> = v.into_iter().map(|f| (f.field, f.code)).collect();
-        assert_eq!(fields, [("name", "taken")], "{engine:?}");
+        for (name, code) in [
+            ("\u{FF36}ille de \u{FF2E}ancy", "taken"),
+            ("VilIe de Nancy", "taken"),
+            ("Ville-de-Nancy", "taken"),
+            ("  Ville   de Nancy.", "taken"),
+            ("REGION GRAND EST", "taken"),
+            ("R\u{E9}g\u{131}on Grand Est", "taken"),
+            ("Ville de \u{274}ancy", "characters"),
+            ("Ville de Nanc\u{336}y", "characters"),
+            ("R\u{E9}gion Grand Est\u{332}", "characters"),
+        ] {
+            let err = create(name).await.unwrap_err();
+            let dge_workflow::Error::Invalid(v) = err else {
+                panic!("{engine:?}: {name:?}: {err:?}");
+            };
+            let fields: Vec<_> = v.into_iter().map(|f| (f.field, f.code)).collect();
+            assert_eq!(fields, [("name", code)], "{engine:?}: {name:?}");
+        }
+        // Spaces tidied in what is kept.
+        let kept = create("  Syndicat   des eaux ").await.unwrap();
+        assert_eq!(kept.name, "Syndicat des eaux", "{engine:?}");
     }
 }

@@ -140,6 +140,7 @@ async fn approve(
     logins: Vec<String>,
     grants: Vec<String>,
 ) -> Result<(), CliError> {
+    let grants = super::distinct_rights(grants);
     if let [login] = logins.as_slice() {
         let response = api
             .workflow()

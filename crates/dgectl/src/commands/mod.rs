@@ -227,8 +227,28 @@ fn is_yes(answer: &str) -> bool {
     )
 }
 
+/// Rights as the server keeps them: spaces around each dropped, each once, in the
+/// order typed; what dgectl then prints is what was stored.
+pub(super) fn distinct_rights(rights: Vec<String>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    rights
+        .into_iter()
+        .map(|r| r.trim().to_owned())
+        .filter(|r| seen.insert(r.clone()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn rights_are_sent_once_each_and_trimmed() {
+        let typed = ["datahub:publish", " datahub:publish ", "datahub:dashboards"];
+        assert_eq!(
+            super::distinct_rights(typed.iter().map(|r| (*r).to_owned()).collect()),
+            ["datahub:publish", "datahub:dashboards"]
+        );
+    }
+
     use super::*;
 
     #[test]
