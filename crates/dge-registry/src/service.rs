@@ -316,15 +316,17 @@ impl Registry {
         }
         // A proposed organisation that is in the list already (in another case): the
         // person is sent to the list rather than filed under a copy of it.
+        // Read alike, not only in another case: `ATM0 Grand Est` with a zero is the
+        // listed `ATMO Grand Est`. Only sign-ups proposing an organisation read the list.
         if let Some(name) = &valid.proposed_organisation {
-            let listed = sqlx::query(
-                "SELECT name FROM organisations WHERE name_key = $1 AND status = 'active'",
-            )
-            .bind(name.to_lowercase())
-            .fetch_optional(&mut *conn)
-            .await?;
-            if let Some(row) = listed {
-                let listed: String = row.try_get("name")?;
+            let names: Vec<String> =
+                sqlx::query_scalar("SELECT name FROM organisations WHERE status = 'active'")
+                    .fetch_all(&mut *conn)
+                    .await?;
+            let listed = names
+                .into_iter()
+                .find(|listed| crate::domain::signup::organisation_names_alike(name, listed));
+            if let Some(listed) = listed {
                 v.add(
                     "proposed_organisation",
                     "listed",

@@ -271,6 +271,50 @@ pub fn plain_letters(s: &str) -> String {
     s.nfkc().collect()
 }
 
+/// The keys two organisation names that read alike share, compared key by key:
+/// written plainly ([`plain_letters`]), dashes read as spaces and apostrophes as one,
+/// runs of spaces and the punctuation around the name ignored; the first key ignores
+/// case and accents (`REGION GRAND EST`), the second reads lookalikes as their model (UTS #39
+/// skeleton: `VilIe` with a capital i, `ATM0` with a zero, a dotless `ı`, `ΑΤΜΟ` in
+/// Greek letters).
+#[must_use]
+pub fn organisation_name_keys(name: &str) -> [String; 2] {
+    let unified: String = plain_letters(name)
+        .chars()
+        .map(|c| match c {
+            '-' | '\u{2010}'..='\u{2015}' | '\u{2212}' | '\u{FE58}' | '\u{FE63}' => ' ',
+            '\u{2018}' | '\u{2019}' | '\u{02BC}' | '\u{00B4}' | '`' | '\u{2032}' | '\u{02B9}' => {
+                '\''
+            }
+            c => c,
+        })
+        .collect();
+    let tidy = |s: String| {
+        let words = s.split_whitespace().collect::<Vec<_>>().join(" ");
+        words
+            .trim_matches(|c: char| !c.is_alphanumeric())
+            .to_owned()
+    };
+    // Accents of the Latin, Greek and Cyrillic letters dropped: `REGION` is often how
+    // capitals write `Région`.
+    let unaccented: String = unified
+        .nfd()
+        .filter(|c| !('\u{0300}'..='\u{036F}').contains(c))
+        .collect();
+    let by_look: String = unicode_security::skeleton(&unified).collect();
+    [
+        tidy(unaccented.to_lowercase()),
+        tidy(by_look.to_lowercase()),
+    ]
+}
+
+/// Whether two organisation names read alike ([`organisation_name_keys`]).
+#[must_use]
+pub fn organisation_names_alike(a: &str, b: &str) -> bool {
+    let (a, b) = (organisation_name_keys(a), organisation_name_keys(b));
+    a.iter().zip(&b).any(|(x, y)| !x.is_empty() && x == y)
+}
+
 /// A required person name: [`text_field`] on [`plain_letters`], and no pile of combining marks, which
 /// ("Zalgo" text) spills over the lines above and below the name wherever it is shown.
 fn name_field(v: &mut Violations, field: &'static str, raw: &str, required: &str) -> String {
@@ -338,6 +382,13 @@ fn is_latin(c: char) -> bool {
     c.script() == Script::Latin
 }
 
+/// Whether `c` belongs to a script of its own, not to those shared by all (Common:
+/// the modifier letters `ʹ` and `ː`; Inherited).
+fn has_own_script(c: char) -> bool {
+    use unicode_script::{Script, UnicodeScript};
+    !matches!(c.script(), Script::Common | Script::Inherited)
+}
+
 fn same_script(a: char, b: char) -> bool {
     use unicode_script::UnicodeScript;
     a.is_alphabetic() && a.script() == b.script()
@@ -390,13 +441,44 @@ fn is_small_capital(c: char) -> bool {
 }
 
 /// Marks that style rather than spell: strokes and slashes drawn through a letter
-/// (combining class 1, overlay), circles and boxes around it (enclosing marks), and
-/// lines above or below it (`J̶e̶a̶n̶`, `Ⓙ`-like `J⃝`, `J̲e̲a̲n̲`).
+/// (combining class 1, overlay), circles and boxes around it (enclosing marks), lines
+/// above or below it and the marks that span two letters (`J̶e̶a̶n̶`, `J⃝`, `J̲e̲a̲n̲`,
+/// `J͟e͟a͟n͟`), the half marks, and the marks made for symbols. Transliteration marks
+/// (macron, ring or breve below, Yoruba's vertical line) stay.
 fn is_styling_mark(c: char) -> bool {
     use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
     unicode_normalization::char::canonical_combining_class(c) == 1
         || c.general_category() == GeneralCategory::EnclosingMark
-        || matches!(c, '\u{0305}' | '\u{0332}' | '\u{0333}' | '\u{033F}')
+        || matches!(
+            c,
+            '\u{0305}'
+                | '\u{0320}'
+                | '\u{0332}'
+                | '\u{0333}'
+                | '\u{033D}'
+                | '\u{033F}'
+                | '\u{0347}'
+                | '\u{035C}'..='\u{0362}'
+                | '\u{20D0}'..='\u{20FF}'
+                | '\u{FE20}'..='\u{FE2F}'
+        )
+}
+
+/// Letters that are pictures of letters (`🅴`, negative squared and circled capitals:
+/// symbols Unicode counts as alphabetic, which no identifier takes, UTS #39 `Not_XID`).
+fn is_symbol_letter(c: char) -> bool {
+    use unicode_security::GeneralSecurityProfile as _;
+    use unicode_security::general_security_profile::IdentifierType;
+    c.is_alphabetic() && c.identifier_type() == Some(IdentifierType::Not_XID)
+}
+
+/// Whether `s` styles its letters rather than spelling them: small capitals, symbol
+/// letters, styling marks (after [`plain_letters`], which writes the other styles
+/// plainly). Refused in person and organisation names alike.
+#[must_use]
+pub fn has_styled_letters(s: &str) -> bool {
+    s.chars()
+        .any(|c| is_small_capital(c) || is_symbol_letter(c) || (is_mark(c) && is_styling_mark(c)))
 }
 
 fn is_mark(c: char) -> bool {
@@ -462,6 +544,7 @@ fn is_plain_name_text(name: &str) -> bool {
         let c = chars[i];
         looks_like_punctuation(c)
             && (is_latin(c)
+                || !has_own_script(c)
                 || i == 0
                 || !same_script(chars[i - 1], c)
                 || !chars.get(i + 1).is_some_and(|&n| same_script(n, c)))
@@ -477,7 +560,7 @@ fn is_plain_name_text(name: &str) -> bool {
             '\u{200C}' | '\u{200D}' => between_letters(i),
             c if letter(c) => {
                 letters = true;
-                !punctuation_like(i) && !is_small_capital(c)
+                !punctuation_like(i) && !is_small_capital(c) && !is_symbol_letter(c)
             }
             c => mark(c) && !is_styling_mark(c),
         };
@@ -793,6 +876,11 @@ impl SignUpForm {
             ORGANISATION_MAX,
             false,
         );
+        let proposed = proposed
+            .split(' ')
+            .filter(|w| !w.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
         if organisation_id.is_empty() && proposed.is_empty() {
             v.add(
                 "organisation_id",
@@ -808,6 +896,14 @@ impl SignUpForm {
                 "exclusive",
                 "Choisissez votre organisme dans la liste ou indiquez le nom d'un organisme \
                  absent de la liste, pas les deux.",
+            );
+        } else if v.message_for("proposed_organisation").is_none() && has_styled_letters(&proposed)
+        {
+            v.add(
+                "proposed_organisation",
+                "characters",
+                "Le nom contient des lettres décorées (petites capitales, lettres barrées, \
+                 soulignées ou entourées) : écrivez-le en lettres simples.",
             );
         } else if v.message_for("proposed_organisation").is_none()
             && has_mixed_script_words(&proposed)
@@ -1009,6 +1105,12 @@ mod tests {
             "Jea\u{338}n",
             "Jean\u{20DD}",
             "J\u{332}e\u{332}a\u{332}n\u{332}",
+            // A tester's finds: a line spanning letters, an arrow above, pictures of
+            // letters, a colon of the shared modifier letters.
+            "J\u{35F}e\u{35F}a\u{35F}n",
+            "Jean\u{20D7}",
+            "\u{1F174}\u{1F185}\u{1F178}\u{1F17B}",
+            "https\u{2B9}\u{2D0}\u{2B9}\u{2B9}evil",
         ] {
             let mut f = good();
             f.given_name = bad.into();
@@ -1067,6 +1169,9 @@ mod tests {
             // Letters of African alphabets that look phonetic, and a click.
             "\u{0186}\u{025B}\u{014B}",
             "\u{01C2}Garoeb",
+            // Transliteration and Yoruba marks below.
+            "T\u{331}aha",
+            "Ade\u{329}",
         ] {
             let mut f = good();
             f.given_name = ok.into();
@@ -1109,6 +1214,61 @@ mod tests {
         f.proposed_organisation =
             "Syndicat des eaux \u{2014} \u{41C}\u{43E}\u{441}\u{43A}\u{432}\u{430}".into();
         assert_eq!(fields(&f), []);
+    }
+
+    #[test]
+    fn a_proposed_organisation_in_styled_letters_is_refused_and_its_spaces_tidied() {
+        let mut f = good();
+        f.organisation_id = String::new();
+        for styled in [
+            "ATMO Grand \u{1D07}st",
+            "ATMO Grand Est\u{35F}",
+            "Eur\u{336}om\u{E9}tropole",
+            "Strasbourg\u{20DD}",
+            "\u{1F174}urom\u{E9}tropole",
+        ] {
+            f.proposed_organisation = styled.into();
+            assert_eq!(
+                fields(&f),
+                [("proposed_organisation", "characters")],
+                "{styled:?}"
+            );
+        }
+        f.proposed_organisation = "ATMO  Grand   Est".into();
+        let valid = f.validate().expect("valid");
+        assert_eq!(
+            valid.proposed_organisation.as_deref(),
+            Some("ATMO Grand Est")
+        );
+    }
+
+    #[test]
+    fn organisation_names_read_alike_by_case_dashes_and_lookalikes() {
+        for (a, b) in [
+            ("R\u{E9}gion Grand Est", "REGION GRAND EST"),
+            ("R\u{E9}gion Grand Est", "R\u{E9}gion-Grand-Est"),
+            (
+                "R\u{E9}gion Grand Est",
+                "R\u{E9}gion\u{2010}Grand\u{2013}Est",
+            ),
+            ("R\u{E9}gion Grand Est", "R\u{E9}g\u{131}on Grand Est"),
+            ("R\u{E9}gion Grand Est", "R\u{E9}gion Grand Est."),
+            ("R\u{E9}gion Grand Est", "R\u{E9}gion Grand Est\u{2D0}"),
+            ("Ville de Nancy", "VilIe de Nancy"),
+            ("ATMO Grand Est", "ATM0 Grand Est"),
+            ("ATMO Grand Est", "\u{391}\u{3A4}\u{39C}\u{39F} Grand Est"),
+            ("Ville d'\u{C9}pinal", "Ville d\u{2019}\u{C9}pinal"),
+            ("Ville d'\u{C9}pinal", "Ville d\u{2BC}\u{C9}pinal"),
+        ] {
+            assert!(organisation_names_alike(a, b), "{a:?} {b:?}");
+        }
+        for (a, b) in [
+            ("Ville de Nancy", "Ville de Metz"),
+            ("R\u{E9}gion Grand Est", "R\u{E9}gion Grand Ouest"),
+            ("", ""),
+        ] {
+            assert!(!organisation_names_alike(a, b), "{a:?} {b:?}");
+        }
     }
 
     #[test]
