@@ -187,8 +187,18 @@ enum Undelivered {
 #[must_use]
 pub fn is_forbidden_target(ip: IpAddr) -> bool {
     use std::net::{Ipv4Addr, Ipv6Addr};
-    const ALIBABA_METADATA: Ipv4Addr = Ipv4Addr::new(100, 100, 100, 200);
-    const AWS_METADATA_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254);
+    // Metadata and host services of the clouds, outside the link-local range:
+    // Alibaba, Azure's WireServer, Oracle Cloud Classic.
+    const METADATA_V4: [Ipv4Addr; 3] = [
+        Ipv4Addr::new(100, 100, 100, 200),
+        Ipv4Addr::new(168, 63, 129, 16),
+        Ipv4Addr::new(192, 0, 0, 192),
+    ];
+    // AWS's and Google's IPv6 metadata addresses.
+    const METADATA_V6: [Ipv6Addr; 2] = [
+        Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254),
+        Ipv6Addr::new(0xfd20, 0xce, 0, 0, 0, 0, 0, 0x254),
+    ];
     match ip {
         IpAddr::V4(v4) => {
             v4.is_link_local()
@@ -196,7 +206,7 @@ pub fn is_forbidden_target(ip: IpAddr) -> bool {
                 || v4.is_multicast()
                 || v4.is_broadcast()
                 || v4.octets()[0] >= 240
-                || v4 == ALIBABA_METADATA
+                || METADATA_V4.contains(&v4)
         }
         IpAddr::V6(v6) => {
             let s = v6.segments();
@@ -208,21 +218,32 @@ pub fn is_forbidden_target(ip: IpAddr) -> bool {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_forbidden_target(IpAddr::V4(v4));
             }
-            // ::ffff:0:a.b.c.d (translated) and 64:ff9b::a.b.c.d (NAT64).
+            // ::ffff:0:a.b.c.d (translated), ::a.b.c.d (compatible), 64:ff9b::a.b.c.d
+            // (NAT64) and 64:ff9b:1::/48 (local-use NAT64, RFC 8215): the address in
+            // the last 32 bits.
             let translated = s[..4] == [0, 0, 0, 0] && s[4] == 0xffff && s[5] == 0;
-            let nat64 = s[..6] == [0x64, 0xff9b, 0, 0, 0, 0];
-            if translated || nat64 {
-                return embedded(s[6], s[7]);
+            let compatible = s[..6] == [0, 0, 0, 0, 0, 0] && !v6.is_loopback();
+            let nat64 = s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] || s[..3] == [0x64, 0xff9b, 1];
+            if (translated || compatible || nat64) && embedded(s[6], s[7]) {
+                return true;
             }
-            if s[0] == 0x2002 {
-                return embedded(s[1], s[2]);
+            // 6to4 (2002::/16): the address in bits 16 to 48. Teredo (2001::/32): the
+            // client's address, inverted, in the last 32 bits.
+            if s[0] == 0x2002 && embedded(s[1], s[2]) {
+                return true;
             }
+            if s[..2] == [0x2001, 0] && embedded(!s[6], !s[7]) {
+                return true;
+            }
+            // Oracle Cloud's IPv6 metadata, fd00:c1::a9fe:a9fe.
+            let oracle = s[..2] == [0xfd00, 0xc1] && embedded(s[6], s[7]);
             v6.is_unspecified()
                 || v6.is_multicast()
                 || (s[0] & 0xffc0) == 0xfe80
                 || (s[0] & 0xffc0) == 0xfec0
                 || s[..4] == [0x100, 0, 0, 0]
-                || v6 == AWS_METADATA_V6
+                || METADATA_V6.contains(&v6)
+                || oracle
         }
     }
 }
@@ -281,9 +302,11 @@ impl Dispatcher {
             ));
         }
         // No redirects: a module answers where it registered, or not at all.
+        // No proxy either: a proxy would resolve names itself, past the guard.
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(BACKCHANNEL_TIMEOUT_SECS))
             .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
             .dns_resolver(Arc::new(GuardedResolver))
             .build()
             .map_err(|e| {
@@ -513,6 +536,14 @@ mod tests {
             "240.0.0.1",
             "fec0::1",
             "100::1",
+            // A second tester's finds.
+            "168.63.129.16",
+            "192.0.0.192",
+            "fd20:ce::254",
+            "fd00:c1::a9fe:a9fe",
+            "64:ff9b:1::a9fe:a9fe",
+            "::a9fe:a9fe",
+            "2001:0:4136:e378:8000:63bf:5601:5601",
         ] {
             let ip: IpAddr = forbidden.parse().expect("an address");
             assert!(is_forbidden_target(ip), "{forbidden}");
