@@ -495,7 +495,7 @@ impl ValidationWorkflow for ValidationWorkflowService {
         require(&[("account", &r.account), ("role", &r.role)])?;
         let granted = self
             .workflow
-            .grant_role(&actor, &r.account, &r.role, &r.reason)
+            .grant_role(&actor, &r.account, r.role.trim(), &r.reason)
             .await?;
         Ok(Response::new(pb::GrantRoleResponse { granted }))
     }

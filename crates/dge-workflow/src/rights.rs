@@ -121,6 +121,21 @@ pub(crate) struct NewGrant<'a> {
     pub(crate) expires_at: Option<i64>,
 }
 
+/// The rights of `rights` nobody declared, in order.
+pub(crate) async fn undeclared(db: &dge_store::Db, rights: &[String]) -> Result<Vec<String>> {
+    let mut unknown = Vec::new();
+    for right in rights {
+        let declared = sqlx::query("SELECT 1 AS found FROM rights WHERE name = $1")
+            .bind(right)
+            .fetch_optional(db.pool())
+            .await?;
+        if declared.is_none() {
+            unknown.push(right.clone());
+        }
+    }
+    Ok(unknown)
+}
+
 /// [`Error::RightNotFound`], naming `field`, unless `right` is declared.
 async fn require_declared(
     conn: &mut AnyConnection,

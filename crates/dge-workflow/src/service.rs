@@ -93,6 +93,11 @@ impl Workflow {
                 "un droit à accorder est vide : nommez-le module:droit",
             ));
         }
+        // Every unknown right named at once, before anything is written.
+        let unknown = crate::rights::undeclared(self.db(), &rights).await?;
+        if !unknown.is_empty() {
+            return Err(Error::RightNotFound("grant_rights", unknown));
+        }
         self.decide(actor, key, AccountStatus::Active, "", &rights)
             .await
             .map_err(|err| match err {

@@ -59,12 +59,14 @@ async fn unknown_or_empty_rights_are_named_with_their_field_and_nothing_is_decid
         let fields = violations(&err);
         assert_eq!(fields[0].0, "grant_rights", "{engine:?}: {fields:?}");
         assert!(fields[0].1.starts_with("empty: "), "{fields:?}");
-        let err = approve(&["datahub:publish", "datahub:pubilsh"])
+        let err = approve(&["datahub:publish", "datahub:pubilsh", "foo:bar"])
             .await
             .unwrap_err();
         let fields = not_found_fields(&err);
+        assert_eq!(fields.len(), 2, "{engine:?}: every unknown right named");
         assert_eq!(fields[0].0, "grant_rights", "{engine:?}: {fields:?}");
         assert!(fields[0].1.contains("\"datahub:pubilsh\""), "{fields:?}");
+        assert!(fields[1].1.contains("\"foo:bar\""), "{fields:?}");
         // Still pending, no right granted, nothing audited.
         let account = find_account(&w.s.db, "lbernard").await.unwrap().unwrap();
         assert_eq!(account.status, AccountStatus::Pending, "{engine:?}");

@@ -19,7 +19,10 @@ pub(super) async fn run(api: &Api, out: OutputFormat, verb: RightsCommand) -> Re
             right,
             reason,
             expires,
-        } => grant(api, out, login, right, reason.unwrap_or_default(), expires).await,
+        } => {
+            let right = right.trim().to_owned();
+            grant(api, out, login, right, reason.unwrap_or_default(), expires).await
+        }
         RightsCommand::Declare { name, label } => {
             api.workflow()
                 .declare_right(DeclareRightRequest {
@@ -34,7 +37,9 @@ pub(super) async fn run(api: &Api, out: OutputFormat, verb: RightsCommand) -> Re
             }
             Ok(())
         }
-        RightsCommand::Revoke { login, right, .. } => revoke(api, out, login, right).await,
+        RightsCommand::Revoke { login, right, .. } => {
+            revoke(api, out, login, right.trim().to_owned()).await
+        }
         RightsCommand::List { login } => list(api, out, login).await,
         RightsCommand::Watch { account } => watch(api, out, account).await,
     }
