@@ -284,37 +284,55 @@ pub fn plain_letters(s: &str) -> String {
 /// second keeps it and reads lookalikes as their model (`VilIe` with a capital i, a
 /// dotless `ı`, `ΑΤΜΟ` in Greek letters); the third does both after lower-casing
 /// (`Regi0n`, `EUROMÉTR0POLE`). Lookalikes are read from UTS #39's skeleton for every
-/// character but the ASCII letters, of which only the capital `I` reads as `l`: `rn`
-/// against `m` or `I` against `L` tell real names apart (`Ornes` and `Omes`, `CIAS`
-/// and `CLAS`).
+/// character but the ASCII letters, of which only the capital `I` reads as `l`, among
+/// lower-case letters: `rn` against `m` or `I` against `L` tell real names apart
+/// (`Ornes` and `Omes`, `CIAS` and `CLAS`); digits read as letters only in a word
+/// with letters (`Paris 11` is not `Paris II`).
 #[must_use]
 pub fn organisation_name_keys(name: &str) -> [String; 3] {
     let unaccented: String = plain_letters(name)
         .nfd()
         .filter(|c| !('\u{0300}'..='\u{036F}').contains(c))
         .collect();
-    let words = |s: &str| {
-        s.split(|c: char| !(c.is_alphanumeric() || is_mark(c)))
-            .filter(|w| !w.is_empty())
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    let look = |s: &str| {
-        let mut out = String::with_capacity(s.len());
-        for c in s.chars() {
+    let words: Vec<&str> = unaccented
+        .split(|c: char| !(c.is_alphanumeric() || is_mark(c)))
+        .filter(|w| !w.is_empty())
+        .collect();
+    // A word read as what it looks like. Digits stand for letters only in a word with
+    // letters (`ATM0`, `Vi1le`; `Paris 11` is not `Paris II`), and a capital `I` for
+    // an `l` only among lower-case letters (`VilIe`; `CIAS` and `II` stay).
+    let look = |word: &str| {
+        let has_letter = word.chars().any(char::is_alphabetic);
+        let has_lower = word.chars().any(char::is_lowercase);
+        let mut out = String::with_capacity(word.len());
+        for c in word.chars() {
             match c {
-                'I' => out.push('l'),
+                'I' if has_lower => out.push('l'),
                 c if c.is_ascii_alphabetic() => out.push(c),
+                c if c.is_ascii_digit() && !has_letter => out.push(c),
                 c => out.extend(unicode_security::skeleton(c.encode_utf8(&mut [0_u8; 4]))),
             }
         }
         out
     };
-    let lower = unaccented.to_lowercase();
+    // What a lookalike reads as may be a sign (`ː` as `:`): words again.
+    let tidy = |s: String| {
+        s.split(|c: char| !(c.is_alphanumeric() || is_mark(c)))
+            .filter(|w| !w.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let lower: Vec<String> = words.iter().map(|w| w.to_lowercase()).collect();
     [
-        words(&lower),
-        words(&look(&unaccented)),
-        words(&look(&lower).to_lowercase()),
+        lower.join(" "),
+        tidy(words.iter().map(|w| look(w)).collect::<Vec<_>>().join(" ")),
+        tidy(
+            lower
+                .iter()
+                .map(|w| look(w).to_lowercase())
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
     ]
 }
 
@@ -1357,6 +1375,7 @@ mod tests {
             ("Ville de Nancy", "Ville\u{2D7}de\u{2D7}Nancy"),
             ("Ville de Nancy", "Ville_de_Nancy"),
             ("Ville de Nancy", "Ville\u{B7}de\u{B7}Nancy"),
+            ("Ville de Nancy", "Vi1le de Nancy"),
         ] {
             assert!(organisation_names_alike(a, b), "{a:?} {b:?}");
         }
@@ -1366,6 +1385,9 @@ mod tests {
             ("Commune de Mornas", "Commune de Momas"),
             ("CIAS de Metz", "CLAS de Metz"),
             ("Association ILE", "Association LLE"),
+            // Roman numerals and numbers (a third tester's find).
+            ("Universit\u{E9} Paris II", "Universit\u{E9} Paris 11"),
+            ("Universit\u{E9} Paris III", "Universit\u{E9} Paris 111"),
             ("Ville de Nancy", "Ville de Metz"),
             ("R\u{E9}gion Grand Est", "R\u{E9}gion Grand Ouest"),
             ("", ""),
