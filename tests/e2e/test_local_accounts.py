@@ -331,6 +331,18 @@ def test_a_sign_up_sent_twice_answers_the_same_and_files_it_once(idp, datahub, a
     assert len(set(answers)) == 1, "the answers differ"
 
 
+def test_a_member_of_a_trusted_organisation_is_told_the_account_is_active(idp, datahub):
+    # The seeded Région Grand Est is trusted, with the domain grandest.fr.
+    person = new_person()
+    person.organisation_id = "region-grand-est"
+    person.email = f"claire.{secrets.token_hex(4)}@grandest.fr"
+    http = pages.browser()
+    sign_up(http, datahub, person)
+    text = pages.page_text(press_confirm(http, open_confirmation_page(http, idp.outbox, person)))
+    assert "Votre compte est actif" in text, text
+    assert "en attente de validation" not in text, text
+
+
 def test_a_used_or_dead_confirmation_link_says_so_at_once(idp, datahub):
     person = new_person()
     http = pages.browser()

@@ -328,6 +328,7 @@ mod tests {
             ),
             ("confirm.html", json!({"csrf_token": "t", "token": "abc"})),
             ("confirmed.html", json!({})),
+            ("confirmed.html", json!({ "active": true })),
             (
                 "logged_in.html",
                 json!({"name": "Jeanne", "csrf_token": "t"}),

@@ -555,9 +555,13 @@ impl Registry {
             .await?
             .ok_or(Error::BadToken)?;
         let (kind, extra) = if trusted {
+            let rights = store::held_right_labels(&mut tx, &account_id, now).await?;
             (
                 "account_activated",
-                json!({ "login_url": format!("{}/login", self.settings.public_url) }),
+                json!({
+                    "login_url": format!("{}/login", self.settings.public_url),
+                    "rights": rights,
+                }),
             )
         } else {
             ("account_pending", json!({}))

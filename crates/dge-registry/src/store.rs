@@ -220,6 +220,35 @@ pub async fn trusted_member(conn: &mut AnyConnection, account_id: &str) -> sqlx:
     Ok(crate::domain::email_in_domains(&email, &domains))
 }
 
+/// The rights `account_id` holds at `now`, as an email names them (`DataHub : Publier`),
+/// by module then right.
+///
+/// # Errors
+/// Fails when the database fails.
+pub async fn held_right_labels(
+    conn: &mut AnyConnection,
+    account_id: &str,
+    now: i64,
+) -> sqlx::Result<Vec<String>> {
+    let rows = sqlx::query(
+        "SELECT m.label AS module, r.label AS label FROM grants g \
+         JOIN rights r ON r.name = g.right_name JOIN modules m ON m.name = r.module \
+         WHERE g.account_id = $1 AND (g.expires_at IS NULL OR g.expires_at > $2) \
+         ORDER BY m.label, r.label",
+    )
+    .bind(account_id)
+    .bind(now)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let module: String = r.try_get("module")?;
+            let label: String = r.try_get("label")?;
+            Ok(format!("{module} : {label}"))
+        })
+        .collect()
+}
+
 /// Grants `right` inside a transaction, if the right is declared and not yet held.
 ///
 /// # Errors

@@ -178,11 +178,17 @@ impl Workflow {
                 granted.push(right.clone());
             }
         }
+        let held = if to == AccountStatus::Active {
+            store::held_right_labels(&mut tx, &account.id, now).await?
+        } else {
+            Vec::new()
+        };
         let (action, kind, extra) = match to {
+            // The email names the rights granted with the approval, if any.
             AccountStatus::Active => (
                 "account.approved",
                 "account_activated",
-                json!({ "login_url": format!("{}/login", self.public_url) }),
+                json!({ "login_url": format!("{}/login", self.public_url), "rights": held }),
             ),
             _ => (
                 "account.rejected",
@@ -224,7 +230,9 @@ impl Workflow {
         reason: &str,
     ) -> Vec<(String, Result<Account>)> {
         let mut results = Vec::with_capacity(keys.len());
-        for key in keys {
+        let mut seen = std::collections::HashSet::new();
+        // A key named twice is decided once, and answered once.
+        for key in keys.iter().filter(|k| seen.insert(k.trim())) {
             let outcome = if approve {
                 self.approve(actor, key, &[]).await
             } else {

@@ -103,9 +103,12 @@ pub(crate) async fn submit(
         return csrf_refused(&pages);
     }
     match pages.registry.confirm_email(&form.token).await {
-        Ok(_) => pages
-            .render
-            .page(StatusCode::OK, "confirmed.html", json!({})),
+        // A member of a trusted organisation is active at once: not told to wait.
+        Ok(account) => pages.render.page(
+            StatusCode::OK,
+            "confirmed.html",
+            json!({ "active": account.status == dge_registry::AccountStatus::Active }),
+        ),
         // Used meanwhile (a second press, a reload) or never usable: say which.
         Err(dge_registry::Error::BadToken) => unusable(&pages, &form.token)
             .await

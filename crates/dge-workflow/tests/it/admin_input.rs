@@ -87,6 +87,18 @@ async fn unknown_or_empty_rights_are_named_with_their_field_and_nothing_is_decid
             pb::AccountStatus::Active as i32,
             "{engine:?}"
         );
+        // The email names the right granted with the approval.
+        let body: String = sqlx::query_scalar(
+            "SELECT body_text FROM outbox WHERE recipient = $1 AND kind = 'account_activated'",
+        )
+        .bind("lbernard@nancy.fr")
+        .fetch_one(w.s.db.pool())
+        .await
+        .unwrap();
+        assert!(
+            body.contains("Vos droits sur les modules de la plateforme : DataHub : Publier."),
+            "{engine:?}: {body}"
+        );
 
         // Revoking a right nobody declared is a mistake, not "it was not held".
         let revoke = |right: &str| {

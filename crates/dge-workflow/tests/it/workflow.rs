@@ -898,13 +898,26 @@ async fn a_bulk_decision_reports_each_account() {
             .workflow
             .decide_many(
                 &admin(),
-                &["alice".into(), "bruno".into(), "nobody".into()],
+                &[
+                    "alice".into(),
+                    "bruno".into(),
+                    "nobody".into(),
+                    " alice".into(),
+                ],
                 true,
                 "",
             )
             .await;
-        let oks: Vec<bool> = results.iter().map(|r| r.1.is_ok()).collect();
-        assert_eq!(oks, [true, false, false], "{engine:?}");
+        // Named twice, alice is decided and answered once.
+        let oks: Vec<(&str, bool)> = results
+            .iter()
+            .map(|r| (r.0.as_str(), r.1.is_ok()))
+            .collect();
+        assert_eq!(
+            oks,
+            [("alice", true), ("bruno", false), ("nobody", false)],
+            "{engine:?}"
+        );
         assert_eq!(status(&s, "alice").await, AccountStatus::Active);
         assert_eq!(status(&s, "bruno").await, AccountStatus::Unconfirmed);
     }

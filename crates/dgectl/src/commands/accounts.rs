@@ -141,6 +141,7 @@ async fn approve(
     grants: Vec<String>,
 ) -> Result<(), CliError> {
     let grants = super::distinct_rights(grants);
+    let logins = super::distinct_rights(logins);
     if let [login] = logins.as_slice() {
         let response = api
             .workflow()
@@ -197,6 +198,8 @@ async fn reject(
     logins: Vec<String>,
     reason: String,
 ) -> Result<(), CliError> {
+    // A login named twice is decided once.
+    let logins = super::distinct_rights(logins);
     if let [login] = logins.as_slice() {
         let request = RejectAccountRequest {
             account: login.clone(),

@@ -227,8 +227,9 @@ fn is_yes(answer: &str) -> bool {
     )
 }
 
-/// Rights as the server keeps them: spaces around each dropped, each once, in the
-/// order typed; what dgectl then prints is what was stored.
+/// Rights (or logins) as the server keeps them: spaces around each dropped, each
+/// once, in the order typed; what dgectl then prints is what was stored, and a login
+/// named twice is decided once.
 pub(super) fn distinct_rights(rights: Vec<String>) -> Vec<String> {
     let mut seen = std::collections::HashSet::new();
     rights
