@@ -122,15 +122,15 @@ pub(crate) struct NewGrant<'a> {
 }
 
 /// The rights of `rights` nobody declared, in order.
-pub(crate) async fn undeclared(db: &dge_store::Db, rights: &[String]) -> Result<Vec<String>> {
+pub(crate) async fn undeclared(conn: &mut AnyConnection, rights: &[&str]) -> Result<Vec<String>> {
     let mut unknown = Vec::new();
-    for right in rights {
+    for &right in rights {
         let declared = sqlx::query("SELECT 1 AS found FROM rights WHERE name = $1")
             .bind(right)
-            .fetch_optional(db.pool())
+            .fetch_optional(&mut *conn)
             .await?;
         if declared.is_none() {
-            unknown.push(right.clone());
+            unknown.push(right.to_owned());
         }
     }
     Ok(unknown)
@@ -142,14 +142,12 @@ async fn require_declared(
     field: &'static str,
     right: &str,
 ) -> Result<()> {
-    let declared = sqlx::query("SELECT 1 AS found FROM rights WHERE name = $1")
-        .bind(right)
-        .fetch_optional(&mut *conn)
-        .await?;
-    if declared.is_none() {
-        return Err(Error::RightNotFound(field, vec![right.to_owned()]));
+    let unknown = undeclared(conn, &[right]).await?;
+    if unknown.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::RightNotFound(field, unknown))
     }
-    Ok(())
 }
 
 /// Grants inside a transaction. The right must be declared. A grant whose end date
@@ -666,14 +664,7 @@ impl Workflow {
             .execute(&mut *tx)
             .await?;
         // Every unknown right named at once.
-        let mut unknown = Vec::new();
-        for &right in &rights {
-            match require_declared(&mut tx, "rights", right).await {
-                Ok(()) => {}
-                Err(Error::RightNotFound(_, mut names)) => unknown.append(&mut names),
-                Err(other) => return Err(other),
-            }
-        }
+        let unknown = undeclared(&mut tx, &rights).await?;
         if !unknown.is_empty() {
             return Err(Error::RightNotFound("rights", unknown));
         }

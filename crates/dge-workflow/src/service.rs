@@ -94,7 +94,9 @@ impl Workflow {
             ));
         }
         // Every unknown right named at once, before anything is written.
-        let unknown = crate::rights::undeclared(self.db(), &rights).await?;
+        let names: Vec<&str> = rights.iter().map(String::as_str).collect();
+        let mut conn = self.db().pool().acquire().await?;
+        let unknown = crate::rights::undeclared(&mut conn, &names).await?;
         if !unknown.is_empty() {
             return Err(Error::RightNotFound("grant_rights", unknown));
         }

@@ -140,8 +140,8 @@ async fn approve(
     logins: Vec<String>,
     grants: Vec<String>,
 ) -> Result<(), CliError> {
-    let grants = super::distinct_rights(grants);
-    let logins = super::distinct_rights(logins);
+    let grants = super::distinct(grants);
+    let logins = super::distinct(logins);
     if let [login] = logins.as_slice() {
         let response = api
             .workflow()
@@ -199,7 +199,7 @@ async fn reject(
     reason: String,
 ) -> Result<(), CliError> {
     // A login named twice is decided once.
-    let logins = super::distinct_rights(logins);
+    let logins = super::distinct(logins);
     if let [login] = logins.as_slice() {
         let request = RejectAccountRequest {
             account: login.clone(),

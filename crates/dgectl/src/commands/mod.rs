@@ -230,9 +230,9 @@ fn is_yes(answer: &str) -> bool {
 /// Rights (or logins) as the server keeps them: spaces around each dropped, each
 /// once, in the order typed; what dgectl then prints is what was stored, and a login
 /// named twice is decided once.
-pub(super) fn distinct_rights(rights: Vec<String>) -> Vec<String> {
+pub(super) fn distinct(items: Vec<String>) -> Vec<String> {
     let mut seen = std::collections::HashSet::new();
-    rights
+    items
         .into_iter()
         .map(|r| r.trim().to_owned())
         .filter(|r| seen.insert(r.clone()))
@@ -245,7 +245,7 @@ mod tests {
     fn rights_are_sent_once_each_and_trimmed() {
         let typed = ["datahub:publish", " datahub:publish ", "datahub:dashboards"];
         assert_eq!(
-            super::distinct_rights(typed.iter().map(|r| (*r).to_owned()).collect()),
+            super::distinct(typed.iter().map(|r| (*r).to_owned()).collect()),
             ["datahub:publish", "datahub:dashboards"]
         );
     }

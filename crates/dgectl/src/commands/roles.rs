@@ -15,7 +15,7 @@ pub(super) async fn run(api: &Api, out: OutputFormat, verb: RolesCommand) -> Res
             rights,
             label,
         } => {
-            let rights = super::distinct_rights(rights);
+            let rights = super::distinct(rights);
             let request = DefineRoleRequest {
                 name: name.clone(),
                 label: label.unwrap_or_default(),
