@@ -482,7 +482,7 @@ impl Dispatcher {
         // Registered before the rule, or as an address: never posted to.
         if names_forbidden_target(&uri) {
             return Err(Undelivered::Permanent(
-                "the back-channel logout URI is a link-local, multicast or unspecified address"
+                "the back-channel logout URI is a forbidden address (link-local, cloud metadata, multicast, reserved or unspecified)"
                     .to_owned(),
             ));
         }

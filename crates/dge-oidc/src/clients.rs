@@ -156,8 +156,8 @@ pub fn check_settings(s: &ClientSettings) -> dge_core::Violations {
                 "backchannel_logout_uri",
                 "forbidden_address",
                 format!(
-                    "{}: adresse de lien local, de multidiffusion ou non spécifiée : le \
-                     fournisseur n'y envoie rien",
+                    "{}: adresse interdite (lien local, service de métadonnées d'un nuage, \
+                     multidiffusion, réservée ou non spécifiée) : le fournisseur n'y envoie rien",
                     shown(uri)
                 ),
             );

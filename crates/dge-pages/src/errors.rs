@@ -15,6 +15,15 @@ use serde_json::json;
 
 use crate::render::Renderer;
 
+/// The title and text of the page for a form over the size limit, whoever stops it.
+pub(crate) const TOO_LARGE: (&str, &str) = (
+    "Formulaire trop volumineux",
+    "Le formulaire envoyé est trop volumineux : un champ contient beaucoup plus de texte \
+     qu'il n'en admet (la description, par exemple, 2 000 caractères au plus). Revenez \
+     à la page précédente avec votre navigateur, raccourcissez le texte et envoyez de \
+     nouveau le formulaire.",
+);
+
 /// Endpoints answered in JSON (OAuth 2.0 and OpenID Connect).
 pub const API_PATHS: [&str; 7] = [
     "/token",
@@ -46,13 +55,7 @@ pub fn explain(status: StatusCode) -> Option<(&'static str, &'static str)> {
             "Délai dépassé",
             "La requête a mis trop de temps à arriver. Rechargez la page et recommencez.",
         ),
-        StatusCode::PAYLOAD_TOO_LARGE => (
-            "Formulaire trop volumineux",
-            "Le formulaire envoyé est trop volumineux : un champ contient beaucoup plus de texte \
-             qu'il n'en admet (la description, par exemple, 2 000 caractères au plus). Revenez \
-             à la page précédente avec votre navigateur, raccourcissez le texte et envoyez de \
-             nouveau le formulaire.",
-        ),
+        StatusCode::PAYLOAD_TOO_LARGE => TOO_LARGE,
         StatusCode::UNSUPPORTED_MEDIA_TYPE => (
             "Format non pris en charge",
             "Seuls les formulaires envoyés par le navigateur sont acceptés ici.",

@@ -48,15 +48,10 @@ pub(crate) async fn limit_forms(
     }
     let (parts, body) = request.into_parts();
     let Ok(bytes) = to_bytes(body, READ_LIMIT).await else {
-        return pages.render.error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "Formulaire trop volumineux",
-            "Le formulaire envoyé est trop volumineux : un champ contient beaucoup plus de texte \
-             qu'il n'en admet (la description, par exemple, 2 000 caractères au plus). Revenez \
-             à la page précédente avec votre navigateur, raccourcissez le texte et envoyez de \
-             nouveau le formulaire.",
-            None,
-        );
+        let (title, text) = crate::errors::TOO_LARGE;
+        return pages
+            .render
+            .error(StatusCode::PAYLOAD_TOO_LARGE, title, text, None);
     };
     if !within_limits(&bytes) {
         return pages.render.error(

@@ -323,9 +323,11 @@ impl Registry {
                 sqlx::query_scalar("SELECT name FROM organisations WHERE status = 'active'")
                     .fetch_all(&mut *conn)
                     .await?;
+            use crate::domain::signup::{organisation_keys_alike, organisation_name_keys};
+            let proposed = organisation_name_keys(name);
             let listed = names
                 .into_iter()
-                .find(|listed| crate::domain::signup::organisation_names_alike(name, listed));
+                .find(|listed| organisation_keys_alike(&proposed, &organisation_name_keys(listed)));
             if let Some(listed) = listed {
                 v.add(
                     "proposed_organisation",

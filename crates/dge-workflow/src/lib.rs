@@ -67,6 +67,17 @@ pub enum Error {
     Mail(#[from] dge_mailer::Error),
 }
 
+/// `items` with the spaces around each dropped, each once, in the order given: the
+/// rights of a role or an approval, the accounts of a bulk decision.
+pub(crate) fn distinct_trimmed(items: &[String]) -> Vec<&str> {
+    let mut seen = std::collections::HashSet::new();
+    items
+        .iter()
+        .map(|i| i.trim())
+        .filter(|i| seen.insert(*i))
+        .collect()
+}
+
 /// Result alias for this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

@@ -109,12 +109,9 @@ fn clean_parts(new: &NewOrganisation) -> (Clean, Violations) {
     // Styled and full-width letters written plainly: `Ｖｉｌｌｅ ｄｅ Ｎａｎｃｙ` is the
     // directory's `Ville de Nancy`, and clashes with it.
     // Runs of spaces become one; a line break or a tab inside is refused below.
-    let mut name = dge_registry::domain::signup::plain_letters(&new.name)
-        .trim()
-        .split(' ')
-        .filter(|w| !w.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ");
+    let mut name = dge_registry::domain::signup::single_spaces(
+        dge_registry::domain::signup::plain_letters(&new.name).trim(),
+    );
     if name.is_empty() || name.chars().count() > 200 {
         v.add(
             "name",

@@ -632,13 +632,7 @@ impl Workflow {
         if rights.is_empty() {
             return Err(Error::field("rights", "required", "au moins un droit"));
         }
-        // Each right once, in the order given.
-        let mut seen = std::collections::HashSet::new();
-        let rights: Vec<&str> = rights
-            .iter()
-            .map(|r| r.trim())
-            .filter(|r| seen.insert(*r))
-            .collect();
+        let rights = crate::distinct_trimmed(rights);
         if rights.iter().any(|r| r.is_empty()) {
             return Err(Error::field(
                 "rights",

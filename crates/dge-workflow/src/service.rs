@@ -80,13 +80,8 @@ impl Workflow {
     /// storage errors.
     pub async fn approve(&self, actor: &Actor, key: &str, rights: &[String]) -> Result<Account> {
         // Each right once, spaces around it dropped, as a role's rights.
-        let mut seen = std::collections::HashSet::new();
-        let rights: Vec<String> = rights
-            .iter()
-            .map(|r| r.trim().to_owned())
-            .filter(|r| seen.insert(r.clone()))
-            .collect();
-        if rights.iter().any(String::is_empty) {
+        let rights = crate::distinct_trimmed(rights);
+        if rights.iter().any(|r| r.is_empty()) {
             return Err(Error::field(
                 "grant_rights",
                 "empty",
@@ -94,9 +89,8 @@ impl Workflow {
             ));
         }
         // Every unknown right named at once, before anything is written.
-        let names: Vec<&str> = rights.iter().map(String::as_str).collect();
         let mut conn = self.db().pool().acquire().await?;
-        let unknown = crate::rights::undeclared(&mut conn, &names).await?;
+        let unknown = crate::rights::undeclared(&mut conn, &rights).await?;
         if !unknown.is_empty() {
             return Err(Error::RightNotFound("grant_rights", unknown));
         }
@@ -138,7 +132,7 @@ impl Workflow {
         key: &str,
         to: AccountStatus,
         reason: &str,
-        rights: &[String],
+        rights: &[&str],
     ) -> Result<Account> {
         let account = self.managed_account(actor, key).await?;
         let now = self.registry.now();
@@ -165,7 +159,7 @@ impl Workflow {
             ));
         }
         let mut granted = Vec::new();
-        for right in rights {
+        for &right in rights {
             let grant = crate::rights::NewGrant {
                 account_id: &account.id,
                 right,
@@ -177,7 +171,7 @@ impl Workflow {
                 crate::rights::insert_grant(&mut tx, &grant, now, crate::rights::WhenHeld::Keep)
                     .await?;
             if outcome == crate::rights::GrantOutcome::Granted {
-                granted.push(right.clone());
+                granted.push(right);
             }
         }
         let held = if to == AccountStatus::Active {
@@ -214,7 +208,7 @@ impl Workflow {
         self.db().access_changed().await;
         self.registry.outbox().wake();
         for right in granted {
-            self.publish(&account.id, &right, true, now).await;
+            self.publish(&account.id, right, true, now).await;
         }
         tracing::info!(account_id = %account.id, email = %MaskedEmail(&account.email), action, "account decided");
         store::find_account(self.db(), &account.id)
@@ -232,15 +226,14 @@ impl Workflow {
         reason: &str,
     ) -> Vec<(String, Result<Account>)> {
         let mut results = Vec::with_capacity(keys.len());
-        let mut seen = std::collections::HashSet::new();
         // A key named twice is decided once, and answered once.
-        for key in keys.iter().filter(|k| seen.insert(k.trim())) {
+        for key in crate::distinct_trimmed(keys) {
             let outcome = if approve {
                 self.approve(actor, key, &[]).await
             } else {
                 self.reject(actor, key, reason).await
             };
-            results.push((key.clone(), outcome));
+            results.push((key.to_owned(), outcome));
         }
         results
     }

@@ -276,6 +276,25 @@ pub fn plain_letters(s: &str) -> String {
         .collect()
 }
 
+/// `s` with one space between words and none around them: sixty spaces in a greeting
+/// push what follows out of sight, and two in an organisation's name make a second
+/// one. Only spaces: a line break or a tab is left for the rules to refuse.
+#[must_use]
+pub fn single_spaces(s: &str) -> String {
+    s.split(' ')
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The words of `s`: runs of letters, digits and marks, one space between them.
+fn words_of(s: &str) -> String {
+    s.split(|c: char| !(c.is_alphanumeric() || is_mark(c)))
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// The keys two organisation names that read alike share, compared key by key. Each
 /// reads the name written plainly ([`plain_letters`]), as its words only (runs of
 /// letters, digits and marks: any dash, apostrophe, dot or other sign between them
@@ -294,10 +313,7 @@ pub fn organisation_name_keys(name: &str) -> [String; 3] {
         .nfd()
         .filter(|c| !('\u{0300}'..='\u{036F}').contains(c))
         .collect();
-    let words: Vec<&str> = unaccented
-        .split(|c: char| !(c.is_alphanumeric() || is_mark(c)))
-        .filter(|w| !w.is_empty())
-        .collect();
+    let words = words_of(&unaccented);
     // A word read as what it looks like. Digits stand for letters only in a word with
     // letters (`ATM0`, `Vi1le`; `Paris 11` is not `Paris II`), and a capital `I` for
     // an `l` only among lower-case letters (`VilIe`; `CIAS` and `II` stay).
@@ -316,31 +332,23 @@ pub fn organisation_name_keys(name: &str) -> [String; 3] {
         out
     };
     // What a lookalike reads as may be a sign (`ː` as `:`): words again.
-    let tidy = |s: String| {
-        s.split(|c: char| !(c.is_alphanumeric() || is_mark(c)))
-            .filter(|w| !w.is_empty())
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    let lower: Vec<String> = words.iter().map(|w| w.to_lowercase()).collect();
-    [
-        lower.join(" "),
-        tidy(words.iter().map(|w| look(w)).collect::<Vec<_>>().join(" ")),
-        tidy(
-            lower
-                .iter()
-                .map(|w| look(w).to_lowercase())
-                .collect::<Vec<_>>()
-                .join(" "),
-        ),
-    ]
+    let looked = |words: &str| words_of(&words.split(' ').map(look).collect::<Vec<_>>().join(" "));
+    let lower = words.to_lowercase();
+    let both = looked(&lower).to_lowercase();
+    [lower, looked(&words), both]
+}
+
+/// Whether two names' [`organisation_name_keys`] meet: one key of one equals the same
+/// key of the other.
+#[must_use]
+pub fn organisation_keys_alike(a: &[String; 3], b: &[String; 3]) -> bool {
+    a.iter().zip(b).any(|(x, y)| !x.is_empty() && x == y)
 }
 
 /// Whether two organisation names read alike ([`organisation_name_keys`]).
 #[must_use]
 pub fn organisation_names_alike(a: &str, b: &str) -> bool {
-    let (a, b) = (organisation_name_keys(a), organisation_name_keys(b));
-    a.iter().zip(&b).any(|(x, y)| !x.is_empty() && x == y)
+    organisation_keys_alike(&organisation_name_keys(a), &organisation_name_keys(b))
 }
 
 /// `s` without the zero-width non-joiners that sit between two letters of a joining
@@ -386,11 +394,7 @@ fn name_field(v: &mut Violations, field: &'static str, raw: &str, required: &str
     );
     // One space between words: sixty spaces in a greeting push what follows out of
     // sight.
-    let value = value
-        .split(' ')
-        .filter(|w| !w.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ");
+    let value = single_spaces(&value);
     if v.message_for(field).is_none() && has_stacked_marks(&value) {
         v.add(
             field,
@@ -970,11 +974,7 @@ impl SignUpForm {
             ORGANISATION_MAX,
             false,
         );
-        let proposed = proposed
-            .split(' ')
-            .filter(|w| !w.is_empty())
-            .collect::<Vec<_>>()
-            .join(" ");
+        let proposed = single_spaces(&proposed);
         if organisation_id.is_empty() && proposed.is_empty() {
             v.add(
                 "organisation_id",
