@@ -218,6 +218,9 @@ def test_organisations_create_update_accept_merge_and_admins(idp, dgectl, datahu
     assert updated["trusted"] is False and updated["email_domains"] == ["a.example", "b.example"]
     cleared = dgectl.json("orgs", "update", created["id"], "--no-domains")["organisation"]
     assert cleared["email_domains"] == [] and cleared["name"] == name
+    # The same values again: dgectl says nothing changed, and nothing was written.
+    again = dgectl.ok("orgs", "update", created["id"], "--trusted", "no", output="table")
+    assert f"organisation {created['id']} unchanged" in again.stdout, describe(again)
 
     # Two sign-ups propose organisations: one is accepted renamed, one merged.
     proposals = []
@@ -336,11 +339,17 @@ def test_modules_rights_roles_grants_and_audit(idp, dgectl, active_person):
     assert undeclared.returncode == EXIT_REFUSED, describe(undeclared)
 
     role = f"editeur{tag}"
-    dgectl.ok("roles", "define", role, f"{module}:edit", "datahub:dashboards", "--label", "Éditeur")
+    defined = dgectl.json("roles", "define", role, f"{module}:edit", "datahub:dashboards", "--label", "Éditeur")
+    assert defined["created"] is True, defined
     login = active_person.login
     granted = dgectl.json("roles", "grant", login, role, "--reason", "Demande du 3 décembre")
     assert sorted(granted["granted"]) == sorted([f"{module}:edit", "datahub:dashboards"])
     assert dgectl.json("roles", "grant", login, role)["granted"] == []
+    # Redefined without a right: dgectl says so, and that the grants made stay.
+    redefined = dgectl.ok("roles", "define", role, f"{module}:edit", output="table")
+    assert f"role {role} redefined: {module}:edit" in redefined.stdout, describe(redefined)
+    assert "removed: datahub:dashboards" in redefined.stdout, describe(redefined)
+    assert "keep the rights they hold" in redefined.stdout, describe(redefined)
 
     before = int(time.time())
     expiring = dgectl.json(

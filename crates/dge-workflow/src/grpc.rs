@@ -279,12 +279,13 @@ impl ValidationWorkflow for ValidationWorkflowService {
             .into());
         }
         let domains = r.set_email_domains.then_some(r.email_domains);
-        let organisation = self
+        let (organisation, changed) = self
             .workflow
             .update_organisation(&actor, &r.id, r.name, r.siret, r.trusted, domains)
             .await?;
         Ok(Response::new(pb::UpdateOrganisationResponse {
             organisation: Some(organisation),
+            changed,
         }))
     }
 
@@ -480,10 +481,15 @@ impl ValidationWorkflow for ValidationWorkflowService {
     ) -> GrpcResult<pb::DefineRoleResponse> {
         let actor = self.actor(&request).await?;
         let r = request.into_inner();
-        self.workflow
+        let change = self
+            .workflow
             .define_role(&actor, r.name.trim(), &r.label, &r.rights)
             .await?;
-        Ok(Response::new(pb::DefineRoleResponse {}))
+        Ok(Response::new(pb::DefineRoleResponse {
+            created: change.created,
+            added: change.added,
+            removed: change.removed,
+        }))
     }
 
     async fn grant_role(

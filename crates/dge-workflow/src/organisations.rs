@@ -420,7 +420,8 @@ impl Workflow {
         self.organisation(&id).await
     }
 
-    /// Changes an organisation. `None` fields stay as they are.
+    /// Changes an organisation. `None` fields stay as they are. Returns the organisation
+    /// and whether anything changed (values equal to the stored ones write nothing).
     ///
     /// # Errors
     /// [`Error::OrganisationNotFound`], [`Error::Invalid`], [`Error::NotAllowed`].
@@ -432,7 +433,7 @@ impl Workflow {
         siret_value: Option<String>,
         trusted: Option<bool>,
         domains: Option<Vec<String>>,
-    ) -> Result<Organisation> {
+    ) -> Result<(Organisation, bool)> {
         actor.require_admin()?;
         let current = self.organisation(id).await?;
         let merged = NewOrganisation {
@@ -446,13 +447,26 @@ impl Workflow {
         let c = checked(&mut tx, &merged, id)
             .await?
             .map_err(Error::Invalid)?;
+        // The audit row tells what changed, each field as it was and as it is.
+        let new_siret = c.siret.as_deref().unwrap_or_default();
+        let old_domains = current.email_domains.join(",");
+        let changes: Vec<String> = [
+            ("name", current.name.as_str(), c.name.as_str()),
+            ("siret", current.siret.as_str(), new_siret),
+            (
+                "trusted",
+                if current.trusted { "true" } else { "false" },
+                if c.trusted { "true" } else { "false" },
+            ),
+            ("domains", old_domains.as_str(), c.domains.as_str()),
+        ]
+        .into_iter()
+        .filter(|(_, before, after)| before != after)
+        .map(|(field, before, after)| format!("{field}: {before} -> {after}"))
+        .collect();
         // Nothing would change: no write, and nothing for the audit log to tell.
-        if c.name == current.name
-            && c.siret.as_deref().unwrap_or_default() == current.siret
-            && c.trusted == current.trusted
-            && c.domains == current.email_domains.join(",")
-        {
-            return Ok(current);
+        if changes.is_empty() {
+            return Ok((current, false));
         }
         sqlx::query(
             "UPDATE organisations SET name = $1, name_key = $2, siret = $3, trusted = $4, email_domains = $5, \
@@ -467,21 +481,17 @@ impl Workflow {
         .bind(id)
         .execute(&mut *tx)
         .await?;
-        let detail = format!(
-            "name={} trusted={} domains={}",
-            c.name, c.trusted, c.domains
-        );
         dge_store::audit(
             &mut tx,
             actor.label(),
             "organisation.updated",
             id,
-            &detail,
+            &changes.join("; "),
             now,
         )
         .await?;
         tx.commit().await?;
-        self.organisation(id).await
+        Ok((self.organisation(id).await?, true))
     }
 
     /// Accepts a proposed organisation, optionally renamed and with its SIRET.

@@ -60,6 +60,17 @@ pub struct GrantInfo {
     pub expires_at: Option<i64>,
 }
 
+/// What defining a role did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleChange {
+    /// The role did not exist before.
+    pub created: bool,
+    /// Rights the role has now and did not have, sorted.
+    pub added: Vec<String>,
+    /// Rights the role had and no longer has, sorted.
+    pub removed: Vec<String>,
+}
+
 /// An audit event.
 #[derive(Debug, Clone)]
 pub struct AuditEvent {
@@ -604,7 +615,7 @@ impl Workflow {
         Ok(())
     }
 
-    /// Defines (or redefines) a role bundle.
+    /// Defines (or redefines) a role bundle, and says what a redefinition changed.
     ///
     /// # Errors
     /// [`Error::NotAllowed`], [`Error::Invalid`], [`Error::RightNotFound`].
@@ -614,7 +625,7 @@ impl Workflow {
         name: &str,
         label: &str,
         rights: &[String],
-    ) -> Result<()> {
+    ) -> Result<RoleChange> {
         actor.require_admin()?;
         if name.is_empty()
             || name.len() > 64
@@ -642,6 +653,21 @@ impl Workflow {
         }
         let now = self.registry.now();
         let mut tx = self.db().begin().await?;
+        // Every unknown right named at once, before anything is written.
+        let unknown = undeclared(&mut tx, &rights).await?;
+        if !unknown.is_empty() {
+            return Err(Error::RightNotFound("rights", unknown));
+        }
+        let existed = sqlx::query("SELECT 1 AS found FROM roles WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
+        let before: Vec<String> =
+            sqlx::query_scalar("SELECT right_name FROM role_rights WHERE role = $1")
+                .bind(name)
+                .fetch_all(&mut *tx)
+                .await?;
         sqlx::query(
             "INSERT INTO roles (name, label, created_at, updated_at) VALUES ($1, $2, $3, $3) \
              ON CONFLICT (name) DO UPDATE \
@@ -657,11 +683,6 @@ impl Workflow {
             .bind(name)
             .execute(&mut *tx)
             .await?;
-        // Every unknown right named at once.
-        let unknown = undeclared(&mut tx, &rights).await?;
-        if !unknown.is_empty() {
-            return Err(Error::RightNotFound("rights", unknown));
-        }
         for &right in &rights {
             sqlx::query("INSERT INTO role_rights (role, right_name) VALUES ($1, $2) ON CONFLICT (role, right_name) DO NOTHING")
                 .bind(name)
@@ -679,7 +700,23 @@ impl Workflow {
         )
         .await?;
         tx.commit().await?;
-        Ok(())
+        // A new role has rights, not changes.
+        let mut added: Vec<String> = rights
+            .iter()
+            .filter(|r| existed && !before.iter().any(|b| b == *r))
+            .map(|r| (*r).to_owned())
+            .collect();
+        let mut removed: Vec<String> = before
+            .into_iter()
+            .filter(|b| !rights.contains(&b.as_str()))
+            .collect();
+        added.sort();
+        removed.sort();
+        Ok(RoleChange {
+            created: !existed,
+            added,
+            removed,
+        })
     }
 
     /// The grants an account holds, expired ones included, by right.

@@ -159,9 +159,15 @@ async fn a_role_names_its_unknown_right_and_keeps_each_right_once() {
         let err = define(&["datahub:publish", " "]).await.unwrap_err();
         assert_eq!(violations(&err)[0].0, "rights", "{engine:?}");
 
-        define(&["datahub:publish", "datahub:dashboards", " datahub:publish"])
+        let created = define(&["datahub:publish", "datahub:dashboards", " datahub:publish"])
             .await
-            .unwrap();
+            .unwrap()
+            .into_inner();
+        assert!(created.created, "{engine:?}");
+        assert!(
+            created.added.is_empty() && created.removed.is_empty(),
+            "{engine:?}"
+        );
         let events = w
             .workflow
             .audit_events(
@@ -188,6 +194,24 @@ async fn a_role_names_its_unknown_right_and_keeps_each_right_once() {
             ["datahub:dashboards", "datahub:publish"],
             "{engine:?}"
         );
+
+        // Defined again: the answer says what changed, or that nothing did.
+        let same = define(&["datahub:dashboards", "datahub:publish"])
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            (same.created, same.added.len(), same.removed.len()),
+            (false, 0, 0),
+            "{engine:?}"
+        );
+        let changed = define(&["datahub:publish", "communautes:member"])
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(!changed.created, "{engine:?}");
+        assert_eq!(changed.added, ["communautes:member"], "{engine:?}");
+        assert_eq!(changed.removed, ["datahub:dashboards"], "{engine:?}");
     }
 }
 
@@ -216,10 +240,13 @@ async fn an_organisation_update_that_changes_nothing_writes_nothing_and_stray_do
         })
         .await
         .unwrap()
-        .into_inner()
-        .organisation
-        .unwrap();
-        assert_eq!(same.name, "Ville de Nancy", "{engine:?}");
+        .into_inner();
+        assert!(!same.changed, "{engine:?}: the answer says nothing changed");
+        assert_eq!(
+            same.organisation.unwrap().name,
+            "Ville de Nancy",
+            "{engine:?}"
+        );
         assert_eq!(audit_count(&w, "ville-de-nancy").await, 0, "{engine:?}");
 
         let err = update(pb::UpdateOrganisationRequest::default())
@@ -249,13 +276,29 @@ async fn an_organisation_update_that_changes_nothing_writes_nothing_and_stray_do
         let org = orgs.iter().find(|o| o.id == "ville-de-nancy").unwrap();
         assert_eq!(org.email_domains, ["nancy.fr"], "{engine:?}");
 
-        update(pb::UpdateOrganisationRequest {
+        let changed = update(pb::UpdateOrganisationRequest {
+            name: Some("Ville de Nancy".into()),
             trusted: Some(true),
             ..Default::default()
         })
         .await
-        .unwrap();
-        assert_eq!(audit_count(&w, "ville-de-nancy").await, 1, "{engine:?}");
+        .unwrap()
+        .into_inner();
+        assert!(changed.changed, "{engine:?}");
+        // The audit row tells the change, not the whole record.
+        let events = w
+            .workflow
+            .audit_events(
+                &admin(),
+                &AuditFilter {
+                    subject: "ville-de-nancy".into(),
+                    ..AuditFilter::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(events.len(), 1, "{engine:?}");
+        assert_eq!(events[0].detail, "trusted: false -> true", "{engine:?}");
     }
 }
 

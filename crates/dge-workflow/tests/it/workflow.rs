@@ -495,7 +495,8 @@ async fn the_directory_refuses_a_second_name_or_domain_and_public_mail_domains()
                 None,
                 None,
             )
-            .await;
+            .await
+            .map(|(organisation, _)| organisation);
         assert_eq!(refusal(taken)[0].1, "taken");
         // An import refuses the line, as it refuses a duplicate SIRET.
         let report = s

@@ -57,14 +57,25 @@ pub(super) async fn run(api: &Api, out: OutputFormat, verb: OrgsCommand) -> Resu
                 email_domains: domains,
                 set_email_domains,
             };
-            let org = api
+            let answer = api
                 .workflow()
                 .update_organisation(request)
                 .await
                 .map_err(|status| api.fail(status))?
-                .into_inner()
-                .organisation;
-            print_one(out, "updated", org.as_ref())
+                .into_inner();
+            if matches!(out, OutputFormat::Json) {
+                output::print_json(&json!({
+                    "organisation": answer.organisation.as_ref().map(organisation_json),
+                    "changed": answer.changed,
+                }))?;
+                return Ok(());
+            }
+            let done = if answer.changed {
+                "updated"
+            } else {
+                "unchanged (the values given are the ones it has)"
+            };
+            print_one(out, done, answer.organisation.as_ref())
         }
         OrgsCommand::Accept { id, name, siret } => {
             let request = AcceptOrganisationRequest {

@@ -1,6 +1,6 @@
 //! `dgectl roles define|grant`.
 
-use dge_proto::v1::{DefineRoleRequest, GrantRoleRequest};
+use dge_proto::v1::{DefineRoleRequest, DefineRoleResponse, GrantRoleRequest};
 use serde_json::json;
 
 use crate::cli::RolesCommand;
@@ -21,16 +21,26 @@ pub(super) async fn run(api: &Api, out: OutputFormat, verb: RolesCommand) -> Res
                 label: label.unwrap_or_default(),
                 rights: rights.clone(),
             };
-            api.workflow()
+            let change = api
+                .workflow()
                 .define_role(request)
                 .await
-                .map_err(|status| api.fail(status))?;
+                .map_err(|status| api.fail(status))?
+                .into_inner();
             match out {
                 OutputFormat::Table => {
-                    output::print_line(&format!("role {name} defined: {}", rights.join(", ")))?
+                    for line in define_lines(&name, &rights, &change) {
+                        output::print_line(&line)?;
+                    }
                 }
                 OutputFormat::Json => {
-                    output::print_json(&json!({ "role": name, "rights": rights }))?;
+                    output::print_json(&json!({
+                        "role": name,
+                        "rights": rights,
+                        "created": change.created,
+                        "added": change.added,
+                        "removed": change.removed,
+                    }))?;
                 }
             }
         }
@@ -68,4 +78,66 @@ pub(super) async fn run(api: &Api, out: OutputFormat, verb: RolesCommand) -> Res
         }
     }
     Ok(())
+}
+
+/// What `roles define` prints: a new role, one unchanged, or what a redefinition changed
+/// (and that it takes nothing back from the accounts granted the role before).
+fn define_lines(name: &str, rights: &[String], change: &DefineRoleResponse) -> Vec<String> {
+    let rights = rights.join(", ");
+    if change.created {
+        return vec![format!("role {name} defined: {rights}")];
+    }
+    if change.added.is_empty() && change.removed.is_empty() {
+        return vec![format!("role {name} unchanged: {rights}")];
+    }
+    let mut lines = vec![format!("role {name} redefined: {rights}")];
+    if !change.added.is_empty() {
+        lines.push(format!("  added: {}", change.added.join(", ")));
+    }
+    if !change.removed.is_empty() {
+        lines.push(format!("  removed: {}", change.removed.join(", ")));
+        lines.push(
+            "  accounts granted the role before keep the rights they hold; revoke them with `dgectl rights revoke`"
+                .to_owned(),
+        );
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(created: bool, added: &[&str], removed: &[&str]) -> DefineRoleResponse {
+        DefineRoleResponse {
+            created,
+            added: added.iter().map(|s| (*s).to_owned()).collect(),
+            removed: removed.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_redefinition_says_what_changed() {
+        let rights = ["datahub:publish".to_owned(), "datahub:edit".to_owned()];
+        assert_eq!(
+            define_lines("editor", &rights, &change(true, &[], &[])),
+            ["role editor defined: datahub:publish, datahub:edit"]
+        );
+        assert_eq!(
+            define_lines("editor", &rights, &change(false, &[], &[])),
+            ["role editor unchanged: datahub:publish, datahub:edit"]
+        );
+        let lines = define_lines(
+            "editor",
+            &rights,
+            &change(false, &["datahub:edit"], &["datahub:dashboards"]),
+        );
+        assert_eq!(
+            lines[0],
+            "role editor redefined: datahub:publish, datahub:edit"
+        );
+        assert_eq!(lines[1], "  added: datahub:edit");
+        assert_eq!(lines[2], "  removed: datahub:dashboards");
+        assert!(lines[3].contains("keep the rights they hold"), "{lines:?}");
+    }
 }
