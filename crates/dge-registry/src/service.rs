@@ -728,7 +728,25 @@ fn login_taken_or(e: sqlx::Error, constraint: &str, columns: &str) -> Error {
     }
 }
 
+/// The proposed organisation a sign-up is filed under: one already proposed whose name
+/// reads alike (`organisation_keys_alike`), so that the team accepts or merges it once
+/// for all its people, or a new proposal.
+// Two sign-ups proposing the same new name at the same instant can still make two
+// proposals (no lock on the names); `dgectl orgs merge` joins them.
 async fn propose_organisation(conn: &mut AnyConnection, name: &str, now: i64) -> Result<String> {
+    use crate::domain::signup::{organisation_keys_alike, organisation_name_keys};
+    let proposals = sqlx::query(
+        "SELECT id, name FROM organisations WHERE status = 'proposed' ORDER BY created_at, id",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let keys = organisation_name_keys(name);
+    for row in &proposals {
+        let proposed: String = row.try_get("name")?;
+        if organisation_keys_alike(&keys, &organisation_name_keys(&proposed)) {
+            return Ok(row.try_get("id")?);
+        }
+    }
     let id = dge_core::new_id();
     sqlx::query(
         "INSERT INTO organisations (id, name, name_key, status, created_at, updated_at) \

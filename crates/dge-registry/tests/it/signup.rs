@@ -204,6 +204,48 @@ async fn a_proposed_organisation_already_listed_is_pointed_at() {
     }
 }
 
+/// People proposing the same new organisation, spelt alike, are filed under one
+/// proposal, which the team accepts or merges once; another name is another proposal.
+#[tokio::test]
+async fn proposals_of_the_same_new_organisation_are_one() {
+    for engine in ENGINES {
+        let s = services(engine).await;
+        let mut organisation_of = Vec::new();
+        for (login, proposed) in [
+            ("alice", "Syndicat des eaux de Toul"),
+            ("bruno", "  SYNDICAT des Eaux-de-Toul "),
+            ("chloe", "Syndicat des eaux de TouI"),
+            ("denis", "Syndicat des eaux de Metz"),
+        ] {
+            let mut f = form(login, &format!("{login}@toul.fr"));
+            f.organisation_id = String::new();
+            f.proposed_organisation = proposed.into();
+            s.registry.sign_up(&f).await.unwrap();
+            let org: String =
+                sqlx::query_scalar("SELECT organisation_id FROM accounts WHERE login = $1")
+                    .bind(login)
+                    .fetch_one(s.db.pool())
+                    .await
+                    .unwrap();
+            organisation_of.push(org);
+        }
+        assert_eq!(organisation_of[1], organisation_of[0], "{engine:?}");
+        assert_eq!(organisation_of[2], organisation_of[0], "{engine:?}");
+        assert_ne!(organisation_of[3], organisation_of[0], "{engine:?}");
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM organisations WHERE status = 'proposed' ORDER BY name",
+        )
+        .fetch_all(s.db.pool())
+        .await
+        .unwrap();
+        assert_eq!(
+            names,
+            ["Syndicat des eaux de Metz", "Syndicat des eaux de Toul"],
+            "{engine:?}: the first spelling is kept"
+        );
+    }
+}
+
 /// The name typed in the form is not in the email to the address nobody has confirmed
 /// yet, first sent or sent again: a stranger could write anything there.
 #[tokio::test]

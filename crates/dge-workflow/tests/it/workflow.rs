@@ -301,7 +301,9 @@ async fn proposed_organisations_are_accepted_or_merged() {
         s.registry.sign_up(&f).await.unwrap();
         let mut g = form("adjoint", "adjoint@village.fr");
         g.organisation_id = String::new();
-        g.proposed_organisation = "Mairie de Ville".into();
+        // Another spelling of the same town hall, in other words: a second proposal, for
+        // the team to merge (one spelt alike would have joined the first).
+        g.proposed_organisation = "Mairie du village de Villé".into();
         s.registry.sign_up(&g).await.unwrap();
         let proposed: Vec<_> = s
             .workflow
