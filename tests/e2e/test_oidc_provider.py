@@ -906,8 +906,18 @@ def test_missing_response_type_is_sent_back_with_state(datahub):
     assert "response_type" not in url
     target = pages.location(pages.get(pages.browser(), url))
     assert target.startswith(f"{DATAHUB_REDIRECT_URI}?"), target
-    assert pages.query_of(target)["error"] == "unsupported_response_type"
+    # RFC 6749 §4.1.2.1: a missing parameter is `invalid_request`.
+    assert pages.query_of(target)["error"] == "invalid_request"
     assert pages.query_of(target)["state"] == request.state
+
+
+def test_service_and_unknown_scopes_never_reach_a_persons_token(datahub, active_person):
+    done = log_in_and_exchange(datahub, active_person)
+    request = datahub.authorization_request(scope="openid admin authz:check email email x")
+    callback = datahub.callback_url(pages.get(done.http, request.url))
+    tokens = datahub.exchange(callback, request)
+    assert tokens["scope"] == "openid email"
+    assert introspect(datahub.discovery, tokens["access_token"])["scope"] == "openid email"
 
 
 def test_scopes_in_another_order_with_phone_give_the_phone_number(datahub, active_person):

@@ -142,6 +142,9 @@ pub struct IdTokenHint {
     /// When it was issued: a client registered again under the same id after that
     /// is another client, and the hint is not its own.
     pub iat: i64,
+    /// The session it was issued in, if any (OIDC Back-Channel Logout §2.1).
+    #[serde(default)]
+    pub sid: Option<String>,
 }
 
 impl Keys {

@@ -34,7 +34,7 @@ pub struct AuthorizeParams {
     pub code_challenge: Option<String>,
     /// PKCE method; only `S256`.
     pub code_challenge_method: Option<String>,
-    /// `none` or `login`.
+    /// Space-separated: `none` (alone), `login`, `consent`, `select_account`.
     pub prompt: Option<String>,
     /// Pre-fills the login form.
     pub login_hint: Option<String>,
@@ -93,6 +93,53 @@ pub struct PendingRequest {
     pub code_challenge: String,
     /// The login hint.
     pub login_hint: Option<String>,
+    /// `prompt` held `consent`: the consent page is shown after the login even to a
+    /// person who consented before.
+    pub force_consent: bool,
+}
+
+/// The scopes a person's authorization may carry (discovery's `scopes_supported`).
+/// Others are dropped, as RFC 6749 §3.3 allows: the service scopes (`authz:*`,
+/// `admin`) belong to `client_credentials` tokens, and a module that reads the
+/// access token's `scope` claim must not find them in a person's.
+pub const PERSON_SCOPES: [&str; 5] = ["openid", "profile", "email", "phone", "offline_access"];
+
+/// The requested scopes this provider grants to a person, each once, in the order
+/// asked.
+#[must_use]
+pub fn person_scope(requested: &str) -> String {
+    let mut kept: Vec<&str> = Vec::new();
+    for scope in requested.split(' ') {
+        if PERSON_SCOPES.contains(&scope) && !kept.contains(&scope) {
+            kept.push(scope);
+        }
+    }
+    kept.join(" ")
+}
+
+/// What `prompt` asks (OIDC Core §3.1.2.1): a space-separated list, `none` alone.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Prompt {
+    none: bool,
+    login: bool,
+    consent: bool,
+}
+
+impl Prompt {
+    /// `None` when a value is unknown or `none` comes with another one.
+    fn parse(value: Option<&str>) -> Option<Self> {
+        let mut prompt = Self::default();
+        for word in value.unwrap_or("").split(' ').filter(|w| !w.is_empty()) {
+            match word {
+                "none" => prompt.none = true,
+                // Choosing another account is logging in again: the login page offers it.
+                "login" | "select_account" => prompt.login = true,
+                "consent" => prompt.consent = true,
+                _ => return None,
+            }
+        }
+        (!prompt.none || !(prompt.login || prompt.consent)).then_some(prompt)
+    }
 }
 
 /// Appends `params` to a redirect URI that may already carry a query.
@@ -214,6 +261,14 @@ impl Provider {
         if let Some((error, description)) = unsupported_parameter(&p) {
             return Ok(self.error_redirect(redirect_uri, error, description, state));
         }
+        if p.response_type.as_deref().is_none_or(str::is_empty) {
+            return Ok(self.error_redirect(
+                redirect_uri,
+                "invalid_request",
+                "response_type is required",
+                state,
+            ));
+        }
         if p.response_type.as_deref() != Some("code") {
             return Ok(self.error_redirect(
                 redirect_uri,
@@ -222,7 +277,7 @@ impl Provider {
                 state,
             ));
         }
-        let scope = p.scope.clone().unwrap_or_default();
+        let scope = person_scope(p.scope.as_deref().unwrap_or_default());
         if !scope.split(' ').any(|s| s == "openid") {
             return Ok(self.error_redirect(
                 redirect_uri,
@@ -255,6 +310,14 @@ impl Provider {
                 state,
             ));
         };
+        let Some(prompt) = Prompt::parse(p.prompt.as_deref()) else {
+            return Ok(self.error_redirect(
+                redirect_uri,
+                "invalid_request",
+                "prompt is a space-separated list of login, consent and select_account, or none alone",
+                state,
+            ));
+        };
         let pending = PendingRequest {
             client_id: client.id.clone(),
             redirect_uri: redirect_uri.to_owned(),
@@ -263,6 +326,7 @@ impl Provider {
             nonce: p.nonce.clone(),
             code_challenge,
             login_hint: p.login_hint.clone(),
+            force_consent: prompt.consent,
         };
         let Ok(max_age) = p.max_age.as_deref().map(str::parse::<i64>).transpose() else {
             return Ok(self.error_redirect(
@@ -272,15 +336,6 @@ impl Provider {
                 state,
             ));
         };
-        let prompt = p.prompt.as_deref().unwrap_or("");
-        if !matches!(prompt, "" | "none" | "login" | "consent") {
-            return Ok(self.error_redirect(
-                redirect_uri,
-                "invalid_request",
-                "prompt must be none, login or consent",
-                state,
-            ));
-        }
         // OIDC Core §3.1.2.1: the hint must be an ID token we issued to this client
         // (an expired one will do); the person it names is the one the client expects.
         let hinted = match p.id_token_hint.as_deref().filter(|h| !h.is_empty()) {
@@ -301,13 +356,16 @@ impl Provider {
         // A session older than max_age counts as no session (OIDC Core §3.1.2.1), and
         // so does the session of someone other than the hinted person: they log in
         // (`login_required` with prompt=none) rather than get a code for someone else.
+        // `max_age=0` is `prompt=login` (OIDC Core §3.1.2.1): with whole seconds, a
+        // login made in the same second would otherwise pass for fresh enough.
         let now = self.now();
         let session = session.filter(|(account_id, auth_time)| {
-            max_age.is_none_or(|m| now - auth_time <= m)
+            max_age.is_none_or(|m| m > 0 && now - auth_time <= m)
                 && hinted.as_ref().is_none_or(|sub| sub == account_id)
         });
-        match (session, prompt) {
-            (Some((account_id, _)), "none")
+        let session = session.filter(|_| !prompt.login);
+        match (session, prompt.none) {
+            (Some((account_id, _)), true)
                 if self
                     .needs_consent(&client, &account_id, &pending.scope)
                     .await? =>
@@ -319,8 +377,8 @@ impl Provider {
                     state,
                 ))
             }
-            (Some((account_id, _)), "" | "consent")
-                if prompt == "consent"
+            (Some((account_id, _)), false)
+                if prompt.consent
                     || self
                         .needs_consent(&client, &account_id, &pending.scope)
                         .await? =>
@@ -328,13 +386,11 @@ impl Provider {
                 let req = self.store_request(&pending).await?;
                 Ok(AuthorizeOutcome::Consent { req })
             }
-            (Some((account_id, auth_time)), "" | "none" | "consent") => {
-                Ok(AuthorizeOutcome::Redirect(
-                    self.issue_code(&pending, &account_id, auth_time, cookie, None)
-                        .await?,
-                ))
-            }
-            (_, "none") => {
+            (Some((account_id, auth_time)), _) => Ok(AuthorizeOutcome::Redirect(
+                self.issue_code(&pending, &account_id, auth_time, cookie, None)
+                    .await?,
+            )),
+            (None, true) => {
                 let description = if hinted.is_some() {
                     "no active session of the person named by id_token_hint"
                 } else {
@@ -342,7 +398,7 @@ impl Provider {
                 };
                 Ok(self.error_redirect(redirect_uri, "login_required", description, state))
             }
-            _ => {
+            (None, false) => {
                 let req = self.store_request(&pending).await?;
                 Ok(AuthorizeOutcome::Login {
                     req,
@@ -358,8 +414,8 @@ impl Provider {
         let now = self.now();
         sqlx::query(
             "INSERT INTO auth_requests (id_hash, client_id, redirect_uri, scope, state, nonce, \
-             code_challenge, login_hint, expires_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             code_challenge, login_hint, prompt, expires_at, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(hash_token(&handle))
         .bind(&p.client_id)
@@ -369,6 +425,7 @@ impl Provider {
         .bind(&p.nonce)
         .bind(&p.code_challenge)
         .bind(&p.login_hint)
+        .bind(p.force_consent.then_some("consent"))
         .bind(now + self.settings.request_ttl_secs)
         .bind(now)
         .execute(self.db.pool())
@@ -382,7 +439,7 @@ impl Provider {
     /// Storage errors.
     pub async fn pending_request(&self, req: &str) -> Result<Option<PendingRequest>> {
         let row = sqlx::query(
-            "SELECT client_id, redirect_uri, scope, state, nonce, code_challenge, login_hint \
+            "SELECT client_id, redirect_uri, scope, state, nonce, code_challenge, login_hint, prompt \
              FROM auth_requests WHERE id_hash = $1 AND expires_at > $2",
         )
         .bind(hash_token(req))
@@ -398,6 +455,7 @@ impl Provider {
             nonce: r.try_get("nonce")?,
             code_challenge: r.try_get("code_challenge")?,
             login_hint: r.try_get("login_hint")?,
+            force_consent: r.try_get::<Option<String>, _>("prompt")?.as_deref() == Some("consent"),
         }))
     }
 
@@ -429,9 +487,10 @@ impl Provider {
             // `finish_request`).
             return Ok(None);
         };
-        if self
-            .needs_consent(&client, account_id, &pending.scope)
-            .await?
+        if pending.force_consent
+            || self
+                .needs_consent(&client, account_id, &pending.scope)
+                .await?
         {
             return Ok(Some(format!("/consent?req={req}")));
         }

@@ -60,11 +60,13 @@ impl Provider {
     ) -> Result<LogoutOutcome> {
         let mut hinted_sub = None;
         let mut hinted_iat = None;
+        let mut hinted_sid = None;
         let hinted = match p.id_token_hint.as_deref().filter(|h| !h.is_empty()) {
             Some(hint) => match self.id_token_hint(hint) {
                 Some(h) => {
                     hinted_sub = Some(h.sub);
                     hinted_iat = Some(h.iat);
+                    hinted_sid = h.sid;
                     Some(h.aud)
                 }
                 None => {
@@ -119,7 +121,13 @@ impl Provider {
             Some(c) => self.session(c).await?,
             None => None,
         };
-        let same_person = matches!((&session, &hinted_sub), (Some((a, _)), Some(s)) if a == s);
+        // The hint must belong to this very session, not only to this person: an ID
+        // token of an earlier session (from a history, a log, an old logout link)
+        // would otherwise let any site end the current one without a question
+        // (RP-Initiated Logout §2). A hint without `sid` is judged by its person.
+        let current_sid = cookie.map(|c| crate::session::session_id(&hash_token(c)));
+        let same_person = matches!((&session, &hinted_sub), (Some((a, _)), Some(s)) if a == s)
+            && hinted_sid.is_none_or(|sid| current_sid.as_deref() == Some(sid.as_str()));
         if session.is_some() && !same_person && !confirmed {
             return Ok(LogoutOutcome::Confirm);
         }

@@ -28,7 +28,7 @@ pub(crate) fn params(client_id: &str) -> AuthorizeParams {
     }
 }
 
-fn query_param(url: &str, name: &str) -> Option<String> {
+pub(crate) fn query_param(url: &str, name: &str) -> Option<String> {
     url::Url::parse(url)
         .unwrap()
         .query_pairs()
@@ -502,7 +502,7 @@ async fn a_new_login_in_the_same_browser_leaves_no_earlier_session_open_on_both_
 const OTHER: &str = "acc-2";
 
 /// An ID token of `ACCOUNT` issued to `client_id`.
-async fn id_token(w: &World, client_id: &str) -> String {
+pub(crate) async fn id_token(w: &World, client_id: &str) -> String {
     let cookie = w
         .provider
         .open_session(ACCOUNT, w.provider.now())

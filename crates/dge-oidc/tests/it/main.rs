@@ -10,3 +10,4 @@ mod backchannel;
 mod backends;
 mod flows;
 mod lifecycle;
+mod prompts;
