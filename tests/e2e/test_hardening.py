@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import time
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import pytest
 
@@ -49,6 +49,13 @@ def assert_security_headers(answer, https: bool) -> None:
     assert answer.headers.get("X-Content-Type-Options") == "nosniff", where
     assert answer.headers.get("X-Frame-Options") == "DENY", where
     assert answer.headers.get("Referrer-Policy") == "same-origin", where
+    # Pages hold names, addresses and form tokens: never kept by a browser or a proxy.
+    # Discovery and the keys say how long they may be cached.
+    cache = answer.headers.get("Cache-Control")
+    if urlsplit(answer.url).path in ("/.well-known/openid-configuration", "/jwks"):
+        assert cache == "public, max-age=300", f"{where}: Cache-Control {cache!r}"
+    else:
+        assert cache == "no-store", f"{where}: Cache-Control {cache!r}"
     hsts = answer.headers.get("Strict-Transport-Security")
     if https:
         assert hsts and "max-age=31536000" in hsts, f"{where}: HSTS {hsts!r}"

@@ -672,8 +672,12 @@ def test_rs256_client_gets_rs256_id_tokens_and_signed_userinfo(dgectl, datahub, 
         dgectl, "rs-module", "--first-party", "--id-token-alg", "RS256", "--userinfo-signed"
     )
     module = Module(datahub.discovery, client.id, client.redirect_uri, client.secret)
+    # The RS256 key is published at registration: a module that fetches the keys then
+    # (and caches them, as /jwks allows for 300 s) can verify its first ID token.
+    published = kids(datahub.discovery)
     done = log_in_and_exchange(module, active_person)
     assert jwt_header(done.tokens["id_token"])["alg"] == "RS256"
+    assert jwt_header(done.tokens["id_token"])["kid"] in published, published
     claims = module.id_token_claims(done.tokens["id_token"], done.request.nonce)
     answer = module.userinfo(done.tokens["access_token"])
     assert answer.status_code == 200

@@ -269,12 +269,18 @@ impl Keys {
     }
 
     async fn ensure(&self, alg: Algorithm) -> Result<()> {
-        let has = self
-            .ring
-            .read()
-            .map(|r| r.iter().any(|k| k.alg == alg))
-            .unwrap_or(false);
-        if !has {
+        let has = || {
+            self.ring
+                .read()
+                .map(|r| r.iter().any(|k| k.alg == alg))
+                .unwrap_or(false)
+        };
+        if has() {
+            return Ok(());
+        }
+        // Another replica may have made one since this one last read the ring.
+        self.reload().await?;
+        if !has() {
             self.create_key(alg, self.clock.now()).await?;
             self.reload().await?;
         }

@@ -24,6 +24,19 @@ impl ClientRegistryService {
     pub fn new(db: Db, auth: Authenticator) -> Self {
         Self { db, auth }
     }
+
+    /// Makes the signing key of a client's algorithm (RS256 is made only for clients
+    /// that ask for it) when the client is registered, so that the JWKS a module
+    /// fetches once registered already holds it, rather than at its first token.
+    // Other replicas read the new key at their next reload of the ring (a minute at
+    // most); a module that fetched their JWKS in that minute retries on an unknown
+    // `kid`, as relying parties do.
+    async fn publish_key_for(&self, alg: &str) {
+        if let Err(e) = self.auth.keys().ensure_alg(alg).await {
+            // The key is then made at the client's first token.
+            tracing::error!(error = %dge_core::ErrorChain(&e), alg, "signing key not made at registration");
+        }
+    }
 }
 
 fn to_proto(c: Client) -> pb::Client {
@@ -82,6 +95,7 @@ impl ClientRegistry for ClientRegistryService {
             Err(AddError::Store(e)) => return Err(unavailable(e)),
         };
         tracing::info!(client_id = %id, actor = %caller.actor(), "oidc client registered");
+        self.publish_key_for(&settings.id_token_alg).await;
         let client = clients::find(&self.db, &id)
             .await
             .map_err(unavailable)?
@@ -117,6 +131,7 @@ impl ClientRegistry for ClientRegistryService {
             .map_err(change_status)?;
         let fields = changes.fields().join(",");
         tracing::info!(client_id = %id, actor = %actor, fields = %fields, "oidc client updated");
+        self.publish_key_for(&client.settings.id_token_alg).await;
         Ok(Response::new(pb::UpdateClientResponse {
             client: Some(to_proto(client)),
         }))

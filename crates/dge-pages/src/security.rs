@@ -26,7 +26,10 @@ pub fn apply(router: Router, https: bool) -> Router {
         .layer(set(
             HeaderName::from_static("cross-origin-opener-policy"),
             "same-origin",
-        ));
+        ))
+        // Pages show names, addresses and form tokens: no browser or proxy keeps them.
+        // Responses that may be cached (assets, discovery, keys) say so themselves.
+        .layer(set(header::CACHE_CONTROL, "no-store"));
     if https {
         router.layer(set(
             header::STRICT_TRANSPORT_SECURITY,
