@@ -44,6 +44,8 @@ const KINDS: &[(&str, &str, &str, &str)] = &[
     kind!("federated_link_added"),
     // Security (issue 9): password login locked after repeated failures.
     kind!("account_locked"),
+    // Security: two-step codes locked after wrong codes that followed the right password.
+    kind!("account_code_locked"),
     // Security (issue 9): two-step verification turned on or off.
     kind!("mfa_enabled"),
     kind!("mfa_disabled"),

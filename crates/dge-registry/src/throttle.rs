@@ -281,7 +281,7 @@ impl Registry {
                     if !account_locked {
                         self.audit_login(&actor, "login.locked", &detail).await?;
                         if let Some(id) = &found {
-                            self.email_lock(id).await?;
+                            self.email_lock(PASSWORDS, id).await?;
                         }
                     }
                     // The count starts again once the lock is over.
@@ -375,7 +375,7 @@ impl Registry {
             t.store.put(&lock_key(kind, &subject), "1", lock).await?;
             t.store.forget(&fail_key(kind, &subject)).await?;
             self.audit_login(account_id, "login.locked", "").await?;
-            self.email_lock(account_id).await?;
+            self.email_lock(kind, account_id).await?;
             return Ok(true);
         }
         tokio::time::sleep(t.delay(failures)).await;
@@ -456,15 +456,22 @@ impl Registry {
         Ok(())
     }
 
-    async fn email_lock(&self, account_id: &str) -> Result<()> {
+    /// Tells the owner of a lock: of wrong passwords, or (`kind` [`CODES`]) of wrong
+    /// two-step codes after the right password, which means someone else may hold it.
+    async fn email_lock(&self, kind: &str, account_id: &str) -> Result<()> {
         let Some(account) = store::find_account(&self.db, account_id).await? else {
             return Ok(());
+        };
+        let mail = if kind == CODES {
+            "account_code_locked"
+        } else {
+            "account_locked"
         };
         let mut tx = self.db.begin().await?;
         self.outbox
             .enqueue(
                 &mut tx,
-                "account_locked",
+                mail,
                 &account.email,
                 &account.given_name,
                 json!({
@@ -479,6 +486,7 @@ impl Registry {
         tracing::warn!(
             account_id = %account.id,
             email = %MaskedEmail(&account.email),
+            kind,
             "account locked after repeated login failures; owner emailed"
         );
         Ok(())

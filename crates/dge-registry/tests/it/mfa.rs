@@ -305,10 +305,12 @@ async fn codes_are_accepted_with_one_step_of_skew_and_never_twice() {
                 .unwrap(),
             Err(CodeError::Locked)
         );
+        // The email says codes, not passwords: the password was right.
+        let kinds = outbox_kinds(&s.db, EMAIL).await;
         assert!(
-            outbox_kinds(&s.db, EMAIL)
-                .await
-                .contains(&"account_locked".to_owned())
+            kinds.contains(&"account_code_locked".to_owned())
+                && !kinds.contains(&"account_locked".to_owned()),
+            "{engine:?}: {kinds:?}"
         );
         let failed = audit(&s, &id)
             .await
@@ -346,10 +348,12 @@ async fn a_right_password_does_not_forgive_wrong_codes() {
             ],
             "{engine:?}: the third wrong code, across three password steps, locks"
         );
+        // The email says codes, not passwords: the password was right.
+        let kinds = outbox_kinds(&s.db, EMAIL).await;
         assert!(
-            outbox_kinds(&s.db, EMAIL)
-                .await
-                .contains(&"account_locked".to_owned())
+            kinds.contains(&"account_code_locked".to_owned())
+                && !kinds.contains(&"account_locked".to_owned()),
+            "{engine:?}: {kinds:?}"
         );
         // Locked: even a right password then the right code do not pass.
         assert!(
