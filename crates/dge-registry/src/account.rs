@@ -321,6 +321,15 @@ impl Registry {
         if self.account_locked(account_id).await? {
             return Err(locked());
         }
+        // A form sent with the field left empty is a slip, not a guess: said so, and
+        // not counted towards the lock.
+        if password.expose().is_empty() {
+            return Err(invalid(
+                "current_password",
+                "required",
+                "Saisissez votre mot de passe actuel.",
+            ));
+        }
         let ok = self
             .current_password_unthrottled(account_id, password)
             .await?;

@@ -639,6 +639,38 @@ async fn changing_to_the_same_password_is_refused_and_changes_nothing() {
     }
 }
 
+/// An empty current password, however often sent, is asked for, not counted: no
+/// lock, no lock email, and the right password still works.
+#[tokio::test]
+async fn an_empty_current_password_is_asked_for_and_never_locks() {
+    for engine in ENGINES {
+        let s = services(engine).await;
+        let id = active(&s, "cmartin", "camille@nancy.fr").await;
+        const NEW: &str = "Quiche-de-Nancy-4711-!";
+        for _ in 0..12 {
+            let Err(Error::Invalid(v)) = s
+                .registry
+                .change_password(&id, &secret(""), &secret(NEW), &secret(NEW))
+                .await
+            else {
+                panic!("{engine:?}: an empty current password was accepted");
+            };
+            let found: Vec<_> = v.iter().map(|x| (x.field, x.code)).collect();
+            assert_eq!(found, [("current_password", "required")], "{engine:?}");
+        }
+        assert!(
+            !outbox_kinds(&s.db, "camille@nancy.fr")
+                .await
+                .contains(&"account_locked".to_owned()),
+            "{engine:?}"
+        );
+        s.registry
+            .change_password(&id, &secret(PASSWORD), &secret(NEW), &secret(NEW))
+            .await
+            .unwrap();
+    }
+}
+
 /// Each account change that ends every session tells the provider, after its
 /// commit, which sessions ended and through which modules (back-channel logout); a
 /// session no module used is not listed, and a refused change tells nothing.
