@@ -14,6 +14,7 @@ import re
 import secrets
 import statistics
 import time
+from urllib.parse import urljoin
 
 import grpc
 import pytest
@@ -341,6 +342,19 @@ def test_a_member_of_a_trusted_organisation_is_told_the_account_is_active(idp, d
     text = pages.page_text(press_confirm(http, open_confirmation_page(http, idp.outbox, person)))
     assert "Votre compte est actif" in text, text
     assert "en attente de validation" not in text, text
+
+
+def test_logging_in_before_confirming_links_to_a_new_confirmation_email(idp, datahub):
+    person = new_person()
+    http = pages.browser()
+    sign_up(http, datahub, person)
+    refused = submit_login(http, open_login_page(http, datahub), person.login, person.password)
+    assert refused.status_code == 403, refused.status_code
+    assert "pas encore confirmée" in pages.page_text(refused)
+    link = pages.control_leading_to(refused, "/signup/resend", {})
+    assert link.name == "a" and "Renvoyer le courriel de confirmation" in link.get_text(), link
+    resend = pages.get(http, urljoin(refused.url, link["href"]))
+    assert resend.status_code == 200, resend.status_code
 
 
 def test_a_used_or_dead_confirmation_link_says_so_at_once(idp, datahub):

@@ -122,6 +122,16 @@ impl Workflow {
                 "le motif du refus ne peut pas dépasser 2000 caractères",
             ));
         }
+        // The reason goes into the person's email: no control character but line
+        // breaks, nothing that reorders or hides text (U+202E, U+200B…).
+        if dge_registry::domain::signup::has_hidden_characters_in_lines(reason) {
+            return Err(Error::field(
+                "reason",
+                "control_characters",
+                "le motif contient des caractères non autorisés (caractères de contrôle ou \
+                 invisibles) : seuls les retours à la ligne sont admis",
+            ));
+        }
         self.decide(actor, key, AccountStatus::Rejected, reason, &[])
             .await
     }
@@ -226,6 +236,7 @@ impl Workflow {
         reason: &str,
     ) -> Vec<(String, Result<Account>)> {
         let mut results = Vec::with_capacity(keys.len());
+        let mut decided = std::collections::HashSet::new();
         // A key named twice is decided once, and answered once.
         for key in crate::distinct_trimmed(keys) {
             let outcome = if approve {
@@ -233,6 +244,17 @@ impl Workflow {
             } else {
                 self.reject(actor, key, reason).await
             };
+            // The same account named another way (`DUP1` after `dup1`, its address):
+            // decided already in this batch, not a failure to report.
+            if matches!(outcome, Err(Error::WrongState(_)))
+                && let Ok(Some(account)) = dge_registry::store::find_account(self.db(), key).await
+                && decided.contains(&account.id)
+            {
+                continue;
+            }
+            if let Ok(account) = &outcome {
+                decided.insert(account.id.clone());
+            }
             results.push((key.to_owned(), outcome));
         }
         results

@@ -127,7 +127,9 @@ pub(crate) fn sample_context(kind: &str) -> Value {
         "account_activated" | "account_reactivated" => {
             json!({ "login_url": "https://idp.example.org/login" })
         }
-        "account_rejected" => json!({ "reason": "Organisme inconnu : écrivez-nous <svp>." }),
+        "account_rejected" => {
+            json!({ "reason": "Organisme inconnu.\nÉcrivez-nous <svp>." })
+        }
         "signup_existing" => json!({
             "login_url": "https://idp.example.org/login",
             "reset_url": "https://idp.example.org/password/forgot",

@@ -88,3 +88,26 @@ async fn suspension_emails_name_the_portal_once_and_the_reactivation_ends_with_t
     );
     assert!(text.contains("connectez-vous de nouveau"), "{text}");
 }
+
+/// Text typed by a person or an administrator keeps its line breaks in the HTML part,
+/// each line escaped.
+#[tokio::test]
+async fn typed_text_keeps_its_lines_in_html() {
+    let (url, _database) = fresh_url(Engine::Sqlite).await;
+    let db = Db::connect(&url, 2).await.unwrap();
+    let outbox = Outbox::new(MailSettings {
+        portal_name: "Portail Ouvert".into(),
+        home_url: "https://portail.example.org/accueil".into(),
+        support_email: "aide@portail.example.org".into(),
+        from: "Portail Ouvert <ne-pas-repondre@portail.example.org>".into(),
+    });
+    enqueue(&db, &outbox, "account_rejected", "zoe@nancy.fr", "Zoé").await;
+    let html: String = sqlx::query_scalar("SELECT body_html FROM outbox")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    assert!(
+        html.contains("Organisme inconnu.<br>Écrivez-nous &lt;svp&gt;."),
+        "{html}"
+    );
+}

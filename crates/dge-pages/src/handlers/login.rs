@@ -94,6 +94,7 @@ fn login_page_with_hints(
         "req": req,
         "identifier": identifier,
         "error": error,
+        "resend_link": error == Some(UNCONFIRMED_MESSAGE),
         "providers": provider_links(pages, req, hints),
     });
     (jar, pages.render.page(status, "login.html", context)).into_response()
@@ -173,14 +174,15 @@ pub(crate) fn suspended_message(portal: &Portal) -> String {
     }
 }
 
+/// The answer to a right password of a sign-up not confirmed yet; the login page puts
+/// the link to « Renvoyer le courriel de confirmation » under it.
+const UNCONFIRMED_MESSAGE: &str = "Votre adresse électronique n'est pas encore confirmée : ouvrez \
+     le lien du courriel de confirmation que nous vous avons envoyé, ou demandez-en un nouveau.";
+
 pub(crate) fn not_active_message(portal: &Portal, status: AccountStatus) -> Cow<'static, str> {
     Cow::Borrowed(match status {
         AccountStatus::Suspended => return Cow::Owned(suspended_message(portal)),
-        AccountStatus::Unconfirmed => {
-            "Votre adresse électronique n'est pas encore confirmée : ouvrez le lien du courriel \
-             de confirmation que nous vous avons envoyé, ou demandez-en un nouveau depuis la page \
-             « Renvoyer le courriel de confirmation » (/signup/resend)."
-        }
+        AccountStatus::Unconfirmed => UNCONFIRMED_MESSAGE,
         AccountStatus::Pending => {
             "Votre compte est en attente de validation par l'équipe DataGrandEst. Vous recevrez \
              un courriel dès qu'il sera actif."

@@ -367,3 +367,34 @@ async fn a_name_that_reads_like_a_directory_name_clashes_and_styled_letters_are_
         assert_eq!(kept.name, "Syndicat des eaux", "{engine:?}");
     }
 }
+
+/// A rejection's reason goes into the person's email: control and invisible
+/// characters are refused with the field named, the account stays pending and nobody
+/// is emailed; line breaks are welcome.
+#[tokio::test]
+async fn a_rejection_reason_with_hidden_characters_is_refused() {
+    for engine in ENGINES {
+        let w = world(engine).await;
+        pending(&w, "rjoly").await;
+        for hidden in ["Ligne \u{1b}[31m rouge", "abc \u{202e}cba", "a\u{200b}b"] {
+            let err = w
+                .workflow
+                .reject(&admin(), "rjoly", hidden)
+                .await
+                .unwrap_err();
+            let dge_workflow::Error::Invalid(v) = err else {
+                panic!("{engine:?}: {hidden:?}: {err:?}");
+            };
+            let found: Vec<_> = v.iter().map(|x| (x.field, x.code)).collect();
+            assert_eq!(found, [("reason", "control_characters")], "{engine:?}");
+        }
+        let account = find_account(&w.s.db, "rjoly").await.unwrap().unwrap();
+        assert_eq!(account.status, AccountStatus::Pending, "{engine:?}");
+        let kinds = crate::journey::outbox_kinds(&w.s.db, "rjoly@nancy.fr").await;
+        assert!(!kinds.contains(&"account_rejected".to_owned()), "{kinds:?}");
+        w.workflow
+            .reject(&admin(), "rjoly", "Organisme inconnu.\nÉcrivez-nous.")
+            .await
+            .unwrap();
+    }
+}

@@ -906,12 +906,14 @@ async fn a_bulk_decision_reports_each_account() {
                     "bruno".into(),
                     "nobody".into(),
                     " alice".into(),
+                    "ALICE".into(),
+                    "Alice@Nancy.fr".into(),
                 ],
                 true,
                 "",
             )
             .await;
-        // Named twice, alice is decided and answered once.
+        // Named four ways, alice is decided and answered once.
         let oks: Vec<(&str, bool)> = results
             .iter()
             .map(|r| (r.0.as_str(), r.1.is_ok()))
