@@ -6,16 +6,21 @@ use sqlx::Row;
 
 use crate::support::{Engine, enqueue, fresh_url};
 
-#[tokio::test]
-async fn every_template_names_the_configured_portal_and_addresses() {
-    let (url, _database) = fresh_url(Engine::Sqlite).await;
-    let db = Db::connect(&url, 2).await.unwrap();
-    let outbox = Outbox::new(MailSettings {
+/// An outbox for a portal that is not DataGrandEst.
+fn portal_outbox() -> Outbox {
+    Outbox::new(MailSettings {
         portal_name: "Portail Ouvert".into(),
         home_url: "https://portail.example.org/accueil".into(),
         support_email: "aide@portail.example.org".into(),
         from: "Portail Ouvert <ne-pas-repondre@portail.example.org>".into(),
-    });
+    })
+}
+
+#[tokio::test]
+async fn every_template_names_the_configured_portal_and_addresses() {
+    let (url, _database) = fresh_url(Engine::Sqlite).await;
+    let db = Db::connect(&url, 2).await.unwrap();
+    let outbox = portal_outbox();
     for kind in templates::kinds() {
         enqueue(&db, &outbox, kind, "zoe@nancy.fr", "Zoé").await;
     }
@@ -49,12 +54,7 @@ async fn every_template_names_the_configured_portal_and_addresses() {
 async fn suspension_emails_name_the_portal_once_and_the_reactivation_ends_with_the_login_link() {
     let (url, _database) = fresh_url(Engine::Sqlite).await;
     let db = Db::connect(&url, 2).await.unwrap();
-    let outbox = Outbox::new(MailSettings {
-        portal_name: "Portail Ouvert".into(),
-        home_url: "https://portail.example.org/accueil".into(),
-        support_email: "aide@portail.example.org".into(),
-        from: "Portail Ouvert <ne-pas-repondre@portail.example.org>".into(),
-    });
+    let outbox = portal_outbox();
     for kind in ["account_suspended", "account_reactivated"] {
         enqueue(&db, &outbox, kind, "zoe@nancy.fr", "Zoé").await;
         let text: String = sqlx::query("SELECT body_text FROM outbox WHERE kind = $1")
@@ -95,12 +95,7 @@ async fn suspension_emails_name_the_portal_once_and_the_reactivation_ends_with_t
 async fn typed_text_keeps_its_lines_in_html() {
     let (url, _database) = fresh_url(Engine::Sqlite).await;
     let db = Db::connect(&url, 2).await.unwrap();
-    let outbox = Outbox::new(MailSettings {
-        portal_name: "Portail Ouvert".into(),
-        home_url: "https://portail.example.org/accueil".into(),
-        support_email: "aide@portail.example.org".into(),
-        from: "Portail Ouvert <ne-pas-repondre@portail.example.org>".into(),
-    });
+    let outbox = portal_outbox();
     enqueue(&db, &outbox, "account_rejected", "zoe@nancy.fr", "Zoé").await;
     let html: String = sqlx::query_scalar("SELECT body_html FROM outbox")
         .fetch_one(db.pool())
