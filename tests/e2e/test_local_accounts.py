@@ -582,6 +582,12 @@ def test_profile_pages_cover_the_whole_account(idp, dgectl, datahub, admin_grpc)
     assert confirmed.status_code == 200
     wait_for_subject(idp.outbox, person.email, EMAIL_CHANGED_SUBJECT)
     old_email, person.email = person.email, new_email
+    # Opened again, or made up: the page says so at once, with no button to press.
+    for dead in (link, link.split("token=")[0] + "token=" + "A" * 43):
+        again = pages.get(mail_app, dead)
+        assert again.status_code == 400, again.status_code
+        assert "Lien de confirmation invalide" in pages.page_text(again)
+        assert not pages.parse(again).find("input", attrs={"name": "token"})
 
     # Export everything.
     export = account_page(http, idp, "/account/export")

@@ -490,6 +490,42 @@ impl Registry {
         Ok(())
     }
 
+    /// What an email-change link would do if pressed now, without using it: the page
+    /// behind the link says at once when it cannot work, as the sign-up's does.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn email_change_link(&self, token: &str) -> Result<EmailChangeLink> {
+        let row = sqlx::query(
+            "SELECT c.new_email_key, a.status FROM email_changes c \
+             JOIN accounts a ON a.id = c.account_id \
+             WHERE c.token_hash = $1 AND c.used_at IS NULL AND c.expires_at > $2",
+        )
+        .bind(hash_token(token.trim()))
+        .bind(self.clock.now())
+        .fetch_optional(self.db.pool())
+        .await?;
+        let Some(row) = row else {
+            return Ok(EmailChangeLink::Invalid);
+        };
+        let status: String = row.try_get("status")?;
+        if status != AccountStatus::Active.as_str() {
+            return Ok(EmailChangeLink::Invalid);
+        }
+        // Whoever holds the link holds the new mailbox: telling them that the address
+        // now has an account of its own tells them nothing they could not learn there.
+        let taken = sqlx::query("SELECT 1 AS found FROM accounts WHERE email_key = $1")
+            .bind(row.try_get::<String, _>("new_email_key")?)
+            .fetch_optional(self.db.pool())
+            .await?
+            .is_some();
+        Ok(if taken {
+            EmailChangeLink::Taken
+        } else {
+            EmailChangeLink::Usable
+        })
+    }
+
     /// Confirms a change of email address with the emailed token: the new address
     /// replaces the old one, which is told. Returns the account.
     ///
@@ -766,4 +802,15 @@ async fn rows_json(
         out.push(Value::Object(obj));
     }
     Ok(Value::Array(out))
+}
+
+/// What an email-change link can do (see [`Registry::email_change_link`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EmailChangeLink {
+    /// It changes the address when pressed.
+    Usable,
+    /// The new address became another account's since the link was sent.
+    Taken,
+    /// Unknown, used, replaced, expired, or the account is not active.
+    Invalid,
 }

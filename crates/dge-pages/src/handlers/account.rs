@@ -432,6 +432,24 @@ pub(crate) async fn email_submit(
     }
 }
 
+/// The page for an email-change link that cannot work (anymore), or `None` when it can.
+async fn unusable_change_link(pages: &Pages, token: &str) -> Option<Response> {
+    use dge_registry::account::EmailChangeLink;
+    match pages.registry.email_change_link(token).await {
+        Ok(EmailChangeLink::Usable) => None,
+        Ok(EmailChangeLink::Taken) => Some(pages.render.error(
+            StatusCode::CONFLICT,
+            "Adresse déjà utilisée",
+            "Depuis votre demande, cette adresse est devenue celle d'un autre compte : elle ne \
+             peut pas remplacer la vôtre. Votre adresse actuelle reste celle de votre compte ; \
+             choisissez-en une autre depuis « Mon compte ».",
+            Some("/account/email"),
+        )),
+        Ok(EmailChangeLink::Invalid) => Some(invalid_change_link(pages)),
+        Err(e) => Some(internal(pages, &e)),
+    }
+}
+
 fn invalid_change_link(pages: &Pages) -> Response {
     pages.render.error(
         StatusCode::BAD_REQUEST,
@@ -442,7 +460,8 @@ fn invalid_change_link(pages: &Pages) -> Response {
     )
 }
 
-/// `GET /account/email/confirm?token=…`: a button; a GET never confirms.
+/// `GET /account/email/confirm?token=…`: a button when the link can still work, the
+/// reason at once otherwise; a GET never confirms.
 pub(crate) async fn email_confirm(
     State(pages): State<Pages>,
     jar: CookieJar,
@@ -451,6 +470,9 @@ pub(crate) async fn email_confirm(
     let Some(token) = q.token.filter(|t| !t.trim().is_empty() && t.len() <= 128) else {
         return invalid_change_link(&pages);
     };
+    if let Some(page) = unusable_change_link(&pages, &token).await {
+        return page;
+    }
     form_page(
         &pages,
         jar,
@@ -476,7 +498,10 @@ pub(crate) async fn email_confirm_submit(
             "Votre nouvelle adresse est désormais celle de votre compte. L'ancienne adresse a été prévenue.",
             Some(("/account", "Aller à mon compte")),
         ),
-        Err(dge_registry::Error::BadToken) => invalid_change_link(&pages),
+        // Why it failed, read again: the address may have been taken meanwhile.
+        Err(dge_registry::Error::BadToken) => unusable_change_link(&pages, &form.token)
+            .await
+            .unwrap_or_else(|| invalid_change_link(&pages)),
         Err(e) => internal(&pages, &e),
     }
 }

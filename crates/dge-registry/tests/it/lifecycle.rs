@@ -3,7 +3,7 @@
 
 use dge_core::Secret;
 use dge_registry::Error;
-use dge_registry::account::{ProfileForm, ResendOutcome};
+use dge_registry::account::{EmailChangeLink, ProfileForm, ResendOutcome};
 use dge_registry::reset::ResetOutcome;
 use dge_store::sessions::EndingSession;
 use sqlx::Row;
@@ -414,6 +414,10 @@ async fn an_email_change_waits_for_the_new_address_and_tells_the_old_one() {
             "{body}"
         );
         let token = token_in(&s.db, stored_new, "email_change_confirm").await;
+        assert_eq!(
+            s.registry.email_change_link(&token).await.unwrap(),
+            EmailChangeLink::Usable
+        );
         let a = s.registry.confirm_email_change(&token).await.unwrap();
         assert_eq!(a.email, stored_new, "{engine:?}");
         assert!(
@@ -425,6 +429,11 @@ async fn an_email_change_waits_for_the_new_address_and_tells_the_old_one() {
             s.registry.confirm_email_change(&token).await,
             Err(Error::BadToken)
         ));
+        assert_eq!(
+            s.registry.email_change_link(&token).await.unwrap(),
+            EmailChangeLink::Invalid,
+            "{engine:?}: used"
+        );
         let by_new = s
             .registry
             .check_password("C.Martin@example.org", &secret(PASSWORD))
@@ -437,6 +446,25 @@ async fn an_email_change_waits_for_the_new_address_and_tells_the_old_one() {
             .await
             .unwrap();
         let late = token_in(&s.db, "autre@example.org", "email_change_confirm").await;
+        // Someone signs up with that address meanwhile: the link says so.
+        let other = active(&s, "autre", "autre@example.org").await;
+        assert_eq!(
+            s.registry.email_change_link(&late).await.unwrap(),
+            EmailChangeLink::Taken,
+            "{engine:?}"
+        );
+        assert!(matches!(
+            s.registry.confirm_email_change(&late).await,
+            Err(Error::BadToken)
+        ));
+        s.registry
+            .delete_account(&other, &secret(PASSWORD), true)
+            .await
+            .unwrap();
+        assert_eq!(
+            s.registry.email_change_link(&late).await.unwrap(),
+            EmailChangeLink::Usable
+        );
         s.clock.advance(48 * 3600 + 1);
         assert!(matches!(
             s.registry.confirm_email_change(&late).await,
