@@ -61,7 +61,8 @@ def second_step_page(http, answer, path: str):
     assert target.endswith(path), target
     page = pages.get(http, target)
     assert page.status_code == 200, pages.page_text(page)
-    assert page.headers.get("Cache-Control") == "no-store" or path == "/login/code"
+    # Every page is no-store now, the code page included.
+    assert page.headers.get("Cache-Control") == "no-store", page.headers
     return page
 
 
@@ -126,6 +127,9 @@ def test_an_administrator_has_no_power_until_enrolled_and_then_logs_in_with_code
     page = second_step_page(http, answer, "/login/code")
     no_session(http, idp)
     assert "Code de vérification" in pages.page_text(page)
+    # The field takes recovery codes too: a phone must offer letters, not digits only.
+    field = pages.parse(page).find("input", attrs={"name": "code"})
+    assert field.get("inputmode") != "numeric", field
     # A code posted to the enrolment form goes back to the code page, not to an error.
     csrf = pages.form_values(pages.form_with_field(page, "code"))["csrf_token"]
     detour = pages.post(http, f"{idp.base_url}/login/mfa-setup",

@@ -214,6 +214,7 @@ def test_sign_ups_from_one_address_are_limited_and_the_form_kept(start_idp, stor
     http = from_address("127.0.0.1", pages.browser())
     broken = submit_signup(http, signup_page(http), every_rule_broken(new_person()))
     assert broken.status_code == 400, pages.page_text(broken)
+    assert "Veuillez corriger les points suivants" in pages.page_text(broken)
     for _ in range(2):
         filed = submit_signup(http, signup_page(http), new_person().signup_fields())
         assert filed.status_code == 200 and urlsplit(filed.url).path == SIGNUP_DONE_PATH, filed.url
@@ -224,6 +225,8 @@ def test_sign_ups_from_one_address_are_limited_and_the_form_kept(start_idp, stor
     refused = submit_signup(http, page, refused_person.signup_fields())
     assert refused.status_code == 429, pages.page_text(refused)
     assert TOO_MANY_SIGN_UPS in pages.page_text(refused), pages.page_text(refused)
+    # Nothing for the person to correct: the summary does not ask them to.
+    assert "Veuillez corriger" not in pages.page_text(refused), pages.page_text(refused)
     assert 0 < int(refused.headers["Retry-After"]) <= 3600, refused.headers
     kept = pages.form_values(pages.form_with_field(refused, "password_confirmation"))
     assert kept["email"] == refused_person.email and kept["login"] == refused_person.login, kept

@@ -49,6 +49,8 @@ const KINDS: &[(&str, &str, &str, &str)] = &[
     // Security (issue 9): two-step verification turned on or off.
     kind!("mfa_enabled"),
     kind!("mfa_disabled"),
+    // Security: a recovery code stood in for the authenticator at a login.
+    kind!("mfa_recovery_code_used"),
     // Administration: an account suspended, then reactivated.
     kind!("account_suspended"),
     kind!("account_reactivated"),

@@ -28,7 +28,7 @@ use totp_rs::{Algorithm, TOTP};
 
 use crate::reset::revoke_everything;
 use crate::throttle::CODES;
-use crate::{Error, Registry, Result};
+use crate::{Error, Registry, Result, store};
 
 /// Audit action: two-step verification turned on.
 pub const ENROLLED: &str = "mfa.enrolled";
@@ -297,6 +297,37 @@ impl Registry {
         Ok(())
     }
 
+    /// Tells the owner that a recovery code stood in for the authenticator, and how
+    /// many are left: a lost phone, or someone holding the password and a code.
+    async fn tell_recovery_code_used(
+        &self,
+        tx: &mut dge_store::AnyConnection,
+        account_id: &str,
+        now: i64,
+    ) -> Result<()> {
+        let Some(account) = store::find_account_in(&mut *tx, account_id).await? else {
+            return Ok(());
+        };
+        let remaining: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM account_recovery_codes WHERE account_id = $1 AND used_at IS NULL",
+        )
+        .bind(account_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let reset_url = format!("{}/password/forgot", self.settings.public_url);
+        self.outbox
+            .enqueue(
+                tx,
+                "mfa_recovery_code_used",
+                &account.email,
+                &account.given_name,
+                json!({ "remaining": remaining, "reset_url": reset_url }),
+                now,
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Starts (or restarts) an enrolment: a new secret, kept until confirmed by a
     /// code. `issuer` names the portal in the authenticator application.
     ///
@@ -526,6 +557,8 @@ impl Registry {
                     == 1;
                 if used {
                     dge_store::audit(&mut tx, account_id, RECOVERY_CODE_USED, account_id, "", now)
+                        .await?;
+                    self.tell_recovery_code_used(&mut tx, account_id, now)
                         .await?;
                 }
                 tx.commit().await?;

@@ -163,6 +163,10 @@ pub(crate) fn sample_context(kind: &str) -> Value {
             "linked_at": "4 décembre 2026 à 10 h 00",
             "reset_url": "https://idp.example.org/password/forgot",
         }),
+        "mfa_recovery_code_used" => json!({
+            "remaining": 9,
+            "reset_url": "https://idp.example.org/password/forgot",
+        }),
         "account_locked" | "account_code_locked" => json!({
             "lock_minutes": 15,
             "reset_url": "https://idp.example.org/password/forgot",

@@ -457,6 +457,20 @@ async fn a_recovery_code_works_once() {
                 .await
                 .contains(&"mfa.recovery_code_used".to_owned())
         );
+        // The owner is told once, with how many codes are left.
+        let told: Vec<String> = sqlx::query_scalar(
+            "SELECT body_text FROM outbox WHERE recipient = $1 AND kind = 'mfa_recovery_code_used'",
+        )
+        .bind(EMAIL)
+        .fetch_all(s.db.pool())
+        .await
+        .unwrap();
+        assert_eq!(told.len(), 1, "{engine:?}");
+        assert!(
+            told[0].contains("Il vous reste 9 codes de secours."),
+            "{}",
+            told[0]
+        );
     }
 }
 
