@@ -64,8 +64,10 @@ pub struct PendingOffer {
     pub auth_request: Option<String>,
 }
 
+/// The key an address is looked up by, as a sign-up stores it (NFKC, IDNA domain,
+/// lower case): `ｃｌａｉｒｅ@…` finds the account `claire@…`.
 fn email_key(email: &str) -> String {
-    email.trim().to_lowercase()
+    dge_registry::domain::signup::lookup_key(email)
 }
 
 impl Broker {
@@ -95,12 +97,21 @@ impl Broker {
             refresh(&mut tx, &p.name, &id, profile, now).await?;
             id
         } else {
-            let owner = sqlx::query("SELECT id, password_hash FROM accounts WHERE email_key = $1")
-                .bind(email_key(&profile.email))
-                .fetch_optional(&mut *tx)
-                .await?;
+            let owner =
+                sqlx::query("SELECT id, password_hash, status FROM accounts WHERE email_key = $1")
+                    .bind(email_key(&profile.email))
+                    .fetch_optional(&mut *tx)
+                    .await?;
             if let Some(owner) = owner {
                 drop(tx);
+                // An account not active yet (or refused) can be neither linked nor
+                // logged into: the person is told why and what comes next, rather than
+                // offered a link that could only fail.
+                let status: String = owner.try_get("status")?;
+                if let Some(waiting) = not_active(&status) {
+                    tracing::info!(upstream = %p.name, status = %status, "federated login refused: the address's account is not active");
+                    return Err(BrokerError::NotActive(waiting));
+                }
                 let offer = self
                     .offer(
                         p,
@@ -238,7 +249,11 @@ impl Broker {
             .fetch_one(&mut *tx)
             .await?
             .try_get("given_name")?;
-        sqlx::query("UPDATE upstream_link_offers SET code_hash = $1 WHERE token_hash = $2")
+        // Each code sent counts as an attempt: an offer sends at most
+        // OFFER_ATTEMPTS emails, so a stranger's page cannot flood the owner's mailbox.
+        sqlx::query(
+            "UPDATE upstream_link_offers SET code_hash = $1, attempts = attempts + 1 WHERE token_hash = $2",
+        )
             .bind(hash_token(&code))
             .bind(hash_token(token))
             .execute(&mut *tx)
@@ -341,7 +356,42 @@ impl Broker {
             tracing::info!(account_id = %account_id, "link refused: account suspended");
             return Err(BrokerError::Suspended);
         }
+        // Not active (any more): whatever the proof, nothing is linked.
+        let status: Option<String> =
+            sqlx::query_scalar("SELECT status FROM accounts WHERE id = $1")
+                .bind(&account_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if let Some(waiting) = not_active(status.as_deref().unwrap_or("rejected")) {
+            tracing::info!(account_id = %account_id, "link refused: account not active");
+            return Err(BrokerError::NotActive(waiting));
+        }
         let subject: String = row.try_get("subject")?;
+        // Linked meanwhile, from another browser's offer for the same identity: to
+        // this account, the login goes on; to another, this offer is void.
+        let linked: Option<String> = sqlx::query_scalar(
+            "SELECT account_id FROM federated_links WHERE provider = $1 AND subject = $2",
+        )
+        .bind(&provider)
+        .bind(&subject)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(linked) = linked {
+            sqlx::query("DELETE FROM upstream_link_offers WHERE token_hash = $1")
+                .bind(hash_token(token))
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            if linked != account_id {
+                return Err(BrokerError::BadOffer);
+            }
+            return Ok(FederatedLogin {
+                account_id,
+                auth_request: row.try_get("auth_request")?,
+                provider,
+                id_token: Secret::new(row.try_get("id_token")?),
+            });
+        }
         sqlx::query("DELETE FROM upstream_link_offers WHERE token_hash = $1")
             .bind(hash_token(token))
             .execute(&mut *tx)
@@ -400,6 +450,17 @@ impl Broker {
             provider,
             id_token: Secret::new(row.try_get("id_token")?),
         })
+    }
+}
+
+/// The status of an account that can be neither linked nor logged into through an
+/// upstream (suspension aside, which has its own answer), or `None` when active.
+fn not_active(status: &str) -> Option<&'static str> {
+    match status {
+        "active" | "suspended" => None,
+        "unconfirmed" => Some("unconfirmed"),
+        "pending" => Some("pending"),
+        _ => Some("rejected"),
     }
 }
 

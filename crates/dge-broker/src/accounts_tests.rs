@@ -337,3 +337,133 @@ async fn a_suspended_account_is_refused_through_its_upstream_and_cannot_be_linke
         assert_eq!(logged_in(&b, &jeanne).await, id, "{engine:?}");
     }
 }
+
+/// An address of an account that is not active (unconfirmed, pending, rejected) is
+/// neither linked nor logged into, whatever the proof: the person is told which.
+#[tokio::test]
+async fn an_account_not_active_is_neither_offered_nor_linked() {
+    for engine in ENGINES {
+        let (b, _, _database) = broker(engine).await;
+        // An offer made while active, then the account goes back to pending.
+        let Outcome::LinkOffered(offer) = settle(&b, &agent("s9", "claire@nancy.fr", None)).await
+        else {
+            panic!("expected a link offer on {engine:?}");
+        };
+        let token = offer.token.expose().clone();
+        b.send_link_code(&token).await.unwrap();
+        for status in ["unconfirmed", "pending", "rejected"] {
+            sqlx::query("UPDATE accounts SET status = $1 WHERE id = 'local-1'")
+                .bind(status)
+                .execute(b.db.pool())
+                .await
+                .unwrap();
+            match settle_err(&b, &agent("s10", "claire@nancy.fr", None)).await {
+                BrokerError::NotActive(s) => assert_eq!(s, status, "{engine:?}"),
+                other => panic!("{engine:?} {status}: {other:?}"),
+            }
+            match b.accept_offer(&token, "local-1", Proof::EmailedCode).await {
+                Err(BrokerError::NotActive(s)) => assert_eq!(s, status, "{engine:?}"),
+                other => panic!("{engine:?} {status}: {other:?}"),
+            }
+        }
+        let links = one_string(
+            &b,
+            "SELECT CAST(COUNT(*) AS TEXT) FROM federated_links WHERE account_id = $1",
+            "local-1",
+        )
+        .await;
+        assert_eq!(links, ["0"], "{engine:?}: nothing linked");
+        let told = one_string(
+            &b,
+            "SELECT CAST(COUNT(*) AS TEXT) FROM outbox WHERE kind = 'federated_link_added' AND recipient = $1",
+            "claire@nancy.fr",
+        )
+        .await;
+        assert_eq!(told, ["0"], "{engine:?}");
+    }
+}
+
+async fn settle_err(b: &Broker, profile: &Profile) -> BrokerError {
+    let p = &b.providers()[0];
+    match b.settle(p, profile, "header.payload.signature", None).await {
+        Err(e) => e,
+        Ok(_) => panic!("expected a refusal"),
+    }
+}
+
+/// Two browsers holding offers for the same identity: the second one to be accepted
+/// logs in to the account the first linked, instead of failing on the duplicate.
+#[tokio::test]
+async fn a_second_offer_for_a_linked_identity_logs_in() {
+    for engine in ENGINES {
+        let (b, _, _database) = broker(engine).await;
+        let mut tokens = Vec::new();
+        for _ in 0..2 {
+            let Outcome::LinkOffered(offer) =
+                settle(&b, &agent("s9", "claire@nancy.fr", None)).await
+            else {
+                panic!("expected a link offer on {engine:?}");
+            };
+            tokens.push(offer.token.expose().clone());
+        }
+        for token in &tokens {
+            let login = b
+                .accept_offer(token, "local-1", Proof::Password)
+                .await
+                .unwrap();
+            assert_eq!(login.account_id, "local-1", "{engine:?}");
+        }
+        let links = one_string(
+            &b,
+            "SELECT CAST(COUNT(*) AS TEXT) FROM federated_links WHERE account_id = $1",
+            "local-1",
+        )
+        .await;
+        assert_eq!(links, ["1"], "{engine:?}");
+    }
+}
+
+/// An offer emails at most five codes: each one sent counts as an attempt.
+#[tokio::test]
+async fn an_offer_sends_a_bounded_number_of_codes() {
+    for engine in ENGINES {
+        let (b, _, _database) = broker(engine).await;
+        let Outcome::LinkOffered(offer) = settle(&b, &agent("s9", "claire@nancy.fr", None)).await
+        else {
+            panic!("expected a link offer on {engine:?}");
+        };
+        let token = offer.token.expose().clone();
+        for _ in 0..5 {
+            b.send_link_code(&token).await.unwrap();
+        }
+        assert!(matches!(
+            b.send_link_code(&token).await,
+            Err(BrokerError::BadOffer)
+        ));
+        let sent = one_string(
+            &b,
+            "SELECT CAST(COUNT(*) AS TEXT) FROM outbox WHERE kind = 'link_code' AND recipient = $1",
+            "claire@nancy.fr",
+        )
+        .await;
+        assert_eq!(sent, ["5"], "{engine:?}");
+    }
+}
+
+/// The address an upstream asserts is looked up as a sign-up stores it: fullwidth
+/// letters or an accented domain find the account of the plain address.
+#[tokio::test]
+async fn an_upstream_address_in_another_spelling_finds_its_account() {
+    for engine in ENGINES {
+        let (b, _, _database) = broker(engine).await;
+        let email = crate::domain::profile::account_email("ｃｌａｉｒｅ@ｎａｎｃｙ.ｆｒ").unwrap();
+        assert_eq!(email, "claire@nancy.fr");
+        assert!(
+            matches!(
+                settle(&b, &agent("s9", &email, None)).await,
+                Outcome::LinkOffered(_)
+            ),
+            "{engine:?}"
+        );
+    }
+}

@@ -67,6 +67,14 @@ pub enum BrokerError {
     /// The upstream gave no email address.
     #[error("upstream gave no email address")]
     NoEmail,
+    /// The upstream's email address is not one an account can hold (the sign-up's
+    /// rules: syntax, length, no hidden characters).
+    #[error("upstream email address is not a valid address")]
+    BadEmail,
+    /// The address belongs to an account that is not active (unconfirmed, pending or
+    /// rejected): it can be neither linked nor logged into until it is.
+    #[error("account of that address is not active ({0})")]
+    NotActive(&'static str),
     /// The upstream says the address is not verified (`email_verified: false`): it
     /// can neither name a new account nor be matched against an existing one.
     #[error("upstream email address not verified")]
@@ -454,13 +462,21 @@ impl Broker {
             .await?;
             claims.extend(info);
         }
-        let profile = Profile::from_claims(&subject, &claims, &p.mapping());
+        let mut profile = Profile::from_claims(&subject, &claims, &p.mapping());
         if profile.email.is_empty() {
             return Err(BrokerError::NoEmail);
         }
+        // The address as a sign-up would store it (NFKC, IDNA domain), so that one
+        // address is one account whichever way it came; one a sign-up would refuse
+        // names no account.
+        profile.email = crate::domain::profile::account_email(&profile.email)?;
         // ProConnect gives no `email_verified` (its addresses are the providers'); a
         // generic upstream may say an address is unverified, and then it is not used.
-        if claims.get("email_verified") == Some(&Value::Bool(false)) {
+        // Only a true boolean or its absence count: `"false"` or `0` are not a yes.
+        if claims
+            .get("email_verified")
+            .is_some_and(|v| v != &Value::Bool(true))
+        {
             return Err(BrokerError::EmailNotVerified);
         }
         p.allow.check(&profile).map_err(BrokerError::NotAllowed)?;

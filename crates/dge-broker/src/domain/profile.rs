@@ -2,6 +2,7 @@
 
 use serde_json::{Map, Value};
 
+use crate::BrokerError;
 use crate::config::EffectiveMapping;
 
 /// What the upstream says about the person, after mapping.
@@ -82,6 +83,54 @@ fn list(claims: &Map<String, Value>, name: &str) -> Vec<String> {
     }
 }
 
+/// The longest address an account holds (RFC 5321 §4.5.3.1.3).
+const EMAIL_MAX: usize = 254;
+
+/// An upstream's address as an account stores it: NFKC-folded, its domain IDNA-encoded
+/// ([`dge_registry::domain::signup::normalise_email`], the sign-up's rule), at most
+/// 254 bytes, without controls or hidden characters.
+///
+/// # Errors
+/// [`BrokerError::BadEmail`] for anything a sign-up would refuse as an address.
+pub fn account_email(raw: &str) -> Result<String, BrokerError> {
+    use dge_registry::domain::signup::{has_hidden_characters_in_lines, normalise_email};
+    if raw.contains(['\r', '\n']) || has_hidden_characters_in_lines(raw) {
+        return Err(BrokerError::BadEmail);
+    }
+    let (address, _) = normalise_email(raw).ok_or(BrokerError::BadEmail)?;
+    if address.len() > EMAIL_MAX || address.contains(char::is_whitespace) {
+        return Err(BrokerError::BadEmail);
+    }
+    Ok(address)
+}
+
+/// The longest name or phone kept from an upstream, as a sign-up allows.
+const NAME_MAX_CHARS: usize = 100;
+
+/// A name or phone from an upstream as an account keeps it: without controls or
+/// hidden characters, single spaces, at most [`NAME_MAX_CHARS`] characters. The
+/// upstream vouches for the person, not for how its directory spells them, and these
+/// go into emails and pages.
+fn plain(value: &str) -> String {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+    // Controls become spaces; format characters (bidi overrides, zero-width ones)
+    // go, except the joiners some scripts spell names with.
+    let visible: String = value
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .filter(|&c| {
+            c == '\u{200C}' || c == '\u{200D}' || c.general_category() != GeneralCategory::Format
+        })
+        .collect();
+    visible
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .take(NAME_MAX_CHARS)
+        .collect()
+}
+
 impl Profile {
     /// Maps `claims` (ID token claims overlaid with userinfo) with `mapping`.
     #[must_use]
@@ -97,9 +146,11 @@ impl Profile {
         Self {
             subject: subject.to_owned(),
             email: text(claims, &mapping.email).unwrap_or_default(),
-            given_name: text(claims, &mapping.given_name).unwrap_or_default(),
-            family_name: text(claims, &mapping.family_name).unwrap_or_default(),
-            phone: text(claims, &mapping.phone),
+            given_name: plain(&text(claims, &mapping.given_name).unwrap_or_default()),
+            family_name: plain(&text(claims, &mapping.family_name).unwrap_or_default()),
+            phone: text(claims, &mapping.phone)
+                .map(|p| plain(&p))
+                .filter(|p| !p.is_empty()),
             siret,
             organisation_label: opt(&mapping.organisation_label),
             idp_id: opt(&mapping.idp_id),
@@ -188,5 +239,32 @@ mod tests {
         );
         assert_eq!(p.family_name, "Martin");
         assert_eq!(p.siret, None);
+    }
+
+    #[test]
+    fn an_upstream_address_is_held_to_the_sign_up_rules() {
+        assert_eq!(
+            account_email("Jeanne@ÉLYSÉE.fr").unwrap(),
+            "Jeanne@xn--lyse-9oad.fr"
+        );
+        for bad in [
+            "no-at-sign.example.org",
+            "a@b@grandest.fr",
+            "crlf@grandest.fr\r\nBcc: evil@x.fr",
+            "sp ace@grandest.fr",
+            "rlo\u{202e}@grandest.fr",
+        ] {
+            assert!(account_email(bad).is_err(), "{bad:?}");
+        }
+        let long = format!("{}@grandest.fr", "a".repeat(300));
+        assert!(account_email(&long).is_err());
+    }
+
+    #[test]
+    fn names_from_an_upstream_lose_hidden_characters_and_length() {
+        assert_eq!(plain("  Jeanne\u{202e}  Marie\n "), "Jeanne Marie");
+        assert_eq!(plain(&"é".repeat(3000)).chars().count(), NAME_MAX_CHARS);
+        // Persian names keep their non-joiner.
+        assert_eq!(plain("علی\u{200c}زاده"), "علی\u{200c}زاده");
     }
 }

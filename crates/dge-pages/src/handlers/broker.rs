@@ -19,6 +19,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{busy, csrf_refused, foreign_request, internal, see_other};
+use crate::client::ClientAddr;
 use crate::{Pages, binding, csrf};
 
 /// Binds a started upstream login to the browser that started it.
@@ -108,6 +109,35 @@ fn failure(pages: &Pages, provider: &str, err: &BrokerError) -> Response {
             StatusCode::FORBIDDEN,
             "Votre fournisseur d'identité indique que votre adresse électronique n'est pas encore \
              vérifiée. Vérifiez-la auprès de lui, puis reconnectez-vous. Aucun compte n'a été créé.",
+        ),
+        BrokerError::BadEmail => (
+            StatusCode::BAD_GATEWAY,
+            "Le fournisseur d'identité a transmis une adresse électronique qu'un compte ne peut pas \
+             porter. Aucun compte n'a été créé : faites corriger votre adresse auprès de lui, ou \
+             utilisez votre compte DataGrandEst.",
+        ),
+        // The person holds the address (the upstream vouched for it): each case gets
+        // its next step.
+        BrokerError::NotActive("unconfirmed") => (
+            StatusCode::FORBIDDEN,
+            "Une demande de compte DataGrandEst attend la confirmation de cette adresse \
+             électronique. Si c'est la vôtre, ouvrez le lien du courriel de confirmation (ou \
+             faites-le renvoyer depuis la page « Renvoyer le courriel de confirmation »), puis \
+             attendez la validation du compte. Si vous ne l'avez pas faite, ignorez-la : elle \
+             sera effacée d'elle-même au bout de quelques jours, et vous pourrez alors vous \
+             connecter ici.",
+        ),
+        BrokerError::NotActive("pending") => (
+            StatusCode::FORBIDDEN,
+            "Votre compte DataGrandEst, qui porte cette adresse électronique, attend la \
+             validation de l'équipe DataGrandEst. Vous recevrez un courriel dès qu'il sera actif ; \
+             vous pourrez alors vous connecter ici et le relier à ce mode de connexion.",
+        ),
+        BrokerError::NotActive(_) => (
+            StatusCode::FORBIDDEN,
+            "Une demande de compte DataGrandEst avec cette adresse électronique n'a pas été \
+             acceptée : cette adresse ne peut pas servir à un autre compte. Pour en parler, \
+             écrivez à l'équipe DataGrandEst.",
         ),
         BrokerError::Suspended => (StatusCode::FORBIDDEN, suspended.as_str()),
         BrokerError::BadState | BrokerError::BadOffer | BrokerError::WrongCode => (
@@ -361,6 +391,7 @@ fn link_page(
 /// or with the code emailed to it.
 pub(crate) async fn link(
     State(pages): State<Pages>,
+    ClientAddr(address): ClientAddr,
     jar: CookieJar,
     Form(form): Form<LinkForm>,
 ) -> Response {
@@ -395,7 +426,7 @@ pub(crate) async fn link(
                 Err(e) => return failure(&pages, &offer.provider, &e),
             }
         }
-        None => match password_proof(&pages, &token, &offer, &form.password).await {
+        None => match password_proof(&pages, &token, &offer, &form.password, &address).await {
             Ok(result) => result,
             Err(response) => return response,
         },
@@ -417,14 +448,17 @@ pub(crate) async fn link(
     }
 }
 
-/// Checks the account's password; a wrong one counts as a failed attempt.
+/// Checks the account's password as the login form does, throttled on the account's
+/// and the address's counters (delays, lock, the owner's lock email, the audit): the
+/// link form is no way around them. A wrong one also counts against the offer.
 async fn password_proof(
     pages: &Pages,
     token: &str,
     offer: &PendingOffer,
     password: &Secret<String>,
+    address: &str,
 ) -> Result<Result<Proof, Cow<'static, str>>, Response> {
-    let checked = match pages.registry.check_password(&offer.email, password).await {
+    let checked = match pages.registry.login(&offer.email, password, address).await {
         Ok(o) => o,
         Err(dge_registry::Error::Busy) => return Err(busy(pages)),
         Err(e) => return Err(internal(pages, &e)),
@@ -438,9 +472,7 @@ async fn password_proof(
         Err(LoginError::NotActive(_)) => {
             "Ce compte n'est pas actif : il ne peut pas être lié pour le moment.".into()
         }
-        // The link proof is bounded by the offer's own attempt count; a lock only
-        // comes from `Registry::login`, not used here.
-        Err(LoginError::Locked) => "Mot de passe incorrect.".into(),
+        Err(LoginError::Locked) => super::login::LOCKED_MESSAGE.into(),
     };
     if let Err(e) = pages.broker.offer_failed(token).await {
         return Err(internal(pages, &e));

@@ -195,7 +195,7 @@ pub(crate) fn not_active_message(portal: &Portal, status: AccountStatus) -> Cow<
 }
 
 /// The answer to a locked identifier or address, the same whether the account exists.
-const LOCKED_MESSAGE: &str = "Trop de tentatives de connexion ont échoué. Par sécurité, la \
+pub(crate) const LOCKED_MESSAGE: &str = "Trop de tentatives de connexion ont échoué. Par sécurité, la \
      connexion par mot de passe est suspendue pendant quelques minutes : réessayez plus tard, \
      ou choisissez un nouveau mot de passe avec « Mot de passe oublié ? ».";
 
