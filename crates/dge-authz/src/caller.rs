@@ -11,6 +11,11 @@
 //! sessions and tokens), so every token it gets was too. An administrator who has not
 //! enrolled gets `PERMISSION_DENIED` with the field `mfa` (`mfa_enrollment_required`)
 //! on every call that needs administrator power; the other calls work as for anyone.
+//!
+//! And only a token issued to an administration client ([`is_admin_client`]: first
+//! party, device grant only, as `dgectl` is) carries that power: the same person's
+//! token held by a portal module, or by a third-party application they logged in to,
+//! administers nothing.
 
 use std::sync::Arc;
 
@@ -26,6 +31,24 @@ use crate::cache::{self, Answers};
 
 /// Prefix of API tokens, so they are recognisable in a secret scanner.
 pub const API_TOKEN_PREFIX: &str = "dgeat_";
+
+/// Whether tokens issued to `client_id` may carry a person's administrator power: a
+/// first-party client registered for the device grant only (no redirect URI), as
+/// `dgectl` is (`clients add ID --device --public --first-party`). A module or a
+/// third-party application given an administrator's token at login cannot
+/// administer with it (until 2026-12-06 any client's token could: a tester's find).
+///
+/// # Errors
+/// Storage errors.
+pub async fn is_admin_client(db: &Db, client_id: &str) -> sqlx::Result<bool> {
+    let found = sqlx::query(
+        "SELECT 1 AS ok FROM oidc_clients WHERE id = $1 AND first_party = 1 AND redirect_uris = '[]'",
+    )
+    .bind(client_id)
+    .fetch_optional(db.pool())
+    .await?;
+    Ok(found.is_some())
+}
 
 /// Scope that lets a caller administer DGE Identity.
 pub const ADMIN_SCOPE: &str = "admin";
@@ -265,8 +288,15 @@ impl Authenticator {
         if status != "active" {
             return Err(Status::unauthenticated("account is not active"));
         }
-        let admin: i64 = row.try_get("is_admin").map_err(unavailable)?;
+        let mut admin: i64 = row.try_get("is_admin").map_err(unavailable)?;
         let mfa: i64 = row.try_get("mfa").map_err(unavailable)?;
+        if admin == 1
+            && !is_admin_client(&self.db, &claims.client_id)
+                .await
+                .map_err(unavailable)?
+        {
+            admin = 0;
+        }
         Ok(Caller::Account {
             id: claims.sub,
             client_id: claims.client_id,

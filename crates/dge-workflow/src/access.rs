@@ -50,11 +50,15 @@ impl Actor {
                 account_id,
             });
         }
-        let Caller::Account { id, .. } = caller else {
+        let Caller::Account { id, client_id, .. } = caller else {
             return Err(Error::NotAllowed);
         };
         if caller.mfa_missing() {
             return Err(Error::MfaRequired);
+        }
+        // Delegated powers too come only through an administration client's token.
+        if !dge_authz::caller::is_admin_client(db, client_id).await? {
+            return Err(Error::NotAllowed);
         }
         let rows =
             sqlx::query("SELECT organisation_id FROM organisation_admins WHERE account_id = $1")

@@ -46,6 +46,9 @@ async fn seed(db: &Db) {
         "INSERT INTO rights (name, module, label, created_at) VALUES ('communautes:member', 'communautes', 'Membre', 0)",
         "INSERT INTO rights (name, module, label, created_at) VALUES ('datahub:dashboards', 'datahub', 'Tableaux', 0)",
         "INSERT INTO rights (name, module, label, created_at) VALUES ('datahub:publish', 'datahub', 'Publier', 0)",
+        // The administration client: administrators' tokens carry power only from it.
+        "INSERT INTO oidc_clients (id, name, redirect_uris, confidential, first_party, created_at, updated_at) \
+         VALUES ('dgectl', 'dgectl', '[]', 0, 1, 0, 0)",
     ] {
         sqlx::query(sql).execute(db.pool()).await.expect("seed");
     }

@@ -202,12 +202,17 @@ pub(crate) fn bearer<T>(token: &str, message: T) -> Request<T> {
 
 /// An access token of `account_id` for dgectl, as `dgectl login` leaves it.
 async fn person_token(w: &World, account_id: &str) -> String {
+    person_token_of(w, account_id, "dgectl").await
+}
+
+/// [`person_token`] issued to `client_id`.
+async fn person_token_of(w: &World, account_id: &str, client_id: &str) -> String {
     let now = w.registry.now();
     let claims = AccessClaims {
         iss: ISSUER.into(),
         sub: account_id.into(),
         aud: ISSUER.into(),
-        client_id: "dgectl".into(),
+        client_id: client_id.into(),
         scope: "openid".into(),
         iat: now,
         exp: now + 3600,
@@ -220,7 +225,7 @@ async fn person_token(w: &World, account_id: &str) -> String {
             jti: &claims.jti,
             code_hash: None,
             family_id: None,
-            client_id: "dgectl",
+            client_id,
             account_id: Some(account_id),
             expires_at: claims.exp,
         },
@@ -598,6 +603,14 @@ async fn only_a_global_administrator_with_two_step_verification_suspends_and_nev
             AccountStatus::Active,
             "{engine:?}: nothing changed"
         );
+
+        // The administrator's token held by a module (or any client but the
+        // administration one) administers nothing.
+        let through_module = person_token_of(&w, &boss, "datahub").await;
+        let err = suspend(&w, &through_module, "cmartin", "motif")
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::PermissionDenied, "{engine:?}: {err:?}");
 
         // The administrator never suspends their own account.
         let token = person_token(&w, &boss).await;

@@ -230,14 +230,28 @@ async fn a_delegated_administrator_acts_on_their_organisation_only() {
             .id;
         crate::backends::enrol_mfa(&s.db, &chef_id).await;
         let caller = dge_authz::Caller::Account {
-            id: chef_id,
-            client_id: "datahub".into(),
+            id: chef_id.clone(),
+            client_id: "dgectl".into(),
             admin: false,
             mfa_missing: false,
         };
         let delegated = Actor::of(&s.db, &caller)
             .await
             .expect("an organisation administrator");
+        // The same person's token held by a module gives no delegated power.
+        let through_module = dge_authz::Caller::Account {
+            id: chef_id,
+            client_id: "datahub".into(),
+            admin: false,
+            mfa_missing: false,
+        };
+        assert!(
+            matches!(
+                Actor::of(&s.db, &through_module).await,
+                Err(dge_workflow::Error::NotAllowed)
+            ),
+            "{engine:?}"
+        );
         let visible = s
             .workflow
             .pending(&delegated, &PendingFilter::default(), 10, "")
