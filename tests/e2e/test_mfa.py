@@ -15,9 +15,10 @@ import pytest
 
 import mfa
 import pages
-from device_login import run_dgectl
+from device_login import approve, run_dgectl
 from dgectl import EXIT_REFUSED, describe
 from grpc_api import IdentityGrpc, bad_request_fields
+from idp_server import loopback_http
 from outbox import wait_for_subject
 from portal import (
     new_person,
@@ -45,6 +46,21 @@ def refused(grpc_pb, idp, token: str) -> grpc.RpcError:
     with pytest.raises(grpc.RpcError) as failure:
         list_accounts(grpc_pb, idp, token)
     return failure.value
+
+
+def dgectl_token(idp, login: str, password: str) -> str:
+    """An access token of `dgectl`, the administration client, through the device grant
+    (what `dgectl login` does), approved in a browser."""
+    http = loopback_http()
+    start = http.post(f"{idp.base_url}/device_authorization",
+                      data={"client_id": "dgectl", "scope": "openid"}, timeout=10).json()
+    approve(idp, login, password, start["user_code"])
+    token = http.post(f"{idp.base_url}/token", timeout=10, data={
+        "grant_type": "urn:ietf:params:oauth:grant-type:device_code",
+        "device_code": start["device_code"], "client_id": "dgectl",
+    })
+    assert token.status_code == 200, token.text
+    return token.json()["access_token"]
 
 
 def first_step(idp, datahub, login: str, password: str):
@@ -79,16 +95,22 @@ def test_an_administrator_has_no_power_until_enrolled_and_then_logs_in_with_code
     idp, dgectl, datahub, grpc_pb, tmp_path
 ):
     person = register_active_person(idp, dgectl, datahub)
-    # Logged in before being made administrator: no second step, a token for datahub.
+    # Logged in before being made administrator: no second step, a token for datahub
+    # and one for dgectl.
     http, login_page, answer = first_step(idp, datahub, person.login, person.password)
     old_token = datahub.exchange(datahub.callback_url(answer), login_page.request)["access_token"]
+    old_cli = dgectl_token(idp, person.login, person.password)
     account_id = dgectl.json("admins", "grant", person.login, "--reason", "e2e")["account"]["id"]
-    # That token is refused admin calls, with a field saying why.
+    # A module's token never administers, whoever it belongs to.
     error = refused(grpc_pb, idp, old_token)
+    assert error.code() == grpc.StatusCode.PERMISSION_DENIED, error
+    assert bad_request_fields(error) == set(), error
+    # The dgectl token is refused admin calls, with a field saying why.
+    error = refused(grpc_pb, idp, old_cli)
     assert error.code() == grpc.StatusCode.PERMISSION_DENIED, error
     assert bad_request_fields(error) == {"mfa"}
     assert "two-step verification" in error.details()
-    told = run_dgectl(tmp_path, "--server", idp.grpc_server_url, "--token", old_token,
+    told = run_dgectl(tmp_path, "--server", idp.grpc_server_url, "--token", old_cli,
                       "accounts", "pending")
     assert told.returncode == EXIT_REFUSED, describe(told)
     assert "\n  mfa: mfa_enrollment_required: activez la vérification en deux étapes" in told.stderr
@@ -117,9 +139,13 @@ def test_an_administrator_has_no_power_until_enrolled_and_then_logs_in_with_code
     callback = urljoin(codes_page.url, link)
     assert callback.startswith(f"{datahub.redirect_uri}?"), callback
     new_token = datahub.exchange(callback, login_page.request)["access_token"]
-    assert len(list_accounts(grpc_pb, idp, new_token).accounts) >= 1
+    assert refused(grpc_pb, idp, new_token).code() == grpc.StatusCode.PERMISSION_DENIED
     # Enrolment ended the earlier tokens; the owner is told by email.
     assert refused(grpc_pb, idp, old_token).code() == grpc.StatusCode.UNAUTHENTICATED
+    assert refused(grpc_pb, idp, old_cli).code() == grpc.StatusCode.UNAUTHENTICATED
+    # Through dgectl, with a code at the login now, the administrator acts.
+    cli = dgectl_token(idp, person.login, person.password)
+    assert len(list_accounts(grpc_pb, idp, cli).accounts) >= 1
     wait_for_subject(idp.outbox, person.email, ENABLED_SUBJECT)
 
     # From now on every login asks a code, in French, before any session.
