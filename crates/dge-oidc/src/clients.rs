@@ -131,12 +131,19 @@ const COLUMNS: &str = "id, name, secret_hash, redirect_uris, post_logout_redirec
 #[must_use]
 pub fn check_settings(s: &ClientSettings) -> dge_core::Violations {
     let mut v = dge_core::Violations::new();
-    for scope in &s.service_scopes {
+    for (i, scope) in s.service_scopes.iter().enumerate() {
         if !dge_authz::caller::SERVICE_SCOPES.contains(&scope.as_str()) {
             v.add(
                 "service_scopes",
                 "invalid",
-                format!("portée de service inconnue : {scope}"),
+                format!("portée de service inconnue : {}", scope.escape_debug()),
+            );
+        } else if s.service_scopes[..i].contains(scope) {
+            // As for redirect URIs: a repeat is a slip worth naming.
+            v.add(
+                "service_scopes",
+                "duplicate",
+                format!("{scope} : donnée plusieurs fois, une suffit"),
             );
         }
     }
@@ -931,6 +938,18 @@ mod tests {
         let violations = check_settings(&settings);
         let why = violations.message_for("jwks").unwrap();
         assert!(why.contains("membre privé"), "{why}");
+    }
+
+    #[test]
+    fn a_service_scope_given_twice_is_named() {
+        let settings = ClientSettings {
+            id_token_alg: "ES256".into(),
+            service_scopes: vec!["authz:check".into(), "authz:check".into()],
+            ..ClientSettings::default()
+        };
+        let violations = check_settings(&settings);
+        let found: Vec<_> = violations.iter().map(|v| (v.field, v.code)).collect();
+        assert_eq!(found, [("service_scopes", "duplicate")]);
     }
 
     #[test]

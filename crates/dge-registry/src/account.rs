@@ -321,9 +321,9 @@ impl Registry {
         if self.account_locked(account_id).await? {
             return Err(locked());
         }
-        // A form sent with the field left empty is a slip, not a guess: said so, and
-        // not counted towards the lock.
-        if password.expose().is_empty() {
+        // A form sent with the field left empty (or blank: no password is spaces
+        // alone) is a slip, not a guess: said so, and not counted towards the lock.
+        if password.expose().trim().is_empty() {
             return Err(invalid(
                 "current_password",
                 "required",

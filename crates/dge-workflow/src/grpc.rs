@@ -200,7 +200,9 @@ impl ValidationWorkflow for ValidationWorkflowService {
         let approve = match pb::Decision::try_from(r.decision) {
             Ok(pb::Decision::Approve) => true,
             Ok(pb::Decision::Reject) => {
-                require(&[("reason", &r.reason)])?;
+                // Checked once for the whole batch: a bad reason refuses the call with
+                // its field named, rather than failing each account.
+                crate::service::rejection_reason(&r.reason)?;
                 false
             }
             _ => {

@@ -32,7 +32,13 @@ struct Clean {
 
 fn valid_domain(d: &str) -> bool {
     let labels: Vec<&str> = d.split('.').collect();
-    labels.len() >= 2
+    // The last label of a host name is never all digits: `127.0.0.1` is an address,
+    // and no one's mail address ends in one.
+    let top_level_ok = labels
+        .last()
+        .is_some_and(|l| !l.chars().all(|c| c.is_ascii_digit()));
+    top_level_ok
+        && labels.len() >= 2
         && d.len() <= 253
         && labels.iter().all(|l| {
             !l.is_empty()
@@ -162,14 +168,22 @@ fn clean_parts(new: &NewOrganisation) -> (Clean, Violations) {
     for d in &new.email_domains {
         let d = d.trim().trim_start_matches('@').to_ascii_lowercase();
         if d.is_empty() {
+            v.add(
+                "email_domains",
+                "empty",
+                "un des domaines est vide : retirez-le ou complétez-le",
+            );
             continue;
         }
+        // Shown to the administrator as escaped text: a CSV line must not reach
+        // their terminal with its control characters.
+        let shown = d.escape_debug().to_string();
         if is_public_mail(&d) {
             v.add(
                 "email_domains",
                 "public_mail",
                 format!(
-                    "{d} est une messagerie ouverte à tous : ce domaine ne désigne pas un organisme"
+                    "{shown} est une messagerie ouverte à tous : ce domaine ne désigne pas un organisme"
                 ),
             );
         } else if valid_domain(&d) {
@@ -178,7 +192,7 @@ fn clean_parts(new: &NewOrganisation) -> (Clean, Violations) {
             v.add(
                 "email_domains",
                 "invalid",
-                format!("domaine invalide : {d}"),
+                format!("domaine invalide : {shown}"),
             );
         }
     }
@@ -764,5 +778,27 @@ mod tests {
                 "{lookalike:?}"
             );
         }
+        // An empty entry is named, not dropped; an address is no domain; what is
+        // shown of a bad one is escaped.
+        assert_eq!(
+            refused("Ville de Metz", vec![String::new(), "metz.fr".into()]),
+            [("email_domains", "empty")]
+        );
+        assert_eq!(
+            refused("Ville de Metz", vec!["127.0.0.1".into()]),
+            [("email_domains", "invalid")]
+        );
+        let bad = clean(&NewOrganisation {
+            name: "Ville de Metz".into(),
+            siret: String::new(),
+            trusted: false,
+            email_domains: vec!["to\u{1b}[31mul.fr".into()],
+        })
+        .unwrap_err();
+        let message = &bad.iter().next().unwrap().message;
+        assert!(
+            message.contains("\\u{1b}") && !message.contains('\u{1b}'),
+            "{message:?}"
+        );
     }
 }

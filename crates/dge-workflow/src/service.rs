@@ -24,6 +24,39 @@ pub struct Workflow {
     pub(crate) notices: Option<dge_store::ephemeral::Ephemeral>,
 }
 
+/// A rejection's reason as the person's email will show it: trimmed, line breaks as
+/// `\n` (a lone `\r` too), at most 2 000 characters, no control character but line
+/// breaks and tabs, nothing that reorders or hides text (U+202E, U+200B…).
+///
+/// # Errors
+/// [`Error::Invalid`] on `reason`: `required`, `too_long`, `control_characters`.
+pub fn rejection_reason(reason: &str) -> Result<String> {
+    let reason = reason.trim().replace("\r\n", "\n").replace('\r', "\n");
+    if reason.is_empty() {
+        return Err(Error::field(
+            "reason",
+            "required",
+            "le motif du refus est obligatoire (2000 caractères au plus)",
+        ));
+    }
+    if reason.chars().count() > REASON_MAX {
+        return Err(Error::field(
+            "reason",
+            "too_long",
+            "le motif du refus ne peut pas dépasser 2000 caractères",
+        ));
+    }
+    if dge_registry::domain::signup::has_hidden_characters_in_lines(&reason) {
+        return Err(Error::field(
+            "reason",
+            "control_characters",
+            "le motif contient des caractères non autorisés (caractères de contrôle ou \
+             invisibles) : seuls les retours à la ligne sont admis",
+        ));
+    }
+    Ok(reason)
+}
+
 impl Workflow {
     /// A new workflow; `public_url` is used for links in emails.
     #[must_use]
@@ -107,32 +140,8 @@ impl Workflow {
     /// # Errors
     /// [`Error::Invalid`] without a reason, then as [`Self::approve`].
     pub async fn reject(&self, actor: &Actor, key: &str, reason: &str) -> Result<Account> {
-        let reason = reason.trim();
-        if reason.is_empty() {
-            return Err(Error::field(
-                "reason",
-                "required",
-                "le motif du refus est obligatoire (2000 caractères au plus)",
-            ));
-        }
-        if reason.chars().count() > REASON_MAX {
-            return Err(Error::field(
-                "reason",
-                "too_long",
-                "le motif du refus ne peut pas dépasser 2000 caractères",
-            ));
-        }
-        // The reason goes into the person's email: no control character but line
-        // breaks, nothing that reorders or hides text (U+202E, U+200B…).
-        if dge_registry::domain::signup::has_hidden_characters_in_lines(reason) {
-            return Err(Error::field(
-                "reason",
-                "control_characters",
-                "le motif contient des caractères non autorisés (caractères de contrôle ou \
-                 invisibles) : seuls les retours à la ligne sont admis",
-            ));
-        }
-        self.decide(actor, key, AccountStatus::Rejected, reason, &[])
+        let reason = rejection_reason(reason)?;
+        self.decide(actor, key, AccountStatus::Rejected, &reason, &[])
             .await
     }
 

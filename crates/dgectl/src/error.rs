@@ -119,7 +119,7 @@ fn innermost_cause(err: &(dyn std::error::Error + 'static)) -> String {
 fn describe_status(status: &Status) -> String {
     let mut text = code_name(status.code()).to_owned();
     if !status.message().is_empty() {
-        text = format!("{text}: {}", status.message());
+        text = format!("{text}: {}", printable(status.message()));
     }
     let details = status.get_error_details();
     for violation in details
@@ -127,9 +127,28 @@ fn describe_status(status: &Status) -> String {
         .map_or(&[][..], |b| &b.field_violations)
     {
         // Writing to a String cannot fail.
-        let _ = write!(text, "\n  {}: {}", violation.field, violation.description);
+        let _ = write!(
+            text,
+            "\n  {}: {}",
+            printable(&violation.field),
+            printable(&violation.description)
+        );
     }
     text
+}
+
+/// What a server said, with its control characters escaped (`\u{1b}`): a message may
+/// quote what an administrator or a CSV file sent, and must not drive the terminal.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// The canonical gRPC name of a code, in lower case (`not_found`).
@@ -248,6 +267,21 @@ mod tests {
                 )
             );
         }
+    }
+
+    #[test]
+    fn control_characters_in_a_message_are_escaped() {
+        let status = Status::with_error_details(
+            Code::InvalidArgument,
+            "invalid \u{1b}[2J",
+            ErrorDetails::with_bad_request_violation(
+                "email_domains",
+                "domaine invalide : to\u{1b}[31mul.fr",
+            ),
+        );
+        let text = describe_status(&status);
+        assert!(!text.contains('\u{1b}'), "{text:?}");
+        assert!(text.contains("to\\u{1b}[31mul.fr"), "{text:?}");
     }
 
     #[test]

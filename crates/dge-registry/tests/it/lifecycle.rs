@@ -675,10 +675,11 @@ async fn an_empty_current_password_is_asked_for_and_never_locks() {
         let s = services(engine).await;
         let id = active(&s, "cmartin", "camille@nancy.fr").await;
         const NEW: &str = "Quiche-de-Nancy-4711-!";
-        for _ in 0..12 {
+        for i in 0..12 {
+            let blank = if i % 2 == 0 { "" } else { " \t " };
             let Err(Error::Invalid(v)) = s
                 .registry
-                .change_password(&id, &secret(""), &secret(NEW), &secret(NEW))
+                .change_password(&id, &secret(blank), &secret(NEW), &secret(NEW))
                 .await
             else {
                 panic!("{engine:?}: an empty current password was accepted");

@@ -392,9 +392,37 @@ async fn a_rejection_reason_with_hidden_characters_is_refused() {
         assert_eq!(account.status, AccountStatus::Pending, "{engine:?}");
         let kinds = crate::journey::outbox_kinds(&w.s.db, "rjoly@nancy.fr").await;
         assert!(!kinds.contains(&"account_rejected".to_owned()), "{kinds:?}");
+        // In a bulk decision too: the call is refused with the field, nobody decided.
+        let err = w
+            .grpc
+            .decide_accounts(bearer(
+                &w.admin_token,
+                pb::DecideAccountsRequest {
+                    accounts: vec!["rjoly".into()],
+                    decision: pb::Decision::Reject as i32,
+                    reason: "a\u{1b}[31mb".into(),
+                },
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{engine:?}: {err:?}");
+        assert_eq!(violations(&err)[0].0, "reason", "{engine:?}");
+        let account = find_account(&w.s.db, "rjoly").await.unwrap().unwrap();
+        assert_eq!(account.status, AccountStatus::Pending, "{engine:?}");
+        // A lone carriage return is a line break like any other.
         w.workflow
-            .reject(&admin(), "rjoly", "Organisme inconnu.\nÉcrivez-nous.")
+            .reject(&admin(), "rjoly", "Organisme inconnu.\rÉcrivez-nous.")
             .await
             .unwrap();
+        let body: String = sqlx::query_scalar(
+            "SELECT body_text FROM outbox WHERE recipient = 'rjoly@nancy.fr' AND kind = 'account_rejected'",
+        )
+        .fetch_one(w.s.db.pool())
+        .await
+        .unwrap();
+        assert!(
+            body.contains("Organisme inconnu.\nÉcrivez-nous.") && !body.contains('\r'),
+            "{engine:?}: {body:?}"
+        );
     }
 }
