@@ -5,6 +5,7 @@ account's password or by a code emailed to it."""
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 import requests
@@ -143,6 +144,13 @@ def test_a_local_account_is_linked_only_after_its_password(env, module, dgectl):
     refused = pages.submit(http, arrival.answer, form, {"password": "Pas-le-bon-mot-de-passe-1!"})
     assert refused.status_code == 401 and "Mot de passe incorrect" in pages.page_text(refused)
     assert env.snapshot() == before
+    # A wrong password here is a failed login of the account: the throttle, its lock
+    # and the owner's lock email count it as they count the login form's.
+    account_id = env.account_by_email(person.email)["id"]
+    deadline = time.monotonic() + 5
+    while not audit(env, account_id, "login.failed"):
+        assert time.monotonic() < deadline, "the wrong link password was not a failed login"
+        time.sleep(0.1)
     form = pages.form_with_field(refused, "password")
     answer = pages.submit(http, refused, form, {"password": person.password})
     info = logged_in(module, Arrival(arrival.login_page, arrival.authorize_url, answer))
@@ -163,6 +171,20 @@ def test_a_local_account_is_linked_only_after_its_password(env, module, dgectl):
     http = pages.browser()
     answer = submit_login(http, open_login_page(http, module), person.login, person.password)
     assert answer.status_code == 303
+
+
+def test_an_address_of_an_unconfirmed_sign_up_says_what_comes_next(env, module):
+    person = new_person()
+    sign_up(pages.browser(), module, person)
+    login, _ = new_agent(env)
+    env.upstreams["proconnect"].set_person(login, proconnect_claims(person.email))
+    before = env.snapshot()
+    arrival = arrive(pages.browser(), env, module, "proconnect", login)
+    text = pages.page_text(arrival.answer)
+    assert arrival.answer.status_code == 403, text
+    assert "attend la confirmation" in text and "courriel de confirmation" in text, text
+    assert LINK_TITLE not in text, "no link offer for an account that cannot be linked"
+    assert env.snapshot() == before
 
 
 def test_cancelling_a_link_offer_links_and_creates_nothing(env, module, dgectl):
