@@ -144,6 +144,36 @@ pub async fn update(
         .as_ref()
         .map(|j| j.as_deref().and_then(|j| normalize_jwks(j).ok()));
     let mut tx = db.begin().await?;
+    // A web client (with redirect URIs) does not become a device client (without),
+    // nor the reverse: the device-only first-party clients are the administration
+    // clients whose tokens carry administrator power (`is_admin_client`), so a
+    // module turned into one would lend that power to the tokens it already holds.
+    if let Some(uris) = &changes.redirect_uris {
+        let current: Option<String> =
+            sqlx::query_scalar("SELECT redirect_uris FROM oidc_clients WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(current) = current else {
+            return Err(ChangeError::NotFound);
+        };
+        let device_now = current == "[]";
+        if device_now != uris.is_empty() {
+            let mut v = dge_core::Violations::new();
+            v.add(
+                "redirect_uris",
+                "kind_change",
+                if device_now {
+                    "un client d'appareil (dgectl login) ne reçoit pas d'adresse de retour : \
+                     enregistrez un autre client pour le web"
+                } else {
+                    "un client web garde au moins une adresse de retour : pour un client \
+                     d'appareil, enregistrez-en un autre (clients add --device)"
+                },
+            );
+            return Err(ChangeError::Invalid(v));
+        }
+    }
     let updated = sqlx::query(
         "UPDATE oidc_clients SET name = COALESCE($1, name), \
          redirect_uris = COALESCE($2, redirect_uris), \

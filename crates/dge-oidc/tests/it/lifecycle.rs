@@ -78,6 +78,20 @@ async fn an_update_changes_the_fields_given_and_only_them(engine: Engine) {
         panic!("the login page");
     };
 
+    // A web client does not become a device-only one: those are the administration
+    // clients, whose tokens carry administrator power.
+    let to_device = ClientChanges {
+        redirect_uris: Some(Vec::new()),
+        ..ClientChanges::default()
+    };
+    let Err(ChangeError::Invalid(v)) =
+        clients::lifecycle::update(&w.db, "datahub", &to_device, ADMIN, NOW).await
+    else {
+        panic!("{engine:?}: a web client emptied of its redirect URIs");
+    };
+    let found: Vec<_> = v.iter().map(|v| (v.field, v.code)).collect();
+    assert_eq!(found, [("redirect_uris", "kind_change")], "{engine:?}");
+
     let bad = ClientChanges {
         redirect_uris: Some(vec!["http://module.example.fr/cb".into()]),
         id_token_alg: Some("HS256".into()),

@@ -140,9 +140,15 @@ fn failure(pages: &Pages, provider: &str, err: &BrokerError) -> Response {
              écrivez à l'équipe DataGrandEst.",
         ),
         BrokerError::Suspended => (StatusCode::FORBIDDEN, suspended.as_str()),
-        BrokerError::BadState | BrokerError::BadOffer | BrokerError::WrongCode => (
+        BrokerError::BadState | BrokerError::WrongCode => (
             StatusCode::BAD_REQUEST,
             "Cette connexion a expiré ou a déjà été utilisée. Recommencez depuis la page de connexion.",
+        ),
+        BrokerError::BadOffer => (
+            StatusCode::BAD_REQUEST,
+            "Cette demande de liaison n'est plus valable : elle a expiré, a déjà servi, ou trop \
+             d'essais ont échoué (cinq au plus, codes envoyés compris). Recommencez depuis la \
+             page de connexion.",
         ),
         BrokerError::Upstream(_)
         | BrokerError::BadIdToken(_)
