@@ -86,6 +86,14 @@ async fn settle(b: &Broker, profile: &Profile) -> Outcome {
         .unwrap()
 }
 
+/// The token of the link offer `profile` gets (its address is an account's).
+async fn offer_token(b: &Broker, profile: &Profile) -> String {
+    match settle(b, profile).await {
+        Outcome::LinkOffered(offer) => offer.token.expose().clone(),
+        Outcome::LoggedIn(_) => panic!("expected a link offer, got a login"),
+    }
+}
+
 async fn logged_in(b: &Broker, profile: &Profile) -> String {
     match settle(b, profile).await {
         Outcome::LoggedIn(login) => login.account_id,
@@ -245,11 +253,7 @@ async fn a_matching_email_offers_a_link_and_creates_nothing() {
 async fn an_offer_dies_after_five_wrong_proofs() {
     for engine in ENGINES {
         let (b, _, _database) = broker(engine).await;
-        let Outcome::LinkOffered(offer) = settle(&b, &agent("s9", "claire@nancy.fr", None)).await
-        else {
-            panic!("expected a link offer on {engine:?}");
-        };
-        let token = offer.token.expose().clone();
+        let token = offer_token(&b, &agent("s9", "claire@nancy.fr", None)).await;
         for _ in 0..5 {
             b.offer_failed(&token).await.unwrap();
         }
@@ -272,10 +276,7 @@ async fn a_suspended_account_is_refused_through_its_upstream_and_cannot_be_linke
         let id = logged_in(&b, &jeanne).await;
         // An offer to link a new identity to Claire's account, made before she is
         // suspended.
-        let Outcome::LinkOffered(offer) = settle(&b, &agent("s9", "claire@nancy.fr", None)).await
-        else {
-            panic!("expected a link offer on {engine:?}");
-        };
+        let token = offer_token(&b, &agent("s9", "claire@nancy.fr", None)).await;
         for account in [id.as_str(), "local-1"] {
             sqlx::query("UPDATE accounts SET status = 'suspended' WHERE id = $1")
                 .bind(account)
@@ -299,7 +300,6 @@ async fn a_suspended_account_is_refused_through_its_upstream_and_cannot_be_linke
         let name = one_string(&b, "SELECT family_name FROM accounts WHERE id = $1", &id).await;
         assert_eq!(name, ["Dupont"], "{engine:?}: nothing refreshed");
 
-        let token = offer.token.expose().clone();
         b.send_link_code(&token).await.unwrap();
         let refused = b.accept_offer(&token, "local-1", Proof::EmailedCode).await;
         assert!(
@@ -345,11 +345,7 @@ async fn an_account_not_active_is_neither_offered_nor_linked() {
     for engine in ENGINES {
         let (b, _, _database) = broker(engine).await;
         // An offer made while active, then the account goes back to pending.
-        let Outcome::LinkOffered(offer) = settle(&b, &agent("s9", "claire@nancy.fr", None)).await
-        else {
-            panic!("expected a link offer on {engine:?}");
-        };
-        let token = offer.token.expose().clone();
+        let token = offer_token(&b, &agent("s9", "claire@nancy.fr", None)).await;
         b.send_link_code(&token).await.unwrap();
         for status in ["unconfirmed", "pending", "rejected"] {
             sqlx::query("UPDATE accounts SET status = $1 WHERE id = 'local-1'")
@@ -399,12 +395,7 @@ async fn a_second_offer_for_a_linked_identity_logs_in() {
         let (b, _, _database) = broker(engine).await;
         let mut tokens = Vec::new();
         for _ in 0..2 {
-            let Outcome::LinkOffered(offer) =
-                settle(&b, &agent("s9", "claire@nancy.fr", None)).await
-            else {
-                panic!("expected a link offer on {engine:?}");
-            };
-            tokens.push(offer.token.expose().clone());
+            tokens.push(offer_token(&b, &agent("s9", "claire@nancy.fr", None)).await);
         }
         for token in &tokens {
             let login = b
@@ -428,11 +419,7 @@ async fn a_second_offer_for_a_linked_identity_logs_in() {
 async fn an_offer_sends_a_bounded_number_of_codes() {
     for engine in ENGINES {
         let (b, _, _database) = broker(engine).await;
-        let Outcome::LinkOffered(offer) = settle(&b, &agent("s9", "claire@nancy.fr", None)).await
-        else {
-            panic!("expected a link offer on {engine:?}");
-        };
-        let token = offer.token.expose().clone();
+        let token = offer_token(&b, &agent("s9", "claire@nancy.fr", None)).await;
         for _ in 0..5 {
             b.send_link_code(&token).await.unwrap();
         }
