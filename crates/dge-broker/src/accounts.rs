@@ -13,6 +13,7 @@
 
 use dge_core::token::{constant_time_eq, hash_token, random_token};
 use dge_core::{MaskedEmail, Secret};
+use dge_registry::AccountStatus;
 use sqlx::{AnyConnection, Row};
 
 use crate::domain::profile::Profile;
@@ -454,13 +455,12 @@ impl Broker {
 }
 
 /// The status of an account that can be neither linked nor logged into through an
-/// upstream (suspension aside, which has its own answer), or `None` when active.
-fn not_active(status: &str) -> Option<&'static str> {
-    match status {
-        "active" | "suspended" => None,
-        "unconfirmed" => Some("unconfirmed"),
-        "pending" => Some("pending"),
-        _ => Some("rejected"),
+/// upstream (suspension aside, which has its own answer), or `None` when active. A
+/// status this version does not know counts as refused.
+fn not_active(status: &str) -> Option<AccountStatus> {
+    match AccountStatus::parse(status) {
+        Some(AccountStatus::Active | AccountStatus::Suspended) => None,
+        known => Some(known.unwrap_or(AccountStatus::Rejected)),
     }
 }
 

@@ -354,11 +354,11 @@ async fn an_account_not_active_is_neither_offered_nor_linked() {
                 .await
                 .unwrap();
             match settle_err(&b, &agent("s10", "claire@nancy.fr", None)).await {
-                BrokerError::NotActive(s) => assert_eq!(s, status, "{engine:?}"),
+                BrokerError::NotActive(s) => assert_eq!(s.as_str(), status, "{engine:?}"),
                 other => panic!("{engine:?} {status}: {other:?}"),
             }
             match b.accept_offer(&token, "local-1", Proof::EmailedCode).await {
-                Err(BrokerError::NotActive(s)) => assert_eq!(s, status, "{engine:?}"),
+                Err(BrokerError::NotActive(s)) => assert_eq!(s.as_str(), status, "{engine:?}"),
                 other => panic!("{engine:?} {status}: {other:?}"),
             }
         }

@@ -73,8 +73,8 @@ pub enum BrokerError {
     BadEmail,
     /// The address belongs to an account that is not active (unconfirmed, pending or
     /// rejected): it can be neither linked nor logged into until it is.
-    #[error("account of that address is not active ({0})")]
-    NotActive(&'static str),
+    #[error("account of that address is not active ({})", .0.as_str())]
+    NotActive(dge_registry::AccountStatus),
     /// The upstream says the address is not verified (`email_verified: false`): it
     /// can neither name a new account nor be matched against an existing one.
     #[error("upstream email address not verified")]

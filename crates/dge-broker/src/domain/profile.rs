@@ -83,25 +83,21 @@ fn list(claims: &Map<String, Value>, name: &str) -> Vec<String> {
     }
 }
 
-/// The longest address an account holds (RFC 5321 §4.5.3.1.3).
-const EMAIL_MAX: usize = 254;
-
-/// An upstream's address as an account stores it: NFKC-folded, its domain IDNA-encoded
-/// ([`dge_registry::domain::signup::normalise_email`], the sign-up's rule), at most
-/// 254 bytes, without controls or hidden characters.
+/// An upstream's address as an account stores it, by the sign-up's own rule
+/// ([`dge_registry::domain::signup::normalise_email`]: NFKC-folded, domain
+/// IDNA-encoded, syntax checked, at most 254 bytes), without controls or hidden
+/// characters.
 ///
 /// # Errors
 /// [`BrokerError::BadEmail`] for anything a sign-up would refuse as an address.
 pub fn account_email(raw: &str) -> Result<String, BrokerError> {
-    use dge_registry::domain::signup::{has_hidden_characters_in_lines, normalise_email};
-    if raw.contains(['\r', '\n']) || has_hidden_characters_in_lines(raw) {
+    use dge_registry::domain::signup::{has_hidden_characters, normalise_email};
+    if has_hidden_characters(raw) {
         return Err(BrokerError::BadEmail);
     }
-    let (address, _) = normalise_email(raw).ok_or(BrokerError::BadEmail)?;
-    if address.len() > EMAIL_MAX || address.contains(char::is_whitespace) {
-        return Err(BrokerError::BadEmail);
-    }
-    Ok(address)
+    normalise_email(raw)
+        .map(|(address, _)| address)
+        .ok_or(BrokerError::BadEmail)
 }
 
 /// The longest name or phone kept from an upstream, as a sign-up allows.

@@ -118,7 +118,7 @@ fn failure(pages: &Pages, provider: &str, err: &BrokerError) -> Response {
         ),
         // The person holds the address (the upstream vouched for it): each case gets
         // its next step.
-        BrokerError::NotActive("unconfirmed") => (
+        BrokerError::NotActive(AccountStatus::Unconfirmed) => (
             StatusCode::FORBIDDEN,
             "Une demande de compte DataGrandEst attend la confirmation de cette adresse \
              électronique. Si c'est la vôtre, ouvrez le lien du courriel de confirmation (ou \
@@ -127,7 +127,7 @@ fn failure(pages: &Pages, provider: &str, err: &BrokerError) -> Response {
              sera effacée d'elle-même au bout de quelques jours, et vous pourrez alors vous \
              connecter ici.",
         ),
-        BrokerError::NotActive("pending") => (
+        BrokerError::NotActive(AccountStatus::Pending) => (
             StatusCode::FORBIDDEN,
             "Votre compte DataGrandEst, qui porte cette adresse électronique, attend la \
              validation de l'équipe DataGrandEst. Vous recevrez un courriel dès qu'il sera actif ; \
